@@ -1,0 +1,150 @@
+//! The [`Broker`]: how instances ("nodes") of one chat reach each other.
+//!
+//! # Delivery path
+//! A node delivers **only what the broker hands back**: a message published by a connection on
+//! node A goes to the broker, and every node subscribed to its topic, A included, receives it
+//! from the broker's event stream and fans it out to its local connections. This is what makes
+//! a room's order the same on every node (the broker's order), and it makes loop prevention a
+//! property of the structure:
+//! - the receive path ([`crate::hub`]) never publishes, so nothing received is re-published;
+//! - every [`Envelope`] carries its [`Origin`] (node id and connection id), and a node skips the
+//!   origin connection when it fans out, so the sender gets its `ack` and no echo, while the
+//!   sender's other connections (tabs) do receive the message.
+//!
+//! A topic is subscribed once per node, ref-counted by local interest ([`crate::hub`]), never
+//! once per connection.
+//!
+//! # Backends
+//! [`crate::memory::MemoryCluster`] (the default, in-process) and, with the `redis` feature,
+//! `crate::redis::RedisBackend`.
+
+use std::{fmt, future::Future, pin::Pin};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::{
+    error::BackendError,
+    protocol::{RoomId, RoomMessage, User, UserId},
+};
+
+/// A boxed, `Send` future: the return type of the object-safe backend traits.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The id of one chat instance (node). Random per process start.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub uuid::Uuid);
+
+impl NodeId {
+    /// A new random node id.
+    pub fn random() -> Self {
+        Self(uuid::Uuid::new_v4())
+    }
+}
+
+impl fmt::Debug for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeId({})", self.0.simple())
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.simple(), f)
+    }
+}
+
+/// The id of one connection, unique within its node.
+pub type ConnId = u64;
+
+/// Connection id used for frames that no connection sent (server-side sends, system events
+/// that must reach everyone).
+pub const NO_CONN: ConnId = 0;
+
+/// Where an envelope was published: which node, and which connection on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// The publishing node.
+    pub node: NodeId,
+    /// The sending connection on that node, or [`NO_CONN`].
+    pub conn: ConnId,
+}
+
+/// What a node subscribes to: one topic per room and one per user (for direct messages).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Topic {
+    /// Room messages and system events of one room.
+    Room(RoomId),
+    /// Direct messages to one user (all of their connections).
+    User(UserId),
+}
+
+/// A published frame: routing (topic, origin) plus the frame, serialized once by the publisher
+/// and shared by every recipient.
+#[derive(Clone, Debug)]
+pub struct Envelope {
+    /// Who published it.
+    pub origin: Origin,
+    /// Where it goes.
+    pub topic: Topic,
+    /// The server frame, as the bytes of a JSON text frame.
+    pub frame: Bytes,
+}
+
+/// A room message to sequence, store and publish.
+#[derive(Clone, Debug)]
+pub struct NewRoomMessage {
+    /// Who publishes it.
+    pub origin: Origin,
+    /// The room.
+    pub room: RoomId,
+    /// The sender.
+    pub from: User,
+    /// The text.
+    pub body: String,
+    /// Unix epoch milliseconds.
+    pub ts: i64,
+}
+
+/// What a node's event stream yields.
+#[derive(Debug)]
+pub enum BrokerEvent {
+    /// A frame on a topic this node subscribed to.
+    Envelope(Envelope),
+    /// The broker lost its connection and has restored it (and the subscriptions): frames
+    /// published meanwhile may have been missed.
+    Reconnected,
+}
+
+/// How nodes of one chat reach each other. Object-safe; backends are shared as
+/// `Arc<dyn Broker>`.
+///
+/// Errors are real: a publish that fails returns `Err` (the sender is told `unavailable`), and
+/// a backend that reconnects restores its subscriptions by itself and reports
+/// [`BrokerEvent::Reconnected`].
+pub trait Broker: Send + Sync + 'static {
+    /// This node's id (the `origin.node` of what it publishes).
+    fn node_id(&self) -> NodeId;
+
+    /// Publishes an envelope to its topic; returns how many nodes it reached.
+    fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<usize, BackendError>>;
+
+    /// Appends a room message to the room's history, which assigns its id, and publishes it to
+    /// the room's topic, as one atomic step: history order = id order = delivery order.
+    fn publish_room_message(
+        &self,
+        message: NewRoomMessage,
+    ) -> BoxFuture<'_, Result<RoomMessage, BackendError>>;
+
+    /// Subscribes this node to topics (one call for many). Completes once the subscription is
+    /// active: a frame published after that is delivered.
+    fn subscribe(&self, topics: Vec<Topic>) -> BoxFuture<'_, Result<(), BackendError>>;
+
+    /// Unsubscribes this node from topics.
+    fn unsubscribe(&self, topics: Vec<Topic>) -> BoxFuture<'_, Result<(), BackendError>>;
+
+    /// The node's event stream. Only the first call returns `Some`: the engine owns the stream.
+    fn take_events(&self) -> Option<mpsc::UnboundedReceiver<BrokerEvent>>;
+}
+
+fn _assert_object_safe(_: &dyn Broker) {}

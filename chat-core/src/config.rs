@@ -1,0 +1,53 @@
+//! [`ChatConfig`]: limits and timings, each with a documented default.
+
+use std::time::Duration;
+
+/// Limits and timings of the chat engine. Start from [`ChatConfig::default()`] and change what
+/// you need; every default is stated on its field.
+#[derive(Clone, Debug)]
+pub struct ChatConfig {
+    /// Longest message body, in characters (Unicode scalar values). Default 4,000.
+    pub max_body_chars: usize,
+    /// Largest WebSocket message a client may send, in bytes; a larger one closes the connection
+    /// with close code 1009. Default 64 KiB.
+    pub max_frame_bytes: usize,
+    /// Longest `clientMsgId`, in bytes; longer ones are a `bad_frame`. Default 128.
+    pub max_client_msg_id: usize,
+    /// Frames that may wait in one connection's outgoing queue. A connection whose queue is
+    /// full when a frame arrives is closed with close code 4008 (slow consumer) rather than
+    /// letting server memory grow. Default 1,024.
+    pub outgoing_queue: usize,
+    /// How often the server pings an idle connection. Default 20 s.
+    pub ping_interval: Duration,
+    /// A connection from which nothing (not even a pong) arrived for this long is closed.
+    /// Default 60 s.
+    pub idle_timeout: Duration,
+    /// Sustained frames per second one connection may send. Default 20.
+    pub rate_per_second: u32,
+    /// Frames one connection may send in a burst above the sustained rate. Default 40.
+    pub rate_burst: u32,
+    /// Messages per history page when the request names no limit. Default 50.
+    pub history_page_default: usize,
+    /// Largest history page. Default 200.
+    pub history_page_max: usize,
+    /// Rooms one connection may have joined at once. Default 100.
+    pub max_rooms_per_connection: usize,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            max_body_chars: 4_000,
+            max_frame_bytes: 64 * 1024,
+            max_client_msg_id: 128,
+            outgoing_queue: 1_024,
+            ping_interval: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            rate_per_second: 20,
+            rate_burst: 40,
+            history_page_default: 50,
+            history_page_max: 200,
+            max_rooms_per_connection: 100,
+        }
+    }
+}

@@ -1,0 +1,803 @@
+//! [`Chat`]: one node of the chat engine, and [`Connection`]: one client's session on it.
+
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::{
+    sync::{mpsc, watch, Notify},
+    task::JoinHandle,
+};
+use tracing::{debug, warn};
+
+use crate::{
+    backend::Backend,
+    broker::{BrokerEvent, ConnId, Envelope, NewRoomMessage, NodeId, Origin, Topic, NO_CONN},
+    config::ChatConfig,
+    error::{BackendError, Error},
+    history::HistoryPage,
+    hooks::{Decision, DirectEvent, JoinEvent, MembersOnly, MessageEvent, Policy},
+    hub::{Hub, Peer},
+    protocol::{
+        now_ms, AckFrame, DirectMessage, JoinedFrame, LeftFrame, MessageId, ResyncFrame, RoomId,
+        RoomMessage, SendDirectFrame, SendMessageFrame, ServerFrame, SystemEvent, SystemMessage,
+        User, UserId,
+    },
+    store::{Member, RoomInfo},
+};
+
+/// A room with how many users are online in it now (`GET /rooms`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RoomSummary {
+    /// The room id.
+    pub room_id: RoomId,
+    /// Display name.
+    pub name: String,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+    /// Users connected to the room now, across all nodes.
+    pub online: usize,
+}
+
+/// A room with its members (`GET /rooms/{roomId}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RoomDetails {
+    /// The room id.
+    pub room_id: RoomId,
+    /// Display name.
+    pub name: String,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+    /// Everyone who joined the room, with whether they are online now.
+    pub members: Vec<Member>,
+}
+
+/// One node of the chat: cheap to clone, shared by the HTTP layer and every connection.
+#[derive(Clone)]
+pub struct Chat {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    config: ChatConfig,
+    policy: Arc<dyn Policy>,
+    hub: Arc<Hub>,
+    node: NodeId,
+    next_conn: AtomicU64,
+    shutdown: watch::Sender<bool>,
+    /// Every live [`Connection`] holds a clone; shutdown drops this one and waits until the
+    /// receiver sees all of them gone (mini-redis's completion-by-drop).
+    done_tx: Mutex<Option<mpsc::Sender<()>>>,
+    done_rx: tokio::sync::Mutex<mpsc::Receiver<()>>,
+    dispatcher: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.dispatcher.take() {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for Chat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chat")
+            .field("node", &self.inner.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Chat {
+    /// A chat node on `backend` with the default policy ([`MembersOnly`]).
+    ///
+    /// Spawns the node's dispatcher task, so it must be called inside a tokio runtime.
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime, or if the backend's event stream was already taken
+    /// by another `Chat`.
+    pub fn new(backend: Backend, config: ChatConfig) -> Self {
+        Self::with_policy(backend, config, Arc::new(MembersOnly))
+    }
+
+    /// A chat node with a policy. See [`Chat::new`].
+    ///
+    /// # Panics
+    /// As [`Chat::new`].
+    #[allow(clippy::expect_used)]
+    pub fn with_policy(backend: Backend, config: ChatConfig, policy: Arc<dyn Policy>) -> Self {
+        let node = backend.broker.node_id();
+        let hub = Arc::new(Hub::new(node));
+        let events = backend
+            .broker
+            .take_events()
+            .expect("a backend serves one Chat: its event stream was already taken");
+        let dispatcher = tokio::spawn(dispatch(hub.clone(), events));
+        let (done_tx, done_rx) = mpsc::channel(1);
+        Self {
+            inner: Arc::new(Inner {
+                backend,
+                config,
+                policy,
+                hub,
+                node,
+                next_conn: AtomicU64::new(NO_CONN + 1),
+                shutdown: watch::Sender::new(false),
+                done_tx: Mutex::new(Some(done_tx)),
+                done_rx: tokio::sync::Mutex::new(done_rx),
+                dispatcher: Some(dispatcher),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ChatConfig {
+        &self.inner.config
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.inner.node
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+
+    /// Connections open on this node.
+    pub fn local_connections(&self) -> usize {
+        self.inner.hub.connection_count()
+    }
+
+    /// Creates a room named `name` (default: "Room " and the first 8 characters of its id).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the room store fails.
+    pub async fn create_room(&self, name: Option<String>) -> Result<RoomInfo, Error> {
+        let now = time::OffsetDateTime::now_utc();
+        let created_at = now
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| BackendError::Corrupt(e.to_string()))?;
+        let id = uuid::Uuid::new_v4().to_string();
+        let room = RoomInfo {
+            name: name.unwrap_or_else(|| format!("Room {}", &id[..8])),
+            room_id: RoomId::new(id),
+            created_at,
+        };
+        self.inner.backend.rooms.create(room.clone()).await?;
+        Ok(room)
+    }
+
+    /// All rooms, oldest first, with who is online.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if a store fails.
+    pub async fn rooms(&self) -> Result<Vec<RoomSummary>, Error> {
+        let rooms = self.inner.backend.rooms.list().await?;
+        let ids: Vec<RoomId> = rooms.iter().map(|r| r.room_id.clone()).collect();
+        let online = self.inner.backend.presence.online_counts(&ids).await?;
+        Ok(rooms
+            .into_iter()
+            .zip(online.into_iter().chain(std::iter::repeat(0)))
+            .map(|(r, online)| RoomSummary {
+                room_id: r.room_id,
+                name: r.name,
+                created_at: r.created_at,
+                online,
+            })
+            .collect())
+    }
+
+    /// One room with its members.
+    ///
+    /// # Errors
+    /// [`Error::RoomNotFound`], or [`Error::Unavailable`] if a store fails.
+    pub async fn room(&self, room: &RoomId) -> Result<RoomDetails, Error> {
+        let info = self.room_info(room).await?;
+        let backend = &self.inner.backend;
+        let members = backend.rooms.members(room).await?;
+        let online: HashSet<UserId> = backend
+            .presence
+            .online(room)
+            .await?
+            .into_iter()
+            .map(|u| u.id)
+            .collect();
+        Ok(RoomDetails {
+            room_id: info.room_id,
+            name: info.name,
+            created_at: info.created_at,
+            members: members
+                .into_iter()
+                .map(|u| Member {
+                    online: online.contains(&u.id),
+                    id: u.id,
+                    name: u.name,
+                })
+                .collect(),
+        })
+    }
+
+    async fn room_info(&self, room: &RoomId) -> Result<RoomInfo, Error> {
+        self.inner
+            .backend
+            .rooms
+            .get(room)
+            .await?
+            .ok_or_else(|| Error::RoomNotFound(room.clone()))
+    }
+
+    /// Makes `user` a member of `room` (`POST /join-room/{roomId}`).
+    ///
+    /// # Errors
+    /// [`Error::RoomNotFound`], or [`Error::Unavailable`] if a store fails.
+    pub async fn add_member(&self, room: &RoomId, user: &User) -> Result<RoomInfo, Error> {
+        let info = self.room_info(room).await?;
+        if !self.inner.backend.rooms.add_member(room, user).await? {
+            return Err(Error::RoomNotFound(room.clone()));
+        }
+        Ok(info)
+    }
+
+    /// A page of a room's history, oldest first.
+    ///
+    /// # Errors
+    /// [`Error::RoomNotFound`]; [`Error::Unavailable`] wrapping
+    /// [`BackendError::InvalidCursor`] for a `before` this chat never issued.
+    pub async fn history(
+        &self,
+        room: &RoomId,
+        before: Option<&MessageId>,
+        limit: usize,
+    ) -> Result<HistoryPage, Error> {
+        self.room_info(room).await?;
+        let limit = limit.clamp(1, self.inner.config.history_page_max);
+        Ok(self.inner.backend.history.page(room, before, limit).await?)
+    }
+
+    /// Posts a message to a room from the server side (not from a connection): every
+    /// connection in the room receives it.
+    ///
+    /// # Errors
+    /// [`Error::RoomNotFound`], [`Error::EmptyBody`], [`Error::BodyTooLarge`],
+    /// [`Error::Unavailable`].
+    pub async fn send_to_room(
+        &self,
+        room: &RoomId,
+        from: User,
+        body: String,
+    ) -> Result<RoomMessage, Error> {
+        self.check_body(&body)?;
+        self.room_info(room).await?;
+        self.publish_room(NO_CONN, room, from, body).await
+    }
+
+    /// Sends a direct message from the server side to every connection of `to`.
+    ///
+    /// # Errors
+    /// As [`Connection::send_direct`].
+    pub async fn send_direct(&self, from: User, to: UserId, body: String) -> Result<AckFrame, Error> {
+        self.check_body(&body)?;
+        self.publish_direct(NO_CONN, from, to, body, None).await
+    }
+
+    fn check_body(&self, body: &str) -> Result<(), Error> {
+        if body.trim().is_empty() {
+            return Err(Error::EmptyBody);
+        }
+        let limit = self.inner.config.max_body_chars;
+        // Count characters only when the byte length could exceed the limit.
+        if body.len() > limit && body.chars().count() > limit {
+            return Err(Error::BodyTooLarge { limit });
+        }
+        Ok(())
+    }
+
+    async fn publish_room(
+        &self,
+        conn: ConnId,
+        room: &RoomId,
+        from: User,
+        body: String,
+    ) -> Result<RoomMessage, Error> {
+        let message = NewRoomMessage {
+            origin: self.origin(conn),
+            room: room.clone(),
+            from,
+            body,
+            ts: now_ms(),
+        };
+        Ok(self
+            .inner
+            .backend
+            .broker
+            .publish_room_message(message)
+            .await?)
+    }
+
+    async fn publish_direct(
+        &self,
+        conn: ConnId,
+        from: User,
+        to: UserId,
+        body: String,
+        client_msg_id: Option<String>,
+    ) -> Result<AckFrame, Error> {
+        let backend = &self.inner.backend;
+        let message = DirectMessage {
+            id: MessageId::new(uuid::Uuid::now_v7().to_string()),
+            from,
+            to: to.clone(),
+            body,
+            ts: now_ms(),
+        };
+        let ack = AckFrame {
+            client_msg_id,
+            id: message.id.clone(),
+            ts: message.ts,
+        };
+        let sender = message.from.id.clone();
+        let frame = ServerFrame::Direct(message).encode();
+        let origin = self.origin(conn);
+        let reached = backend
+            .broker
+            .publish(Envelope {
+                origin,
+                topic: Topic::User(to.clone()),
+                frame: frame.clone(),
+            })
+            .await?;
+        if reached == 0 {
+            // Nobody is subscribed to the recipient's topic: no connection anywhere. Only now
+            // pay for the lookup that tells "unknown" from "offline".
+            return Err(if backend.rooms.user_known(&to).await? {
+                Error::RecipientOffline(to)
+            } else {
+                Error::UserNotFound(to)
+            });
+        }
+        if sender != to && conn != NO_CONN {
+            // The sender's other connections (tabs) see what they sent.
+            if let Err(err) = backend
+                .broker
+                .publish(Envelope {
+                    origin,
+                    topic: Topic::User(sender),
+                    frame,
+                })
+                .await
+            {
+                warn!(cause = %err, "direct message delivered, but not to the sender's other connections");
+            }
+        }
+        Ok(ack)
+    }
+
+    fn origin(&self, conn: ConnId) -> Origin {
+        Origin {
+            node: self.inner.node,
+            conn,
+        }
+    }
+
+    /// Opens a connection for `user`: registers it for direct messages and returns the
+    /// [`Connection`] through which it joins rooms and sends.
+    ///
+    /// # Errors
+    /// [`Error::ShuttingDown`] after [`Chat::shutdown`]; [`Error::Unavailable`] if the broker
+    /// cannot subscribe to the user's topic.
+    pub async fn connect(&self, user: User) -> Result<Connection, Error> {
+        let done = self
+            .inner
+            .done_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(Error::ShuttingDown)?;
+        let inner = &self.inner;
+        inner.backend.rooms.remember_user(&user).await?;
+        let topic = Topic::User(user.id.clone());
+        inner.hub.acquire(&*inner.backend.broker, &topic).await?;
+        let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel(inner.config.outgoing_queue.max(1));
+        let slow = Arc::new(Notify::new());
+        let peer = Peer::new(tx, slow.clone());
+        inner.hub.add_user_conn(&user.id, id, peer.clone());
+        debug!(conn = id, user = %user.id, "connected");
+        Ok(Connection {
+            chat: self.clone(),
+            id,
+            user,
+            peer,
+            rx,
+            slow,
+            rooms: HashSet::new(),
+            shutdown: inner.shutdown.subscribe(),
+            closed: false,
+            _done: done,
+        })
+    }
+
+    /// Stops the chat: every connection is told to close (close code 1001) after finishing
+    /// what it is doing, and this returns once all of them have closed. New connections are
+    /// refused with [`Error::ShuttingDown`].
+    pub async fn shutdown(&self) {
+        self.inner
+            .done_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        self.inner.shutdown.send_replace(true);
+        // `None` once every connection's sender is dropped.
+        let _ = self.inner.done_rx.lock().await.recv().await;
+    }
+
+    pub(crate) fn policy(&self) -> &dyn Policy {
+        &*self.inner.policy
+    }
+}
+
+/// The node's dispatcher: the one consumer of the broker's event stream.
+async fn dispatch(hub: Arc<Hub>, mut events: mpsc::UnboundedReceiver<BrokerEvent>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            BrokerEvent::Envelope(envelope) => {
+                hub.deliver(&envelope);
+            }
+            BrokerEvent::Reconnected => {
+                let frame = ServerFrame::Resync(ResyncFrame {
+                    reason: "broker_reconnected".into(),
+                })
+                .encode();
+                hub.broadcast_all(&frame);
+            }
+        }
+    }
+}
+
+/// One client connection on a node: its rooms, its outgoing queue and its user.
+///
+/// Frames for the client arrive on [`Connection::next_frame`]. Call [`Connection::close`] when
+/// the client goes away, so that the connection leaves its rooms (and `user_left` is sent).
+pub struct Connection {
+    chat: Chat,
+    id: ConnId,
+    user: User,
+    peer: Peer,
+    rx: mpsc::Receiver<Bytes>,
+    slow: Arc<Notify>,
+    rooms: HashSet<RoomId>,
+    shutdown: watch::Receiver<bool>,
+    closed: bool,
+    _done: mpsc::Sender<()>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("user", &self.user.id)
+            .field("rooms", &self.rooms.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connection {
+    /// This connection's id on its node.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Who this connection is.
+    pub fn user(&self) -> &User {
+        &self.user
+    }
+
+    /// The chat this connection belongs to.
+    pub fn chat(&self) -> &Chat {
+        &self.chat
+    }
+
+    /// Whether this connection has joined `room`.
+    pub fn in_room(&self, room: &RoomId) -> bool {
+        self.rooms.contains(room)
+    }
+
+    /// The next frame for the client (serialized once, shared with other recipients), or
+    /// `None` once the connection is closed.
+    pub async fn next_frame(&mut self) -> Option<Bytes> {
+        self.rx.recv().await
+    }
+
+    /// A frame already queued for the client, without waiting.
+    pub fn try_next_frame(&mut self) -> Option<Bytes> {
+        self.rx.try_recv().ok()
+    }
+
+    /// The signals that end a connection: the chat's shutdown flag (true once shutting down)
+    /// and the slow-consumer notification (the outgoing queue overflowed; close with 4008).
+    pub fn signals(&self) -> (watch::Receiver<bool>, Arc<Notify>) {
+        (self.shutdown.clone(), self.slow.clone())
+    }
+
+    /// Queues a frame for this connection only (replies such as `ack` and `error`).
+    pub fn reply(&self, frame: &ServerFrame) {
+        self.peer.send(frame.encode());
+    }
+
+    /// Joins a room: the `joined` reply (members online now) is queued for the client, and
+    /// the room's other users get `user_joined` if this is the user's first connection there.
+    /// Joining a room again just repeats the `joined` reply.
+    ///
+    /// # Errors
+    /// [`Error::RoomNotFound`], [`Error::Forbidden`], [`Error::Unavailable`].
+    pub async fn join(&mut self, room: &RoomId, since: Option<&MessageId>) -> Result<(), Error> {
+        let chat = self.chat.clone();
+        let backend = chat.backend();
+        let config = chat.config();
+        chat.room_info(room).await?;
+        let rejoin = self.rooms.contains(room);
+        if !rejoin {
+            if self.rooms.len() >= config.max_rooms_per_connection {
+                return Err(Error::Forbidden(format!(
+                    "a connection may join at most {} rooms",
+                    config.max_rooms_per_connection
+                )));
+            }
+            let is_member = backend.rooms.is_member(room, &self.user.id).await?;
+            let event = JoinEvent {
+                user: self.user.clone(),
+                room: room.clone(),
+                is_member,
+            };
+            if let Decision::Deny(reason) = chat.policy().join(&event).await {
+                return Err(Error::Forbidden(reason));
+            }
+            if !is_member {
+                backend.rooms.add_member(room, &self.user).await?;
+            }
+        }
+        let topic = Topic::Room(room.clone());
+        if !rejoin {
+            chat.inner.hub.acquire(&*backend.broker, &topic).await?;
+        }
+        let entered = if rejoin {
+            Ok(false)
+        } else {
+            backend.presence.enter(room, &self.user, chat.node_id()).await
+        };
+        let entered_ok = entered.is_ok();
+        let prepared = match entered {
+            Ok(first) => self.prepare_joined(room, since).await.map(|f| (first, f)),
+            Err(err) => Err(err.into()),
+        };
+        let (first, frames) = match prepared {
+            Ok(ok) => ok,
+            Err(err) => {
+                if !rejoin {
+                    if entered_ok {
+                        let _ = backend.presence.exit(room, &self.user, chat.node_id()).await;
+                    }
+                    chat.inner.hub.release(&*backend.broker, &topic).await;
+                }
+                return Err(err);
+            }
+        };
+        if rejoin {
+            for frame in frames {
+                self.peer.send(frame);
+            }
+            return Ok(());
+        }
+        chat.inner.hub.add_to_room(room, self.id, &self.peer, frames);
+        self.rooms.insert(room.clone());
+        if first {
+            publish_system(&chat, self.id, &self.user, room, SystemEvent::UserJoined).await;
+        }
+        Ok(())
+    }
+
+    async fn prepare_joined(
+        &self,
+        room: &RoomId,
+        since: Option<&MessageId>,
+    ) -> Result<Vec<Bytes>, Error> {
+        let backend = self.chat.backend();
+        let members = backend.presence.online(room).await?;
+        let mut frames = vec![ServerFrame::Joined(JoinedFrame {
+            room: room.clone(),
+            members,
+        })
+        .encode()];
+        if let Some(since) = since {
+            // Replays what the history holds after `since`. Bounded by the queue size; a
+            // message published between this read and the registration that follows is not
+            // replayed (gap-free recovery is on the roadmap).
+            let limit = self.chat.config().outgoing_queue.saturating_sub(2).max(1);
+            let (replay, _more) = backend.history.after(room, since, limit).await?;
+            frames.extend(replay);
+        }
+        Ok(frames)
+    }
+
+    /// Leaves a room; queues the `left` reply.
+    ///
+    /// # Errors
+    /// [`Error::NotInRoom`].
+    pub async fn leave(&mut self, room: &RoomId) -> Result<(), Error> {
+        if !self.rooms.contains(room) {
+            return Err(Error::NotInRoom(room.clone()));
+        }
+        self.leave_room(room).await;
+        self.reply(&ServerFrame::Left(LeftFrame { room: room.clone() }));
+        Ok(())
+    }
+
+    async fn leave_room(&mut self, room: &RoomId) {
+        self.rooms.remove(room);
+        leave_room(&self.chat, self.id, &self.user, room).await;
+    }
+
+    /// Posts a room message. Returns the `ack` for the client; everyone else in the room,
+    /// including this user's other connections, receives the message.
+    ///
+    /// # Errors
+    /// [`Error::BadFrame`] (too long a `clientMsgId`), [`Error::NotInRoom`],
+    /// [`Error::EmptyBody`], [`Error::BodyTooLarge`], [`Error::Forbidden`],
+    /// [`Error::Unavailable`].
+    pub async fn send_message(&mut self, frame: SendMessageFrame) -> Result<AckFrame, Error> {
+        self.check_client_msg_id(frame.client_msg_id.as_deref())?;
+        if !self.rooms.contains(&frame.room) {
+            return Err(Error::NotInRoom(frame.room));
+        }
+        self.chat.check_body(&frame.body)?;
+        let event = MessageEvent {
+            user: self.user.clone(),
+            room: frame.room.clone(),
+            body: frame.body,
+        };
+        if let Decision::Deny(reason) = self.chat.policy().message(&event).await {
+            return Err(Error::Forbidden(reason));
+        }
+        let message = self
+            .chat
+            .publish_room(self.id, &event.room, self.user.clone(), event.body)
+            .await?;
+        Ok(AckFrame {
+            client_msg_id: frame.client_msg_id,
+            id: message.id,
+            ts: message.ts,
+        })
+    }
+
+    /// Sends a direct message to every connection of `frame.to` and to this user's other
+    /// connections. Returns the `ack` for the client.
+    ///
+    /// # Errors
+    /// [`Error::BadFrame`], [`Error::EmptyBody`], [`Error::BodyTooLarge`],
+    /// [`Error::Forbidden`], [`Error::UserNotFound`] (nobody by that id ever connected or
+    /// joined), [`Error::RecipientOffline`], [`Error::Unavailable`].
+    pub async fn send_direct(&mut self, frame: SendDirectFrame) -> Result<AckFrame, Error> {
+        self.check_client_msg_id(frame.client_msg_id.as_deref())?;
+        self.chat.check_body(&frame.body)?;
+        let event = DirectEvent {
+            user: self.user.clone(),
+            to: frame.to,
+            body: frame.body,
+        };
+        if let Decision::Deny(reason) = self.chat.policy().direct(&event).await {
+            return Err(Error::Forbidden(reason));
+        }
+        self.chat
+            .publish_direct(
+                self.id,
+                self.user.clone(),
+                event.to,
+                event.body,
+                frame.client_msg_id,
+            )
+            .await
+    }
+
+    fn check_client_msg_id(&self, id: Option<&str>) -> Result<(), Error> {
+        let max = self.chat.config().max_client_msg_id;
+        match id {
+            Some(id) if id.len() > max => Err(Error::BadFrame(format!(
+                "clientMsgId is longer than {max} bytes"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Leaves every room (sending `user_left` where this was the user's last connection) and
+    /// unregisters the connection. Idempotent.
+    pub async fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        let rooms: Vec<RoomId> = self.rooms.drain().collect();
+        cleanup(&self.chat, self.id, &self.user, rooms).await;
+    }
+}
+
+/// Removes a connection from a room: hub, subscription, presence, and `user_left` if it was
+/// the user's last connection there.
+async fn leave_room(chat: &Chat, conn: ConnId, user: &User, room: &RoomId) {
+    let backend = chat.backend();
+    chat.inner.hub.remove_from_room(room, conn);
+    chat.inner
+        .hub
+        .release(&*backend.broker, &Topic::Room(room.clone()))
+        .await;
+    match backend.presence.exit(room, user, chat.node_id()).await {
+        Ok(true) => publish_system(chat, conn, user, room, SystemEvent::UserLeft).await,
+        Ok(false) => {}
+        Err(err) => warn!(cause = %err, %room, "presence not updated on leave"),
+    }
+}
+
+async fn publish_system(chat: &Chat, conn: ConnId, user: &User, room: &RoomId, event: SystemEvent) {
+    let frame = ServerFrame::System(SystemMessage {
+        room: room.clone(),
+        event,
+        user: user.clone(),
+        ts: now_ms(),
+    })
+    .encode();
+    let envelope = Envelope {
+        origin: chat.origin(conn),
+        topic: Topic::Room(room.clone()),
+        frame,
+    };
+    if let Err(err) = chat.backend().broker.publish(envelope).await {
+        warn!(cause = %err, %room, ?event, "system message not published");
+    }
+}
+
+/// Everything a closing connection must undo.
+async fn cleanup(chat: &Chat, conn: ConnId, user: &User, rooms: Vec<RoomId>) {
+    for room in &rooms {
+        leave_room(chat, conn, user, room).await;
+    }
+    chat.inner.hub.remove_user_conn(&user.id, conn);
+    chat.inner
+        .hub
+        .release(&*chat.backend().broker, &Topic::User(user.id.clone()))
+        .await;
+    debug!(conn, user = %user.id, "closed");
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        // Dropped without close(): clean up on a task so that rooms are still left and
+        // `user_left` still sent. Without a runtime (it is shutting down) there is nothing
+        // to run it on, and nobody left to tell.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let chat = self.chat.clone();
+            let (conn, user) = (self.id, self.user.clone());
+            let rooms: Vec<RoomId> = self.rooms.drain().collect();
+            let done = self._done.clone();
+            handle.spawn(async move {
+                cleanup(&chat, conn, &user, rooms).await;
+                drop(done);
+            });
+        }
+    }
+}

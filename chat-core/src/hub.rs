@@ -1,0 +1,198 @@
+//! The node-local side of fan-out: who on this node listens to what, and the ref-counted
+//! broker subscriptions that follow from it.
+//!
+//! The [`Hub`] is the only place frames from the broker go: the dispatcher task hands each
+//! envelope to [`Hub::deliver`], which copies the (already serialized, reference-counted) frame
+//! bytes into the bounded queue of every local connection on the topic, except the connection
+//! that published it. Nothing here publishes, so nothing received is ever re-published.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, RwLock},
+};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, Notify};
+
+use crate::{
+    broker::{Broker, ConnId, Envelope, NodeId, Topic},
+    error::BackendError,
+    protocol::{RoomId, UserId},
+};
+
+/// The sending half of one connection's outgoing queue.
+#[derive(Clone, Debug)]
+pub(crate) struct Peer {
+    tx: mpsc::Sender<Bytes>,
+    /// Notified when a frame could not be queued because the queue was full: the connection
+    /// then closes as a slow consumer instead of letting its backlog grow.
+    slow: Arc<Notify>,
+}
+
+impl Peer {
+    pub(crate) fn new(tx: mpsc::Sender<Bytes>, slow: Arc<Notify>) -> Self {
+        Self { tx, slow }
+    }
+
+    /// Queues a frame without waiting. A full queue marks the connection slow.
+    pub(crate) fn send(&self, frame: Bytes) -> bool {
+        match self.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.slow.notify_one();
+                false
+            }
+            // The connection is closing; its cleanup removes it from the hub.
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+type Peers = HashMap<ConnId, Peer>;
+
+/// Local connections per room and per user, and broker subscription counts.
+pub(crate) struct Hub {
+    node: NodeId,
+    // RwLock: fan-out (read) is the hot path and runs on the dispatcher task; joins, leaves
+    // and connects (write) are rare by comparison. Never held across an await.
+    rooms: RwLock<HashMap<RoomId, Peers>>,
+    users: RwLock<HashMap<UserId, Peers>>,
+    /// Local interest per topic. The tokio mutex serializes subscribe/unsubscribe of one topic
+    /// (so a leave's UNSUBSCRIBE can never overtake a later join's SUBSCRIBE); the std mutex
+    /// around the map is only held to find or create a topic's slot.
+    topics: Mutex<HashMap<Topic, Arc<tokio::sync::Mutex<usize>>>>,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // Critical sections are plain map updates, consistent even after a panic elsewhere.
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Hub {
+    pub(crate) fn new(node: NodeId) -> Self {
+        Self {
+            node,
+            rooms: RwLock::default(),
+            users: RwLock::default(),
+            topics: Mutex::default(),
+        }
+    }
+
+    /// Fans one envelope out to the local connections on its topic, skipping its origin
+    /// connection. Returns how many connections it was queued for.
+    pub(crate) fn deliver(&self, envelope: &Envelope) -> usize {
+        let skip = (envelope.origin.node == self.node).then_some(envelope.origin.conn);
+        let send = |peers: &Peers| {
+            peers
+                .iter()
+                .filter(|(conn, _)| Some(**conn) != skip)
+                .filter(|(_, peer)| peer.send(envelope.frame.clone()))
+                .count()
+        };
+        match &envelope.topic {
+            Topic::Room(room) => read(&self.rooms).get(room).map_or(0, send),
+            Topic::User(user) => read(&self.users).get(user).map_or(0, send),
+        }
+    }
+
+    /// Queues a frame for every local connection (e.g. a `resync` after a broker reconnect).
+    pub(crate) fn broadcast_all(&self, frame: &Bytes) {
+        for peers in read(&self.users).values() {
+            for peer in peers.values() {
+                peer.send(frame.clone());
+            }
+        }
+    }
+
+    /// Adds a connection to a room and, under the same lock, queues `first` for it, so that
+    /// every frame the room delivers to it afterwards comes after `first` (the `joined` reply
+    /// and any replayed history).
+    pub(crate) fn add_to_room(&self, room: &RoomId, conn: ConnId, peer: &Peer, first: Vec<Bytes>) {
+        let mut rooms = write(&self.rooms);
+        for frame in first {
+            peer.send(frame);
+        }
+        rooms.entry(room.clone()).or_default().insert(conn, peer.clone());
+    }
+
+    pub(crate) fn remove_from_room(&self, room: &RoomId, conn: ConnId) {
+        let mut rooms = write(&self.rooms);
+        if let Some(peers) = rooms.get_mut(room) {
+            peers.remove(&conn);
+            if peers.is_empty() {
+                rooms.remove(room);
+            }
+        }
+    }
+
+    pub(crate) fn add_user_conn(&self, user: &UserId, conn: ConnId, peer: Peer) {
+        write(&self.users).entry(user.clone()).or_default().insert(conn, peer);
+    }
+
+    pub(crate) fn remove_user_conn(&self, user: &UserId, conn: ConnId) {
+        let mut users = write(&self.users);
+        if let Some(peers) = users.get_mut(user) {
+            peers.remove(&conn);
+            if peers.is_empty() {
+                users.remove(user);
+            }
+        }
+    }
+
+    /// Local connections on this node (for metrics and tests).
+    pub(crate) fn connection_count(&self) -> usize {
+        read(&self.users).values().map(HashMap::len).sum()
+    }
+
+    fn slot(&self, topic: &Topic) -> Arc<tokio::sync::Mutex<usize>> {
+        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        topics.entry(topic.clone()).or_default().clone()
+    }
+
+    /// One more local interest in `topic`; subscribes the node on the first.
+    pub(crate) async fn acquire(&self, broker: &dyn Broker, topic: &Topic) -> Result<(), BackendError> {
+        let slot = self.slot(topic);
+        let mut count = slot.lock().await;
+        if *count == 0 {
+            broker.subscribe(vec![topic.clone()]).await?;
+        }
+        *count += 1;
+        Ok(())
+    }
+
+    /// One less local interest in `topic`; unsubscribes the node after the last.
+    pub(crate) async fn release(&self, broker: &dyn Broker, topic: &Topic) {
+        let slot = self.slot(topic);
+        let mut count = slot.lock().await;
+        *count = count.saturating_sub(1);
+        if *count > 0 {
+            return;
+        }
+        if let Err(err) = broker.unsubscribe(vec![topic.clone()]).await {
+            // The subscription may linger in the broker: its frames then find no local
+            // connection and are dropped here, which is harmless.
+            tracing::warn!(cause = %err, ?topic, "unsubscribe failed");
+        }
+        drop(count);
+        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        // Two references left (the map's and `slot`) means nobody is waiting on this topic, so
+        // the entry can go; new acquirers clone under this same lock, so this cannot race.
+        if Arc::strong_count(&slot) == 2 {
+            if let Some(current) = topics.get(topic) {
+                if Arc::ptr_eq(current, &slot) {
+                    topics.remove(topic);
+                }
+            }
+        }
+    }
+
+    /// Topics with local interest (for tests and diagnostics).
+    #[cfg(test)]
+    pub(crate) fn topic_count(&self) -> usize {
+        self.topics.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}

@@ -1,0 +1,93 @@
+//! Room and presence state: the [`RoomStore`] and [`PresenceStore`] traits and their types.
+//!
+//! Both live in the backend (in memory, or Redis) so that every node answers the same.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    broker::{BoxFuture, NodeId},
+    error::BackendError,
+    protocol::{RoomId, User, UserId},
+};
+
+/// A room as created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct RoomInfo {
+    /// The room id, a UUID string.
+    pub room_id: RoomId,
+    /// Display name.
+    pub name: String,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+}
+
+/// A member of a room: a user who joined it, online or not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Member {
+    /// The user's id.
+    pub id: UserId,
+    /// The user's display name.
+    pub name: String,
+    /// Whether the user has a connection in the room now, on any node.
+    pub online: bool,
+}
+
+/// Rooms, their members, and the users the chat has seen.
+pub trait RoomStore: Send + Sync + 'static {
+    /// Stores a new room.
+    fn create(&self, room: RoomInfo) -> BoxFuture<'_, Result<(), BackendError>>;
+    /// The room with this id, if any.
+    fn get<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<Option<RoomInfo>, BackendError>>;
+    /// All rooms, oldest first.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<RoomInfo>, BackendError>>;
+    /// Makes `user` a member of `room` (idempotent; refreshes the display name). Returns
+    /// `false` if the room does not exist.
+    fn add_member<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a User,
+    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+    /// Whether `user` is a member of `room`.
+    fn is_member<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a UserId,
+    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+    /// The members of `room`, in the order they first joined.
+    fn members<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<Vec<User>, BackendError>>;
+    /// Records that a user exists (on token issue and on connect).
+    fn remember_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, Result<(), BackendError>>;
+    /// Whether the chat has seen this user.
+    fn user_known<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<bool, BackendError>>;
+}
+
+/// Who is online in which room, counted per connection and per node, so that `user_joined` and
+/// `user_left` are sent once per user (not per tab) and a crashed node's users can be removed.
+pub trait PresenceStore: Send + Sync + 'static {
+    /// Counts one more connection of `user` in `room` on `node`. Returns `true` when this is
+    /// the user's first connection in the room anywhere (send `user_joined`).
+    fn enter<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a User,
+        node: NodeId,
+    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+    /// Counts one connection less. Returns `true` when it was the user's last connection in the
+    /// room anywhere (send `user_left`).
+    fn exit<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a User,
+        node: NodeId,
+    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+    /// The users online in `room` now.
+    fn online<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<Vec<User>, BackendError>>;
+    /// How many users are online in each of `rooms`.
+    fn online_counts<'a>(
+        &'a self,
+        rooms: &'a [RoomId],
+    ) -> BoxFuture<'a, Result<Vec<usize>, BackendError>>;
+}

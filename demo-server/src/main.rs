@@ -1,0 +1,125 @@
+//! The roomcast demo: the chat router at `/`, the browser client (`frontendws/`) beside it,
+//! and Swagger UI at `/docs`.
+//!
+//! ```text
+//! demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S]
+//! ```
+//! Each flag also reads an environment variable: `LISTEN_ADDR` (default `127.0.0.1:3000`),
+//! `REDIS_URL` (absent: in memory, one instance), `STATIC_DIR` (default: the repository's
+//! `frontendws/`), `TOKEN_SECRET` (default: random; set it when running several instances).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context as _;
+use axum::Router;
+use chat_tower::ChatBuilder;
+use tower_http::{services::ServeDir, trace::TraceLayer};
+use tracing_subscriber::EnvFilter;
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+struct Args {
+    listen: SocketAddr,
+    redis_url: Option<String>,
+    static_dir: PathBuf,
+    token_secret: Option<String>,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let mut redis_url = std::env::var("REDIS_URL").ok().filter(|s| !s.is_empty());
+    let mut static_dir = std::env::var("STATIC_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../frontendws")));
+    let mut token_secret = std::env::var("TOKEN_SECRET").ok().filter(|s| !s.is_empty());
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--listen" => listen = value()?,
+            "--redis-url" => redis_url = Some(value()?),
+            "--static-dir" => static_dir = PathBuf::from(value()?),
+            "--token-secret" => token_secret = Some(value()?),
+            "-h" | "--help" => {
+                println!("demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S]");
+                std::process::exit(0);
+            }
+            other => anyhow::bail!("unknown argument {other} (try --help)"),
+        }
+    }
+    Ok(Args {
+        listen: listen.parse().with_context(|| format!("bad listen address {listen}"))?,
+        redis_url,
+        static_dir,
+        token_secret,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")),
+        )
+        .init();
+    let args = parse_args()?;
+
+    let mut builder = ChatBuilder::new();
+    if let Some(secret) = &args.token_secret {
+        builder = builder.token_secret(secret.as_bytes().to_vec());
+    }
+    match &args.redis_url {
+        Some(url) => {
+            let backend = chat_tower::chat_core::redis::RedisBackend::connect(url, Default::default())
+                .await
+                .with_context(|| format!("connecting to Redis at {url}"))?;
+            if args.token_secret.is_none() {
+                builder = builder.token_secret(backend.shared_secret().await?);
+            }
+            builder = builder.backend(backend.into_backend());
+            tracing::info!(%url, "backend: redis");
+        }
+        None => tracing::info!("backend: in memory (one instance; pass --redis-url to scale out)"),
+    }
+    let (chat_router, chat) = builder.build::<()>();
+
+    let docs: Router = SwaggerUi::new("/docs").config(Config::from("/openapi.json")).into();
+    let app = Router::new()
+        .merge(chat_router)
+        .merge(docs)
+        .fallback_service(ServeDir::new(&args.static_dir))
+        .layer(TraceLayer::new_for_http());
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, static_dir = %args.static_dir.display(), "listening");
+
+    let chat_for_signal = chat.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: closing WebSockets (1001)");
+            chat_for_signal.shutdown().await;
+        })
+        .await?;
+    tracing::info!("bye");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+}

@@ -1,0 +1,258 @@
+//! Shared fixtures for the cross-crate tests: servers on port 0, a REST client, a WebSocket
+//! client that reads frames as JSON, and `redis-server` processes on free ports.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod failing;
+pub mod redis_server;
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::Router;
+use chat_tower::{ChatBuilder, ChatHandle};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    tungstenite::{client::IntoClientRequest, protocol::frame::coding::CloseCode, Message},
+    MaybeTlsStream, WebSocketStream,
+};
+
+/// How long a test waits for a frame before failing: a hang guard, not a timing assertion.
+pub const FRAME_WAIT: Duration = Duration::from_secs(10);
+
+/// Serves `app` on 127.0.0.1:0; returns the address.
+pub async fn serve(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    addr
+}
+
+/// One chat instance mounted at the root of its own server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub handle: ChatHandle,
+    pub api: Api,
+}
+
+impl Server {
+    pub async fn start(builder: ChatBuilder) -> Self {
+        let (router, handle) = builder.build::<()>();
+        let addr = serve(router).await;
+        Self {
+            addr,
+            handle,
+            api: Api::new(format!("http://{addr}")),
+        }
+    }
+
+    /// Joins `room` over REST as a new guest named `name`, then opens and joins the
+    /// WebSocket. Returns the client (after its `joined` frame) and the user JSON.
+    pub async fn guest_in_room(&self, room: &str, name: &str) -> (Client, Value) {
+        let joined = self.api.join_room(room, name).await;
+        let mut client = Client::connect(self.addr, joined["websocketUrl"].as_str().unwrap()).await;
+        client.join(room).await;
+        (client, joined["user"].clone())
+    }
+
+    /// Another connection (tab) for the user of `token`, joined to `room`.
+    pub async fn tab(&self, token: &str, room: &str) -> Client {
+        let mut client = Client::connect(self.addr, &format!("/ws?token={token}")).await;
+        client.join(room).await;
+        client
+    }
+}
+
+/// A small REST client for the chat endpoints.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: String) -> Self {
+        Self {
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn create_room(&self, name: &str) -> String {
+        let res = self
+            .http
+            .post(format!("{}/create-room", self.base))
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 201);
+        let body: Value = res.json().await.unwrap();
+        body["roomId"].as_str().unwrap().to_owned()
+    }
+
+    /// `POST /join-room/{room}` as a new guest; the whole response.
+    pub async fn join_room(&self, room: &str, name: &str) -> Value {
+        let (status, body) = self.post(&format!("/join-room/{room}"), Some(json!({ "user": name }))).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    pub async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.post(format!("{}{path}", self.base));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        Self::read(req.send().await.unwrap()).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: &'static str) -> (u16, Value) {
+        let req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body);
+        Self::read(req.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        Self::read(self.http.get(format!("{}{path}", self.base)).send().await.unwrap()).await
+    }
+
+    async fn read(res: reqwest::Response) -> (u16, Value) {
+        let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        if status >= 400 {
+            assert_eq!(content_type, "application/problem+json", "error {status} {body}");
+            assert_eq!(body["status"], status, "{body}");
+            for field in ["type", "title", "detail"] {
+                assert!(body[field].is_string(), "problem without {field}: {body}");
+            }
+        }
+        (status, body)
+    }
+}
+
+/// A WebSocket client that reads JSON frames.
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    /// Connects to `path` (e.g. `/ws?token=...`) on `addr`.
+    pub async fn connect(addr: SocketAddr, path: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await.unwrap();
+        Self { ws }
+    }
+
+    /// Tries to connect with extra headers; returns the HTTP status on refusal.
+    pub async fn try_connect(addr: SocketAddr, path: &str, headers: &[(&'static str, &str)]) -> Result<Self, u16> {
+        let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
+        for (name, value) in headers {
+            request.headers_mut().insert(*name, value.parse().unwrap());
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => Ok(Self { ws }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(res)) => Err(res.status().as_u16()),
+            Err(err) => panic!("connect failed: {err}"),
+        }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.ws.send(Message::text(frame.to_string())).await.unwrap();
+    }
+
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        self.ws.send(Message::text(text.into())).await.unwrap();
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::binary(bytes)).await.unwrap();
+    }
+
+    /// The next JSON frame (skipping pings and pongs).
+    pub async fn next(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(FRAME_WAIT, self.ws.next())
+                .await
+                .expect("no frame within FRAME_WAIT")
+                .expect("socket closed")
+                .expect("socket error");
+            match message {
+                Message::Text(text) => return serde_json::from_str(text.as_str()).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame, asserting its type.
+    pub async fn expect(&mut self, ty: &str) -> Value {
+        let frame = self.next().await;
+        assert_eq!(frame["type"], ty, "expected {ty}, got {frame}");
+        frame
+    }
+
+    /// The next frame, asserting it is an error with `code`.
+    pub async fn expect_error(&mut self, code: &str) -> Value {
+        let frame = self.expect("error").await;
+        assert_eq!(frame["code"], code, "{frame}");
+        assert!(frame["message"].is_string());
+        frame
+    }
+
+    /// Sends `join` and waits for `joined`; returns it.
+    pub async fn join(&mut self, room: &str) -> Value {
+        self.send(json!({"type": "join", "room": room})).await;
+        let joined = self.expect("joined").await;
+        assert_eq!(joined["room"], room);
+        joined
+    }
+
+    /// A round trip that proves nothing else is queued before its reply: re-joining a joined
+    /// room answers `joined` and changes nothing.
+    pub async fn barrier(&mut self, room: &str) {
+        self.send(json!({"type": "join", "room": room})).await;
+        let frame = self.next().await;
+        assert_eq!(frame["type"], "joined", "something was queued before the barrier: {frame}");
+    }
+
+    /// Sends a room message and returns its `ack`.
+    pub async fn say(&mut self, room: &str, body: &str) -> Value {
+        self.send(json!({"type": "message", "room": room, "body": body, "clientMsgId": body}))
+            .await;
+        let ack = self.expect("ack").await;
+        assert_eq!(ack["clientMsgId"], body);
+        ack
+    }
+
+    /// Waits for the server to close the socket; returns the close code.
+    pub async fn expect_close(&mut self) -> u16 {
+        loop {
+            let message = tokio::time::timeout(FRAME_WAIT, self.ws.next())
+                .await
+                .expect("no close within FRAME_WAIT");
+            match message {
+                Some(Ok(Message::Close(Some(frame)))) => return u16::from(frame.code),
+                Some(Ok(Message::Close(None))) => return u16::from(CloseCode::Status),
+                Some(Ok(_)) => continue,
+                Some(Err(err)) => panic!("socket error before close: {err}"),
+                None => panic!("socket ended without a close frame"),
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+        // Drain until the server's close reply, so the server has seen the close.
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(FRAME_WAIT, self.ws.next()).await {}
+    }
+}
