@@ -30,6 +30,8 @@ pub mod hooks;
 mod hub;
 pub mod memory;
 pub mod protocol;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod session;
 pub mod store;
 

@@ -178,7 +178,9 @@ pub(crate) async fn join_room(
         Some(user) => user,
         None if state.inner.guests => {
             let name = body.user.as_deref().ok_or_else(|| {
-                ChatRejection::Unprocessable("guest mode: `user` (a display name) is required".into())
+                ChatRejection::Unauthorized(
+                    "no identity: send {\"user\": \"a display name\"} to join as a guest, or a token".into(),
+                )
             })?;
             User {
                 id: UserId::new(uuid::Uuid::new_v4().to_string()),

@@ -3,10 +3,12 @@
 //!
 //! ```text
 //! demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S]
+//!             [--presence-ttl-secs N]
 //! ```
 //! Each flag also reads an environment variable: `LISTEN_ADDR` (default `127.0.0.1:3000`),
 //! `REDIS_URL` (absent: in memory, one instance), `STATIC_DIR` (default: the repository's
-//! `frontendws/`), `TOKEN_SECRET` (default: random; set it when running several instances).
+//! `frontendws/`), `TOKEN_SECRET` (default: in memory random; with Redis, a secret shared through Redis),
+//! `PRESENCE_TTL_SECS` (default 15: how soon a crashed instance's users leave presence).
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -22,6 +24,7 @@ struct Args {
     redis_url: Option<String>,
     static_dir: PathBuf,
     token_secret: Option<String>,
+    presence_ttl: Option<f64>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -31,6 +34,7 @@ fn parse_args() -> anyhow::Result<Args> {
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../frontendws")));
     let mut token_secret = std::env::var("TOKEN_SECRET").ok().filter(|s| !s.is_empty());
+    let mut presence_ttl = std::env::var("PRESENCE_TTL_SECS").ok();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -39,8 +43,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--redis-url" => redis_url = Some(value()?),
             "--static-dir" => static_dir = PathBuf::from(value()?),
             "--token-secret" => token_secret = Some(value()?),
+            "--presence-ttl-secs" => presence_ttl = Some(value()?),
             "-h" | "--help" => {
-                println!("demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S]");
+                println!("demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S] [--presence-ttl-secs N]");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other} (try --help)"),
@@ -51,6 +56,9 @@ fn parse_args() -> anyhow::Result<Args> {
         redis_url,
         static_dir,
         token_secret,
+        presence_ttl: presence_ttl
+            .map(|s| s.parse::<f64>().with_context(|| format!("bad presence TTL {s}")))
+            .transpose()?,
     })
 }
 
@@ -69,7 +77,11 @@ async fn main() -> anyhow::Result<()> {
     }
     match &args.redis_url {
         Some(url) => {
-            let backend = chat_tower::chat_core::redis::RedisBackend::connect(url, Default::default())
+            let mut config = chat_tower::chat_core::redis::RedisConfig::default();
+            if let Some(ttl) = args.presence_ttl {
+                config.presence_ttl = std::time::Duration::from_secs_f64(ttl);
+            }
+            let backend = chat_tower::chat_core::redis::RedisBackend::connect(url, config)
                 .await
                 .with_context(|| format!("connecting to Redis at {url}"))?;
             if args.token_secret.is_none() {

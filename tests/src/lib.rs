@@ -144,13 +144,18 @@ impl Api {
 /// A WebSocket client that reads JSON frames.
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Frames read while waiting for a reply (see [`Client::say`]), served first by `next`.
+    pending: std::collections::VecDeque<Value>,
 }
 
 impl Client {
     /// Connects to `path` (e.g. `/ws?token=...`) on `addr`.
     pub async fn connect(addr: SocketAddr, path: &str) -> Self {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await.unwrap();
-        Self { ws }
+        Self {
+            ws,
+            pending: Default::default(),
+        }
     }
 
     /// Tries to connect with extra headers; returns the HTTP status on refusal.
@@ -160,7 +165,7 @@ impl Client {
             request.headers_mut().insert(*name, value.parse().unwrap());
         }
         match tokio_tungstenite::connect_async(request).await {
-            Ok((ws, _)) => Ok(Self { ws }),
+            Ok((ws, _)) => Ok(Self { ws, pending: Default::default() }),
             Err(tokio_tungstenite::tungstenite::Error::Http(res)) => Err(res.status().as_u16()),
             Err(err) => panic!("connect failed: {err}"),
         }
@@ -180,6 +185,13 @@ impl Client {
 
     /// The next JSON frame (skipping pings and pongs).
     pub async fn next(&mut self) -> Value {
+        if let Some(frame) = self.pending.pop_front() {
+            return frame;
+        }
+        self.read().await
+    }
+
+    async fn read(&mut self) -> Value {
         loop {
             let message = tokio::time::timeout(FRAME_WAIT, self.ws.next())
                 .await
@@ -225,11 +237,22 @@ impl Client {
         assert_eq!(frame["type"], "joined", "something was queued before the barrier: {frame}");
     }
 
-    /// Sends a room message and returns its `ack`.
+    /// Sends a room message and returns its `ack`. Frames that arrive before the ack (other
+    /// users' messages) are kept for `next`; none of them may be this message (no echo).
     pub async fn say(&mut self, room: &str, body: &str) -> Value {
         self.send(json!({"type": "message", "room": room, "body": body, "clientMsgId": body}))
             .await;
-        let ack = self.expect("ack").await;
+        let ack = loop {
+            let frame = self.read().await;
+            if frame["type"] == "ack" {
+                break frame;
+            }
+            assert!(
+                !(frame["type"] == "message" && frame["body"] == body),
+                "echo of its own message: {frame}"
+            );
+            self.pending.push_back(frame);
+        };
         assert_eq!(ack["clientMsgId"], body);
         ack
     }
@@ -254,5 +277,89 @@ impl Client {
         let _ = self.ws.close(None).await;
         // Drain until the server's close reply, so the server has seen the close.
         while let Ok(Some(Ok(_))) = tokio::time::timeout(FRAME_WAIT, self.ws.next()).await {}
+    }
+}
+
+/// A chat instance on a shared Redis (in this process).
+pub async fn redis_instance(redis: &redis_server::RedisServer, config: chat_tower::chat_core::redis::RedisConfig) -> Server {
+    let backend = chat_tower::chat_core::redis::RedisBackend::connect(&redis.url(), config)
+        .await
+        .unwrap();
+    let secret = backend.shared_secret().await.unwrap();
+    Server::start(ChatBuilder::new().backend(backend.into_backend()).token_secret(secret)).await
+}
+
+/// The demo-server binary, built if missing (`DEMO_SERVER_BIN` overrides).
+pub fn demo_server_bin() -> std::path::PathBuf {
+    if let Ok(bin) = std::env::var("DEMO_SERVER_BIN") {
+        return bin.into();
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let bin = root.join("target/debug/demo-server");
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "demo-server"])
+        .current_dir(root)
+        .status()
+        .unwrap();
+    assert!(status.success(), "building demo-server failed");
+    bin
+}
+
+/// A demo-server process (for crash tests): killed on drop.
+pub struct DemoProcess {
+    pub addr: SocketAddr,
+    pub api: Api,
+    child: tokio::process::Child,
+}
+
+impl DemoProcess {
+    pub async fn start(extra_args: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let child = tokio::process::Command::new(demo_server_bin())
+            .args(["--listen", &addr.to_string()])
+            .args(extra_args)
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let api = Api::new(format!("http://{addr}"));
+        for _ in 0..400 {
+            if TcpStream::connect(addr).await.is_ok() {
+                return Self { addr, api, child };
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("demo-server did not start on {addr}");
+    }
+
+    /// SIGKILL: the instance vanishes without leaving anything.
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+
+    /// SIGTERM: graceful shutdown. Returns the exit status once it exits.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().unwrap();
+        std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        tokio::time::timeout(FRAME_WAIT, self.child.wait()).await.unwrap().unwrap()
+    }
+}
+
+impl Client {
+    /// Reads frames until one of type `ty` (skipping others); returns it.
+    pub async fn drain_until(&mut self, ty: &str) -> Value {
+        loop {
+            let frame = self.next().await;
+            if frame["type"] == ty {
+                return frame;
+            }
+        }
+    }
+
+    /// Skips whatever is queued (e.g. system messages), ending on a barrier reply.
+    pub async fn drain_until_quiet(&mut self, room: &str) {
+        self.send(json!({"type": "join", "room": room})).await;
+        self.drain_until("joined").await;
     }
 }

@@ -1,0 +1,268 @@
+//! Several instances on one real redis-server (started by the test on a free port): one chat.
+
+use std::time::{Duration, Instant};
+
+use chat_tower::chat_core::redis::RedisConfig;
+use roomcast_tests::{redis_instance, redis_server::RedisServer, Client, DemoProcess, Server};
+use serde_json::json;
+
+async fn three(redis: &RedisServer) -> (Server, Server, Server) {
+    (
+        redis_instance(redis, RedisConfig::default()).await,
+        redis_instance(redis, RedisConfig::default()).await,
+        redis_instance(redis, RedisConfig::default()).await,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_are_one_chat() {
+    let redis = RedisServer::start().await;
+    let (a, b, c) = three(&redis).await;
+    let room = a.api.create_room("everywhere").await;
+    let alice_join = a.api.join_room(&room, "alice").await;
+    let (alice_user, alice_token) = (alice_join["user"].clone(), alice_join["token"].as_str().unwrap());
+    let mut alice = a.tab(alice_token, &room).await;
+    let (mut bob, bob_user) = b.guest_in_room(&room, "bob").await;
+    assert_eq!(alice.expect("system").await["user"], bob_user);
+    let (mut carol, carol_user) = c.guest_in_room(&room, "carol").await;
+    for client in [&mut alice, &mut bob] {
+        let joined = client.expect("system").await;
+        assert_eq!((joined["event"].as_str(), &joined["user"]), (Some("user_joined"), &carol_user));
+    }
+
+    // Room messages: each reaches the two others exactly once, never its sender.
+    let ack = alice.say(&room, "from A").await;
+    for client in [&mut bob, &mut carol] {
+        let m = client.expect("message").await;
+        assert_eq!((m["id"].clone(), m["from"].clone()), (ack["id"].clone(), alice_user.clone()));
+    }
+    bob.say(&room, "from B").await;
+    carol.say(&room, "from C").await;
+    assert_eq!(alice.expect("message").await["body"], "from B");
+    assert_eq!(alice.expect("message").await["body"], "from C");
+    assert_eq!(carol.expect("message").await["body"], "from B");
+    assert_eq!(bob.expect("message").await["body"], "from C");
+    for client in [&mut alice, &mut bob, &mut carol] {
+        client.barrier(&room).await;
+    }
+
+    // Direct messages across instances.
+    alice.send(json!({"type": "direct", "to": carol_user["id"], "body": "A to C"})).await;
+    alice.expect("ack").await;
+    let dm = carol.expect("direct").await;
+    assert_eq!((dm["body"].as_str(), &dm["from"]), (Some("A to C"), &alice_user));
+    carol.send(json!({"type": "direct", "to": bob_user["id"], "body": "C to B"})).await;
+    carol.expect("ack").await;
+    assert_eq!(bob.expect("direct").await["body"], "C to B");
+
+    // Presence is the same on every instance.
+    for server in [&a, &b, &c] {
+        let (_, rooms) = server.api.get("/rooms").await;
+        assert_eq!(rooms[0]["online"], 3, "{rooms}");
+        let (_, details) = server.api.get(&format!("/rooms/{room}")).await;
+        assert_eq!(details["members"].as_array().unwrap().len(), 3);
+        assert!(details["members"].as_array().unwrap().iter().all(|m| m["online"] == true));
+    }
+
+    // Alice opens a second tab on C with the token A issued: nobody hears of it, and it
+    // receives what others say.
+    let (status, _) = a.api.post(&format!("/join-room/{room}"), None).await;
+    assert_eq!(status, 401, "an anonymous join without a name is refused");
+    let mut alice_on_c = c.tab(alice_token, &room).await;
+    for client in [&mut bob, &mut carol, &mut alice] {
+        client.barrier(&room).await;
+    }
+    bob.say(&room, "to both tabs").await;
+    assert_eq!(alice_on_c.expect("message").await["body"], "to both tabs");
+    assert_eq!(carol.expect("message").await["body"], "to both tabs");
+    assert_eq!(alice.expect("message").await["body"], "to both tabs");
+    alice_on_c.say(&room, "from the second tab").await;
+    // Everyone else, Alice's first tab included, sees it.
+    for client in [&mut bob, &mut carol, &mut alice] {
+        assert_eq!(client.expect("message").await["body"], "from the second tab");
+    }
+
+    // Leaving: the last connection of a user anywhere sends one user_left.
+    drop(alice_on_c);
+    carol.close().await;
+    for client in [&mut alice, &mut bob] {
+        let left = client.expect("system").await;
+        assert_eq!((left["event"].as_str(), &left["user"]), (Some("user_left"), &carol_user));
+    }
+    alice.barrier(&room).await;
+    bob.barrier(&room).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_connections_stay_constant_as_clients_grow() {
+    let redis = RedisServer::start().await;
+    let mut inspect = redis.conn().await;
+    let (a, b, c) = three(&redis).await;
+    let servers = [&a, &b, &c];
+    let baseline = redis.connected_clients(&mut inspect).await;
+    assert_eq!(baseline, 6, "two connections per instance");
+    let rooms = [a.api.create_room("r1").await, a.api.create_room("r2").await];
+    let mut clients = Vec::new();
+    let mut counts = Vec::new();
+    let mut ready = 0;
+    for target in [10, 200] {
+        while clients.len() < target {
+            let i = clients.len();
+            let server = servers[i % 3];
+            let room = &rooms[i % 2];
+            let joined = server.api.join_room(room, &format!("user{i}")).await;
+            let mut client = Client::connect(server.addr, joined["websocketUrl"].as_str().unwrap()).await;
+            client.send(json!({"type": "join", "room": room})).await;
+            clients.push(client);
+        }
+        // Every client has its `joined` (so its subscriptions are in place) before counting.
+        for client in &mut clients[ready..] {
+            client.drain_until("joined").await;
+        }
+        ready = clients.len();
+        counts.push(redis.connected_clients(&mut inspect).await);
+    }
+    println!("redis connections: {baseline} with no clients, {counts:?} with 10 and 200 clients");
+    assert_eq!(counts, vec![baseline, baseline]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_script_call_per_room_message_whatever_the_room_size() {
+    let redis = RedisServer::start().await;
+    let (a, b, c) = three(&redis).await;
+    let room = a.api.create_room("counted").await;
+    let mut clients = Vec::new();
+    for (i, server) in [&a, &b, &c].iter().cycle().take(12).enumerate() {
+        let joined = server.api.join_room(&room, &format!("u{i}")).await;
+        let mut client = Client::connect(server.addr, joined["websocketUrl"].as_str().unwrap()).await;
+        client.join(&room).await;
+        clients.push(client);
+    }
+    for client in &mut clients {
+        client.drain_until_quiet(&room).await;
+    }
+    redis.reset_stats().await;
+    let messages = 30;
+    for i in 0..messages {
+        let n = clients.len();
+        clients[i % n].say(&room, &format!("m{i}")).await;
+    }
+    for (i, client) in clients.iter_mut().enumerate() {
+        let expected = (0..messages).filter(|m| m % 12 != i).count();
+        for _ in 0..expected {
+            client.expect("message").await;
+        }
+    }
+    let calls = redis.command_calls().await;
+    println!("commandstats over {messages} room messages: {calls:?}");
+    assert_eq!(calls.get("evalsha").copied().unwrap_or(0), messages as u64, "{calls:?}");
+    // Inside the script: one XADD and one PUBLISH each.
+    assert_eq!(calls.get("publish").copied().unwrap_or(0), messages as u64, "{calls:?}");
+    assert_eq!(calls.get("xadd").copied().unwrap_or(0), messages as u64, "{calls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_tokens_work_on_every_instance() {
+    let redis = RedisServer::start().await;
+    let (a, b, c) = three(&redis).await;
+    let room = a.api.create_room("history").await;
+    // A token issued by A opens a WebSocket on B.
+    let joined = a.api.join_room(&room, "alice").await;
+    let mut alice_on_b = b.tab(joined["token"].as_str().unwrap(), &room).await;
+    let (mut bob_on_c, _) = c.guest_in_room(&room, "bob").await;
+    alice_on_b.expect("system").await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let sender = if i % 2 == 0 { &mut alice_on_b } else { &mut bob_on_c };
+        ids.push(sender.say(&room, &format!("h{i}")).await["id"].clone());
+    }
+    for server in [&b, &c, &a] {
+        let (status, page) = server.api.get(&format!("/rooms/{room}/messages?limit=4")).await;
+        assert_eq!(status, 200);
+        let bodies: Vec<_> = page["messages"].as_array().unwrap().iter().map(|m| m["body"].clone()).collect();
+        assert_eq!(bodies, vec!["h3", "h4", "h5", "h6"]);
+        let got: Vec<_> = page["messages"].as_array().unwrap().iter().map(|m| m["id"].clone()).collect();
+        assert_eq!(got, ids[3..].to_vec());
+        let before = page["nextBefore"].as_str().unwrap();
+        let (_, older) = server.api.get(&format!("/rooms/{room}/messages?limit=4&before={before}")).await;
+        let got: Vec<_> = older["messages"].as_array().unwrap().iter().map(|m| m["id"].clone()).collect();
+        assert_eq!(got, ids[..3].to_vec());
+        assert!(older["nextBefore"].is_null());
+        assert_eq!(older["messages"][0]["type"], "message");
+    }
+    let (status, _) = b.api.get(&format!("/rooms/{room}/messages?before=not-an-id")).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_mid_conversation() {
+    let mut redis = RedisServer::start().await;
+    let a = redis_instance(&redis, RedisConfig::default()).await;
+    let b = redis_instance(&redis, RedisConfig::default()).await;
+    let room = a.api.create_room("outage").await;
+    let (mut alice, _) = a.guest_in_room(&room, "alice").await;
+    let (mut bob, _) = b.guest_in_room(&room, "bob").await;
+    alice.expect("system").await;
+    alice.say(&room, "before").await;
+    assert_eq!(bob.expect("message").await["body"], "before");
+
+    redis.kill().await;
+    alice.send(json!({"type": "message", "room": room, "body": "during", "clientMsgId": "d"})).await;
+    let err = alice.expect_error("unavailable").await;
+    assert_eq!(err["clientMsgId"], "d");
+
+    let restarted = Instant::now();
+    redis.restart().await;
+    // B's node tells its clients that messages may have been missed once its subscriptions
+    // are back; the WebSocket never closed.
+    let resync = bob.expect("resync").await;
+    let resubscribed = restarted.elapsed();
+    println!("resubscribed {resubscribed:?} after redis restarted: {resync}");
+    assert!(resubscribed < Duration::from_secs(5), "{resubscribed:?}");
+    // Alice's node resynced too (it may have been before or after her error reply).
+    alice.drain_until("resync").await;
+    alice.say(&room, "after").await;
+    assert_eq!(bob.expect("message").await["body"], "after");
+    bob.say(&room, "and back").await;
+    assert_eq!(alice.expect("message").await["body"], "and back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_leaves_presence_within_the_ttl_once() {
+    let redis = RedisServer::start().await;
+    let ttl = RedisConfig {
+        presence_ttl: Duration::from_secs(1),
+        ..RedisConfig::default()
+    };
+    let a = redis_instance(&redis, ttl.clone()).await;
+    let b = redis_instance(&redis, ttl).await;
+    let doomed = DemoProcess::start(&["--redis-url", &redis.url(), "--presence-ttl-secs", "1"]).await;
+    let room = a.api.create_room("crash").await;
+    let (mut alice, _) = a.guest_in_room(&room, "alice").await;
+    let (mut carol, _) = b.guest_in_room(&room, "carol").await;
+    alice.expect("system").await;
+    let joined = doomed.api.join_room(&room, "bob").await;
+    let token = joined["token"].as_str().unwrap();
+    let mut bob1 = Client::connect(doomed.addr, &format!("/ws?token={token}")).await;
+    bob1.join(&room).await;
+    let mut bob2 = Client::connect(doomed.addr, &format!("/ws?token={token}")).await;
+    bob2.join(&room).await;
+    for client in [&mut alice, &mut carol] {
+        assert_eq!(client.expect("system").await["user"], joined["user"]);
+    }
+    let (_, rooms) = a.api.get("/rooms").await;
+    assert_eq!(rooms[0]["online"], 3);
+
+    let killed = Instant::now();
+    doomed.kill().await;
+    for client in [&mut alice, &mut carol] {
+        let left = client.expect("system").await;
+        assert_eq!((left["event"].as_str(), &left["user"]), (Some("user_left"), &joined["user"]));
+    }
+    println!("user_left {:?} after SIGKILL (ttl 1 s)", killed.elapsed());
+    alice.barrier(&room).await;
+    carol.barrier(&room).await;
+    let (_, rooms) = b.api.get("/rooms").await;
+    assert_eq!(rooms[0]["online"], 2);
+    drop((bob1, bob2));
+}
