@@ -2,7 +2,12 @@
 
 use std::sync::Arc;
 
-use crate::{broker::Broker, history::HistoryStore, memory::MemoryCluster, store::{PresenceStore, RoomStore}};
+use crate::{
+    broker::Broker,
+    history::HistoryStore,
+    memory::MemoryCluster,
+    store::{PresenceStore, RoomStore},
+};
 
 /// Everything a node needs from outside itself. Build one with [`Backend::memory`] (a
 /// single-node chat), [`MemoryCluster::node`] (several nodes in one process) or, with the

@@ -288,7 +288,12 @@ impl Chat {
     ///
     /// # Errors
     /// As [`Connection::send_direct`].
-    pub async fn send_direct(&self, from: User, to: UserId, body: String) -> Result<AckFrame, Error> {
+    pub async fn send_direct(
+        &self,
+        from: User,
+        to: UserId,
+        body: String,
+    ) -> Result<AckFrame, Error> {
         self.check_body(&body)?;
         self.publish_direct(NO_CONN, from, to, body, None).await
     }
@@ -576,7 +581,10 @@ impl Connection {
         let entered = if rejoin {
             Ok(false)
         } else {
-            backend.presence.enter(room, &self.user, chat.node_id()).await
+            backend
+                .presence
+                .enter(room, &self.user, chat.node_id())
+                .await
         };
         let entered_ok = entered.is_ok();
         let prepared = match entered {
@@ -588,7 +596,10 @@ impl Connection {
             Err(err) => {
                 if !rejoin {
                     if entered_ok {
-                        let _ = backend.presence.exit(room, &self.user, chat.node_id()).await;
+                        let _ = backend
+                            .presence
+                            .exit(room, &self.user, chat.node_id())
+                            .await;
                     }
                     chat.inner.hub.release(&*backend.broker, &topic).await;
                 }
@@ -601,7 +612,9 @@ impl Connection {
             }
             return Ok(());
         }
-        chat.inner.hub.add_to_room(room, self.id, &self.peer, frames);
+        chat.inner
+            .hub
+            .add_to_room(room, self.id, &self.peer, frames);
         self.rooms.insert(room.clone());
         if first {
             publish_system(&chat, self.id, &self.user, room, SystemEvent::UserJoined).await;
@@ -799,5 +812,85 @@ impl Drop for Connection {
                 drop(done);
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryCluster;
+
+    async fn chat_with_room() -> (Chat, RoomId) {
+        let chat = Chat::with_policy(
+            MemoryCluster::new().node(),
+            ChatConfig::default(),
+            Arc::new(crate::hooks::OpenRooms),
+        );
+        let room = chat.create_room(Some("r".into())).await.unwrap().room_id;
+        (chat, room)
+    }
+
+    #[tokio::test]
+    async fn topics_are_subscribed_once_per_node_and_released_after_the_last_connection() {
+        let (chat, room) = chat_with_room().await;
+        let hub = chat.inner.hub.clone();
+        let mut a = chat.connect(User::new("a", "A")).await.unwrap();
+        let mut a2 = chat.connect(User::new("a", "A")).await.unwrap();
+        let mut b = chat.connect(User::new("b", "B")).await.unwrap();
+        // One topic per user, not per connection.
+        assert_eq!(hub.topic_count(), 2);
+        a.join(&room, None).await.unwrap();
+        a2.join(&room, None).await.unwrap();
+        b.join(&room, None).await.unwrap();
+        assert_eq!(hub.topic_count(), 3);
+        a.close().await;
+        a2.close().await;
+        assert_eq!(
+            hub.topic_count(),
+            2,
+            "b still holds the room and its user topic"
+        );
+        b.close().await;
+        assert_eq!(hub.topic_count(), 0);
+        assert_eq!(chat.local_connections(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_connection_still_leaves_its_rooms() {
+        let (chat, room) = chat_with_room().await;
+        let mut a = chat.connect(User::new("a", "A")).await.unwrap();
+        let mut b = chat.connect(User::new("b", "B")).await.unwrap();
+        a.join(&room, None).await.unwrap();
+        b.join(&room, None).await.unwrap();
+        drop(b);
+        // a: joined, user_joined(b), then user_left(b) from the drop's cleanup task.
+        let mut events = Vec::new();
+        while events.len() < 3 {
+            let frame = a.next_frame().await.unwrap();
+            events.push(serde_json::from_slice::<ServerFrame>(&frame).unwrap());
+        }
+        assert!(matches!(&events[2], ServerFrame::System(s) if s.event == SystemEvent::UserLeft));
+        a.close().await;
+        assert_eq!(chat.inner.hub.topic_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_connections_and_refuses_new_ones() {
+        let (chat, _room) = chat_with_room().await;
+        let mut conn = chat.connect(User::new("a", "A")).await.unwrap();
+        let stopping = tokio::spawn({
+            let chat = chat.clone();
+            async move { chat.shutdown().await }
+        });
+        let (mut flag, _) = conn.signals();
+        flag.wait_for(|s| *s).await.unwrap();
+        assert!(!stopping.is_finished());
+        assert!(matches!(
+            chat.connect(User::new("b", "B")).await,
+            Err(Error::ShuttingDown)
+        ));
+        conn.close().await;
+        drop(conn);
+        stopping.await.unwrap();
     }
 }

@@ -116,7 +116,10 @@ impl Hub {
         for frame in first {
             peer.send(frame);
         }
-        rooms.entry(room.clone()).or_default().insert(conn, peer.clone());
+        rooms
+            .entry(room.clone())
+            .or_default()
+            .insert(conn, peer.clone());
     }
 
     pub(crate) fn remove_from_room(&self, room: &RoomId, conn: ConnId) {
@@ -130,7 +133,10 @@ impl Hub {
     }
 
     pub(crate) fn add_user_conn(&self, user: &UserId, conn: ConnId, peer: Peer) {
-        write(&self.users).entry(user.clone()).or_default().insert(conn, peer);
+        write(&self.users)
+            .entry(user.clone())
+            .or_default()
+            .insert(conn, peer);
     }
 
     pub(crate) fn remove_user_conn(&self, user: &UserId, conn: ConnId) {
@@ -154,7 +160,11 @@ impl Hub {
     }
 
     /// One more local interest in `topic`; subscribes the node on the first.
-    pub(crate) async fn acquire(&self, broker: &dyn Broker, topic: &Topic) -> Result<(), BackendError> {
+    pub(crate) async fn acquire(
+        &self,
+        broker: &dyn Broker,
+        topic: &Topic,
+    ) -> Result<(), BackendError> {
         let slot = self.slot(topic);
         let mut count = slot.lock().await;
         if *count == 0 {

@@ -72,11 +72,14 @@ struct RoomRecord {
     member_list: Vec<User>,
 }
 
+/// A user online in a room, with their connections per node.
+type OnlineUser = (User, HashMap<NodeId, u32>);
+
 #[derive(Default)]
 struct Presence {
     /// room -> user -> (user, connections per node). The user's entry exists while any count
     /// is above zero; BTreeMap keeps `online` in a stable order.
-    rooms: HashMap<RoomId, BTreeMap<UserId, (User, HashMap<NodeId, u32>)>>,
+    rooms: HashMap<RoomId, BTreeMap<UserId, OnlineUser>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -257,7 +260,10 @@ impl RoomStore for MemoryNode {
         Box::pin(async { Ok(()) })
     }
 
-    fn get<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<Option<RoomInfo>, BackendError>> {
+    fn get<'a>(
+        &'a self,
+        room: &'a RoomId,
+    ) -> BoxFuture<'a, Result<Option<RoomInfo>, BackendError>> {
         let info = lock(&self.cluster.rooms)
             .rooms
             .get(room)
@@ -422,9 +428,17 @@ impl HistoryStore for MemoryNode {
                 None => log.entries.len(),
             };
             let start = end.saturating_sub(limit);
-            let messages = log.entries.range(start..end).map(|(_, f)| f.clone()).collect();
+            let messages = log
+                .entries
+                .range(start..end)
+                .map(|(_, f)| f.clone())
+                .collect();
             let next_before = (start > 0)
-                .then(|| log.entries.get(start).map(|(seq, _)| MessageId::new(seq.to_string())))
+                .then(|| {
+                    log.entries
+                        .get(start)
+                        .map(|(seq, _)| MessageId::new(seq.to_string()))
+                })
                 .flatten();
             Ok(HistoryPage {
                 messages,
@@ -448,7 +462,11 @@ impl HistoryStore for MemoryNode {
             };
             let start = log.entries.partition_point(|(seq, _)| *seq <= after);
             let end = (start + limit).min(log.entries.len());
-            let frames = log.entries.range(start..end).map(|(_, f)| f.clone()).collect();
+            let frames = log
+                .entries
+                .range(start..end)
+                .map(|(_, f)| f.clone())
+                .collect();
             Ok((frames, end < log.entries.len()))
         })();
         Box::pin(async move { result })
@@ -492,16 +510,25 @@ mod tests {
         }
         let page = node.history.page(&room, None, 3).await.unwrap();
         assert_eq!(page.messages.len(), 3);
-        assert!(std::str::from_utf8(&page.messages[2]).unwrap().contains("\"m7\""));
+        assert!(std::str::from_utf8(&page.messages[2])
+            .unwrap()
+            .contains("\"m7\""));
         let next = page.next_before.unwrap();
         assert_eq!(next.as_str(), "6");
         let page = node.history.page(&room, Some(&next), 3).await.unwrap();
         // Only 5 are kept (ids 4..=8): the page before id 6 is ids 4 and 5, and nothing older.
         assert_eq!(page.messages.len(), 2);
         assert!(page.next_before.is_none());
-        let bad = node.history.page(&room, Some(&MessageId::new("x")), 3).await;
+        let bad = node
+            .history
+            .page(&room, Some(&MessageId::new("x")), 3)
+            .await;
         assert!(matches!(bad, Err(BackendError::InvalidCursor)));
-        let (after, more) = node.history.after(&room, &MessageId::new("6"), 10).await.unwrap();
+        let (after, more) = node
+            .history
+            .after(&room, &MessageId::new("6"), 10)
+            .await
+            .unwrap();
         assert_eq!(after.len(), 2);
         assert!(!more);
     }
@@ -513,10 +540,20 @@ mod tests {
         let room = RoomId::new("r");
         let mut rx_b = b.broker.take_events().unwrap();
         assert!(b.broker.take_events().is_none());
-        b.broker.subscribe(vec![Topic::Room(room.clone())]).await.unwrap();
-        b.broker.subscribe(vec![Topic::Room(room.clone())]).await.unwrap();
+        b.broker
+            .subscribe(vec![Topic::Room(room.clone())])
+            .await
+            .unwrap();
+        b.broker
+            .subscribe(vec![Topic::Room(room.clone())])
+            .await
+            .unwrap();
         let _ = c;
-        let sent = a.broker.publish_room_message(msg(&a, &room, "hi")).await.unwrap();
+        let sent = a
+            .broker
+            .publish_room_message(msg(&a, &room, "hi"))
+            .await
+            .unwrap();
         assert_eq!(sent.id.as_str(), "1");
         let Some(BrokerEvent::Envelope(env)) = rx_b.recv().await else {
             panic!("no envelope")
@@ -535,7 +572,13 @@ mod tests {
         assert!(a.presence.enter(&room, &ann, na).await.unwrap());
         assert!(!b.presence.enter(&room, &ann, nb).await.unwrap());
         assert!(!a.presence.enter(&room, &ann, na).await.unwrap());
-        assert_eq!(a.presence.online_counts(&[room.clone()]).await.unwrap(), vec![1]);
+        assert_eq!(
+            a.presence
+                .online_counts(std::slice::from_ref(&room))
+                .await
+                .unwrap(),
+            vec![1]
+        );
         assert!(!a.presence.exit(&room, &ann, na).await.unwrap());
         assert!(!a.presence.exit(&room, &ann, na).await.unwrap());
         assert_eq!(cluster.remove_node(nb), vec![(room.clone(), ann.clone())]);

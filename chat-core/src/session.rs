@@ -117,23 +117,41 @@ where
         tokio::select! {
             biased;
             () = stopped(&mut shutdown) => {
-                // Finish what is queued, then say goodbye.
-                while let Some(frame) = conn.try_next_frame() {
-                    if outbound.feed(Outbound::Text(frame)).await.is_err() {
-                        break;
+                // Finish what is queued (unless the client stopped reading), then say goodbye.
+                let flush = async {
+                    while let Some(frame) = conn.try_next_frame() {
+                        if outbound.feed(Outbound::Text(frame)).await.is_err() {
+                            break;
+                        }
                     }
-                }
-                let _ = outbound.send(Outbound::Close(close_code::GOING_AWAY, "server shutting down")).await;
+                };
+                let _ = tokio::time::timeout(CLOSE_GRACE, flush).await;
+                send_close(&mut outbound, close_code::GOING_AWAY, "server shutting down").await;
                 break SessionEnd::Shutdown;
             }
             () = slow.notified() => {
-                let _ = outbound.send(Outbound::Close(close_code::SLOW_CONSUMER, "slow consumer")).await;
+                send_close(&mut outbound, close_code::SLOW_CONSUMER, "slow consumer").await;
                 break SessionEnd::SlowConsumer;
             }
             frame = conn.next_frame() => {
                 let Some(frame) = frame else { break SessionEnd::ClientClosed };
-                if write_batch(&mut conn, &mut outbound, frame).await.is_err() {
-                    break SessionEnd::SendFailed;
+                // A client that stops reading blocks this write once its TCP buffers are full;
+                // meanwhile its queue overflows. Either signal must still end the session.
+                tokio::select! {
+                    biased;
+                    () = slow.notified() => {
+                        send_close(&mut outbound, close_code::SLOW_CONSUMER, "slow consumer").await;
+                        break SessionEnd::SlowConsumer;
+                    }
+                    () = stopped(&mut shutdown) => {
+                        send_close(&mut outbound, close_code::GOING_AWAY, "server shutting down").await;
+                        break SessionEnd::Shutdown;
+                    }
+                    written = write_batch(&mut conn, &mut outbound, frame) => {
+                        if written.is_err() {
+                            break SessionEnd::SendFailed;
+                        }
+                    }
                 }
             }
             message = inbound.next() => {
@@ -145,7 +163,7 @@ where
                         break SessionEnd::ClientClosed;
                     }
                     Some(Inbound::TooLarge) => {
-                        let _ = outbound.send(Outbound::Close(close_code::TOO_BIG, "frame too large")).await;
+                        send_close(&mut outbound, close_code::TOO_BIG, "frame too large").await;
                         break SessionEnd::TooLarge;
                     }
                     Some(Inbound::Alive) => {}
@@ -154,7 +172,7 @@ where
                     }
                     Some(Inbound::Text(text)) => {
                         if text.len() > config.max_frame_bytes {
-                            let _ = outbound.send(Outbound::Close(close_code::TOO_BIG, "frame too large")).await;
+                            send_close(&mut outbound, close_code::TOO_BIG, "frame too large").await;
                             break SessionEnd::TooLarge;
                         }
                         if limiter.allow() {
@@ -168,7 +186,7 @@ where
             }
             _ = ping.tick() => {
                 if last_seen.elapsed() >= config.idle_timeout {
-                    let _ = outbound.send(Outbound::Close(close_code::POLICY, "idle timeout")).await;
+                    send_close(&mut outbound, close_code::POLICY, "idle timeout").await;
                     break SessionEnd::Idle;
                 }
                 if outbound.send(Outbound::Ping).await.is_err() {
@@ -178,8 +196,19 @@ where
         }
     };
     conn.close().await;
-    let _ = outbound.close().await;
+    let _ = tokio::time::timeout(CLOSE_GRACE, outbound.close()).await;
     end
+}
+
+/// How long a closing session waits on a client that does not read before giving up on it.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Sends a close frame, unless the client stopped reading (then the transport is dropped).
+async fn send_close<K>(outbound: &mut K, code: u16, reason: &'static str)
+where
+    K: Sink<Outbound> + Unpin,
+{
+    let _ = tokio::time::timeout(CLOSE_GRACE, outbound.send(Outbound::Close(code, reason))).await;
 }
 
 /// Completes once the chat is shutting down (or gone).
@@ -189,7 +218,11 @@ async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
 }
 
 /// Writes `first` and whatever else is already queued, then flushes once.
-async fn write_batch<K>(conn: &mut Connection, outbound: &mut K, first: Bytes) -> Result<(), K::Error>
+async fn write_batch<K>(
+    conn: &mut Connection,
+    outbound: &mut K,
+    first: Bytes,
+) -> Result<(), K::Error>
 where
     K: Sink<Outbound> + Unpin,
 {
@@ -288,5 +321,123 @@ mod tests {
         tokio::time::advance(Duration::from_millis(100)).await;
         assert!(limiter.allow());
         assert!(!limiter.allow());
+    }
+}
+
+#[cfg(test)]
+mod loop_tests {
+    use std::sync::Arc;
+
+    use futures_channel::mpsc as fmpsc;
+    use futures_util::stream;
+
+    use super::*;
+    use crate::{memory::MemoryCluster, protocol::User, Chat, ChatConfig};
+
+    fn chat(config: ChatConfig) -> Chat {
+        Chat::with_policy(
+            MemoryCluster::new().node(),
+            config,
+            Arc::new(crate::hooks::OpenRooms),
+        )
+    }
+
+    /// A sink that never accepts anything: a client that stopped reading.
+    struct Stuck;
+
+    impl Sink<Outbound> for Stuck {
+        type Error = ();
+        fn poll_ready(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), ()>> {
+            std::task::Poll::Pending
+        }
+        fn start_send(self: std::pin::Pin<&mut Self>, _: Outbound) -> Result<(), ()> {
+            Ok(())
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), ()>> {
+            std::task::Poll::Pending
+        }
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), ()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_consumer_is_cut_off_instead_of_buffering_forever() {
+        let chat = chat(ChatConfig {
+            outgoing_queue: 8,
+            ..ChatConfig::default()
+        });
+        let room = chat.create_room(None).await.unwrap().room_id;
+        let mut slow = chat.connect(User::new("slow", "S")).await.unwrap();
+        slow.join(&room, None).await.unwrap();
+        let session = tokio::spawn(run(slow, stream::pending(), Stuck));
+        let mut fast = chat.connect(User::new("fast", "F")).await.unwrap();
+        fast.join(&room, None).await.unwrap();
+        for i in 0..50 {
+            let frame = crate::protocol::SendMessageFrame {
+                room: room.clone(),
+                body: format!("m{i}"),
+                client_msg_id: None,
+            };
+            fast.send_message(frame).await.unwrap();
+        }
+        assert_eq!(session.await.unwrap(), SessionEnd::SlowConsumer);
+        fast.close().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pings_an_idle_client_and_closes_a_silent_one() {
+        let chat = chat(ChatConfig {
+            ping_interval: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(25),
+            ..ChatConfig::default()
+        });
+        let conn = chat.connect(User::new("a", "A")).await.unwrap();
+        let (tx, mut rx) = fmpsc::unbounded::<Outbound>();
+        let session = tokio::spawn(run(conn, stream::pending(), tx));
+        assert_eq!(rx.next().await, Some(Outbound::Ping));
+        assert_eq!(rx.next().await, Some(Outbound::Ping));
+        assert_eq!(
+            rx.next().await,
+            Some(Outbound::Close(close_code::POLICY, "idle timeout"))
+        );
+        assert_eq!(session.await.unwrap(), SessionEnd::Idle);
+    }
+
+    #[tokio::test]
+    async fn shutdown_sends_going_away_after_what_is_queued() {
+        let chat = chat(ChatConfig::default());
+        let room = chat.create_room(None).await.unwrap().room_id;
+        let conn = chat.connect(User::new("a", "A")).await.unwrap();
+        let (in_tx, in_rx) = fmpsc::unbounded::<Inbound>();
+        let (tx, mut rx) = fmpsc::unbounded::<Outbound>();
+        let session = tokio::spawn(run(conn, in_rx, tx));
+        in_tx
+            .unbounded_send(Inbound::Text(
+                serde_json::json!({"type":"join","room":room}).to_string(),
+            ))
+            .unwrap();
+        let Some(Outbound::Text(joined)) = rx.next().await else {
+            panic!("no joined")
+        };
+        assert!(std::str::from_utf8(&joined).unwrap().contains("\"joined\""));
+        chat.shutdown().await;
+        assert_eq!(
+            rx.next().await,
+            Some(Outbound::Close(
+                close_code::GOING_AWAY,
+                "server shutting down"
+            ))
+        );
+        assert_eq!(session.await.unwrap(), SessionEnd::Shutdown);
     }
 }

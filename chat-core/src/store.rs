@@ -40,7 +40,8 @@ pub trait RoomStore: Send + Sync + 'static {
     /// Stores a new room.
     fn create(&self, room: RoomInfo) -> BoxFuture<'_, Result<(), BackendError>>;
     /// The room with this id, if any.
-    fn get<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<Option<RoomInfo>, BackendError>>;
+    fn get<'a>(&'a self, room: &'a RoomId)
+        -> BoxFuture<'a, Result<Option<RoomInfo>, BackendError>>;
     /// All rooms, oldest first.
     fn list(&self) -> BoxFuture<'_, Result<Vec<RoomInfo>, BackendError>>;
     /// Makes `user` a member of `room` (idempotent; refreshes the display name). Returns

@@ -26,7 +26,10 @@ use crate::error::ChatRejection;
 /// `Fn(&Parts) -> Result<Option<User>, ChatRejection>`.
 pub trait IdentityExtractor: Send + Sync + 'static {
     /// The user behind the request, if any.
-    fn extract<'a>(&'a self, parts: &'a Parts) -> BoxFuture<'a, Result<Option<User>, ChatRejection>>;
+    fn extract<'a>(
+        &'a self,
+        parts: &'a Parts,
+    ) -> BoxFuture<'a, Result<Option<User>, ChatRejection>>;
 }
 
 /// No host identity: only guest tokens identify users.
@@ -43,7 +46,10 @@ impl<F> IdentityExtractor for F
 where
     F: Fn(&Parts) -> Result<Option<User>, ChatRejection> + Send + Sync + 'static,
 {
-    fn extract<'a>(&'a self, parts: &'a Parts) -> BoxFuture<'a, Result<Option<User>, ChatRejection>> {
+    fn extract<'a>(
+        &'a self,
+        parts: &'a Parts,
+    ) -> BoxFuture<'a, Result<Option<User>, ChatRejection>> {
         let result = self(parts);
         Box::pin(async move { result })
     }
@@ -76,7 +82,10 @@ impl<T> IdentityExtractor for FromExtension<T>
 where
     T: Clone + Into<User> + Send + Sync + 'static,
 {
-    fn extract<'a>(&'a self, parts: &'a Parts) -> BoxFuture<'a, Result<Option<User>, ChatRejection>> {
+    fn extract<'a>(
+        &'a self,
+        parts: &'a Parts,
+    ) -> BoxFuture<'a, Result<Option<User>, ChatRejection>> {
         let user = parts.extensions.get::<T>().cloned().map(Into::into);
         Box::pin(async move { Ok(user) })
     }
@@ -105,7 +114,9 @@ pub struct TokenSigner {
 
 impl std::fmt::Debug for TokenSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSigner").field("ttl", &self.ttl).finish_non_exhaustive()
+        f.debug_struct("TokenSigner")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
     }
 }
 
@@ -128,7 +139,8 @@ impl TokenSigner {
 
     fn mac(&self) -> HmacSha256 {
         // HMAC accepts keys of any length, so this cannot fail.
-        HmacSha256::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+        HmacSha256::new_from_slice(&self.key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
     }
 
     /// A token for `user`, valid for the signer's lifetime.
@@ -229,7 +241,11 @@ mod tests {
         assert!(signer.verify(&forged).is_err());
         assert!(signer.verify("garbage").is_err());
         let expired = TokenSigner::new(b"secret".to_vec(), Duration::ZERO);
-        let old = Claims { sub: "u".into(), name: "n".into(), exp: 1 };
+        let old = Claims {
+            sub: "u".into(),
+            name: "n".into(),
+            exp: 1,
+        };
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&old).unwrap());
         let mut mac = expired.mac();
         mac.update(payload.as_bytes());

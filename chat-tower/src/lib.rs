@@ -203,3 +203,8 @@ impl ChatHandle {
         self.chat.shutdown().await
     }
 }
+
+/// The README's code blocks, compiled as doc tests so that they stay true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

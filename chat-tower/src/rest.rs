@@ -7,12 +7,15 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use chat_core::{MessageId, RoomDetails, RoomId, RoomSummary, User, UserId};
 use chat_core::store::RoomInfo;
+use chat_core::{MessageId, RoomDetails, RoomId, RoomSummary, User, UserId};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::{error::{ChatRejection, Problem}, state::ChatState};
+use crate::{
+    error::{ChatRejection, Problem},
+    state::ChatState,
+};
 
 /// The OpenAPI tag of the REST endpoints.
 pub const TAG: &str = "chat";
@@ -136,7 +139,10 @@ fn check_len(what: &str, value: &str, max: usize) -> Result<String, ChatRejectio
         (status = 422, description = "The name is not 1 to 64 characters", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The chat backend is down", body = Problem, content_type = "application/problem+json"),
     ))]
-pub(crate) async fn create_room(State(state): State<ChatState>, body: Bytes) -> Result<Response, ChatRejection> {
+pub(crate) async fn create_room(
+    State(state): State<ChatState>,
+    body: Bytes,
+) -> Result<Response, ChatRejection> {
     let request: CreateRoomRequest = json_body(&body)?;
     let name = match request.name {
         Some(name) => Some(check_len("name", &name, 64)?),
@@ -170,7 +176,14 @@ pub(crate) async fn join_room(
     let (parts, body) = request.into_parts();
     let room = RoomId::new(room_id);
     let chat = state.chat();
-    if chat.backend().rooms.get(&room).await.map_err(chat_core::Error::from)?.is_none() {
+    if chat
+        .backend()
+        .rooms
+        .get(&room)
+        .await
+        .map_err(chat_core::Error::from)?
+        .is_none()
+    {
         return Err(ChatRejection::NotFound(format!("room {room} not found")));
     }
     let body: JoinRoomRequest = json_body(&read_body(body).await?)?;
@@ -210,7 +223,9 @@ pub(crate) async fn join_room(
         (status = 200, description = "All rooms", body = [RoomSummary]),
         (status = 503, description = "The chat backend is down", body = Problem, content_type = "application/problem+json"),
     ))]
-pub(crate) async fn list_rooms(State(state): State<ChatState>) -> Result<Json<Vec<RoomSummary>>, ChatRejection> {
+pub(crate) async fn list_rooms(
+    State(state): State<ChatState>,
+) -> Result<Json<Vec<RoomSummary>>, ChatRejection> {
     Ok(Json(state.chat().rooms().await?))
 }
 
@@ -249,12 +264,19 @@ pub(crate) async fn room_messages(
     let limit = match query.limit {
         None => chat.config().history_page_default,
         Some(n) if n >= 1 && n as usize <= max => n as usize,
-        Some(_) => return Err(ChatRejection::BadRequest(format!("`limit` must be 1 to {max}"))),
+        Some(_) => {
+            return Err(ChatRejection::BadRequest(format!(
+                "`limit` must be 1 to {max}"
+            )))
+        }
     };
     let before = query.before.filter(|b| !b.is_empty()).map(MessageId::new);
-    let page = chat.history(&RoomId::new(room_id), before.as_ref(), limit).await?;
+    let page = chat
+        .history(&RoomId::new(room_id), before.as_ref(), limit)
+        .await?;
     // The frames are stored serialized: splice them into the response as they are.
-    let mut body = Vec::with_capacity(64 + page.messages.iter().map(|m| m.len() + 1).sum::<usize>());
+    let mut body =
+        Vec::with_capacity(64 + page.messages.iter().map(|m| m.len() + 1).sum::<usize>());
     body.extend_from_slice(b"{\"messages\":[");
     for (i, frame) in page.messages.iter().enumerate() {
         if i > 0 {
@@ -263,7 +285,9 @@ pub(crate) async fn room_messages(
         body.extend_from_slice(frame);
     }
     body.extend_from_slice(b"],\"nextBefore\":");
-    body.extend_from_slice(&serde_json::to_vec(&page.next_before).unwrap_or_else(|_| b"null".to_vec()));
+    body.extend_from_slice(
+        &serde_json::to_vec(&page.next_before).unwrap_or_else(|_| b"null".to_vec()),
+    );
     body.push(b'}');
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

@@ -12,7 +12,11 @@ use chat_core::session::{self, Inbound, Outbound};
 use futures_util::{SinkExt, StreamExt};
 use tracing::Instrument;
 
-use crate::{error::{ChatRejection, Problem}, rest::TAG, state::ChatState};
+use crate::{
+    error::{ChatRejection, Problem},
+    rest::TAG,
+    state::ChatState,
+};
 
 /// Per-connection read buffer. Small on purpose: most chat frames are a few hundred bytes, and
 /// at tens of thousands of idle connections the buffers are most of the memory.
@@ -31,7 +35,10 @@ const WRITE_BUFFER: usize = 0;
         (status = 503, description = "The chat backend is down or shutting down", body = Problem, content_type = "application/problem+json"),
     ),
     security(("token" = []), ("bearer" = []), ()))]
-pub(crate) async fn ws_handler(State(state): State<ChatState>, request: Request) -> Result<Response, ChatRejection> {
+pub(crate) async fn ws_handler(
+    State(state): State<ChatState>,
+    request: Request,
+) -> Result<Response, ChatRejection> {
     let (mut parts, _body) = request.into_parts();
     state.inner.origins.check(&parts)?;
     let user = state
@@ -73,7 +80,9 @@ async fn serve(conn: chat_core::Connection, socket: WebSocket) {
     });
     let outbound = sink.with(|out: Outbound| async move {
         Ok::<_, axum::Error>(match out {
-            Outbound::Text(bytes) => Message::Text(Utf8Bytes::try_from(bytes).map_err(axum::Error::new)?),
+            Outbound::Text(bytes) => {
+                Message::Text(Utf8Bytes::try_from(bytes).map_err(axum::Error::new)?)
+            }
             Outbound::Ping => Message::Ping(Default::default()),
             Outbound::Close(code, reason) => Message::Close(Some(CloseFrame {
                 code,
@@ -92,7 +101,10 @@ fn is_capacity_error(err: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = err.source();
     while let Some(e) = source {
         let text = e.to_string();
-        if text.contains("Space limit exceeded") || text.contains("too long") || text.contains("too big") {
+        if text.contains("Space limit exceeded")
+            || text.contains("too long")
+            || text.contains("too big")
+        {
             return true;
         }
         source = e.source();

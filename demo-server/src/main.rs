@@ -52,12 +52,17 @@ fn parse_args() -> anyhow::Result<Args> {
         }
     }
     Ok(Args {
-        listen: listen.parse().with_context(|| format!("bad listen address {listen}"))?,
+        listen: listen
+            .parse()
+            .with_context(|| format!("bad listen address {listen}"))?,
         redis_url,
         static_dir,
         token_secret,
         presence_ttl: presence_ttl
-            .map(|s| s.parse::<f64>().with_context(|| format!("bad presence TTL {s}")))
+            .map(|s| {
+                s.parse::<f64>()
+                    .with_context(|| format!("bad presence TTL {s}"))
+            })
             .transpose()?,
     })
 }
@@ -66,7 +71,8 @@ fn parse_args() -> anyhow::Result<Args> {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")),
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")),
         )
         .init();
     let args = parse_args()?;
@@ -94,7 +100,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let (chat_router, chat) = builder.build::<()>();
 
-    let docs: Router = SwaggerUi::new("/docs").config(Config::from("/openapi.json")).into();
+    let docs: Router = SwaggerUi::new("/docs")
+        .config(Config::from("/openapi.json"))
+        .into();
     let app = Router::new()
         .merge(chat_router)
         .merge(docs)

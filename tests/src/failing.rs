@@ -60,7 +60,10 @@ impl Broker for FlakyBroker {
         })
     }
 
-    fn publish_room_message(&self, message: NewRoomMessage) -> BoxFuture<'_, Result<RoomMessage, BackendError>> {
+    fn publish_room_message(
+        &self,
+        message: NewRoomMessage,
+    ) -> BoxFuture<'_, Result<RoomMessage, BackendError>> {
         Box::pin(async move {
             self.switch.check()?;
             self.inner.publish_room_message(message).await

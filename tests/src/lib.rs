@@ -96,7 +96,9 @@ impl Api {
 
     /// `POST /join-room/{room}` as a new guest; the whole response.
     pub async fn join_room(&self, room: &str, name: &str) -> Value {
-        let (status, body) = self.post(&format!("/join-room/{room}"), Some(json!({ "user": name }))).await;
+        let (status, body) = self
+            .post(&format!("/join-room/{room}"), Some(json!({ "user": name })))
+            .await;
         assert_eq!(status, 200, "{body}");
         body
     }
@@ -119,7 +121,14 @@ impl Api {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        Self::read(self.http.get(format!("{}{path}", self.base)).send().await.unwrap()).await
+        Self::read(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     async fn read(res: reqwest::Response) -> (u16, Value) {
@@ -131,7 +140,10 @@ impl Api {
             .unwrap_or_default();
         let body: Value = res.json().await.unwrap_or(Value::Null);
         if status >= 400 {
-            assert_eq!(content_type, "application/problem+json", "error {status} {body}");
+            assert_eq!(
+                content_type, "application/problem+json",
+                "error {status} {body}"
+            );
             assert_eq!(body["status"], status, "{body}");
             for field in ["type", "title", "detail"] {
                 assert!(body[field].is_string(), "problem without {field}: {body}");
@@ -151,7 +163,9 @@ pub struct Client {
 impl Client {
     /// Connects to `path` (e.g. `/ws?token=...`) on `addr`.
     pub async fn connect(addr: SocketAddr, path: &str) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await.unwrap();
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}{path}"))
+            .await
+            .unwrap();
         Self {
             ws,
             pending: Default::default(),
@@ -159,20 +173,30 @@ impl Client {
     }
 
     /// Tries to connect with extra headers; returns the HTTP status on refusal.
-    pub async fn try_connect(addr: SocketAddr, path: &str, headers: &[(&'static str, &str)]) -> Result<Self, u16> {
+    pub async fn try_connect(
+        addr: SocketAddr,
+        path: &str,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Self, u16> {
         let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
         for (name, value) in headers {
             request.headers_mut().insert(*name, value.parse().unwrap());
         }
         match tokio_tungstenite::connect_async(request).await {
-            Ok((ws, _)) => Ok(Self { ws, pending: Default::default() }),
+            Ok((ws, _)) => Ok(Self {
+                ws,
+                pending: Default::default(),
+            }),
             Err(tokio_tungstenite::tungstenite::Error::Http(res)) => Err(res.status().as_u16()),
             Err(err) => panic!("connect failed: {err}"),
         }
     }
 
     pub async fn send(&mut self, frame: Value) {
-        self.ws.send(Message::text(frame.to_string())).await.unwrap();
+        self.ws
+            .send(Message::text(frame.to_string()))
+            .await
+            .unwrap();
     }
 
     pub async fn send_text(&mut self, text: impl Into<String>) {
@@ -234,7 +258,10 @@ impl Client {
     pub async fn barrier(&mut self, room: &str) {
         self.send(json!({"type": "join", "room": room})).await;
         let frame = self.next().await;
-        assert_eq!(frame["type"], "joined", "something was queued before the barrier: {frame}");
+        assert_eq!(
+            frame["type"], "joined",
+            "something was queued before the barrier: {frame}"
+        );
     }
 
     /// Sends a room message and returns its `ack`. Frames that arrive before the ack (other
@@ -281,12 +308,20 @@ impl Client {
 }
 
 /// A chat instance on a shared Redis (in this process).
-pub async fn redis_instance(redis: &redis_server::RedisServer, config: chat_tower::chat_core::redis::RedisConfig) -> Server {
+pub async fn redis_instance(
+    redis: &redis_server::RedisServer,
+    config: chat_tower::chat_core::redis::RedisConfig,
+) -> Server {
     let backend = chat_tower::chat_core::redis::RedisBackend::connect(&redis.url(), config)
         .await
         .unwrap();
     let secret = backend.shared_secret().await.unwrap();
-    Server::start(ChatBuilder::new().backend(backend.into_backend()).token_secret(secret)).await
+    Server::start(
+        ChatBuilder::new()
+            .backend(backend.into_backend())
+            .token_secret(secret),
+    )
+    .await
 }
 
 /// The demo-server binary, built if missing (`DEMO_SERVER_BIN` overrides).
@@ -294,7 +329,9 @@ pub fn demo_server_bin() -> std::path::PathBuf {
     if let Ok(bin) = std::env::var("DEMO_SERVER_BIN") {
         return bin.into();
     }
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
     let bin = root.join("target/debug/demo-server");
     let status = std::process::Command::new(env!("CARGO"))
         .args(["build", "-q", "-p", "demo-server"])
@@ -314,7 +351,11 @@ pub struct DemoProcess {
 
 impl DemoProcess {
     pub async fn start(extra_args: &[&str]) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let child = tokio::process::Command::new(demo_server_bin())
             .args(["--listen", &addr.to_string()])
@@ -341,8 +382,14 @@ impl DemoProcess {
     /// SIGTERM: graceful shutdown. Returns the exit status once it exits.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().unwrap();
-        std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-        tokio::time::timeout(FRAME_WAIT, self.child.wait()).await.unwrap().unwrap()
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        tokio::time::timeout(FRAME_WAIT, self.child.wait())
+            .await
+            .unwrap()
+            .unwrap()
     }
 }
 

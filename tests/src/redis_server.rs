@@ -56,7 +56,8 @@ impl RedisServer {
         self.child = Some(child);
         for _ in 0..200 {
             if let Ok(mut conn) = self.try_conn().await {
-                let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+                let pong: redis::RedisResult<String> =
+                    redis::cmd("PING").query_async(&mut conn).await;
                 if pong.is_ok() {
                     return;
                 }
@@ -97,20 +98,32 @@ impl RedisServer {
     /// `connected_clients` from `INFO clients`, asked over `conn` (a connection the test keeps
     /// open), minus that connection.
     pub async fn connected_clients(&self, conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-        let info: redis::InfoDict = redis::cmd("INFO").arg("clients").query_async(conn).await.unwrap();
+        let info: redis::InfoDict = redis::cmd("INFO")
+            .arg("clients")
+            .query_async(conn)
+            .await
+            .unwrap();
         info.get::<u64>("connected_clients").unwrap() - 1
     }
 
     /// Resets `INFO commandstats`.
     pub async fn reset_stats(&self) {
         let mut conn = self.conn().await;
-        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query_async(&mut conn).await.unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
 
     /// `calls=` of every command in `INFO commandstats`.
     pub async fn command_calls(&self) -> std::collections::BTreeMap<String, u64> {
         let mut conn = self.conn().await;
-        let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         info.lines()
             .filter_map(|line| {
                 let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;

@@ -4,7 +4,14 @@ use chat_tower::ChatBuilder;
 use roomcast_tests::{Client, Server};
 use serde_json::json;
 
-async fn room_with_two() -> (Server, String, Client, serde_json::Value, Client, serde_json::Value) {
+async fn room_with_two() -> (
+    Server,
+    String,
+    Client,
+    serde_json::Value,
+    Client,
+    serde_json::Value,
+) {
     let server = Server::start(ChatBuilder::new()).await;
     let room = server.api.create_room("lobby").await;
     let (mut alice, alice_user) = server.guest_in_room(&room, "alice").await;
@@ -38,7 +45,8 @@ async fn joined_lists_the_members_online() {
     let (server, room, _alice, alice_user, _bob, bob_user) = room_with_two().await;
     let (_carol, carol_user) = {
         let joined = server.api.join_room(&room, "carol").await;
-        let mut client = Client::connect(server.addr, joined["websocketUrl"].as_str().unwrap()).await;
+        let mut client =
+            Client::connect(server.addr, joined["websocketUrl"].as_str().unwrap()).await;
         let reply = client.join(&room).await;
         let members = reply["members"].as_array().unwrap();
         for user in [&alice_user, &bob_user, &joined["user"]] {
@@ -96,7 +104,10 @@ async fn second_tab_receives_and_system_events_are_per_user() {
     // A disconnect counts as leaving.
     bob.close().await;
     let left = alice.expect("system").await;
-    assert_eq!((left["event"].as_str(), &left["user"]), (Some("user_left"), &bob_user));
+    assert_eq!(
+        (left["event"].as_str(), &left["user"]),
+        (Some("user_left"), &bob_user)
+    );
     let _ = alice_user;
 }
 
@@ -116,7 +127,8 @@ async fn direct_messages_both_ways_and_to_the_senders_other_tabs() {
     assert_eq!(dm["from"], alice_user);
     assert_eq!(dm["to"], bob_user["id"]);
     assert_eq!(dm["id"], ack["id"]);
-    bob.send(json!({"type": "direct", "to": alice_user["id"], "body": "back"})).await;
+    bob.send(json!({"type": "direct", "to": alice_user["id"], "body": "back"}))
+        .await;
     let ack = bob.expect("ack").await;
     assert!(ack.get("clientMsgId").is_none());
     assert_eq!(alice.expect("direct").await["body"], "back");
@@ -138,7 +150,8 @@ async fn direct_message_reaches_every_tab_of_both_users() {
     for c in [&mut ann1, &mut ann2] {
         assert_eq!(c.expect("system").await["event"], "user_joined");
     }
-    ann1.send(json!({"type": "direct", "to": b["user"]["id"], "body": "x"})).await;
+    ann1.send(json!({"type": "direct", "to": b["user"]["id"], "body": "x"}))
+        .await;
     ann1.expect("ack").await;
     for c in [&mut ben1, &mut ben2, &mut ann2] {
         let dm = c.expect("direct").await;
@@ -157,7 +170,9 @@ async fn direct_to_someone_offline_or_unknown_is_reported() {
         .await;
     let err = alice.expect_error("recipient_offline").await;
     assert_eq!(err["clientMsgId"], "c9");
-    alice.send(json!({"type": "direct", "to": "nobody-by-this-id", "body": "hm"})).await;
+    alice
+        .send(json!({"type": "direct", "to": "nobody-by-this-id", "body": "hm"}))
+        .await;
     alice.expect_error("user_not_found").await;
 }
 
@@ -201,27 +216,47 @@ async fn every_request_error_code_and_the_connection_carries_on() {
         .await;
     alice.expect_error("bad_frame").await;
 
-    alice.send(json!({"type": "message", "room": other_room, "body": "hi", "clientMsgId": "n"})).await;
+    alice
+        .send(json!({"type": "message", "room": other_room, "body": "hi", "clientMsgId": "n"}))
+        .await;
     assert_eq!(alice.expect_error("not_in_room").await["clientMsgId"], "n");
-    alice.send(json!({"type": "leave", "room": other_room})).await;
+    alice
+        .send(json!({"type": "leave", "room": other_room}))
+        .await;
     alice.expect_error("not_in_room").await;
-    alice.send(json!({"type": "join", "room": "no-such-room"})).await;
+    alice
+        .send(json!({"type": "join", "room": "no-such-room"}))
+        .await;
     alice.expect_error("room_not_found").await;
-    alice.send(json!({"type": "join", "room": "8a1c1c4e-7a0e-4a43-9a57-1d5d1f0b5a3e"})).await;
+    alice
+        .send(json!({"type": "join", "room": "8a1c1c4e-7a0e-4a43-9a57-1d5d1f0b5a3e"}))
+        .await;
     alice.expect_error("room_not_found").await;
     // Not a member of the other room (no POST /join-room): the default policy says no.
-    alice.send(json!({"type": "join", "room": other_room})).await;
+    alice
+        .send(json!({"type": "join", "room": other_room}))
+        .await;
     alice.expect_error("forbidden").await;
-    alice.send(json!({"type": "message", "room": room, "body": "  \n\t "})).await;
+    alice
+        .send(json!({"type": "message", "room": room, "body": "  \n\t "}))
+        .await;
     alice.expect_error("empty_body").await;
-    alice.send(json!({"type": "message", "room": room, "body": "0123456789A"})).await;
+    alice
+        .send(json!({"type": "message", "room": room, "body": "0123456789A"}))
+        .await;
     alice.expect_error("body_too_large").await;
     // Ten characters, more than ten bytes: the limit counts characters.
-    alice.send(json!({"type": "message", "room": room, "body": "ééééééééé✓"})).await;
+    alice
+        .send(json!({"type": "message", "room": room, "body": "ééééééééé✓"}))
+        .await;
     alice.expect("ack").await;
-    alice.send(json!({"type": "direct", "to": "ghost", "body": ""})).await;
+    alice
+        .send(json!({"type": "direct", "to": "ghost", "body": ""}))
+        .await;
     alice.expect_error("empty_body").await;
-    alice.send(json!({"type": "direct", "to": "ghost", "body": "boo"})).await;
+    alice
+        .send(json!({"type": "direct", "to": "ghost", "body": "boo"}))
+        .await;
     alice.expect_error("user_not_found").await;
 
     // Still fine after all that.
@@ -311,7 +346,9 @@ async fn garbage_never_hurts_the_server_or_other_users() {
             .collect();
         mallory.send_binary(bytes.clone()).await;
         mallory.expect_error("bad_frame").await;
-        mallory.send_text(String::from_utf8_lossy(&bytes).into_owned()).await;
+        mallory
+            .send_text(String::from_utf8_lossy(&bytes).into_owned())
+            .await;
         mallory.expect_error("bad_frame").await;
     }
     alice.say(&room, "unharmed").await;
@@ -328,10 +365,14 @@ async fn unavailable_is_reported_when_the_broker_is_down() {
     let (mut bob, bob_user) = server.guest_in_room(&room, "bob").await;
     alice.expect("system").await;
     switch.set_down(true);
-    alice.send(json!({"type": "message", "room": room, "body": "lost?", "clientMsgId": "u1"})).await;
+    alice
+        .send(json!({"type": "message", "room": room, "body": "lost?", "clientMsgId": "u1"}))
+        .await;
     let err = alice.expect_error("unavailable").await;
     assert_eq!(err["clientMsgId"], "u1");
-    alice.send(json!({"type": "direct", "to": bob_user["id"], "body": "lost?"})).await;
+    alice
+        .send(json!({"type": "direct", "to": bob_user["id"], "body": "lost?"}))
+        .await;
     alice.expect_error("unavailable").await;
     switch.set_down(false);
     alice.say(&room, "back").await;

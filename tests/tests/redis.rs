@@ -20,21 +20,30 @@ async fn three_instances_are_one_chat() {
     let (a, b, c) = three(&redis).await;
     let room = a.api.create_room("everywhere").await;
     let alice_join = a.api.join_room(&room, "alice").await;
-    let (alice_user, alice_token) = (alice_join["user"].clone(), alice_join["token"].as_str().unwrap());
+    let (alice_user, alice_token) = (
+        alice_join["user"].clone(),
+        alice_join["token"].as_str().unwrap(),
+    );
     let mut alice = a.tab(alice_token, &room).await;
     let (mut bob, bob_user) = b.guest_in_room(&room, "bob").await;
     assert_eq!(alice.expect("system").await["user"], bob_user);
     let (mut carol, carol_user) = c.guest_in_room(&room, "carol").await;
     for client in [&mut alice, &mut bob] {
         let joined = client.expect("system").await;
-        assert_eq!((joined["event"].as_str(), &joined["user"]), (Some("user_joined"), &carol_user));
+        assert_eq!(
+            (joined["event"].as_str(), &joined["user"]),
+            (Some("user_joined"), &carol_user)
+        );
     }
 
     // Room messages: each reaches the two others exactly once, never its sender.
     let ack = alice.say(&room, "from A").await;
     for client in [&mut bob, &mut carol] {
         let m = client.expect("message").await;
-        assert_eq!((m["id"].clone(), m["from"].clone()), (ack["id"].clone(), alice_user.clone()));
+        assert_eq!(
+            (m["id"].clone(), m["from"].clone()),
+            (ack["id"].clone(), alice_user.clone())
+        );
     }
     bob.say(&room, "from B").await;
     carol.say(&room, "from C").await;
@@ -47,11 +56,18 @@ async fn three_instances_are_one_chat() {
     }
 
     // Direct messages across instances.
-    alice.send(json!({"type": "direct", "to": carol_user["id"], "body": "A to C"})).await;
+    alice
+        .send(json!({"type": "direct", "to": carol_user["id"], "body": "A to C"}))
+        .await;
     alice.expect("ack").await;
     let dm = carol.expect("direct").await;
-    assert_eq!((dm["body"].as_str(), &dm["from"]), (Some("A to C"), &alice_user));
-    carol.send(json!({"type": "direct", "to": bob_user["id"], "body": "C to B"})).await;
+    assert_eq!(
+        (dm["body"].as_str(), &dm["from"]),
+        (Some("A to C"), &alice_user)
+    );
+    carol
+        .send(json!({"type": "direct", "to": bob_user["id"], "body": "C to B"}))
+        .await;
     carol.expect("ack").await;
     assert_eq!(bob.expect("direct").await["body"], "C to B");
 
@@ -61,7 +77,11 @@ async fn three_instances_are_one_chat() {
         assert_eq!(rooms[0]["online"], 3, "{rooms}");
         let (_, details) = server.api.get(&format!("/rooms/{room}")).await;
         assert_eq!(details["members"].as_array().unwrap().len(), 3);
-        assert!(details["members"].as_array().unwrap().iter().all(|m| m["online"] == true));
+        assert!(details["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["online"] == true));
     }
 
     // Alice opens a second tab on C with the token A issued: nobody hears of it, and it
@@ -79,7 +99,10 @@ async fn three_instances_are_one_chat() {
     alice_on_c.say(&room, "from the second tab").await;
     // Everyone else, Alice's first tab included, sees it.
     for client in [&mut bob, &mut carol, &mut alice] {
-        assert_eq!(client.expect("message").await["body"], "from the second tab");
+        assert_eq!(
+            client.expect("message").await["body"],
+            "from the second tab"
+        );
     }
 
     // Leaving: the last connection of a user anywhere sends one user_left.
@@ -87,7 +110,10 @@ async fn three_instances_are_one_chat() {
     carol.close().await;
     for client in [&mut alice, &mut bob] {
         let left = client.expect("system").await;
-        assert_eq!((left["event"].as_str(), &left["user"]), (Some("user_left"), &carol_user));
+        assert_eq!(
+            (left["event"].as_str(), &left["user"]),
+            (Some("user_left"), &carol_user)
+        );
     }
     alice.barrier(&room).await;
     bob.barrier(&room).await;
@@ -111,7 +137,8 @@ async fn redis_connections_stay_constant_as_clients_grow() {
             let server = servers[i % 3];
             let room = &rooms[i % 2];
             let joined = server.api.join_room(room, &format!("user{i}")).await;
-            let mut client = Client::connect(server.addr, joined["websocketUrl"].as_str().unwrap()).await;
+            let mut client =
+                Client::connect(server.addr, joined["websocketUrl"].as_str().unwrap()).await;
             client.send(json!({"type": "join", "room": room})).await;
             clients.push(client);
         }
@@ -134,7 +161,8 @@ async fn one_script_call_per_room_message_whatever_the_room_size() {
     let mut clients = Vec::new();
     for (i, server) in [&a, &b, &c].iter().cycle().take(12).enumerate() {
         let joined = server.api.join_room(&room, &format!("u{i}")).await;
-        let mut client = Client::connect(server.addr, joined["websocketUrl"].as_str().unwrap()).await;
+        let mut client =
+            Client::connect(server.addr, joined["websocketUrl"].as_str().unwrap()).await;
         client.join(&room).await;
         clients.push(client);
     }
@@ -155,10 +183,22 @@ async fn one_script_call_per_room_message_whatever_the_room_size() {
     }
     let calls = redis.command_calls().await;
     println!("commandstats over {messages} room messages: {calls:?}");
-    assert_eq!(calls.get("evalsha").copied().unwrap_or(0), messages as u64, "{calls:?}");
+    assert_eq!(
+        calls.get("evalsha").copied().unwrap_or(0),
+        messages as u64,
+        "{calls:?}"
+    );
     // Inside the script: one XADD and one PUBLISH each.
-    assert_eq!(calls.get("publish").copied().unwrap_or(0), messages as u64, "{calls:?}");
-    assert_eq!(calls.get("xadd").copied().unwrap_or(0), messages as u64, "{calls:?}");
+    assert_eq!(
+        calls.get("publish").copied().unwrap_or(0),
+        messages as u64,
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls.get("xadd").copied().unwrap_or(0),
+        messages as u64,
+        "{calls:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,24 +213,52 @@ async fn history_and_tokens_work_on_every_instance() {
     alice_on_b.expect("system").await;
     let mut ids = Vec::new();
     for i in 0..7 {
-        let sender = if i % 2 == 0 { &mut alice_on_b } else { &mut bob_on_c };
+        let sender = if i % 2 == 0 {
+            &mut alice_on_b
+        } else {
+            &mut bob_on_c
+        };
         ids.push(sender.say(&room, &format!("h{i}")).await["id"].clone());
     }
     for server in [&b, &c, &a] {
-        let (status, page) = server.api.get(&format!("/rooms/{room}/messages?limit=4")).await;
+        let (status, page) = server
+            .api
+            .get(&format!("/rooms/{room}/messages?limit=4"))
+            .await;
         assert_eq!(status, 200);
-        let bodies: Vec<_> = page["messages"].as_array().unwrap().iter().map(|m| m["body"].clone()).collect();
+        let bodies: Vec<_> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["body"].clone())
+            .collect();
         assert_eq!(bodies, vec!["h3", "h4", "h5", "h6"]);
-        let got: Vec<_> = page["messages"].as_array().unwrap().iter().map(|m| m["id"].clone()).collect();
+        let got: Vec<_> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].clone())
+            .collect();
         assert_eq!(got, ids[3..].to_vec());
         let before = page["nextBefore"].as_str().unwrap();
-        let (_, older) = server.api.get(&format!("/rooms/{room}/messages?limit=4&before={before}")).await;
-        let got: Vec<_> = older["messages"].as_array().unwrap().iter().map(|m| m["id"].clone()).collect();
+        let (_, older) = server
+            .api
+            .get(&format!("/rooms/{room}/messages?limit=4&before={before}"))
+            .await;
+        let got: Vec<_> = older["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].clone())
+            .collect();
         assert_eq!(got, ids[..3].to_vec());
         assert!(older["nextBefore"].is_null());
         assert_eq!(older["messages"][0]["type"], "message");
     }
-    let (status, _) = b.api.get(&format!("/rooms/{room}/messages?before=not-an-id")).await;
+    let (status, _) = b
+        .api
+        .get(&format!("/rooms/{room}/messages?before=not-an-id"))
+        .await;
     assert_eq!(status, 400);
 }
 
@@ -207,7 +275,9 @@ async fn redis_restart_mid_conversation() {
     assert_eq!(bob.expect("message").await["body"], "before");
 
     redis.kill().await;
-    alice.send(json!({"type": "message", "room": room, "body": "during", "clientMsgId": "d"})).await;
+    alice
+        .send(json!({"type": "message", "room": room, "body": "during", "clientMsgId": "d"}))
+        .await;
     let err = alice.expect_error("unavailable").await;
     assert_eq!(err["clientMsgId"], "d");
 
@@ -236,7 +306,8 @@ async fn a_killed_instance_leaves_presence_within_the_ttl_once() {
     };
     let a = redis_instance(&redis, ttl.clone()).await;
     let b = redis_instance(&redis, ttl).await;
-    let doomed = DemoProcess::start(&["--redis-url", &redis.url(), "--presence-ttl-secs", "1"]).await;
+    let doomed =
+        DemoProcess::start(&["--redis-url", &redis.url(), "--presence-ttl-secs", "1"]).await;
     let room = a.api.create_room("crash").await;
     let (mut alice, _) = a.guest_in_room(&room, "alice").await;
     let (mut carol, _) = b.guest_in_room(&room, "carol").await;
@@ -257,7 +328,10 @@ async fn a_killed_instance_leaves_presence_within_the_ttl_once() {
     doomed.kill().await;
     for client in [&mut alice, &mut carol] {
         let left = client.expect("system").await;
-        assert_eq!((left["event"].as_str(), &left["user"]), (Some("user_left"), &joined["user"]));
+        assert_eq!(
+            (left["event"].as_str(), &left["user"]),
+            (Some("user_left"), &joined["user"])
+        );
     }
     println!("user_left {:?} after SIGKILL (ttl 1 s)", killed.elapsed());
     alice.barrier(&room).await;

@@ -165,7 +165,12 @@ pub(crate) struct Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             task.abort();
         }
     }
@@ -204,7 +209,10 @@ impl RedisBackend {
     /// [`BackendError::Redis`] if Redis cannot be reached or the URL is invalid.
     pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, BackendError> {
         let info = url.into_connection_info()?;
-        let settings = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
         let client = Client::open(info.set_redis_settings(settings))?;
         let cmd = ConnectionManager::new_with_config(client.clone(), fast_failing()).await?;
         let (push_tx, push_rx) = mpsc::unbounded_channel::<PushInfo>();
@@ -358,7 +366,10 @@ async fn heartbeat(shared: &Shared, conn: &mut ConnectionManager) -> Result<(), 
             .map(|((room, _), (user, n))| (room.clone(), user.clone(), *n))
             .collect();
         if !local.is_empty() {
-            warn!(entries = local.len(), "this node was reaped while cut off; restoring its presence");
+            warn!(
+                entries = local.len(),
+                "this node was reaped while cut off; restoring its presence"
+            );
         }
         for (room, user, n) in local {
             shared.scripts.enter(shared, conn, &room, &user, n).await?;
@@ -377,7 +388,9 @@ async fn liveness(shared: std::sync::Weak<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Some(shared) = shared.upgrade() else { return };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
         let mut conn = shared.cmd.clone();
         if let Err(err) = heartbeat(&shared, &mut conn).await {
             debug!(cause = %err, "heartbeat failed");
@@ -395,9 +408,7 @@ mod tests {
 
     #[test]
     fn channels_round_trip_to_topics() {
-        let keys = Keys {
-            prefix: "p".into(),
-        };
+        let keys = Keys { prefix: "p".into() };
         let room = Topic::Room(RoomId::new("r-1"));
         let user = Topic::User(UserId::new("u:{odd}"));
         assert_eq!(keys.channel(&room), "p:room:{r-1}");
@@ -408,7 +419,10 @@ mod tests {
             node: NodeId::random(),
             conn: 7,
         };
-        let payload = format!("{}{{\"type\":\"left\",\"room\":\"x\"}}", envelope_header(origin));
+        let payload = format!(
+            "{}{{\"type\":\"left\",\"room\":\"x\"}}",
+            envelope_header(origin)
+        );
         let env = parse_payload(&keys, "p:room:{x}", payload.as_bytes()).unwrap();
         assert_eq!(env.origin, origin);
         assert_eq!(&env.frame[..], br#"{"type":"left","room":"x"}"#);

@@ -5,10 +5,15 @@ use redis::{aio::ConnectionManager, AsyncCommands};
 
 use super::{envelope_header, Shared};
 use crate::{
-    broker::{BoxFuture, Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, Origin, Topic, NO_CONN},
+    broker::{
+        BoxFuture, Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, Origin, Topic, NO_CONN,
+    },
     error::BackendError,
     history::{HistoryPage, HistoryStore},
-    protocol::{now_ms, MessageId, RoomId, RoomMessage, ServerFrame, SystemEvent, SystemMessage, User, UserId},
+    protocol::{
+        now_ms, MessageId, RoomId, RoomMessage, ServerFrame, SystemEvent, SystemMessage, User,
+        UserId,
+    },
     store::{PresenceStore, RoomInfo, RoomStore},
 };
 
@@ -93,7 +98,10 @@ impl Broker for RedisNode {
         })
     }
 
-    fn publish_room_message(&self, message: NewRoomMessage) -> BoxFuture<'_, Result<RoomMessage, BackendError>> {
+    fn publish_room_message(
+        &self,
+        message: NewRoomMessage,
+    ) -> BoxFuture<'_, Result<RoomMessage, BackendError>> {
         Box::pin(async move {
             let keys = &self.shared.keys;
             let id: String = self
@@ -119,7 +127,8 @@ impl Broker for RedisNode {
 
     fn subscribe(&self, topics: Vec<Topic>) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
-            let channels: Vec<String> = topics.iter().map(|t| self.shared.keys.channel(t)).collect();
+            let channels: Vec<String> =
+                topics.iter().map(|t| self.shared.keys.channel(t)).collect();
             self.shared.pubsub.clone().subscribe(channels).await?;
             Ok(())
         })
@@ -127,14 +136,19 @@ impl Broker for RedisNode {
 
     fn unsubscribe(&self, topics: Vec<Topic>) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
-            let channels: Vec<String> = topics.iter().map(|t| self.shared.keys.channel(t)).collect();
+            let channels: Vec<String> =
+                topics.iter().map(|t| self.shared.keys.channel(t)).collect();
             self.shared.pubsub.clone().unsubscribe(channels).await?;
             Ok(())
         })
     }
 
     fn take_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<BrokerEvent>> {
-        self.shared.events.lock().unwrap_or_else(|e| e.into_inner()).take()
+        self.shared
+            .events
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 }
 
@@ -142,14 +156,20 @@ impl RoomStore for RedisNode {
     fn create(&self, room: RoomInfo) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
             let keys = &self.shared.keys;
-            let created_ms = time::OffsetDateTime::parse(&room.created_at, &time::format_description::well_known::Rfc3339)
-                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-                .unwrap_or_else(|_| now_ms());
+            let created_ms = time::OffsetDateTime::parse(
+                &room.created_at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+            .unwrap_or_else(|_| now_ms());
             let _: () = redis::pipe()
                 .atomic()
                 .hset_multiple(
                     keys.room_key(&room.room_id, "info"),
-                    &[("name", room.name.as_str()), ("createdAt", room.created_at.as_str())],
+                    &[
+                        ("name", room.name.as_str()),
+                        ("createdAt", room.created_at.as_str()),
+                    ],
                 )
                 .ignore()
                 .zadd(keys.rooms(), room.room_id.as_str(), created_ms)
@@ -160,11 +180,17 @@ impl RoomStore for RedisNode {
         })
     }
 
-    fn get<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<Option<RoomInfo>, BackendError>> {
+    fn get<'a>(
+        &'a self,
+        room: &'a RoomId,
+    ) -> BoxFuture<'a, Result<Option<RoomInfo>, BackendError>> {
         Box::pin(async move {
             let (name, created_at): (Option<String>, Option<String>) = self
                 .conn()
-                .hmget(self.shared.keys.room_key(room, "info"), &["name", "createdAt"])
+                .hmget(
+                    self.shared.keys.room_key(room, "info"),
+                    &["name", "createdAt"],
+                )
                 .await?;
             Ok(name.zip(created_at).map(|(name, created_at)| RoomInfo {
                 room_id: room.clone(),
@@ -184,7 +210,10 @@ impl RoomStore for RedisNode {
             }
             let mut pipe = redis::pipe();
             for id in &ids {
-                pipe.hmget(keys.room_key(&RoomId::new(id.as_str()), "info"), &["name", "createdAt"]);
+                pipe.hmget(
+                    keys.room_key(&RoomId::new(id.as_str()), "info"),
+                    &["name", "createdAt"],
+                );
             }
             let infos: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
             Ok(ids
@@ -201,7 +230,11 @@ impl RoomStore for RedisNode {
         })
     }
 
-    fn add_member<'a>(&'a self, room: &'a RoomId, user: &'a User) -> BoxFuture<'a, Result<bool, BackendError>> {
+    fn add_member<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a User,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
         Box::pin(async move {
             let keys = &self.shared.keys;
             let added: i64 = self
@@ -221,7 +254,11 @@ impl RoomStore for RedisNode {
         })
     }
 
-    fn is_member<'a>(&'a self, room: &'a RoomId, user: &'a UserId) -> BoxFuture<'a, Result<bool, BackendError>> {
+    fn is_member<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a UserId,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
         Box::pin(async move {
             Ok(self
                 .conn()
@@ -245,12 +282,22 @@ impl RoomStore for RedisNode {
     }
 
     fn user_known<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<bool, BackendError>> {
-        Box::pin(async move { Ok(self.conn().hexists(self.shared.keys.users(), user.as_str()).await?) })
+        Box::pin(async move {
+            Ok(self
+                .conn()
+                .hexists(self.shared.keys.users(), user.as_str())
+                .await?)
+        })
     }
 }
 
 impl RedisNode {
-    async fn users_with_names(&self, room: &RoomId, source: &str, kind: &str) -> Result<Vec<User>, BackendError> {
+    async fn users_with_names(
+        &self,
+        room: &RoomId,
+        source: &str,
+        kind: &str,
+    ) -> Result<Vec<User>, BackendError> {
         let keys = &self.shared.keys;
         let (ids, names): (Vec<String>, Vec<Option<String>>) = self
             .shared
@@ -273,10 +320,19 @@ impl RedisNode {
 }
 
 impl PresenceStore for RedisNode {
-    fn enter<'a>(&'a self, room: &'a RoomId, user: &'a User, node: NodeId) -> BoxFuture<'a, Result<bool, BackendError>> {
+    fn enter<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a User,
+        node: NodeId,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
         Box::pin(async move {
             debug_assert_eq!(node, self.shared.node);
-            let total = self.shared.scripts.enter(&self.shared, &mut self.conn(), room, user, 1).await?;
+            let total = self
+                .shared
+                .scripts
+                .enter(&self.shared, &mut self.conn(), room, user, 1)
+                .await?;
             self.shared
                 .presence
                 .lock()
@@ -288,10 +344,19 @@ impl PresenceStore for RedisNode {
         })
     }
 
-    fn exit<'a>(&'a self, room: &'a RoomId, user: &'a User, node: NodeId) -> BoxFuture<'a, Result<bool, BackendError>> {
+    fn exit<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a User,
+        node: NodeId,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
         Box::pin(async move {
             {
-                let mut local = self.shared.presence.lock().unwrap_or_else(|e| e.into_inner());
+                let mut local = self
+                    .shared
+                    .presence
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 let key = (room.clone(), user.id.clone());
                 if let Some(entry) = local.get_mut(&key) {
                     entry.1 = entry.1.saturating_sub(1);
@@ -319,7 +384,10 @@ impl PresenceStore for RedisNode {
         Box::pin(self.users_with_names(room, "online", "hash"))
     }
 
-    fn online_counts<'a>(&'a self, rooms: &'a [RoomId]) -> BoxFuture<'a, Result<Vec<usize>, BackendError>> {
+    fn online_counts<'a>(
+        &'a self,
+        rooms: &'a [RoomId],
+    ) -> BoxFuture<'a, Result<Vec<usize>, BackendError>> {
         Box::pin(async move {
             if rooms.is_empty() {
                 return Ok(Vec::new());
@@ -375,7 +443,12 @@ impl HistoryStore for RedisNode {
             let start = format!("({}", stream_id(after)?);
             let entries: Entries = self
                 .conn()
-                .xrange_count(self.shared.keys.room_key(room, "log"), start, "+", limit + 1)
+                .xrange_count(
+                    self.shared.keys.room_key(room, "log"),
+                    start,
+                    "+",
+                    limit + 1,
+                )
                 .await?;
             let mut frames = entry_frames(entries);
             let more = frames.len() > limit;
@@ -387,7 +460,10 @@ impl HistoryStore for RedisNode {
 
 /// Finds nodes whose heartbeat is older than the TTL, claims each (ZREM: one winner), and
 /// removes its connections from presence, publishing `user_left` for users with none left.
-pub(crate) async fn reap_dead_nodes(shared: &Shared, conn: &mut ConnectionManager) -> Result<(), BackendError> {
+pub(crate) async fn reap_dead_nodes(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+) -> Result<(), BackendError> {
     let keys = &shared.keys;
     let deadline = now_ms() - shared.config.presence_ttl.as_millis() as i64;
     let dead: Vec<String> = conn.zrangebyscore(keys.nodes(), "-inf", deadline).await?;

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs what the tests need where it is missing
+# (redis-server; Chromium and npm packages for the browser tests), then runs every Rust test
+# (unit, integration, several instances on real redis-server processes) and the browser tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+if [ -d tests/e2e/browser ]; then
+  [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+  command -v node >/dev/null || need_apt+=(nodejs npm)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing: ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# The crash and shutdown tests run the demo-server binary; build it with the same features
+# the test build uses, once.
+cargo build -p demo-server
+cargo test --workspace --all-features
+
+if [ -d tests/e2e/browser ]; then
+  DEMO_SERVER_BIN="$PWD/target/debug/demo-server" bash tests/e2e/browser/run.sh
+fi
