@@ -263,7 +263,7 @@
     if (conv.type === 'room') state.lastRoom = conv.key;
     for (const c of state.convs.values()) c.listEl.hidden = c !== conv;
     const isRoom = conv.type === 'room';
-    $('conv-title').textContent = isRoom ? conv.name : conv.name;
+    $('conv-title').textContent = conv.name;
     $('conv-title').title = isRoom ? `Room id ${conv.id}` : `User id ${conv.id}`;
     $('private-tag').hidden = isRoom;
     $('room-tools').hidden = !isRoom;
@@ -544,7 +544,7 @@
   function sendFrame(frame) {
     if (!state.ws || !state.wsOpen) return false;
     state.ws.send(JSON.stringify(frame));
-    state.requests.push({ type: frame.type, room: frame.room, clientMsgId: frame.clientMsgId });
+    state.requests.push({ type: frame.type, room: frame.room, since: frame.since, clientMsgId: frame.clientMsgId });
     return true;
   }
 
@@ -611,7 +611,7 @@
   }
 
   function sendJoin(conv) {
-    const since = lastMessageId(conv);
+    const since = conv.skipSince ? null : lastMessageId(conv);
     const frame = { type: 'join', room: conv.id };
     if (since) frame.since = since;
     conv.joining = sendFrame(frame);
@@ -830,11 +830,12 @@
     conv.joined = true;
     conv.everJoined = true;
     conv.joining = false;
+    conv.skipSince = false;
     conv.forbiddenRetried = false;
     conv.members = new Map((frame.members || []).map((u) => [u.id, u]));
     if (me() && !conv.members.has(me().id)) conv.members.set(me().id, me());
     state.attempt = 0;
-    if (rooms().every((c) => c.joined)) setConn('online', 'Connected');
+    setConn('online', 'Connected');
     renderMembers();
     // First time: the recent history. After a reconnect the `since` replay brings what was
     // missed; the history merge also covers the moment between that replay and live delivery.
@@ -915,13 +916,21 @@
     }
     if (req && req.type === 'join') {
       const conv = roomConv(req.room);
-      if (conv) return onJoinError(conv, frame);
+      if (conv) return onJoinError(conv, frame, req);
     }
     showError(text);
   }
 
-  async function onJoinError(conv, frame) {
+  async function onJoinError(conv, frame, req) {
     conv.joining = false;
+    if (req.since && !['forbidden', 'room_not_found', 'rate_limited'].includes(frame.code)) {
+      // The server could not replay from our last id (e.g. it no longer knows it): join
+      // without `since`; the history reload after `joined` fills the gap.
+      console.warn(`roomcast: join with since=${req.since} failed (${frame.code}: ${frame.message}); joining without it`);
+      conv.skipSince = true;
+      if (state.wsOpen) sendJoin(conv);
+      return undefined;
+    }
     if (frame.code === 'forbidden' && !conv.forbiddenRetried && state.identity) {
       // Not (or no longer) a member: join through REST again, then retry once.
       conv.forbiddenRetried = true;
@@ -1167,6 +1176,9 @@
 
   function wire() {
     $('banner').querySelector('.banner-close').addEventListener('click', hideBanner);
+    document.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape' && !$('banner').hidden) hideBanner();
+    });
     $('retry-now').addEventListener('click', retryNow);
     $('sign-out').addEventListener('click', signOut);
 

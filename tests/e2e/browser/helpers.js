@@ -6,7 +6,7 @@
 // REDIS_SERVER_BIN.
 
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -183,12 +183,18 @@ async function waitFor(check, what, timeout = TIMEOUT) {
   throw new Error(`timed out after ${timeout} ms waiting for ${what}${last ? ` (${last.message})` : ''}`);
 }
 
-/** A child process the test owns; `stop()` ends it (TERM, then KILL) and waits. */
+/**
+ * A child process the test owns; `stop()` ends it (TERM, then KILL) and waits. Its pid is also
+ * noted in $RC_PID_DIR, so that run.sh can end it should this test process die first.
+ */
 function own(child, name) {
   let exited = false;
   const output = [];
+  const pidFile = process.env.RC_PID_DIR && child.pid ? path.join(process.env.RC_PID_DIR, String(child.pid)) : null;
+  if (pidFile) writeFileSync(pidFile, `${name}\n`);
   const exit = new Promise((resolve) => child.on('exit', (code, signal) => {
     exited = true;
+    if (pidFile) rmSync(pidFile, { force: true });
     resolve({ code, signal });
   }));
   child.stdout?.on('data', (d) => output.push(String(d)));

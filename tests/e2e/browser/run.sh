@@ -66,9 +66,20 @@ export RC_STATIC_DIR="$ROOT/frontendws"
 # ------------------------------------------------------------------ processes
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/roomcast-e2e.XXXXXX")"
+# The tests start a few servers of their own and note their pids here.
+export RC_PID_DIR="$WORK/pids"
+mkdir -p "$RC_PID_DIR"
 PIDS=()
 cleanup() {
-  local pid
+  local pid f
+  for f in "$RC_PID_DIR"/*; do
+    [ -e "$f" ] || continue
+    pid="$(basename "$f")"
+    # Only if that pid is still one of the servers a test started.
+    if grep -qsE 'demo-server|redis-server' "/proc/$pid/cmdline" 2>/dev/null; then
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
   for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -131,6 +142,9 @@ if [ "$#" -gt 0 ]; then
 else
   tests=(*.test.js)
 fi
+# Temporary files of the tests (browser profiles, Redis folders) live in $WORK, removed on exit.
+export TMPDIR="$WORK/tmp"
+mkdir -p "$TMPDIR"
 set +e
 node --test --test-concurrency=1 --test-timeout=180000 --test-reporter=spec "${tests[@]}"
 status=$?
