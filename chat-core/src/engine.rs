@@ -35,6 +35,7 @@ use crate::{
 /// A room with how many users are online in it now (`GET /rooms`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"roomId": "0b7a2c1e-6a3f-4f7e-9d2b-5c8e1f4a9b30", "name": "General", "createdAt": "2026-11-29T10:00:00Z", "online": 3})))]
 #[serde(rename_all = "camelCase")]
 pub struct RoomSummary {
     /// The room id.
@@ -50,6 +51,7 @@ pub struct RoomSummary {
 /// A room with its members (`GET /rooms/{roomId}`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"roomId": "0b7a2c1e-6a3f-4f7e-9d2b-5c8e1f4a9b30", "name": "General", "createdAt": "2026-11-29T10:00:00Z", "members": [{"id": "5f0c9a9e-2d4b-4f1a-8c3e-7b6d5a4c3b21", "name": "alice", "online": true}]})))]
 #[serde(rename_all = "camelCase")]
 pub struct RoomDetails {
     /// The room id.

@@ -67,6 +67,7 @@ string_id!(
 /// A user: a stable id and a display name (not unique).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"id": "5f0c9a9e-2d4b-4f1a-8c3e-7b6d5a4c3b21", "name": "alice"})))]
 pub struct User {
     /// Stable, unique id.
     pub id: UserId,

@@ -13,6 +13,7 @@ use crate::{
 /// A room as created.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"roomId": "0b7a2c1e-6a3f-4f7e-9d2b-5c8e1f4a9b30", "name": "General", "createdAt": "2026-11-29T10:00:00Z"})))]
 #[serde(rename_all = "camelCase")]
 pub struct RoomInfo {
     /// The room id, a UUID string.
@@ -26,6 +27,7 @@ pub struct RoomInfo {
 /// A member of a room: a user who joined it, online or not.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"id": "5f0c9a9e-2d4b-4f1a-8c3e-7b6d5a4c3b21", "name": "alice", "online": true})))]
 pub struct Member {
     /// The user's id.
     pub id: UserId,

@@ -59,6 +59,79 @@ pub fn server_frames_schema() -> schemars::Schema {
     schemars::schema_for!(chat_core::protocol::ServerFrame)
 }
 
+/// An AsyncAPI 3.0 description of the WebSocket channel: one message per frame type, each
+/// with the frame's JSON Schema as its payload.
+pub fn asyncapi() -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let mut schemas = Map::new();
+    let mut messages = Map::new();
+    let mut receive = Vec::new();
+    let mut send = Vec::new();
+    for (schema, is_client) in [(client_frames_schema(), true), (server_frames_schema(), false)] {
+        // schemars puts shared definitions under `$defs`; AsyncAPI wants them in components.
+        let text = serde_json::to_string(&schema)
+            .unwrap_or_default()
+            .replace("#/$defs/", "#/components/schemas/");
+        let mut schema: Value = serde_json::from_str(&text).unwrap_or_default();
+        if let Some(Value::Object(defs)) = schema.get_mut("$defs").map(Value::take) {
+            schemas.extend(defs);
+        }
+        let variants = schema.get("oneOf").and_then(Value::as_array).cloned().unwrap_or_default();
+        for variant in variants {
+            let Some(tag) = variant.pointer("/properties/type/const").and_then(Value::as_str) else {
+                continue;
+            };
+            let name = format!("{}_{tag}", if is_client { "client" } else { "server" });
+            let summary = variant.get("description").cloned().unwrap_or(Value::Null);
+            messages.insert(
+                name.clone(),
+                json!({ "name": tag, "title": tag, "summary": summary, "contentType": "application/json", "payload": variant }),
+            );
+            let reference = json!({ "$ref": format!("#/channels/chat/messages/{name}") });
+            if is_client { receive.push(reference) } else { send.push(reference) }
+        }
+    }
+    let channel_messages: Map<String, Value> = messages
+        .keys()
+        .map(|name| (name.clone(), json!({ "$ref": format!("#/components/messages/{name}") })))
+        .collect();
+    json!({
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "roomcast chat WebSocket",
+            "version": "1.0.0",
+            "description": "JSON text frames tagged by `type` on the chat WebSocket (contract v1). Open it at `/ws?token=...` (relative to where the chat router is mounted) with the token from `POST /join-room/{roomId}`. Every client frame is answered by exactly one reply (`joined`, `left`, `ack` or `error`); the server also pushes `message`, `direct`, `system` and `resync` frames. A frame larger than the limit closes the connection with 1009; a client that cannot keep up is closed with 4008; shutdown closes with 1001.",
+            "license": { "name": "MIT OR Apache-2.0" }
+        },
+        "channels": {
+            "chat": {
+                "address": "/ws",
+                "title": "Chat WebSocket",
+                "messages": channel_messages,
+                "bindings": { "ws": { "method": "GET", "query": {
+                    "type": "object",
+                    "properties": { "token": { "type": "string", "description": "From POST /join-room/{roomId}" } }
+                } } }
+            }
+        },
+        "operations": {
+            "receiveClientFrames": {
+                "action": "receive",
+                "summary": "Frames a client sends: join, leave, message, direct.",
+                "channel": { "$ref": "#/channels/chat" },
+                "messages": receive
+            },
+            "sendServerFrames": {
+                "action": "send",
+                "summary": "Frames the server sends: replies and pushed events.",
+                "channel": { "$ref": "#/channels/chat" },
+                "messages": send
+            }
+        },
+        "components": { "schemas": schemas, "messages": messages }
+    })
+}
+
 /// Every generated contract file: `(file name in openapi/, contents)`.
 pub fn contract_files() -> Vec<(&'static str, String)> {
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
@@ -73,5 +146,6 @@ pub fn contract_files() -> Vec<(&'static str, String)> {
             "ws-server-frames.schema.json",
             pretty(&serde_json::to_value(server_frames_schema()).unwrap_or_default()),
         ),
+        ("asyncapi.json", pretty(&asyncapi())),
     ]
 }

@@ -46,6 +46,7 @@ pub struct JoinRoomRequest {
 
 /// `POST /join-room/{roomId}` response.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[schema(example = json!({"roomId": "0b7a2c1e-6a3f-4f7e-9d2b-5c8e1f4a9b30", "user": {"id": "5f0c9a9e-2d4b-4f1a-8c3e-7b6d5a4c3b21", "name": "alice"}, "token": "eyJzdWIiOi....c2lnbmF0dXJl", "websocketUrl": "/ws?token=eyJzdWIiOi....c2lnbmF0dXJl"}))]
 #[serde(rename_all = "camelCase")]
 pub struct JoinRoomResponse {
     /// The room joined.
@@ -72,6 +73,7 @@ pub struct HistoryQuery {
 
 /// A room message frame in history (the same JSON as the WebSocket `message` frame).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"type": "message", "id": "1795946218367-0", "room": "0b7a2c1e-6a3f-4f7e-9d2b-5c8e1f4a9b30", "from": {"id": "5f0c9a9e-2d4b-4f1a-8c3e-7b6d5a4c3b21", "name": "alice"}, "body": "hello", "ts": 1795946218367i64}))]
 pub struct HistoryMessage {
     /// Always `message`.
     #[serde(rename = "type")]
@@ -91,6 +93,7 @@ pub struct HistoryMessage {
 
 /// `GET /rooms/{roomId}/messages` response.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"messages": [{"type": "message", "id": "1795946218367-0", "room": "0b7a2c1e-6a3f-4f7e-9d2b-5c8e1f4a9b30", "from": {"id": "5f0c9a9e-2d4b-4f1a-8c3e-7b6d5a4c3b21", "name": "alice"}, "body": "hello", "ts": 1795946218367i64}], "nextBefore": null}))]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryResponse {
     /// Room message frames, oldest first.

@@ -60,4 +60,12 @@ fn the_document_is_complete() {
     let server = serde_json::to_value(chat_tower::openapi::server_frames_schema()).unwrap();
     assert_eq!(client["oneOf"].as_array().unwrap().len(), 4);
     assert!(server["oneOf"].as_array().unwrap().len() >= 7);
+    for schema in doc["components"]["schemas"].as_object().unwrap().values() {
+        if schema["type"] == "object" {
+            assert!(schema["example"].is_object() || schema.get("properties").is_some());
+        }
+    }
+    let asyncapi = chat_tower::openapi::asyncapi();
+    assert_eq!(asyncapi["asyncapi"], "3.0.0");
+    assert_eq!(asyncapi["components"]["messages"].as_object().unwrap().len(), 12);
 }
