@@ -641,7 +641,17 @@ impl Connection {
             // message published between this read and the registration that follows is not
             // replayed (gap-free recovery is on the roadmap).
             let limit = self.chat.config().outgoing_queue.saturating_sub(2).max(1);
-            let (replay, _more) = backend.history.after(room, since, limit).await?;
+            let (replay, _more) =
+                backend
+                    .history
+                    .after(room, since, limit)
+                    .await
+                    .map_err(|err| match err {
+                        BackendError::InvalidCursor => Error::BadFrame(format!(
+                            "`since` ({since}) is not a message id of room {room}; join without it and reload the history"
+                        )),
+                        other => other.into(),
+                    })?;
             frames.extend(replay);
         }
         Ok(frames)

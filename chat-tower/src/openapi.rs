@@ -36,7 +36,7 @@ impl Modify for Security {
     info(
         title = "roomcast chat API",
         version = "1.0.0",
-        description = "REST endpoints of the roomcast chat (contract v1). Real-time traffic goes over the WebSocket at `/ws`, whose frames are described by `ws-client-frames.schema.json` and `ws-server-frames.schema.json` beside this document.",
+        description = "REST endpoints of the roomcast chat (contract v1). Real-time traffic goes over the WebSocket at `/ws`; its frames are described by the AsyncAPI 3 document at `/asyncapi.json` (JSON Schema of every frame).",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0")
     ),
     modifiers(&Security),
@@ -67,7 +67,10 @@ pub fn asyncapi() -> serde_json::Value {
     let mut messages = Map::new();
     let mut receive = Vec::new();
     let mut send = Vec::new();
-    for (schema, is_client) in [(client_frames_schema(), true), (server_frames_schema(), false)] {
+    for (schema, is_client) in [
+        (client_frames_schema(), true),
+        (server_frames_schema(), false),
+    ] {
         // schemars puts shared definitions under `$defs`; AsyncAPI wants them in components.
         let text = serde_json::to_string(&schema)
             .unwrap_or_default()
@@ -76,9 +79,16 @@ pub fn asyncapi() -> serde_json::Value {
         if let Some(Value::Object(defs)) = schema.get_mut("$defs").map(Value::take) {
             schemas.extend(defs);
         }
-        let variants = schema.get("oneOf").and_then(Value::as_array).cloned().unwrap_or_default();
+        let variants = schema
+            .get("oneOf")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
         for variant in variants {
-            let Some(tag) = variant.pointer("/properties/type/const").and_then(Value::as_str) else {
+            let Some(tag) = variant
+                .pointer("/properties/type/const")
+                .and_then(Value::as_str)
+            else {
                 continue;
             };
             let name = format!("{}_{tag}", if is_client { "client" } else { "server" });
@@ -88,12 +98,21 @@ pub fn asyncapi() -> serde_json::Value {
                 json!({ "name": tag, "title": tag, "summary": summary, "contentType": "application/json", "payload": variant }),
             );
             let reference = json!({ "$ref": format!("#/channels/chat/messages/{name}") });
-            if is_client { receive.push(reference) } else { send.push(reference) }
+            if is_client {
+                receive.push(reference)
+            } else {
+                send.push(reference)
+            }
         }
     }
     let channel_messages: Map<String, Value> = messages
         .keys()
-        .map(|name| (name.clone(), json!({ "$ref": format!("#/components/messages/{name}") })))
+        .map(|name| {
+            (
+                name.clone(),
+                json!({ "$ref": format!("#/components/messages/{name}") }),
+            )
+        })
         .collect();
     json!({
         "asyncapi": "3.0.0",

@@ -295,6 +295,16 @@ pub(crate) async fn room_messages(
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+/// The AsyncAPI 3.0 document of the WebSocket: every frame type with its JSON Schema.
+#[utoipa::path(get, path = "/asyncapi.json", tag = TAG,
+    responses((status = 200, description = "The AsyncAPI document", content_type = "application/json", body = Object)))]
+pub(crate) async fn asyncapi_json() -> Response {
+    static DOC: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    let body =
+        DOC.get_or_init(|| serde_json::to_vec(&crate::openapi::asyncapi()).unwrap_or_default());
+    ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
+}
+
 /// The OpenAPI 3.1 document of this API.
 #[utoipa::path(get, path = "/openapi.json", tag = TAG,
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)))]

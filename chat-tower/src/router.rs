@@ -15,6 +15,7 @@ pub(crate) fn api_router() -> OpenApiRouter<ChatState> {
         .routes(routes!(rest::get_room))
         .routes(routes!(rest::room_messages))
         .routes(routes!(rest::openapi_json))
+        .routes(routes!(rest::asyncapi_json))
         .routes(routes!(ws::ws_handler))
 }
 

@@ -37,6 +37,7 @@ fn the_document_is_complete() {
         "/rooms/{roomId}/messages",
         "/openapi.json",
         "/ws",
+        "/asyncapi.json",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
@@ -67,5 +68,11 @@ fn the_document_is_complete() {
     }
     let asyncapi = chat_tower::openapi::asyncapi();
     assert_eq!(asyncapi["asyncapi"], "3.0.0");
-    assert_eq!(asyncapi["components"]["messages"].as_object().unwrap().len(), 12);
+    assert_eq!(
+        asyncapi["components"]["messages"]
+            .as_object()
+            .unwrap()
+            .len(),
+        12
+    );
 }

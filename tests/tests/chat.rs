@@ -238,6 +238,10 @@ async fn every_request_error_code_and_the_connection_carries_on() {
         .await;
     alice.expect_error("forbidden").await;
     alice
+        .send(json!({"type": "join", "room": room, "since": "not-an-id"}))
+        .await;
+    alice.expect_error("bad_frame").await;
+    alice
         .send(json!({"type": "message", "room": room, "body": "  \n\t "}))
         .await;
     alice.expect_error("empty_body").await;

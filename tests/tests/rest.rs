@@ -264,6 +264,11 @@ async fn nested_under_a_prefix_in_a_host_app_with_its_own_state() {
     assert_eq!(status, 200);
     assert_eq!(doc["servers"][0]["url"], "/chat");
     assert!(doc["paths"]["/create-room"].is_object());
+    let (status, asyncapi) = api.get("/asyncapi.json").await;
+    assert_eq!(
+        (status, asyncapi["asyncapi"].as_str()),
+        (200, Some("3.0.0"))
+    );
 }
 
 #[tokio::test]
