@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need where it is missing
-# (redis-server; Chromium and npm packages for the browser tests), then runs every Rust test
-# (unit, integration, several instances on real redis-server processes) and the browser tests.
+# (redis-server; Chromium and npm packages for the browser tests; PyPI packages for the
+# contract tests), then runs every Rust test (unit, property, integration, several instances
+# on real redis-server processes), the browser tests and the OpenAPI contract tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
-if [ -d tests/e2e/browser ]; then
-  [ -x /usr/bin/chromium ] || need_apt+=(chromium)
-  command -v node >/dev/null || need_apt+=(nodejs npm)
-fi
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null || need_apt+=(nodejs npm)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -23,6 +23,7 @@ fi
 cargo build -p demo-server
 cargo test --workspace --all-features
 
-if [ -d tests/e2e/browser ]; then
-  DEMO_SERVER_BIN="$PWD/target/debug/demo-server" bash tests/e2e/browser/run.sh
-fi
+# The browser client in real Chromium, and the OpenAPI contract through a generated SDK and
+# schemathesis; each starts its own servers and installs its own packages (npm, PyPI).
+DEMO_SERVER_BIN="$PWD/target/debug/demo-server" bash tests/e2e/browser/run.sh
+DEMO_SERVER_BIN="$PWD/target/debug/demo-server" bash tests/e2e/contract/run.sh

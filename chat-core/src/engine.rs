@@ -43,6 +43,7 @@ pub struct RoomSummary {
     /// Display name.
     pub name: String,
     /// Creation time, RFC 3339.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub created_at: String,
     /// Users connected to the room now, across all nodes.
     pub online: usize,
@@ -59,6 +60,7 @@ pub struct RoomDetails {
     /// Display name.
     pub name: String,
     /// Creation time, RFC 3339.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub created_at: String,
     /// Everyone who joined the room, with whether they are online now.
     pub members: Vec<Member>,

@@ -21,6 +21,7 @@ pub struct RoomInfo {
     /// Display name.
     pub name: String,
     /// Creation time, RFC 3339.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub created_at: String,
 }
 

@@ -97,7 +97,10 @@ fn one_reply(f: &mut Fixture, text: &str) -> ServerFrame {
 
 fn still_works(f: &mut Fixture) {
     let room = f.room.to_string();
-    let ok = one_reply(f, &json!({"type":"message","room":room,"body":"ok"}).to_string());
+    let ok = one_reply(
+        f,
+        &json!({"type":"message","room":room,"body":"ok"}).to_string(),
+    );
     assert!(matches!(ok, ServerFrame::Ack(_)), "{ok:?}");
 }
 

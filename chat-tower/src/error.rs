@@ -47,6 +47,12 @@ pub enum ChatRejection {
     /// 403: not allowed (e.g. a WebSocket from an origin that is not allowed).
     #[error("{0}")]
     Forbidden(String),
+    /// 405: the path exists, the method does not.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// 413: the request body is too large.
+    #[error("{0}")]
+    TooLarge(String),
     /// 404: no such room.
     #[error("{0}")]
     NotFound(String),
@@ -70,6 +76,16 @@ impl ChatRejection {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "room_not_found", "Room not found"),
+            Self::MethodNotAllowed(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method not allowed",
+            ),
+            Self::TooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "Request body too large",
+            ),
             Self::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

@@ -46,7 +46,22 @@ pub(crate) struct ApiDoc;
 
 /// The OpenAPI 3.1 document of the chat router.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    crate::router::api_router().split_for_parts().1
+    let mut doc = crate::router::api_router().split_for_parts().1;
+    // Both POST bodies are optional (an empty body is fine); utoipa marks a body required
+    // unless it is an `Option`, which would document `null` as a second shape instead.
+    for path in ["/create-room", "/join-room/{roomId}"] {
+        if let Some(op) = doc
+            .paths
+            .paths
+            .get_mut(path)
+            .and_then(|item| item.post.as_mut())
+        {
+            if let Some(utoipa::openapi::RefOr::T(body)) = op.request_body.as_mut() {
+                body.required = Some(utoipa::openapi::Required::False);
+            }
+        }
+    }
+    doc
 }
 
 /// JSON Schema of the frames a client sends.

@@ -27,9 +27,10 @@ const MAX_BODY: usize = 16 * 1024;
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[schema(example = json!({"name": "General"}))]
 pub struct CreateRoomRequest {
-    /// Display name, 1 to 64 characters. Defaults to "Room" and the id's first characters.
+    /// Display name, 1 to 64 characters. Absent or `null`: "Room" and the id's first
+    /// characters.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 64, nullable = false)]
+    #[schema(min_length = 1, max_length = 64)]
     pub name: Option<String>,
 }
 
@@ -38,9 +39,9 @@ pub struct CreateRoomRequest {
 #[schema(example = json!({"user": "alice"}))]
 pub struct JoinRoomRequest {
     /// Guest mode: the display name to chat under, 1 to 32 characters. Ignored when the
-    /// request already carries an identity.
+    /// request already carries an identity. `null` is the same as absent.
     #[serde(default)]
-    #[schema(min_length = 1, max_length = 32, nullable = false)]
+    #[schema(min_length = 1, max_length = 32)]
     pub user: Option<String>,
 }
 
@@ -77,8 +78,7 @@ pub struct HistoryQuery {
 pub struct HistoryMessage {
     /// Always `message`.
     #[serde(rename = "type")]
-    #[schema(example = "message", pattern = "^message$")]
-    pub kind: String,
+    pub kind: MessageType,
     /// Unique within the room; opaque.
     pub id: MessageId,
     /// The room.
@@ -91,6 +91,14 @@ pub struct HistoryMessage {
     pub ts: i64,
 }
 
+/// The `type` of a room message frame.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageType {
+    /// A room message.
+    Message,
+}
+
 /// `GET /rooms/{roomId}/messages` response.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"messages": [{"type": "message", "id": "1795946218367-0", "room": "0b7a2c1e-6a3f-4f7e-9d2b-5c8e1f4a9b30", "from": {"id": "5f0c9a9e-2d4b-4f1a-8c3e-7b6d5a4c3b21", "name": "alice"}, "body": "hello", "ts": 1795946218367i64}], "nextBefore": null}))]
@@ -99,27 +107,30 @@ pub struct HistoryResponse {
     /// Room message frames, oldest first.
     pub messages: Vec<HistoryMessage>,
     /// Pass as `before` for the previous page; `null` at the start of the history.
+    #[schema(required = true)]
     pub next_before: Option<MessageId>,
 }
 
-/// Parses an optional JSON body: empty means `T::default()`.
+/// Parses an optional JSON body: empty or `null` means `T::default()`.
 fn json_body<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ChatRejection> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(body).map_err(|err| {
-        if err.is_data() {
-            ChatRejection::Unprocessable(format!("invalid body: {err}"))
-        } else {
-            ChatRejection::BadRequest(format!("body is not JSON: {err}"))
-        }
-    })
+    serde_json::from_slice::<Option<T>>(body)
+        .map(Option::unwrap_or_default)
+        .map_err(|err| {
+            if err.is_data() {
+                ChatRejection::Unprocessable(format!("invalid body: {err}"))
+            } else {
+                ChatRejection::BadRequest(format!("body is not JSON: {err}"))
+            }
+        })
 }
 
 async fn read_body(body: axum::body::Body) -> Result<Bytes, ChatRejection> {
     axum::body::to_bytes(body, MAX_BODY)
         .await
-        .map_err(|_| ChatRejection::BadRequest(format!("body larger than {MAX_BODY} bytes")))
+        .map_err(|_| ChatRejection::TooLarge(format!("the body is larger than {MAX_BODY} bytes")))
 }
 
 fn check_len(what: &str, value: &str, max: usize) -> Result<String, ChatRejection> {
@@ -135,18 +146,19 @@ fn check_len(what: &str, value: &str, max: usize) -> Result<String, ChatRejectio
 
 /// Create a room.
 #[utoipa::path(post, path = "/create-room", tag = TAG,
-    request_body(content = Option<CreateRoomRequest>, description = "Optional; an empty body creates a room with a default name", content_type = "application/json"),
+    request_body(content = CreateRoomRequest, description = "Optional; an empty body creates a room with a default name", content_type = "application/json"),
     responses(
         (status = 201, description = "The room was created", body = RoomInfo),
         (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than 16 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The name is not 1 to 64 characters", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The chat backend is down", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn create_room(
     State(state): State<ChatState>,
-    body: Bytes,
+    request: Request,
 ) -> Result<Response, ChatRejection> {
-    let request: CreateRoomRequest = json_body(&body)?;
+    let request: CreateRoomRequest = json_body(&read_body(request.into_body()).await?)?;
     let name = match request.name {
         Some(name) => Some(check_len("name", &name, 64)?),
         None => None,
@@ -161,10 +173,11 @@ pub(crate) async fn create_room(
 /// user id bound to it by the token. With a host identity (or a token) the body may be empty.
 #[utoipa::path(post, path = "/join-room/{roomId}", tag = TAG,
     params(("roomId" = String, Path, description = "The room id")),
-    request_body(content = Option<JoinRoomRequest>, description = "Guest mode: the display name", content_type = "application/json"),
+    request_body(content = JoinRoomRequest, description = "Guest mode: the display name (optional with a token or host identity)", content_type = "application/json"),
     responses(
         (status = 200, description = "Joined", body = JoinRoomResponse),
         (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is larger than 16 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No identity, or a bad or expired token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such room", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The name is not 1 to 32 characters", body = Problem, content_type = "application/problem+json"),

@@ -24,5 +24,11 @@ where
     S: Clone + Send + Sync + 'static,
 {
     let (router, _doc) = api_router().split_for_parts();
-    router.with_state(state)
+    router
+        .method_not_allowed_fallback(|| async {
+            crate::error::ChatRejection::MethodNotAllowed(
+                "this path does not take that method".into(),
+            )
+        })
+        .with_state(state)
 }

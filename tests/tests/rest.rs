@@ -114,6 +114,24 @@ async fn bad_requests_are_problems() {
             .0,
         400
     );
+    let res = api
+        .http
+        .delete(format!("{}/rooms", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(100_000));
+    let res = api
+        .http
+        .post(format!("{}/create-room", api.base))
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(api.post_raw("/create-room", "null").await.0, 201);
     let (status, page) = api.get(&format!("/rooms/{room}/messages")).await;
     assert_eq!(status, 200);
     assert_eq!(page, json!({"messages": [], "nextBefore": null}));
