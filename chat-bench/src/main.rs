@@ -1,1 +1,81 @@
-fn main() {}
+//! `chat-bench`: the load generator of roomcast.
+//!
+//! Starts demo-server instances (and a private redis-server) or targets running ones, drives
+//! WebSocket clients through a scenario, and reports deliveries, end-to-end latency, loss,
+//! server CPU and memory, and Redis cost per message. See `chat-bench/README.md`.
+//!
+//! ```text
+//! chat-bench <fanout|bigroom|direct|idle|connect> [flags]   (chat-bench --help)
+//! ```
+
+mod args;
+mod client;
+mod cluster;
+mod conns;
+mod report;
+mod traffic;
+
+use anyhow::Context as _;
+
+/// Raises the soft open-file limit to the hard one (children inherit it: the servers the bench
+/// starts too). Returns the soft limit in force.
+fn raise_nofile() -> u64 {
+    use rlimit::Resource;
+    match Resource::NOFILE.get() {
+        Ok((soft, hard)) => {
+            if soft < hard && Resource::NOFILE.set(hard, hard).is_ok() {
+                hard
+            } else {
+                soft
+            }
+        }
+        Err(_) => 1024,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let nofile = raise_nofile();
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.first().map(String::as_str) == Some("__worker") {
+        if let Err(err) = conns::worker_main().await {
+            eprintln!("chat-bench worker: {err:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    match run(argv, nofile).await {
+        Ok(()) => {}
+        Err(err) => {
+            eprintln!("chat-bench: {err:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn run(argv: Vec<String>, nofile: u64) -> anyhow::Result<()> {
+    let Some(args) = args::parse(argv)? else {
+        return Ok(());
+    };
+    let mut cluster = cluster::Cluster::start(&args)
+        .await
+        .context("starting the servers")?;
+    let result = if args.scenario.sends() {
+        traffic::run(&args, &mut cluster).await
+    } else {
+        conns::run(&args, &mut cluster, nofile).await
+    };
+    let crashed = cluster.exited();
+    let log = cluster.log_excerpts(8);
+    cluster.stop().await;
+    let mut report = result?;
+    report.warnings.extend(crashed);
+    report.server_log = log;
+    report.bench_nofile_soft = Some(nofile.to_string());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.human());
+    }
+    Ok(())
+}

@@ -1,0 +1,634 @@
+//! The message scenarios (`fanout`, `bigroom`, `direct`): connect and join every client, send
+//! at a fixed rate per sender, count every delivery per message, and time it end to end.
+//!
+//! Each message body starts `t=<µs since bench start>;s=<sender>;n=<seq>;`; the receiver
+//! subtracts `t` from its own clock (one process, one monotonic clock) when it decodes the
+//! frame. Every message has a slot in a table of receive counters, so loss, duplicates and
+//! reordering are counted per message, not just in total.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use futures_util::{
+    stream::{SplitSink, SplitStream},
+    SinkExt, StreamExt,
+};
+use hdrhistogram::Histogram;
+use tokio::sync::{oneshot, watch, Semaphore};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::{
+    args::{Args, Scenario},
+    client::{source_ip, ws_connect, Frame, Rest, Ws},
+    cluster::Cluster,
+    report::{histogram, round3, Latency, Report, Traffic},
+};
+
+type Sink = SplitSink<Ws, Message>;
+
+const UNSENT: u8 = 0;
+const SENT: u8 = 1;
+const ACKED: u8 = 2;
+const REJECTED: u8 = 3;
+
+/// State shared by every connection task of a run.
+struct Shared {
+    /// The clock origin of the `t=` timestamps.
+    base: Instant,
+    messages: usize,
+    /// Per message (`sender * messages + seq`): copies received.
+    received: Vec<AtomicU32>,
+    /// Per message: UNSENT / SENT / ACKED / REJECTED.
+    status: Vec<AtomicU8>,
+    /// Per message: send time (µs since base), for the ack latency.
+    sent_at: Vec<AtomicU64>,
+    /// Per sender: connections that should receive each of its messages.
+    expected_per_sender: Vec<u32>,
+    sent: AtomicU64,
+    acked: AtomicU64,
+    rejected: AtomicU64,
+    delivered: AtomicU64,
+    reordered: AtomicU64,
+    foreign: AtomicU64,
+    system: AtomicU64,
+    last_delivery_us: AtomicU64,
+    last_send_us: AtomicU64,
+    latency: Mutex<Histogram<u64>>,
+    ack_latency: Mutex<Histogram<u64>>,
+    send_lag: Mutex<Histogram<u64>>,
+    errors: Mutex<BTreeMap<String, u64>>,
+    closed: Mutex<BTreeMap<String, u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn now_us(&self) -> u64 {
+        self.base.elapsed().as_micros() as u64
+    }
+
+    fn key(&self, s: u32, n: u32) -> Option<usize> {
+        let k = s as usize * self.messages + n as usize;
+        (k < self.received.len() && (n as usize) < self.messages).then_some(k)
+    }
+
+    fn count(map: &Mutex<BTreeMap<String, u64>>, what: String) {
+        *lock(map).entry(what).or_default() += 1;
+    }
+}
+
+/// `t=..;s=..;n=..;` → (t, s, n).
+fn parse_body(body: &str) -> Option<(u64, u32, u32)> {
+    let mut it = body.split(';');
+    let t = it.next()?.strip_prefix("t=")?.parse().ok()?;
+    let s = it.next()?.strip_prefix("s=")?.parse().ok()?;
+    let n = it.next()?.strip_prefix("n=")?.parse().ok()?;
+    Some((t, s, n))
+}
+
+/// `"s.n"` → (s, n).
+fn parse_cmid(id: &str) -> Option<(u32, u32)> {
+    let (s, n) = id.split_once('.')?;
+    Some((s.parse().ok()?, n.parse().ok()?))
+}
+
+/// Reads one connection until the run stops: records deliveries, acks and errors, and
+/// reports `joined` (or a join error) once.
+async fn reader(
+    mut stream: SplitStream<Ws>,
+    sh: Arc<Shared>,
+    mut joined: Option<oneshot::Sender<Result<(), String>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Per sender: the last sequence number seen here, to count reordering.
+    let mut last: HashMap<u32, u32> = HashMap::new();
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            m = stream.next() => m,
+        };
+        let stopping = *stop.borrow();
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Close(frame))) => {
+                if !stopping {
+                    let why = frame.map_or_else(
+                        || "close (no code)".to_string(),
+                        |f| format!("close {} {}", u16::from(f.code), f.reason),
+                    );
+                    Shared::count(&sh.closed, why.clone());
+                    if let Some(j) = joined.take() {
+                        let _ = j.send(Err(why));
+                    }
+                }
+                break;
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(err)) => {
+                if !stopping {
+                    Shared::count(&sh.closed, format!("error: {err}"));
+                    if let Some(j) = joined.take() {
+                        let _ = j.send(Err(err.to_string()));
+                    }
+                }
+                break;
+            }
+            None => {
+                if !stopping {
+                    Shared::count(&sh.closed, "eof".into());
+                    if let Some(j) = joined.take() {
+                        let _ = j.send(Err("connection ended".into()));
+                    }
+                }
+                break;
+            }
+        };
+        let now = sh.now_us();
+        let Ok(frame) = serde_json::from_str::<Frame<'_>>(text.as_str()) else {
+            sh.foreign.fetch_add(1, Relaxed);
+            continue;
+        };
+        match &*frame.ty {
+            "message" | "direct" => {
+                let Some((t, s, n)) = frame.body.as_deref().and_then(parse_body) else {
+                    sh.foreign.fetch_add(1, Relaxed);
+                    continue;
+                };
+                let Some(k) = sh.key(s, n) else {
+                    sh.foreign.fetch_add(1, Relaxed);
+                    continue;
+                };
+                let _ = lock(&sh.latency).record(now.saturating_sub(t).max(1));
+                sh.received[k].fetch_add(1, Relaxed);
+                sh.delivered.fetch_add(1, Relaxed);
+                sh.last_delivery_us.fetch_max(now, Relaxed);
+                if let Some(prev) = last.insert(s, n) {
+                    if n < prev {
+                        sh.reordered.fetch_add(1, Relaxed);
+                    }
+                }
+            }
+            "ack" => {
+                if let Some(k) = frame
+                    .client_msg_id
+                    .as_deref()
+                    .and_then(parse_cmid)
+                    .and_then(|(s, n)| sh.key(s, n))
+                {
+                    if sh.status[k]
+                        .compare_exchange(SENT, ACKED, Relaxed, Relaxed)
+                        .is_ok()
+                    {
+                        sh.acked.fetch_add(1, Relaxed);
+                        let at = sh.sent_at[k].load(Relaxed);
+                        let _ = lock(&sh.ack_latency).record(now.saturating_sub(at).max(1));
+                    }
+                }
+            }
+            "error" => {
+                let code = frame.code.as_deref().unwrap_or("?").to_string();
+                let key = frame
+                    .client_msg_id
+                    .as_deref()
+                    .and_then(parse_cmid)
+                    .and_then(|(s, n)| sh.key(s, n));
+                match key {
+                    Some(k) => {
+                        if sh.status[k]
+                            .compare_exchange(SENT, REJECTED, Relaxed, Relaxed)
+                            .is_ok()
+                        {
+                            sh.rejected.fetch_add(1, Relaxed);
+                        }
+                        Shared::count(&sh.errors, code);
+                    }
+                    None => {
+                        let what =
+                            format!("{code}: {}", frame.message.as_deref().unwrap_or_default());
+                        if let Some(j) = joined.take() {
+                            let _ = j.send(Err(what.clone()));
+                        }
+                        Shared::count(&sh.errors, what);
+                    }
+                }
+            }
+            "joined" => {
+                if let Some(j) = joined.take() {
+                    let _ = j.send(Ok(()));
+                }
+            }
+            "system" => {
+                sh.system.fetch_add(1, Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Where a sender's messages go.
+enum Target {
+    Room(String),
+    User(String),
+}
+
+/// Sends `messages` frames at `period` intervals, starting at `start`.
+#[allow(clippy::too_many_arguments)]
+async fn sender(
+    mut sink: Sink,
+    s: u32,
+    target: Target,
+    sh: Arc<Shared>,
+    start: tokio::time::Instant,
+    period: Duration,
+    body_bytes: usize,
+) -> (Sink, Option<String>) {
+    let mut next = start;
+    let mut failure = None;
+    for n in 0..sh.messages as u32 {
+        tokio::time::sleep_until(next).await;
+        let now = tokio::time::Instant::now();
+        let _ = lock(&sh.send_lag).record(now.duration_since(next).as_micros() as u64 + 1);
+        let t = sh.now_us();
+        let mut body = format!("t={t};s={s};n={n};");
+        while body.len() < body_bytes {
+            body.push('x');
+        }
+        let frame = match &target {
+            Target::Room(room) => format!(
+                r#"{{"type":"message","room":"{room}","body":"{body}","clientMsgId":"{s}.{n}"}}"#
+            ),
+            Target::User(user) => format!(
+                r#"{{"type":"direct","to":"{user}","body":"{body}","clientMsgId":"{s}.{n}"}}"#
+            ),
+        };
+        if let Some(k) = sh.key(s, n) {
+            sh.sent_at[k].store(t, Relaxed);
+            sh.status[k].store(SENT, Relaxed);
+        }
+        if let Err(err) = sink.send(Message::text(frame)).await {
+            if let Some(k) = sh.key(s, n) {
+                sh.status[k].store(UNSENT, Relaxed);
+            }
+            failure = Some(format!("sender {s}: {err}"));
+            break;
+        }
+        sh.sent.fetch_add(1, Relaxed);
+        sh.last_send_us.fetch_max(sh.now_us(), Relaxed);
+        next += period;
+    }
+    (sink, failure)
+}
+
+/// Placement of client `i`: (instance, room) for the scenario.
+pub(crate) fn placement(args: &Args, i: usize) -> (usize, usize) {
+    let n = args.instances;
+    match args.scenario {
+        // Pairs (2k, 2k+1) straddle instances so direct messages cross them.
+        Scenario::Direct => (i % n, i % args.rooms),
+        // Room members alternate over instances (room i % R, then instance by round).
+        _ => ((i / args.rooms) % n, i % args.rooms),
+    }
+}
+
+/// Creates the rooms, spread over the instances.
+pub(crate) async fn create_rooms(
+    rest: &Rest,
+    cluster: &Cluster,
+    rooms: usize,
+) -> anyhow::Result<Vec<String>> {
+    let sem = Arc::new(Semaphore::new(32));
+    let mut tasks = Vec::new();
+    for r in 0..rooms {
+        let base = cluster.instances[r % cluster.instances.len()].base.clone();
+        let rest = rest.clone();
+        let sem = sem.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire().await;
+            rest.create_room(&base, &format!("bench-{r}")).await
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await??);
+    }
+    Ok(ids)
+}
+
+/// Runs a message scenario end to end.
+pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Report> {
+    let setup_start = Instant::now();
+    let rest = Rest::new()?;
+    let rooms = create_rooms(&rest, cluster, args.rooms).await?;
+    let direct = args.scenario == Scenario::Direct;
+    let clients = if direct {
+        args.clients - args.clients % 2
+    } else {
+        args.clients
+    };
+    let senders = args.senders.min(clients);
+    let mut room_size = vec![0u32; args.rooms];
+    let mut per_instance = vec![0usize; args.instances];
+    for i in 0..clients {
+        let (inst, room) = placement(args, i);
+        room_size[room] += 1;
+        per_instance[inst] += 1;
+    }
+    let expected_per_sender: Vec<u32> = (0..senders)
+        .map(|s| {
+            if direct {
+                1
+            } else {
+                room_size[placement(args, s).1].saturating_sub(1)
+            }
+        })
+        .collect();
+    let total = senders * args.messages;
+    let sh = Arc::new(Shared {
+        base: Instant::now(),
+        messages: args.messages,
+        received: (0..total).map(|_| AtomicU32::new(0)).collect(),
+        status: (0..total).map(|_| AtomicU8::new(UNSENT)).collect(),
+        sent_at: (0..total).map(|_| AtomicU64::new(0)).collect(),
+        expected_per_sender,
+        sent: AtomicU64::new(0),
+        acked: AtomicU64::new(0),
+        rejected: AtomicU64::new(0),
+        delivered: AtomicU64::new(0),
+        reordered: AtomicU64::new(0),
+        foreign: AtomicU64::new(0),
+        system: AtomicU64::new(0),
+        last_delivery_us: AtomicU64::new(0),
+        last_send_us: AtomicU64::new(0),
+        latency: Mutex::new(histogram()),
+        ack_latency: Mutex::new(histogram()),
+        send_lag: Mutex::new(histogram()),
+        errors: Mutex::new(BTreeMap::new()),
+        closed: Mutex::new(BTreeMap::new()),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let source_ips = if args.source_ips == 0 {
+        1
+    } else {
+        args.source_ips
+    };
+
+    // Connect and join everyone (bounded concurrency).
+    let sem = Arc::new(Semaphore::new(args.concurrency));
+    let mut tasks = Vec::with_capacity(clients);
+    for i in 0..clients {
+        let (inst, room) = placement(args, i);
+        let base = cluster.instances[inst].base.clone();
+        let addr = cluster.instances[inst].addr;
+        let room_id = rooms[room].clone();
+        let rest = rest.clone();
+        let sem = sem.clone();
+        let sh = sh.clone();
+        let stop = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire().await;
+            let ticket = rest.join_room(&base, &room_id, &format!("u{i}")).await?;
+            let ws = ws_connect(addr, &ticket.websocket_url, source_ip(i, source_ips)).await?;
+            let (mut sink, stream) = ws.split();
+            let (jtx, jrx) = oneshot::channel();
+            tokio::spawn(reader(stream, sh, Some(jtx), stop));
+            if !direct {
+                sink.send(Message::text(format!(
+                    r#"{{"type":"join","room":"{room_id}"}}"#
+                )))
+                .await?;
+                match tokio::time::timeout(Duration::from_secs(60), jrx).await {
+                    Ok(Ok(Ok(()))) => {}
+                    Ok(Ok(Err(e))) => bail!("client {i}: join failed: {e}"),
+                    Ok(Err(_)) => bail!("client {i}: connection ended before joined"),
+                    Err(_) => bail!("client {i}: no joined within 60 s"),
+                }
+            }
+            anyhow::Ok((sink, ticket.user_id))
+        }));
+    }
+    let mut sinks: Vec<Option<Sink>> = Vec::with_capacity(clients);
+    let mut user_ids = Vec::with_capacity(clients);
+    for (i, t) in tasks.into_iter().enumerate() {
+        let (sink, uid) = t.await?.with_context(|| format!("setting up client {i}"))?;
+        sinks.push(Some(sink));
+        user_ids.push(uid);
+    }
+
+    // Let the join announcements (`system` frames) finish before measuring.
+    let settle_deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = u64::MAX;
+    let mut quiet_since = Instant::now();
+    loop {
+        let now = sh.system.load(Relaxed);
+        if now != last {
+            last = now;
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() > Duration::from_millis(300) {
+            break;
+        }
+        if Instant::now() > settle_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let setup_s = setup_start.elapsed().as_secs_f64();
+    let setup_errors: BTreeMap<String, u64> = std::mem::take(&mut *lock(&sh.errors));
+    let setup_closed: BTreeMap<String, u64> = std::mem::take(&mut *lock(&sh.closed));
+    let system_before = sh.system.load(Relaxed);
+
+    // Measure.
+    let start_snap = cluster.snapshot().await;
+    let period = Duration::from_secs_f64(1.0 / args.rate);
+    let t0 = tokio::time::Instant::now() + Duration::from_millis(50);
+    let t0_us = sh.now_us() + 50_000;
+    let mut send_tasks = Vec::with_capacity(senders);
+    for s in 0..senders {
+        let Some(sink) = sinks[s].take() else {
+            continue;
+        };
+        let target = if direct {
+            Target::User(user_ids[s ^ 1].clone())
+        } else {
+            Target::Room(rooms[placement(args, s).1].clone())
+        };
+        // Spread the senders' phases evenly over one period.
+        let phase = period.mul_f64(s as f64 / senders as f64);
+        send_tasks.push((
+            s,
+            tokio::spawn(sender(
+                sink,
+                s as u32,
+                target,
+                sh.clone(),
+                t0 + phase,
+                period,
+                args.body_bytes,
+            )),
+        ));
+    }
+    let mut warnings = Vec::new();
+    for (s, t) in send_tasks {
+        let (sink, failure) = t.await?;
+        sinks[s] = Some(sink);
+        if let Some(f) = failure {
+            warnings.push(f);
+        }
+    }
+
+    // Drain: until every sent message is answered and every expected copy arrived, or nothing
+    // moved for the drain timeout.
+    let expected_now = |sh: &Shared| -> u64 {
+        let mut e = 0u64;
+        for (k, st) in sh.status.iter().enumerate() {
+            let st = st.load(Relaxed);
+            if st == SENT || st == ACKED {
+                e += u64::from(sh.expected_per_sender[k / sh.messages]);
+            }
+        }
+        e
+    };
+    let mut progress = (u64::MAX, u64::MAX);
+    let mut last_progress = Instant::now();
+    let mut timed_out = false;
+    loop {
+        let sent = sh.sent.load(Relaxed);
+        let answered = sh.acked.load(Relaxed) + sh.rejected.load(Relaxed);
+        let delivered = sh.delivered.load(Relaxed);
+        if answered >= sent && delivered >= expected_now(&sh) {
+            break;
+        }
+        if (answered, delivered) != progress {
+            progress = (answered, delivered);
+            last_progress = Instant::now();
+        } else if last_progress.elapsed() > args.drain_timeout {
+            timed_out = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let end_snap = cluster.snapshot().await;
+
+    // Tear down: stop readers, close sockets politely.
+    let _ = stop_tx.send(true);
+    let closes = sinks.into_iter().flatten().map(|mut sink| async move {
+        let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
+    });
+    futures_util::future::join_all(closes).await;
+
+    // Per-message accounting.
+    let mut t = Traffic {
+        messages_sent: sh.sent.load(Relaxed),
+        acked: sh.acked.load(Relaxed),
+        delivered: sh.delivered.load(Relaxed),
+        reordered: sh.reordered.load(Relaxed),
+        foreign: sh.foreign.load(Relaxed),
+        system_frames: sh.system.load(Relaxed) - system_before,
+        drain_timed_out: timed_out,
+        ..Default::default()
+    };
+    for (k, st) in sh.status.iter().enumerate() {
+        let st = st.load(Relaxed);
+        let got = u64::from(sh.received[k].load(Relaxed));
+        if st == UNSENT || st == REJECTED {
+            t.duplicates += got;
+            continue;
+        }
+        if st == SENT {
+            t.unanswered += 1;
+        }
+        let exp = u64::from(sh.expected_per_sender[k / sh.messages]);
+        t.expected_deliveries += exp;
+        if got < exp {
+            t.lost_deliveries += exp - got;
+            t.messages_with_loss += 1;
+        } else {
+            t.duplicates += got - exp;
+        }
+    }
+    t.rejected = lock(&sh.errors).clone();
+    t.loss_pct = if t.expected_deliveries > 0 {
+        (t.lost_deliveries as f64 * 100.0 / t.expected_deliveries as f64 * 10_000.0).round()
+            / 10_000.0
+    } else {
+        0.0
+    };
+    let last_send = sh.last_send_us.load(Relaxed);
+    let last_delivery = sh.last_delivery_us.load(Relaxed);
+    t.send_window_s = round3(last_send.saturating_sub(t0_us) as f64 / 1e6);
+    t.delivery_window_s = round3(last_delivery.saturating_sub(t0_us) as f64 / 1e6);
+    t.sent_per_s = round3(t.messages_sent as f64 / t.send_window_s.max(1e-3));
+    t.delivered_per_s = round3(t.delivered as f64 / t.delivery_window_s.max(1e-3));
+    t.latency = Latency::of(&lock(&sh.latency));
+    t.ack_latency = Latency::of(&lock(&sh.ack_latency));
+    t.send_lag = Latency::of(&lock(&sh.send_lag));
+    t.closed = lock(&sh.closed).clone();
+
+    let mut report = Report {
+        scenario: args.scenario.name().into(),
+        mode: cluster.mode.into(),
+        instances: cluster.instances.len(),
+        clients,
+        rooms: args.rooms,
+        senders,
+        messages_per_sender: args.messages,
+        rate_per_sender: args.rate,
+        body_bytes: args.body_bytes,
+        setup_s: round3(setup_s),
+        ..Default::default()
+    };
+    report.fill_resources(
+        cluster,
+        &start_snap,
+        &end_snap,
+        &per_instance,
+        t.messages_sent,
+    );
+    if report.server_cpu_s > 0.0 {
+        report.delivered_per_server_cpu_s = Some(round3(t.delivered as f64 / report.server_cpu_s));
+    }
+    if args.rate > 20.0 {
+        warnings.push(format!(
+            "rate {}/s per sender exceeds the server's default limit (20/s, burst 40): expect rate_limited rejections",
+            args.rate
+        ));
+    }
+    if !setup_errors.is_empty() {
+        warnings.push(format!("errors during setup: {setup_errors:?}"));
+    }
+    if !setup_closed.is_empty() {
+        warnings.push(format!("connections closed during setup: {setup_closed:?}"));
+    }
+    if t.send_lag.p99_us > 50_000 {
+        warnings.push(format!(
+            "senders ran up to {} ms late (p99 {} ms): the offered rate was not kept, the bench or the machine is saturated",
+            t.send_lag.max_us / 1000,
+            t.send_lag.p99_us / 1000
+        ));
+    }
+    report.traffic = Some(t);
+    report.warnings = warnings;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_and_ids_parse() {
+        assert_eq!(parse_body("t=12;s=3;n=4;xxxx"), Some((12, 3, 4)));
+        assert_eq!(parse_body("hello"), None);
+        assert_eq!(parse_cmid("7.9"), Some((7, 9)));
+        assert_eq!(parse_cmid("x"), None);
+    }
+}
