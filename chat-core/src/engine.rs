@@ -485,7 +485,7 @@ pub struct Connection {
     id: ConnId,
     user: User,
     peer: Peer,
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<crate::hub::Frame>,
     slow: Arc<Notify>,
     rooms: HashSet<RoomId>,
     shutdown: watch::Receiver<bool>,
@@ -527,12 +527,12 @@ impl Connection {
     /// The next frame for the client (serialized once, shared with other recipients), or
     /// `None` once the connection is closed.
     pub async fn next_frame(&mut self) -> Option<Bytes> {
-        self.rx.recv().await
+        self.rx.recv().await.map(Arc::unwrap_or_clone)
     }
 
     /// A frame already queued for the client, without waiting.
     pub fn try_next_frame(&mut self) -> Option<Bytes> {
-        self.rx.try_recv().ok()
+        self.rx.try_recv().ok().map(Arc::unwrap_or_clone)
     }
 
     /// The signals that end a connection: the chat's shutdown flag (true once shutting down)
@@ -543,7 +543,7 @@ impl Connection {
 
     /// Queues a frame for this connection only (replies such as `ack` and `error`).
     pub fn reply(&self, frame: &ServerFrame) {
-        self.peer.send(frame.encode());
+        self.peer.send(Arc::new(frame.encode()));
     }
 
     /// Joins a room: the `joined` reply (members online now) is queued for the client, and
@@ -612,7 +612,7 @@ impl Connection {
         };
         if rejoin {
             for frame in frames {
-                self.peer.send(frame);
+                self.peer.send(Arc::new(frame));
             }
             return Ok(());
         }

@@ -176,7 +176,9 @@ where
                             break SessionEnd::TooLarge;
                         }
                         if limiter.allow() {
-                            handle_text(&mut conn, &text).await;
+                            // Boxed: the handling futures (join, publish) are large, and inline
+                            // they would make every idle connection's session that large too.
+                            Box::pin(handle_text(&mut conn, &text)).await;
                         } else {
                             let err = Error::RateLimited { per_second: config.rate_per_second };
                             conn.reply(&error_frame(&err, client_msg_id_of(&text)));
@@ -195,7 +197,8 @@ where
             }
         }
     };
-    conn.close().await;
+    // Boxed for the same reason as the frame handling: it runs once, at the end.
+    Box::pin(conn.close()).await;
     let _ = tokio::time::timeout(CLOSE_GRACE, outbound.close()).await;
     end
 }

@@ -19,8 +19,9 @@ use crate::{
 };
 
 /// Per-connection read buffer. Small on purpose: most chat frames are a few hundred bytes, and
-/// at tens of thousands of idle connections the buffers are most of the memory.
-const READ_BUFFER: usize = 4 * 1024;
+/// at tens of thousands of idle connections the buffers are most of the memory (tungstenite
+/// allocates and zeroes it up front). A larger frame grows it as needed.
+const READ_BUFFER: usize = 1024;
 /// Frames are written as they come (batched by the session's feed-then-flush).
 const WRITE_BUFFER: usize = 0;
 
