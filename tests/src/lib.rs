@@ -103,6 +103,14 @@ impl Api {
         body
     }
 
+    /// `GET /rooms/{room}/messages?{query}`: the page's message frames and `nextBefore`.
+    pub async fn history(&self, room: &str, query: &str) -> (Vec<Value>, Option<String>) {
+        let (status, page) = self.get(&format!("/rooms/{room}/messages?{query}")).await;
+        assert_eq!(status, 200, "{page}");
+        let messages = page["messages"].as_array().unwrap().clone();
+        (messages, page["nextBefore"].as_str().map(str::to_owned))
+    }
+
     pub async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = self.http.post(format!("{}{path}", self.base));
         if let Some(body) = body {

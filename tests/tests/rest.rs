@@ -151,35 +151,29 @@ async fn history_pages_oldest_first() {
     for i in 0..120 {
         ids.push(alice.say(&room, &format!("m{i}")).await["id"].clone());
     }
-    let (_, page) = server.api.get(&format!("/rooms/{room}/messages")).await;
-    let got: Vec<_> = page["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].clone())
-        .collect();
+    let ids_of = |page: &[serde_json::Value]| -> Vec<serde_json::Value> {
+        page.iter().map(|m| m["id"].clone()).collect()
+    };
+    let (page, next) = server.api.history(&room, "").await;
     assert_eq!(
-        got,
+        ids_of(&page),
         ids[70..].to_vec(),
         "default limit 50, newest page, oldest first"
     );
-    let mut before = page["nextBefore"].as_str().unwrap().to_owned();
-    let mut seen = got.len();
+    let mut before = next.unwrap();
+    let mut seen = page.len();
     loop {
-        let (_, page) = server
+        let (page, next) = server
             .api
-            .get(&format!("/rooms/{room}/messages?limit=30&before={before}"))
+            .history(&room, &format!("limit=30&before={before}"))
             .await;
-        let got: Vec<_> = page["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["id"].clone())
-            .collect();
-        assert_eq!(got, ids[120 - seen - got.len()..120 - seen].to_vec());
-        seen += got.len();
-        match page["nextBefore"].as_str() {
-            Some(next) => before = next.to_owned(),
+        assert_eq!(
+            ids_of(&page),
+            ids[120 - seen - page.len()..120 - seen].to_vec()
+        );
+        seen += page.len();
+        match next {
+            Some(next) => before = next,
             None => break,
         }
     }
