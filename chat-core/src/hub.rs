@@ -55,6 +55,9 @@ impl Peer {
 }
 
 type Peers = HashMap<ConnId, Peer>;
+/// A user's connections on this node: usually one or a few tabs, so a Vec (one small
+/// allocation) rather than a map, which matters at tens of thousands of connections.
+type UserPeers = Vec<(ConnId, Peer)>;
 
 /// Local connections per room and per user, and broker subscription counts.
 pub(crate) struct Hub {
@@ -62,7 +65,7 @@ pub(crate) struct Hub {
     // RwLock: fan-out (read) is the hot path and runs on the dispatcher task; joins, leaves
     // and connects (write) are rare by comparison. Never held across an await.
     rooms: RwLock<HashMap<RoomId, Peers>>,
-    users: RwLock<HashMap<UserId, Peers>>,
+    users: RwLock<HashMap<UserId, UserPeers>>,
     /// Local interest per topic. The tokio mutex serializes subscribe/unsubscribe of one topic
     /// (so a leave's UNSUBSCRIBE can never overtake a later join's SUBSCRIBE); the std mutex
     /// around the map is only held to find or create a topic's slot.
@@ -93,16 +96,19 @@ impl Hub {
     pub(crate) fn deliver(&self, envelope: &Envelope) -> usize {
         let skip = (envelope.origin.node == self.node).then_some(envelope.origin.conn);
         let frame: Frame = Arc::new(envelope.frame.clone());
-        let send = |peers: &Peers| {
+        let send = |peers: &mut dyn Iterator<Item = (ConnId, &Peer)>| {
             peers
-                .iter()
-                .filter(|(conn, _)| Some(**conn) != skip)
+                .filter(|(conn, _)| Some(*conn) != skip)
                 .filter(|(_, peer)| peer.send(frame.clone()))
                 .count()
         };
         match &envelope.topic {
-            Topic::Room(room) => read(&self.rooms).get(room).map_or(0, send),
-            Topic::User(user) => read(&self.users).get(user).map_or(0, send),
+            Topic::Room(room) => read(&self.rooms)
+                .get(room)
+                .map_or(0, |peers| send(&mut peers.iter().map(|(c, p)| (*c, p)))),
+            Topic::User(user) => read(&self.users)
+                .get(user)
+                .map_or(0, |peers| send(&mut peers.iter().map(|(c, p)| (*c, p)))),
         }
     }
 
@@ -110,7 +116,7 @@ impl Hub {
     pub(crate) fn broadcast_all(&self, frame: &Bytes) {
         let frame: Frame = Arc::new(frame.clone());
         for peers in read(&self.users).values() {
-            for peer in peers.values() {
+            for (_, peer) in peers {
                 peer.send(frame.clone());
             }
         }
@@ -143,14 +149,14 @@ impl Hub {
     pub(crate) fn add_user_conn(&self, user: &UserId, conn: ConnId, peer: Peer) {
         write(&self.users)
             .entry(user.clone())
-            .or_default()
-            .insert(conn, peer);
+            .or_insert_with(|| Vec::with_capacity(1))
+            .push((conn, peer));
     }
 
     pub(crate) fn remove_user_conn(&self, user: &UserId, conn: ConnId) {
         let mut users = write(&self.users);
         if let Some(peers) = users.get_mut(user) {
-            peers.remove(&conn);
+            peers.retain(|(c, _)| *c != conn);
             if peers.is_empty() {
                 users.remove(user);
             }
@@ -159,7 +165,7 @@ impl Hub {
 
     /// Local connections on this node (for metrics and tests).
     pub(crate) fn connection_count(&self) -> usize {
-        read(&self.users).values().map(HashMap::len).sum()
+        read(&self.users).values().map(Vec::len).sum()
     }
 
     fn slot(&self, topic: &Topic) -> Arc<tokio::sync::Mutex<usize>> {

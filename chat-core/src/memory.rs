@@ -72,8 +72,9 @@ struct RoomRecord {
     member_list: Vec<User>,
 }
 
-/// A user online in a room, with their connections per node.
-type OnlineUser = (User, HashMap<NodeId, u32>);
+/// A user online in a room, with their connections per node. A Vec, not a map: a user is
+/// almost always on one node, and this entry exists per user and room (bytes per connection).
+type OnlineUser = (User, Vec<(NodeId, u32)>);
 
 #[derive(Default)]
 struct Presence {
@@ -137,7 +138,7 @@ impl MemoryCluster {
         let mut presence = lock(&self.inner.presence);
         for (room, users) in presence.rooms.iter_mut() {
             users.retain(|_, (user, per_node)| {
-                per_node.remove(&node);
+                per_node.retain(|(n, _)| *n != node);
                 if per_node.is_empty() {
                     gone.push((room.clone(), user.clone()));
                     false
@@ -353,9 +354,12 @@ impl PresenceStore for MemoryNode {
         let users = presence.rooms.entry(room.clone()).or_default();
         let (_, per_node) = users
             .entry(user.id.clone())
-            .or_insert_with(|| (user.clone(), HashMap::new()));
+            .or_insert_with(|| (user.clone(), Vec::with_capacity(1)));
         let first = per_node.is_empty();
-        *per_node.entry(node).or_default() += 1;
+        match per_node.iter_mut().find(|(n, _)| *n == node) {
+            Some((_, count)) => *count += 1,
+            None => per_node.push((node, 1)),
+        }
         Box::pin(async move { Ok(first) })
     }
 
@@ -369,10 +373,10 @@ impl PresenceStore for MemoryNode {
         let mut last = false;
         if let Some(users) = presence.rooms.get_mut(room) {
             if let Some((_, per_node)) = users.get_mut(&user.id) {
-                if let Some(count) = per_node.get_mut(&node) {
-                    *count = count.saturating_sub(1);
-                    if *count == 0 {
-                        per_node.remove(&node);
+                if let Some(i) = per_node.iter().position(|(n, _)| *n == node) {
+                    per_node[i].1 = per_node[i].1.saturating_sub(1);
+                    if per_node[i].1 == 0 {
+                        per_node.swap_remove(i);
                     }
                 }
                 if per_node.is_empty() {
