@@ -1,7 +1,7 @@
 //! [`Chat`]: one node of the chat engine, and [`Connection`]: one client's session on it.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -25,9 +25,9 @@ use crate::{
     hooks::{Decision, DirectEvent, JoinEvent, MembersOnly, MessageEvent, Policy},
     hub::{Hub, Peer},
     protocol::{
-        now_ms, AckFrame, DirectMessage, JoinedFrame, LeftFrame, MessageId, ResyncFrame, RoomId,
-        RoomMessage, SendDirectFrame, SendMessageFrame, ServerFrame, SystemEvent, SystemMessage,
-        User, UserId,
+        message_key, now_ms, AckFrame, DirectMessage, JoinedFrame, LeftFrame, MessageId,
+        ResyncFrame, RoomId, RoomMessage, SendDirectFrame, SendMessageFrame, ServerFrame,
+        SystemEvent, SystemMessage, User, UserId,
     },
     store::{Member, RoomInfo},
 };
@@ -433,6 +433,7 @@ impl Chat {
             rx,
             slow,
             rooms: HashSet::new(),
+            replayed: Vec::new(),
             shutdown: inner.shutdown.subscribe(),
             closed: false,
             _done: done,
@@ -488,6 +489,9 @@ pub struct Connection {
     rx: mpsc::Receiver<crate::hub::Frame>,
     slow: Arc<Notify>,
     rooms: HashSet<RoomId>,
+    /// Message ids replayed by recent joins with `since`, per room, and whether the replayed
+    /// copy has been read yet (see `join`).
+    replayed: Vec<(RoomId, HashMap<String, bool>)>,
     shutdown: watch::Receiver<bool>,
     closed: bool,
     _done: mpsc::Sender<()>,
@@ -527,12 +531,49 @@ impl Connection {
     /// The next frame for the client (serialized once, shared with other recipients), or
     /// `None` once the connection is closed.
     pub async fn next_frame(&mut self) -> Option<Bytes> {
-        self.rx.recv().await.map(Arc::unwrap_or_clone)
+        loop {
+            let frame = Arc::unwrap_or_clone(self.rx.recv().await?);
+            if !self.already_replayed(&frame) {
+                return Some(frame);
+            }
+        }
     }
 
     /// A frame already queued for the client, without waiting.
     pub fn try_next_frame(&mut self) -> Option<Bytes> {
-        self.rx.try_recv().ok().map(Arc::unwrap_or_clone)
+        loop {
+            let frame = Arc::unwrap_or_clone(self.rx.try_recv().ok()?);
+            if !self.already_replayed(&frame) {
+                return Some(frame);
+            }
+        }
+    }
+
+    /// Whether `frame` is a second (live) copy of a message that a `join` with `since`
+    /// replayed: the replayed copy is queued first and passes; a later copy is dropped; the
+    /// first message the replay did not hold ends the check for that room. Free when no such
+    /// join is settling (the common case: no parsing).
+    fn already_replayed(&mut self, frame: &[u8]) -> bool {
+        if self.replayed.is_empty() {
+            return false;
+        }
+        let Some((room, id)) = message_key(frame) else {
+            return false;
+        };
+        let Some(i) = self.replayed.iter().position(|(r, _)| *r == room) else {
+            return false;
+        };
+        match self.replayed[i].1.get_mut(&id) {
+            Some(seen) if *seen => true,
+            Some(seen) => {
+                *seen = true;
+                false
+            }
+            None => {
+                self.replayed.swap_remove(i);
+                false
+            }
+        }
     }
 
     /// The signals that end a connection: the chat's shutdown flag (true once shutting down)
@@ -591,6 +632,17 @@ impl Connection {
                 .await
         };
         let entered_ok = entered.is_ok();
+        // Joining with `since`: from here until the replay is queued, live frames of the room
+        // are collected in a side queue, so that nothing published while the history is read
+        // falls between the replay and the live stream.
+        let mut buffered = None;
+        if entered_ok && !rejoin && since.is_some() {
+            let (tx, rx) = mpsc::channel(config.outgoing_queue.max(1));
+            let overflow = Arc::new(Notify::new());
+            let side = Peer::new(tx, overflow.clone());
+            chat.inner.hub.add_to_room(room, self.id, &side, Vec::new());
+            buffered = Some((rx, overflow));
+        }
         let prepared = match entered {
             Ok(first) => self.prepare_joined(room, since).await.map(|f| (first, f)),
             Err(err) => Err(err.into()),
@@ -598,6 +650,9 @@ impl Connection {
         let (first, frames) = match prepared {
             Ok(ok) => ok,
             Err(err) => {
+                if buffered.is_some() {
+                    chat.inner.hub.remove_from_room(room, self.id);
+                }
                 if !rejoin {
                     if entered_ok {
                         let _ = backend
@@ -616,9 +671,50 @@ impl Connection {
             }
             return Ok(());
         }
-        chat.inner
-            .hub
-            .add_to_room(room, self.id, &self.peer, frames);
+        match buffered {
+            Some((mut side, overflow)) => {
+                // Live frames that the replay already holds are dropped; the others were
+                // published after the history read, so they follow the replay in order.
+                let replayed: HashSet<String> = frames
+                    .iter()
+                    .filter_map(|f| message_key(f).map(|(_, id)| id))
+                    .collect();
+                let mut lost = false;
+                chat.inner.hub.complete_join(
+                    room,
+                    self.id,
+                    &self.peer,
+                    frames,
+                    &mut side,
+                    |frame| message_key(frame).is_none_or(|(_, id)| !replayed.contains(&id)),
+                    || {
+                        // A side queue that overflowed dropped frames: say so.
+                        lost = futures_util::FutureExt::now_or_never(overflow.notified()).is_some();
+                        lost.then(|| {
+                            ServerFrame::Resync(ResyncFrame {
+                                reason: "replay_overflow".into(),
+                            })
+                            .encode()
+                        })
+                    },
+                );
+                if lost {
+                    warn!(%room, "join with since: live frames overflowed while replaying");
+                }
+                // A message can be in the history before it reaches this node's hub (the
+                // broker's delivery lags its append), so a replayed message may still arrive
+                // live after this: drop those until the first live message the replay did not
+                // have (everything after it is newer).
+                if !replayed.is_empty() {
+                    let seen = replayed.into_iter().map(|id| (id, false)).collect();
+                    self.replayed.push((room.clone(), seen));
+                }
+            }
+            None => chat
+                .inner
+                .hub
+                .add_to_room(room, self.id, &self.peer, frames),
+        }
         self.rooms.insert(room.clone());
         if first {
             publish_system(&chat, self.id, &self.user, room, SystemEvent::UserJoined).await;
@@ -639,11 +735,11 @@ impl Connection {
         })
         .encode()];
         if let Some(since) = since {
-            // Replays what the history holds after `since`. Bounded by the queue size; a
-            // message published between this read and the registration that follows is not
-            // replayed (gap-free recovery is on the roadmap).
-            let limit = self.chat.config().outgoing_queue.saturating_sub(2).max(1);
-            let (replay, _more) =
+            // Replays what the history holds after `since` (what is published meanwhile is
+            // buffered by `join`). Bounded by the queue size: if more is missed than that, the
+            // client is told to reload the history instead.
+            let limit = self.chat.config().outgoing_queue.saturating_sub(3).max(1);
+            let (replay, more) =
                 backend
                     .history
                     .after(room, since, limit)
@@ -655,6 +751,14 @@ impl Connection {
                         other => other.into(),
                     })?;
             frames.extend(replay);
+            if more {
+                frames.push(
+                    ServerFrame::Resync(ResyncFrame {
+                        reason: "replay_truncated".into(),
+                    })
+                    .encode(),
+                );
+            }
         }
         Ok(frames)
     }

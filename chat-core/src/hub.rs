@@ -136,6 +136,39 @@ impl Hub {
             .insert(conn, peer.clone());
     }
 
+    /// Finishes a join that buffered live frames in `side` (see `Connection::join`): under the
+    /// write lock, so no delivery interleaves, queues `first`, then the buffered frames that
+    /// `keep` accepts, then what `tail` returns, and puts `peer` in the room in place of the
+    /// buffering one.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn complete_join(
+        &self,
+        room: &RoomId,
+        conn: ConnId,
+        peer: &Peer,
+        first: Vec<Bytes>,
+        side: &mut mpsc::Receiver<Frame>,
+        keep: impl Fn(&Bytes) -> bool,
+        tail: impl FnOnce() -> Option<Bytes>,
+    ) {
+        let mut rooms = write(&self.rooms);
+        for frame in first {
+            peer.send(Arc::new(frame));
+        }
+        while let Ok(frame) = side.try_recv() {
+            if keep(&frame) {
+                peer.send(frame);
+            }
+        }
+        if let Some(frame) = tail() {
+            peer.send(Arc::new(frame));
+        }
+        rooms
+            .entry(room.clone())
+            .or_default()
+            .insert(conn, peer.clone());
+    }
+
     pub(crate) fn remove_from_room(&self, room: &RoomId, conn: ConnId) {
         let mut rooms = write(&self.rooms);
         if let Some(peers) = rooms.get_mut(room) {

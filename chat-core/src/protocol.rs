@@ -329,6 +329,22 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
+/// The room and id of a serialized room `message` frame; `None` for any other frame.
+pub(crate) fn message_key(frame: &[u8]) -> Option<(RoomId, String)> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(rename = "type")]
+        kind: String,
+        id: Option<String>,
+        room: Option<RoomId>,
+    }
+    let probe: Probe = serde_json::from_slice(frame).ok()?;
+    if probe.kind != "message" {
+        return None;
+    }
+    Some((probe.room?, probe.id?))
+}
+
 /// WebSocket close codes the server uses.
 pub mod close_code {
     /// The server is shutting down.

@@ -382,3 +382,9 @@ async fn unavailable_is_reported_when_the_broker_is_down() {
     alice.say(&room, "back").await;
     assert_eq!(bob.expect("message").await["body"], "back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_with_since_replays_everything_missed_exactly_once_in_order() {
+    let server = Server::start(ChatBuilder::new().config(roomcast_tests::unlimited())).await;
+    roomcast_tests::since_replay_scenario(&server, &server).await;
+}

@@ -321,3 +321,21 @@ async fn a_killed_instance_leaves_presence_within_the_ttl_once() {
     assert_eq!(rooms[0]["online"], 2);
     drop((bob1, bob2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_with_since_across_instances_misses_nothing() {
+    let redis = RedisServer::start().await;
+    let a = roomcast_tests::redis_instance_with(
+        &redis,
+        RedisConfig::default(),
+        roomcast_tests::unlimited(),
+    )
+    .await;
+    let b = roomcast_tests::redis_instance_with(
+        &redis,
+        RedisConfig::default(),
+        roomcast_tests::unlimited(),
+    )
+    .await;
+    roomcast_tests::since_replay_scenario(&a, &b).await;
+}
