@@ -360,14 +360,15 @@ impl Chat {
         let sender = message.from.id.clone();
         let frame = ServerFrame::Direct(message).encode();
         let origin = self.origin(conn);
-        let reached = backend
-            .broker
-            .publish(Envelope {
-                origin,
-                topic: Topic::User(to.clone()),
-                frame: frame.clone(),
-            })
-            .await?;
+        let envelope = Envelope {
+            origin,
+            topic: Topic::User(to.clone()),
+            frame,
+        };
+        // The sender's other connections (tabs) see what they sent; not for server-side sends
+        // or a note to oneself (the recipient's topic already covers that).
+        let copy_to = (sender != to && conn != NO_CONN).then_some(Topic::User(sender));
+        let reached = backend.broker.publish_direct(envelope, copy_to).await?;
         if reached == 0 {
             // Nobody is subscribed to the recipient's topic: no connection anywhere. Only now
             // pay for the lookup that tells "unknown" from "offline".
@@ -376,20 +377,6 @@ impl Chat {
             } else {
                 Error::UserNotFound(to)
             });
-        }
-        if sender != to && conn != NO_CONN {
-            // The sender's other connections (tabs) see what they sent.
-            if let Err(err) = backend
-                .broker
-                .publish(Envelope {
-                    origin,
-                    topic: Topic::User(sender),
-                    frame,
-                })
-                .await
-            {
-                warn!(cause = %err, "direct message delivered, but not to the sender's other connections");
-            }
         }
         Ok(ack)
     }

@@ -339,3 +339,28 @@ async fn join_with_since_across_instances_misses_nothing() {
     .await;
     roomcast_tests::since_replay_scenario(&a, &b).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_message_is_one_redis_round_trip() {
+    let redis = RedisServer::start().await;
+    let a = redis_instance(&redis, RedisConfig::default()).await;
+    let b = redis_instance(&redis, RedisConfig::default()).await;
+    let room = a.api.create_room("dm").await;
+    let (mut alice, _) = a.guest_in_room(&room, "alice").await;
+    let (mut bob, bob_user) = b.guest_in_room(&room, "bob").await;
+    alice.expect("system").await;
+    redis.reset_stats().await;
+    for i in 0..10 {
+        alice
+            .send(json!({"type": "direct", "to": bob_user["id"], "body": format!("d{i}")}))
+            .await;
+        alice.expect("ack").await;
+        assert_eq!(bob.expect("direct").await["body"], format!("d{i}"));
+    }
+    let calls = redis.command_calls().await;
+    println!("commandstats over 10 direct messages: {calls:?}");
+    // One script call each; inside it, the recipient's PUBLISH and the copy for the sender's
+    // other connections.
+    assert_eq!(calls.get("evalsha").copied().unwrap_or(0), 10, "{calls:?}");
+    assert_eq!(calls.get("publish").copied().unwrap_or(0), 20, "{calls:?}");
+}

@@ -136,6 +136,31 @@ pub trait Broker: Send + Sync + 'static {
         message: NewRoomMessage,
     ) -> BoxFuture<'_, Result<RoomMessage, BackendError>>;
 
+    /// Publishes a direct message to the recipient's topic and, if that reached any node, a
+    /// copy to `copy_to` (the sender's topic, for their other connections). Returns how many
+    /// nodes the recipient's topic reached (0: the recipient is not connected anywhere, and
+    /// no copy was sent). The default makes two `publish` calls; a backend may do it in one
+    /// round trip.
+    fn publish_direct(
+        &self,
+        envelope: Envelope,
+        copy_to: Option<Topic>,
+    ) -> BoxFuture<'_, Result<usize, BackendError>> {
+        Box::pin(async move {
+            let copy = copy_to.map(|topic| Envelope {
+                topic,
+                ..envelope.clone()
+            });
+            let reached = self.publish(envelope).await?;
+            if let (true, Some(copy)) = (reached > 0, copy) {
+                if let Err(err) = self.publish(copy).await {
+                    tracing::warn!(cause = %err, "direct message delivered, but not to the sender's other connections");
+                }
+            }
+            Ok(reached)
+        })
+    }
+
     /// Subscribes this node to topics (one call for many). Completes once the subscription is
     /// active: a frame published after that is delivered.
     fn subscribe(&self, topics: Vec<Topic>) -> BoxFuture<'_, Result<(), BackendError>>;

@@ -47,6 +47,15 @@ fn frame_rest(message: &NewRoomMessage) -> String {
     json.get(1..).unwrap_or_default().to_owned()
 }
 
+/// The Pub/Sub payload of an envelope: origin header, then the frame.
+fn payload(envelope: &Envelope) -> Vec<u8> {
+    let header = envelope_header(envelope.origin);
+    let mut payload = Vec::with_capacity(header.len() + envelope.frame.len());
+    payload.extend_from_slice(header.as_bytes());
+    payload.extend_from_slice(&envelope.frame);
+    payload
+}
+
 /// Rebuilds the frame of a stream entry: the same bytes the script published.
 fn frame_of(id: &str, rest: &[u8]) -> Bytes {
     let mut frame = Vec::with_capacity(30 + id.len() + rest.len());
@@ -89,10 +98,7 @@ impl Broker for RedisNode {
     fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<usize, BackendError>> {
         Box::pin(async move {
             let channel = self.shared.keys.channel(&envelope.topic);
-            let header = envelope_header(envelope.origin);
-            let mut payload = Vec::with_capacity(header.len() + envelope.frame.len());
-            payload.extend_from_slice(header.as_bytes());
-            payload.extend_from_slice(&envelope.frame);
+            let payload = payload(&envelope);
             let reached: usize = self.conn().publish(channel, payload).await?;
             Ok(reached)
         })
@@ -122,6 +128,28 @@ impl Broker for RedisNode {
                 body: message.body,
                 ts: message.ts,
             })
+        })
+    }
+
+    fn publish_direct(
+        &self,
+        envelope: Envelope,
+        copy_to: Option<Topic>,
+    ) -> BoxFuture<'_, Result<usize, BackendError>> {
+        // One round trip instead of two, and the copy only when the recipient was reached.
+        Box::pin(async move {
+            let keys = &self.shared.keys;
+            let payload = payload(&envelope);
+            let reached: usize = self
+                .shared
+                .scripts
+                .direct
+                .arg(keys.channel(&envelope.topic))
+                .arg(copy_to.map(|t| keys.channel(&t)).unwrap_or_default())
+                .arg(payload)
+                .invoke_async(&mut self.conn())
+                .await?;
+            Ok(reached)
         })
     }
 

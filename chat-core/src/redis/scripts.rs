@@ -17,6 +17,15 @@ redis.call('PUBLISH', ARGV[3], ARGV[4] .. '{"type":"message","id":"' .. id .. '"
 return id
 "#;
 
+/// PUBLISH a direct message to the recipient's channel and, if it reached anyone, to the
+/// sender's channel. Returns the recipient channel's receivers.
+/// ARGV: recipient channel, sender channel ('' for none), payload.
+const DIRECT: &str = r#"
+local n = redis.call('PUBLISH', ARGV[1], ARGV[3])
+if n > 0 and ARGV[2] ~= '' then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+return n
+"#;
+
 /// One more connection: per node+user, per user; remembers the room for the node's reaper.
 /// KEYS: presence, online, node rooms. ARGV: node|user, user, room, count. Returns the user's
 /// total connections in the room.
@@ -83,6 +92,7 @@ return {ids, redis.call('HMGET', KEYS[2], unpack(ids))}
 
 pub(crate) struct Scripts {
     pub(crate) append_publish: Script,
+    pub(crate) direct: Script,
     pub(crate) enter: Script,
     pub(crate) exit: Script,
     pub(crate) reap: Script,
@@ -94,6 +104,7 @@ impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
             append_publish: Script::new(APPEND_PUBLISH),
+            direct: Script::new(DIRECT),
             enter: Script::new(ENTER),
             exit: Script::new(EXIT),
             reap: Script::new(REAP),
@@ -105,6 +116,7 @@ impl Scripts {
     pub(crate) async fn load_all(&self, conn: &mut ConnectionManager) -> Result<(), BackendError> {
         for script in [
             &self.append_publish,
+            &self.direct,
             &self.enter,
             &self.exit,
             &self.reap,
