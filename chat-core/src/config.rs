@@ -17,6 +17,12 @@ pub struct ChatConfig {
     /// full when a frame arrives is closed with close code 4008 (slow consumer) rather than
     /// letting server memory grow. Default 1,024.
     pub outgoing_queue: usize,
+    /// Shortest time between two writes to one connection. A frame that arrives sooner after
+    /// the previous write waits (at most this long) and leaves with whatever is queued
+    /// meanwhile: one syscall and one TCP segment instead of one each. The first frame after a
+    /// quiet spell is written at once. `Duration::ZERO` writes as frames come. Default 2 ms
+    /// (see `docs/perf.md`: 5 ms buys more throughput under load for more latency).
+    pub write_coalesce: Duration,
     /// How often the server pings an idle connection. Default 20 s.
     pub ping_interval: Duration,
     /// A connection from which nothing (not even a pong) arrived for this long is closed.
@@ -41,6 +47,7 @@ impl Default for ChatConfig {
             max_frame_bytes: 64 * 1024,
             max_client_msg_id: 128,
             outgoing_queue: 1_024,
+            write_coalesce: Duration::from_millis(2),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             rate_per_second: 20,

