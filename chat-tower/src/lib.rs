@@ -23,7 +23,7 @@
 //! ## Layout
 //! - [`ChatBuilder`] (this file): backend, config, identity, policy → `(Router<S>, ChatHandle)`.
 //! - `rest`: the REST endpoints of contract v1, documented with utoipa.
-//! - `ws`: the WebSocket endpoint; adapts axum's socket to `chat_core::session::run`.
+//! - `ws`: the WebSocket endpoint; adapts axum's socket to `chat_core::session::serve`.
 //! - [`identity`]: the host's [`IdentityExtractor`] and the guest [`TokenSigner`].
 //! - [`error`]: [`ChatRejection`], rendered as RFC 9457 problem+json.
 //! - [`openapi`]: the OpenAPI document and the WebSocket frame JSON Schemas.

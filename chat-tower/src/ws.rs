@@ -1,5 +1,5 @@
 //! The WebSocket endpoint: identity and origin checks, the upgrade, and the adapter from
-//! axum's socket to [`chat_core::session::run`].
+//! axum's socket to [`chat_core::session::serve`].
 
 use axum::{
     extract::{
@@ -9,7 +9,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chat_core::session::{self, Inbound, Outbound};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, Stream};
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
 use tracing::Instrument;
 
 use crate::{
@@ -56,7 +60,9 @@ pub(crate) async fn ws_handler(
     let chat = state.chat().clone();
     let conn = chat.connect(user).await?;
     let limit = chat.config().max_frame_bytes;
-    let span = tracing::info_span!("ws", conn = conn.id(), user = %conn.user().id);
+    // A debug span: entered on every poll of the session, which at info level cost ~1% of
+    // fan-out CPU for a span that only debug events use.
+    let span = tracing::debug_span!("ws", conn = conn.id(), user = %conn.user().id);
     Ok(upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
@@ -69,22 +75,41 @@ pub(crate) async fn ws_handler(
 
 async fn serve(conn: chat_core::Connection, socket: WebSocket) {
     tracing::debug!("open");
-    let (sink, stream) = socket.split();
-    let inbound = stream.map(|message| match message {
-        Ok(Message::Text(text)) => Inbound::Text(text.as_str().to_owned()),
-        Ok(Message::Binary(bytes)) => Inbound::Binary(bytes),
-        Ok(Message::Ping(_) | Message::Pong(_)) => Inbound::Alive,
-        Ok(Message::Close(_)) => Inbound::Close,
-        Err(err) => {
-            if is_capacity_error(&err) {
-                Inbound::TooLarge
-            } else {
-                Inbound::Error(err.to_string())
-            }
-        }
-    });
-    let outbound = sink.with(|out: Outbound| async move {
-        Ok::<_, axum::Error>(match out {
+    let end = session::serve(conn, Socket(socket)).await;
+    tracing::debug!(?end, "closed");
+}
+
+/// axum's socket as the session's transport. One object rather than `split()` halves: the
+/// session reads and writes from one task, so the halves' lock (and the `with` adapter's
+/// per-frame future) was pure overhead on every delivered frame.
+struct Socket(WebSocket);
+
+impl Stream for Socket {
+    type Item = Inbound;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
+        Pin::new(&mut self.0).poll_next(cx).map(|message| {
+            message.map(|message| match message {
+                Ok(Message::Text(text)) => Inbound::Text(text.as_str().to_owned()),
+                Ok(Message::Binary(bytes)) => Inbound::Binary(bytes),
+                Ok(Message::Ping(_) | Message::Pong(_)) => Inbound::Alive,
+                Ok(Message::Close(_)) => Inbound::Close,
+                Err(err) if is_capacity_error(&err) => Inbound::TooLarge,
+                Err(err) => Inbound::Error(err.to_string()),
+            })
+        })
+    }
+}
+
+impl Sink<Outbound> for Socket {
+    type Error = axum::Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.0).poll_ready(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, out: Outbound) -> Result<(), Self::Error> {
+        let message = match out {
             Outbound::Text(bytes) => {
                 Message::Text(Utf8Bytes::try_from(bytes).map_err(axum::Error::new)?)
             }
@@ -93,10 +118,17 @@ async fn serve(conn: chat_core::Connection, socket: WebSocket) {
                 code,
                 reason: Utf8Bytes::from_static(reason),
             })),
-        })
-    });
-    let end = session::run(conn, Box::pin(inbound), Box::pin(outbound)).await;
-    tracing::debug!(?end, "closed");
+        };
+        Pin::new(&mut self.0).start_send(message)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
 }
 
 /// A message over `max_message_size` surfaces as tungstenite's capacity error; the session
