@@ -3,17 +3,14 @@
 use std::{
     collections::{HashMap, HashSet},
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
 };
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::{
-    sync::{mpsc, watch, Notify},
-    task::JoinHandle,
-};
+use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{debug, warn};
 
 use crate::{
@@ -23,7 +20,7 @@ use crate::{
     error::{BackendError, Error},
     history::HistoryPage,
     hooks::{Decision, DirectEvent, JoinEvent, MembersOnly, MessageEvent, Policy},
-    hub::{Hub, Peer},
+    hub::{Alarm, Hub, Peer},
     protocol::{
         message_key, now_ms, AckFrame, DirectMessage, JoinedFrame, LeftFrame, MessageId,
         ResyncFrame, RoomId, RoomMessage, SendDirectFrame, SendMessageFrame, ServerFrame,
@@ -79,7 +76,8 @@ struct Inner {
     hub: Arc<Hub>,
     node: NodeId,
     next_conn: AtomicU64,
-    shutdown: watch::Sender<bool>,
+    /// Set once by `shutdown`, before every connection's alarm is raised.
+    shutting_down: AtomicBool,
     /// Every live [`Connection`] holds a clone; shutdown drops this one and waits until the
     /// receiver sees all of them gone (mini-redis's completion-by-drop).
     done_tx: Mutex<Option<mpsc::Sender<()>>>,
@@ -137,7 +135,7 @@ impl Chat {
                 hub,
                 node,
                 next_conn: AtomicU64::new(NO_CONN + 1),
-                shutdown: watch::Sender::new(false),
+                shutting_down: AtomicBool::new(false),
                 done_tx: Mutex::new(Some(done_tx)),
                 done_rx: tokio::sync::Mutex::new(done_rx),
                 dispatcher: Some(dispatcher),
@@ -408,9 +406,14 @@ impl Chat {
         inner.hub.acquire(&*inner.backend.broker, &topic).await?;
         let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(inner.config.outgoing_queue.max(1));
-        let slow = Arc::new(Notify::new());
-        let peer = Peer::new(tx, slow.clone());
+        let alarm = Arc::new(Alarm::default());
+        let peer = Peer::new(tx, alarm.clone());
         inner.hub.add_user_conn(&user.id, id, peer.clone());
+        // `shutdown` sets the flag, then raises every connection in the hub: a connection that
+        // entered the hub too late to be raised sees the flag here.
+        if inner.shutting_down.load(Ordering::SeqCst) {
+            alarm.raise(Alarm::SHUTDOWN);
+        }
         debug!(conn = id, user = %user.id, "connected");
         Ok(Connection {
             chat: self.clone(),
@@ -418,10 +421,9 @@ impl Chat {
             user,
             peer,
             rx,
-            slow,
+            alarm,
             rooms: HashSet::new(),
             replayed: Vec::new(),
-            shutdown: inner.shutdown.subscribe(),
             closed: false,
             _done: done,
         })
@@ -436,7 +438,8 @@ impl Chat {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        self.inner.shutdown.send_replace(true);
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        self.inner.hub.raise_all(Alarm::SHUTDOWN);
         // `None` once every connection's sender is dropped.
         let _ = self.inner.done_rx.lock().await.recv().await;
     }
@@ -474,12 +477,11 @@ pub struct Connection {
     user: User,
     peer: Peer,
     rx: mpsc::Receiver<crate::hub::Frame>,
-    slow: Arc<Notify>,
+    alarm: Arc<Alarm>,
     rooms: HashSet<RoomId>,
     /// Message ids replayed by recent joins with `since`, per room, and whether the replayed
     /// copy has been read yet (see `join`).
     replayed: Vec<(RoomId, HashMap<String, bool>)>,
-    shutdown: watch::Receiver<bool>,
     closed: bool,
     _done: mpsc::Sender<()>,
 }
@@ -491,6 +493,40 @@ impl std::fmt::Debug for Connection {
             .field("user", &self.user.id)
             .field("rooms", &self.rooms.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// Why a connection must end (see [`Connection::end_signal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndCause {
+    /// The chat is shutting down.
+    Shutdown,
+    /// The connection's outgoing queue overflowed: the client does not read fast enough.
+    SlowConsumer,
+}
+
+/// A future that completes with the first [`EndCause`] raised for a connection (shutdown wins
+/// if both are). It can be polled again after completing.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct EndSignal {
+    alarm: Arc<Alarm>,
+}
+
+impl std::future::Future for EndSignal {
+    type Output = EndCause;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<EndCause> {
+        self.alarm.poll_raised(cx).map(|raised| {
+            if raised & Alarm::SHUTDOWN != 0 {
+                EndCause::Shutdown
+            } else {
+                EndCause::SlowConsumer
+            }
+        })
     }
 }
 
@@ -563,10 +599,13 @@ impl Connection {
         }
     }
 
-    /// The signals that end a connection: the chat's shutdown flag (true once shutting down)
-    /// and the slow-consumer notification (the outgoing queue overflowed; close with 4008).
-    pub fn signals(&self) -> (watch::Receiver<bool>, Arc<Notify>) {
-        (self.shutdown.clone(), self.slow.clone())
+    /// Completes when this connection must end for a reason outside it: the chat is shutting
+    /// down (close with 1001 after what is queued) or its outgoing queue overflowed (close
+    /// with 4008). Cheap to poll often: the session keeps one for its whole life.
+    pub fn end_signal(&self) -> EndSignal {
+        EndSignal {
+            alarm: self.alarm.clone(),
+        }
     }
 
     /// Queues a frame for this connection only (replies such as `ack` and `error`).
@@ -625,7 +664,7 @@ impl Connection {
         let mut buffered = None;
         if entered_ok && !rejoin && since.is_some() {
             let (tx, rx) = mpsc::channel(config.outgoing_queue.max(1));
-            let overflow = Arc::new(Notify::new());
+            let overflow = Arc::new(Alarm::default());
             let side = Peer::new(tx, overflow.clone());
             chat.inner.hub.add_to_room(room, self.id, &side, Vec::new());
             buffered = Some((rx, overflow));
@@ -676,7 +715,7 @@ impl Connection {
                     |frame| message_key(frame).is_none_or(|(_, id)| !replayed.contains(&id)),
                     || {
                         // A side queue that overflowed dropped frames: say so.
-                        lost = futures_util::FutureExt::now_or_never(overflow.notified()).is_some();
+                        lost = overflow.raised() & Alarm::SLOW != 0;
                         lost.then(|| {
                             ServerFrame::Resync(ResyncFrame {
                                 reason: "replay_overflow".into(),
@@ -987,8 +1026,7 @@ mod tests {
             let chat = chat.clone();
             async move { chat.shutdown().await }
         });
-        let (mut flag, _) = conn.signals();
-        flag.wait_for(|s| *s).await.unwrap();
+        assert_eq!(conn.end_signal().await, EndCause::Shutdown);
         assert!(!stopping.is_finished());
         assert!(matches!(
             chat.connect(User::new("b", "B")).await,

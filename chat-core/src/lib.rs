@@ -37,6 +37,6 @@ pub mod store;
 
 pub use backend::Backend;
 pub use config::ChatConfig;
-pub use engine::{Chat, Connection, RoomDetails, RoomSummary};
+pub use engine::{Chat, Connection, EndCause, EndSignal, RoomDetails, RoomSummary};
 pub use error::{BackendError, Error};
 pub use protocol::{ErrorCode, MessageId, RoomId, User, UserId};

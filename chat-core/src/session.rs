@@ -19,7 +19,7 @@ use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tracing::debug;
 
 use crate::{
-    engine::Connection,
+    engine::{Connection, EndCause},
     error::Error,
     protocol::{close_code, ClientFrame, ErrorFrame, ServerFrame},
 };
@@ -130,50 +130,45 @@ where
     let mut last_flush = Instant::now()
         .checked_sub(coalesce)
         .unwrap_or_else(Instant::now);
-    let (mut shutdown, slow) = conn.signals();
-    // Both end signals are waited on for the whole session by one future each, registered
-    // once. Creating them in every turn of the loop registered and unregistered a waiter per
-    // delivered frame, under the lock of the chat-wide shutdown list: 7% of server CPU in
-    // fan-out.
-    let stop = stopped(&mut shutdown);
-    tokio::pin!(stop);
-    let slow = slow.notified();
-    tokio::pin!(slow);
+    // One future for the session's life: polling it is a load and a waker registration.
+    let mut ended = conn.end_signal();
     let io = &mut transport;
 
     let end = loop {
         tokio::select! {
             biased;
-            () = &mut stop => {
-                // Finish what is queued (unless the client stopped reading), then say goodbye.
-                let flush = async {
-                    while let Some(frame) = conn.try_next_frame() {
-                        if io.feed(Outbound::Text(frame)).await.is_err() {
-                            break;
+            cause = &mut ended => match cause {
+                EndCause::Shutdown => {
+                    // Finish what is queued (unless the client stopped reading), then say goodbye.
+                    let flush = async {
+                        while let Some(frame) = conn.try_next_frame() {
+                            if io.feed(Outbound::Text(frame)).await.is_err() {
+                                break;
+                            }
                         }
-                    }
-                };
-                let _ = tokio::time::timeout(CLOSE_GRACE, flush).await;
-                send_close(io, close_code::GOING_AWAY, "server shutting down").await;
-                break SessionEnd::Shutdown;
-            }
-            () = &mut slow => {
-                send_close(io, close_code::SLOW_CONSUMER, "slow consumer").await;
-                break SessionEnd::SlowConsumer;
-            }
+                    };
+                    let _ = tokio::time::timeout(CLOSE_GRACE, flush).await;
+                    send_close(io, close_code::GOING_AWAY, "server shutting down").await;
+                    break SessionEnd::Shutdown;
+                }
+                EndCause::SlowConsumer => {
+                    send_close(io, close_code::SLOW_CONSUMER, "slow consumer").await;
+                    break SessionEnd::SlowConsumer;
+                }
+            },
             frame = conn.next_frame() => {
                 let Some(frame) = frame else { break SessionEnd::ClientClosed };
                 // A client that stops reading blocks this write once its TCP buffers are full;
                 // meanwhile its queue overflows. Either signal must still end the session.
                 tokio::select! {
                     biased;
-                    () = &mut slow => {
-                        send_close(io, close_code::SLOW_CONSUMER, "slow consumer").await;
-                        break SessionEnd::SlowConsumer;
-                    }
-                    () = &mut stop => {
-                        send_close(io, close_code::GOING_AWAY, "server shutting down").await;
-                        break SessionEnd::Shutdown;
+                    cause = &mut ended => {
+                        let (code, reason, end) = match cause {
+                            EndCause::Shutdown => (close_code::GOING_AWAY, "server shutting down", SessionEnd::Shutdown),
+                            EndCause::SlowConsumer => (close_code::SLOW_CONSUMER, "slow consumer", SessionEnd::SlowConsumer),
+                        };
+                        send_close(io, code, reason).await;
+                        break end;
                     }
                     written = write_batch(&mut conn, io, frame, last_flush + coalesce) => {
                         last_flush = Instant::now();
@@ -275,12 +270,6 @@ where
     K: Sink<Outbound> + Unpin,
 {
     let _ = tokio::time::timeout(CLOSE_GRACE, outbound.send(Outbound::Close(code, reason))).await;
-}
-
-/// Completes once the chat is shutting down (or gone).
-async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
-    // `let _ =` drops the watch guard at once: it must not live across an await.
-    let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
 /// Writes `first` and whatever else is queued, then flushes once (one syscall, one TCP
