@@ -511,6 +511,9 @@ pub enum EndCause {
 #[must_use = "futures do nothing unless polled"]
 pub struct EndSignal {
     alarm: Arc<Alarm>,
+    /// The waker last registered with the alarm. The alarm only gives it up when it is raised,
+    /// so while the task's waker is the same, a poll is just a load of the raised causes.
+    registered: Option<std::task::Waker>,
 }
 
 impl std::future::Future for EndSignal {
@@ -520,7 +523,18 @@ impl std::future::Future for EndSignal {
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<EndCause> {
-        self.alarm.poll_raised(cx).map(|raised| {
+        let this = self.get_mut();
+        let poll = match &this.registered {
+            Some(waker) if waker.will_wake(cx.waker()) => match this.alarm.raised() {
+                0 => std::task::Poll::Pending,
+                raised => std::task::Poll::Ready(raised),
+            },
+            _ => {
+                this.registered = Some(cx.waker().clone());
+                this.alarm.poll_raised(cx)
+            }
+        };
+        poll.map(|raised| {
             if raised & Alarm::SHUTDOWN != 0 {
                 EndCause::Shutdown
             } else {
@@ -605,6 +619,7 @@ impl Connection {
     pub fn end_signal(&self) -> EndSignal {
         EndSignal {
             alarm: self.alarm.clone(),
+            registered: None,
         }
     }
 
