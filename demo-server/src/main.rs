@@ -3,12 +3,14 @@
 //!
 //! ```text
 //! demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S]
-//!             [--presence-ttl-secs N]
+//!             [--presence-ttl-secs N] [--write-coalesce-ms MS]
 //! ```
 //! Each flag also reads an environment variable: `LISTEN_ADDR` (default `127.0.0.1:3000`),
 //! `REDIS_URL` (absent: in memory, one instance), `STATIC_DIR` (default: the repository's
 //! `frontendws/`), `TOKEN_SECRET` (default: in memory random; with Redis, a secret shared through Redis),
-//! `PRESENCE_TTL_SECS` (default 15: how soon a crashed instance's users leave presence).
+//! `PRESENCE_TTL_SECS` (default 15: how soon a crashed instance's users leave presence),
+//! `WRITE_COALESCE_MS` (default 2: shortest time between two writes to one WebSocket; more
+//! batches more frames per write under load, at that much added latency).
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -25,6 +27,7 @@ struct Args {
     static_dir: PathBuf,
     token_secret: Option<String>,
     presence_ttl: Option<f64>,
+    write_coalesce_ms: Option<f64>,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -35,6 +38,7 @@ fn parse_args() -> anyhow::Result<Args> {
         .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../frontendws")));
     let mut token_secret = std::env::var("TOKEN_SECRET").ok().filter(|s| !s.is_empty());
     let mut presence_ttl = std::env::var("PRESENCE_TTL_SECS").ok();
+    let mut write_coalesce = std::env::var("WRITE_COALESCE_MS").ok();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -44,8 +48,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--static-dir" => static_dir = PathBuf::from(value()?),
             "--token-secret" => token_secret = Some(value()?),
             "--presence-ttl-secs" => presence_ttl = Some(value()?),
+            "--write-coalesce-ms" => write_coalesce = Some(value()?),
             "-h" | "--help" => {
-                println!("demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S] [--presence-ttl-secs N]");
+                println!("demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S] [--presence-ttl-secs N] [--write-coalesce-ms MS]");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other} (try --help)"),
@@ -64,6 +69,12 @@ fn parse_args() -> anyhow::Result<Args> {
                     .with_context(|| format!("bad presence TTL {s}"))
             })
             .transpose()?,
+        write_coalesce_ms: write_coalesce
+            .map(|s| match s.parse::<f64>() {
+                Ok(ms) if (0.0..=1_000.0).contains(&ms) => Ok(ms),
+                _ => Err(anyhow::anyhow!("bad write coalesce {s} (milliseconds, 0 to 1000)")),
+            })
+            .transpose()?,
     })
 }
 
@@ -78,6 +89,12 @@ async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
 
     let mut builder = ChatBuilder::new();
+    if let Some(ms) = args.write_coalesce_ms {
+        builder = builder.config(chat_tower::chat_core::ChatConfig {
+            write_coalesce: std::time::Duration::from_secs_f64(ms / 1_000.0),
+            ..Default::default()
+        });
+    }
     if let Some(secret) = &args.token_secret {
         builder = builder.token_secret(secret.as_bytes().to_vec());
     }
