@@ -18,6 +18,8 @@ pub(crate) enum Scenario {
     Idle,
     /// Connect storm: time until C clients are connected and joined.
     Connect,
+    /// `fanout`'s traffic through a bare TCP fan-out server: the machine's floor.
+    Ceiling,
 }
 
 impl Scenario {
@@ -28,6 +30,7 @@ impl Scenario {
             "direct" => Self::Direct,
             "idle" => Self::Idle,
             "connect" => Self::Connect,
+            "ceiling" => Self::Ceiling,
             _ => return None,
         })
     }
@@ -39,12 +42,16 @@ impl Scenario {
             Self::Direct => "direct",
             Self::Idle => "idle",
             Self::Connect => "connect",
+            Self::Ceiling => "ceiling",
         }
     }
 
     /// Whether the scenario sends chat messages (as opposed to only holding connections).
     pub(crate) fn sends(self) -> bool {
-        matches!(self, Self::Fanout | Self::Bigroom | Self::Direct)
+        matches!(
+            self,
+            Self::Fanout | Self::Bigroom | Self::Direct | Self::Ceiling
+        )
     }
 }
 
@@ -92,7 +99,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) const USAGE: &str = "\
-chat-bench <fanout|bigroom|direct|idle|connect> [flags]
+chat-bench <fanout|bigroom|direct|idle|connect|ceiling> [flags]
 
 scenario sizes (defaults depend on the scenario; see README.md):
   --clients C        client connections (one user each)
@@ -226,8 +233,8 @@ pub(crate) fn parse(argv: Vec<String>) -> anyhow::Result<Option<Args>> {
     // Scenario defaults: (clients, rooms, senders, messages, rate); smoke sizes are tiny.
     let (d_clients, d_rooms, d_messages, d_rate): (usize, Option<usize>, usize, f64) =
         match (scenario, smoke) {
-            (Scenario::Fanout, false) => (500, Some(10), 20, 10.0),
-            (Scenario::Fanout, true) => (12, Some(3), 5, 20.0),
+            (Scenario::Fanout | Scenario::Ceiling, false) => (500, Some(10), 20, 10.0),
+            (Scenario::Fanout | Scenario::Ceiling, true) => (12, Some(3), 5, 20.0),
             (Scenario::Bigroom, false) => (1_000, Some(1), 40, 10.0),
             (Scenario::Bigroom, true) => (20, Some(1), 5, 20.0),
             (Scenario::Direct, false) => (2_000, Some(1), 20, 10.0),

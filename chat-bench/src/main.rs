@@ -5,10 +5,11 @@
 //! server CPU and memory, and Redis cost per message. See `chat-bench/README.md`.
 //!
 //! ```text
-//! chat-bench <fanout|bigroom|direct|idle|connect> [flags]   (chat-bench --help)
+//! chat-bench <fanout|bigroom|direct|idle|connect|ceiling> [flags]   (chat-bench --help)
 //! ```
 
 mod args;
+mod ceiling;
 mod client;
 mod cluster;
 mod conns;
@@ -44,6 +45,13 @@ async fn main() {
         }
         return;
     }
+    if argv.first().map(String::as_str) == Some("__ceiling-server") {
+        if let Err(err) = ceiling::server_main().await {
+            eprintln!("chat-bench ceiling server: {err:#}");
+            std::process::exit(1);
+        }
+        return;
+    }
     match run(argv, nofile).await {
         Ok(()) => {}
         Err(err) => {
@@ -57,6 +65,10 @@ async fn run(argv: Vec<String>, nofile: u64) -> anyhow::Result<()> {
     let Some(args) = args::parse(argv)? else {
         return Ok(());
     };
+    if args.scenario == args::Scenario::Ceiling {
+        let report = ceiling::run(&args).await?;
+        return print_report(&args, &report);
+    }
     let mut cluster = cluster::Cluster::start(&args)
         .await
         .context("starting the servers")?;
@@ -72,8 +84,12 @@ async fn run(argv: Vec<String>, nofile: u64) -> anyhow::Result<()> {
     report.warnings.extend(crashed);
     report.server_log = log;
     report.bench_nofile_soft = Some(nofile.to_string());
+    print_report(&args, &report)
+}
+
+fn print_report(args: &args::Args, report: &report::Report) -> anyhow::Result<()> {
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(report)?);
     } else {
         print!("{}", report.human());
     }

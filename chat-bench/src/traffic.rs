@@ -89,7 +89,7 @@ impl Shared {
 }
 
 /// `t=..;s=..;n=..;` → (t, s, n).
-fn parse_body(body: &str) -> Option<(u64, u32, u32)> {
+pub(crate) fn parse_body(body: &str) -> Option<(u64, u32, u32)> {
     let mut it = body.split(';');
     let t = it.next()?.strip_prefix("t=")?.parse().ok()?;
     let s = it.next()?.strip_prefix("s=")?.parse().ok()?;

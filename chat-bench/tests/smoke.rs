@@ -99,6 +99,23 @@ fn direct_smoke_delivers_everything() {
 }
 
 #[test]
+fn ceiling_smoke_delivers_everything_through_the_bare_server() {
+    let report = bench(&["ceiling"]);
+    assert_eq!(report["scenario"], "ceiling");
+    let t = &report["traffic"];
+    let delivered = t["delivered"].as_u64().unwrap();
+    assert!(delivered > 0, "{report:#}");
+    assert_eq!(
+        delivered,
+        t["expected_deliveries"].as_u64().unwrap(),
+        "{report:#}"
+    );
+    assert_eq!(t["lost_deliveries"].as_u64().unwrap(), 0, "{report:#}");
+    assert_eq!(t["latency"]["count"].as_u64().unwrap(), delivered);
+    assert!(report["servers"][0]["pid"].as_u64().is_some(), "{report:#}");
+}
+
+#[test]
 fn idle_and_connect_smoke_join_every_client() {
     for scenario in ["idle", "connect"] {
         let report = bench(&[scenario]);
