@@ -193,7 +193,11 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Report> {
     }
     let setup_s = setup_start.elapsed().as_secs_f64();
 
-    let start = (Instant::now(), ProcSample::read(pid), ProcSample::read(std::process::id()));
+    let start = (
+        Instant::now(),
+        ProcSample::read(pid),
+        ProcSample::read(std::process::id()),
+    );
     let period = Duration::from_secs_f64(1.0 / args.rate);
     let t0 = tokio::time::Instant::now() + Duration::from_millis(50);
     let line_bytes = args.body_bytes + FRAME_OVERHEAD;
@@ -233,7 +237,11 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Report> {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let end = (Instant::now(), ProcSample::read(pid), ProcSample::read(std::process::id()));
+    let end = (
+        Instant::now(),
+        ProcSample::read(pid),
+        ProcSample::read(std::process::id()),
+    );
     drop(child.stdin.take());
     for r in readers {
         r.abort();

@@ -72,7 +72,9 @@ fn parse_args() -> anyhow::Result<Args> {
         write_coalesce_ms: write_coalesce
             .map(|s| match s.parse::<f64>() {
                 Ok(ms) if (0.0..=1_000.0).contains(&ms) => Ok(ms),
-                _ => Err(anyhow::anyhow!("bad write coalesce {s} (milliseconds, 0 to 1000)")),
+                _ => Err(anyhow::anyhow!(
+                    "bad write coalesce {s} (milliseconds, 0 to 1000)"
+                )),
             })
             .transpose()?,
     })
