@@ -616,6 +616,10 @@ impl Connection {
     /// Completes when this connection must end for a reason outside it: the chat is shutting
     /// down (close with 1001 after what is queued) or its outgoing queue overflowed (close
     /// with 4008). Cheap to poll often: the session keeps one for its whole life.
+    ///
+    /// A connection's alarm wakes one waiter: wait on one `EndSignal` at a time (the session
+    /// does). One polled from a second task takes the wake-up away from the first; a signal
+    /// created after the fact still completes at once.
     pub fn end_signal(&self) -> EndSignal {
         EndSignal {
             alarm: self.alarm.clone(),
@@ -987,6 +991,42 @@ mod tests {
         );
         let room = chat.create_room(Some("r".into())).await.unwrap().room_id;
         (chat, room)
+    }
+
+    /// Counts wake-ups.
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn end_signal_wakes_the_latest_waker_and_shutdown_wins_over_slow() {
+        use std::{future::Future, pin::Pin, task::Poll};
+        let (chat, _room) = chat_with_room().await;
+        let conn = chat.connect(User::new("a", "A")).await.unwrap();
+        let mut signal = conn.end_signal();
+        let first = Arc::new(CountingWaker(Default::default()));
+        let second = Arc::new(CountingWaker(Default::default()));
+        let (w1, w2) = (first.clone().into(), second.clone().into());
+        let mut poll = |waker: &std::task::Waker| {
+            Pin::new(&mut signal).poll(&mut std::task::Context::from_waker(waker))
+        };
+        assert!(poll(&w1).is_pending());
+        // Polled again from the same task: nothing to register again; from another: the new
+        // waker replaces the old one.
+        assert!(poll(&w1).is_pending());
+        assert!(poll(&w2).is_pending());
+        conn.alarm.raise(Alarm::SLOW);
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        assert_eq!(second.0.load(Ordering::SeqCst), 1);
+        assert_eq!(poll(&w2), Poll::Ready(EndCause::SlowConsumer));
+        conn.alarm.raise(Alarm::SHUTDOWN);
+        assert_eq!(poll(&w1), Poll::Ready(EndCause::Shutdown));
+        // A second signal of the same connection sees what was raised before it existed.
+        assert_eq!(conn.end_signal().await, EndCause::Shutdown);
     }
 
     #[tokio::test]
