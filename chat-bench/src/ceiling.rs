@@ -270,21 +270,7 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Report> {
     t.delivery_window_s = round3(window);
     t.delivered_per_s = round3(t.delivered as f64 / window);
     t.latency = Latency::of(&lock(&sh.latency));
-    let mut server = ServerStats {
-        index: 0,
-        pid: Some(pid),
-        clients,
-        ..Default::default()
-    };
-    if let (Some(s), Some(e)) = (start.1, end.1) {
-        server.cpu_s = round3(e.cpu_s - s.cpu_s);
-        server.cpu_cores = round3(server.cpu_s / window);
-        server.rss_start_kb = s.rss_kb;
-        server.rss_end_kb = e.rss_kb;
-        server.peak_rss_kb = e.hwm_kb;
-        server.threads = e.threads;
-        server.open_files_end = e.fds;
-    }
+    let server = ServerStats::over(0, Some(pid), clients, start.1.zip(end.1), window);
     let mut report = Report {
         scenario: "ceiling".into(),
         mode: "raw tcp".into(),

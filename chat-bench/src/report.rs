@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, fmt::Write as _};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::cluster::{Cluster, Snapshot};
+use crate::cluster::{Cluster, ProcSample, Snapshot};
 
 /// Latency percentiles, microseconds.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -114,6 +114,34 @@ pub(crate) struct ServerStats {
     pub(crate) open_files_end: u64,
     pub(crate) nofile_soft: Option<String>,
     pub(crate) nofile_hard: Option<String>,
+}
+
+impl ServerStats {
+    /// One server's figures over a window, from its `/proc` samples at both ends.
+    pub(crate) fn over(
+        index: usize,
+        pid: Option<u32>,
+        clients: usize,
+        samples: Option<(ProcSample, ProcSample)>,
+        window_s: f64,
+    ) -> Self {
+        let mut st = ServerStats {
+            index,
+            pid,
+            clients,
+            ..Default::default()
+        };
+        if let Some((s, e)) = samples {
+            st.cpu_s = round3(e.cpu_s - s.cpu_s);
+            st.cpu_cores = round3(st.cpu_s / window_s);
+            st.rss_start_kb = s.rss_kb;
+            st.rss_end_kb = e.rss_kb;
+            st.peak_rss_kb = e.hwm_kb;
+            st.threads = e.threads;
+            st.open_files_end = e.fds;
+        }
+        st
+    }
 }
 
 /// Redis over the measured window.
@@ -228,21 +256,8 @@ impl Report {
                 start.servers.get(i).copied().flatten(),
                 end.servers.get(i).copied().flatten(),
             );
-            let mut st = ServerStats {
-                index: i,
-                pid: inst.pid,
-                clients: clients_per_instance.get(i).copied().unwrap_or(0),
-                ..Default::default()
-            };
-            if let (Some(s), Some(e)) = (s, e) {
-                st.cpu_s = round3(e.cpu_s - s.cpu_s);
-                st.cpu_cores = round3(st.cpu_s / window);
-                st.rss_start_kb = s.rss_kb;
-                st.rss_end_kb = e.rss_kb;
-                st.peak_rss_kb = e.hwm_kb;
-                st.threads = e.threads;
-                st.open_files_end = e.fds;
-            }
+            let clients = clients_per_instance.get(i).copied().unwrap_or(0);
+            let mut st = ServerStats::over(i, inst.pid, clients, s.zip(e), window);
             if let Some((soft, hard)) = inst.pid.and_then(crate::cluster::nofile_limits) {
                 st.nofile_soft = Some(soft);
                 st.nofile_hard = Some(hard);
