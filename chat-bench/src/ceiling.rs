@@ -32,6 +32,7 @@ use crate::{
     args::Args,
     cluster::ProcSample,
     report::{histogram, round3, Latency, Report, ServerStats, Traffic},
+    traffic::lock,
 };
 
 /// Bytes a room message frame of roomcast takes with a `body_bytes` body (id, room, sender,
@@ -117,16 +118,11 @@ fn write_lock<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 struct Shared {
     base: Instant,
     messages: usize,
     received: Vec<AtomicU32>,
     delivered: AtomicU64,
-    last_delivery_us: AtomicU64,
     latency: Mutex<Histogram<u64>>,
 }
 
@@ -166,7 +162,6 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Report> {
         messages: args.messages,
         received: (0..total).map(|_| AtomicU32::new(0)).collect(),
         delivered: AtomicU64::new(0),
-        last_delivery_us: AtomicU64::new(0),
         latency: Mutex::new(histogram()),
     });
 
@@ -316,7 +311,6 @@ async fn reader(mut read: BufReader<tokio::net::tcp::OwnedReadHalf>, sh: Arc<Sha
         if let Some(counter) = sh.received.get(k) {
             counter.fetch_add(1, Relaxed);
             sh.delivered.fetch_add(1, Relaxed);
-            sh.last_delivery_us.fetch_max(now, Relaxed);
             let _ = lock(&sh.latency).record(now.saturating_sub(t).max(1));
         }
     }
