@@ -20,7 +20,7 @@ use crate::{
     error::{BackendError, Error},
     history::HistoryPage,
     hooks::{Decision, DirectEvent, JoinEvent, MembersOnly, MessageEvent, Policy},
-    hub::{Alarm, Hub, Peer},
+    hub::{Alarm, Hub, Outbox, Peer},
     protocol::{
         message_key, now_ms, AckFrame, DirectMessage, JoinedFrame, LeftFrame, MessageId,
         ResyncFrame, RoomId, RoomMessage, SendDirectFrame, SendMessageFrame, ServerFrame,
@@ -405,14 +405,12 @@ impl Chat {
         let topic = Topic::User(user.id.clone());
         inner.hub.acquire(&*inner.backend.broker, &topic).await?;
         let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel(inner.config.outgoing_queue.max(1));
-        let alarm = Arc::new(Alarm::default());
-        let peer = Peer::new(tx, alarm.clone());
+        let peer = Outbox::new(inner.config.outgoing_queue);
         inner.hub.add_user_conn(&user.id, id, peer.clone());
         // `shutdown` sets the flag, then raises every connection in the hub: a connection that
         // entered the hub too late to be raised sees the flag here.
         if inner.shutting_down.load(Ordering::SeqCst) {
-            alarm.raise(Alarm::SHUTDOWN);
+            peer.alarm.raise(Alarm::SHUTDOWN);
         }
         debug!(conn = id, user = %user.id, "connected");
         Ok(Connection {
@@ -420,8 +418,6 @@ impl Chat {
             id,
             user,
             peer,
-            rx,
-            alarm,
             rooms: HashSet::new(),
             replayed: Vec::new(),
             closed: false,
@@ -475,9 +471,8 @@ pub struct Connection {
     chat: Chat,
     id: ConnId,
     user: User,
+    /// This connection's outgoing queue and alarm (the hub holds the other references).
     peer: Peer,
-    rx: mpsc::Receiver<crate::hub::Frame>,
-    alarm: Arc<Alarm>,
     rooms: HashSet<RoomId>,
     /// Message ids replayed by recent joins with `since`, per room, and whether the replayed
     /// copy has been read yet (see `join`).
@@ -510,7 +505,7 @@ pub enum EndCause {
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
 pub struct EndSignal {
-    alarm: Arc<Alarm>,
+    outbox: Peer,
     /// The waker last registered with the alarm. The alarm only gives it up when it is raised,
     /// so while the task's waker is the same, a poll is just a load of the raised causes.
     registered: Option<std::task::Waker>,
@@ -525,13 +520,13 @@ impl std::future::Future for EndSignal {
     ) -> std::task::Poll<EndCause> {
         let this = self.get_mut();
         let poll = match &this.registered {
-            Some(waker) if waker.will_wake(cx.waker()) => match this.alarm.raised() {
+            Some(waker) if waker.will_wake(cx.waker()) => match this.outbox.alarm.raised() {
                 0 => std::task::Poll::Pending,
                 raised => std::task::Poll::Ready(raised),
             },
             _ => {
                 this.registered = Some(cx.waker().clone());
-                this.alarm.poll_raised(cx)
+                this.outbox.alarm.poll_raised(cx)
             }
         };
         poll.map(|raised| {
@@ -569,7 +564,7 @@ impl Connection {
     /// `None` once the connection is closed.
     pub async fn next_frame(&mut self) -> Option<Bytes> {
         loop {
-            let frame = Arc::unwrap_or_clone(self.rx.recv().await?);
+            let frame = std::future::poll_fn(|cx| self.peer.poll_pop(cx)).await?;
             if !self.already_replayed(&frame) {
                 return Some(frame);
             }
@@ -579,7 +574,7 @@ impl Connection {
     /// A frame already queued for the client, without waiting.
     pub fn try_next_frame(&mut self) -> Option<Bytes> {
         loop {
-            let frame = Arc::unwrap_or_clone(self.rx.try_recv().ok()?);
+            let frame = self.peer.try_pop()?;
             if !self.already_replayed(&frame) {
                 return Some(frame);
             }
@@ -622,14 +617,14 @@ impl Connection {
     /// created after the fact still completes at once.
     pub fn end_signal(&self) -> EndSignal {
         EndSignal {
-            alarm: self.alarm.clone(),
+            outbox: self.peer.clone(),
             registered: None,
         }
     }
 
     /// Queues a frame for this connection only (replies such as `ack` and `error`).
     pub fn reply(&self, frame: &ServerFrame) {
-        self.peer.send(Arc::new(frame.encode()));
+        self.peer.send(frame.encode());
     }
 
     /// Joins a room: the `joined` reply (members online now) is queued for the client, and
@@ -682,11 +677,9 @@ impl Connection {
         // falls between the replay and the live stream.
         let mut buffered = None;
         if entered_ok && !rejoin && since.is_some() {
-            let (tx, rx) = mpsc::channel(config.outgoing_queue.max(1));
-            let overflow = Arc::new(Alarm::default());
-            let side = Peer::new(tx, overflow.clone());
+            let side = Outbox::new(config.outgoing_queue);
             chat.inner.hub.add_to_room(room, self.id, &side, Vec::new());
-            buffered = Some((rx, overflow));
+            buffered = Some(side);
         }
         let prepared = match entered {
             Ok(first) => self.prepare_joined(room, since).await.map(|f| (first, f)),
@@ -712,12 +705,12 @@ impl Connection {
         };
         if rejoin {
             for frame in frames {
-                self.peer.send(Arc::new(frame));
+                self.peer.send(frame);
             }
             return Ok(());
         }
         match buffered {
-            Some((mut side, overflow)) => {
+            Some(side) => {
                 // Live frames that the replay already holds are dropped; the others were
                 // published after the history read, so they follow the replay in order.
                 let replayed: HashSet<String> = frames
@@ -730,11 +723,11 @@ impl Connection {
                     self.id,
                     &self.peer,
                     frames,
-                    &mut side,
+                    &side,
                     |frame| message_key(frame).is_none_or(|(_, id)| !replayed.contains(&id)),
                     || {
                         // A side queue that overflowed dropped frames: say so.
-                        lost = overflow.raised() & Alarm::SLOW != 0;
+                        lost = side.alarm.raised() & Alarm::SLOW != 0;
                         lost.then(|| {
                             ServerFrame::Resync(ResyncFrame {
                                 reason: "replay_overflow".into(),
@@ -904,6 +897,7 @@ impl Connection {
             return;
         }
         self.closed = true;
+        self.peer.close();
         let rooms: Vec<RoomId> = self.rooms.drain().collect();
         cleanup(&self.chat, self.id, &self.user, rooms).await;
     }
@@ -962,6 +956,7 @@ impl Drop for Connection {
             return;
         }
         self.closed = true;
+        self.peer.close();
         // Dropped without close(): clean up on a task so that rooms are still left and
         // `user_left` still sent. Without a runtime (it is shutting down) there is nothing
         // to run it on, and nobody left to tell.
@@ -1019,11 +1014,11 @@ mod tests {
         // waker replaces the old one.
         assert!(poll(&w1).is_pending());
         assert!(poll(&w2).is_pending());
-        conn.alarm.raise(Alarm::SLOW);
+        conn.peer.alarm.raise(Alarm::SLOW);
         assert_eq!(first.0.load(Ordering::SeqCst), 0);
         assert_eq!(second.0.load(Ordering::SeqCst), 1);
         assert_eq!(poll(&w2), Poll::Ready(EndCause::SlowConsumer));
-        conn.alarm.raise(Alarm::SHUTDOWN);
+        conn.peer.alarm.raise(Alarm::SHUTDOWN);
         assert_eq!(poll(&w1), Poll::Ready(EndCause::Shutdown));
         // A second signal of the same connection sees what was raised before it existed.
         assert_eq!(conn.end_signal().await, EndCause::Shutdown);

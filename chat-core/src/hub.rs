@@ -7,7 +7,7 @@
 //! that published it. Nothing here publishes, so nothing received is ever re-published.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{
         atomic::{AtomicU8, Ordering},
         Arc, Mutex, RwLock,
@@ -17,19 +17,12 @@ use std::{
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
-use tokio::sync::mpsc;
 
 use crate::{
     broker::{Broker, ConnId, Envelope, NodeId, Topic},
     error::BackendError,
     protocol::{RoomId, UserId},
 };
-
-/// A queued frame. The queue holds a pointer rather than the `Bytes` itself: a tokio channel
-/// allocates its slots in blocks of 32 up front, so the slot size is paid by every idle
-/// connection (8 bytes instead of 32 saves about 800 bytes each). One `Arc` is allocated per
-/// envelope, then shared by every local recipient.
-pub(crate) type Frame = Arc<Bytes>;
 
 /// Why a connection must end, raised from outside its session: the chat is shutting down,
 /// or its queue overflowed. The session polls it on every turn of its loop, so polling is a
@@ -73,31 +66,111 @@ impl Alarm {
     }
 }
 
-/// The sending half of one connection's outgoing queue.
-#[derive(Clone, Debug)]
-pub(crate) struct Peer {
-    tx: mpsc::Sender<Frame>,
-    /// Raised with [`Alarm::SLOW`] when a frame could not be queued because the queue was
-    /// full: the connection then closes as a slow consumer instead of letting its backlog grow.
-    alarm: Arc<Alarm>,
+/// One connection's outgoing queue and its alarm, in one allocation shared by the hub (which
+/// queues) and the connection (the one consumer).
+///
+/// Hand-written rather than a tokio channel because of what every idle connection pays: a
+/// bounded `mpsc` allocates a 32-slot block and a semaphore up front (about 500 bytes with
+/// the separate alarm), and its pop returns a permit through the semaphore's mutex. Here an
+/// empty queue owns no buffer, a frame is a `Bytes` clone (no `Arc` around it), and the
+/// consumer is woken only when the queue goes from empty to not empty.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    queue: Mutex<Queue>,
+    capacity: usize,
+    /// The consumer, woken when a frame lands in an empty queue.
+    waker: AtomicWaker,
+    pub(crate) alarm: Alarm,
 }
 
-impl Peer {
-    pub(crate) fn new(tx: mpsc::Sender<Frame>, alarm: Arc<Alarm>) -> Self {
-        Self { tx, alarm }
+#[derive(Debug, Default)]
+struct Queue {
+    frames: VecDeque<Bytes>,
+    /// Set when the connection is gone: frames are refused instead of piling up until its
+    /// cleanup removes it from the hub.
+    closed: bool,
+}
+
+/// Slots an emptied queue may keep. A burst grows the buffer; once drained, a larger one is
+/// freed, so an idle connection holds at most this many (32 bytes each).
+const RETAINED_SLOTS: usize = 8;
+
+/// A connection's outbox, as the hub holds it.
+pub(crate) type Peer = Arc<Outbox>;
+
+impl Outbox {
+    /// An empty outbox holding at most `capacity` frames.
+    pub(crate) fn new(capacity: usize) -> Peer {
+        Arc::new(Self {
+            queue: Mutex::default(),
+            capacity: capacity.max(1),
+            waker: AtomicWaker::new(),
+            alarm: Alarm::default(),
+        })
     }
 
-    /// Queues a frame without waiting. A full queue marks the connection slow.
-    pub(crate) fn send(&self, frame: Frame) -> bool {
-        match self.tx.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.alarm.raise(Alarm::SLOW);
-                false
-            }
-            // The connection is closing; its cleanup removes it from the hub.
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // The critical sections are a push or a pop: consistent even after a panic elsewhere.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a frame without waiting. A full queue raises [`Alarm::SLOW`] (the connection
+    /// then closes as a slow consumer instead of letting its backlog grow); a closed one
+    /// refuses it. Returns whether it was queued.
+    pub(crate) fn send(&self, frame: Bytes) -> bool {
+        let mut queue = self.queue();
+        if queue.closed {
+            return false;
         }
+        if queue.frames.len() >= self.capacity {
+            drop(queue);
+            self.alarm.raise(Alarm::SLOW);
+            return false;
+        }
+        let was_empty = queue.frames.is_empty();
+        queue.frames.push_back(frame);
+        drop(queue);
+        // The consumer drains to empty before it waits, so only this transition needs a wake.
+        if was_empty {
+            self.waker.wake();
+        }
+        true
+    }
+
+    /// The next queued frame, without waiting.
+    pub(crate) fn try_pop(&self) -> Option<Bytes> {
+        let mut queue = self.queue();
+        let frame = queue.frames.pop_front()?;
+        let spare = (queue.frames.is_empty() && queue.frames.capacity() > RETAINED_SLOTS)
+            .then(|| std::mem::take(&mut queue.frames));
+        drop(queue);
+        drop(spare);
+        Some(frame)
+    }
+
+    /// The next queued frame, or `Pending` until one is queued (`None` once closed).
+    pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        if let Some(frame) = self.try_pop() {
+            return Poll::Ready(Some(frame));
+        }
+        self.waker.register(cx.waker());
+        // A frame queued between the first look and the registration did not wake us.
+        match self.try_pop() {
+            Some(frame) => Poll::Ready(Some(frame)),
+            None if self.queue().closed => Poll::Ready(None),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Refuses further frames and frees what is queued; a waiting consumer gets `None`.
+    pub(crate) fn close(&self) {
+        let dropped = {
+            let mut queue = self.queue();
+            queue.closed = true;
+            std::mem::take(&mut queue.frames)
+        };
+        drop(dropped);
+        self.waker.wake();
     }
 }
 
@@ -142,7 +215,7 @@ impl Hub {
     /// connection. Returns how many connections it was queued for.
     pub(crate) fn deliver(&self, envelope: &Envelope) -> usize {
         let skip = (envelope.origin.node == self.node).then_some(envelope.origin.conn);
-        let frame: Frame = Arc::new(envelope.frame.clone());
+        let frame = &envelope.frame;
         let send = |peers: &mut dyn Iterator<Item = (ConnId, &Peer)>| {
             peers
                 .filter(|(conn, _)| Some(*conn) != skip)
@@ -161,7 +234,6 @@ impl Hub {
 
     /// Queues a frame for every local connection (e.g. a `resync` after a broker reconnect).
     pub(crate) fn broadcast_all(&self, frame: &Bytes) {
-        let frame: Frame = Arc::new(frame.clone());
         for peers in read(&self.users).values() {
             for (_, peer) in peers {
                 peer.send(frame.clone());
@@ -184,7 +256,7 @@ impl Hub {
     pub(crate) fn add_to_room(&self, room: &RoomId, conn: ConnId, peer: &Peer, first: Vec<Bytes>) {
         let mut rooms = write(&self.rooms);
         for frame in first {
-            peer.send(Arc::new(frame));
+            peer.send(frame);
         }
         rooms
             .entry(room.clone())
@@ -203,21 +275,21 @@ impl Hub {
         conn: ConnId,
         peer: &Peer,
         first: Vec<Bytes>,
-        side: &mut mpsc::Receiver<Frame>,
+        side: &Outbox,
         keep: impl Fn(&Bytes) -> bool,
         tail: impl FnOnce() -> Option<Bytes>,
     ) {
         let mut rooms = write(&self.rooms);
         for frame in first {
-            peer.send(Arc::new(frame));
+            peer.send(frame);
         }
-        while let Ok(frame) = side.try_recv() {
+        while let Some(frame) = side.try_pop() {
             if keep(&frame) {
                 peer.send(frame);
             }
         }
         if let Some(frame) = tail() {
-            peer.send(Arc::new(frame));
+            peer.send(frame);
         }
         rooms
             .entry(room.clone())
@@ -307,5 +379,89 @@ impl Hub {
     #[cfg(test)]
     pub(crate) fn topic_count(&self) -> usize {
         self.topics.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// Counts wake-ups.
+    #[derive(Default)]
+    struct Counter(AtomicUsize);
+
+    impl std::task::Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn frame(i: usize) -> Bytes {
+        Bytes::from(format!("{{\"n\":{i}}}"))
+    }
+
+    #[test]
+    fn outbox_keeps_order_and_wakes_only_an_empty_queues_consumer() {
+        let outbox = Outbox::new(16);
+        let counter = Arc::new(Counter::default());
+        let waker = counter.clone().into();
+        let mut cx = Context::from_waker(&waker);
+        assert!(outbox.poll_pop(&mut cx).is_pending());
+        for i in 0..3 {
+            assert!(outbox.send(frame(i)));
+        }
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            1,
+            "one wake for the burst"
+        );
+        for i in 0..3 {
+            assert_eq!(outbox.poll_pop(&mut cx), Poll::Ready(Some(frame(i))));
+        }
+        assert!(outbox.poll_pop(&mut cx).is_pending());
+        assert!(outbox.send(frame(3)));
+        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+        assert_eq!(outbox.try_pop(), Some(frame(3)));
+    }
+
+    #[test]
+    fn a_full_outbox_raises_slow_and_a_closed_one_refuses() {
+        let outbox = Outbox::new(2);
+        assert!(outbox.send(frame(0)) && outbox.send(frame(1)));
+        assert_eq!(outbox.alarm.raised(), 0);
+        assert!(!outbox.send(frame(2)));
+        assert_eq!(outbox.alarm.raised(), Alarm::SLOW);
+        assert_eq!(outbox.try_pop(), Some(frame(0)));
+
+        let counter = Arc::new(Counter::default());
+        let waker = counter.clone().into();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(outbox.poll_pop(&mut cx), Poll::Ready(Some(frame(1))));
+        assert!(outbox.poll_pop(&mut cx).is_pending());
+        outbox.close();
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            1,
+            "closing wakes the consumer"
+        );
+        assert_eq!(outbox.poll_pop(&mut cx), Poll::Ready(None));
+        assert!(!outbox.send(frame(3)));
+    }
+
+    #[test]
+    fn a_drained_outbox_gives_back_what_a_burst_grew() {
+        let outbox = Outbox::new(1_024);
+        for i in 0..100 {
+            assert!(outbox.send(frame(i)));
+        }
+        assert!(outbox.queue().frames.capacity() >= 100);
+        while outbox.try_pop().is_some() {}
+        assert_eq!(outbox.queue().frames.capacity(), 0);
+        // A queue that stays small keeps its buffer: no allocation per frame.
+        assert!(outbox.send(frame(0)));
+        assert_eq!(outbox.try_pop(), Some(frame(0)));
+        assert!(outbox.queue().frames.capacity() > 0);
     }
 }
