@@ -6,6 +6,7 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -20,7 +21,7 @@ use crate::{
     error::{BackendError, Error},
     history::HistoryPage,
     hooks::{Decision, DirectEvent, JoinEvent, MembersOnly, MessageEvent, Policy},
-    hub::{Alarm, Hub, Outbox, Peer},
+    hub::{Alarm, Hub, Outbox, Outgoing, Peer},
     protocol::{
         message_key, now_ms, AckFrame, DirectMessage, JoinedFrame, LeftFrame, MessageId,
         ResyncFrame, RoomId, RoomMessage, SendDirectFrame, SendMessageFrame, ServerFrame,
@@ -405,7 +406,7 @@ impl Chat {
         let topic = Topic::User(user.id.clone());
         inner.hub.acquire(&*inner.backend.broker, &topic).await?;
         let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
-        let peer = Outbox::new(inner.config.outgoing_queue);
+        let peer = Outbox::new(inner.config.outgoing_queue, inner.config.write_coalesce);
         inner.hub.add_user_conn(&user.id, id, peer.clone());
         // `shutdown` sets the flag, then raises every connection in the hub: a connection that
         // entered the hub too late to be raised sees the flag here.
@@ -450,7 +451,9 @@ async fn dispatch(hub: Arc<Hub>, mut events: mpsc::UnboundedReceiver<BrokerEvent
     while let Some(event) = events.recv().await {
         match event {
             BrokerEvent::Envelope(envelope) => {
-                hub.deliver(&envelope);
+                // Direct writes to idle connections while keeping up; with a backlog, the
+                // connections' own tasks write (on every core) and this only queues.
+                hub.deliver(&envelope, events.is_empty());
             }
             BrokerEvent::Reconnected => {
                 let frame = ServerFrame::Resync(ResyncFrame {
@@ -571,6 +574,25 @@ impl Connection {
         }
     }
 
+    /// What the session writes next (see [`Outbox::poll_take`]), replay duplicates dropped.
+    pub(crate) fn poll_outgoing(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Outgoing>> {
+        loop {
+            match self.peer.poll_take(cx) {
+                std::task::Poll::Ready(Some(Outgoing::Frame(frame)))
+                    if self.already_replayed(&frame) => {}
+                other => return other,
+            }
+        }
+    }
+
+    /// The connection's outbox (the session attaches its transport to it).
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.peer
+    }
+
     /// A frame already queued for the client, without waiting.
     pub fn try_next_frame(&mut self) -> Option<Bytes> {
         loop {
@@ -603,6 +625,9 @@ impl Connection {
             }
             None => {
                 self.replayed.swap_remove(i);
+                if self.replayed.is_empty() {
+                    self.peer.set_filtering(false);
+                }
                 false
             }
         }
@@ -624,7 +649,7 @@ impl Connection {
 
     /// Queues a frame for this connection only (replies such as `ack` and `error`).
     pub fn reply(&self, frame: &ServerFrame) {
-        self.peer.send(frame.encode());
+        self.peer.offer(frame.encode());
     }
 
     /// Joins a room: the `joined` reply (members online now) is queued for the client, and
@@ -677,7 +702,10 @@ impl Connection {
         // falls between the replay and the live stream.
         let mut buffered = None;
         if entered_ok && !rejoin && since.is_some() {
-            let side = Outbox::new(config.outgoing_queue);
+            // The connection's task filters the replay's duplicates as it pops: no direct
+            // writes around it until that is over.
+            self.peer.set_filtering(true);
+            let side = Outbox::new(config.outgoing_queue, Duration::ZERO);
             chat.inner.hub.add_to_room(room, self.id, &side, Vec::new());
             buffered = Some(side);
         }
@@ -690,6 +718,7 @@ impl Connection {
             Err(err) => {
                 if buffered.is_some() {
                     chat.inner.hub.remove_from_room(room, self.id);
+                    self.peer.set_filtering(!self.replayed.is_empty());
                 }
                 if !rejoin {
                     if entered_ok {
@@ -752,6 +781,9 @@ impl Connection {
                 .inner
                 .hub
                 .add_to_room(room, self.id, &self.peer, frames),
+        }
+        if since.is_some() {
+            self.peer.set_filtering(!self.replayed.is_empty());
         }
         self.rooms.insert(room.clone());
         if first {

@@ -13,10 +13,12 @@ use std::{
         Arc, Mutex, RwLock,
     },
     task::{Context, Poll},
+    time::Duration,
 };
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
+use tokio::time::Instant;
 
 use crate::{
     broker::{Broker, ConnId, Envelope, NodeId, Topic},
@@ -74,21 +76,89 @@ impl Alarm {
 /// the separate alarm), and its pop returns a permit through the semaphore's mutex. Here an
 /// empty queue owns no buffer, a frame is a `Bytes` clone (no `Arc` around it), and the
 /// consumer is woken only when the queue goes from empty to not empty.
-#[derive(Debug)]
+///
+/// **Direct writes.** While a session runs, its transport is attached here, and a frame
+/// offered with [`Outbox::offer`] to an idle connection (nothing queued, the session not
+/// writing, the coalescing interval over) is written to the socket on the spot by the caller,
+/// without waking the connection's task. Anything else is queued, and the session writes it
+/// in order after what it popped: a frame is written directly only when no earlier frame is
+/// still waiting, so the order per connection is the order of `offer`/`send` calls.
 pub(crate) struct Outbox {
     queue: Mutex<Queue>,
     capacity: usize,
-    /// The consumer, woken when a frame lands in an empty queue.
+    /// `ChatConfig::write_coalesce`: the shortest time between two writes.
+    coalesce: Duration,
+    /// The consumer, woken when a frame lands in an empty queue, or when it must finish a
+    /// flush that a direct write began.
     waker: AtomicWaker,
     pub(crate) alarm: Alarm,
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
 struct Queue {
     frames: VecDeque<Bytes>,
     /// Set when the connection is gone: frames are refused instead of piling up until its
     /// cleanup removes it from the hub.
     closed: bool,
+    /// The running session's transport, for direct writes.
+    writer: Option<Arc<dyn DirectWrite>>,
+    /// The session is writing (from its pop until its flush completed), or has to finish a
+    /// flush that a direct write left: no direct write meanwhile.
+    writing: bool,
+    /// A direct write left its flush to the session.
+    flush_pending: bool,
+    /// A `join` with `since` is dropping duplicates as the session pops: no direct writes.
+    filtering: bool,
+    /// When the last write was flushed (kept only when coalescing).
+    last_write: Option<Instant>,
+}
+
+impl Queue {
+    /// Pops the next frame for the consumer, which is writing from now on; a drained queue
+    /// gives back the buffer a burst grew (returned, to be freed outside the lock).
+    fn pop(&mut self) -> Option<(Bytes, Option<VecDeque<Bytes>>)> {
+        let frame = self.frames.pop_front()?;
+        self.writing = true;
+        let spare = (self.frames.is_empty() && self.frames.capacity() > RETAINED_SLOTS)
+            .then(|| std::mem::take(&mut self.frames));
+        Some((frame, spare))
+    }
+}
+
+/// What a direct write did.
+#[derive(Debug)]
+pub(crate) enum Direct {
+    /// Written and flushed.
+    Written,
+    /// Accepted, but the flush would block: the session finishes it.
+    Unflushed,
+    /// Not taken (the session holds the transport, or it is backed up): queue it.
+    Busy(Bytes),
+    /// The transport failed; the session finds out on its next read or write.
+    Failed,
+}
+
+/// A connection's transport as the hub writes to it without its session: it must not wait
+/// (a lock held elsewhere or a full socket is [`Direct::Busy`] or [`Direct::Unflushed`]).
+pub(crate) trait DirectWrite: Send + Sync {
+    fn try_write(&self, frame: Bytes) -> Direct;
+}
+
+/// What the session takes from its outbox.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Outgoing {
+    /// The next frame to write.
+    Frame(Bytes),
+    /// Nothing new, but a direct write left bytes to flush.
+    Flush,
 }
 
 /// Slots an emptied queue may keep. A burst grows the buffer; once drained, a larger one is
@@ -99,11 +169,12 @@ const RETAINED_SLOTS: usize = 8;
 pub(crate) type Peer = Arc<Outbox>;
 
 impl Outbox {
-    /// An empty outbox holding at most `capacity` frames.
-    pub(crate) fn new(capacity: usize) -> Peer {
+    /// An empty outbox holding at most `capacity` frames, writing at most once per `coalesce`.
+    pub(crate) fn new(capacity: usize, coalesce: Duration) -> Peer {
         Arc::new(Self {
             queue: Mutex::default(),
             capacity: capacity.max(1),
+            coalesce,
             waker: AtomicWaker::new(),
             alarm: Alarm::default(),
         })
@@ -118,10 +189,28 @@ impl Outbox {
     /// then closes as a slow consumer instead of letting its backlog grow); a closed one
     /// refuses it. Returns whether it was queued.
     pub(crate) fn send(&self, frame: Bytes) -> bool {
+        self.push(frame, false)
+    }
+
+    /// Like [`Outbox::send`], but an idle connection's frame is written to its socket at once
+    /// (see the type's documentation). Returns whether it was written or queued.
+    pub(crate) fn offer(&self, frame: Bytes) -> bool {
+        self.push(frame, true)
+    }
+
+    fn push(&self, frame: Bytes, direct: bool) -> bool {
         let mut queue = self.queue();
         if queue.closed {
             return false;
         }
+        let frame = if direct && queue.frames.is_empty() && !queue.writing && !queue.filtering {
+            match self.write_directly(&mut queue, frame) {
+                Ok(written) => return written,
+                Err(frame) => frame,
+            }
+        } else {
+            frame
+        };
         if queue.frames.len() >= self.capacity {
             drop(queue);
             self.alarm.raise(Alarm::SLOW);
@@ -137,39 +226,144 @@ impl Outbox {
         true
     }
 
-    /// The next queued frame, without waiting.
+    /// Writes `frame` to the attached transport, or gives it back to be queued.
+    fn write_directly(&self, queue: &mut Queue, frame: Bytes) -> Result<bool, Bytes> {
+        let Some(writer) = &queue.writer else {
+            return Err(frame);
+        };
+        let now = if self.coalesce.is_zero() {
+            None
+        } else {
+            let now = Instant::now();
+            if queue
+                .last_write
+                .is_some_and(|last| now < last + self.coalesce)
+            {
+                return Err(frame);
+            }
+            Some(now)
+        };
+        let written = match writer.try_write(frame) {
+            Direct::Written => {
+                queue.last_write = now;
+                return Ok(true);
+            }
+            Direct::Busy(frame) => return Err(frame),
+            Direct::Unflushed => true,
+            Direct::Failed => false,
+        };
+        // The session takes over: it flushes (and meets the error, if any) before writing
+        // anything else, and nothing is written directly until it has.
+        queue.last_write = now;
+        queue.writing = true;
+        queue.flush_pending = true;
+        self.waker.wake();
+        Ok(written)
+    }
+
+    /// The next queued frame, without waiting. The caller is now writing (see
+    /// [`Outbox::end_write`]).
     pub(crate) fn try_pop(&self) -> Option<Bytes> {
         let mut queue = self.queue();
-        let frame = queue.frames.pop_front()?;
-        let spare = (queue.frames.is_empty() && queue.frames.capacity() > RETAINED_SLOTS)
-            .then(|| std::mem::take(&mut queue.frames));
+        let (frame, spare) = queue.pop()?;
         drop(queue);
         drop(spare);
         Some(frame)
     }
 
-    /// The next queued frame, or `Pending` until one is queued (`None` once closed).
-    pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
-        if let Some(frame) = self.try_pop() {
-            return Poll::Ready(Some(frame));
+    /// What to write next: a flush left by a direct write, then queued frames; `Pending`
+    /// until there is one (`None` once closed). Anything but `Pending` means the caller is
+    /// writing until it calls [`Outbox::end_write`].
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<Outgoing>> {
+        if let Some(taken) = self.take() {
+            return Poll::Ready(Some(taken));
         }
         self.waker.register(cx.waker());
         // A frame queued between the first look and the registration did not wake us.
-        match self.try_pop() {
-            Some(frame) => Poll::Ready(Some(frame)),
+        match self.take() {
+            Some(taken) => Poll::Ready(Some(taken)),
             None if self.queue().closed => Poll::Ready(None),
             None => Poll::Pending,
         }
     }
 
+    fn take(&self) -> Option<Outgoing> {
+        let mut queue = self.queue();
+        if std::mem::take(&mut queue.flush_pending) {
+            return Some(Outgoing::Flush);
+        }
+        let Some((frame, spare)) = queue.pop() else {
+            // Nothing to write: the consumer is between writes.
+            queue.writing = false;
+            return None;
+        };
+        drop(queue);
+        drop(spare);
+        Some(Outgoing::Frame(frame))
+    }
+
+    /// The next queued frame, or `Pending` until one is queued (`None` once closed).
+    pub(crate) fn poll_pop(&self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        loop {
+            match self.poll_take(cx) {
+                Poll::Ready(Some(Outgoing::Frame(frame))) => return Poll::Ready(Some(frame)),
+                // Nobody attached a transport, so nobody left a flush: nothing to do.
+                Poll::Ready(Some(Outgoing::Flush)) => continue,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// The caller is about to write (a ping, a close): no direct write until
+    /// [`Outbox::end_write`].
+    pub(crate) fn begin_write(&self) {
+        self.queue().writing = true;
+    }
+
+    /// The caller's write is flushed: direct writes may resume, and the coalescing interval
+    /// starts now.
+    pub(crate) fn end_write(&self) {
+        let now = (!self.coalesce.is_zero()).then(Instant::now);
+        let mut queue = self.queue();
+        queue.writing = false;
+        // What a direct write left unflushed went out with this flush.
+        queue.flush_pending = false;
+        if now.is_some() {
+            queue.last_write = now;
+        }
+    }
+
+    /// The earliest time the next write may leave (`write_coalesce` after the last one).
+    pub(crate) fn not_before(&self) -> Option<Instant> {
+        self.queue().last_write.map(|last| last + self.coalesce)
+    }
+
+    /// Lets the hub write to `writer` directly (while a session runs).
+    pub(crate) fn attach(&self, writer: Arc<dyn DirectWrite>) {
+        self.queue().writer = Some(writer);
+    }
+
+    /// Stops direct writes (the session is ending, or closing the transport itself).
+    pub(crate) fn detach(&self) {
+        let writer = self.queue().writer.take();
+        drop(writer);
+    }
+
+    /// Turns direct writes off while the session filters what it pops (`join` with `since`).
+    pub(crate) fn set_filtering(&self, filtering: bool) {
+        self.queue().filtering = filtering;
+    }
+
     /// Refuses further frames and frees what is queued; a waiting consumer gets `None`.
     pub(crate) fn close(&self) {
-        let dropped = {
+        let (dropped, writer) = {
             let mut queue = self.queue();
             queue.closed = true;
-            std::mem::take(&mut queue.frames)
+            (std::mem::take(&mut queue.frames), queue.writer.take())
         };
         drop(dropped);
+        drop(writer);
         self.waker.wake();
     }
 }
@@ -212,14 +406,17 @@ impl Hub {
     }
 
     /// Fans one envelope out to the local connections on its topic, skipping its origin
-    /// connection. Returns how many connections it was queued for.
-    pub(crate) fn deliver(&self, envelope: &Envelope) -> usize {
+    /// connection. Returns how many connections it was written or queued for.
+    ///
+    /// With `direct`, idle connections get the frame written to their socket on the spot
+    /// (see [`Outbox`]); the dispatcher asks for it only while it is keeping up.
+    pub(crate) fn deliver(&self, envelope: &Envelope, direct: bool) -> usize {
         let skip = (envelope.origin.node == self.node).then_some(envelope.origin.conn);
         let frame = &envelope.frame;
         let send = |peers: &mut dyn Iterator<Item = (ConnId, &Peer)>| {
             peers
                 .filter(|(conn, _)| Some(*conn) != skip)
-                .filter(|(_, peer)| peer.send(frame.clone()))
+                .filter(|(_, peer)| peer.push(frame.clone(), direct))
                 .count()
         };
         match &envelope.topic {
@@ -404,7 +601,7 @@ mod tests {
 
     #[test]
     fn outbox_keeps_order_and_wakes_only_an_empty_queues_consumer() {
-        let outbox = Outbox::new(16);
+        let outbox = Outbox::new(16, Duration::ZERO);
         let counter = Arc::new(Counter::default());
         let waker = counter.clone().into();
         let mut cx = Context::from_waker(&waker);
@@ -428,7 +625,7 @@ mod tests {
 
     #[test]
     fn a_full_outbox_raises_slow_and_a_closed_one_refuses() {
-        let outbox = Outbox::new(2);
+        let outbox = Outbox::new(2, Duration::ZERO);
         assert!(outbox.send(frame(0)) && outbox.send(frame(1)));
         assert_eq!(outbox.alarm.raised(), 0);
         assert!(!outbox.send(frame(2)));
@@ -452,7 +649,7 @@ mod tests {
 
     #[test]
     fn a_drained_outbox_gives_back_what_a_burst_grew() {
-        let outbox = Outbox::new(1_024);
+        let outbox = Outbox::new(1_024, Duration::ZERO);
         for i in 0..100 {
             assert!(outbox.send(frame(i)));
         }

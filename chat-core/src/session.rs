@@ -9,7 +9,8 @@
 
 use std::{
     pin::Pin,
-    task::{Context, Poll},
+    sync::{Arc, Mutex, MutexGuard, TryLockError},
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
@@ -21,6 +22,7 @@ use tracing::debug;
 use crate::{
     engine::{Connection, EndCause},
     error::Error,
+    hub::{Direct, DirectWrite, Outgoing},
     protocol::{close_code, ClientFrame, ErrorFrame, ServerFrame},
 };
 
@@ -105,31 +107,34 @@ impl RateLimiter {
 
 /// Runs one connection until it ends, then closes it (leaving its rooms). `inbound` and
 /// `outbound` are the two halves of the client's transport; a transport that is one object
-/// (a WebSocket) is better served by [`serve`], which needs no lock between the halves.
+/// (a WebSocket) is better served by [`serve`] as it is: splitting one costs a lock of its own.
 pub async fn run<S, K>(conn: Connection, inbound: S, outbound: K) -> SessionEnd
 where
-    S: Stream<Item = Inbound> + Unpin,
-    K: Sink<Outbound> + Unpin,
+    S: Stream<Item = Inbound> + Unpin + Send + 'static,
+    K: Sink<Outbound> + Unpin + Send + 'static,
 {
     serve(conn, Duplex { inbound, outbound }).await
 }
 
 /// Runs one connection over a transport that both yields [`Inbound`] and accepts
 /// [`Outbound`] until it ends, then closes it (leaving its rooms).
-pub async fn serve<T>(mut conn: Connection, mut transport: T) -> SessionEnd
+///
+/// While it runs, the node's dispatcher may write a frame for an idle connection straight to
+/// `transport` (from its own task, never waiting: see `hub::Outbox`), so the transport is
+/// kept behind a mutex that the session takes for each poll.
+pub async fn serve<T>(mut conn: Connection, transport: T) -> SessionEnd
 where
-    T: Stream<Item = Inbound> + Sink<Outbound> + Unpin,
+    T: Stream<Item = Inbound> + Sink<Outbound> + Unpin + Send + 'static,
 {
+    let shared = Arc::new(Mutex::new(transport));
+    conn.outbox().attach(shared.clone());
+    let mut transport = Shared(shared);
     let config = conn.chat().config().clone();
     let mut limiter = RateLimiter::new(config.rate_per_second, config.rate_burst);
     let ping_every = config.ping_interval.max(Duration::from_millis(10));
     let mut ping = interval_at(Instant::now() + ping_every, ping_every);
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_seen = Instant::now();
-    let coalesce = config.write_coalesce;
-    let mut last_flush = Instant::now()
-        .checked_sub(coalesce)
-        .unwrap_or_else(Instant::now);
     // One future for the session's life: polling it is a load and a waker registration.
     let mut ended = conn.end_signal();
     let io = &mut transport;
@@ -140,6 +145,7 @@ where
             cause = &mut ended => match cause {
                 EndCause::Shutdown => {
                     // Finish what is queued (unless the client stopped reading), then say goodbye.
+                    conn.outbox().detach();
                     let flush = async {
                         while let Some(frame) = conn.try_next_frame() {
                             if io.feed(Outbound::Text(frame)).await.is_err() {
@@ -148,16 +154,21 @@ where
                         }
                     };
                     let _ = tokio::time::timeout(CLOSE_GRACE, flush).await;
-                    send_close(io, close_code::GOING_AWAY, "server shutting down").await;
+                    send_close(&conn, io, close_code::GOING_AWAY, "server shutting down").await;
                     break SessionEnd::Shutdown;
                 }
                 EndCause::SlowConsumer => {
-                    send_close(io, close_code::SLOW_CONSUMER, "slow consumer").await;
+                    send_close(&conn, io, close_code::SLOW_CONSUMER, "slow consumer").await;
                     break SessionEnd::SlowConsumer;
                 }
             },
-            frame = conn.next_frame() => {
-                let Some(frame) = frame else { break SessionEnd::ClientClosed };
+            outgoing = std::future::poll_fn(|cx| conn.poll_outgoing(cx)) => {
+                let first = match outgoing {
+                    None => break SessionEnd::ClientClosed,
+                    Some(Outgoing::Frame(frame)) => Some(frame),
+                    // A direct write left its flush to us.
+                    Some(Outgoing::Flush) => None,
+                };
                 // A client that stops reading blocks this write once its TCP buffers are full;
                 // meanwhile its queue overflows. Either signal must still end the session.
                 tokio::select! {
@@ -167,14 +178,14 @@ where
                             EndCause::Shutdown => (close_code::GOING_AWAY, "server shutting down", SessionEnd::Shutdown),
                             EndCause::SlowConsumer => (close_code::SLOW_CONSUMER, "slow consumer", SessionEnd::SlowConsumer),
                         };
-                        send_close(io, code, reason).await;
+                        send_close(&conn, io, code, reason).await;
                         break end;
                     }
-                    written = write_batch(&mut conn, io, frame, last_flush + coalesce) => {
-                        last_flush = Instant::now();
+                    written = write_batch(&mut conn, io, first) => {
                         if written.is_err() {
                             break SessionEnd::SendFailed;
                         }
+                        conn.outbox().end_write();
                     }
                 }
             }
@@ -187,7 +198,7 @@ where
                         break SessionEnd::ClientClosed;
                     }
                     Some(Inbound::TooLarge) => {
-                        send_close(io, close_code::TOO_BIG, "frame too large").await;
+                        send_close(&conn, io, close_code::TOO_BIG, "frame too large").await;
                         break SessionEnd::TooLarge;
                     }
                     Some(Inbound::Alive) => {}
@@ -196,7 +207,7 @@ where
                     }
                     Some(Inbound::Text(text)) => {
                         if text.len() > config.max_frame_bytes {
-                            send_close(io, close_code::TOO_BIG, "frame too large").await;
+                            send_close(&conn, io, close_code::TOO_BIG, "frame too large").await;
                             break SessionEnd::TooLarge;
                         }
                         if limiter.allow() {
@@ -212,15 +223,18 @@ where
             }
             _ = ping.tick() => {
                 if last_seen.elapsed() >= config.idle_timeout {
-                    send_close(io, close_code::POLICY, "idle timeout").await;
+                    send_close(&conn, io, close_code::POLICY, "idle timeout").await;
                     break SessionEnd::Idle;
                 }
+                conn.outbox().begin_write();
                 if io.send(Outbound::Ping).await.is_err() {
                     break SessionEnd::SendFailed;
                 }
+                conn.outbox().end_write();
             }
         }
     };
+    conn.outbox().detach();
     // Boxed for the same reason as the frame handling: it runs once, at the end.
     Box::pin(conn.close()).await;
     let _ = tokio::time::timeout(CLOSE_GRACE, transport.close()).await;
@@ -261,34 +275,116 @@ impl<S: Unpin, K: Sink<Outbound> + Unpin> Sink<Outbound> for Duplex<S, K> {
     }
 }
 
+/// The transport as the session uses it: every poll takes the lock it shares with the
+/// hub's direct writes (uncontended but for the rare direct write to this connection that
+/// races with the session's own poll).
+struct Shared<T>(Arc<Mutex<T>>);
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, T> {
+        // A poll that panicked leaves a transport that fails its next call: no invariant of
+        // ours to protect.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<T: Stream + Unpin> Stream for Shared<T> {
+    type Item = T::Item;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T::Item>> {
+        Pin::new(&mut *self.lock()).poll_next(cx)
+    }
+}
+
+impl<T: Sink<Outbound> + Unpin> Sink<Outbound> for Shared<T> {
+    type Error = T::Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), T::Error>> {
+        Pin::new(&mut *self.lock()).poll_ready(cx)
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Outbound) -> Result<(), T::Error> {
+        Pin::new(&mut *self.lock()).start_send(item)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), T::Error>> {
+        Pin::new(&mut *self.lock()).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), T::Error>> {
+        Pin::new(&mut *self.lock()).poll_close(cx)
+    }
+}
+
+/// A direct write: one non-blocking attempt, from the dispatcher's task. Whatever would wait
+/// goes back to the session: a held lock or a backed-up transport ([`Direct::Busy`]: the
+/// frame is queued), a flush that would block ([`Direct::Unflushed`]: the session flushes
+/// with its own waker, so the no-op waker here is never the one left waiting).
+impl<T> DirectWrite for Mutex<T>
+where
+    T: Sink<Outbound> + Unpin + Send,
+{
+    fn try_write(&self, frame: Bytes) -> Direct {
+        let mut transport = match self.try_lock() {
+            Ok(transport) => transport,
+            Err(TryLockError::WouldBlock) => return Direct::Busy(frame),
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        };
+        let mut transport = Pin::new(&mut *transport);
+        let mut cx = Context::from_waker(Waker::noop());
+        match transport.as_mut().poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(_)) => return Direct::Failed,
+            Poll::Pending => return Direct::Busy(frame),
+        }
+        if transport
+            .as_mut()
+            .start_send(Outbound::Text(frame))
+            .is_err()
+        {
+            return Direct::Failed;
+        }
+        match transport.poll_flush(&mut cx) {
+            Poll::Ready(Ok(())) => Direct::Written,
+            Poll::Ready(Err(_)) => Direct::Failed,
+            Poll::Pending => Direct::Unflushed,
+        }
+    }
+}
+
 /// How long a closing session waits on a client that does not read before giving up on it.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Sends a close frame, unless the client stopped reading (then the transport is dropped).
-async fn send_close<K>(outbound: &mut K, code: u16, reason: &'static str)
+/// Direct writes stop first: nothing may follow the close frame.
+async fn send_close<K>(conn: &Connection, outbound: &mut K, code: u16, reason: &'static str)
 where
     K: Sink<Outbound> + Unpin,
 {
+    conn.outbox().detach();
     let _ = tokio::time::timeout(CLOSE_GRACE, outbound.send(Outbound::Close(code, reason))).await;
 }
 
 /// Writes `first` and whatever else is queued, then flushes once (one syscall, one TCP
-/// segment for the lot). If the previous flush was less than `write_coalesce` ago
-/// (`not_before` is in the future), waits until then first, so that a connection receiving a
-/// stream of frames gets them in batches, while the first frame after a quiet spell leaves at
-/// once.
+/// segment for the lot). If the previous write was less than `write_coalesce` ago, waits
+/// until the interval is over first, so that a connection receiving a stream of frames gets
+/// them in batches, while the first frame after a quiet spell leaves at once (usually written
+/// directly by the dispatcher, without this task).
 async fn write_batch<K>(
     conn: &mut Connection,
     outbound: &mut K,
-    first: Bytes,
-    not_before: Instant,
+    first: Option<Bytes>,
 ) -> Result<(), K::Error>
 where
     K: Sink<Outbound> + Unpin,
 {
-    outbound.feed(Outbound::Text(first)).await?;
-    if not_before > Instant::now() {
-        tokio::time::sleep_until(not_before).await;
+    if let Some(first) = first {
+        outbound.feed(Outbound::Text(first)).await?;
+    }
+    if let Some(not_before) = conn.outbox().not_before() {
+        if not_before > Instant::now() {
+            tokio::time::sleep_until(not_before).await;
+        }
     }
     // Bounded so one busy connection cannot starve its own inbound side.
     for _ in 0..64 {
@@ -455,6 +551,127 @@ mod loop_tests {
         }
         assert_eq!(session.await.unwrap(), SessionEnd::SlowConsumer);
         fast.close().await;
+    }
+
+    /// A socket that takes frames into a write buffer and flushes them to `wire`, unless
+    /// `blocked` (a full TCP buffer): then flushing waits until it is unblocked.
+    #[derive(Clone, Default)]
+    struct Socket {
+        state: Arc<std::sync::Mutex<SocketState>>,
+    }
+
+    #[derive(Default)]
+    struct SocketState {
+        buffer: Vec<Bytes>,
+        wire: Vec<Bytes>,
+        blocked: bool,
+        flush_waker: Option<std::task::Waker>,
+    }
+
+    impl Socket {
+        fn set_blocked(&self, blocked: bool) {
+            let waker = {
+                let mut state = self.state.lock().unwrap();
+                state.blocked = blocked;
+                state.flush_waker.take()
+            };
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+        }
+
+        fn wire(&self) -> Vec<Bytes> {
+            self.state.lock().unwrap().wire.clone()
+        }
+    }
+
+    impl Sink<Outbound> for Socket {
+        type Error = ();
+        fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn start_send(self: Pin<&mut Self>, item: Outbound) -> Result<(), ()> {
+            if let Outbound::Text(frame) = item {
+                self.state.lock().unwrap().buffer.push(frame);
+            }
+            Ok(())
+        }
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            let mut state = self.state.lock().unwrap();
+            if state.blocked {
+                state.flush_waker = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let buffered = std::mem::take(&mut state.buffer);
+            state.wire.extend(buffered);
+            Poll::Ready(Ok(()))
+        }
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), ()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// The bodies of the room messages on `wire`, in order.
+    fn bodies(wire: &[Bytes]) -> Vec<String> {
+        wire.iter()
+            .filter_map(|f| match serde_json::from_slice::<ServerFrame>(f).ok()? {
+                ServerFrame::Message(m) => Some(m.body),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn direct_writes_hand_a_blocked_flush_to_the_session_and_keep_the_order() {
+        for coalesce_ms in [0, 2] {
+            let chat = chat(ChatConfig {
+                write_coalesce: Duration::from_millis(coalesce_ms),
+                ..ChatConfig::default()
+            });
+            let room = chat.create_room(None).await.unwrap().room_id;
+            let mut reader = chat.connect(User::new("r", "R")).await.unwrap();
+            reader.join(&room, None).await.unwrap();
+            let socket = Socket::default();
+            let session = tokio::spawn(run(reader, stream::pending(), socket.clone()));
+            let mut sender = chat.connect(User::new("s", "S")).await.unwrap();
+            sender.join(&room, None).await.unwrap();
+            let mut sent = Vec::new();
+            for i in 0..300 {
+                // Blocked and unblocked in the middle of the stream: frames written directly,
+                // left unflushed, queued behind the session's flush, then direct again.
+                if i % 50 == 10 {
+                    socket.set_blocked(true);
+                }
+                if i % 50 == 30 {
+                    socket.set_blocked(false);
+                }
+                let body = format!("m{i}");
+                sender
+                    .send_message(crate::protocol::SendMessageFrame {
+                        room: room.clone(),
+                        body: body.clone(),
+                        client_msg_id: None,
+                    })
+                    .await
+                    .unwrap();
+                sent.push(body);
+                // Mostly one message at a time (the dispatcher writes directly only when it has
+                // no backlog), sometimes a burst.
+                if i % 7 != 0 {
+                    for _ in 0..3 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+            socket.set_blocked(false);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while bodies(&socket.wire()).len() < sent.len() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert_eq!(bodies(&socket.wire()), sent, "coalesce {coalesce_ms} ms");
+            sender.close().await;
+            session.abort();
+        }
     }
 
     #[tokio::test(start_paused = true)]
