@@ -373,6 +373,14 @@ type Peers = HashMap<ConnId, Peer>;
 /// allocation) rather than a map, which matters at tens of thousands of connections.
 type UserPeers = Vec<(ConnId, Peer)>;
 
+/// At most this many recipients of one envelope are written directly by the dispatcher; in a
+/// bigger room the others are queued first, so that their tasks write on the other cores
+/// while the dispatcher writes the last few. Measured in the 1,000-member room: every
+/// recipient written directly cost 15 to 20% of efficiency and 3 ms of p99 (one task doing
+/// all the sends); 16 or 64 were within noise of queueing all; 64 keeps the whole of a
+/// 50-member room direct (at 2/s: 115k-119k deliveries per CPU-s against 94k-99k with 16).
+const DIRECT_PER_ENVELOPE: usize = 64;
+
 /// Local connections per room and per user, and broker subscription counts.
 pub(crate) struct Hub {
     node: NodeId,
@@ -413,19 +421,27 @@ impl Hub {
     pub(crate) fn deliver(&self, envelope: &Envelope, direct: bool) -> usize {
         let skip = (envelope.origin.node == self.node).then_some(envelope.origin.conn);
         let frame = &envelope.frame;
-        let send = |peers: &mut dyn Iterator<Item = (ConnId, &Peer)>| {
+        let send = |len: usize, peers: &mut dyn Iterator<Item = (ConnId, &Peer)>| {
+            // In a big room, the first recipients are queued (their tasks start writing on the
+            // other cores at once) and only the last few are written here.
+            let direct_from = if direct {
+                len.saturating_sub(DIRECT_PER_ENVELOPE)
+            } else {
+                usize::MAX
+            };
             peers
-                .filter(|(conn, _)| Some(*conn) != skip)
-                .filter(|(_, peer)| peer.push(frame.clone(), direct))
+                .enumerate()
+                .filter(|(_, (conn, _))| Some(*conn) != skip)
+                .filter(|(i, (_, peer))| peer.push(frame.clone(), *i >= direct_from))
                 .count()
         };
         match &envelope.topic {
-            Topic::Room(room) => read(&self.rooms)
-                .get(room)
-                .map_or(0, |peers| send(&mut peers.iter().map(|(c, p)| (*c, p)))),
-            Topic::User(user) => read(&self.users)
-                .get(user)
-                .map_or(0, |peers| send(&mut peers.iter().map(|(c, p)| (*c, p)))),
+            Topic::Room(room) => read(&self.rooms).get(room).map_or(0, |peers| {
+                send(peers.len(), &mut peers.iter().map(|(c, p)| (*c, p)))
+            }),
+            Topic::User(user) => read(&self.users).get(user).map_or(0, |peers| {
+                send(peers.len(), &mut peers.iter().map(|(c, p)| (*c, p)))
+            }),
         }
     }
 
@@ -645,6 +661,56 @@ mod tests {
         );
         assert_eq!(outbox.poll_pop(&mut cx), Poll::Ready(None));
         assert!(!outbox.send(frame(3)));
+    }
+
+    /// A transport that takes every direct write.
+    #[derive(Default)]
+    struct Taker(AtomicUsize);
+
+    impl DirectWrite for Taker {
+        fn try_write(&self, _: Bytes) -> Direct {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Direct::Written
+        }
+    }
+
+    #[test]
+    fn a_big_room_is_queued_but_for_its_last_recipients_and_the_sender_is_skipped() {
+        use crate::broker::{Origin, NO_CONN};
+        let node = NodeId::random();
+        let hub = Hub::new(node);
+        let room = RoomId::new("big");
+        let peers: Vec<(Peer, Arc<Taker>)> = (1..=100)
+            .map(|conn| {
+                let peer = Outbox::new(8, Duration::ZERO);
+                let taker = Arc::new(Taker::default());
+                peer.attach(taker.clone());
+                hub.add_to_room(&room, conn, &peer, Vec::new());
+                (peer, taker)
+            })
+            .collect();
+        let envelope = |conn| Envelope {
+            origin: Origin { node, conn },
+            topic: Topic::Room(room.clone()),
+            frame: frame(0),
+        };
+        let direct = |peers: &[(Peer, Arc<Taker>)]| -> usize {
+            peers.iter().map(|(_, t)| t.0.load(Ordering::SeqCst)).sum()
+        };
+        let queued = |peers: &[(Peer, Arc<Taker>)]| -> usize {
+            peers.iter().filter(|(p, _)| p.try_pop().is_some()).count()
+        };
+        assert_eq!(hub.deliver(&envelope(NO_CONN), true), 100);
+        assert_eq!(direct(&peers), DIRECT_PER_ENVELOPE);
+        assert_eq!(queued(&peers), 100 - DIRECT_PER_ENVELOPE);
+        // Without the dispatcher's go-ahead, nothing is written directly; the sender's own
+        // connection gets nothing.
+        for (peer, _) in &peers {
+            peer.end_write();
+        }
+        assert_eq!(hub.deliver(&envelope(7), false), 99);
+        assert_eq!(direct(&peers), DIRECT_PER_ENVELOPE);
+        assert_eq!(queued(&peers), 99);
     }
 
     #[test]
