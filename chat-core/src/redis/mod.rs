@@ -36,7 +36,10 @@ mod scripts;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -215,21 +218,28 @@ impl RedisBackend {
             .set_protocol(ProtocolVersion::RESP3);
         let client = Client::open(info.set_redis_settings(settings))?;
         let cmd = ConnectionManager::new_with_config(client.clone(), fast_failing()).await?;
-        let (push_tx, push_rx) = mpsc::unbounded_channel::<PushInfo>();
+        let keys = Keys {
+            prefix: config.prefix.clone(),
+        };
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        // Pushes are turned into events on the connection's own task: a channel and a task
+        // of ours in between cost one more wake-up per message.
+        let pushes = Pushes {
+            keys: keys.clone(),
+            events: events_tx,
+            disconnected: AtomicBool::new(false),
+        };
         let pubsub = ConnectionManager::new_with_config(
             client,
             fast_failing()
-                .set_push_sender(push_tx)
+                .set_push_sender(move |push| pushes.handle(push))
                 .set_automatic_resubscription(),
         )
         .await?;
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
         let node = NodeId::random();
         let shared = Arc::new(Shared {
             node,
-            keys: Keys {
-                prefix: config.prefix.clone(),
-            },
+            keys,
             config,
             cmd,
             pubsub,
@@ -244,7 +254,6 @@ impl RedisBackend {
         shared.scripts.load_all(&mut conn).await?;
         heartbeat(&shared, &mut conn).await?;
         let tasks = vec![
-            tokio::spawn(read_pushes(shared.keys.clone(), push_rx, events_tx)),
             tokio::spawn(watchdog(shared.pubsub.clone())),
             tokio::spawn(watchdog(shared.cmd.clone())),
             tokio::spawn(liveness(Arc::downgrade(&shared))),
@@ -291,15 +300,18 @@ impl RedisBackend {
     }
 }
 
-/// Reads the Pub/Sub connection's pushes: messages become envelopes; a disconnection followed
-/// by the automatic resubscription becomes one [`BrokerEvent::Reconnected`].
-async fn read_pushes(
+/// Turns the Pub/Sub connection's pushes into broker events: messages become envelopes; a
+/// disconnection followed by the automatic resubscription becomes one
+/// [`BrokerEvent::Reconnected`]. Runs on the redis crate's task, so it never waits.
+struct Pushes {
     keys: Keys,
-    mut pushes: mpsc::UnboundedReceiver<PushInfo>,
     events: mpsc::UnboundedSender<BrokerEvent>,
-) {
-    let mut disconnected = false;
-    while let Some(push) = pushes.recv().await {
+    disconnected: AtomicBool,
+}
+
+impl Pushes {
+    /// `Err` once the chat is gone (nobody reads the events any more).
+    fn handle(&self, push: PushInfo) -> Result<(), ()> {
         match push.kind {
             PushKind::Message => {
                 let channel: Option<String> = push
@@ -312,29 +324,29 @@ async fn read_pushes(
                     .and_then(|v| redis::from_redis_value_ref(v).ok());
                 let (Some(channel), Some(payload)) = (channel, payload) else {
                     warn!(?push, "malformed pub/sub message");
-                    continue;
+                    return Ok(());
                 };
-                match parse_payload(&keys, &channel, &payload) {
-                    Some(envelope) => {
-                        if events.send(BrokerEvent::Envelope(envelope)).is_err() {
-                            return;
-                        }
+                match parse_payload(&self.keys, &channel, &payload) {
+                    Some(envelope) => self
+                        .events
+                        .send(BrokerEvent::Envelope(envelope))
+                        .map_err(|_| ()),
+                    None => {
+                        debug!(%channel, "ignored a message that is not ours");
+                        Ok(())
                     }
-                    None => debug!(%channel, "ignored a message that is not ours"),
                 }
             }
             PushKind::Disconnection => {
                 warn!("redis pub/sub connection lost; resubscribing when it is back");
-                disconnected = true;
+                self.disconnected.store(true, Ordering::Relaxed);
+                Ok(())
             }
-            PushKind::Subscribe if disconnected => {
-                disconnected = false;
+            PushKind::Subscribe if self.disconnected.swap(false, Ordering::Relaxed) => {
                 info!("redis pub/sub connection restored");
-                if events.send(BrokerEvent::Reconnected).is_err() {
-                    return;
-                }
+                self.events.send(BrokerEvent::Reconnected).map_err(|_| ())
             }
-            _ => {}
+            _ => Ok(()),
         }
     }
 }
