@@ -647,7 +647,8 @@ impl Connection {
         }
     }
 
-    /// Queues a frame for this connection only (replies such as `ack` and `error`).
+    /// Sends a frame to this connection only (replies such as `ack` and `error`): written at
+    /// once if the connection is idle, else queued behind what is waiting.
     pub fn reply(&self, frame: &ServerFrame) {
         self.peer.offer(frame.encode());
     }
@@ -848,6 +849,15 @@ impl Connection {
 
     async fn leave_room(&mut self, room: &RoomId) {
         self.rooms.remove(room);
+        // A replay's duplicate check ends with the room: otherwise it could last as long as
+        // the connection (most replayed messages never come again live), and with it the
+        // per-frame probe and the ban on direct writes.
+        if let Some(i) = self.replayed.iter().position(|(r, _)| r == room) {
+            self.replayed.swap_remove(i);
+            if self.replayed.is_empty() {
+                self.peer.set_filtering(false);
+            }
+        }
         leave_room(&self.chat, self.id, &self.user, room).await;
     }
 
@@ -1054,6 +1064,29 @@ mod tests {
         assert_eq!(poll(&w1), Poll::Ready(EndCause::Shutdown));
         // A second signal of the same connection sees what was raised before it existed.
         assert_eq!(conn.end_signal().await, EndCause::Shutdown);
+    }
+
+    #[tokio::test]
+    async fn leaving_a_room_ends_its_replay_check_and_direct_writes_resume() {
+        let (chat, room) = chat_with_room().await;
+        let mut b = chat.connect(User::new("b", "B")).await.unwrap();
+        b.join(&room, None).await.unwrap();
+        let send = |body: &str| SendMessageFrame {
+            room: room.clone(),
+            body: body.into(),
+            client_msg_id: None,
+        };
+        let first = b.send_message(send("one")).await.unwrap();
+        b.send_message(send("two")).await.unwrap();
+        let mut a = chat.connect(User::new("a", "A")).await.unwrap();
+        a.join(&room, Some(&first.id)).await.unwrap();
+        // "two" was replayed: its live copy, if it comes, must be dropped.
+        assert!(a.peer.filtering());
+        a.leave(&room).await.unwrap();
+        assert!(a.replayed.is_empty());
+        assert!(!a.peer.filtering());
+        a.close().await;
+        b.close().await;
     }
 
     #[tokio::test]

@@ -115,6 +115,8 @@ struct Queue {
     writing: bool,
     /// A direct write left its flush to the session.
     flush_pending: bool,
+    /// A direct write failed: the session ends the connection (the frame is lost with it).
+    failed: bool,
     /// A `join` with `since` is dropping duplicates as the session pops: no direct writes.
     filtering: bool,
     /// When the last write was flushed (kept only when coalescing).
@@ -159,6 +161,16 @@ pub(crate) enum Outgoing {
     Frame(Bytes),
     /// Nothing new, but a direct write left bytes to flush.
     Flush,
+    /// A direct write failed: the connection is broken.
+    Failed,
+}
+
+/// What a direct write leaves to do once the queue lock is released.
+struct Written {
+    /// The frame went out (or will, with the session's flush).
+    delivered: bool,
+    /// The session must take over (flush, or end the connection).
+    wake: bool,
 }
 
 /// Slots an emptied queue may keep. A burst grows the buffer; once drained, a larger one is
@@ -205,7 +217,13 @@ impl Outbox {
         }
         let frame = if direct && queue.frames.is_empty() && !queue.writing && !queue.filtering {
             match self.write_directly(&mut queue, frame) {
-                Ok(written) => return written,
+                Ok(Written { delivered, wake }) => {
+                    drop(queue);
+                    if wake {
+                        self.waker.wake();
+                    }
+                    return delivered;
+                }
                 Err(frame) => frame,
             }
         } else {
@@ -227,7 +245,7 @@ impl Outbox {
     }
 
     /// Writes `frame` to the attached transport, or gives it back to be queued.
-    fn write_directly(&self, queue: &mut Queue, frame: Bytes) -> Result<bool, Bytes> {
+    fn write_directly(&self, queue: &mut Queue, frame: Bytes) -> Result<Written, Bytes> {
         let Some(writer) = &queue.writer else {
             return Err(frame);
         };
@@ -243,22 +261,33 @@ impl Outbox {
             }
             Some(now)
         };
-        let written = match writer.try_write(frame) {
+        let delivered = match writer.try_write(frame) {
             Direct::Written => {
                 queue.last_write = now;
-                return Ok(true);
+                return Ok(Written {
+                    delivered: true,
+                    wake: false,
+                });
             }
             Direct::Busy(frame) => return Err(frame),
-            Direct::Unflushed => true,
-            Direct::Failed => false,
+            Direct::Unflushed => {
+                queue.flush_pending = true;
+                true
+            }
+            // Not a frame dropped quietly: the session ends the connection.
+            Direct::Failed => {
+                queue.failed = true;
+                false
+            }
         };
-        // The session takes over: it flushes (and meets the error, if any) before writing
-        // anything else, and nothing is written directly until it has.
+        // The session takes over: it flushes (or ends) before writing anything else, and
+        // nothing is written directly until it has. Woken once the queue lock is released.
         queue.last_write = now;
         queue.writing = true;
-        queue.flush_pending = true;
-        self.waker.wake();
-        Ok(written)
+        Ok(Written {
+            delivered,
+            wake: true,
+        })
     }
 
     /// The next queued frame, without waiting. The caller is now writing (see
@@ -289,6 +318,9 @@ impl Outbox {
 
     fn take(&self) -> Option<Outgoing> {
         let mut queue = self.queue();
+        if queue.failed {
+            return Some(Outgoing::Failed);
+        }
         if std::mem::take(&mut queue.flush_pending) {
             return Some(Outgoing::Flush);
         }
@@ -309,7 +341,7 @@ impl Outbox {
                 Poll::Ready(Some(Outgoing::Frame(frame))) => return Poll::Ready(Some(frame)),
                 // Nobody attached a transport, so nobody left a flush: nothing to do.
                 Poll::Ready(Some(Outgoing::Flush)) => continue,
-                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Outgoing::Failed) | None) => return Poll::Ready(None),
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -353,6 +385,12 @@ impl Outbox {
     /// Turns direct writes off while the session filters what it pops (`join` with `since`).
     pub(crate) fn set_filtering(&self, filtering: bool) {
         self.queue().filtering = filtering;
+    }
+
+    /// Whether direct writes are off for a replay's duplicate check (for tests).
+    #[cfg(test)]
+    pub(crate) fn filtering(&self) -> bool {
+        self.queue().filtering
     }
 
     /// Refuses further frames and frees what is queued; a waiting consumer gets `None`.

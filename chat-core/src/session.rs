@@ -20,7 +20,7 @@ use tokio::time::{interval_at, Instant, MissedTickBehavior};
 use tracing::debug;
 
 use crate::{
-    engine::{Connection, EndCause},
+    engine::{Connection, EndCause, EndSignal},
     error::Error,
     hub::{Direct, DirectWrite, Outgoing},
     protocol::{close_code, ClientFrame, ErrorFrame, ServerFrame},
@@ -121,7 +121,11 @@ where
 ///
 /// While it runs, the node's dispatcher may write a frame for an idle connection straight to
 /// `transport` (from its own task, never waiting: see `hub::Outbox`), so the transport is
-/// kept behind a mutex that the session takes for each poll.
+/// kept behind a mutex that the session takes for each poll. Those writes poll the sink with
+/// a no-op waker (the session flushes with its own if they would block), so `transport` must
+/// keep the waker of its read side apart from that of its write side, as axum's and
+/// tokio-tungstenite's WebSockets do: a transport with one waker slot for both would miss
+/// read wake-ups.
 pub async fn serve<T>(mut conn: Connection, transport: T) -> SessionEnd
 where
     T: Stream<Item = Inbound> + Sink<Outbound> + Unpin + Send + 'static,
@@ -142,51 +146,19 @@ where
     let end = loop {
         tokio::select! {
             biased;
-            cause = &mut ended => match cause {
-                EndCause::Shutdown => {
-                    // Finish what is queued (unless the client stopped reading), then say goodbye.
-                    conn.outbox().detach();
-                    let flush = async {
-                        while let Some(frame) = conn.try_next_frame() {
-                            if io.feed(Outbound::Text(frame)).await.is_err() {
-                                break;
-                            }
-                        }
-                    };
-                    let _ = tokio::time::timeout(CLOSE_GRACE, flush).await;
-                    send_close(&conn, io, close_code::GOING_AWAY, "server shutting down").await;
-                    break SessionEnd::Shutdown;
-                }
-                EndCause::SlowConsumer => {
-                    send_close(&conn, io, close_code::SLOW_CONSUMER, "slow consumer").await;
-                    break SessionEnd::SlowConsumer;
-                }
-            },
+            cause = &mut ended => break finish(&mut conn, io, cause).await,
             outgoing = std::future::poll_fn(|cx| conn.poll_outgoing(cx)) => {
                 let first = match outgoing {
                     None => break SessionEnd::ClientClosed,
+                    Some(Outgoing::Failed) => break SessionEnd::SendFailed,
                     Some(Outgoing::Frame(frame)) => Some(frame),
                     // A direct write left its flush to us.
                     Some(Outgoing::Flush) => None,
                 };
-                // A client that stops reading blocks this write once its TCP buffers are full;
-                // meanwhile its queue overflows. Either signal must still end the session.
-                tokio::select! {
-                    biased;
-                    cause = &mut ended => {
-                        let (code, reason, end) = match cause {
-                            EndCause::Shutdown => (close_code::GOING_AWAY, "server shutting down", SessionEnd::Shutdown),
-                            EndCause::SlowConsumer => (close_code::SLOW_CONSUMER, "slow consumer", SessionEnd::SlowConsumer),
-                        };
-                        send_close(&conn, io, code, reason).await;
-                        break end;
-                    }
-                    written = write_batch(&mut conn, io, first) => {
-                        if written.is_err() {
-                            break SessionEnd::SendFailed;
-                        }
-                        conn.outbox().end_write();
-                    }
+                match until_ended(&mut ended, write_batch(&mut conn, io, first)).await {
+                    Ok(Ok(())) => conn.outbox().end_write(),
+                    Ok(Err(_)) => break SessionEnd::SendFailed,
+                    Err(cause) => break finish(&mut conn, io, cause).await,
                 }
             }
             message = io.next() => {
@@ -227,10 +199,11 @@ where
                     break SessionEnd::Idle;
                 }
                 conn.outbox().begin_write();
-                if io.send(Outbound::Ping).await.is_err() {
-                    break SessionEnd::SendFailed;
+                match until_ended(&mut ended, io.send(Outbound::Ping)).await {
+                    Ok(Ok(())) => conn.outbox().end_write(),
+                    Ok(Err(_)) => break SessionEnd::SendFailed,
+                    Err(cause) => break finish(&mut conn, io, cause).await,
                 }
-                conn.outbox().end_write();
             }
         }
     };
@@ -239,6 +212,47 @@ where
     Box::pin(conn.close()).await;
     let _ = tokio::time::timeout(CLOSE_GRACE, transport.close()).await;
     end
+}
+
+/// Runs `work` (a write) unless the connection must end first. A client that stops reading
+/// blocks a write once its TCP buffers are full; meanwhile its queue overflows or the chat
+/// shuts down, and either must still end the session.
+async fn until_ended<F: std::future::Future>(
+    ended: &mut EndSignal,
+    work: F,
+) -> Result<F::Output, EndCause> {
+    tokio::select! {
+        biased;
+        cause = &mut *ended => Err(cause),
+        out = work => Ok(out),
+    }
+}
+
+/// Ends the session for `cause`: on shutdown, what is queued is written first (unless the
+/// client stopped reading); then the close frame.
+async fn finish<K>(conn: &mut Connection, io: &mut K, cause: EndCause) -> SessionEnd
+where
+    K: Sink<Outbound> + Unpin,
+{
+    match cause {
+        EndCause::Shutdown => {
+            conn.outbox().detach();
+            let flush = async {
+                while let Some(frame) = conn.try_next_frame() {
+                    if io.feed(Outbound::Text(frame)).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(CLOSE_GRACE, flush).await;
+            send_close(conn, io, close_code::GOING_AWAY, "server shutting down").await;
+            SessionEnd::Shutdown
+        }
+        EndCause::SlowConsumer => {
+            send_close(conn, io, close_code::SLOW_CONSUMER, "slow consumer").await;
+            SessionEnd::SlowConsumer
+        }
+    }
 }
 
 /// A stream and a sink used as one transport (see [`run`]).
@@ -325,30 +339,41 @@ where
     T: Sink<Outbound> + Unpin + Send,
 {
     fn try_write(&self, frame: Bytes) -> Direct {
-        let mut transport = match self.try_lock() {
-            Ok(transport) => transport,
-            Err(TryLockError::WouldBlock) => return Direct::Busy(frame),
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-        };
-        let mut transport = Pin::new(&mut *transport);
-        let mut cx = Context::from_waker(Waker::noop());
-        match transport.as_mut().poll_ready(&mut cx) {
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(_)) => return Direct::Failed,
-            Poll::Pending => return Direct::Busy(frame),
-        }
-        if transport
-            .as_mut()
-            .start_send(Outbound::Text(frame))
-            .is_err()
-        {
-            return Direct::Failed;
-        }
-        match transport.poll_flush(&mut cx) {
-            Poll::Ready(Ok(())) => Direct::Written,
-            Poll::Ready(Err(_)) => Direct::Failed,
-            Poll::Pending => Direct::Unflushed,
-        }
+        // This runs on the dispatcher's task: a panic in transport code must cost this one
+        // connection (its session meets the failure), not the node's fan-out.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_now(self, frame)))
+            .unwrap_or(Direct::Failed)
+    }
+}
+
+/// The body of a direct write (see `DirectWrite for Mutex<T>`).
+fn write_now<T>(shared: &Mutex<T>, frame: Bytes) -> Direct
+where
+    T: Sink<Outbound> + Unpin,
+{
+    let mut transport = match shared.try_lock() {
+        Ok(transport) => transport,
+        Err(TryLockError::WouldBlock) => return Direct::Busy(frame),
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+    };
+    let mut transport = Pin::new(&mut *transport);
+    let mut cx = Context::from_waker(Waker::noop());
+    match transport.as_mut().poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => {}
+        Poll::Ready(Err(_)) => return Direct::Failed,
+        Poll::Pending => return Direct::Busy(frame),
+    }
+    if transport
+        .as_mut()
+        .start_send(Outbound::Text(frame))
+        .is_err()
+    {
+        return Direct::Failed;
+    }
+    match transport.poll_flush(&mut cx) {
+        Poll::Ready(Ok(())) => Direct::Written,
+        Poll::Ready(Err(_)) => Direct::Failed,
+        Poll::Pending => Direct::Unflushed,
     }
 }
 
@@ -565,6 +590,8 @@ mod loop_tests {
         buffer: Vec<Bytes>,
         wire: Vec<Bytes>,
         blocked: bool,
+        /// Every write fails (a broken connection).
+        broken: bool,
         flush_waker: Option<std::task::Waker>,
     }
 
@@ -591,8 +618,12 @@ mod loop_tests {
             Poll::Ready(Ok(()))
         }
         fn start_send(self: Pin<&mut Self>, item: Outbound) -> Result<(), ()> {
+            let mut state = self.state.lock().unwrap();
+            if state.broken {
+                return Err(());
+            }
             if let Outbound::Text(frame) = item {
-                self.state.lock().unwrap().buffer.push(frame);
+                state.buffer.push(frame);
             }
             Ok(())
         }
@@ -672,6 +703,56 @@ mod loop_tests {
             sender.close().await;
             session.abort();
         }
+    }
+
+    #[tokio::test]
+    async fn a_failed_direct_write_ends_the_session_instead_of_dropping_the_frame() {
+        let chat = chat(ChatConfig::default());
+        let room = chat.create_room(None).await.unwrap().room_id;
+        let mut reader = chat.connect(User::new("r", "R")).await.unwrap();
+        reader.join(&room, None).await.unwrap();
+        let socket = Socket::default();
+        let session = tokio::spawn(run(reader, stream::pending(), socket.clone()));
+        let mut sender = chat.connect(User::new("s", "S")).await.unwrap();
+        sender.join(&room, None).await.unwrap();
+        // Let the session write what it has (joined, user_joined) and go idle.
+        while socket.wire().len() < 2 {
+            tokio::task::yield_now().await;
+        }
+        socket.state.lock().unwrap().broken = true;
+        sender
+            .send_message(crate::protocol::SendMessageFrame {
+                room: room.clone(),
+                body: "lost with the connection".into(),
+                client_msg_id: None,
+            })
+            .await
+            .unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(5), session)
+            .await
+            .expect("the session must end")
+            .unwrap();
+        assert_eq!(end, SessionEnd::SendFailed);
+        sender.close().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ping_stuck_on_a_full_socket_still_ends_at_shutdown() {
+        let chat = chat(ChatConfig {
+            ping_interval: Duration::from_secs(1),
+            ..ChatConfig::default()
+        });
+        let conn = chat.connect(User::new("a", "A")).await.unwrap();
+        let socket = Socket::default();
+        socket.set_blocked(true);
+        let session = tokio::spawn(run(conn, stream::pending(), socket.clone()));
+        // The first ping's flush blocks for good (the client stopped reading).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!session.is_finished());
+        tokio::time::timeout(Duration::from_secs(10), chat.shutdown())
+            .await
+            .expect("shutdown must not wait on the stuck ping");
+        assert_eq!(session.await.unwrap(), SessionEnd::Shutdown);
     }
 
     #[tokio::test(start_paused = true)]
