@@ -304,34 +304,35 @@ impl Outbox {
     /// until there is one (`None` once closed). Anything but `Pending` means the caller is
     /// writing until it calls [`Outbox::end_write`].
     pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<Outgoing>> {
-        if let Some(taken) = self.take() {
-            return Poll::Ready(Some(taken));
+        if let Poll::Ready(taken) = self.take() {
+            return Poll::Ready(taken);
         }
         self.waker.register(cx.waker());
         // A frame queued between the first look and the registration did not wake us.
-        match self.take() {
-            Some(taken) => Poll::Ready(Some(taken)),
-            None if self.queue().closed => Poll::Ready(None),
-            None => Poll::Pending,
-        }
+        self.take()
     }
 
-    fn take(&self) -> Option<Outgoing> {
+    /// One look under the lock: what to write, `None` if closed and drained, else `Pending`.
+    fn take(&self) -> Poll<Option<Outgoing>> {
         let mut queue = self.queue();
         if queue.failed {
-            return Some(Outgoing::Failed);
+            return Poll::Ready(Some(Outgoing::Failed));
         }
         if std::mem::take(&mut queue.flush_pending) {
-            return Some(Outgoing::Flush);
+            return Poll::Ready(Some(Outgoing::Flush));
         }
         let Some((frame, spare)) = queue.pop() else {
             // Nothing to write: the consumer is between writes.
             queue.writing = false;
-            return None;
+            return if queue.closed {
+                Poll::Ready(None)
+            } else {
+                Poll::Pending
+            };
         };
         drop(queue);
         drop(spare);
-        Some(Outgoing::Frame(frame))
+        Poll::Ready(Some(Outgoing::Frame(frame)))
     }
 
     /// The next queued frame, or `Pending` until one is queued (`None` once closed).

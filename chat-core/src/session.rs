@@ -652,20 +652,34 @@ mod loop_tests {
             .collect()
     }
 
+    /// A room with a reader served over `Socket` (its session spawned) and a sender.
+    async fn reader_and_sender(
+        config: ChatConfig,
+    ) -> (
+        crate::protocol::RoomId,
+        Socket,
+        tokio::task::JoinHandle<SessionEnd>,
+        Connection,
+    ) {
+        let chat = chat(config);
+        let room = chat.create_room(None).await.unwrap().room_id;
+        let mut reader = chat.connect(User::new("r", "R")).await.unwrap();
+        reader.join(&room, None).await.unwrap();
+        let socket = Socket::default();
+        let session = tokio::spawn(run(reader, stream::pending(), socket.clone()));
+        let mut sender = chat.connect(User::new("s", "S")).await.unwrap();
+        sender.join(&room, None).await.unwrap();
+        (room, socket, session, sender)
+    }
+
     #[tokio::test]
     async fn direct_writes_hand_a_blocked_flush_to_the_session_and_keep_the_order() {
         for coalesce_ms in [0, 2] {
-            let chat = chat(ChatConfig {
+            let (room, socket, session, mut sender) = reader_and_sender(ChatConfig {
                 write_coalesce: Duration::from_millis(coalesce_ms),
                 ..ChatConfig::default()
-            });
-            let room = chat.create_room(None).await.unwrap().room_id;
-            let mut reader = chat.connect(User::new("r", "R")).await.unwrap();
-            reader.join(&room, None).await.unwrap();
-            let socket = Socket::default();
-            let session = tokio::spawn(run(reader, stream::pending(), socket.clone()));
-            let mut sender = chat.connect(User::new("s", "S")).await.unwrap();
-            sender.join(&room, None).await.unwrap();
+            })
+            .await;
             let mut sent = Vec::new();
             for i in 0..300 {
                 // Blocked and unblocked in the middle of the stream: frames written directly,
@@ -707,14 +721,7 @@ mod loop_tests {
 
     #[tokio::test]
     async fn a_failed_direct_write_ends_the_session_instead_of_dropping_the_frame() {
-        let chat = chat(ChatConfig::default());
-        let room = chat.create_room(None).await.unwrap().room_id;
-        let mut reader = chat.connect(User::new("r", "R")).await.unwrap();
-        reader.join(&room, None).await.unwrap();
-        let socket = Socket::default();
-        let session = tokio::spawn(run(reader, stream::pending(), socket.clone()));
-        let mut sender = chat.connect(User::new("s", "S")).await.unwrap();
-        sender.join(&room, None).await.unwrap();
+        let (room, socket, session, mut sender) = reader_and_sender(ChatConfig::default()).await;
         // Let the session write what it has (joined, user_joined) and go idle.
         while socket.wire().len() < 2 {
             tokio::task::yield_now().await;
