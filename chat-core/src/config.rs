@@ -17,11 +17,14 @@ pub struct ChatConfig {
     /// full when a frame arrives is closed with close code 4008 (slow consumer) rather than
     /// letting server memory grow. Default 1,024.
     pub outgoing_queue: usize,
-    /// Shortest time between two writes to one connection. A frame that arrives sooner after
-    /// the previous write waits (at most this long) and leaves with whatever is queued
-    /// meanwhile: one syscall and one TCP segment instead of one each. The first frame after a
-    /// quiet spell is written at once. `Duration::ZERO` writes as frames come. Default 2 ms
-    /// (see `docs/perf.md`: 5 ms buys more throughput under load for more latency).
+    /// Write coalescing: the period of the node's flush tick. A frame for a connection that
+    /// was written less than this long ago waits for the next tick (at most this long) and
+    /// leaves with whatever is queued for it meanwhile: one syscall and one TCP segment
+    /// instead of one each. The first frame after a quiet spell is written at once.
+    /// `Duration::ZERO` writes as frames come. Default 2 ms. Under heavy fan-out a longer
+    /// period buys a lot of CPU for some latency (see `docs/perf.md`: 8 to 12 ms about
+    /// doubles deliveries per CPU-second when a connection receives hundreds of frames a
+    /// second).
     pub write_coalesce: Duration,
     /// How often the server pings an idle connection. Default 20 s.
     pub ping_interval: Duration,

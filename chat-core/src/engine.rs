@@ -6,7 +6,6 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
-    time::Duration,
 };
 
 use bytes::Bytes;
@@ -21,7 +20,7 @@ use crate::{
     error::{BackendError, Error},
     history::HistoryPage,
     hooks::{Decision, DirectEvent, JoinEvent, MembersOnly, MessageEvent, Policy},
-    hub::{Alarm, Hub, Outbox, Outgoing, Peer},
+    hub::{Alarm, FlushTick, Hub, Outbox, Outgoing, Peer},
     protocol::{
         message_key, now_ms, AckFrame, DirectMessage, JoinedFrame, LeftFrame, MessageId,
         ResyncFrame, RoomId, RoomMessage, SendDirectFrame, SendMessageFrame, ServerFrame,
@@ -84,12 +83,18 @@ struct Inner {
     done_tx: Mutex<Option<mpsc::Sender<()>>>,
     done_rx: tokio::sync::Mutex<mpsc::Receiver<()>>,
     dispatcher: Option<JoinHandle<()>>,
+    /// The node's flush tick and its task, when writes are coalesced.
+    tick: Option<(Arc<FlushTick>, JoinHandle<()>)>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         if let Some(task) = self.dispatcher.take() {
             task.abort();
+        }
+        if let Some((tick, task)) = self.tick.take() {
+            task.abort();
+            tick.clear();
         }
     }
 }
@@ -127,6 +132,10 @@ impl Chat {
             .take_events()
             .expect("a backend serves one Chat: its event stream was already taken");
         let dispatcher = tokio::spawn(dispatch(hub.clone(), events));
+        let tick = (!config.write_coalesce.is_zero()).then(|| {
+            let tick = FlushTick::new(config.write_coalesce);
+            (tick.clone(), tokio::spawn(tick.run()))
+        });
         let (done_tx, done_rx) = mpsc::channel(1);
         Self {
             inner: Arc::new(Inner {
@@ -140,6 +149,7 @@ impl Chat {
                 done_tx: Mutex::new(Some(done_tx)),
                 done_rx: tokio::sync::Mutex::new(done_rx),
                 dispatcher: Some(dispatcher),
+                tick,
             }),
         }
     }
@@ -406,7 +416,8 @@ impl Chat {
         let topic = Topic::User(user.id.clone());
         inner.hub.acquire(&*inner.backend.broker, &topic).await?;
         let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
-        let peer = Outbox::new(inner.config.outgoing_queue, inner.config.write_coalesce);
+        let tick = inner.tick.as_ref().map(|(tick, _)| tick.clone());
+        let peer = Outbox::new(inner.config.outgoing_queue, tick);
         inner.hub.add_user_conn(&user.id, id, peer.clone());
         // `shutdown` sets the flag, then raises every connection in the hub: a connection that
         // entered the hub too late to be raised sees the flag here.
@@ -706,7 +717,7 @@ impl Connection {
             // The connection's task filters the replay's duplicates as it pops: no direct
             // writes around it until that is over.
             self.peer.set_filtering(true);
-            let side = Outbox::new(config.outgoing_queue, Duration::ZERO);
+            let side = Outbox::new(config.outgoing_queue, None);
             chat.inner.hub.add_to_room(room, self.id, &side, Vec::new());
             buffered = Some(side);
         }

@@ -83,11 +83,16 @@ impl Alarm {
 /// without waking the connection's task. Anything else is queued, and the session writes it
 /// in order after what it popped: a frame is written directly only when no earlier frame is
 /// still waiting, so the order per connection is the order of `offer`/`send` calls.
+///
+/// **Coalescing.** A frame for a connection written less than `write_coalesce` ago (or being
+/// written) is queued without waking anyone: the outbox is handed to the node's
+/// [`FlushTick`], which wakes the session at its next tick (at most `write_coalesce` later),
+/// and the session writes everything queued by then in one write.
 pub(crate) struct Outbox {
     queue: Mutex<Queue>,
     capacity: usize,
-    /// `ChatConfig::write_coalesce`: the shortest time between two writes.
-    coalesce: Duration,
+    /// The node's flush tick, when writes are coalesced (`ChatConfig::write_coalesce`).
+    tick: Option<Arc<FlushTick>>,
     /// The consumer, woken when a frame lands in an empty queue, or when it must finish a
     /// flush that a direct write began.
     waker: AtomicWaker,
@@ -119,6 +124,9 @@ struct Queue {
     failed: bool,
     /// A `join` with `since` is dropping duplicates as the session pops: no direct writes.
     filtering: bool,
+    /// Handed to the flush tick: what is queued waits for it (the session is not woken
+    /// before, and nothing is written directly).
+    scheduled: bool,
     /// When the last write was flushed (kept only when coalescing).
     last_write: Option<Instant>,
 }
@@ -173,6 +181,105 @@ struct Written {
     wake: bool,
 }
 
+/// Whom a queued frame must be announced to.
+enum Then {
+    /// Nobody: earlier frames are waiting, their consumer already knows.
+    Nothing,
+    /// The consumer, now.
+    Wake,
+    /// The flush tick (the consumer was written to less than a period ago).
+    Schedule,
+}
+
+/// Whether the connection was written less than `period` ago.
+fn recently(queue: &Queue, period: Duration) -> bool {
+    queue
+        .last_write
+        .is_some_and(|last| Instant::now() < last + period)
+}
+
+/// The node's flush tick: one timer for every connection whose writes are being coalesced,
+/// instead of one per connection. An outbox that gets a frame less than a period after its
+/// last write (or while being written) is handed over with [`FlushTick::schedule`] and its
+/// session is not woken; [`FlushTick::run`] wakes every such session a period after the
+/// first of them was handed over, and each writes what it has queued in one write. Per batch
+/// that is one wake-up and no timer, where a timer per connection cost two wake-ups and a
+/// timer-wheel entry.
+pub(crate) struct FlushTick {
+    period: Duration,
+    due: Mutex<Vec<Peer>>,
+    /// The tick's task, while it waits for the first outbox of the next batch.
+    waker: AtomicWaker,
+}
+
+impl std::fmt::Debug for FlushTick {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlushTick")
+            .field("period", &self.period)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FlushTick {
+    /// A tick every `period` while any outbox waits for one (none while idle).
+    pub(crate) fn new(period: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            period,
+            due: Mutex::default(),
+            waker: AtomicWaker::new(),
+        })
+    }
+
+    fn due(&self) -> std::sync::MutexGuard<'_, Vec<Peer>> {
+        // Pushes and swaps only: consistent even after a panic elsewhere.
+        self.due.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `peer` waits for the next tick (called once per batch, by its outbox).
+    fn schedule(&self, peer: Peer) {
+        let first = {
+            let mut due = self.due();
+            due.push(peer);
+            due.len() == 1
+        };
+        if first {
+            self.waker.wake();
+        }
+    }
+
+    /// Ticks for as long as the node runs (the chat aborts the task when dropped).
+    pub(crate) async fn run(self: Arc<Self>) {
+        let mut batch = Vec::new();
+        loop {
+            std::future::poll_fn(|cx| self.poll_due(cx)).await;
+            tokio::time::sleep(self.period).await;
+            std::mem::swap(&mut batch, &mut *self.due());
+            for peer in batch.drain(..) {
+                peer.release();
+            }
+        }
+    }
+
+    /// Ready once an outbox waits for a tick.
+    fn poll_due(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.due().is_empty() {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        if self.due().is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
+    /// Lets go of every waiting outbox (they hold this tick: a cycle once the task is gone).
+    pub(crate) fn clear(&self) {
+        let due = std::mem::take(&mut *self.due());
+        drop(due);
+    }
+}
+
 /// Slots an emptied queue may keep. A burst grows the buffer; once drained, a larger one is
 /// freed, so an idle connection holds at most this many (32 bytes each).
 const RETAINED_SLOTS: usize = 8;
@@ -181,12 +288,13 @@ const RETAINED_SLOTS: usize = 8;
 pub(crate) type Peer = Arc<Outbox>;
 
 impl Outbox {
-    /// An empty outbox holding at most `capacity` frames, writing at most once per `coalesce`.
-    pub(crate) fn new(capacity: usize, coalesce: Duration) -> Peer {
+    /// An empty outbox holding at most `capacity` frames; with a `tick`, a connection is
+    /// written at most once per tick period (see the type's documentation).
+    pub(crate) fn new(capacity: usize, tick: Option<Arc<FlushTick>>) -> Peer {
         Arc::new(Self {
             queue: Mutex::default(),
             capacity: capacity.max(1),
-            coalesce,
+            tick,
             waker: AtomicWaker::new(),
             alarm: Alarm::default(),
         })
@@ -200,23 +308,30 @@ impl Outbox {
     /// Queues a frame without waiting. A full queue raises [`Alarm::SLOW`] (the connection
     /// then closes as a slow consumer instead of letting its backlog grow); a closed one
     /// refuses it. Returns whether it was queued.
-    pub(crate) fn send(&self, frame: Bytes) -> bool {
+    pub(crate) fn send(self: &Arc<Self>, frame: Bytes) -> bool {
         self.push(frame, false)
     }
 
     /// Like [`Outbox::send`], but an idle connection's frame is written to its socket at once
     /// (see the type's documentation). Returns whether it was written or queued.
-    pub(crate) fn offer(&self, frame: Bytes) -> bool {
+    pub(crate) fn offer(self: &Arc<Self>, frame: Bytes) -> bool {
         self.push(frame, true)
     }
 
-    fn push(&self, frame: Bytes, direct: bool) -> bool {
+    fn push(self: &Arc<Self>, frame: Bytes, direct: bool) -> bool {
         let mut queue = self.queue();
         if queue.closed {
             return false;
         }
-        let frame = if direct && queue.frames.is_empty() && !queue.writing && !queue.filtering {
-            match self.write_directly(&mut queue, frame) {
+        // Frames already wait, and their consumer was woken or scheduled: join them.
+        if !queue.frames.is_empty() || queue.scheduled {
+            return self.enqueue(queue, frame, Then::Nothing);
+        }
+        let then = match &self.tick {
+            // Being written, or written less than a period ago: wait for the tick.
+            Some(tick) if queue.writing || recently(&queue, tick.period) => Then::Schedule,
+            _ if queue.writing || !direct || queue.filtering => Then::Wake,
+            _ => match self.write_directly(&mut queue, frame) {
                 Ok(Written { delivered, wake }) => {
                     drop(queue);
                     if wake {
@@ -224,22 +339,35 @@ impl Outbox {
                     }
                     return delivered;
                 }
-                Err(frame) => frame,
-            }
-        } else {
-            frame
+                Err(frame) => return self.enqueue(queue, frame, Then::Wake),
+            },
         };
+        self.enqueue(queue, frame, then)
+    }
+
+    /// Queues `frame` behind the lock the caller holds, then tells whom `then` names.
+    fn enqueue(
+        self: &Arc<Self>,
+        mut queue: std::sync::MutexGuard<'_, Queue>,
+        frame: Bytes,
+        then: Then,
+    ) -> bool {
         if queue.frames.len() >= self.capacity {
             drop(queue);
             self.alarm.raise(Alarm::SLOW);
             return false;
         }
-        let was_empty = queue.frames.is_empty();
         queue.frames.push_back(frame);
+        if matches!(then, Then::Schedule) {
+            queue.scheduled = true;
+        }
         drop(queue);
-        // The consumer drains to empty before it waits, so only this transition needs a wake.
-        if was_empty {
-            self.waker.wake();
+        match (then, &self.tick) {
+            (Then::Schedule, Some(tick)) => tick.schedule(self.clone()),
+            // The consumer drains to empty before it waits, so only the transition from empty
+            // (or from scheduled, by the tick) needs a wake.
+            (Then::Wake | Then::Schedule, _) => self.waker.wake(),
+            (Then::Nothing, _) => {}
         }
         true
     }
@@ -249,18 +377,8 @@ impl Outbox {
         let Some(writer) = &queue.writer else {
             return Err(frame);
         };
-        let now = if self.coalesce.is_zero() {
-            None
-        } else {
-            let now = Instant::now();
-            if queue
-                .last_write
-                .is_some_and(|last| now < last + self.coalesce)
-            {
-                return Err(frame);
-            }
-            Some(now)
-        };
+        // The caller checked the coalescing interval: it is over.
+        let now = self.tick.as_ref().map(|_| Instant::now());
         let delivered = match writer.try_write(frame) {
             Direct::Written => {
                 queue.last_write = now;
@@ -321,6 +439,11 @@ impl Outbox {
         if std::mem::take(&mut queue.flush_pending) {
             return Poll::Ready(Some(Outgoing::Flush));
         }
+        // What is queued waits for the tick, which wakes the consumer.
+        if queue.scheduled && !queue.closed {
+            queue.writing = false;
+            return Poll::Pending;
+        }
         let Some((frame, spare)) = queue.pop() else {
             // Nothing to write: the consumer is between writes.
             queue.writing = false;
@@ -357,7 +480,7 @@ impl Outbox {
     /// The caller's write is flushed: direct writes may resume, and the coalescing interval
     /// starts now.
     pub(crate) fn end_write(&self) {
-        let now = (!self.coalesce.is_zero()).then(Instant::now);
+        let now = self.tick.as_ref().map(|_| Instant::now());
         let mut queue = self.queue();
         queue.writing = false;
         // What a direct write left unflushed went out with this flush.
@@ -367,9 +490,15 @@ impl Outbox {
         }
     }
 
-    /// The earliest time the next write may leave (`write_coalesce` after the last one).
-    pub(crate) fn not_before(&self) -> Option<Instant> {
-        self.queue().last_write.map(|last| last + self.coalesce)
+    /// The flush tick came: what is queued may be written now.
+    fn release(&self) {
+        let mut queue = self.queue();
+        queue.scheduled = false;
+        let wake = !queue.frames.is_empty();
+        drop(queue);
+        if wake {
+            self.waker.wake();
+        }
     }
 
     /// Lets the hub write to `writer` directly (while a session runs).
@@ -656,7 +785,7 @@ mod tests {
 
     #[test]
     fn outbox_keeps_order_and_wakes_only_an_empty_queues_consumer() {
-        let outbox = Outbox::new(16, Duration::ZERO);
+        let outbox = Outbox::new(16, None);
         let counter = Arc::new(Counter::default());
         let waker = counter.clone().into();
         let mut cx = Context::from_waker(&waker);
@@ -680,7 +809,7 @@ mod tests {
 
     #[test]
     fn a_full_outbox_raises_slow_and_a_closed_one_refuses() {
-        let outbox = Outbox::new(2, Duration::ZERO);
+        let outbox = Outbox::new(2, None);
         assert!(outbox.send(frame(0)) && outbox.send(frame(1)));
         assert_eq!(outbox.alarm.raised(), 0);
         assert!(!outbox.send(frame(2)));
@@ -721,7 +850,7 @@ mod tests {
         let room = RoomId::new("big");
         let peers: Vec<(Peer, Arc<Taker>)> = (1..=100)
             .map(|conn| {
-                let peer = Outbox::new(8, Duration::ZERO);
+                let peer = Outbox::new(8, None);
                 let taker = Arc::new(Taker::default());
                 peer.attach(taker.clone());
                 hub.add_to_room(&room, conn, &peer, Vec::new());
@@ -752,9 +881,65 @@ mod tests {
         assert_eq!(queued(&peers), 99);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn frames_soon_after_a_write_wait_for_the_tick_and_leave_together() {
+        let period = Duration::from_millis(5);
+        let tick = FlushTick::new(period);
+        let task = tokio::spawn(tick.clone().run());
+        let outbox = Outbox::new(16, Some(tick.clone()));
+        let taker = Arc::new(Taker::default());
+        outbox.attach(taker.clone());
+        let counter = Arc::new(Counter::default());
+        let waker = counter.clone().into();
+        let mut cx = Context::from_waker(&waker);
+        assert!(outbox.poll_take(&mut cx).is_pending());
+
+        // An idle connection: written at once, by the caller.
+        assert!(outbox.offer(frame(0)));
+        assert_eq!(taker.0.load(Ordering::SeqCst), 1);
+        // Within the period: queued, and nobody is woken before the tick.
+        for i in 1..4 {
+            assert!(outbox.offer(frame(i)));
+        }
+        assert_eq!(taker.0.load(Ordering::SeqCst), 1);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+        assert!(outbox.poll_take(&mut cx).is_pending(), "held for the tick");
+        tokio::time::sleep(period + Duration::from_millis(1)).await;
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            1,
+            "one wake for the batch"
+        );
+        for i in 1..4 {
+            assert_eq!(
+                outbox.poll_take(&mut cx),
+                Poll::Ready(Some(Outgoing::Frame(frame(i))))
+            );
+        }
+        // A frame while the batch is being written waits for the next tick too.
+        assert!(outbox.offer(frame(4)));
+        outbox.end_write();
+        assert!(outbox.poll_take(&mut cx).is_pending());
+        tokio::time::sleep(period + Duration::from_millis(1)).await;
+        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            outbox.poll_take(&mut cx),
+            Poll::Ready(Some(Outgoing::Frame(frame(4))))
+        );
+        assert!(outbox.poll_take(&mut cx).is_pending());
+        outbox.end_write();
+        // After a quiet period the next frame is written at once again.
+        tokio::time::sleep(period).await;
+        assert!(outbox.offer(frame(5)));
+        assert_eq!(taker.0.load(Ordering::SeqCst), 2);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+        task.abort();
+        tick.clear();
+    }
+
     #[test]
     fn a_drained_outbox_gives_back_what_a_burst_grew() {
-        let outbox = Outbox::new(1_024, Duration::ZERO);
+        let outbox = Outbox::new(1_024, None);
         for i in 0..100 {
             assert!(outbox.send(frame(i)));
         }

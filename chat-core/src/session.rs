@@ -391,10 +391,11 @@ where
 }
 
 /// Writes `first` and whatever else is queued, then flushes once (one syscall, one TCP
-/// segment for the lot). If the previous write was less than `write_coalesce` ago, waits
-/// until the interval is over first, so that a connection receiving a stream of frames gets
-/// them in batches, while the first frame after a quiet spell leaves at once (usually written
-/// directly by the dispatcher, without this task).
+/// segment for the lot). When writes are coalesced, the session is woken for a connection
+/// written less than `write_coalesce` ago only at the node's flush tick (`hub::FlushTick`),
+/// so a connection receiving a stream of frames gets them in batches, while the first frame
+/// after a quiet spell leaves at once (usually written directly by the dispatcher, without
+/// this task).
 async fn write_batch<K>(
     conn: &mut Connection,
     outbound: &mut K,
@@ -405,11 +406,6 @@ where
 {
     if let Some(first) = first {
         outbound.feed(Outbound::Text(first)).await?;
-    }
-    if let Some(not_before) = conn.outbox().not_before() {
-        if not_before > Instant::now() {
-            tokio::time::sleep_until(not_before).await;
-        }
     }
     // Bounded so one busy connection cannot starve its own inbound side.
     for _ in 0..64 {

@@ -9,8 +9,9 @@
 //! `REDIS_URL` (absent: in memory, one instance), `STATIC_DIR` (default: the repository's
 //! `frontendws/`), `TOKEN_SECRET` (default: in memory random; with Redis, a secret shared through Redis),
 //! `PRESENCE_TTL_SECS` (default 15: how soon a crashed instance's users leave presence),
-//! `WRITE_COALESCE_MS` (default 2: shortest time between two writes to one WebSocket; more
-//! batches more frames per write under load, at that much added latency).
+//! `WRITE_COALESCE_MS` (default 2: the period of the flush tick that batches frames for a
+//! WebSocket written less than that long ago; more batches more frames per write under load,
+//! at up to that much added latency).
 
 use std::{net::SocketAddr, path::PathBuf};
 
