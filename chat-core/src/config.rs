@@ -17,15 +17,20 @@ pub struct ChatConfig {
     /// full when a frame arrives is closed with close code 4008 (slow consumer) rather than
     /// letting server memory grow. Default 1,024.
     pub outgoing_queue: usize,
-    /// Write coalescing: the period of the node's flush tick. A frame for a connection that
-    /// was written less than this long ago waits for the next tick (at most this long) and
-    /// leaves with whatever is queued for it meanwhile: one syscall and one TCP segment
-    /// instead of one each. The first frame after a quiet spell is written at once.
-    /// `Duration::ZERO` writes as frames come. Default 2 ms. Under heavy fan-out a longer
-    /// period buys a lot of CPU for some latency (see `docs/perf.md`: 8 to 12 ms about
-    /// doubles deliveries per CPU-second when a connection receives hundreds of frames a
-    /// second).
+    /// Write coalescing: the shortest period of the node's flush tick. A frame for a
+    /// connection that was written less than a period ago waits for the next tick (at most a
+    /// period) and leaves with whatever is queued for it meanwhile: one syscall and one TCP
+    /// segment instead of one each. The first frame after a quiet spell is written at once.
+    /// `Duration::ZERO` writes as frames come (no tick). Default 2 ms.
     pub write_coalesce: Duration,
+    /// The longest period of the flush tick. The period starts at `write_coalesce` and
+    /// doubles, up to this, while the batches it releases hold 1.5 frames or more on average
+    /// (connections receiving frames faster than the period: heavy fan-out, where writes are
+    /// most of the CPU); it halves when they hold fewer than 1.25, and a quiet spell resets
+    /// it. Set it to `write_coalesce` for a fixed period. Default 8 ms: in the 10/s fan-out
+    /// of `docs/perf.md` it gives 1.5 to 1.8 times the deliveries per CPU-second of a fixed
+    /// 2 ms at about the same p99, while light traffic keeps the 2 ms latency.
+    pub write_coalesce_max: Duration,
     /// How often the server pings an idle connection. Default 20 s.
     pub ping_interval: Duration,
     /// A connection from which nothing (not even a pong) arrived for this long is closed.
@@ -51,6 +56,7 @@ impl Default for ChatConfig {
             max_client_msg_id: 128,
             outgoing_queue: 1_024,
             write_coalesce: Duration::from_millis(2),
+            write_coalesce_max: Duration::from_millis(8),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
             rate_per_second: 20,

@@ -133,7 +133,7 @@ impl Chat {
             .expect("a backend serves one Chat: its event stream was already taken");
         let dispatcher = tokio::spawn(dispatch(hub.clone(), events));
         let tick = (!config.write_coalesce.is_zero()).then(|| {
-            let tick = FlushTick::new(config.write_coalesce);
+            let tick = FlushTick::new(config.write_coalesce, config.write_coalesce_max);
             (tick.clone(), tokio::spawn(tick.run()))
         });
         let (done_tx, done_rx) = mpsc::channel(1);

@@ -9,7 +9,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{
-        atomic::{AtomicU8, Ordering},
+        atomic::{AtomicU64, AtomicU8, Ordering},
         Arc, Mutex, RwLock,
     },
     task::{Context, Poll},
@@ -205,29 +205,68 @@ fn recently(queue: &Queue, period: Duration) -> bool {
 /// first of them was handed over, and each writes what it has queued in one write. Per batch
 /// that is one wake-up and no timer, where a timer per connection cost two wake-ups and a
 /// timer-wheel entry.
+///
+/// **The period adapts to the traffic**, between `write_coalesce` and `write_coalesce_max`.
+/// Every [`ADAPT_EVERY`] the tick looks at the batches it released: when they held 1.5
+/// frames or more on average, connections receive frames faster than the period, so a
+/// longer one buys proportionally fewer writes (the period doubles); below 1.25 frames, or
+/// with few batches, the wait buys little and the period halves. A quiet spell of that
+/// length resets it to the shortest. So light traffic keeps the latency of the shortest period, and heavy fan-out
+/// (where writes cost most of the CPU) gets the batching of the longest.
 pub(crate) struct FlushTick {
-    period: Duration,
+    min: Duration,
+    max: Duration,
+    /// The current period in nanoseconds: read by every outbox that gets a frame (see
+    /// [`FlushTick::period`]), written a few times a second by the tick. On a cache line of
+    /// its own, away from `due`, which the dispatcher locks for every batch.
+    period_ns: CacheLine<AtomicU64>,
     due: Mutex<Vec<Peer>>,
     /// The tick's task, while it waits for the first outbox of the next batch.
     waker: AtomicWaker,
 }
 
+/// A value alone on its cache line (no false sharing with its neighbours).
+#[repr(align(64))]
+#[derive(Debug, Default)]
+struct CacheLine<T>(T);
+
+/// How often the tick adapts its period, and how long a quiet spell resets it.
+const ADAPT_EVERY: Duration = Duration::from_millis(100);
+
+/// Fewer batches than this in a window: coalescing is rare, the period shrinks.
+const ADAPT_MIN_BATCHES: usize = 32;
+
 impl std::fmt::Debug for FlushTick {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlushTick")
-            .field("period", &self.period)
+            .field("min", &self.min)
+            .field("max", &self.max)
+            .field("period", &self.period())
             .finish_non_exhaustive()
     }
 }
 
 impl FlushTick {
-    /// A tick every `period` while any outbox waits for one (none while idle).
-    pub(crate) fn new(period: Duration) -> Arc<Self> {
+    /// A tick every `min` to `max` (adapting to the traffic) while any outbox waits for
+    /// one; none while idle.
+    pub(crate) fn new(min: Duration, max: Duration) -> Arc<Self> {
+        let max = max.max(min);
         Arc::new(Self {
-            period,
+            min,
+            max,
+            period_ns: CacheLine(AtomicU64::new(nanos(min))),
             due: Mutex::default(),
             waker: AtomicWaker::new(),
         })
+    }
+
+    /// The current period: a connection written less than this long ago waits for the tick.
+    pub(crate) fn period(&self) -> Duration {
+        Duration::from_nanos(self.period_ns.0.load(Ordering::Relaxed))
+    }
+
+    fn set_period(&self, period: Duration) {
+        self.period_ns.0.store(nanos(period), Ordering::Relaxed);
     }
 
     fn due(&self) -> std::sync::MutexGuard<'_, Vec<Peer>> {
@@ -250,12 +289,28 @@ impl FlushTick {
     /// Ticks for as long as the node runs (the chat aborts the task when dropped).
     pub(crate) async fn run(self: Arc<Self>) {
         let mut batch = Vec::new();
+        let mut window = Window::new(Instant::now());
         loop {
+            let waiting = Instant::now();
             std::future::poll_fn(|cx| self.poll_due(cx)).await;
-            tokio::time::sleep(self.period).await;
+            let now = Instant::now();
+            if now >= waiting + ADAPT_EVERY {
+                // A quiet spell: start again from the shortest period.
+                self.set_period(self.min);
+                window = Window::new(now);
+            }
+            tokio::time::sleep(self.period()).await;
             std::mem::swap(&mut batch, &mut *self.due());
+            window.batches += batch.len();
             for peer in batch.drain(..) {
-                peer.release();
+                window.frames += peer.release();
+            }
+            let now = Instant::now();
+            if now >= window.start + ADAPT_EVERY {
+                if let Some(period) = window.adapt(self.period(), self.min, self.max) {
+                    self.set_period(period);
+                }
+                window = Window::new(now);
             }
         }
     }
@@ -277,6 +332,46 @@ impl FlushTick {
     pub(crate) fn clear(&self) {
         let due = std::mem::take(&mut *self.due());
         drop(due);
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// What the tick released since `start`.
+#[derive(Debug)]
+struct Window {
+    start: Instant,
+    /// Connections woken (one write each).
+    batches: usize,
+    /// Frames they had queued.
+    frames: usize,
+}
+
+impl Window {
+    fn new(start: Instant) -> Self {
+        Self {
+            start,
+            batches: 0,
+            frames: 0,
+        }
+    }
+
+    /// The next period, if it changes: doubled while batches average 1.5 frames or more,
+    /// halved below 1.25 or when there were few batches (coalescing is rare: the traffic is
+    /// light), kept between 1.25 and 1.5.
+    fn adapt(&self, period: Duration, min: Duration, max: Duration) -> Option<Duration> {
+        let next = if self.batches < ADAPT_MIN_BATCHES {
+            (period / 2).max(min)
+        } else if self.frames * 2 >= self.batches * 3 {
+            (period * 2).min(max)
+        } else if self.frames * 4 < self.batches * 5 {
+            (period / 2).max(min)
+        } else {
+            period
+        };
+        (next != period).then_some(next)
     }
 }
 
@@ -329,7 +424,7 @@ impl Outbox {
         }
         let then = match &self.tick {
             // Being written, or written less than a period ago: wait for the tick.
-            Some(tick) if queue.writing || recently(&queue, tick.period) => Then::Schedule,
+            Some(tick) if queue.writing || recently(&queue, tick.period()) => Then::Schedule,
             _ if queue.writing || !direct || queue.filtering => Then::Wake,
             _ => match self.write_directly(&mut queue, frame) {
                 Ok(Written { delivered, wake }) => {
@@ -490,15 +585,16 @@ impl Outbox {
         }
     }
 
-    /// The flush tick came: what is queued may be written now.
-    fn release(&self) {
+    /// The flush tick came: what is queued may be written now. Returns how many frames wait.
+    fn release(&self) -> usize {
         let mut queue = self.queue();
         queue.scheduled = false;
-        let wake = !queue.frames.is_empty();
+        let queued = queue.frames.len();
         drop(queue);
-        if wake {
+        if queued > 0 {
             self.waker.wake();
         }
+        queued
     }
 
     /// Lets the hub write to `writer` directly (while a session runs).
@@ -884,7 +980,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn frames_soon_after_a_write_wait_for_the_tick_and_leave_together() {
         let period = Duration::from_millis(5);
-        let tick = FlushTick::new(period);
+        let tick = FlushTick::new(period, period);
         let task = tokio::spawn(tick.clone().run());
         let outbox = Outbox::new(16, Some(tick.clone()));
         let taker = Arc::new(Taker::default());
@@ -933,6 +1029,72 @@ mod tests {
         assert!(outbox.offer(frame(5)));
         assert_eq!(taker.0.load(Ordering::SeqCst), 2);
         assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+        task.abort();
+        tick.clear();
+    }
+
+    #[test]
+    fn the_tick_period_doubles_under_dense_traffic_and_halves_under_light() {
+        let ms = Duration::from_millis;
+        let (min, max) = (ms(2), ms(8));
+        let window = |batches, frames| Window {
+            start: Instant::now(),
+            batches,
+            frames,
+        };
+        // 1.5 frames per batch or more: longer, up to the maximum.
+        assert_eq!(window(100, 150).adapt(ms(2), min, max), Some(ms(4)));
+        assert_eq!(window(100, 400).adapt(ms(4), min, max), Some(ms(8)));
+        assert_eq!(window(100, 400).adapt(ms(8), min, max), None);
+        // Between 1.25 and 1.5: kept.
+        assert_eq!(window(100, 140).adapt(ms(4), min, max), None);
+        // Below 1.25, or too few batches to matter: shorter, down to the minimum.
+        assert_eq!(window(100, 110).adapt(ms(8), min, max), Some(ms(4)));
+        assert_eq!(
+            window(ADAPT_MIN_BATCHES - 1, 200).adapt(ms(4), min, max),
+            Some(ms(2))
+        );
+        assert_eq!(window(0, 0).adapt(ms(2), min, max), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_tick_lengthens_while_connections_receive_faster_than_it() {
+        let ms = Duration::from_millis;
+        let tick = FlushTick::new(ms(2), ms(8));
+        let task = tokio::spawn(tick.clone().run());
+        let peers: Vec<Peer> = (0..64)
+            .map(|_| Outbox::new(64, Some(tick.clone())))
+            .collect();
+        let pump = |peers: &[Peer]| {
+            // Each connection gets two frames soon after its last write: held for the tick.
+            for peer in peers {
+                peer.end_write();
+                assert!(peer.send(frame(0)) && peer.send(frame(1)));
+            }
+        };
+        let drain = |peers: &[Peer]| {
+            for peer in peers {
+                while peer.try_pop().is_some() {}
+            }
+        };
+        let mut seen = Vec::new();
+        for _ in 0..200 {
+            pump(&peers);
+            tokio::time::sleep(tick.period() + ms(1)).await;
+            drain(&peers);
+            if seen.last() != Some(&tick.period()) {
+                seen.push(tick.period());
+            }
+        }
+        assert_eq!(seen, vec![ms(2), ms(4), ms(8)], "doubles up to the maximum");
+        // Light traffic: a frame now and then; the period comes back down.
+        for _ in 0..40 {
+            peers[0].end_write();
+            assert!(peers[0].send(frame(0)));
+            tokio::time::sleep(ms(20)).await;
+            drain(&peers);
+        }
+        assert_eq!(tick.period(), ms(2));
         task.abort();
         tick.clear();
     }

@@ -3,15 +3,16 @@
 //!
 //! ```text
 //! demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S]
-//!             [--presence-ttl-secs N] [--write-coalesce-ms MS]
+//!             [--presence-ttl-secs N] [--write-coalesce-ms MS] [--write-coalesce-max-ms MS]
 //! ```
 //! Each flag also reads an environment variable: `LISTEN_ADDR` (default `127.0.0.1:3000`),
 //! `REDIS_URL` (absent: in memory, one instance), `STATIC_DIR` (default: the repository's
 //! `frontendws/`), `TOKEN_SECRET` (default: in memory random; with Redis, a secret shared through Redis),
 //! `PRESENCE_TTL_SECS` (default 15: how soon a crashed instance's users leave presence),
-//! `WRITE_COALESCE_MS` (default 2: the period of the flush tick that batches frames for a
-//! WebSocket written less than that long ago; more batches more frames per write under load,
-//! at up to that much added latency).
+//! `WRITE_COALESCE_MS` (default 2: the shortest period of the flush tick that batches frames
+//! for a WebSocket written less than a period ago; 0 writes every frame at once),
+//! `WRITE_COALESCE_MAX_MS` (default 8: the longest period, which heavy fan-out adapts up to;
+//! set it to `WRITE_COALESCE_MS` for a fixed period).
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -29,6 +30,16 @@ struct Args {
     token_secret: Option<String>,
     presence_ttl: Option<f64>,
     write_coalesce_ms: Option<f64>,
+    write_coalesce_max_ms: Option<f64>,
+}
+
+fn parse_ms(what: &str, value: Option<String>) -> anyhow::Result<Option<f64>> {
+    value
+        .map(|s| match s.parse::<f64>() {
+            Ok(ms) if (0.0..=1_000.0).contains(&ms) => Ok(ms),
+            _ => Err(anyhow::anyhow!("bad {what} {s} (milliseconds, 0 to 1000)")),
+        })
+        .transpose()
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -40,6 +51,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut token_secret = std::env::var("TOKEN_SECRET").ok().filter(|s| !s.is_empty());
     let mut presence_ttl = std::env::var("PRESENCE_TTL_SECS").ok();
     let mut write_coalesce = std::env::var("WRITE_COALESCE_MS").ok();
+    let mut write_coalesce_max = std::env::var("WRITE_COALESCE_MAX_MS").ok();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -50,8 +62,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--token-secret" => token_secret = Some(value()?),
             "--presence-ttl-secs" => presence_ttl = Some(value()?),
             "--write-coalesce-ms" => write_coalesce = Some(value()?),
+            "--write-coalesce-max-ms" => write_coalesce_max = Some(value()?),
             "-h" | "--help" => {
-                println!("demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S] [--presence-ttl-secs N] [--write-coalesce-ms MS]");
+                println!("demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S] [--presence-ttl-secs N] [--write-coalesce-ms MS] [--write-coalesce-max-ms MS]");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other} (try --help)"),
@@ -70,14 +83,8 @@ fn parse_args() -> anyhow::Result<Args> {
                     .with_context(|| format!("bad presence TTL {s}"))
             })
             .transpose()?,
-        write_coalesce_ms: write_coalesce
-            .map(|s| match s.parse::<f64>() {
-                Ok(ms) if (0.0..=1_000.0).contains(&ms) => Ok(ms),
-                _ => Err(anyhow::anyhow!(
-                    "bad write coalesce {s} (milliseconds, 0 to 1000)"
-                )),
-            })
-            .transpose()?,
+        write_coalesce_ms: parse_ms("write coalesce", write_coalesce)?,
+        write_coalesce_max_ms: parse_ms("write coalesce max", write_coalesce_max)?,
     })
 }
 
@@ -92,11 +99,16 @@ async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
 
     let mut builder = ChatBuilder::new();
-    if let Some(ms) = args.write_coalesce_ms {
-        builder = builder.config(chat_tower::chat_core::ChatConfig {
-            write_coalesce: std::time::Duration::from_secs_f64(ms / 1_000.0),
-            ..Default::default()
-        });
+    if args.write_coalesce_ms.is_some() || args.write_coalesce_max_ms.is_some() {
+        let mut config = chat_tower::chat_core::ChatConfig::default();
+        let ms = |ms: f64| std::time::Duration::from_secs_f64(ms / 1_000.0);
+        if let Some(min) = args.write_coalesce_ms {
+            config.write_coalesce = ms(min);
+        }
+        if let Some(max) = args.write_coalesce_max_ms {
+            config.write_coalesce_max = ms(max);
+        }
+        builder = builder.config(config);
     }
     if let Some(secret) = &args.token_secret {
         builder = builder.token_secret(secret.as_bytes().to_vec());
