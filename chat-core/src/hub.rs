@@ -308,6 +308,12 @@ impl FlushTick {
             let now = Instant::now();
             if now >= window.start + ADAPT_EVERY {
                 if let Some(period) = window.adapt(self.period(), self.min, self.max) {
+                    tracing::debug!(
+                        ?period,
+                        batches = window.batches,
+                        frames = window.frames,
+                        "flush tick period"
+                    );
                     self.set_period(period);
                 }
                 window = Window::new(now);
