@@ -94,7 +94,7 @@ impl Drop for Inner {
         }
         if let Some((tick, task)) = self.tick.take() {
             task.abort();
-            tick.clear();
+            tick.stop();
         }
     }
 }

@@ -220,9 +220,18 @@ pub(crate) struct FlushTick {
     /// [`FlushTick::period`]), written a few times a second by the tick. On a cache line of
     /// its own, away from `due`, which the dispatcher locks for every batch.
     period_ns: CacheLine<AtomicU64>,
-    due: Mutex<Vec<Peer>>,
+    due: Mutex<Due>,
     /// The tick's task, while it waits for the first outbox of the next batch.
     waker: AtomicWaker,
+}
+
+/// The outboxes waiting for the next tick.
+#[derive(Default)]
+struct Due {
+    peers: Vec<Peer>,
+    /// The tick's task is gone (the chat was dropped, or the task died): outboxes wake their
+    /// sessions themselves instead of waiting for a tick that will not come.
+    stopped: bool,
 }
 
 /// A value alone on its cache line (no false sharing with its neighbours).
@@ -233,7 +242,8 @@ struct CacheLine<T>(T);
 /// How often the tick adapts its period, and how long a quiet spell resets it.
 const ADAPT_EVERY: Duration = Duration::from_millis(100);
 
-/// Fewer batches than this in a window: coalescing is rare, the period shrinks.
+/// Fewer batches than this in a window (counted at the shortest period: twice as many at a
+/// period twice as long count the same): coalescing is rare, the period shrinks.
 const ADAPT_MIN_BATCHES: usize = 32;
 
 impl std::fmt::Debug for FlushTick {
@@ -269,25 +279,47 @@ impl FlushTick {
         self.period_ns.0.store(nanos(period), Ordering::Relaxed);
     }
 
-    fn due(&self) -> std::sync::MutexGuard<'_, Vec<Peer>> {
+    fn due(&self) -> std::sync::MutexGuard<'_, Due> {
         // Pushes and swaps only: consistent even after a panic elsewhere.
         self.due.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `peer` waits for the next tick (called once per batch, by its outbox).
-    fn schedule(&self, peer: Peer) {
+    /// `peer` waits for the next tick (called once per batch, by its outbox); it is given
+    /// back if the tick has stopped.
+    fn schedule(&self, peer: Peer) -> Result<(), Peer> {
         let first = {
             let mut due = self.due();
-            due.push(peer);
-            due.len() == 1
+            if due.stopped {
+                return Err(peer);
+            }
+            due.peers.push(peer);
+            due.peers.len() == 1
         };
         if first {
             self.waker.wake();
         }
+        Ok(())
     }
 
-    /// Ticks for as long as the node runs (the chat aborts the task when dropped).
-    pub(crate) async fn run(self: Arc<Self>) {
+    /// Ticks for as long as the node runs (the chat aborts the task when dropped). However
+    /// the task ends, even before its first poll, the tick stops: waiting outboxes are
+    /// released and later ones wake their sessions themselves.
+    pub(crate) fn run(self: Arc<Self>) -> impl std::future::Future<Output = ()> + Send {
+        /// Stops the tick when the task's future is dropped (aborted, or unwinding).
+        struct StopOnDrop(Arc<FlushTick>);
+        impl Drop for StopOnDrop {
+            fn drop(&mut self) {
+                self.0.stop();
+            }
+        }
+        let stop = StopOnDrop(self);
+        async move {
+            let tick = &stop.0;
+            tick.ticks().await;
+        }
+    }
+
+    async fn ticks(&self) {
         let mut batch = Vec::new();
         let mut window = Window::new(Instant::now());
         loop {
@@ -300,10 +332,15 @@ impl FlushTick {
                 window = Window::new(now);
             }
             tokio::time::sleep(self.period()).await;
-            std::mem::swap(&mut batch, &mut *self.due());
-            window.batches += batch.len();
+            std::mem::swap(&mut batch, &mut self.due().peers);
             for peer in batch.drain(..) {
-                window.frames += peer.release();
+                // A session that was writing when its frames came took them with its batch:
+                // nothing left, no write, nothing learnt about batching.
+                let frames = peer.release();
+                if frames > 0 {
+                    window.batches += 1;
+                    window.frames += frames;
+                }
             }
             let now = Instant::now();
             if now >= window.start + ADAPT_EVERY {
@@ -323,21 +360,29 @@ impl FlushTick {
 
     /// Ready once an outbox waits for a tick.
     fn poll_due(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if !self.due().is_empty() {
+        if !self.due().peers.is_empty() {
             return Poll::Ready(());
         }
         self.waker.register(cx.waker());
-        if self.due().is_empty() {
+        if self.due().peers.is_empty() {
             Poll::Pending
         } else {
             Poll::Ready(())
         }
     }
 
-    /// Lets go of every waiting outbox (they hold this tick: a cycle once the task is gone).
-    pub(crate) fn clear(&self) {
-        let due = std::mem::take(&mut *self.due());
-        drop(due);
+    /// Stops the tick: every waiting outbox is released now, and later ones are refused (so
+    /// they wake their sessions). Also breaks the cycle between this tick and the outboxes
+    /// it holds. Idempotent.
+    pub(crate) fn stop(&self) {
+        let peers = {
+            let mut due = self.due();
+            due.stopped = true;
+            std::mem::take(&mut due.peers)
+        };
+        for peer in peers {
+            peer.release();
+        }
     }
 }
 
@@ -366,9 +411,12 @@ impl Window {
 
     /// The next period, if it changes: doubled while batches average 1.5 frames or more,
     /// halved below 1.25 or when there were few batches (coalescing is rare: the traffic is
-    /// light), kept between 1.25 and 1.5.
+    /// light), kept between 1.25 and 1.5. "Few" is counted in batches of the shortest
+    /// period: a longer one makes fewer batches of the same traffic, and must not read that
+    /// as the traffic getting lighter.
     fn adapt(&self, period: Duration, min: Duration, max: Duration) -> Option<Duration> {
-        let next = if self.batches < ADAPT_MIN_BATCHES {
+        let scaled = self.batches as u128 * period.as_nanos();
+        let next = if scaled < ADAPT_MIN_BATCHES as u128 * min.as_nanos() {
             (period / 2).max(min)
         } else if self.frames * 2 >= self.batches * 3 {
             (period * 2).min(max)
@@ -464,7 +512,11 @@ impl Outbox {
         }
         drop(queue);
         match (then, &self.tick) {
-            (Then::Schedule, Some(tick)) => tick.schedule(self.clone()),
+            (Then::Schedule, Some(tick)) => {
+                if let Err(peer) = tick.schedule(self.clone()) {
+                    peer.release();
+                }
+            }
             // The consumer drains to empty before it waits, so only the transition from empty
             // (or from scheduled, by the tick) needs a wake.
             (Then::Wake | Then::Schedule, _) => self.waker.wake(),
@@ -1036,7 +1088,7 @@ mod tests {
         assert_eq!(taker.0.load(Ordering::SeqCst), 2);
         assert_eq!(counter.0.load(Ordering::SeqCst), 2);
         task.abort();
-        tick.clear();
+        tick.stop();
     }
 
     #[test]
@@ -1057,10 +1109,20 @@ mod tests {
         // Below 1.25, or too few batches to matter: shorter, down to the minimum.
         assert_eq!(window(100, 110).adapt(ms(8), min, max), Some(ms(4)));
         assert_eq!(
-            window(ADAPT_MIN_BATCHES - 1, 200).adapt(ms(4), min, max),
+            window(ADAPT_MIN_BATCHES - 1, 200).adapt(ms(2), min, max),
+            None
+        );
+        assert_eq!(
+            window(ADAPT_MIN_BATCHES / 2 - 1, 200).adapt(ms(4), min, max),
             Some(ms(2))
         );
+        assert_eq!(window(3, 30).adapt(ms(8), min, max), Some(ms(4)));
         assert_eq!(window(0, 0).adapt(ms(2), min, max), None);
+        // "Few" is counted at the shortest period: one busy connection makes 50 batches per
+        // window at 2 ms, 25 at 4 ms and 12 at 8 ms, and keeps its long period.
+        assert_eq!(window(50, 200).adapt(ms(2), min, max), Some(ms(4)));
+        assert_eq!(window(25, 200).adapt(ms(4), min, max), Some(ms(8)));
+        assert_eq!(window(12, 96).adapt(ms(8), min, max), None);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1102,7 +1164,67 @@ mod tests {
         }
         assert_eq!(tick.period(), ms(2));
         task.abort();
-        tick.clear();
+        tick.stop();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_a_writing_session_took_do_not_count_as_batches() {
+        let ms = Duration::from_millis;
+        let tick = FlushTick::new(ms(2), ms(8));
+        let task = tokio::spawn(tick.clone().run());
+        let peers: Vec<Peer> = (0..64)
+            .map(|_| Outbox::new(64, Some(tick.clone())))
+            .collect();
+        for _ in 0..200 {
+            for (i, peer) in peers.iter().enumerate() {
+                peer.end_write();
+                for n in 0..4 {
+                    assert!(peer.send(frame(n)));
+                }
+                // Three in four were taken by their session's batch before the tick: the
+                // tick finds them empty, and only the others say how well frames batch.
+                if i % 4 != 0 {
+                    while peer.try_pop().is_some() {}
+                }
+            }
+            tokio::time::sleep(tick.period() + ms(1)).await;
+            for peer in &peers {
+                while peer.try_pop().is_some() {}
+            }
+        }
+        assert_eq!(tick.period(), ms(8));
+        task.abort();
+        tick.stop();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stopped_tick_hands_its_connections_back_to_their_sessions() {
+        let ms = Duration::from_millis;
+        let tick = FlushTick::new(ms(5), ms(5));
+        let task = tokio::spawn(tick.clone().run());
+        let outbox = Outbox::new(16, Some(tick.clone()));
+        let counter = Arc::new(Counter::default());
+        let waker = counter.clone().into();
+        let mut cx = Context::from_waker(&waker);
+        assert!(outbox.poll_take(&mut cx).is_pending());
+        outbox.end_write();
+        assert!(outbox.send(frame(0)));
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0, "waiting for the tick");
+        // The task dies (here: aborted, as when the chat is dropped): its guard stops the
+        // tick, and the waiting connection is woken rather than left behind.
+        task.abort();
+        let _ = task.await;
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            outbox.poll_take(&mut cx),
+            Poll::Ready(Some(Outgoing::Frame(frame(0))))
+        );
+        assert!(outbox.poll_take(&mut cx).is_pending());
+        outbox.end_write();
+        // Later frames within the period wake the session at once.
+        assert!(outbox.send(frame(1)));
+        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+        assert!(tick.due().peers.is_empty());
     }
 
     #[test]
