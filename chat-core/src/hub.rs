@@ -211,8 +211,11 @@ fn recently(queue: &Queue, period: Duration) -> bool {
 /// frames or more on average, connections receive frames faster than the period, so a
 /// longer one buys proportionally fewer writes (the period doubles); below 1.25 frames, or
 /// with few batches, the wait buys little and the period halves. A quiet spell of that
-/// length resets it to the shortest. So light traffic keeps the latency of the shortest period, and heavy fan-out
-/// (where writes cost most of the CPU) gets the batching of the longest.
+/// length resets it to the shortest. So light traffic keeps the latency of the shortest
+/// period, and heavy fan-out (where writes cost most of the CPU) gets the batching of the
+/// longest. Batches grow with the period, so at middling rates both ends can be stable
+/// (`docs/perf.md`, 5 messages/s per sender: 1.1 frames per batch at 2 ms, 2.4 at 8 ms), and
+/// where the period settles depends on how the traffic arrived.
 pub(crate) struct FlushTick {
     min: Duration,
     max: Duration,
