@@ -6,6 +6,7 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex,
     },
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -85,6 +86,8 @@ struct Inner {
     dispatcher: Option<JoinHandle<()>>,
     /// The node's flush tick and its task, when writes are coalesced.
     tick: Option<(Arc<FlushTick>, JoinHandle<()>)>,
+    /// The node's keepalive sweep (see [`keepalive`]).
+    keepalive: Option<JoinHandle<()>>,
 }
 
 impl Drop for Inner {
@@ -95,6 +98,9 @@ impl Drop for Inner {
         if let Some((tick, task)) = self.tick.take() {
             task.abort();
             tick.stop();
+        }
+        if let Some(task) = self.keepalive.take() {
+            task.abort();
         }
     }
 }
@@ -136,6 +142,7 @@ impl Chat {
             let tick = FlushTick::new(config.write_coalesce, config.write_coalesce_max);
             (tick.clone(), tokio::spawn(tick.run()))
         });
+        let keepalive = tokio::spawn(keepalive(hub.clone(), config.ping_interval));
         let (done_tx, done_rx) = mpsc::channel(1);
         Self {
             inner: Arc::new(Inner {
@@ -150,6 +157,7 @@ impl Chat {
                 done_rx: tokio::sync::Mutex::new(done_rx),
                 dispatcher: Some(dispatcher),
                 tick,
+                keepalive: Some(keepalive),
             }),
         }
     }
@@ -457,6 +465,26 @@ impl Chat {
     }
 }
 
+/// The keepalive sweep is spread over this many slices of the ping interval, so that the
+/// node's connections are not all pinged at the same moment.
+const KEEPALIVE_SLICES: u64 = 16;
+
+/// The node's keepalive sweep: every `ping_interval`, each local connection is told once
+/// that a ping is due (its session then checks the idle timeout and pings the client). One
+/// timer per node rather than one per connection: an idle connection holds no timer entry
+/// (about 150 bytes) and its session has one branch less to poll on every wake-up. A
+/// connection's first ping comes within one interval of its connect.
+async fn keepalive(hub: Arc<Hub>, ping_interval: Duration) {
+    let slices = KEEPALIVE_SLICES;
+    let every = (ping_interval / slices as u32).max(Duration::from_millis(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for slice in (0..slices).cycle() {
+        tick.tick().await;
+        hub.ping_slice(slice, slices);
+    }
+}
+
 /// The node's dispatcher: the one consumer of the broker's event stream.
 async fn dispatch(hub: Arc<Hub>, mut events: mpsc::UnboundedReceiver<BrokerEvent>) {
     while let Some(event) = events.recv().await {
@@ -602,6 +630,12 @@ impl Connection {
     /// The connection's outbox (the session attaches its transport to it).
     pub(crate) fn outbox(&self) -> &Outbox {
         &self.peer
+    }
+
+    /// This connection's outbox, shared (for a session that polls its alarm while it also
+    /// borrows the connection).
+    pub(crate) fn shared_outbox(&self) -> Peer {
+        self.peer.clone()
     }
 
     /// A frame already queued for the client, without waiting.

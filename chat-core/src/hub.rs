@@ -9,7 +9,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{
-        atomic::{AtomicU64, AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
         Arc, Mutex, RwLock,
     },
     task::{Context, Poll},
@@ -34,6 +34,11 @@ use crate::{
 pub(crate) struct Alarm {
     raised: AtomicU8,
     waker: AtomicWaker,
+    /// A keepalive ping is due (raised by the node's keepalive sweep, taken by the session).
+    /// Apart from the end causes: it is taken, not sticky, and has its own waker so that
+    /// taking it never leaves the end signal unregistered.
+    ping: AtomicBool,
+    ping_waker: AtomicWaker,
 }
 
 impl Alarm {
@@ -51,6 +56,37 @@ impl Alarm {
     /// What has been raised so far (0: nothing).
     pub(crate) fn raised(&self) -> u8 {
         self.raised.load(Ordering::Acquire)
+    }
+
+    /// A ping is due: wakes the session.
+    pub(crate) fn ping(&self) {
+        self.ping.store(true, Ordering::Release);
+        self.ping_waker.wake();
+    }
+
+    /// Ready (and taken) once a ping is due. `registered` is the caller's record of the waker
+    /// it left here: while the task's waker is unchanged, a poll is one atomic swap.
+    pub(crate) fn poll_ping(
+        &self,
+        cx: &mut Context<'_>,
+        registered: &mut Option<std::task::Waker>,
+    ) -> Poll<()> {
+        if self.ping.swap(false, Ordering::AcqRel) {
+            // Waking took the waker out: register again on the next poll.
+            *registered = None;
+            return Poll::Ready(());
+        }
+        if registered.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            return Poll::Pending;
+        }
+        self.ping_waker.register(cx.waker());
+        *registered = Some(cx.waker().clone());
+        if self.ping.swap(false, Ordering::AcqRel) {
+            *registered = None;
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Ready with the raised causes once anything is raised.
@@ -775,6 +811,18 @@ impl Hub {
         for peers in read(&self.users).values() {
             for (_, peer) in peers {
                 peer.send(frame.clone());
+            }
+        }
+    }
+
+    /// Makes a keepalive ping due on the local connections whose id is `slice` modulo
+    /// `slices` (the node's keepalive sweep: one timer per node, not one per connection).
+    pub(crate) fn ping_slice(&self, slice: u64, slices: u64) {
+        for peers in read(&self.users).values() {
+            for (conn, peer) in peers {
+                if conn % slices == slice {
+                    peer.alarm.ping();
+                }
             }
         }
     }

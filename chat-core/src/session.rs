@@ -16,7 +16,7 @@ use std::{
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::time::{interval_at, Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tracing::debug;
 
 use crate::{
@@ -135,9 +135,9 @@ where
     let mut transport = Shared(shared);
     let config = conn.chat().config().clone();
     let mut limiter = RateLimiter::new(config.rate_per_second, config.rate_burst);
-    let ping_every = config.ping_interval.max(Duration::from_millis(10));
-    let mut ping = interval_at(Instant::now() + ping_every, ping_every);
-    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Pings are due when the node's keepalive sweep says so (no timer per connection).
+    let outbox = conn.shared_outbox();
+    let mut ping_registered = None;
     let mut last_seen = Instant::now();
     // One future for the session's life: polling it is a load and a waker registration.
     let mut ended = conn.end_signal();
@@ -193,7 +193,7 @@ where
                     }
                 }
             }
-            _ = ping.tick() => {
+            () = std::future::poll_fn(|cx| outbox.alarm.poll_ping(cx, &mut ping_registered)) => {
                 if last_seen.elapsed() >= config.idle_timeout {
                     send_close(&conn, io, close_code::POLICY, "idle timeout").await;
                     break SessionEnd::Idle;
@@ -765,15 +765,33 @@ mod loop_tests {
             idle_timeout: Duration::from_secs(25),
             ..ChatConfig::default()
         });
+        let start = Instant::now();
         let conn = chat.connect(User::new("a", "A")).await.unwrap();
         let (tx, mut rx) = fmpsc::unbounded::<Outbound>();
         let session = tokio::spawn(run(conn, stream::pending(), tx));
-        assert_eq!(rx.next().await, Some(Outbound::Ping));
-        assert_eq!(rx.next().await, Some(Outbound::Ping));
+        // Pings every 10 s (the node's sweep: the first within 10 s of the connect)...
+        let mut pings = Vec::new();
+        let last = loop {
+            match rx.next().await {
+                Some(Outbound::Ping) if pings.len() < 10 => pings.push(start.elapsed()),
+                other => break other,
+            }
+        };
         assert_eq!(
-            rx.next().await,
+            last,
             Some(Outbound::Close(close_code::POLICY, "idle timeout"))
         );
+        assert!(pings[0] <= Duration::from_secs(10), "{pings:?}");
+        for pair in pings.windows(2) {
+            assert_eq!(pair[1] - pair[0], Duration::from_secs(10), "{pings:?}");
+        }
+        // ...and the close at the first sweep 25 s or more after the last sign of life.
+        let closed = start.elapsed();
+        assert!(
+            closed >= Duration::from_secs(25) && closed <= Duration::from_secs(35),
+            "{closed:?} {pings:?}"
+        );
+        assert_eq!(pings.len(), 3, "{pings:?}");
         assert_eq!(session.await.unwrap(), SessionEnd::Idle);
     }
 
