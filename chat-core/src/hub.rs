@@ -27,9 +27,10 @@ use crate::{
 };
 
 /// Why a connection must end, raised from outside its session: the chat is shutting down,
-/// or its queue overflowed. The session polls it on every turn of its loop, so polling is a
-/// load and an uncontended waker registration (a `Notify` took a lock per poll, and the
-/// chat-wide shutdown `watch` a shared one: 5 to 7% of fan-out CPU).
+/// or its queue overflowed; and, apart from those, whether a keepalive ping is due. The
+/// session polls it on every turn of its loop, so polling is a load and an uncontended
+/// waker registration (a `Notify` took a lock per poll, and the chat-wide shutdown `watch` a
+/// shared one: 5 to 7% of fan-out CPU).
 #[derive(Debug, Default)]
 pub(crate) struct Alarm {
     raised: AtomicU8,
@@ -120,10 +121,11 @@ impl Alarm {
 /// in order after what it popped: a frame is written directly only when no earlier frame is
 /// still waiting, so the order per connection is the order of `offer`/`send` calls.
 ///
-/// **Coalescing.** A frame for a connection written less than `write_coalesce` ago (or being
-/// written) is queued without waking anyone: the outbox is handed to the node's
-/// [`FlushTick`], which wakes the session at its next tick (at most `write_coalesce` later),
-/// and the session writes everything queued by then in one write.
+/// **Coalescing.** A frame for a connection written less than the tick's period ago (or
+/// being written) is queued without waking anyone: the outbox is handed to the node's
+/// [`FlushTick`], which wakes the session at its next tick (at most one period later; the
+/// period adapts between `write_coalesce` and `write_coalesce_max`), and the session writes
+/// everything queued by then in one write.
 pub(crate) struct Outbox {
     queue: Mutex<Queue>,
     capacity: usize,
