@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 MODE=${1:-fanout}; RUNS=${2:-3}
 ulimit -n "$(ulimit -Hn)"
-SRV=./sio-server/target/release/sio-server
+SRV=${SRV:-./sio-server/target/release/sio-server}   # SRV="node ../socketio/server.js": the socket.io 4 peer
 CLI=./sio-client/target/release/sio-client
 freeport() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 PIDS=()
