@@ -16,7 +16,9 @@ use tracing::{debug, warn};
 
 use crate::{
     backend::Backend,
-    broker::{BrokerEvent, ConnId, Envelope, NewRoomMessage, NodeId, Origin, Topic, NO_CONN},
+    broker::{
+        BrokerEvent, ConnId, Envelope, NewRoomMessage, NodeId, Origin, SenderCopy, Topic, NO_CONN,
+    },
     config::ChatConfig,
     error::{BackendError, Error},
     history::HistoryPage,
@@ -383,8 +385,12 @@ impl Chat {
             frame,
         };
         // The sender's other connections (tabs) see what they sent; not for server-side sends
-        // or a note to oneself (the recipient's topic already covers that).
-        let copy_to = (sender != to && conn != NO_CONN).then_some(Topic::User(sender));
+        // or a note to oneself (the recipient's topic already covers that). The backend skips
+        // the copy if nobody else would get it.
+        let copy_to = (sender != to && conn != NO_CONN).then(|| SenderCopy {
+            here: self.inner.hub.user_connections(&sender) > 1,
+            topic: Topic::User(sender),
+        });
         let reached = backend.broker.publish_direct(envelope, copy_to).await?;
         if reached == 0 {
             // Nobody is subscribed to the recipient's topic: no connection anywhere. Only now

@@ -912,6 +912,11 @@ impl Hub {
         }
     }
 
+    /// `user`'s connections on this node.
+    pub(crate) fn user_connections(&self, user: &UserId) -> usize {
+        read(&self.users).get(user).map_or(0, Vec::len)
+    }
+
     /// Local connections on this node (for metrics and tests).
     pub(crate) fn connection_count(&self) -> usize {
         read(&self.users).values().map(Vec::len).sum()

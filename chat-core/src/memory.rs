@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     backend::Backend,
-    broker::{BoxFuture, Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, Topic},
+    broker::{BoxFuture, Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, SenderCopy, Topic},
     error::BackendError,
     history::{HistoryPage, HistoryStore},
     protocol::{MessageId, RoomId, RoomMessage, ServerFrame, User, UserId},
@@ -216,6 +216,32 @@ impl Broker for MemoryNode {
         });
         drop(ps);
         Box::pin(async move { Ok(message) })
+    }
+
+    fn publish_direct(
+        &self,
+        envelope: Envelope,
+        copy_to: Option<SenderCopy>,
+    ) -> BoxFuture<'_, Result<usize, BackendError>> {
+        let ps = lock(&self.cluster.pubsub);
+        let copy = copy_to.filter(|copy| {
+            // Needed if the sender has other connections here or another node listens.
+            copy.here
+                || ps
+                    .subscribers
+                    .get(&copy.topic)
+                    .is_some_and(|nodes| nodes.iter().any(|node| *node != self.id))
+        });
+        let copy = copy.map(|copy| Envelope {
+            topic: copy.topic,
+            ..envelope.clone()
+        });
+        let reached = ps.deliver(envelope);
+        if let (true, Some(copy)) = (reached > 0, copy) {
+            ps.deliver(copy);
+        }
+        drop(ps);
+        Box::pin(async move { Ok(reached) })
     }
 
     fn subscribe(&self, topics: Vec<Topic>) -> BoxFuture<'_, Result<(), BackendError>> {
@@ -564,6 +590,56 @@ mod tests {
         };
         assert_eq!(env.origin.node, a.broker.node_id());
         assert!(rx_b.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_direct_copy_goes_only_where_another_tab_can_get_it() {
+        let cluster = MemoryCluster::new();
+        let (a, b) = (cluster.node(), cluster.node());
+        let (sender, recipient) = (
+            Topic::User(UserId::new("ann")),
+            Topic::User(UserId::new("bob")),
+        );
+        let mut rx_a = a.broker.take_events().unwrap();
+        let mut rx_b = b.broker.take_events().unwrap();
+        // Ann is connected on A, Bob on B.
+        a.broker.subscribe(vec![sender.clone()]).await.unwrap();
+        b.broker.subscribe(vec![recipient.clone()]).await.unwrap();
+        let send = |here: bool| {
+            let envelope = Envelope {
+                origin: Origin {
+                    node: a.broker.node_id(),
+                    conn: 1,
+                },
+                topic: recipient.clone(),
+                frame: Bytes::from_static(b"{}"),
+            };
+            let copy = SenderCopy {
+                topic: sender.clone(),
+                here,
+            };
+            a.broker.publish_direct(envelope, Some(copy))
+        };
+        let topics = |rx: &mut mpsc::UnboundedReceiver<BrokerEvent>| {
+            let mut topics = Vec::new();
+            while let Ok(BrokerEvent::Envelope(env)) = rx.try_recv() {
+                topics.push(env.topic);
+            }
+            topics
+        };
+        // Ann's only connection sent it: no copy.
+        assert_eq!(send(false).await.unwrap(), 1);
+        assert_eq!(topics(&mut rx_a), vec![]);
+        assert_eq!(topics(&mut rx_b), vec![recipient.clone()]);
+        // Another of Ann's connections on A: the copy, to A.
+        assert_eq!(send(true).await.unwrap(), 1);
+        assert_eq!(topics(&mut rx_a), vec![sender.clone()]);
+        assert_eq!(topics(&mut rx_b), vec![recipient.clone()]);
+        // Another of Ann's connections on B: the copy, to both nodes listening.
+        b.broker.subscribe(vec![sender.clone()]).await.unwrap();
+        assert_eq!(send(false).await.unwrap(), 1);
+        assert_eq!(topics(&mut rx_a), vec![sender.clone()]);
+        assert_eq!(topics(&mut rx_b), vec![recipient.clone(), sender.clone()]);
     }
 
     #[tokio::test]

@@ -341,26 +341,46 @@ async fn join_with_since_across_instances_misses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_direct_message_is_one_redis_round_trip() {
+async fn a_direct_message_is_one_redis_round_trip_and_copies_only_where_a_tab_listens() {
     let redis = RedisServer::start().await;
     let a = redis_instance(&redis, RedisConfig::default()).await;
     let b = redis_instance(&redis, RedisConfig::default()).await;
     let room = a.api.create_room("dm").await;
-    let (mut alice, _) = a.guest_in_room(&room, "alice").await;
+    let alice_join = a.api.join_room(&room, "alice").await;
+    let alice_token = alice_join["token"].as_str().unwrap().to_owned();
+    let mut alice = a.tab(&alice_token, &room).await;
     let (mut bob, bob_user) = b.guest_in_room(&room, "bob").await;
     alice.expect("system").await;
+    let dm = |i: &str| json!({"type": "direct", "to": bob_user["id"], "body": i});
+
+    // Alice's only connection sent it: one script call, one PUBLISH (no copy for nobody).
     redis.reset_stats().await;
     for i in 0..10 {
-        alice
-            .send(json!({"type": "direct", "to": bob_user["id"], "body": format!("d{i}")}))
-            .await;
+        alice.send(dm(&format!("d{i}"))).await;
         alice.expect("ack").await;
         assert_eq!(bob.expect("direct").await["body"], format!("d{i}"));
     }
     let calls = redis.command_calls().await;
-    println!("commandstats over 10 direct messages: {calls:?}");
-    // One script call each; inside it, the recipient's PUBLISH and the copy for the sender's
-    // other connections.
+    println!("commandstats over 10 direct messages, one tab: {calls:?}");
     assert_eq!(calls.get("evalsha").copied().unwrap_or(0), 10, "{calls:?}");
-    assert_eq!(calls.get("publish").copied().unwrap_or(0), 20, "{calls:?}");
+    assert_eq!(calls.get("publish").copied().unwrap_or(0), 10, "{calls:?}");
+
+    // A second tab on the other instance: it gets the copy (another node listens).
+    let mut alice_on_b = b.tab(&alice_token, &room).await;
+    alice.send(dm("to both tabs")).await;
+    let ack = alice.expect("ack").await;
+    let copy = alice_on_b.expect("direct").await;
+    assert_eq!(copy["id"], ack["id"]);
+    assert_eq!(copy["body"], "to both tabs");
+    assert_eq!(bob.expect("direct").await["id"], ack["id"]);
+    alice_on_b.close().await;
+
+    // A second tab on the same instance: it gets the copy (the sender has others here), and
+    // the tab that sent it does not.
+    let mut alice_on_a = a.tab(&alice_token, &room).await;
+    alice.send(dm("same node")).await;
+    let ack = alice.expect("ack").await;
+    assert_eq!(alice_on_a.expect("direct").await["id"], ack["id"]);
+    assert_eq!(bob.expect("direct").await["id"], ack["id"]);
+    alice.barrier(&room).await;
 }

@@ -91,6 +91,18 @@ pub struct Envelope {
     pub frame: Bytes,
 }
 
+/// The copy of a direct message for the sender's other connections (tabs).
+#[derive(Clone, Debug)]
+pub struct SenderCopy {
+    /// The sender's topic.
+    pub topic: Topic,
+    /// The sender has other connections on the publishing node, so the copy is needed
+    /// whatever the other nodes do. Without them, a backend that can tell may skip the copy
+    /// when no other node listens on `topic` (the sender's only connection is the one that
+    /// sent it, and it never gets its own message back).
+    pub here: bool,
+}
+
 /// A room message to sequence, store and publish.
 #[derive(Clone, Debug)]
 pub struct NewRoomMessage {
@@ -137,18 +149,19 @@ pub trait Broker: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<RoomMessage, BackendError>>;
 
     /// Publishes a direct message to the recipient's topic and, if that reached any node, a
-    /// copy to `copy_to` (the sender's topic, for their other connections). Returns how many
+    /// copy to the sender's topic (`copy_to`, for their other connections). Returns how many
     /// nodes the recipient's topic reached (0: the recipient is not connected anywhere, and
-    /// no copy was sent). The default makes two `publish` calls; a backend may do it in one
-    /// round trip.
+    /// no copy was sent). The default makes two `publish` calls and always sends the copy; a
+    /// backend may do it in one round trip, and skip a copy nobody would receive (see
+    /// [`SenderCopy::here`]).
     fn publish_direct(
         &self,
         envelope: Envelope,
-        copy_to: Option<Topic>,
+        copy_to: Option<SenderCopy>,
     ) -> BoxFuture<'_, Result<usize, BackendError>> {
         Box::pin(async move {
-            let copy = copy_to.map(|topic| Envelope {
-                topic,
+            let copy = copy_to.map(|copy| Envelope {
+                topic: copy.topic,
                 ..envelope.clone()
             });
             let reached = self.publish(envelope).await?;

@@ -6,7 +6,8 @@ use redis::{aio::ConnectionManager, AsyncCommands};
 use super::{envelope_header, Shared};
 use crate::{
     broker::{
-        BoxFuture, Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, Origin, Topic, NO_CONN,
+        BoxFuture, Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, Origin, SenderCopy,
+        Topic, NO_CONN,
     },
     error::BackendError,
     history::{HistoryPage, HistoryStore},
@@ -134,9 +135,10 @@ impl Broker for RedisNode {
     fn publish_direct(
         &self,
         envelope: Envelope,
-        copy_to: Option<Topic>,
+        copy_to: Option<SenderCopy>,
     ) -> BoxFuture<'_, Result<usize, BackendError>> {
-        // One round trip instead of two, and the copy only when the recipient was reached.
+        // One round trip instead of two, and the copy only when the recipient was reached and
+        // someone will get it (see the script).
         Box::pin(async move {
             let keys = &self.shared.keys;
             let payload = payload(&envelope);
@@ -145,8 +147,14 @@ impl Broker for RedisNode {
                 .scripts
                 .direct
                 .arg(keys.channel(&envelope.topic))
-                .arg(copy_to.map(|t| keys.channel(&t)).unwrap_or_default())
+                .arg(
+                    copy_to
+                        .as_ref()
+                        .map(|copy| keys.channel(&copy.topic))
+                        .unwrap_or_default(),
+                )
                 .arg(payload)
+                .arg(u8::from(copy_to.is_some_and(|copy| copy.here)))
                 .invoke_async(&mut self.conn())
                 .await?;
             Ok(reached)
