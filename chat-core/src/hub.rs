@@ -1183,14 +1183,24 @@ mod tests {
         assert_eq!(window(12, 96).adapt(ms(8), min, max), None);
     }
 
+    /// A flush tick adapting between `min` and `max`, its task, and `n` outboxes on it.
+    fn running_tick(
+        min: Duration,
+        max: Duration,
+        n: usize,
+    ) -> (Arc<FlushTick>, tokio::task::JoinHandle<()>, Vec<Peer>) {
+        let tick = FlushTick::new(min, max);
+        let task = tokio::spawn(tick.clone().run());
+        let peers = (0..n)
+            .map(|_| Outbox::new(64, Some(tick.clone())))
+            .collect();
+        (tick, task, peers)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_tick_lengthens_while_connections_receive_faster_than_it() {
         let ms = Duration::from_millis;
-        let tick = FlushTick::new(ms(2), ms(8));
-        let task = tokio::spawn(tick.clone().run());
-        let peers: Vec<Peer> = (0..64)
-            .map(|_| Outbox::new(64, Some(tick.clone())))
-            .collect();
+        let (tick, task, peers) = running_tick(ms(2), ms(8), 64);
         let pump = |peers: &[Peer]| {
             // Each connection gets two frames soon after its last write: held for the tick.
             for peer in peers {
@@ -1228,11 +1238,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn frames_a_writing_session_took_do_not_count_as_batches() {
         let ms = Duration::from_millis;
-        let tick = FlushTick::new(ms(2), ms(8));
-        let task = tokio::spawn(tick.clone().run());
-        let peers: Vec<Peer> = (0..64)
-            .map(|_| Outbox::new(64, Some(tick.clone())))
-            .collect();
+        let (tick, task, peers) = running_tick(ms(2), ms(8), 64);
         for _ in 0..200 {
             for (i, peer) in peers.iter().enumerate() {
                 peer.end_write();
