@@ -229,11 +229,9 @@ enum Then {
     Schedule,
 }
 
-/// Whether the connection was written less than `period` ago.
-fn recently(queue: &Queue, period: Duration) -> bool {
-    queue
-        .last_write
-        .is_some_and(|last| Instant::now() < last + period)
+/// Whether the connection was written less than `period` before `now`.
+fn recently(queue: &Queue, period: Duration, now: Instant) -> bool {
+    queue.last_write.is_some_and(|last| now < last + period)
 }
 
 /// The node's flush tick: one timer for every connection whose writes are being coalesced,
@@ -517,11 +515,15 @@ impl Outbox {
         if !queue.frames.is_empty() || queue.scheduled {
             return self.enqueue(queue, frame, Then::Nothing);
         }
-        let then = match &self.tick {
+        // One clock read per frame, shared by the coalescing check and a direct write.
+        let now = self.tick.as_ref().map(|_| Instant::now());
+        let then = match (&self.tick, now) {
             // Being written, or written less than a period ago: wait for the tick.
-            Some(tick) if queue.writing || recently(&queue, tick.period()) => Then::Schedule,
+            (Some(tick), Some(now)) if queue.writing || recently(&queue, tick.period(), now) => {
+                Then::Schedule
+            }
             _ if queue.writing || !direct || queue.filtering => Then::Wake,
-            _ => match self.write_directly(&mut queue, frame) {
+            _ => match self.write_directly(&mut queue, frame, now) {
                 Ok(Written { delivered, wake }) => {
                     drop(queue);
                     if wake {
@@ -567,12 +569,17 @@ impl Outbox {
     }
 
     /// Writes `frame` to the attached transport, or gives it back to be queued.
-    fn write_directly(&self, queue: &mut Queue, frame: Bytes) -> Result<Written, Bytes> {
+    /// `now` (when coalescing) becomes the last write's time; the caller checked that the
+    /// coalescing interval is over.
+    fn write_directly(
+        &self,
+        queue: &mut Queue,
+        frame: Bytes,
+        now: Option<Instant>,
+    ) -> Result<Written, Bytes> {
         let Some(writer) = &queue.writer else {
             return Err(frame);
         };
-        // The caller checked the coalescing interval: it is over.
-        let now = self.tick.as_ref().map(|_| Instant::now());
         let delivered = match writer.try_write(frame) {
             Direct::Written => {
                 queue.last_write = now;
