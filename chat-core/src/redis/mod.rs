@@ -45,7 +45,7 @@ use std::{
 
 use redis::{
     aio::{ConnectionManager, ConnectionManagerConfig},
-    AsyncCommands, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind,
+    AsyncCommands, Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
 };
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{debug, info, warn};
@@ -135,19 +135,35 @@ pub(crate) fn envelope_header(origin: Origin) -> String {
     format!("{}:{}\n", origin.node, origin.conn)
 }
 
-fn parse_payload(keys: &Keys, channel: &str, payload: &[u8]) -> Option<Envelope> {
-    let topic = keys.topic(channel)?;
+/// The envelope in a message `payload` on `channel`. The frame is a view of `payload`: no copy
+/// of the bytes that every recipient on this node will share.
+fn parse_payload(keys: &Keys, channel: &[u8], payload: Vec<u8>) -> Option<Envelope> {
+    let topic = keys.topic(std::str::from_utf8(channel).ok()?)?;
     let newline = payload.iter().position(|&b| b == b'\n')?;
     let header = std::str::from_utf8(&payload[..newline]).ok()?;
     let (node, conn) = header.split_once(':')?;
+    let origin = Origin {
+        node: NodeId(uuid::Uuid::parse_str(node).ok()?),
+        conn: conn.parse().ok()?,
+    };
     Some(Envelope {
-        origin: Origin {
-            node: NodeId(uuid::Uuid::parse_str(node).ok()?),
-            conn: conn.parse().ok()?,
-        },
+        origin,
         topic,
-        frame: bytes::Bytes::copy_from_slice(&payload[newline + 1..]),
+        frame: bytes::Bytes::from(payload).slice(newline + 1..),
     })
+}
+
+/// A pushed message's channel and payload, taken out of the push without copying them.
+fn message_parts(data: Vec<Value>) -> Option<(Vec<u8>, Vec<u8>)> {
+    let mut data = data.into_iter();
+    let bytes = |value: Option<Value>| match value? {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(text) => Some(text.into_bytes()),
+        _ => None,
+    };
+    let channel = bytes(data.next())?;
+    let payload = bytes(data.next())?;
+    Some((channel, payload))
 }
 
 /// Local mirror of this node's presence counts, to restore them if the node was reaped while
@@ -314,25 +330,17 @@ impl Pushes {
     fn handle(&self, push: PushInfo) -> Result<(), ()> {
         match push.kind {
             PushKind::Message => {
-                let channel: Option<String> = push
-                    .data
-                    .first()
-                    .and_then(|v| redis::from_redis_value_ref(v).ok());
-                let payload: Option<Vec<u8>> = push
-                    .data
-                    .get(1)
-                    .and_then(|v| redis::from_redis_value_ref(v).ok());
-                let (Some(channel), Some(payload)) = (channel, payload) else {
-                    warn!(?push, "malformed pub/sub message");
+                let Some((channel, payload)) = message_parts(push.data) else {
+                    warn!("malformed pub/sub message");
                     return Ok(());
                 };
-                match parse_payload(&self.keys, &channel, &payload) {
+                match parse_payload(&self.keys, &channel, payload) {
                     Some(envelope) => self
                         .events
                         .send(BrokerEvent::Envelope(envelope))
                         .map_err(|_| ()),
                     None => {
-                        debug!(%channel, "ignored a message that is not ours");
+                        debug!(channel = %String::from_utf8_lossy(&channel), "ignored a message that is not ours");
                         Ok(())
                     }
                 }
@@ -435,9 +443,19 @@ mod tests {
             "{}{{\"type\":\"left\",\"room\":\"x\"}}",
             envelope_header(origin)
         );
-        let env = parse_payload(&keys, "p:room:{x}", payload.as_bytes()).unwrap();
+        let env = parse_payload(&keys, b"p:room:{x}", payload.into_bytes()).unwrap();
         assert_eq!(env.origin, origin);
         assert_eq!(&env.frame[..], br#"{"type":"left","room":"x"}"#);
-        assert!(parse_payload(&keys, "p:room:{x}", b"garbage").is_none());
+        assert!(parse_payload(&keys, b"p:room:{x}", b"garbage".to_vec()).is_none());
+        let payload = format!("{}{{}}", envelope_header(origin)).into_bytes();
+        assert!(parse_payload(&keys, b"\xff", payload).is_none());
+        assert_eq!(
+            message_parts(vec![
+                Value::BulkString(b"p:room:{x}".to_vec()),
+                Value::SimpleString("a:1\n{}".into()),
+            ]),
+            Some((b"p:room:{x}".to_vec(), b"a:1\n{}".to_vec()))
+        );
+        assert_eq!(message_parts(vec![Value::Nil]), None);
     }
 }
