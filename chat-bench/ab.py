@@ -7,7 +7,8 @@ Usage:
 
 Each variant is `label|environment|arguments`: the environment is given to chat-bench (the
 servers it starts inherit it, e.g. WRITE_COALESCE_MAX_MS=16) and the arguments follow
-`chat-bench`, e.g. `fanout --redis`. `--server-bin NAME` may name a binary from
+`chat-bench`, e.g. `fanout --redis` (BENCH=path in the environment runs another chat-bench
+build). `--server-bin NAME` may name a binary from
 BINS=name=path,name2=path2 to compare two builds. Prints one markdown row per variant:
 deliveries per server CPU-second (min-max), p50 and p99 ranges, bench CPU, loss.
 """
@@ -38,7 +39,8 @@ def parse_variant(spec):
 
 def run(extra, argv):
     env = dict(os.environ, **extra)
-    out = subprocess.run([BENCH, *argv, "--json"], env=env, capture_output=True, text=True)
+    bench = env.pop("BENCH", BENCH)
+    out = subprocess.run([bench, *argv, "--json"], env=env, capture_output=True, text=True)
     if out.returncode != 0:
         sys.stderr.write(out.stderr[-2000:])
         return None
