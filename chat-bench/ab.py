@@ -10,7 +10,8 @@ servers it starts inherit it, e.g. WRITE_COALESCE_MAX_MS=16) and the arguments f
 `chat-bench`, e.g. `fanout --redis` (BENCH=path in the environment runs another chat-bench
 build). `--server-bin NAME` may name a binary from
 BINS=name=path,name2=path2 to compare two builds. Prints one markdown row per variant:
-deliveries per server CPU-second (min-max), p50 and p99 ranges, bench CPU, loss.
+deliveries per server CPU-second (min-max), server user-space µs per delivery, p50 and
+p99 ranges, bench CPU, loss.
 """
 
 import json
@@ -70,23 +71,28 @@ def main():
                 t["latency"]["p99_us"] / 1000,
                 rep.get("bench_cpu_s", 0.0),
                 t["lost_deliveries"] + t["duplicates"] + t["reordered"],
+                1e6 / (rep.get("delivered_per_server_user_cpu_s") or float("inf")),
             )
             results[label].append(row)
             print(
                 f"round {r + 1} {label}: {row[0] / 1000:.0f}k/CPU-s p50 {row[1]:.1f} "
-                f"p99 {row[2]:.1f} ms bench {row[3]:.2f} s bad {row[4]}",
+                f"p99 {row[2]:.1f} ms bench {row[3]:.2f} s bad {row[4]} user {row[5]:.2f} µs",
                 file=sys.stderr,
                 flush=True,
             )
-    print("| variant | deliveries per server CPU-s | p50 (ms) | p99 (ms) | bench CPU-s | lost+dup+reordered |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| variant | deliveries per server CPU-s | server user space, µs per delivery "
+        "| p50 (ms) | p99 (ms) | bench CPU-s | lost+dup+reordered |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for label, rows in results.items():
         if not rows:
-            print(f"| {label} | failed | | | | |")
+            print(f"| {label} | failed | | | | | |")
             continue
         cols = list(zip(*rows))
         print(
             f"| {label} | {span(cols[0], lambda x: f'{x / 1000:.0f}k')} "
+            f"| {span(cols[5], lambda x: f'{x:.2f}')} "
             f"| {span(cols[1], lambda x: f'{x:.1f}')} | {span(cols[2], lambda x: f'{x:.1f}')} "
             f"| {span(cols[3], lambda x: f'{x:.2f}')} | {sum(cols[4])} |"
         )

@@ -279,14 +279,13 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Report> {
         setup_s: round3(setup_s),
         window_s: round3(window),
         server_cpu_s: server.cpu_s,
+        server_user_cpu_s: server.user_cpu_s,
         ..Default::default()
     };
     if let (Some(s), Some(e)) = (start.2, end.2) {
         report.bench_cpu_s = round3(e.cpu_s - s.cpu_s);
     }
-    if server.cpu_s > 0.0 {
-        report.delivered_per_server_cpu_s = Some(round3(t.delivered as f64 / server.cpu_s));
-    }
+    report.set_efficiency(t.delivered);
     report.servers.push(server);
     report.traffic = Some(t);
     Ok(report)

@@ -326,6 +326,8 @@ pub(crate) struct Snapshot {
 pub(crate) struct ProcSample {
     /// utime + stime, in seconds.
     pub(crate) cpu_s: f64,
+    /// utime alone: the process's own code, without the kernel's work on its behalf.
+    pub(crate) user_cpu_s: f64,
     /// VmRSS, KiB.
     pub(crate) rss_kb: u64,
     /// VmHWM (peak RSS since start), KiB.
@@ -369,6 +371,7 @@ impl ProcSample {
         };
         Some(Self {
             cpu_s: (utime + stime) as f64 / clock_ticks(),
+            user_cpu_s: utime as f64 / clock_ticks(),
             rss_kb: field("VmRSS:"),
             hwm_kb: field("VmHWM:"),
             threads: field("Threads:"),

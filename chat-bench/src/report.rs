@@ -105,6 +105,9 @@ pub(crate) struct ServerStats {
     pub(crate) cpu_s: f64,
     /// cpu_s / window: cores used on average.
     pub(crate) cpu_cores: f64,
+    /// The user-space part of cpu_s (utime delta); the rest is the kernel, which on loopback
+    /// includes the clients' TCP receive processing that each server write carries.
+    pub(crate) user_cpu_s: f64,
     pub(crate) rss_start_kb: u64,
     pub(crate) rss_end_kb: u64,
     /// VmHWM at the end: the peak since the process started (includes setup).
@@ -134,6 +137,7 @@ impl ServerStats {
         if let Some((s, e)) = samples {
             st.cpu_s = round3(e.cpu_s - s.cpu_s);
             st.cpu_cores = round3(st.cpu_s / window_s);
+            st.user_cpu_s = round3(e.user_cpu_s - s.user_cpu_s);
             st.rss_start_kb = s.rss_kb;
             st.rss_end_kb = e.rss_kb;
             st.peak_rss_kb = e.hwm_kb;
@@ -227,8 +231,12 @@ pub(crate) struct Report {
     pub(crate) conns: Option<Conns>,
     pub(crate) servers: Vec<ServerStats>,
     pub(crate) server_cpu_s: f64,
+    /// The user-space part of server_cpu_s.
+    pub(crate) server_user_cpu_s: f64,
     /// delivered / server CPU seconds (all instances).
     pub(crate) delivered_per_server_cpu_s: Option<f64>,
+    /// delivered / server user-space CPU seconds: the servers' own code, without the kernel.
+    pub(crate) delivered_per_server_user_cpu_s: Option<f64>,
     pub(crate) redis: Option<RedisReport>,
     /// CPU seconds of the bench process itself in the window (it shares the machine).
     pub(crate) bench_cpu_s: f64,
@@ -238,6 +246,13 @@ pub(crate) struct Report {
 }
 
 impl Report {
+    /// Deliveries per server CPU-second, in all and in user space.
+    pub(crate) fn set_efficiency(&mut self, delivered: u64) {
+        let per = |cpu_s: f64| (cpu_s > 0.0).then(|| round3(delivered as f64 / cpu_s));
+        self.delivered_per_server_cpu_s = per(self.server_cpu_s);
+        self.delivered_per_server_user_cpu_s = per(self.server_user_cpu_s);
+    }
+
     /// Fills in servers, Redis and bench CPU from two snapshots. `messages` is the denominator
     /// for Redis costs.
     pub(crate) fn fill_resources(
@@ -265,6 +280,7 @@ impl Report {
             self.servers.push(st);
         }
         self.server_cpu_s = round3(self.servers.iter().map(|s| s.cpu_s).sum());
+        self.server_user_cpu_s = round3(self.servers.iter().map(|s| s.user_cpu_s).sum());
         if let (Some(s), Some(e)) = (start.bench, end.bench) {
             self.bench_cpu_s = round3(e.cpu_s - s.cpu_s);
         }
@@ -419,9 +435,17 @@ impl Report {
         if let Some(d) = self.delivered_per_server_cpu_s {
             let _ = writeln!(
                 o,
-                "  efficiency {:.0} deliveries per server CPU-second (server CPU {:.2} s, bench CPU {:.2} s)",
-                d, self.server_cpu_s, self.bench_cpu_s
+                "  efficiency {:.0} deliveries per server CPU-second (server CPU {:.2} s, {:.2} s of it user space; bench CPU {:.2} s)",
+                d, self.server_cpu_s, self.server_user_cpu_s, self.bench_cpu_s
             );
+            if let Some(u) = self.delivered_per_server_user_cpu_s {
+                let _ = writeln!(
+                    o,
+                    "  user space {:.0} deliveries per server user-space CPU-second ({:.2} µs per delivery)",
+                    u,
+                    1e6 / u.max(1e-9)
+                );
+            }
         } else {
             let _ = writeln!(
                 o,

@@ -680,9 +680,7 @@ pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Re
         &per_instance,
         t.messages_sent,
     );
-    if report.server_cpu_s > 0.0 {
-        report.delivered_per_server_cpu_s = Some(round3(t.delivered as f64 / report.server_cpu_s));
-    }
+    report.set_efficiency(t.delivered);
     if args.rate > 20.0 {
         warnings.push(format!(
             "rate {}/s per sender exceeds the server's default limit (20/s, burst 40): expect rate_limited rejections",

@@ -43,6 +43,13 @@ fn cpu_s(pid: &str, tck: f64) -> f64 {
     // after ")": f[0]=state(field 3) ... utime=field 14 -> f[11], stime=field 15 -> f[12]
     (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / tck
 }
+/// utime alone: the process's own code, without the kernel's work on its behalf.
+fn user_cpu_s(pid: &str, tck: f64) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &s[s.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() as f64 / tck
+}
 fn rss_kb(pid: &str) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     s.lines()
@@ -240,6 +247,7 @@ async fn main() {
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cpu0: Vec<f64> = pids.iter().map(|p| cpu_s(p, tck)).collect();
+    let user0: f64 = pids.iter().map(|p| user_cpu_s(p, tck)).sum();
     let self0 = cpu_s("self", tck);
     let redis_pid = arg(&args, "--redis-pid", "");
     let redis0 = if redis_pid.is_empty() { 0.0 } else { cpu_s(&redis_pid, tck) };
@@ -258,6 +266,7 @@ async fn main() {
     }
     let done_at = Instant::now();
     let cpu1: Vec<f64> = pids.iter().map(|p| cpu_s(p, tck)).collect();
+    let user1: f64 = pids.iter().map(|p| user_cpu_s(p, tck)).sum();
     let self1 = cpu_s("self", tck);
     let redis1 = if redis_pid.is_empty() { 0.0 } else { cpu_s(&redis_pid, tck) };
     let _ = stop_tx.send(true);
@@ -280,6 +289,10 @@ async fn main() {
         (done_at - start).as_secs_f64(), last_change.saturating_duration_since(start).as_secs_f64());
     println!("server_cpu_s={} sum={:.2}", srv.iter().map(|c| format!("{c:.2}")).collect::<Vec<_>>().join(","), srv_sum);
     println!("deliveries_per_server_cpu_s={:.0}", delivered as f64 / srv_sum);
+    // The same split as chat-bench's report: on loopback the kernel part includes the clients'
+    // TCP receive processing, which each server write carries.
+    println!("server_user_cpu_s={:.2} deliveries_per_server_user_cpu_s={:.0} user_us_per_delivery={:.2}",
+        user1 - user0, delivered as f64 / (user1 - user0), (user1 - user0) * 1e6 / delivered as f64);
     println!("latency_ms p50={:.2} p99={:.2} max={:.2}", pct(0.5), pct(0.99), pct(1.0));
     println!("bench_cpu_s={:.2} redis_cpu_s={:.2} (same window)", self1 - self0, redis1 - redis0);
 }
