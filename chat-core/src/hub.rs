@@ -242,16 +242,20 @@ fn recently(queue: &Queue, period: Duration, now: Instant) -> bool {
 /// that is one wake-up and no timer, where a timer per connection cost two wake-ups and a
 /// timer-wheel entry.
 ///
-/// **The period adapts to the traffic**, between `write_coalesce` and `write_coalesce_max`.
+/// **The period adapts to the traffic**: it is `write_coalesce` or `write_coalesce_max`.
 /// Every [`ADAPT_EVERY`] the tick looks at the batches it released: when they held 1.5
 /// frames or more on average, connections receive frames faster than the period, so a
-/// longer one buys proportionally fewer writes (the period doubles); below 1.25 frames, or
-/// with few batches, the wait buys little and the period halves. A quiet spell of that
-/// length resets it to the shortest. So light traffic keeps the latency of the shortest
-/// period, and heavy fan-out (where writes cost most of the CPU) gets the batching of the
-/// longest. Batches grow with the period, so at middling rates both ends can be stable
-/// (`docs/perf.md`, 5 messages/s per sender: 1.1 frames per batch at 2 ms, 2.4 at 8 ms), and
-/// where the period settles depends on how the traffic arrived.
+/// longer one buys proportionally fewer writes (the period goes to the longest); below 1.25
+/// frames, or with few batches, the wait buys little and it goes back to the shortest. A
+/// quiet spell of that length resets it too. So light traffic keeps the latency of the
+/// shortest period, and heavy fan-out (where writes cost most of the CPU) gets the batching
+/// of the longest. There are no steps in between: batches grow with the period, so traffic
+/// dense enough to double it would double it again up to the longest (session 4 doubled it
+/// one window at a time: 400 ms to reach 32 ms, a fifth of a 2-second burst), and traffic
+/// too light for the longest is too light for any shorter one. For the same reason, at
+/// middling rates both ends can be stable (`docs/perf.md`, 5 messages/s per sender: 1.1
+/// frames per batch at 2 ms, 2.4 at 8 ms), and where the period settles depends on how the
+/// traffic arrived.
 pub(crate) struct FlushTick {
     min: Duration,
     max: Duration,
@@ -448,19 +452,19 @@ impl Window {
         }
     }
 
-    /// The next period, if it changes: doubled while batches average 1.5 frames or more,
-    /// halved below 1.25 or when there were few batches (coalescing is rare: the traffic is
-    /// light), kept between 1.25 and 1.5. "Few" is counted in batches of the shortest
-    /// period: a longer one makes fewer batches of the same traffic, and must not read that
-    /// as the traffic getting lighter.
+    /// The next period, if it changes: the longest when batches average 1.5 frames or more,
+    /// the shortest below 1.25 or when there were few batches (coalescing is rare: the
+    /// traffic is light), kept between 1.25 and 1.5. "Few" is counted in batches of the
+    /// shortest period: a longer one makes fewer batches of the same traffic, and must not
+    /// read that as the traffic getting lighter.
     fn adapt(&self, period: Duration, min: Duration, max: Duration) -> Option<Duration> {
         let scaled = self.batches as u128 * period.as_nanos();
         let next = if scaled < ADAPT_MIN_BATCHES as u128 * min.as_nanos() {
-            (period / 2).max(min)
+            min
         } else if self.frames * 2 >= self.batches * 3 {
-            (period * 2).min(max)
+            max
         } else if self.frames * 4 < self.batches * 5 {
-            (period / 2).max(min)
+            min
         } else {
             period
         };
@@ -1157,37 +1161,35 @@ mod tests {
     }
 
     #[test]
-    fn the_tick_period_doubles_under_dense_traffic_and_halves_under_light() {
+    fn the_tick_period_goes_long_under_dense_traffic_and_short_under_light() {
         let ms = Duration::from_millis;
-        let (min, max) = (ms(2), ms(8));
+        let (min, max) = (ms(2), ms(32));
         let window = |batches, frames| Window {
             start: Instant::now(),
             batches,
             frames,
         };
-        // 1.5 frames per batch or more: longer, up to the maximum.
-        assert_eq!(window(100, 150).adapt(ms(2), min, max), Some(ms(4)));
-        assert_eq!(window(100, 400).adapt(ms(4), min, max), Some(ms(8)));
-        assert_eq!(window(100, 400).adapt(ms(8), min, max), None);
+        // 1.5 frames per batch or more: the longest period, in one step.
+        assert_eq!(window(100, 150).adapt(ms(2), min, max), Some(ms(32)));
+        assert_eq!(window(100, 400).adapt(ms(32), min, max), None);
         // Between 1.25 and 1.5: kept.
-        assert_eq!(window(100, 140).adapt(ms(4), min, max), None);
-        // Below 1.25, or too few batches to matter: shorter, down to the minimum.
-        assert_eq!(window(100, 110).adapt(ms(8), min, max), Some(ms(4)));
+        assert_eq!(window(100, 140).adapt(ms(32), min, max), None);
+        assert_eq!(window(100, 140).adapt(ms(2), min, max), None);
+        // Below 1.25, or too few batches to matter: the shortest, in one step.
+        assert_eq!(window(100, 110).adapt(ms(32), min, max), Some(ms(2)));
         assert_eq!(
             window(ADAPT_MIN_BATCHES - 1, 200).adapt(ms(2), min, max),
             None
         );
-        assert_eq!(
-            window(ADAPT_MIN_BATCHES / 2 - 1, 200).adapt(ms(4), min, max),
-            Some(ms(2))
-        );
-        assert_eq!(window(3, 30).adapt(ms(8), min, max), Some(ms(4)));
+        assert_eq!(window(1, 30).adapt(ms(32), min, max), Some(ms(2)));
         assert_eq!(window(0, 0).adapt(ms(2), min, max), None);
         // "Few" is counted at the shortest period: one busy connection makes 50 batches per
-        // window at 2 ms, 25 at 4 ms and 12 at 8 ms, and keeps its long period.
-        assert_eq!(window(50, 200).adapt(ms(2), min, max), Some(ms(4)));
-        assert_eq!(window(25, 200).adapt(ms(4), min, max), Some(ms(8)));
-        assert_eq!(window(12, 96).adapt(ms(8), min, max), None);
+        // window at 2 ms and 3 at 32 ms, and keeps its long period.
+        assert_eq!(window(50, 200).adapt(ms(2), min, max), Some(ms(32)));
+        assert_eq!(window(3, 30).adapt(ms(32), min, max), None);
+        // A period set between the ends (none is, but the rule holds) moves to one of them.
+        assert_eq!(window(100, 400).adapt(ms(8), min, max), Some(ms(32)));
+        assert_eq!(window(100, 100).adapt(ms(8), min, max), Some(ms(2)));
     }
 
     /// A flush tick adapting between `min` and `max`, its task, and `n` outboxes on it.
@@ -1207,7 +1209,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_tick_lengthens_while_connections_receive_faster_than_it() {
         let ms = Duration::from_millis;
-        let (tick, task, peers) = running_tick(ms(2), ms(8), 64);
+        let (tick, task, peers) = running_tick(ms(2), ms(32), 64);
         let pump = |peers: &[Peer]| {
             // Each connection gets two frames soon after its last write: held for the tick.
             for peer in peers {
@@ -1229,7 +1231,7 @@ mod tests {
                 seen.push(tick.period());
             }
         }
-        assert_eq!(seen, vec![ms(2), ms(4), ms(8)], "doubles up to the maximum");
+        assert_eq!(seen, vec![ms(2), ms(32)], "straight to the maximum");
         // Light traffic: a frame now and then; the period comes back down.
         for _ in 0..40 {
             peers[0].end_write();
