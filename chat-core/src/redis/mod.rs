@@ -153,17 +153,24 @@ fn parse_payload(keys: &Keys, channel: &[u8], payload: Vec<u8>) -> Option<Envelo
     })
 }
 
-/// A pushed message's channel and payload, taken out of the push without copying them.
-fn message_parts(data: Vec<Value>) -> Option<(Vec<u8>, Vec<u8>)> {
-    let mut data = data.into_iter();
-    let bytes = |value: Option<Value>| match value? {
-        Value::BulkString(bytes) => Some(bytes),
-        Value::SimpleString(text) => Some(text.into_bytes()),
-        _ => None,
-    };
-    let channel = bytes(data.next())?;
-    let payload = bytes(data.next())?;
-    Some((channel, payload))
+/// A pushed message's channel and payload, taken out of the push without copying them; the
+/// values as they came when the push is not `[channel, payload]` (for the log).
+fn message_parts(data: Vec<Value>) -> Result<(Vec<u8>, Vec<u8>), Vec<Value>> {
+    fn bytes(value: Value) -> Result<Vec<u8>, Value> {
+        match value {
+            Value::BulkString(bytes) => Ok(bytes),
+            Value::SimpleString(text) => Ok(text.into_bytes()),
+            other => Err(other),
+        }
+    }
+    let [channel, payload] = <[Value; 2]>::try_from(data)?;
+    match (bytes(channel), bytes(payload)) {
+        (Ok(channel), Ok(payload)) => Ok((channel, payload)),
+        (channel, payload) => Err(vec![
+            channel.map_or_else(|v| v, Value::BulkString),
+            payload.map_or_else(|v| v, Value::BulkString),
+        ]),
+    }
 }
 
 /// Local mirror of this node's presence counts, to restore them if the node was reaped while
@@ -330,9 +337,12 @@ impl Pushes {
     fn handle(&self, push: PushInfo) -> Result<(), ()> {
         match push.kind {
             PushKind::Message => {
-                let Some((channel, payload)) = message_parts(push.data) else {
-                    warn!("malformed pub/sub message");
-                    return Ok(());
+                let (channel, payload) = match message_parts(push.data) {
+                    Ok(parts) => parts,
+                    Err(data) => {
+                        warn!(?data, "malformed pub/sub message");
+                        return Ok(());
+                    }
                 };
                 match parse_payload(&self.keys, &channel, payload) {
                     Some(envelope) => self
@@ -454,8 +464,10 @@ mod tests {
                 Value::BulkString(b"p:room:{x}".to_vec()),
                 Value::SimpleString("a:1\n{}".into()),
             ]),
-            Some((b"p:room:{x}".to_vec(), b"a:1\n{}".to_vec()))
+            Ok((b"p:room:{x}".to_vec(), b"a:1\n{}".to_vec()))
         );
-        assert_eq!(message_parts(vec![Value::Nil]), None);
+        assert_eq!(message_parts(vec![Value::Nil]), Err(vec![Value::Nil]));
+        let odd = vec![Value::BulkString(b"c".to_vec()), Value::Int(1)];
+        assert_eq!(message_parts(odd.clone()), Err(odd));
     }
 }
