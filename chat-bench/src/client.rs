@@ -104,6 +104,9 @@ impl Rest {
     }
 }
 
+/// How long a WebSocket handshake may take before the client counts as failed.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Opens a WebSocket to `addr` at `path` (the `websocketUrl` from join-room), from `source`
 /// (a 127.0.0.x address, port chosen by the kernel) when given.
 pub(crate) async fn ws_connect(
@@ -129,8 +132,17 @@ pub(crate) async fn ws_connect(
         .write_buffer_size(0)
         .max_message_size(Some(16 << 20));
     let url = format!("ws://{addr}{path}");
-    let (ws, _resp) = client_async_with_config(url.as_str(), stream, Some(config))
+    // A server out of file descriptors leaves the connection in its listen backlog: the TCP
+    // connect succeeds and the handshake never answers. Fail it instead of waiting forever.
+    let handshake = client_async_with_config(url.as_str(), stream, Some(config));
+    let (ws, _resp) = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
         .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "WebSocket handshake with {addr}: no answer in {} s (is the server at its open-file limit?)",
+                HANDSHAKE_TIMEOUT.as_secs()
+            )
+        })?
         .with_context(|| format!("WebSocket handshake with {addr}"))?;
     Ok(ws)
 }
