@@ -77,10 +77,21 @@ fn check_traffic(scenario: &str) {
         t["expected_deliveries"].as_u64().unwrap(),
         "{report:#}"
     );
-    assert!(t["latency"]["count"].as_u64().unwrap() > 0, "{report:#}");
+    // Readers tally deliveries locally and publish them in batches: every counted delivery
+    // has its latency in the histogram.
+    assert_eq!(
+        t["latency"]["count"].as_u64().unwrap(),
+        delivered,
+        "{report:#}"
+    );
     let servers = report["servers"].as_array().unwrap();
     assert_eq!(servers.len(), 1);
     assert!(servers[0]["pid"].as_u64().is_some(), "{report:#}");
+    // User space is a part of the server's CPU time.
+    let total = report["server_cpu_s"].as_f64().unwrap();
+    let user = report["server_user_cpu_s"].as_f64().unwrap();
+    assert!((0.0..=total).contains(&user), "{report:#}");
+    assert_eq!(servers[0]["user_cpu_s"].as_f64(), Some(user), "{report:#}");
 }
 
 #[test]
