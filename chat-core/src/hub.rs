@@ -1192,6 +1192,13 @@ mod tests {
         assert_eq!(window(100, 100).adapt(ms(8), min, max), Some(ms(2)));
     }
 
+    /// Takes everything queued on `peers`, as their sessions would.
+    fn drain(peers: &[Peer]) {
+        for peer in peers {
+            while peer.try_pop().is_some() {}
+        }
+    }
+
     /// A flush tick adapting between `min` and `max`, its task, and `n` outboxes on it.
     fn running_tick(
         min: Duration,
@@ -1215,11 +1222,6 @@ mod tests {
             for peer in peers {
                 peer.end_write();
                 assert!(peer.send(frame(0)) && peer.send(frame(1)));
-            }
-        };
-        let drain = |peers: &[Peer]| {
-            for peer in peers {
-                while peer.try_pop().is_some() {}
             }
         };
         let mut seen = Vec::new();
@@ -1261,9 +1263,7 @@ mod tests {
                 }
             }
             tokio::time::sleep(tick.period() + ms(1)).await;
-            for peer in &peers {
-                while peer.try_pop().is_some() {}
-            }
+            drain(&peers);
         }
         assert_eq!(tick.period(), ms(8));
         task.abort();
