@@ -174,11 +174,6 @@ impl Chat {
         self.inner.node
     }
 
-    /// The backend.
-    pub fn backend(&self) -> &Backend {
-        &self.inner.backend
-    }
-
     /// Connections open on this node.
     pub fn local_connections(&self) -> usize {
         self.inner.hub.connection_count()
@@ -253,7 +248,11 @@ impl Chat {
         })
     }
 
-    async fn room_info(&self, room: &RoomId) -> Result<RoomInfo, Error> {
+    /// A room's stored record.
+    ///
+    /// # Errors
+    /// [`Error::RoomNotFound`], or [`Error::Unavailable`] if the room store fails.
+    pub async fn room_info(&self, room: &RoomId) -> Result<RoomInfo, Error> {
         self.inner
             .backend
             .rooms
@@ -266,12 +265,12 @@ impl Chat {
     ///
     /// # Errors
     /// [`Error::RoomNotFound`], or [`Error::Unavailable`] if a store fails.
-    pub async fn add_member(&self, room: &RoomId, user: &User) -> Result<RoomInfo, Error> {
-        let info = self.room_info(room).await?;
+    pub async fn add_member(&self, room: &RoomId, user: &User) -> Result<(), Error> {
+        // The store checks the room's existence in the same step as the insert.
         if !self.inner.backend.rooms.add_member(room, user).await? {
             return Err(Error::RoomNotFound(room.clone()));
         }
-        Ok(info)
+        Ok(())
     }
 
     /// A page of a room's history, oldest first.

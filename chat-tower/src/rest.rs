@@ -192,16 +192,8 @@ pub(crate) async fn join_room(
     let (parts, body) = request.into_parts();
     let room = RoomId::new(room_id);
     let chat = state.chat();
-    if chat
-        .backend()
-        .rooms
-        .get(&room)
-        .await
-        .map_err(chat_core::Error::from)?
-        .is_none()
-    {
-        return Err(ChatRejection::NotFound(format!("room {room} not found")));
-    }
+    // 404 before the identity and body checks, as documented.
+    chat.room_info(&room).await?;
     let body: JoinRoomRequest = json_body(&read_body(body).await?)?;
     let user = match state.identify(&parts).await? {
         Some(user) => user,
