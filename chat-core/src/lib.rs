@@ -6,29 +6,35 @@
 //!
 //! ## Layout
 //! - [`protocol`]: ids, users and the WebSocket frames (serde + JSON Schema).
-//! - [`engine`]: [`Chat`] (one node) and [`Connection`] (one client on it): the operations.
-//! - [`session`]: the per-connection `select!` loop over a generic stream and sink.
-//! - `hub`: node-local fan-out and ref-counted broker subscriptions.
-//! - [`broker`]: the [`broker::Broker`] trait (pub/sub between nodes, atomic append+publish).
-//! - [`store`], [`history`]: room/presence and history traits.
-//! - [`memory`]: the in-memory backend (default); `redis` (feature `redis`): the Redis one.
+//! - `node`: [`Chat`], one node: the REST queries, publishing, and the node's background
+//!   tasks (the broker dispatcher, the flush tick, the keepalive sweep).
+//! - `connection`: [`Connection`], one client on a node: join (with replay), leave, send,
+//!   and its teardown.
+//! - [`session`]: the per-connection `select!` loop over a generic stream and sink, the
+//!   transport adapter, frame handling and the rate limit.
+//! - `fanout`: node-local fan-out: the hub (who listens to what), each connection's outbox
+//!   (queue, inline writes, coalescing), the flush tick, and ref-counted broker subscriptions.
+//! - [`broker`], [`store`], [`history`]: the backend traits; [`memory`]: the in-memory backend
+//!   (default); `redis` (feature `redis`): the Redis one.
 //! - [`hooks`]: the policy hooks; [`config`]: limits with documented defaults.
 //!
 //! ## A message's path
 //! Connection on node A → [`Connection::send_message`] → [`broker::Broker::publish_room_message`]
 //! (history append assigns the id, then publish, one step) → every subscribed node's event
-//! stream, A's included → that node's dispatcher → `hub` fan-out into each local connection's
-//! bounded queue, skipping the sender's connection → [`session::run`] writes it to the socket.
+//! stream, A's included → that node's dispatcher → the hub's fan-out into each local
+//! connection's outbox, skipping the sender's connection → [`session::serve`] writes it to the
+//! socket (or the dispatcher writes it inline when the connection is idle).
 
 pub mod backend;
 pub mod broker;
 pub mod config;
-pub mod engine;
+mod connection;
 pub mod error;
+mod fanout;
 pub mod history;
 pub mod hooks;
-mod hub;
 pub mod memory;
+mod node;
 pub mod protocol;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -38,6 +44,15 @@ mod sync;
 
 pub use backend::Backend;
 pub use config::ChatConfig;
-pub use engine::{Chat, Connection, EndCause, EndSignal, RoomDetails, RoomSummary};
+pub use connection::Connection;
 pub use error::{BackendError, Error};
+pub use node::{Chat, RoomDetails, RoomSummary};
 pub use protocol::{ErrorCode, MessageId, RoomId, User, UserId};
+pub use session::{EndSignal, SessionEnd};
+
+/// Internals for the fuzz target and the property tests: not part of the public API, and not
+/// covered by semver.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::session::frames::{error_frame, handle_text};
+}

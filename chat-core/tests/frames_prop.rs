@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use chat_core::{
+    __private::handle_text,
     hooks::OpenRooms,
     memory::MemoryCluster,
     protocol::{ServerFrame, User},
-    session::handle_text,
     Chat, ChatConfig, Connection, RoomId,
 };
 use proptest::prelude::*;

@@ -1,0 +1,150 @@
+//! Joining a room.
+
+use bytes::Bytes;
+
+use super::{replay::ReplayBuffer, Connection};
+use crate::{
+    broker::Topic,
+    error::{BackendError, Error},
+    hooks::{Decision, JoinEvent},
+    protocol::{JoinedFrame, MessageId, ResyncFrame, RoomId, ServerFrame, SystemEvent},
+};
+
+impl Connection {
+    /// Joins a room: the `joined` reply (members online now) is queued for the client, and
+    /// the room's other users get `user_joined` if this is the user's first connection there.
+    /// Joining a room again just repeats the `joined` reply.
+    ///
+    /// # Errors
+    /// [`Error::RoomNotFound`], [`Error::Forbidden`], [`Error::Unavailable`].
+    pub async fn join(&mut self, room: &RoomId, since: Option<&MessageId>) -> Result<(), Error> {
+        let chat = self.chat.clone();
+        chat.room_info(room).await?;
+        if self.rooms.contains(room) {
+            for frame in self.joined_frames(room, since).await? {
+                self.outbox.send(frame);
+            }
+            return Ok(());
+        }
+        self.admit(room).await?;
+        let backend = chat.backend();
+        let topic = Topic::Room(room.clone());
+        chat.subscriptions()
+            .acquire(&*backend.broker, &topic)
+            .await?;
+        let first = match backend
+            .presence
+            .enter(room, &self.user, chat.node_id())
+            .await
+        {
+            Ok(first) => first,
+            Err(err) => {
+                chat.subscriptions().release(&*backend.broker, &topic).await;
+                return Err(err.into());
+            }
+        };
+        if let Err(err) = self.enter(room, since).await {
+            let _ = backend
+                .presence
+                .exit(room, &self.user, chat.node_id())
+                .await;
+            chat.subscriptions().release(&*backend.broker, &topic).await;
+            return Err(err);
+        }
+        self.rooms.insert(room.clone());
+        if first {
+            chat.publish_system(self.id, &self.user, room, SystemEvent::UserJoined)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Whether this connection may join `room`: the room limit, then the policy; a user who
+    /// is let in becomes a member.
+    async fn admit(&self, room: &RoomId) -> Result<(), Error> {
+        let limit = self.chat.config().max_rooms_per_connection;
+        if self.rooms.len() >= limit {
+            return Err(Error::Forbidden(format!(
+                "a connection may join at most {limit} rooms"
+            )));
+        }
+        let rooms = &self.chat.backend().rooms;
+        let is_member = rooms.is_member(room, &self.user.id).await?;
+        let event = JoinEvent {
+            user: self.user.clone(),
+            room: room.clone(),
+            is_member,
+        };
+        if let Decision::Deny(reason) = self.chat.policy().join(&event).await {
+            return Err(Error::Forbidden(reason));
+        }
+        if !is_member {
+            rooms.add_member(room, &self.user).await?;
+        }
+        Ok(())
+    }
+
+    /// Puts the connection in the room's fan-out after its `joined` reply and replay.
+    async fn enter(&mut self, room: &RoomId, since: Option<&MessageId>) -> Result<(), Error> {
+        let chat = self.chat.clone();
+        let capacity = chat.config().outgoing_queue;
+        let buffer = since.map(|_| {
+            ReplayBuffer::start(
+                chat.hub(),
+                room,
+                self.id,
+                &self.outbox,
+                &self.replayed,
+                capacity,
+            )
+        });
+        let frames = self.joined_frames(room, since).await?;
+        match buffer {
+            Some(buffer) => buffer.complete(frames, &mut self.replayed),
+            None => chat.hub().add_to_room(room, self.id, &self.outbox, frames),
+        }
+        if since.is_some() {
+            self.outbox.set_filtering(!self.replayed.is_empty());
+        }
+        Ok(())
+    }
+
+    /// The `joined` reply, then what the history holds after `since` (what is published
+    /// meanwhile is buffered by the caller). Bounded by the queue size: if more was missed
+    /// than that, a `resync` tells the client to reload the history instead.
+    async fn joined_frames(
+        &self,
+        room: &RoomId,
+        since: Option<&MessageId>,
+    ) -> Result<Vec<Bytes>, Error> {
+        let backend = self.chat.backend();
+        let members = backend.presence.online(room).await?;
+        let mut frames = vec![ServerFrame::Joined(JoinedFrame {
+            room: room.clone(),
+            members,
+        })
+        .encode()];
+        let Some(since) = since else {
+            return Ok(frames);
+        };
+        let limit = self.chat.config().outgoing_queue.saturating_sub(3).max(1);
+        let (replay, more) = backend
+            .history
+            .after(room, since, limit)
+            .await
+            .map_err(|err| match err {
+                BackendError::InvalidCursor => Error::BadFrame(format!(
+                    "`since` ({since}) is not a message id of room {room}; join without it and reload the history"
+                )),
+                other => other.into(),
+            })?;
+        frames.extend(replay);
+        if more {
+            let resync = ServerFrame::Resync(ResyncFrame {
+                reason: "replay_truncated".into(),
+            });
+            frames.push(resync.encode());
+        }
+        Ok(frames)
+    }
+}

@@ -1,0 +1,78 @@
+//! Leaving a room, and the teardown of a closing connection.
+
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::Connection;
+use crate::{
+    broker::{ConnId, Topic},
+    error::Error,
+    node::Chat,
+    protocol::{LeftFrame, RoomId, ServerFrame, SystemEvent, User},
+};
+
+impl Connection {
+    /// Leaves a room; queues the `left` reply.
+    ///
+    /// # Errors
+    /// [`Error::NotInRoom`].
+    pub async fn leave(&mut self, room: &RoomId) -> Result<(), Error> {
+        if !self.rooms.remove(room) {
+            return Err(Error::NotInRoom(room.clone()));
+        }
+        self.replayed.forget(room, &self.outbox);
+        exit_room(&self.chat, self.id, &self.user, room).await;
+        self.reply(&ServerFrame::Left(LeftFrame { room: room.clone() }));
+        Ok(())
+    }
+}
+
+/// What a closing connection must undo, taken out of it so that `close` can await it and a
+/// drop can spawn it.
+pub(super) struct Teardown {
+    pub(super) chat: Chat,
+    pub(super) conn: ConnId,
+    pub(super) user: User,
+    pub(super) rooms: Vec<RoomId>,
+    /// Released when the teardown is over.
+    pub(super) done: mpsc::Sender<()>,
+}
+
+impl Teardown {
+    pub(super) async fn run(self) {
+        let Self {
+            chat,
+            conn,
+            user,
+            rooms,
+            done,
+        } = self;
+        for room in &rooms {
+            exit_room(&chat, conn, &user, room).await;
+        }
+        chat.hub().remove_user_conn(&user.id, conn);
+        chat.subscriptions()
+            .release(&*chat.backend().broker, &Topic::User(user.id.clone()))
+            .await;
+        debug!(conn, user = %user.id, "closed");
+        drop(done);
+    }
+}
+
+/// Takes a connection out of a room: fan-out, subscription, presence, and `user_left` if it
+/// was the user's last connection there.
+async fn exit_room(chat: &Chat, conn: ConnId, user: &User, room: &RoomId) {
+    let backend = chat.backend();
+    chat.hub().remove_from_room(room, conn);
+    chat.subscriptions()
+        .release(&*backend.broker, &Topic::Room(room.clone()))
+        .await;
+    match backend.presence.exit(room, user, chat.node_id()).await {
+        Ok(true) => {
+            chat.publish_system(conn, user, room, SystemEvent::UserLeft)
+                .await
+        }
+        Ok(false) => {}
+        Err(err) => warn!(cause = %err, %room, "presence not updated on leave"),
+    }
+}

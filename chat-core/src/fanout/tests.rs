@@ -1,0 +1,339 @@
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use super::{
+    tick::{Window, ADAPT_MIN_BATCHES},
+    *,
+};
+use crate::broker::{Origin, NO_CONN};
+
+/// Counts wake-ups.
+#[derive(Default)]
+struct Counter(AtomicUsize);
+
+impl std::task::Wake for Counter {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn frame(i: usize) -> Bytes {
+    Bytes::from(format!("{{\"n\":{i}}}"))
+}
+
+#[test]
+fn outbox_keeps_order_and_wakes_only_an_empty_queues_consumer() {
+    let outbox = Outbox::new(16, None);
+    let counter = Arc::new(Counter::default());
+    let waker = counter.clone().into();
+    let mut cx = Context::from_waker(&waker);
+    assert!(outbox.poll_pop(&mut cx).is_pending());
+    for i in 0..3 {
+        assert!(outbox.send(frame(i)));
+    }
+    assert_eq!(
+        counter.0.load(Ordering::SeqCst),
+        1,
+        "one wake for the burst"
+    );
+    for i in 0..3 {
+        assert_eq!(outbox.poll_pop(&mut cx), Poll::Ready(Some(frame(i))));
+    }
+    assert!(outbox.poll_pop(&mut cx).is_pending());
+    assert!(outbox.send(frame(3)));
+    assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+    assert_eq!(outbox.try_pop(), Some(frame(3)));
+}
+
+#[test]
+fn a_full_outbox_raises_slow_and_a_closed_one_refuses() {
+    let outbox = Outbox::new(2, None);
+    assert!(outbox.send(frame(0)) && outbox.send(frame(1)));
+    assert_eq!(outbox.alarm.raised(), 0);
+    assert!(!outbox.send(frame(2)));
+    assert_eq!(outbox.alarm.raised(), Alarm::SLOW);
+    assert_eq!(outbox.try_pop(), Some(frame(0)));
+
+    let counter = Arc::new(Counter::default());
+    let waker = counter.clone().into();
+    let mut cx = Context::from_waker(&waker);
+    assert_eq!(outbox.poll_pop(&mut cx), Poll::Ready(Some(frame(1))));
+    assert!(outbox.poll_pop(&mut cx).is_pending());
+    outbox.close();
+    assert_eq!(
+        counter.0.load(Ordering::SeqCst),
+        1,
+        "closing wakes the consumer"
+    );
+    assert_eq!(outbox.poll_pop(&mut cx), Poll::Ready(None));
+    assert!(!outbox.send(frame(3)));
+}
+
+/// A transport that takes every inline write.
+#[derive(Default)]
+struct Taker(AtomicUsize);
+
+impl InlineWrite for Taker {
+    fn try_write(&self, _: Bytes) -> Inline {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Inline::Written
+    }
+}
+
+#[test]
+fn a_big_room_is_queued_but_for_its_last_recipients_and_the_sender_is_skipped() {
+    let node = NodeId::random();
+    let hub = Hub::new(node);
+    let room = RoomId::new("big");
+    let peers: Vec<(Arc<Outbox>, Arc<Taker>)> = (1..=100)
+        .map(|conn| {
+            let peer = Outbox::new(8, None);
+            let taker = Arc::new(Taker::default());
+            peer.attach(taker.clone());
+            hub.add_to_room(&room, conn, &peer, Vec::new());
+            (peer, taker)
+        })
+        .collect();
+    let envelope = |conn| Envelope {
+        origin: Origin { node, conn },
+        topic: Topic::Room(room.clone()),
+        frame: frame(0),
+    };
+    let direct = |peers: &[(Arc<Outbox>, Arc<Taker>)]| -> usize {
+        peers.iter().map(|(_, t)| t.0.load(Ordering::SeqCst)).sum()
+    };
+    let queued = |peers: &[(Arc<Outbox>, Arc<Taker>)]| -> usize {
+        peers.iter().filter(|(p, _)| p.try_pop().is_some()).count()
+    };
+    assert_eq!(hub.deliver(&envelope(NO_CONN), true), 100);
+    assert_eq!(direct(&peers), INLINE_PER_ENVELOPE);
+    assert_eq!(queued(&peers), 100 - INLINE_PER_ENVELOPE);
+    // Without the dispatcher's go-ahead, nothing is written inline; the sender's own
+    // connection gets nothing.
+    for (peer, _) in &peers {
+        peer.end_write();
+    }
+    assert_eq!(hub.deliver(&envelope(7), false), 99);
+    assert_eq!(direct(&peers), INLINE_PER_ENVELOPE);
+    assert_eq!(queued(&peers), 99);
+}
+
+#[tokio::test(start_paused = true)]
+async fn frames_soon_after_a_write_wait_for_the_tick_and_leave_together() {
+    let period = Duration::from_millis(5);
+    let tick = FlushTick::new(period, period);
+    let task = tokio::spawn(tick.clone().run());
+    let outbox = Outbox::new(16, Some(tick.clone()));
+    let taker = Arc::new(Taker::default());
+    outbox.attach(taker.clone());
+    let counter = Arc::new(Counter::default());
+    let waker = counter.clone().into();
+    let mut cx = Context::from_waker(&waker);
+    assert!(outbox.poll_take(&mut cx).is_pending());
+
+    // An idle connection: written at once, by the caller.
+    assert!(outbox.offer(frame(0)));
+    assert_eq!(taker.0.load(Ordering::SeqCst), 1);
+    // Within the period: queued, and nobody is woken before the tick.
+    for i in 1..4 {
+        assert!(outbox.offer(frame(i)));
+    }
+    assert_eq!(taker.0.load(Ordering::SeqCst), 1);
+    assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+    assert!(outbox.poll_take(&mut cx).is_pending(), "held for the tick");
+    tokio::time::sleep(period + Duration::from_millis(1)).await;
+    assert_eq!(
+        counter.0.load(Ordering::SeqCst),
+        1,
+        "one wake for the batch"
+    );
+    for i in 1..4 {
+        assert_eq!(
+            outbox.poll_take(&mut cx),
+            Poll::Ready(Some(Outgoing::Frame(frame(i))))
+        );
+    }
+    // A frame while the batch is being written waits for the next tick too.
+    assert!(outbox.offer(frame(4)));
+    outbox.end_write();
+    assert!(outbox.poll_take(&mut cx).is_pending());
+    tokio::time::sleep(period + Duration::from_millis(1)).await;
+    assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        outbox.poll_take(&mut cx),
+        Poll::Ready(Some(Outgoing::Frame(frame(4))))
+    );
+    assert!(outbox.poll_take(&mut cx).is_pending());
+    outbox.end_write();
+    // After a quiet period the next frame is written at once again.
+    tokio::time::sleep(period).await;
+    assert!(outbox.offer(frame(5)));
+    assert_eq!(taker.0.load(Ordering::SeqCst), 2);
+    assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+    task.abort();
+    tick.stop();
+}
+
+#[test]
+fn the_tick_period_goes_long_under_dense_traffic_and_short_under_light() {
+    let ms = Duration::from_millis;
+    let (min, max) = (ms(2), ms(32));
+    let window = |batches, frames| Window {
+        start: Instant::now(),
+        batches,
+        frames,
+    };
+    // 1.5 frames per batch or more: the longest period, in one step.
+    assert_eq!(window(100, 150).adapt(ms(2), min, max), Some(ms(32)));
+    assert_eq!(window(100, 400).adapt(ms(32), min, max), None);
+    // Between 1.25 and 1.5: kept.
+    assert_eq!(window(100, 140).adapt(ms(32), min, max), None);
+    assert_eq!(window(100, 140).adapt(ms(2), min, max), None);
+    // Below 1.25, or too few batches to matter: the shortest, in one step.
+    assert_eq!(window(100, 110).adapt(ms(32), min, max), Some(ms(2)));
+    assert_eq!(
+        window(ADAPT_MIN_BATCHES - 1, 200).adapt(ms(2), min, max),
+        None
+    );
+    assert_eq!(window(1, 30).adapt(ms(32), min, max), Some(ms(2)));
+    assert_eq!(window(0, 0).adapt(ms(2), min, max), None);
+    // "Few" is counted at the shortest period: one busy connection makes 50 batches per
+    // window at 2 ms and 3 at 32 ms, and keeps its long period.
+    assert_eq!(window(50, 200).adapt(ms(2), min, max), Some(ms(32)));
+    assert_eq!(window(3, 30).adapt(ms(32), min, max), None);
+    // A period set between the ends (none is, but the rule holds) moves to one of them.
+    assert_eq!(window(100, 400).adapt(ms(8), min, max), Some(ms(32)));
+    assert_eq!(window(100, 100).adapt(ms(8), min, max), Some(ms(2)));
+}
+
+/// Takes everything queued on `peers`, as their sessions would.
+fn drain(peers: &[Arc<Outbox>]) {
+    for peer in peers {
+        while peer.try_pop().is_some() {}
+    }
+}
+
+/// A flush tick adapting between `min` and `max`, its task, and `n` outboxes on it.
+fn running_tick(
+    min: Duration,
+    max: Duration,
+    n: usize,
+) -> (
+    Arc<FlushTick>,
+    tokio::task::JoinHandle<()>,
+    Vec<Arc<Outbox>>,
+) {
+    let tick = FlushTick::new(min, max);
+    let task = tokio::spawn(tick.clone().run());
+    let peers = (0..n)
+        .map(|_| Outbox::new(64, Some(tick.clone())))
+        .collect();
+    (tick, task, peers)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_tick_lengthens_while_connections_receive_faster_than_it() {
+    let ms = Duration::from_millis;
+    let (tick, task, peers) = running_tick(ms(2), ms(32), 64);
+    let pump = |peers: &[Arc<Outbox>]| {
+        // Each connection gets two frames soon after its last write: held for the tick.
+        for peer in peers {
+            peer.end_write();
+            assert!(peer.send(frame(0)) && peer.send(frame(1)));
+        }
+    };
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        pump(&peers);
+        tokio::time::sleep(tick.period() + ms(1)).await;
+        drain(&peers);
+        if seen.last() != Some(&tick.period()) {
+            seen.push(tick.period());
+        }
+    }
+    assert_eq!(seen, vec![ms(2), ms(32)], "straight to the maximum");
+    // Light traffic: a frame now and then; the period comes back down.
+    for _ in 0..40 {
+        peers[0].end_write();
+        assert!(peers[0].send(frame(0)));
+        tokio::time::sleep(ms(20)).await;
+        drain(&peers);
+    }
+    assert_eq!(tick.period(), ms(2));
+    task.abort();
+    tick.stop();
+}
+
+#[tokio::test(start_paused = true)]
+async fn frames_a_writing_session_took_do_not_count_as_batches() {
+    let ms = Duration::from_millis;
+    let (tick, task, peers) = running_tick(ms(2), ms(8), 64);
+    for _ in 0..200 {
+        for (i, peer) in peers.iter().enumerate() {
+            peer.end_write();
+            for n in 0..4 {
+                assert!(peer.send(frame(n)));
+            }
+            // Three in four were taken by their session's batch before the tick: the
+            // tick finds them empty, and only the others say how well frames batch.
+            if i % 4 != 0 {
+                while peer.try_pop().is_some() {}
+            }
+        }
+        tokio::time::sleep(tick.period() + ms(1)).await;
+        drain(&peers);
+    }
+    assert_eq!(tick.period(), ms(8));
+    task.abort();
+    tick.stop();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_tick_hands_its_connections_back_to_their_sessions() {
+    let ms = Duration::from_millis;
+    let tick = FlushTick::new(ms(5), ms(5));
+    let task = tokio::spawn(tick.clone().run());
+    let outbox = Outbox::new(16, Some(tick.clone()));
+    let counter = Arc::new(Counter::default());
+    let waker = counter.clone().into();
+    let mut cx = Context::from_waker(&waker);
+    assert!(outbox.poll_take(&mut cx).is_pending());
+    outbox.end_write();
+    assert!(outbox.send(frame(0)));
+    assert_eq!(counter.0.load(Ordering::SeqCst), 0, "waiting for the tick");
+    // The task dies (here: aborted, as when the chat is dropped): its guard stops the
+    // tick, and the waiting connection is woken rather than left behind.
+    task.abort();
+    let _ = task.await;
+    assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        outbox.poll_take(&mut cx),
+        Poll::Ready(Some(Outgoing::Frame(frame(0))))
+    );
+    assert!(outbox.poll_take(&mut cx).is_pending());
+    outbox.end_write();
+    // Later frames within the period wake the session at once.
+    assert!(outbox.send(frame(1)));
+    assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+    assert!(tick.due().outboxes.is_empty());
+}
+
+#[test]
+fn a_drained_outbox_gives_back_what_a_burst_grew() {
+    let outbox = Outbox::new(1_024, None);
+    for i in 0..100 {
+        assert!(outbox.send(frame(i)));
+    }
+    assert!(outbox.buffer_capacity() >= 100);
+    while outbox.try_pop().is_some() {}
+    assert_eq!(outbox.buffer_capacity(), 0);
+    // A queue that stays small keeps its buffer: no allocation per frame.
+    assert!(outbox.send(frame(0)));
+    assert_eq!(outbox.try_pop(), Some(frame(0)));
+    assert!(outbox.buffer_capacity() > 0);
+}

@@ -1,0 +1,186 @@
+//! [`Chat`]: one node of the chat engine, shared by the HTTP layer and every connection.
+//!
+//! - `rooms`: the REST queries (create, list, details, membership, history) and their types;
+//! - `send`: publishing room, direct and system messages;
+//! - `tasks`: the node's background tasks (the broker dispatcher and the keepalive sweep).
+
+mod rooms;
+mod send;
+mod tasks;
+
+use std::sync::{
+    atomic::{AtomicBool, AtomicU64, Ordering},
+    Arc, Mutex,
+};
+
+use tokio::sync::mpsc;
+use tracing::debug;
+
+pub use self::rooms::{RoomDetails, RoomSummary};
+use crate::{
+    backend::Backend,
+    broker::{ConnId, NodeId, Origin, Topic, NO_CONN},
+    config::ChatConfig,
+    connection::Connection,
+    error::Error,
+    fanout::{Alarm, Hub, Outbox, Subscriptions},
+    hooks::{MembersOnly, Policy},
+    protocol::User,
+    sync::lock,
+};
+
+/// One node of the chat: cheap to clone, shared by the HTTP layer and every connection.
+#[derive(Clone)]
+pub struct Chat {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The node's background tasks, aborted when the last handle to the node goes (first
+    /// field: dropped first).
+    tasks: tasks::Tasks,
+    backend: Backend,
+    config: ChatConfig,
+    policy: Arc<dyn Policy>,
+    hub: Arc<Hub>,
+    subscriptions: Subscriptions,
+    node: NodeId,
+    next_conn: AtomicU64,
+    /// Set once by `shutdown`, before every connection's alarm is raised.
+    shutting_down: AtomicBool,
+    /// Every live [`Connection`] holds a clone; shutdown drops this one and waits until the
+    /// receiver sees all of them gone (mini-redis's completion-by-drop).
+    done_tx: Mutex<Option<mpsc::Sender<()>>>,
+    done_rx: tokio::sync::Mutex<mpsc::Receiver<()>>,
+}
+
+impl std::fmt::Debug for Chat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chat")
+            .field("node", &self.inner.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Chat {
+    /// A chat node on `backend` with the default policy ([`MembersOnly`]).
+    ///
+    /// Spawns the node's dispatcher task, so it must be called inside a tokio runtime.
+    ///
+    /// # Panics
+    /// If called outside a tokio runtime, or if the backend's event stream was already taken
+    /// by another `Chat`.
+    pub fn new(backend: Backend, config: ChatConfig) -> Self {
+        Self::with_policy(backend, config, Arc::new(MembersOnly))
+    }
+
+    /// A chat node with a policy. See [`Chat::new`].
+    ///
+    /// # Panics
+    /// As [`Chat::new`].
+    #[allow(clippy::expect_used)]
+    pub fn with_policy(backend: Backend, config: ChatConfig, policy: Arc<dyn Policy>) -> Self {
+        let node = backend.broker.node_id();
+        let hub = Arc::new(Hub::new(node));
+        let events = backend
+            .broker
+            .take_events()
+            .expect("a backend serves one Chat: its event stream was already taken");
+        let tasks = tasks::Tasks::spawn(&hub, events, &config);
+        let (done_tx, done_rx) = mpsc::channel(1);
+        Self {
+            inner: Arc::new(Inner {
+                tasks,
+                backend,
+                config,
+                policy,
+                hub,
+                subscriptions: Subscriptions::default(),
+                node,
+                next_conn: AtomicU64::new(NO_CONN + 1),
+                shutting_down: AtomicBool::new(false),
+                done_tx: Mutex::new(Some(done_tx)),
+                done_rx: tokio::sync::Mutex::new(done_rx),
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ChatConfig {
+        &self.inner.config
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.inner.node
+    }
+
+    /// Connections open on this node.
+    pub fn local_connections(&self) -> usize {
+        self.inner.hub.connection_count()
+    }
+
+    /// Opens a connection for `user`: registers it for direct messages and returns the
+    /// [`Connection`] through which it joins rooms and sends.
+    ///
+    /// # Errors
+    /// [`Error::ShuttingDown`] after [`Chat::shutdown`]; [`Error::Unavailable`] if the broker
+    /// cannot subscribe to the user's topic.
+    pub async fn connect(&self, user: User) -> Result<Connection, Error> {
+        let done = lock(&self.inner.done_tx)
+            .clone()
+            .ok_or(Error::ShuttingDown)?;
+        let inner = &self.inner;
+        inner.backend.rooms.remember_user(&user).await?;
+        let topic = Topic::User(user.id.clone());
+        self.subscriptions()
+            .acquire(&*inner.backend.broker, &topic)
+            .await?;
+        let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        let tick = inner.tasks.tick().cloned();
+        let outbox = Outbox::new(inner.config.outgoing_queue, tick);
+        inner.hub.add_user_conn(&user.id, id, outbox.clone());
+        // `shutdown` sets the flag, then raises every connection in the hub: a connection that
+        // entered the hub too late to be raised sees the flag here.
+        if inner.shutting_down.load(Ordering::SeqCst) {
+            outbox.alarm.raise(Alarm::SHUTDOWN);
+        }
+        debug!(conn = id, user = %user.id, "connected");
+        Ok(Connection::new(self.clone(), id, user, outbox, done))
+    }
+
+    /// Stops the chat: every connection is told to close (close code 1001) after finishing
+    /// what it is doing, and this returns once all of them have closed. New connections are
+    /// refused with [`Error::ShuttingDown`].
+    pub async fn shutdown(&self) {
+        lock(&self.inner.done_tx).take();
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        self.inner.hub.raise_all(Alarm::SHUTDOWN);
+        // `None` once every connection's sender is dropped.
+        let _ = self.inner.done_rx.lock().await.recv().await;
+    }
+
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+
+    pub(crate) fn policy(&self) -> &dyn Policy {
+        &*self.inner.policy
+    }
+
+    pub(crate) fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    pub(crate) fn subscriptions(&self) -> &Subscriptions {
+        &self.inner.subscriptions
+    }
+
+    /// Where something this node publishes for connection `conn` comes from.
+    pub(crate) fn origin(&self, conn: ConnId) -> Origin {
+        Origin {
+            node: self.inner.node,
+            conn,
+        }
+    }
+}

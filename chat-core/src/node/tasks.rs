@@ -1,0 +1,98 @@
+//! The node's background tasks: the dispatcher (the one consumer of the broker's events),
+//! the flush tick (coalesced writes) and the keepalive sweep.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::{sync::mpsc, task::JoinHandle};
+
+use crate::{
+    broker::BrokerEvent,
+    config::ChatConfig,
+    fanout::{FlushTick, Hub},
+    protocol::{ResyncFrame, ServerFrame},
+};
+
+/// The keepalive sweep is spread over this many slices of the ping interval, so that the
+/// node's connections are not all pinged at the same moment.
+const KEEPALIVE_SLICES: u64 = 16;
+
+/// The node's tasks; dropping this aborts them.
+pub(super) struct Tasks {
+    dispatcher: JoinHandle<()>,
+    /// The node's flush tick and its task, when writes are coalesced.
+    tick: Option<(Arc<FlushTick>, JoinHandle<()>)>,
+    keepalive: JoinHandle<()>,
+}
+
+impl Tasks {
+    /// Spawns the node's tasks on the current tokio runtime.
+    pub(super) fn spawn(
+        hub: &Arc<Hub>,
+        events: mpsc::UnboundedReceiver<BrokerEvent>,
+        config: &ChatConfig,
+    ) -> Self {
+        let dispatcher = tokio::spawn(dispatch(hub.clone(), events));
+        let tick = (!config.write_coalesce.is_zero()).then(|| {
+            let tick = FlushTick::new(config.write_coalesce, config.write_coalesce_max);
+            (tick.clone(), tokio::spawn(tick.run()))
+        });
+        let keepalive = tokio::spawn(keepalive(hub.clone(), config.ping_interval));
+        Self {
+            dispatcher,
+            tick,
+            keepalive,
+        }
+    }
+
+    /// The flush tick, when writes are coalesced.
+    pub(super) fn tick(&self) -> Option<&Arc<FlushTick>> {
+        self.tick.as_ref().map(|(tick, _)| tick)
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.dispatcher.abort();
+        if let Some((tick, task)) = self.tick.take() {
+            task.abort();
+            tick.stop();
+        }
+        self.keepalive.abort();
+    }
+}
+
+/// The node's keepalive sweep: every `ping_interval`, each local connection is told once
+/// that a ping is due (its session then checks the idle timeout and pings the client). One
+/// timer per node rather than one per connection, so an idle connection holds no timer entry
+/// and its session has one branch less to poll. A connection's first ping comes within one
+/// interval of its connect.
+async fn keepalive(hub: Arc<Hub>, ping_interval: Duration) {
+    let slices = KEEPALIVE_SLICES;
+    let every = (ping_interval / slices as u32).max(Duration::from_millis(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for slice in (0..slices).cycle() {
+        tick.tick().await;
+        hub.ping_slice(slice, slices);
+    }
+}
+
+/// The node's dispatcher: the one consumer of the broker's event stream.
+async fn dispatch(hub: Arc<Hub>, mut events: mpsc::UnboundedReceiver<BrokerEvent>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            BrokerEvent::Envelope(envelope) => {
+                // Inline writes to idle connections while keeping up; with a backlog, the
+                // connections' own tasks write (on every core) and this only queues.
+                hub.deliver(&envelope, events.is_empty());
+            }
+            BrokerEvent::Reconnected => {
+                let frame = ServerFrame::Resync(ResyncFrame {
+                    reason: "broker_reconnected".into(),
+                })
+                .encode();
+                hub.broadcast_all(&frame);
+            }
+        }
+    }
+}

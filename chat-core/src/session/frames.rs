@@ -1,0 +1,82 @@
+//! Client frames: decoding, handling, and the `error` reply.
+
+use crate::{
+    connection::Connection,
+    error::Error,
+    protocol::{ClientFrame, ErrorFrame, ServerFrame},
+};
+
+/// Decodes and handles one client text frame; every outcome queues exactly one reply
+/// (`joined`, `left`, `ack` or `error`).
+pub async fn handle_text(conn: &mut Connection, text: &str) {
+    let frame = match serde_json::from_str::<ClientFrame>(text) {
+        Ok(frame) => frame,
+        Err(err) => {
+            let err = Error::BadFrame(describe_decode_error(text, &err));
+            conn.reply(&error_frame(
+                &err,
+                client_msg_id_of(text, conn.chat().config().max_client_msg_id),
+            ));
+            return;
+        }
+    };
+    match frame {
+        ClientFrame::Join(join) => {
+            if let Err(err) = conn.join(&join.room, join.since.as_ref()).await {
+                conn.reply(&error_frame(&err, None));
+            }
+        }
+        ClientFrame::Leave(leave) => {
+            if let Err(err) = conn.leave(&leave.room).await {
+                conn.reply(&error_frame(&err, None));
+            }
+        }
+        ClientFrame::Message(message) => {
+            let id = message.client_msg_id.clone();
+            let reply = match conn.send_message(message).await {
+                Ok(ack) => ServerFrame::Ack(ack),
+                Err(err) => error_frame(&err, id),
+            };
+            conn.reply(&reply);
+        }
+        ClientFrame::Direct(direct) => {
+            let id = direct.client_msg_id.clone();
+            let reply = match conn.send_direct(direct).await {
+                Ok(ack) => ServerFrame::Ack(ack),
+                Err(err) => error_frame(&err, id),
+            };
+            conn.reply(&reply);
+        }
+    }
+}
+
+/// The `error` frame for an error.
+pub fn error_frame(err: &Error, client_msg_id: Option<String>) -> ServerFrame {
+    ServerFrame::Error(ErrorFrame {
+        code: err.code(),
+        message: err.to_string(),
+        client_msg_id,
+    })
+}
+
+fn describe_decode_error(text: &str, err: &serde_json::Error) -> String {
+    if serde_json::from_str::<serde_json::Value>(text).is_err() {
+        format!("not JSON: {err}")
+    } else {
+        format!("not a known frame: {err}")
+    }
+}
+
+/// Best effort: the `clientMsgId` of a frame that failed to decode, so the client can match
+/// the error to what it sent.
+pub(super) fn client_msg_id_of(text: &str, max_len: usize) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(rename = "clientMsgId")]
+        client_msg_id: Option<String>,
+    }
+    serde_json::from_str::<Probe>(text)
+        .ok()
+        .and_then(|p| p.client_msg_id)
+        .filter(|id| id.len() <= max_len)
+}
