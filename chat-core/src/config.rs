@@ -28,11 +28,9 @@ pub struct ChatConfig {
     /// (connections receiving frames faster than the period: heavy fan-out, where writes are
     /// most of the CPU); it switches back when they hold fewer than 1.25, and a quiet spell
     /// resets it. Set it to `write_coalesce` (or less) for a fixed period: this default
-    /// applies whatever `write_coalesce` is. Default 8 ms: in the 10/s fan-out of
-    /// `docs/perf.md` it gives 1.2 to 1.8 times the deliveries per CPU-second of a fixed
-    /// 2 ms for a few milliseconds more p99, while light traffic keeps the 2 ms latency.
-    /// Longer trades latency for CPU: 32 ms gave twice socketioxide's deliveries per
-    /// CPU-second at its p99 (about 40 ms there).
+    /// applies whatever `write_coalesce` is. Longer trades latency for CPU under heavy
+    /// fan-out; light traffic keeps the shortest period's latency (figures in
+    /// `docs/perf.md`, "Write coalescing"). Default 8 ms.
     pub write_coalesce_max: Duration,
     /// How often the server pings an idle connection. Default 20 s.
     pub ping_interval: Duration,
