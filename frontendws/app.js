@@ -2,1326 +2,1323 @@
 //
 // Talks to the chat API of contract v1 (shared CONTRACT.md): REST for rooms, membership and
 // history, one WebSocket for everything live. Every body is rendered with textContent, never
-// as HTML.
-'use strict';
+// as HTML. Loaded as an ES module (strict, deferred like the `defer` script it was).
 
-(() => {
-  const MAX_BODY = 4000;
-  const HISTORY_LIMIT = 50;
-  const BACKOFF_BASE_MS = 500;
-  const BACKOFF_CAP_MS = 10000;
-  const KEYS = { name: 'roomcast.name', identity: 'roomcast.identity', rooms: 'roomcast.rooms' };
+const MAX_BODY = 4000;
+const HISTORY_LIMIT = 50;
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_CAP_MS = 10000;
+const KEYS = { name: 'roomcast.name', identity: 'roomcast.identity', rooms: 'roomcast.rooms' };
 
-  // ---------------------------------------------------------------- small helpers
+// ---------------------------------------------------------------- small helpers
 
-  const $ = (id) => document.getElementById(id);
-  const el = (tag, props = {}, ...children) => {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(props)) {
-      if (v === undefined || v === null || v === false) continue;
-      if (k === 'class') node.className = v;
-      else if (k === 'text') node.textContent = v;
-      else if (k === 'dataset') Object.assign(node.dataset, v);
-      else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
-      else node.setAttribute(k, v === true ? '' : v);
-    }
-    for (const c of children) if (c != null) node.append(c);
-    return node;
-  };
-  const enc = encodeURIComponent;
-
-  const storage = {
-    get(key, fallback) {
-      try {
-        const raw = localStorage.getItem(key);
-        return raw == null ? fallback : JSON.parse(raw);
-      } catch {
-        return fallback;
-      }
-    },
-    set(key, value) {
-      try {
-        if (value === null || value === undefined) localStorage.removeItem(key);
-        else localStorage.setItem(key, JSON.stringify(value));
-      } catch {
-        /* private mode or full: the app works without it */
-      }
-    },
-  };
-
-  function randomId() {
-    if (window.crypto && crypto.getRandomValues) {
-      const bytes = crypto.getRandomValues(new Uint8Array(16));
-      return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
-    }
-    return Date.now().toString(36) + Math.random().toString(36).slice(2);
+const $ = (id) => document.getElementById(id);
+const el = (tag, props = {}, ...children) => {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') node.className = v;
+    else if (k === 'text') node.textContent = v;
+    else if (k === 'dataset') Object.assign(node.dataset, v);
+    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? '' : v);
   }
+  for (const c of children) if (c != null) node.append(c);
+  return node;
+};
+const enc = encodeURIComponent;
 
-  function formatTime(ts) {
-    const d = new Date(ts);
-    if (Number.isNaN(d.getTime())) return '';
-    const sameDay = d.toDateString() === new Date().toDateString();
-    const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-    return sameDay ? time : `${d.toLocaleDateString([], { month: 'short', day: 'numeric' })} ${time}`;
-  }
-
-  // The API lives beside the page (the demo mounts both at `/`), so paths are relative to the
-  // page's directory; a host that nests the chat at `/chat/` works unchanged.
-  const apiBase = new URL('.', location.href);
-  const apiUrl = (path) => new URL(path, apiBase).toString();
-
-  class ApiError extends Error {
-    constructor(status, detail, code) {
-      super(detail);
-      this.status = status;
-      this.code = code;
-    }
-  }
-
-  async function request(method, path, body, { auth = false } = {}) {
-    const headers = { Accept: 'application/json, application/problem+json' };
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
-    if (auth && state.identity) headers.Authorization = `Bearer ${state.identity.token}`;
-    let res;
+const storage = {
+  get(key, fallback) {
     try {
-      res = await fetch(apiUrl(path), {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        cache: 'no-store',
-      });
-    } catch (err) {
-      throw new ApiError(0, `Cannot reach the server (${err.message}).`, 'network');
-    }
-    const text = await res.text();
-    let data = null;
-    try {
-      data = text ? JSON.parse(text) : null;
+      const raw = localStorage.getItem(key);
+      return raw == null ? fallback : JSON.parse(raw);
     } catch {
-      data = null;
+      return fallback;
     }
-    if (!res.ok) {
-      // RFC 9457 problem+json: `detail` says what went wrong this time.
-      const detail = (data && (data.detail || data.title)) || `${res.status} ${res.statusText}`.trim();
-      throw new ApiError(res.status, detail, data && data.code);
+  },
+  set(key, value) {
+    try {
+      if (value === null || value === undefined) localStorage.removeItem(key);
+      else localStorage.setItem(key, JSON.stringify(value));
+    } catch {
+      /* private mode or full: the app works without it */
     }
-    return data;
+  },
+};
+
+function randomId() {
+  if (window.crypto && crypto.getRandomValues) {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
   }
+  return Date.now().toString(36) + Math.random().toString(36).slice(2);
+}
 
-  // ---------------------------------------------------------------- state
+function formatTime(ts) {
+  const d = new Date(ts);
+  if (Number.isNaN(d.getTime())) return '';
+  const sameDay = d.toDateString() === new Date().toDateString();
+  const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return sameDay ? time : `${d.toLocaleDateString([], { month: 'short', day: 'numeric' })} ${time}`;
+}
 
-  const state = {
-    name: storage.get(KEYS.name, ''),
-    identity: storage.get(KEYS.identity, null), // {token, websocketUrl, user: {id, name}}
-    convs: new Map(), // key ("room:<id>" | "dm:<userId>") -> conversation
-    active: null, // key of the conversation shown
-    lastRoom: null, // key of the last room shown (its members stay listed in a DM)
-    ws: null,
-    wsOpen: false,
-    attempt: 0,
-    failedOpens: 0,
-    retryTimer: null,
-    countdownTimer: null,
-    nextRetryAt: 0,
-    requests: [], // client frames awaiting their one reply, in order (joined/left/ack/error)
-    pending: new Map(), // clientMsgId -> {conv, item}
-    invite: null,
+// The API lives beside the page (the demo mounts both at `/`), so paths are relative to the
+// page's directory; a host that nests the chat at `/chat/` works unchanged.
+const apiBase = new URL('.', location.href);
+const apiUrl = (path) => new URL(path, apiBase).toString();
+
+class ApiError extends Error {
+  constructor(status, detail, code) {
+    super(detail);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function request(method, path, body, { auth = false } = {}) {
+  const headers = { Accept: 'application/json, application/problem+json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (auth && state.identity) headers.Authorization = `Bearer ${state.identity.token}`;
+  let res;
+  try {
+    res = await fetch(apiUrl(path), {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: 'no-store',
+    });
+  } catch (err) {
+    throw new ApiError(0, `Cannot reach the server (${err.message}).`, 'network');
+  }
+  const text = await res.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!res.ok) {
+    // RFC 9457 problem+json: `detail` says what went wrong this time.
+    const detail = (data && (data.detail || data.title)) || `${res.status} ${res.statusText}`.trim();
+    throw new ApiError(res.status, detail, data && data.code);
+  }
+  return data;
+}
+
+// ---------------------------------------------------------------- state
+
+const state = {
+  name: storage.get(KEYS.name, ''),
+  identity: storage.get(KEYS.identity, null), // {token, websocketUrl, user: {id, name}}
+  convs: new Map(), // key ("room:<id>" | "dm:<userId>") -> conversation
+  active: null, // key of the conversation shown
+  lastRoom: null, // key of the last room shown (its members stay listed in a DM)
+  ws: null,
+  wsOpen: false,
+  attempt: 0,
+  failedOpens: 0,
+  retryTimer: null,
+  countdownTimer: null,
+  nextRetryAt: 0,
+  requests: [], // client frames awaiting their one reply, in order (joined/left/ack/error)
+  pending: new Map(), // clientMsgId -> {conv, item}
+  invite: null,
+};
+
+const me = () => (state.identity ? state.identity.user : null);
+const rooms = () => [...state.convs.values()].filter((c) => c.type === 'room');
+
+function setIdentity(identity) {
+  state.identity = identity;
+  storage.set(KEYS.identity, identity);
+  renderMe();
+}
+
+function saveRooms() {
+  storage.set(KEYS.rooms, rooms().map((c) => ({ id: c.id, name: c.name })));
+}
+
+// ---------------------------------------------------------------- errors and notices
+
+let bannerTimer = null;
+function showBanner(text, kind = 'error') {
+  const banner = $('banner');
+  banner.dataset.kind = kind;
+  banner.querySelector('.banner-text').textContent = text;
+  banner.hidden = false;
+  clearTimeout(bannerTimer);
+  if (kind === 'info') bannerTimer = setTimeout(() => { banner.hidden = true; }, 6000);
+}
+const showError = (text) => showBanner(text, 'error');
+function hideBanner() {
+  $('banner').hidden = true;
+}
+
+function describeError(err) {
+  if (err instanceof ApiError) return err.message;
+  return String(err && err.message ? err.message : err);
+}
+
+// ---------------------------------------------------------------- conversations
+
+function makeConv(type, id, name) {
+  const key = `${type}:${id}`;
+  const list = el('ol', {
+    class: 'messages',
+    role: 'log',
+    'aria-label': type === 'room' ? `Messages in ${name}` : `Private messages with ${name}`,
+    'data-testid': 'message-list',
+    dataset: { conv: key },
+    hidden: true,
+  });
+  const conv = {
+    key, type, id, name,
+    items: [],
+    ids: new Map(), // message id -> item
+    members: new Map(), // room: online users
+    joined: false,
+    joining: false,
+    historyLoaded: false,
+    nextBefore: null,
+    forbiddenRetried: false,
+    unread: 0,
+    listEl: list,
+    olderEl: null,
+    navEl: null,
   };
-
-  const me = () => (state.identity ? state.identity.user : null);
-  const rooms = () => [...state.convs.values()].filter((c) => c.type === 'room');
-
-  function setIdentity(identity) {
-    state.identity = identity;
-    storage.set(KEYS.identity, identity);
-    renderMe();
+  if (type === 'room') {
+    conv.olderEl = el('li', { class: 'older', hidden: true },
+      el('button', { type: 'button', class: 'link-button', 'data-testid': 'load-older', onclick: () => loadOlder(conv) }, 'Load older messages'));
+    list.append(conv.olderEl);
+  } else {
+    list.append(el('li', { class: 'notice private-notice' },
+      `Private conversation with ${name}. Only the two of you see these messages.`));
   }
+  list.addEventListener('scroll', () => {
+    if (isAtBottom(list) && conv.key === state.active) clearUnread(conv);
+  });
+  $('lists').append(list);
+  state.convs.set(key, conv);
+  renderConvList();
+  return conv;
+}
 
-  function saveRooms() {
-    storage.set(KEYS.rooms, rooms().map((c) => ({ id: c.id, name: c.name })));
-  }
+function roomConv(roomId) {
+  return state.convs.get(`room:${roomId}`);
+}
 
-  // ---------------------------------------------------------------- errors and notices
-
-  let bannerTimer = null;
-  function showBanner(text, kind = 'error') {
-    const banner = $('banner');
-    banner.dataset.kind = kind;
-    banner.querySelector('.banner-text').textContent = text;
-    banner.hidden = false;
-    clearTimeout(bannerTimer);
-    if (kind === 'info') bannerTimer = setTimeout(() => { banner.hidden = true; }, 6000);
-  }
-  const showError = (text) => showBanner(text, 'error');
-  function hideBanner() {
-    $('banner').hidden = true;
-  }
-
-  function describeError(err) {
-    if (err instanceof ApiError) return err.message;
-    return String(err && err.message ? err.message : err);
-  }
-
-  // ---------------------------------------------------------------- conversations
-
-  function makeConv(type, id, name) {
-    const key = `${type}:${id}`;
-    const list = el('ol', {
-      class: 'messages',
-      role: 'log',
-      'aria-label': type === 'room' ? `Messages in ${name}` : `Private messages with ${name}`,
-      'data-testid': 'message-list',
-      dataset: { conv: key },
-      hidden: true,
-    });
-    const conv = {
-      key, type, id, name,
-      items: [],
-      ids: new Map(), // message id -> item
-      members: new Map(), // room: online users
-      joined: false,
-      joining: false,
-      historyLoaded: false,
-      nextBefore: null,
-      forbiddenRetried: false,
-      unread: 0,
-      listEl: list,
-      olderEl: null,
-      navEl: null,
-    };
-    if (type === 'room') {
-      conv.olderEl = el('li', { class: 'older', hidden: true },
-        el('button', { type: 'button', class: 'link-button', 'data-testid': 'load-older', onclick: () => loadOlder(conv) }, 'Load older messages'));
-      list.append(conv.olderEl);
-    } else {
-      list.append(el('li', { class: 'notice private-notice' },
-        `Private conversation with ${name}. Only the two of you see these messages.`));
-    }
-    list.addEventListener('scroll', () => {
-      if (isAtBottom(list) && conv.key === state.active) clearUnread(conv);
-    });
-    $('lists').append(list);
-    state.convs.set(key, conv);
-    renderConvList();
-    return conv;
-  }
-
-  function roomConv(roomId) {
-    return state.convs.get(`room:${roomId}`);
-  }
-
-  function dmConv(user) {
-    let conv = state.convs.get(`dm:${user.id}`);
-    if (!conv) conv = makeConv('dm', user.id, user.name || shortId(user.id));
-    else if (user.name && conv.name !== user.name) {
-      conv.name = user.name;
-      renderConvList();
-    }
-    return conv;
-  }
-
-  const shortId = (id) => String(id).slice(0, 8);
-
-  function lookupUser(userId) {
-    for (const c of rooms()) {
-      const u = c.members.get(userId);
-      if (u) return u;
-    }
-    const dm = state.convs.get(`dm:${userId}`);
-    return { id: userId, name: dm ? dm.name : shortId(userId) };
-  }
-
-  function isOnline(userId) {
-    return rooms().some((c) => c.members.has(userId));
-  }
-
-  function removeConv(conv) {
-    state.convs.delete(conv.key);
-    conv.listEl.remove();
-    for (const [cid, p] of state.pending) if (p.conv === conv) state.pending.delete(cid);
-    if (state.lastRoom === conv.key) state.lastRoom = null;
-    if (state.active === conv.key) {
-      state.active = null;
-      const next = rooms()[0] || [...state.convs.values()][0];
-      if (next) activate(next);
-    }
-    if (conv.type === 'room') saveRooms();
-    renderConvList();
-    if (!rooms().length) {
-      // No room left: nothing to be connected for.
-      for (const c of [...state.convs.values()]) {
-        state.convs.delete(c.key);
-        c.listEl.remove();
-      }
-      closeSocket();
-      showLobby();
-    }
-  }
-
-  function activate(conv) {
-    state.active = conv.key;
-    if (conv.type === 'room') state.lastRoom = conv.key;
-    for (const c of state.convs.values()) c.listEl.hidden = c !== conv;
-    const isRoom = conv.type === 'room';
-    $('conv-title').textContent = conv.name;
-    $('conv-title').title = isRoom ? `Room id ${conv.id}` : `User id ${conv.id}`;
-    $('private-tag').hidden = isRoom;
-    $('room-tools').hidden = !isRoom;
-    $('dm-tools').hidden = isRoom;
-    if (isRoom) {
-      const link = new URL(apiBase);
-      link.search = `?room=${enc(conv.id)}`;
-      $('share-link').value = link.toString();
-      history.replaceState(null, '', `?room=${enc(conv.id)}`);
-    }
-    $('message-input').placeholder = isRoom ? 'Write a message…' : 'Write a private message…';
-    $('message-input').setAttribute('aria-label', isRoom ? `Message to ${conv.name}` : `Private message to ${conv.name}`);
-    document.title = `${conv.name} · roomcast`;
-    renderConvList();
-    renderMembers();
-    scrollToBottom(conv);
-    clearUnread(conv);
-  }
-
-  function clearUnread(conv) {
-    if (!conv.unread) return;
-    conv.unread = 0;
+function dmConv(user) {
+  let conv = state.convs.get(`dm:${user.id}`);
+  if (!conv) conv = makeConv('dm', user.id, user.name || shortId(user.id));
+  else if (user.name && conv.name !== user.name) {
+    conv.name = user.name;
     renderConvList();
   }
+  return conv;
+}
 
-  function renderConvList() {
-    const list = $('conv-list');
-    list.replaceChildren();
-    for (const conv of state.convs.values()) {
-      const isActive = conv.key === state.active;
-      const label = conv.type === 'room' ? `# ${conv.name}` : `@ ${conv.name}`;
-      const button = el('button', {
-        type: 'button',
-        class: `conv${isActive ? ' active' : ''}${conv.type === 'dm' ? ' dm' : ''}`,
-        'data-testid': conv.type === 'room' ? 'conv-room' : 'conv-dm',
-        'data-conv': conv.key,
-        'aria-current': isActive ? 'true' : null,
-        title: conv.type === 'room' ? conv.name : `Private chat with ${conv.name}`,
-        onclick: () => activate(conv),
-      }, el('span', { class: 'conv-name', text: label }));
-      if (conv.type === 'dm') button.append(el('span', { class: 'private-tag small', text: 'private' }));
-      if (conv.unread) {
-        button.append(el('span', {
-          class: 'badge', 'data-testid': 'unread', 'aria-label': `${conv.unread} unread`, text: String(conv.unread),
-        }));
-      }
-      list.append(el('li', {}, button));
-    }
+const shortId = (id) => String(id).slice(0, 8);
+
+function lookupUser(userId) {
+  for (const c of rooms()) {
+    const u = c.members.get(userId);
+    if (u) return u;
   }
+  const dm = state.convs.get(`dm:${userId}`);
+  return { id: userId, name: dm ? dm.name : shortId(userId) };
+}
 
-  function renderMembers() {
-    const list = $('member-list');
-    list.replaceChildren();
-    const room = state.convs.get(state.lastRoom);
-    const title = $('members-title');
-    if (!room) {
-      title.textContent = 'Online';
-      return;
-    }
-    const members = [...room.members.values()].sort((a, b) => {
-      if (me() && a.id === me().id) return -1;
-      if (me() && b.id === me().id) return 1;
-      return a.name.localeCompare(b.name);
-    });
-    const stale = !room.joined && room.everJoined;
-    title.textContent = stale ? `Last known online · ${members.length}` : `Online · ${members.length}`;
-    title.title = `Online now in ${room.name}`;
-    for (const user of members) {
-      const mine = me() && user.id === me().id;
-      const inner = [el('span', { class: 'presence', 'aria-hidden': 'true' }), el('span', { class: 'member-name', text: user.name })];
-      if (mine) inner.push(el('span', { class: 'you', text: '(you)' }));
-      const node = mine
-        ? el('span', { class: 'member me-member', 'data-testid': 'member', 'data-user-id': user.id, 'data-name': user.name }, ...inner)
-        : el('button', {
-          type: 'button',
-          class: `member${state.active === `dm:${user.id}` ? ' active' : ''}`,
-          'data-testid': 'member',
-          'data-user-id': user.id,
-          'data-name': user.name,
-          title: `Send ${user.name} a private message`,
-          onclick: () => activate(dmConv(user)),
-        }, ...inner);
-      list.append(el('li', {}, node));
-    }
+function isOnline(userId) {
+  return rooms().some((c) => c.members.has(userId));
+}
+
+function removeConv(conv) {
+  state.convs.delete(conv.key);
+  conv.listEl.remove();
+  for (const [cid, p] of state.pending) if (p.conv === conv) state.pending.delete(cid);
+  if (state.lastRoom === conv.key) state.lastRoom = null;
+  if (state.active === conv.key) {
+    state.active = null;
+    const next = rooms()[0] || [...state.convs.values()][0];
+    if (next) activate(next);
   }
-
-  // ---------------------------------------------------------------- rendering messages
-
-  function isAtBottom(list) {
-    return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
-  }
-
-  function scrollToBottom(conv) {
-    conv.listEl.scrollTop = conv.listEl.scrollHeight;
-  }
-
-  const STATUS_TEXT = {
-    queued: 'waiting for connection…',
-    pending: 'sending…',
-    sent: '✓ sent',
-    unconfirmed: 'checking…',
-    failed: 'not sent',
-  };
-
-  function renderItem(conv, item) {
-    if (item.kind === 'system') {
-      return el('li', { class: `system ${item.event || ''}`, 'data-testid': 'system-message', text: item.text });
-    }
-    if (item.kind === 'notice') {
-      return el('li', { class: 'notice', 'data-testid': item.testid || 'notice', text: item.text });
-    }
-    const isDm = conv.type === 'dm';
-    const meta = el('div', { class: 'meta' },
-      el('span', { class: 'author', 'data-testid': 'message-author', text: item.mine ? `${item.from.name} (you)` : item.from.name }),
-      isDm ? el('span', { class: 'private-tag small', text: 'private' }) : null,
-      el('time', { datetime: new Date(item.ts).toISOString(), title: new Date(item.ts).toLocaleString(), text: formatTime(item.ts) }),
-      item.mine ? el('span', { class: 'status', 'data-testid': 'message-status' }) : null);
-    const body = el('div', { class: 'body', 'data-testid': 'message-body' });
-    body.textContent = item.body; // text, never HTML
-    const li = el('li', {
-      class: `msg${item.mine ? ' mine' : ''}${isDm ? ' dm' : ''}`,
-      'data-testid': isDm ? 'dm-message' : 'message',
-      'data-from': item.from.id,
-    }, meta, body);
-    if (item.mine) {
-      li.append(el('div', { class: 'failure', 'data-testid': 'message-failure' }));
-      updateStatus(item, li);
-    }
-    if (item.id) li.dataset.id = item.id;
-    return li;
-  }
-
-  function updateStatus(item, li = item.el) {
-    if (!li || !item.mine) return;
-    li.dataset.status = item.status;
-    const status = li.querySelector('.status');
-    status.textContent = STATUS_TEXT[item.status] || item.status;
-    status.title = item.status === 'sent' ? 'Delivered to the server' : '';
-    const failure = li.querySelector('.failure');
-    failure.replaceChildren();
-    if (item.status === 'failed') {
-      failure.append(el('span', { class: 'status-error', 'data-testid': 'message-error', text: `Not sent: ${item.error || 'unknown error'}` }),
-        ' ', el('button', {
-          type: 'button', class: 'link-button', 'data-testid': 'retry-message', onclick: () => retryItem(item),
-        }, 'Retry'));
-    }
-    if (item.id) li.dataset.id = item.id;
-  }
-
-  // Inserts an item before `beforeItem` (or at the end) in the conversation's order.
-  function insertItem(conv, item, beforeItem = null) {
-    const stick = isAtBottom(conv.listEl) || item.mine;
-    item.el = renderItem(conv, item);
-    if (beforeItem) {
-      conv.items.splice(conv.items.indexOf(beforeItem), 0, item);
-      conv.listEl.insertBefore(item.el, beforeItem.el);
-    } else {
-      conv.items.push(item);
-      conv.listEl.append(item.el);
-    }
-    if (item.id) conv.ids.set(item.id, item);
-    const visible = conv.key === state.active && !document.hidden;
-    if (visible && stick) scrollToBottom(conv);
-    if ((item.kind === 'message') && !item.mine && !item.fromHistory && !(visible && stick)) {
-      conv.unread += 1;
-      renderConvList();
-    }
-  }
-
-  function removeItem(conv, item) {
-    const i = conv.items.indexOf(item);
-    if (i >= 0) conv.items.splice(i, 1);
-    if (item.id && conv.ids.get(item.id) === item) conv.ids.delete(item.id);
-    if (item.el) item.el.remove();
-  }
-
-  function systemNotice(conv, text, testid = 'notice') {
-    insertItem(conv, { kind: 'notice', text, testid });
-  }
-
-  function messageItem(frame, extra = {}) {
-    return {
-      kind: 'message',
-      id: frame.id,
-      from: frame.from,
-      body: frame.body,
-      ts: frame.ts,
-      mine: !!(me() && frame.from && frame.from.id === me().id),
-      status: 'sent',
-      ...extra,
-    };
-  }
-
-  // ---------------------------------------------------------------- history
-
-  // Merges a page of history (oldest first) into the room: messages already shown are kept
-  // where they are; a missing one goes just before the next one that is shown (or at the end),
-  // so the room's order holds without comparing ids.
-  function mergeHistory(conv, messages) {
-    let before = null;
-    for (let i = messages.length - 1; i >= 0; i -= 1) {
-      const m = messages[i];
-      if (!m || m.type !== 'message') continue;
-      const known = conv.ids.get(m.id);
-      if (known) {
-        before = known;
-        continue;
-      }
-      if (me() && m.from.id === me().id) {
-        // One of ours that the connection lost before its ack: confirm it instead.
-        const lost = conv.items.find((it) => it.mine && it.status === 'unconfirmed' && it.body === m.body);
-        if (lost) {
-          confirmItem(conv, lost, m.id, m.ts);
-          before = lost;
-          continue;
-        }
-      }
-      const item = messageItem(m, { fromHistory: true });
-      insertItem(conv, item, before);
-      before = item;
-    }
-  }
-
-  async function loadHistory(conv) {
-    let page;
-    try {
-      page = await request('GET', `rooms/${enc(conv.id)}/messages?limit=${HISTORY_LIMIT}`);
-    } catch (err) {
-      if (err.status === 404) roomGone(conv);
-      else showError(`Could not load the history of ${conv.name}: ${describeError(err)}`);
-      return false;
-    }
-    if (state.convs.get(conv.key) !== conv) return false;
-    mergeHistory(conv, page.messages || []);
-    if (!conv.historyLoaded) {
-      conv.historyLoaded = true;
-      conv.nextBefore = page.nextBefore || null;
-      conv.olderEl.hidden = !conv.nextBefore;
-      if (conv.key === state.active) scrollToBottom(conv);
-    }
-    return true;
-  }
-
-  async function loadOlder(conv) {
-    if (!conv.nextBefore) return;
-    let page;
-    try {
-      page = await request('GET', `rooms/${enc(conv.id)}/messages?limit=${HISTORY_LIMIT}&before=${enc(conv.nextBefore)}`);
-    } catch (err) {
-      showError(`Could not load older messages: ${describeError(err)}`);
-      return;
-    }
-    const list = conv.listEl;
-    const fromBottom = list.scrollHeight - list.scrollTop;
-    const first = conv.items[0] || null;
-    for (const m of page.messages || []) {
-      if (!m || m.type !== 'message' || conv.ids.has(m.id)) continue;
-      insertItem(conv, messageItem(m, { fromHistory: true }), first);
-    }
-    conv.nextBefore = page.nextBefore || null;
-    conv.olderEl.hidden = !conv.nextBefore;
-    list.scrollTop = list.scrollHeight - fromBottom;
-  }
-
-  // After a reconnect: what the server confirmed was merged; the rest was lost.
-  function failUnconfirmed(conv) {
-    for (const item of conv.items) {
-      if (item.mine && item.status === 'unconfirmed') {
-        item.status = 'failed';
-        item.error = 'the connection dropped before the server confirmed it';
-        updateStatus(item);
-      }
-    }
-  }
-
-  // ---------------------------------------------------------------- sending
-
-  function sendFrame(frame) {
-    if (!state.ws || !state.wsOpen) return false;
-    state.ws.send(JSON.stringify(frame));
-    state.requests.push({ type: frame.type, room: frame.room, since: frame.since, clientMsgId: frame.clientMsgId });
-    return true;
-  }
-
-  function canSend(conv) {
-    if (!state.wsOpen) return false;
-    if (conv.type === 'room') return conv.joined;
-    return true;
-  }
-
-  function transmit(conv, item) {
-    if (item.status === 'queued' && conv.items[conv.items.length - 1] !== item) {
-      // It enters the room's order only now: after whatever arrived while it waited.
-      removeItem(conv, item);
-      insertItem(conv, item);
-    }
-    item.clientMsgId = randomId();
-    item.status = 'pending';
-    item.error = null;
-    state.pending.set(item.clientMsgId, { conv, item });
-    const frame = conv.type === 'room'
-      ? { type: 'message', room: conv.id, body: item.body, clientMsgId: item.clientMsgId }
-      : { type: 'direct', to: conv.id, body: item.body, clientMsgId: item.clientMsgId };
-    if (!sendFrame(frame)) {
-      state.pending.delete(item.clientMsgId);
-      item.status = 'queued';
-    }
-    updateStatus(item);
-  }
-
-  function flushQueued(conv) {
-    if (!canSend(conv)) return;
-    for (const item of conv.items) if (item.mine && item.status === 'queued') transmit(conv, item);
-  }
-
-  function send(conv, body) {
-    const item = {
-      kind: 'message', mine: true, from: me(), body, ts: Date.now(), status: 'queued',
-    };
-    insertItem(conv, item);
-    if (canSend(conv)) transmit(conv, item);
-  }
-
-  function retryItem(item) {
-    const conv = [...state.convs.values()].find((c) => c.items.includes(item));
-    if (!conv) return;
-    // Move it to the end: it is a new attempt.
-    removeItem(conv, item);
-    item.ts = Date.now();
-    item.status = 'queued';
-    item.error = null;
-    insertItem(conv, item);
-    if (canSend(conv)) transmit(conv, item);
-  }
-
-  function confirmItem(conv, item, id, ts) {
-    const dup = conv.ids.get(id);
-    if (dup && dup !== item) removeItem(conv, dup); // history raced the ack
-    item.id = id;
-    if (ts) item.ts = ts;
-    item.status = 'sent';
-    item.error = null;
-    conv.ids.set(id, item);
-    updateStatus(item);
-  }
-
-  function sendJoin(conv) {
-    const since = conv.skipSince ? null : lastMessageId(conv);
-    const frame = { type: 'join', room: conv.id };
-    if (since) frame.since = since;
-    conv.joining = sendFrame(frame);
-  }
-
-  // The id of the last room message shown, in the room's order (ids are opaque: never compared).
-  function lastMessageId(conv) {
-    for (let i = conv.items.length - 1; i >= 0; i -= 1) {
-      const it = conv.items[i];
-      if (it.kind === 'message' && it.id) return it.id;
-    }
-    return null;
-  }
-
-  // ---------------------------------------------------------------- the WebSocket
-
-  function wsUrl() {
-    const url = new URL(state.identity.websocketUrl, location.href);
-    url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    return url.toString();
-  }
-
-  function ensureSocket() {
-    if (state.ws || state.retryTimer || !state.identity || !rooms().length) return;
-    connect();
-  }
-
-  function connect() {
-    clearTimeout(state.retryTimer);
-    state.retryTimer = null;
-    stopCountdown();
-    if (!state.identity || !rooms().length) return;
-    setConn('connecting', state.attempt ? 'Reconnecting…' : 'Connecting…');
-    let ws;
-    try {
-      ws = new WebSocket(wsUrl());
-    } catch (err) {
-      showError(`Cannot open the connection: ${describeError(err)}`);
-      scheduleReconnect(null);
-      return;
-    }
-    state.ws = ws;
-    let opened = false;
-    ws.onopen = () => {
-      if (state.ws !== ws) return;
-      opened = true;
-      state.wsOpen = true;
-      state.failedOpens = 0;
-      state.requests = [];
-      setConn('connecting', 'Joining rooms…');
-      for (const conv of rooms()) sendJoin(conv);
-      for (const conv of state.convs.values()) if (conv.type === 'dm') flushQueued(conv);
-      if (!rooms().length) setConn('online', 'Connected');
-    };
-    ws.onmessage = (event) => {
-      if (state.ws !== ws) return;
-      let frame;
-      try {
-        frame = JSON.parse(event.data);
-      } catch {
-        return;
-      }
-      handleFrame(frame);
-    };
-    ws.onclose = (event) => {
-      if (state.ws !== ws) return;
-      state.ws = null;
-      state.wsOpen = false;
-      state.requests = [];
-      for (const conv of rooms()) {
-        if (conv.joined) insertItem(conv, { kind: 'system', event: 'disconnected', text: 'Connection lost' });
-        conv.joined = false;
-        conv.joining = false;
-      }
-      renderMembers();
-      // Sent but never acknowledged: the server may or may not have them.
-      for (const { conv, item } of state.pending.values()) {
-        item.status = conv.type === 'room' ? 'unconfirmed' : 'failed';
-        if (conv.type === 'dm') item.error = 'the connection dropped before the server confirmed it';
-        updateStatus(item);
-      }
-      state.pending.clear();
-      if (!opened) state.failedOpens += 1;
-      scheduleReconnect(event);
-    };
-  }
-
-  function closeSocket() {
-    clearTimeout(state.retryTimer);
-    state.retryTimer = null;
-    stopCountdown();
-    const ws = state.ws;
-    state.ws = null;
-    state.wsOpen = false;
-    state.attempt = 0;
-    if (ws) ws.close(1000, 'bye');
-    setConn('idle');
-  }
-
-  const CLOSE_REASONS = {
-    1001: 'the server is restarting',
-    1006: 'the connection was lost',
-    1008: 'the connection was idle too long',
-    1009: 'a message was too large',
-    1011: 'the server had an error',
-    4008: 'the connection could not keep up',
-  };
-
-  function scheduleReconnect(event) {
-    if (!state.identity || !rooms().length) {
-      setConn('idle');
-      return;
-    }
-    // Exponential backoff with jitter, capped: 0.25–0.5 s, 0.5–1 s, 1–2 s, … 5–10 s.
-    const cap = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** state.attempt);
-    const delay = Math.round(cap / 2 + (Math.random() * cap) / 2);
-    state.attempt += 1;
-    state.nextRetryAt = Date.now() + delay;
-    const why = navigator.onLine === false
-      ? 'You are offline'
-      : `Disconnected: ${(event && CLOSE_REASONS[event.code]) || 'the connection was lost'}`;
-    state.disconnectReason = why;
-    state.retryTimer = setTimeout(async () => {
-      state.retryTimer = null;
-      if (state.failedOpens >= 2) await checkIdentity();
-      connect();
-    }, delay);
-    startCountdown();
-  }
-
-  function startCountdown() {
-    stopCountdown();
-    const tick = () => {
-      const secs = Math.max(0, Math.ceil((state.nextRetryAt - Date.now()) / 1000));
-      setConn('reconnecting', `${state.disconnectReason}. Retrying in ${secs} s…`);
-    };
-    tick();
-    state.countdownTimer = setInterval(tick, 500);
-  }
-
-  function stopCountdown() {
-    clearInterval(state.countdownTimer);
-    state.countdownTimer = null;
-  }
-
-  function retryNow() {
-    if (state.ws) return;
-    state.attempt = Math.min(state.attempt, 1);
-    connect();
-  }
-
-  // The WebSocket keeps failing to open while the server answers: perhaps our token is no
-  // longer accepted (e.g. the server restarted with another secret) or the room is gone.
-  async function checkIdentity() {
-    const conv = rooms()[0];
-    if (!conv || !state.identity) return;
-    try {
-      await request('POST', `join-room/${enc(conv.id)}`, { user: state.identity.user.name }, { auth: true });
-    } catch (err) {
-      if (err.status === 401) await renewIdentity();
-      else if (err.status === 404) roomGone(conv);
-    }
-  }
-
-  async function renewIdentity() {
-    const name = state.identity ? state.identity.user.name : state.name;
-    setIdentity(null);
-    for (const conv of rooms()) {
-      try {
-        const res = await request('POST', `join-room/${enc(conv.id)}`, { user: name }, { auth: !!state.identity });
-        if (!state.identity) setIdentity({ token: res.token, websocketUrl: res.websocketUrl, user: res.user });
-      } catch (err) {
-        if (err.status === 404) roomGone(conv);
-      }
-    }
-    if (state.identity) showBanner('Your session had expired: you are back in your rooms under a new session.', 'info');
-  }
-
-  function setConn(kind, text) {
-    const box = $('conn');
-    box.hidden = kind === 'idle';
-    box.dataset.state = kind;
-    const label = text || { idle: 'Not connected', connecting: 'Connecting…', online: 'Connected', reconnecting: 'Reconnecting…' }[kind];
-    box.querySelector('.conn-text').textContent = label;
-    $('retry-now').hidden = kind !== 'reconnecting';
-    document.body.dataset.conn = kind;
-  }
-
-  // ---------------------------------------------------------------- frames from the server
-
-  function handleFrame(frame) {
-    switch (frame.type) {
-      case 'joined': return onJoined(frame);
-      case 'left': return takeRequest();
-      case 'message': return onRoomMessage(frame);
-      case 'direct': return onDirect(frame);
-      case 'system': return onSystem(frame);
-      case 'ack': return onAck(frame);
-      case 'error': return onErrorFrame(frame);
-      case 'resync': return onResync(frame);
-      default: return undefined; // newer frame types: ignored
-    }
-  }
-
-  // Each client frame gets exactly one reply, in order: the oldest open request is its match.
-  function takeRequest() {
-    return state.requests.shift() || null;
-  }
-
-  function onJoined(frame) {
-    takeRequest();
-    const conv = roomConv(frame.room);
-    if (!conv) return;
-    const first = !conv.historyLoaded;
-    if (conv.everJoined && !conv.joined) insertItem(conv, { kind: 'system', event: 'reconnected', text: 'Reconnected' });
-    conv.joined = true;
-    conv.everJoined = true;
-    conv.joining = false;
-    conv.skipSince = false;
-    conv.forbiddenRetried = false;
-    conv.members = new Map((frame.members || []).map((u) => [u.id, u]));
-    if (me() && !conv.members.has(me().id)) conv.members.set(me().id, me());
-    state.attempt = 0;
-    setConn('online', 'Connected');
-    renderMembers();
-    // First time: the recent history. After a reconnect the `since` replay brings what was
-    // missed; the history merge also covers the moment between that replay and live delivery.
-    // What was typed meanwhile goes out after that, so it follows what it answers.
-    loadHistory(conv).then((ok) => {
-      if (ok && !first) failUnconfirmed(conv);
-      if (state.convs.get(conv.key) === conv) flushQueued(conv);
-    });
-  }
-
-  function onRoomMessage(frame) {
-    const conv = roomConv(frame.room);
-    if (!conv || conv.ids.has(frame.id)) return;
-    if (me() && frame.from.id === me().id) {
-      const lost = conv.items.find((it) => it.mine && it.status === 'unconfirmed' && it.body === frame.body);
-      if (lost) {
-        confirmItem(conv, lost, frame.id, frame.ts);
-        return;
-      }
-    }
-    insertItem(conv, messageItem(frame));
-  }
-
-  function onDirect(frame) {
-    const mine = me() && frame.from.id === me().id;
-    const peer = mine ? lookupUser(frame.to) : frame.from;
-    const conv = dmConv(peer);
-    if (conv.ids.has(frame.id)) return;
-    insertItem(conv, messageItem(frame));
-  }
-
-  function onSystem(frame) {
-    const conv = roomConv(frame.room);
-    if (!conv || !frame.user) return;
-    if (me() && frame.user.id === me().id) return;
-    if (frame.event === 'user_joined') {
-      conv.members.set(frame.user.id, frame.user);
-      insertItem(conv, { kind: 'system', event: 'joined', text: `${frame.user.name} joined`, ts: frame.ts });
-    } else if (frame.event === 'user_left') {
-      conv.members.delete(frame.user.id);
-      insertItem(conv, { kind: 'system', event: 'left', text: `${frame.user.name} left`, ts: frame.ts });
-    } else {
-      return;
-    }
-    if (state.lastRoom === conv.key) renderMembers();
-  }
-
-  function onAck(frame) {
-    takeRequest();
-    const entry = frame.clientMsgId && state.pending.get(frame.clientMsgId);
-    if (!entry) return;
-    state.pending.delete(frame.clientMsgId);
-    confirmItem(entry.conv, entry.item, frame.id, frame.ts);
-  }
-
-  const ERROR_TEXT = {
-    recipient_offline: 'they are not online right now',
-    rate_limited: 'too many messages at once; wait a moment',
-    body_too_large: `longer than ${MAX_BODY} characters`,
-    empty_body: 'the message is empty',
-    not_in_room: 'not in this room (rejoining)',
-    unavailable: 'the chat server is having trouble; try again',
-    forbidden: 'not allowed',
-  };
-
-  function onErrorFrame(frame) {
-    const req = takeRequest();
-    const text = `${frame.code}: ${frame.message}`;
-    const entry = frame.clientMsgId && state.pending.get(frame.clientMsgId);
-    if (entry) {
-      state.pending.delete(frame.clientMsgId);
-      entry.item.status = 'failed';
-      entry.item.error = `${ERROR_TEXT[frame.code] || frame.code} (${frame.code})`;
-      updateStatus(entry.item);
-      showError(text);
-      if (frame.code === 'not_in_room' && entry.conv.type === 'room' && state.wsOpen) sendJoin(entry.conv);
-      return;
-    }
-    if (req && req.type === 'join') {
-      const conv = roomConv(req.room);
-      if (conv) return onJoinError(conv, frame, req);
-    }
-    showError(text);
-  }
-
-  async function onJoinError(conv, frame, req) {
-    conv.joining = false;
-    if (req.since && !['forbidden', 'room_not_found', 'rate_limited'].includes(frame.code)) {
-      // The server could not replay from our last id (e.g. it no longer knows it): join
-      // without `since`; the history reload after `joined` fills the gap.
-      console.warn(`roomcast: join with since=${req.since} failed (${frame.code}: ${frame.message}); joining without it`);
-      conv.skipSince = true;
-      if (state.wsOpen) sendJoin(conv);
-      return undefined;
-    }
-    if (frame.code === 'forbidden' && !conv.forbiddenRetried && state.identity) {
-      // Not (or no longer) a member: join through REST again, then retry once.
-      conv.forbiddenRetried = true;
-      try {
-        await request('POST', `join-room/${enc(conv.id)}`, { user: state.identity.user.name }, { auth: true });
-        if (state.wsOpen && state.convs.get(conv.key) === conv) sendJoin(conv);
-        return;
-      } catch (err) {
-        if (err.status === 404) return roomGone(conv);
-        showError(`Could not rejoin ${conv.name}: ${describeError(err)}`);
-        return;
-      }
-    }
-    if (frame.code === 'room_not_found') return roomGone(conv);
-    showError(`Could not join ${conv.name}: ${frame.code}: ${frame.message}`);
-    if (frame.code === 'unavailable' || frame.code === 'rate_limited') {
-      setTimeout(() => {
-        if (state.wsOpen && state.convs.get(conv.key) === conv && !conv.joined) sendJoin(conv);
-      }, 2000);
-    }
-  }
-
-  function roomGone(conv) {
-    showError(`The room "${conv.name}" no longer exists on the server.`);
-    removeConv(conv);
-  }
-
-  // The server may have missed messages (its broker reconnected): reload each room's history
-  // and who is online, and say so.
-  function onResync(frame) {
-    for (const conv of rooms()) {
-      loadHistory(conv);
-      refreshMembers(conv);
-      systemNotice(conv, 'The chat server briefly lost its connection to the other servers; recent messages were reloaded.', 'resync-notice');
-    }
-    showBanner(`Reloaded recent messages (${frame.reason || 'resync'}).`, 'info');
-  }
-
-  async function refreshMembers(conv) {
-    try {
-      const info = await request('GET', `rooms/${enc(conv.id)}`);
-      conv.members = new Map((info.members || []).filter((u) => u.online).map((u) => [u.id, { id: u.id, name: u.name }]));
-      if (me() && conv.joined) conv.members.set(me().id, me());
-      if (state.lastRoom === conv.key) renderMembers();
-    } catch {
-      /* keep what we have */
-    }
-  }
-
-  // ---------------------------------------------------------------- joining and creating
-
-  function parseRoomInput(text) {
-    const value = text.trim();
-    if (!value) return '';
-    try {
-      const url = new URL(value);
-      const room = url.searchParams.get('room');
-      if (room) return room;
-    } catch {
-      /* not a link: an id */
-    }
-    const m = value.match(/[?&]room=([^&#]+)/);
-    return m ? decodeURIComponent(m[1]) : value;
-  }
-
-  function chosenName() {
-    if (state.identity) return state.identity.user.name;
-    const input = $('name-input');
-    const name = input.value.trim();
-    if (!name || name.length > 32) {
-      input.setAttribute('aria-invalid', 'true');
-      input.focus();
-      throw new Error('Pick a display name first (1 to 32 characters).');
-    }
-    input.removeAttribute('aria-invalid');
-    state.name = name;
-    storage.set(KEYS.name, name);
-    return name;
-  }
-
-  async function joinRoom(roomId) {
-    const existing = roomConv(roomId);
-    if (existing) {
-      showChat();
-      activate(existing);
-      return existing;
-    }
-    const name = chosenName();
-    let res;
-    try {
-      res = await request('POST', `join-room/${enc(roomId)}`, { user: name }, { auth: !!state.identity });
-    } catch (err) {
-      if (err.status === 401 && state.identity && !rooms().length) {
-        setIdentity(null); // a stale session: start a new one
-        res = await request('POST', `join-room/${enc(roomId)}`, { user: name });
-      } else {
-        if (err.status === 404) throw new ApiError(404, `No room with id "${roomId}": ${err.message}`);
-        throw err;
-      }
-    }
-    if (!state.identity || state.identity.user.id !== res.user.id) {
-      setIdentity({ token: res.token, websocketUrl: res.websocketUrl, user: res.user });
-    }
-    let roomName = shortId(roomId);
-    try {
-      const info = await request('GET', `rooms/${enc(roomId)}`);
-      if (info && info.name) roomName = info.name;
-    } catch {
-      /* the name is cosmetic */
-    }
-    const conv = roomConv(roomId) || makeConv('room', roomId, roomName);
-    saveRooms();
-    showChat();
-    activate(conv);
-    if (state.wsOpen) sendJoin(conv);
-    else ensureSocket();
-    return conv;
-  }
-
-  async function createRoom(roomName) {
-    chosenName();
-    const body = roomName ? { name: roomName } : undefined;
-    const room = await request('POST', 'create-room', body);
-    return joinRoom(room.roomId);
-  }
-
-  function leaveRoom(conv) {
-    if (state.wsOpen && conv.joined) sendFrame({ type: 'leave', room: conv.id });
-    removeConv(conv);
-  }
-
-  function signOut() {
-    for (const conv of [...state.convs.values()]) {
-      if (conv.type === 'room' && state.wsOpen && conv.joined) sendFrame({ type: 'leave', room: conv.id });
-    }
-    for (const conv of [...state.convs.values()]) {
-      state.convs.delete(conv.key);
-      conv.listEl.remove();
+  if (conv.type === 'room') saveRooms();
+  renderConvList();
+  if (!rooms().length) {
+    // No room left: nothing to be connected for.
+    for (const c of [...state.convs.values()]) {
+      state.convs.delete(c.key);
+      c.listEl.remove();
     }
     closeSocket();
-    setIdentity(null);
-    saveRooms();
+    showLobby();
+  }
+}
+
+function activate(conv) {
+  state.active = conv.key;
+  if (conv.type === 'room') state.lastRoom = conv.key;
+  for (const c of state.convs.values()) c.listEl.hidden = c !== conv;
+  const isRoom = conv.type === 'room';
+  $('conv-title').textContent = conv.name;
+  $('conv-title').title = isRoom ? `Room id ${conv.id}` : `User id ${conv.id}`;
+  $('private-tag').hidden = isRoom;
+  $('room-tools').hidden = !isRoom;
+  $('dm-tools').hidden = isRoom;
+  if (isRoom) {
+    const link = new URL(apiBase);
+    link.search = `?room=${enc(conv.id)}`;
+    $('share-link').value = link.toString();
+    history.replaceState(null, '', `?room=${enc(conv.id)}`);
+  }
+  $('message-input').placeholder = isRoom ? 'Write a message…' : 'Write a private message…';
+  $('message-input').setAttribute('aria-label', isRoom ? `Message to ${conv.name}` : `Private message to ${conv.name}`);
+  document.title = `${conv.name} · roomcast`;
+  renderConvList();
+  renderMembers();
+  scrollToBottom(conv);
+  clearUnread(conv);
+}
+
+function clearUnread(conv) {
+  if (!conv.unread) return;
+  conv.unread = 0;
+  renderConvList();
+}
+
+function renderConvList() {
+  const list = $('conv-list');
+  list.replaceChildren();
+  for (const conv of state.convs.values()) {
+    const isActive = conv.key === state.active;
+    const label = conv.type === 'room' ? `# ${conv.name}` : `@ ${conv.name}`;
+    const button = el('button', {
+      type: 'button',
+      class: `conv${isActive ? ' active' : ''}${conv.type === 'dm' ? ' dm' : ''}`,
+      'data-testid': conv.type === 'room' ? 'conv-room' : 'conv-dm',
+      'data-conv': conv.key,
+      'aria-current': isActive ? 'true' : null,
+      title: conv.type === 'room' ? conv.name : `Private chat with ${conv.name}`,
+      onclick: () => activate(conv),
+    }, el('span', { class: 'conv-name', text: label }));
+    if (conv.type === 'dm') button.append(el('span', { class: 'private-tag small', text: 'private' }));
+    if (conv.unread) {
+      button.append(el('span', {
+        class: 'badge', 'data-testid': 'unread', 'aria-label': `${conv.unread} unread`, text: String(conv.unread),
+      }));
+    }
+    list.append(el('li', {}, button));
+  }
+}
+
+function renderMembers() {
+  const list = $('member-list');
+  list.replaceChildren();
+  const room = state.convs.get(state.lastRoom);
+  const title = $('members-title');
+  if (!room) {
+    title.textContent = 'Online';
+    return;
+  }
+  const members = [...room.members.values()].sort((a, b) => {
+    if (me() && a.id === me().id) return -1;
+    if (me() && b.id === me().id) return 1;
+    return a.name.localeCompare(b.name);
+  });
+  const stale = !room.joined && room.everJoined;
+  title.textContent = stale ? `Last known online · ${members.length}` : `Online · ${members.length}`;
+  title.title = `Online now in ${room.name}`;
+  for (const user of members) {
+    const mine = me() && user.id === me().id;
+    const inner = [el('span', { class: 'presence', 'aria-hidden': 'true' }), el('span', { class: 'member-name', text: user.name })];
+    if (mine) inner.push(el('span', { class: 'you', text: '(you)' }));
+    const node = mine
+      ? el('span', { class: 'member me-member', 'data-testid': 'member', 'data-user-id': user.id, 'data-name': user.name }, ...inner)
+      : el('button', {
+        type: 'button',
+        class: `member${state.active === `dm:${user.id}` ? ' active' : ''}`,
+        'data-testid': 'member',
+        'data-user-id': user.id,
+        'data-name': user.name,
+        title: `Send ${user.name} a private message`,
+        onclick: () => activate(dmConv(user)),
+      }, ...inner);
+    list.append(el('li', {}, node));
+  }
+}
+
+// ---------------------------------------------------------------- rendering messages
+
+function isAtBottom(list) {
+  return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+}
+
+function scrollToBottom(conv) {
+  conv.listEl.scrollTop = conv.listEl.scrollHeight;
+}
+
+const STATUS_TEXT = {
+  queued: 'waiting for connection…',
+  pending: 'sending…',
+  sent: '✓ sent',
+  unconfirmed: 'checking…',
+  failed: 'not sent',
+};
+
+function renderItem(conv, item) {
+  if (item.kind === 'system') {
+    return el('li', { class: `system ${item.event || ''}`, 'data-testid': 'system-message', text: item.text });
+  }
+  if (item.kind === 'notice') {
+    return el('li', { class: 'notice', 'data-testid': item.testid || 'notice', text: item.text });
+  }
+  const isDm = conv.type === 'dm';
+  const meta = el('div', { class: 'meta' },
+    el('span', { class: 'author', 'data-testid': 'message-author', text: item.mine ? `${item.from.name} (you)` : item.from.name }),
+    isDm ? el('span', { class: 'private-tag small', text: 'private' }) : null,
+    el('time', { datetime: new Date(item.ts).toISOString(), title: new Date(item.ts).toLocaleString(), text: formatTime(item.ts) }),
+    item.mine ? el('span', { class: 'status', 'data-testid': 'message-status' }) : null);
+  const body = el('div', { class: 'body', 'data-testid': 'message-body' });
+  body.textContent = item.body; // text, never HTML
+  const li = el('li', {
+    class: `msg${item.mine ? ' mine' : ''}${isDm ? ' dm' : ''}`,
+    'data-testid': isDm ? 'dm-message' : 'message',
+    'data-from': item.from.id,
+  }, meta, body);
+  if (item.mine) {
+    li.append(el('div', { class: 'failure', 'data-testid': 'message-failure' }));
+    updateStatus(item, li);
+  }
+  if (item.id) li.dataset.id = item.id;
+  return li;
+}
+
+function updateStatus(item, li = item.el) {
+  if (!li || !item.mine) return;
+  li.dataset.status = item.status;
+  const status = li.querySelector('.status');
+  status.textContent = STATUS_TEXT[item.status] || item.status;
+  status.title = item.status === 'sent' ? 'Delivered to the server' : '';
+  const failure = li.querySelector('.failure');
+  failure.replaceChildren();
+  if (item.status === 'failed') {
+    failure.append(el('span', { class: 'status-error', 'data-testid': 'message-error', text: `Not sent: ${item.error || 'unknown error'}` }),
+      ' ', el('button', {
+        type: 'button', class: 'link-button', 'data-testid': 'retry-message', onclick: () => retryItem(item),
+      }, 'Retry'));
+  }
+  if (item.id) li.dataset.id = item.id;
+}
+
+// Inserts an item before `beforeItem` (or at the end) in the conversation's order.
+function insertItem(conv, item, beforeItem = null) {
+  const stick = isAtBottom(conv.listEl) || item.mine;
+  item.el = renderItem(conv, item);
+  if (beforeItem) {
+    conv.items.splice(conv.items.indexOf(beforeItem), 0, item);
+    conv.listEl.insertBefore(item.el, beforeItem.el);
+  } else {
+    conv.items.push(item);
+    conv.listEl.append(item.el);
+  }
+  if (item.id) conv.ids.set(item.id, item);
+  const visible = conv.key === state.active && !document.hidden;
+  if (visible && stick) scrollToBottom(conv);
+  if ((item.kind === 'message') && !item.mine && !item.fromHistory && !(visible && stick)) {
+    conv.unread += 1;
     renderConvList();
-    showLobby();
   }
+}
 
-  // ---------------------------------------------------------------- views
+function removeItem(conv, item) {
+  const i = conv.items.indexOf(item);
+  if (i >= 0) conv.items.splice(i, 1);
+  if (item.id && conv.ids.get(item.id) === item) conv.ids.delete(item.id);
+  if (item.el) item.el.remove();
+}
 
-  function showLobby() {
-    $('lobby').hidden = false;
-    $('chat').hidden = true;
-    document.body.dataset.view = 'lobby';
-    document.title = 'roomcast';
-    state.active = null;
-    state.lastRoom = null;
-    if (!state.invite) history.replaceState(null, '', location.pathname);
-    renderMe();
-  }
+function systemNotice(conv, text, testid = 'notice') {
+  insertItem(conv, { kind: 'notice', text, testid });
+}
 
-  function showChat() {
-    $('lobby').hidden = true;
-    $('chat').hidden = false;
-    document.body.dataset.view = 'chat';
-    renderMe();
-  }
+function messageItem(frame, extra = {}) {
+  return {
+    kind: 'message',
+    id: frame.id,
+    from: frame.from,
+    body: frame.body,
+    ts: frame.ts,
+    mine: !!(me() && frame.from && frame.from.id === me().id),
+    status: 'sent',
+    ...extra,
+  };
+}
 
-  function renderMe() {
-    const user = me();
-    const showUser = !!user && !$('chat').hidden;
-    $('me').hidden = !showUser;
-    $('sign-out').hidden = !showUser;
-    if (user) {
-      $('me').textContent = user.name;
-      $('me').title = `Signed in as ${user.name} (id ${user.id})`;
+// ---------------------------------------------------------------- history
+
+// Merges a page of history (oldest first) into the room: messages already shown are kept
+// where they are; a missing one goes just before the next one that is shown (or at the end),
+// so the room's order holds without comparing ids.
+function mergeHistory(conv, messages) {
+  let before = null;
+  for (let i = messages.length - 1; i >= 0; i -= 1) {
+    const m = messages[i];
+    if (!m || m.type !== 'message') continue;
+    const known = conv.ids.get(m.id);
+    if (known) {
+      before = known;
+      continue;
     }
-  }
-
-  async function showInvite(roomId) {
-    state.invite = roomId;
-    $('invite').hidden = false;
-    $('invite-room').textContent = shortId(roomId);
-    try {
-      const info = await request('GET', `rooms/${enc(roomId)}`);
-      $('invite-room').textContent = info.name;
-    } catch (err) {
-      if (err.status === 404) {
-        $('invite').hidden = true;
-        state.invite = null;
-        showError(`The link points to a room that does not exist (${err.message}).`);
+    if (me() && m.from.id === me().id) {
+      // One of ours that the connection lost before its ack: confirm it instead.
+      const lost = conv.items.find((it) => it.mine && it.status === 'unconfirmed' && it.body === m.body);
+      if (lost) {
+        confirmItem(conv, lost, m.id, m.ts);
+        before = lost;
+        continue;
       }
     }
+    const item = messageItem(m, { fromHistory: true });
+    insertItem(conv, item, before);
+    before = item;
   }
+}
 
-  // Runs an async UI action: buttons disabled meanwhile, failures shown in the banner.
-  async function busy(form, fn) {
-    const controls = form ? [...form.querySelectorAll('button, input')] : [];
-    for (const c of controls) c.disabled = true;
+async function loadHistory(conv) {
+  let page;
+  try {
+    page = await request('GET', `rooms/${enc(conv.id)}/messages?limit=${HISTORY_LIMIT}`);
+  } catch (err) {
+    if (err.status === 404) roomGone(conv);
+    else showError(`Could not load the history of ${conv.name}: ${describeError(err)}`);
+    return false;
+  }
+  if (state.convs.get(conv.key) !== conv) return false;
+  mergeHistory(conv, page.messages || []);
+  if (!conv.historyLoaded) {
+    conv.historyLoaded = true;
+    conv.nextBefore = page.nextBefore || null;
+    conv.olderEl.hidden = !conv.nextBefore;
+    if (conv.key === state.active) scrollToBottom(conv);
+  }
+  return true;
+}
+
+async function loadOlder(conv) {
+  if (!conv.nextBefore) return;
+  let page;
+  try {
+    page = await request('GET', `rooms/${enc(conv.id)}/messages?limit=${HISTORY_LIMIT}&before=${enc(conv.nextBefore)}`);
+  } catch (err) {
+    showError(`Could not load older messages: ${describeError(err)}`);
+    return;
+  }
+  const list = conv.listEl;
+  const fromBottom = list.scrollHeight - list.scrollTop;
+  const first = conv.items[0] || null;
+  for (const m of page.messages || []) {
+    if (!m || m.type !== 'message' || conv.ids.has(m.id)) continue;
+    insertItem(conv, messageItem(m, { fromHistory: true }), first);
+  }
+  conv.nextBefore = page.nextBefore || null;
+  conv.olderEl.hidden = !conv.nextBefore;
+  list.scrollTop = list.scrollHeight - fromBottom;
+}
+
+// After a reconnect: what the server confirmed was merged; the rest was lost.
+function failUnconfirmed(conv) {
+  for (const item of conv.items) {
+    if (item.mine && item.status === 'unconfirmed') {
+      item.status = 'failed';
+      item.error = 'the connection dropped before the server confirmed it';
+      updateStatus(item);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- sending
+
+function sendFrame(frame) {
+  if (!state.ws || !state.wsOpen) return false;
+  state.ws.send(JSON.stringify(frame));
+  state.requests.push({ type: frame.type, room: frame.room, since: frame.since, clientMsgId: frame.clientMsgId });
+  return true;
+}
+
+function canSend(conv) {
+  if (!state.wsOpen) return false;
+  if (conv.type === 'room') return conv.joined;
+  return true;
+}
+
+function transmit(conv, item) {
+  if (item.status === 'queued' && conv.items[conv.items.length - 1] !== item) {
+    // It enters the room's order only now: after whatever arrived while it waited.
+    removeItem(conv, item);
+    insertItem(conv, item);
+  }
+  item.clientMsgId = randomId();
+  item.status = 'pending';
+  item.error = null;
+  state.pending.set(item.clientMsgId, { conv, item });
+  const frame = conv.type === 'room'
+    ? { type: 'message', room: conv.id, body: item.body, clientMsgId: item.clientMsgId }
+    : { type: 'direct', to: conv.id, body: item.body, clientMsgId: item.clientMsgId };
+  if (!sendFrame(frame)) {
+    state.pending.delete(item.clientMsgId);
+    item.status = 'queued';
+  }
+  updateStatus(item);
+}
+
+function flushQueued(conv) {
+  if (!canSend(conv)) return;
+  for (const item of conv.items) if (item.mine && item.status === 'queued') transmit(conv, item);
+}
+
+function send(conv, body) {
+  const item = {
+    kind: 'message', mine: true, from: me(), body, ts: Date.now(), status: 'queued',
+  };
+  insertItem(conv, item);
+  if (canSend(conv)) transmit(conv, item);
+}
+
+function retryItem(item) {
+  const conv = [...state.convs.values()].find((c) => c.items.includes(item));
+  if (!conv) return;
+  // Move it to the end: it is a new attempt.
+  removeItem(conv, item);
+  item.ts = Date.now();
+  item.status = 'queued';
+  item.error = null;
+  insertItem(conv, item);
+  if (canSend(conv)) transmit(conv, item);
+}
+
+function confirmItem(conv, item, id, ts) {
+  const dup = conv.ids.get(id);
+  if (dup && dup !== item) removeItem(conv, dup); // history raced the ack
+  item.id = id;
+  if (ts) item.ts = ts;
+  item.status = 'sent';
+  item.error = null;
+  conv.ids.set(id, item);
+  updateStatus(item);
+}
+
+function sendJoin(conv) {
+  const since = conv.skipSince ? null : lastMessageId(conv);
+  const frame = { type: 'join', room: conv.id };
+  if (since) frame.since = since;
+  conv.joining = sendFrame(frame);
+}
+
+// The id of the last room message shown, in the room's order (ids are opaque: never compared).
+function lastMessageId(conv) {
+  for (let i = conv.items.length - 1; i >= 0; i -= 1) {
+    const it = conv.items[i];
+    if (it.kind === 'message' && it.id) return it.id;
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------- the WebSocket
+
+function wsUrl() {
+  const url = new URL(state.identity.websocketUrl, location.href);
+  url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return url.toString();
+}
+
+function ensureSocket() {
+  if (state.ws || state.retryTimer || !state.identity || !rooms().length) return;
+  connect();
+}
+
+function connect() {
+  clearTimeout(state.retryTimer);
+  state.retryTimer = null;
+  stopCountdown();
+  if (!state.identity || !rooms().length) return;
+  setConn('connecting', state.attempt ? 'Reconnecting…' : 'Connecting…');
+  let ws;
+  try {
+    ws = new WebSocket(wsUrl());
+  } catch (err) {
+    showError(`Cannot open the connection: ${describeError(err)}`);
+    scheduleReconnect(null);
+    return;
+  }
+  state.ws = ws;
+  let opened = false;
+  ws.onopen = () => {
+    if (state.ws !== ws) return;
+    opened = true;
+    state.wsOpen = true;
+    state.failedOpens = 0;
+    state.requests = [];
+    setConn('connecting', 'Joining rooms…');
+    for (const conv of rooms()) sendJoin(conv);
+    for (const conv of state.convs.values()) if (conv.type === 'dm') flushQueued(conv);
+    if (!rooms().length) setConn('online', 'Connected');
+  };
+  ws.onmessage = (event) => {
+    if (state.ws !== ws) return;
+    let frame;
     try {
-      await fn();
-      hideBanner();
-      return true;
+      frame = JSON.parse(event.data);
+    } catch {
+      return;
+    }
+    handleFrame(frame);
+  };
+  ws.onclose = (event) => {
+    if (state.ws !== ws) return;
+    state.ws = null;
+    state.wsOpen = false;
+    state.requests = [];
+    for (const conv of rooms()) {
+      if (conv.joined) insertItem(conv, { kind: 'system', event: 'disconnected', text: 'Connection lost' });
+      conv.joined = false;
+      conv.joining = false;
+    }
+    renderMembers();
+    // Sent but never acknowledged: the server may or may not have them.
+    for (const { conv, item } of state.pending.values()) {
+      item.status = conv.type === 'room' ? 'unconfirmed' : 'failed';
+      if (conv.type === 'dm') item.error = 'the connection dropped before the server confirmed it';
+      updateStatus(item);
+    }
+    state.pending.clear();
+    if (!opened) state.failedOpens += 1;
+    scheduleReconnect(event);
+  };
+}
+
+function closeSocket() {
+  clearTimeout(state.retryTimer);
+  state.retryTimer = null;
+  stopCountdown();
+  const ws = state.ws;
+  state.ws = null;
+  state.wsOpen = false;
+  state.attempt = 0;
+  if (ws) ws.close(1000, 'bye');
+  setConn('idle');
+}
+
+const CLOSE_REASONS = {
+  1001: 'the server is restarting',
+  1006: 'the connection was lost',
+  1008: 'the connection was idle too long',
+  1009: 'a message was too large',
+  1011: 'the server had an error',
+  4008: 'the connection could not keep up',
+};
+
+function scheduleReconnect(event) {
+  if (!state.identity || !rooms().length) {
+    setConn('idle');
+    return;
+  }
+  // Exponential backoff with jitter, capped: 0.25–0.5 s, 0.5–1 s, 1–2 s, … 5–10 s.
+  const cap = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** state.attempt);
+  const delay = Math.round(cap / 2 + (Math.random() * cap) / 2);
+  state.attempt += 1;
+  state.nextRetryAt = Date.now() + delay;
+  const why = navigator.onLine === false
+    ? 'You are offline'
+    : `Disconnected: ${(event && CLOSE_REASONS[event.code]) || 'the connection was lost'}`;
+  state.disconnectReason = why;
+  state.retryTimer = setTimeout(async () => {
+    state.retryTimer = null;
+    if (state.failedOpens >= 2) await checkIdentity();
+    connect();
+  }, delay);
+  startCountdown();
+}
+
+function startCountdown() {
+  stopCountdown();
+  const tick = () => {
+    const secs = Math.max(0, Math.ceil((state.nextRetryAt - Date.now()) / 1000));
+    setConn('reconnecting', `${state.disconnectReason}. Retrying in ${secs} s…`);
+  };
+  tick();
+  state.countdownTimer = setInterval(tick, 500);
+}
+
+function stopCountdown() {
+  clearInterval(state.countdownTimer);
+  state.countdownTimer = null;
+}
+
+function retryNow() {
+  if (state.ws) return;
+  state.attempt = Math.min(state.attempt, 1);
+  connect();
+}
+
+// The WebSocket keeps failing to open while the server answers: perhaps our token is no
+// longer accepted (e.g. the server restarted with another secret) or the room is gone.
+async function checkIdentity() {
+  const conv = rooms()[0];
+  if (!conv || !state.identity) return;
+  try {
+    await request('POST', `join-room/${enc(conv.id)}`, { user: state.identity.user.name }, { auth: true });
+  } catch (err) {
+    if (err.status === 401) await renewIdentity();
+    else if (err.status === 404) roomGone(conv);
+  }
+}
+
+async function renewIdentity() {
+  const name = state.identity ? state.identity.user.name : state.name;
+  setIdentity(null);
+  for (const conv of rooms()) {
+    try {
+      const res = await request('POST', `join-room/${enc(conv.id)}`, { user: name }, { auth: !!state.identity });
+      if (!state.identity) setIdentity({ token: res.token, websocketUrl: res.websocketUrl, user: res.user });
     } catch (err) {
-      showError(describeError(err));
-      return false;
-    } finally {
-      for (const c of controls) c.disabled = false;
+      if (err.status === 404) roomGone(conv);
     }
   }
+  if (state.identity) showBanner('Your session had expired: you are back in your rooms under a new session.', 'info');
+}
 
-  // ---------------------------------------------------------------- wiring
+function setConn(kind, text) {
+  const box = $('conn');
+  box.hidden = kind === 'idle';
+  box.dataset.state = kind;
+  const label = text || { idle: 'Not connected', connecting: 'Connecting…', online: 'Connected', reconnecting: 'Reconnecting…' }[kind];
+  box.querySelector('.conn-text').textContent = label;
+  $('retry-now').hidden = kind !== 'reconnecting';
+  document.body.dataset.conn = kind;
+}
 
-  function autosize(textarea) {
-    if (!textarea.value) {
-      textarea.style.height = '';
+// ---------------------------------------------------------------- frames from the server
+
+function handleFrame(frame) {
+  switch (frame.type) {
+    case 'joined': return onJoined(frame);
+    case 'left': return takeRequest();
+    case 'message': return onRoomMessage(frame);
+    case 'direct': return onDirect(frame);
+    case 'system': return onSystem(frame);
+    case 'ack': return onAck(frame);
+    case 'error': return onErrorFrame(frame);
+    case 'resync': return onResync(frame);
+    default: return undefined; // newer frame types: ignored
+  }
+}
+
+// Each client frame gets exactly one reply, in order: the oldest open request is its match.
+function takeRequest() {
+  return state.requests.shift() || null;
+}
+
+function onJoined(frame) {
+  takeRequest();
+  const conv = roomConv(frame.room);
+  if (!conv) return;
+  const first = !conv.historyLoaded;
+  if (conv.everJoined && !conv.joined) insertItem(conv, { kind: 'system', event: 'reconnected', text: 'Reconnected' });
+  conv.joined = true;
+  conv.everJoined = true;
+  conv.joining = false;
+  conv.skipSince = false;
+  conv.forbiddenRetried = false;
+  conv.members = new Map((frame.members || []).map((u) => [u.id, u]));
+  if (me() && !conv.members.has(me().id)) conv.members.set(me().id, me());
+  state.attempt = 0;
+  setConn('online', 'Connected');
+  renderMembers();
+  // First time: the recent history. After a reconnect the `since` replay brings what was
+  // missed; the history merge also covers the moment between that replay and live delivery.
+  // What was typed meanwhile goes out after that, so it follows what it answers.
+  loadHistory(conv).then((ok) => {
+    if (ok && !first) failUnconfirmed(conv);
+    if (state.convs.get(conv.key) === conv) flushQueued(conv);
+  });
+}
+
+function onRoomMessage(frame) {
+  const conv = roomConv(frame.room);
+  if (!conv || conv.ids.has(frame.id)) return;
+  if (me() && frame.from.id === me().id) {
+    const lost = conv.items.find((it) => it.mine && it.status === 'unconfirmed' && it.body === frame.body);
+    if (lost) {
+      confirmItem(conv, lost, frame.id, frame.ts);
       return;
     }
-    textarea.style.height = 'auto';
-    textarea.style.height = `${Math.min(textarea.scrollHeight, 160)}px`;
   }
+  insertItem(conv, messageItem(frame));
+}
 
-  function updateCharCount() {
-    const n = $('message-input').value.length;
-    const counter = $('char-count');
-    counter.textContent = n > MAX_BODY - 500 ? `${n} / ${MAX_BODY}` : '';
-    counter.classList.toggle('over', n > MAX_BODY);
+function onDirect(frame) {
+  const mine = me() && frame.from.id === me().id;
+  const peer = mine ? lookupUser(frame.to) : frame.from;
+  const conv = dmConv(peer);
+  if (conv.ids.has(frame.id)) return;
+  insertItem(conv, messageItem(frame));
+}
+
+function onSystem(frame) {
+  const conv = roomConv(frame.room);
+  if (!conv || !frame.user) return;
+  if (me() && frame.user.id === me().id) return;
+  if (frame.event === 'user_joined') {
+    conv.members.set(frame.user.id, frame.user);
+    insertItem(conv, { kind: 'system', event: 'joined', text: `${frame.user.name} joined`, ts: frame.ts });
+  } else if (frame.event === 'user_left') {
+    conv.members.delete(frame.user.id);
+    insertItem(conv, { kind: 'system', event: 'left', text: `${frame.user.name} left`, ts: frame.ts });
+  } else {
+    return;
   }
+  if (state.lastRoom === conv.key) renderMembers();
+}
 
-  function submitComposer() {
-    const input = $('message-input');
-    const conv = state.convs.get(state.active);
-    const body = input.value;
-    if (!conv || !body.trim()) return;
-    if ([...body].length > MAX_BODY) {
-      showError(`A message can be at most ${MAX_BODY} characters.`);
+function onAck(frame) {
+  takeRequest();
+  const entry = frame.clientMsgId && state.pending.get(frame.clientMsgId);
+  if (!entry) return;
+  state.pending.delete(frame.clientMsgId);
+  confirmItem(entry.conv, entry.item, frame.id, frame.ts);
+}
+
+const ERROR_TEXT = {
+  recipient_offline: 'they are not online right now',
+  rate_limited: 'too many messages at once; wait a moment',
+  body_too_large: `longer than ${MAX_BODY} characters`,
+  empty_body: 'the message is empty',
+  not_in_room: 'not in this room (rejoining)',
+  unavailable: 'the chat server is having trouble; try again',
+  forbidden: 'not allowed',
+};
+
+function onErrorFrame(frame) {
+  const req = takeRequest();
+  const text = `${frame.code}: ${frame.message}`;
+  const entry = frame.clientMsgId && state.pending.get(frame.clientMsgId);
+  if (entry) {
+    state.pending.delete(frame.clientMsgId);
+    entry.item.status = 'failed';
+    entry.item.error = `${ERROR_TEXT[frame.code] || frame.code} (${frame.code})`;
+    updateStatus(entry.item);
+    showError(text);
+    if (frame.code === 'not_in_room' && entry.conv.type === 'room' && state.wsOpen) sendJoin(entry.conv);
+    return;
+  }
+  if (req && req.type === 'join') {
+    const conv = roomConv(req.room);
+    if (conv) return onJoinError(conv, frame, req);
+  }
+  showError(text);
+}
+
+async function onJoinError(conv, frame, req) {
+  conv.joining = false;
+  if (req.since && !['forbidden', 'room_not_found', 'rate_limited'].includes(frame.code)) {
+    // The server could not replay from our last id (e.g. it no longer knows it): join
+    // without `since`; the history reload after `joined` fills the gap.
+    console.warn(`roomcast: join with since=${req.since} failed (${frame.code}: ${frame.message}); joining without it`);
+    conv.skipSince = true;
+    if (state.wsOpen) sendJoin(conv);
+    return undefined;
+  }
+  if (frame.code === 'forbidden' && !conv.forbiddenRetried && state.identity) {
+    // Not (or no longer) a member: join through REST again, then retry once.
+    conv.forbiddenRetried = true;
+    try {
+      await request('POST', `join-room/${enc(conv.id)}`, { user: state.identity.user.name }, { auth: true });
+      if (state.wsOpen && state.convs.get(conv.key) === conv) sendJoin(conv);
+      return;
+    } catch (err) {
+      if (err.status === 404) return roomGone(conv);
+      showError(`Could not rejoin ${conv.name}: ${describeError(err)}`);
       return;
     }
-    send(conv, body);
-    input.value = '';
-    autosize(input);
-    updateCharCount();
+  }
+  if (frame.code === 'room_not_found') return roomGone(conv);
+  showError(`Could not join ${conv.name}: ${frame.code}: ${frame.message}`);
+  if (frame.code === 'unavailable' || frame.code === 'rate_limited') {
+    setTimeout(() => {
+      if (state.wsOpen && state.convs.get(conv.key) === conv && !conv.joined) sendJoin(conv);
+    }, 2000);
+  }
+}
+
+function roomGone(conv) {
+  showError(`The room "${conv.name}" no longer exists on the server.`);
+  removeConv(conv);
+}
+
+// The server may have missed messages (its broker reconnected): reload each room's history
+// and who is online, and say so.
+function onResync(frame) {
+  for (const conv of rooms()) {
+    loadHistory(conv);
+    refreshMembers(conv);
+    systemNotice(conv, 'The chat server briefly lost its connection to the other servers; recent messages were reloaded.', 'resync-notice');
+  }
+  showBanner(`Reloaded recent messages (${frame.reason || 'resync'}).`, 'info');
+}
+
+async function refreshMembers(conv) {
+  try {
+    const info = await request('GET', `rooms/${enc(conv.id)}`);
+    conv.members = new Map((info.members || []).filter((u) => u.online).map((u) => [u.id, { id: u.id, name: u.name }]));
+    if (me() && conv.joined) conv.members.set(me().id, me());
+    if (state.lastRoom === conv.key) renderMembers();
+  } catch {
+    /* keep what we have */
+  }
+}
+
+// ---------------------------------------------------------------- joining and creating
+
+function parseRoomInput(text) {
+  const value = text.trim();
+  if (!value) return '';
+  try {
+    const url = new URL(value);
+    const room = url.searchParams.get('room');
+    if (room) return room;
+  } catch {
+    /* not a link: an id */
+  }
+  const m = value.match(/[?&]room=([^&#]+)/);
+  return m ? decodeURIComponent(m[1]) : value;
+}
+
+function chosenName() {
+  if (state.identity) return state.identity.user.name;
+  const input = $('name-input');
+  const name = input.value.trim();
+  if (!name || name.length > 32) {
+    input.setAttribute('aria-invalid', 'true');
     input.focus();
+    throw new Error('Pick a display name first (1 to 32 characters).');
   }
+  input.removeAttribute('aria-invalid');
+  state.name = name;
+  storage.set(KEYS.name, name);
+  return name;
+}
 
-  function wire() {
-    $('banner').querySelector('.banner-close').addEventListener('click', hideBanner);
-    document.addEventListener('keydown', (e) => {
-      if (e.key === 'Escape' && !$('banner').hidden) hideBanner();
-    });
-    $('retry-now').addEventListener('click', retryNow);
-    $('sign-out').addEventListener('click', signOut);
-
-    const nameInput = $('name-input');
-    nameInput.value = state.name || (state.identity ? state.identity.user.name : '');
-    nameInput.addEventListener('input', () => nameInput.removeAttribute('aria-invalid'));
-    nameInput.addEventListener('change', () => {
-      const name = nameInput.value.trim();
-      if (state.identity && state.identity.user.name !== name && !rooms().length) {
-        setIdentity(null); // a new name is a new guest user
-      }
-    });
-    nameInput.addEventListener('keydown', (e) => {
-      if (e.key === 'Enter' && !e.isComposing) {
-        e.preventDefault();
-        if (state.invite) $('join-invite').click();
-        else $('create-name').focus();
-      }
-    });
-
-    $('join-invite').addEventListener('click', () => {
-      if (!state.invite) return;
-      busy($('invite'), async () => {
-        await joinRoom(state.invite);
-        state.invite = null;
-        $('invite').hidden = true;
-      });
-    });
-
-    const onCreate = (form, input) => (e) => {
-      e.preventDefault();
-      busy(form, async () => {
-        await createRoom(input.value.trim());
-        input.value = '';
-        $('add-room').open = false;
-        $('message-input').focus();
-      });
-    };
-    const onJoin = (form, input) => (e) => {
-      e.preventDefault();
-      const id = parseRoomInput(input.value);
-      if (!id) {
-        showError('Enter a room id or a room link.');
-        input.focus();
-        return;
-      }
-      busy(form, async () => {
-        await joinRoom(id);
-        input.value = '';
-        $('add-room').open = false;
-        $('message-input').focus();
-      });
-    };
-    $('create-form').addEventListener('submit', onCreate($('create-form'), $('create-name')));
-    $('join-form').addEventListener('submit', onJoin($('join-form'), $('join-id')));
-    $('sb-create-form').addEventListener('submit', onCreate($('sb-create-form'), $('sb-create-name')));
-    $('sb-join-form').addEventListener('submit', onJoin($('sb-join-form'), $('sb-join-id')));
-
-    $('copy-link').addEventListener('click', async () => {
-      const input = $('share-link');
-      let ok = false;
-      try {
-        await navigator.clipboard.writeText(input.value);
-        ok = true;
-      } catch {
-        input.select();
-        try {
-          ok = document.execCommand('copy');
-        } catch {
-          ok = false;
-        }
-      }
-      $('copy-link').textContent = ok ? 'Copied' : 'Select and copy';
-      setTimeout(() => { $('copy-link').textContent = 'Copy link'; }, 1500);
-    });
-    $('share-link').addEventListener('focus', (e) => e.target.select());
-    $('leave-room').addEventListener('click', () => {
-      const conv = state.convs.get(state.active);
-      if (conv && conv.type === 'room') leaveRoom(conv);
-    });
-    $('close-dm').addEventListener('click', () => {
-      const conv = state.convs.get(state.active);
-      if (conv && conv.type === 'dm') removeConv(conv);
-    });
-
-    const input = $('message-input');
-    input.addEventListener('keydown', (e) => {
-      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
-        e.preventDefault();
-        submitComposer();
-      }
-    });
-    input.addEventListener('input', () => {
-      autosize(input);
-      updateCharCount();
-    });
-    $('composer').addEventListener('submit', (e) => {
-      e.preventDefault();
-      submitComposer();
-    });
-
-    window.addEventListener('online', () => {
-      if (!state.ws && state.retryTimer) retryNow();
-    });
-    window.addEventListener('offline', () => {
-      if (state.retryTimer) {
-        state.disconnectReason = 'You are offline';
-      }
-    });
-    document.addEventListener('visibilitychange', () => {
-      const conv = state.convs.get(state.active);
-      if (!document.hidden && conv && isAtBottom(conv.listEl)) clearUnread(conv);
-    });
+async function joinRoom(roomId) {
+  const existing = roomConv(roomId);
+  if (existing) {
+    showChat();
+    activate(existing);
+    return existing;
   }
-
-  function init() {
-    wire();
-    const invite = new URLSearchParams(location.search).get('room');
-    const saved = state.identity ? storage.get(KEYS.rooms, []) : [];
-    if (state.identity && Array.isArray(saved) && saved.length) {
-      // Back in the rooms of the last visit.
-      for (const r of saved) if (r && r.id && !roomConv(r.id)) makeConv('room', r.id, r.name || shortId(r.id));
-      showChat();
-      activate((invite && roomConv(invite)) || rooms()[0]);
-      ensureSocket();
-      if (invite && !roomConv(invite)) joinRoom(invite).catch((err) => showError(describeError(err)));
-      return;
-    }
-    showLobby();
-    if (invite) {
-      showInvite(invite);
-      if ($('name-input').value) $('join-invite').focus();
-      else $('name-input').focus();
+  const name = chosenName();
+  let res;
+  try {
+    res = await request('POST', `join-room/${enc(roomId)}`, { user: name }, { auth: !!state.identity });
+  } catch (err) {
+    if (err.status === 401 && state.identity && !rooms().length) {
+      setIdentity(null); // a stale session: start a new one
+      res = await request('POST', `join-room/${enc(roomId)}`, { user: name });
     } else {
-      $('name-input').focus();
+      if (err.status === 404) throw new ApiError(404, `No room with id "${roomId}": ${err.message}`);
+      throw err;
     }
   }
+  if (!state.identity || state.identity.user.id !== res.user.id) {
+    setIdentity({ token: res.token, websocketUrl: res.websocketUrl, user: res.user });
+  }
+  let roomName = shortId(roomId);
+  try {
+    const info = await request('GET', `rooms/${enc(roomId)}`);
+    if (info && info.name) roomName = info.name;
+  } catch {
+    /* the name is cosmetic */
+  }
+  const conv = roomConv(roomId) || makeConv('room', roomId, roomName);
+  saveRooms();
+  showChat();
+  activate(conv);
+  if (state.wsOpen) sendJoin(conv);
+  else ensureSocket();
+  return conv;
+}
 
-  // For tests and debugging: a read-only view of the connection.
-  window.roomcast = Object.freeze({
-    get connected() { return state.wsOpen; },
-    get user() { return me(); },
+async function createRoom(roomName) {
+  chosenName();
+  const body = roomName ? { name: roomName } : undefined;
+  const room = await request('POST', 'create-room', body);
+  return joinRoom(room.roomId);
+}
+
+function leaveRoom(conv) {
+  if (state.wsOpen && conv.joined) sendFrame({ type: 'leave', room: conv.id });
+  removeConv(conv);
+}
+
+function signOut() {
+  for (const conv of [...state.convs.values()]) {
+    if (conv.type === 'room' && state.wsOpen && conv.joined) sendFrame({ type: 'leave', room: conv.id });
+  }
+  for (const conv of [...state.convs.values()]) {
+    state.convs.delete(conv.key);
+    conv.listEl.remove();
+  }
+  closeSocket();
+  setIdentity(null);
+  saveRooms();
+  renderConvList();
+  showLobby();
+}
+
+// ---------------------------------------------------------------- views
+
+function showLobby() {
+  $('lobby').hidden = false;
+  $('chat').hidden = true;
+  document.body.dataset.view = 'lobby';
+  document.title = 'roomcast';
+  state.active = null;
+  state.lastRoom = null;
+  if (!state.invite) history.replaceState(null, '', location.pathname);
+  renderMe();
+}
+
+function showChat() {
+  $('lobby').hidden = true;
+  $('chat').hidden = false;
+  document.body.dataset.view = 'chat';
+  renderMe();
+}
+
+function renderMe() {
+  const user = me();
+  const showUser = !!user && !$('chat').hidden;
+  $('me').hidden = !showUser;
+  $('sign-out').hidden = !showUser;
+  if (user) {
+    $('me').textContent = user.name;
+    $('me').title = `Signed in as ${user.name} (id ${user.id})`;
+  }
+}
+
+async function showInvite(roomId) {
+  state.invite = roomId;
+  $('invite').hidden = false;
+  $('invite-room').textContent = shortId(roomId);
+  try {
+    const info = await request('GET', `rooms/${enc(roomId)}`);
+    $('invite-room').textContent = info.name;
+  } catch (err) {
+    if (err.status === 404) {
+      $('invite').hidden = true;
+      state.invite = null;
+      showError(`The link points to a room that does not exist (${err.message}).`);
+    }
+  }
+}
+
+// Runs an async UI action: buttons disabled meanwhile, failures shown in the banner.
+async function busy(form, fn) {
+  const controls = form ? [...form.querySelectorAll('button, input')] : [];
+  for (const c of controls) c.disabled = true;
+  try {
+    await fn();
+    hideBanner();
+    return true;
+  } catch (err) {
+    showError(describeError(err));
+    return false;
+  } finally {
+    for (const c of controls) c.disabled = false;
+  }
+}
+
+// ---------------------------------------------------------------- wiring
+
+function autosize(textarea) {
+  if (!textarea.value) {
+    textarea.style.height = '';
+    return;
+  }
+  textarea.style.height = 'auto';
+  textarea.style.height = `${Math.min(textarea.scrollHeight, 160)}px`;
+}
+
+function updateCharCount() {
+  const n = $('message-input').value.length;
+  const counter = $('char-count');
+  counter.textContent = n > MAX_BODY - 500 ? `${n} / ${MAX_BODY}` : '';
+  counter.classList.toggle('over', n > MAX_BODY);
+}
+
+function submitComposer() {
+  const input = $('message-input');
+  const conv = state.convs.get(state.active);
+  const body = input.value;
+  if (!conv || !body.trim()) return;
+  if ([...body].length > MAX_BODY) {
+    showError(`A message can be at most ${MAX_BODY} characters.`);
+    return;
+  }
+  send(conv, body);
+  input.value = '';
+  autosize(input);
+  updateCharCount();
+  input.focus();
+}
+
+function wire() {
+  $('banner').querySelector('.banner-close').addEventListener('click', hideBanner);
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape' && !$('banner').hidden) hideBanner();
+  });
+  $('retry-now').addEventListener('click', retryNow);
+  $('sign-out').addEventListener('click', signOut);
+
+  const nameInput = $('name-input');
+  nameInput.value = state.name || (state.identity ? state.identity.user.name : '');
+  nameInput.addEventListener('input', () => nameInput.removeAttribute('aria-invalid'));
+  nameInput.addEventListener('change', () => {
+    const name = nameInput.value.trim();
+    if (state.identity && state.identity.user.name !== name && !rooms().length) {
+      setIdentity(null); // a new name is a new guest user
+    }
+  });
+  nameInput.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.isComposing) {
+      e.preventDefault();
+      if (state.invite) $('join-invite').click();
+      else $('create-name').focus();
+    }
   });
 
-  init();
-})();
+  $('join-invite').addEventListener('click', () => {
+    if (!state.invite) return;
+    busy($('invite'), async () => {
+      await joinRoom(state.invite);
+      state.invite = null;
+      $('invite').hidden = true;
+    });
+  });
+
+  const onCreate = (form, input) => (e) => {
+    e.preventDefault();
+    busy(form, async () => {
+      await createRoom(input.value.trim());
+      input.value = '';
+      $('add-room').open = false;
+      $('message-input').focus();
+    });
+  };
+  const onJoin = (form, input) => (e) => {
+    e.preventDefault();
+    const id = parseRoomInput(input.value);
+    if (!id) {
+      showError('Enter a room id or a room link.');
+      input.focus();
+      return;
+    }
+    busy(form, async () => {
+      await joinRoom(id);
+      input.value = '';
+      $('add-room').open = false;
+      $('message-input').focus();
+    });
+  };
+  $('create-form').addEventListener('submit', onCreate($('create-form'), $('create-name')));
+  $('join-form').addEventListener('submit', onJoin($('join-form'), $('join-id')));
+  $('sb-create-form').addEventListener('submit', onCreate($('sb-create-form'), $('sb-create-name')));
+  $('sb-join-form').addEventListener('submit', onJoin($('sb-join-form'), $('sb-join-id')));
+
+  $('copy-link').addEventListener('click', async () => {
+    const input = $('share-link');
+    let ok = false;
+    try {
+      await navigator.clipboard.writeText(input.value);
+      ok = true;
+    } catch {
+      input.select();
+      try {
+        ok = document.execCommand('copy');
+      } catch {
+        ok = false;
+      }
+    }
+    $('copy-link').textContent = ok ? 'Copied' : 'Select and copy';
+    setTimeout(() => { $('copy-link').textContent = 'Copy link'; }, 1500);
+  });
+  $('share-link').addEventListener('focus', (e) => e.target.select());
+  $('leave-room').addEventListener('click', () => {
+    const conv = state.convs.get(state.active);
+    if (conv && conv.type === 'room') leaveRoom(conv);
+  });
+  $('close-dm').addEventListener('click', () => {
+    const conv = state.convs.get(state.active);
+    if (conv && conv.type === 'dm') removeConv(conv);
+  });
+
+  const input = $('message-input');
+  input.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+      e.preventDefault();
+      submitComposer();
+    }
+  });
+  input.addEventListener('input', () => {
+    autosize(input);
+    updateCharCount();
+  });
+  $('composer').addEventListener('submit', (e) => {
+    e.preventDefault();
+    submitComposer();
+  });
+
+  window.addEventListener('online', () => {
+    if (!state.ws && state.retryTimer) retryNow();
+  });
+  window.addEventListener('offline', () => {
+    if (state.retryTimer) {
+      state.disconnectReason = 'You are offline';
+    }
+  });
+  document.addEventListener('visibilitychange', () => {
+    const conv = state.convs.get(state.active);
+    if (!document.hidden && conv && isAtBottom(conv.listEl)) clearUnread(conv);
+  });
+}
+
+function init() {
+  wire();
+  const invite = new URLSearchParams(location.search).get('room');
+  const saved = state.identity ? storage.get(KEYS.rooms, []) : [];
+  if (state.identity && Array.isArray(saved) && saved.length) {
+    // Back in the rooms of the last visit.
+    for (const r of saved) if (r && r.id && !roomConv(r.id)) makeConv('room', r.id, r.name || shortId(r.id));
+    showChat();
+    activate((invite && roomConv(invite)) || rooms()[0]);
+    ensureSocket();
+    if (invite && !roomConv(invite)) joinRoom(invite).catch((err) => showError(describeError(err)));
+    return;
+  }
+  showLobby();
+  if (invite) {
+    showInvite(invite);
+    if ($('name-input').value) $('join-invite').focus();
+    else $('name-input').focus();
+  } else {
+    $('name-input').focus();
+  }
+}
+
+// For tests and debugging: a read-only view of the connection.
+window.roomcast = Object.freeze({
+  get connected() { return state.wsOpen; },
+  get user() { return me(); },
+});
+
+init();
