@@ -4,48 +4,16 @@
 // history, one WebSocket for everything live. Every body is rendered with textContent, never
 // as HTML. Loaded as an ES module (strict, deferred like the `defer` script it was).
 
+import * as api from './api.js';
+import { $, el } from './dom.js';
+import { formatTime, shortId } from './format.js';
+import { KEYS, storage } from './storage.js';
+
 const MAX_BODY = 4000;
-const HISTORY_LIMIT = 50;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 10000;
-const KEYS = { name: 'roomcast.name', identity: 'roomcast.identity', rooms: 'roomcast.rooms' };
 
 // ---------------------------------------------------------------- small helpers
-
-const $ = (id) => document.getElementById(id);
-const el = (tag, props = {}, ...children) => {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (v === undefined || v === null || v === false) continue;
-    if (k === 'class') node.className = v;
-    else if (k === 'text') node.textContent = v;
-    else if (k === 'dataset') Object.assign(node.dataset, v);
-    else if (k.startsWith('on')) node.addEventListener(k.slice(2), v);
-    else node.setAttribute(k, v === true ? '' : v);
-  }
-  for (const c of children) if (c != null) node.append(c);
-  return node;
-};
-const enc = encodeURIComponent;
-
-const storage = {
-  get(key, fallback) {
-    try {
-      const raw = localStorage.getItem(key);
-      return raw == null ? fallback : JSON.parse(raw);
-    } catch {
-      return fallback;
-    }
-  },
-  set(key, value) {
-    try {
-      if (value === null || value === undefined) localStorage.removeItem(key);
-      else localStorage.setItem(key, JSON.stringify(value));
-    } catch {
-      /* private mode or full: the app works without it */
-    }
-  },
-};
 
 function randomId() {
   if (window.crypto && crypto.getRandomValues) {
@@ -53,57 +21,6 @@ function randomId() {
     return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
   }
   return Date.now().toString(36) + Math.random().toString(36).slice(2);
-}
-
-function formatTime(ts) {
-  const d = new Date(ts);
-  if (Number.isNaN(d.getTime())) return '';
-  const sameDay = d.toDateString() === new Date().toDateString();
-  const time = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-  return sameDay ? time : `${d.toLocaleDateString([], { month: 'short', day: 'numeric' })} ${time}`;
-}
-
-// The API lives beside the page (the demo mounts both at `/`), so paths are relative to the
-// page's directory; a host that nests the chat at `/chat/` works unchanged.
-const apiBase = new URL('.', location.href);
-const apiUrl = (path) => new URL(path, apiBase).toString();
-
-class ApiError extends Error {
-  constructor(status, detail, code) {
-    super(detail);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-async function request(method, path, body, { auth = false } = {}) {
-  const headers = { Accept: 'application/json, application/problem+json' };
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (auth && state.identity) headers.Authorization = `Bearer ${state.identity.token}`;
-  let res;
-  try {
-    res = await fetch(apiUrl(path), {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: 'no-store',
-    });
-  } catch (err) {
-    throw new ApiError(0, `Cannot reach the server (${err.message}).`, 'network');
-  }
-  const text = await res.text();
-  let data = null;
-  try {
-    data = text ? JSON.parse(text) : null;
-  } catch {
-    data = null;
-  }
-  if (!res.ok) {
-    // RFC 9457 problem+json: `detail` says what went wrong this time.
-    const detail = (data && (data.detail || data.title)) || `${res.status} ${res.statusText}`.trim();
-    throw new ApiError(res.status, detail, data && data.code);
-  }
-  return data;
 }
 
 // ---------------------------------------------------------------- state
@@ -127,6 +44,7 @@ const state = {
 };
 
 const me = () => (state.identity ? state.identity.user : null);
+const token = () => (state.identity ? state.identity.token : null);
 const rooms = () => [...state.convs.values()].filter((c) => c.type === 'room');
 
 function setIdentity(identity) {
@@ -153,11 +71,6 @@ function showBanner(text, kind = 'error') {
 const showError = (text) => showBanner(text, 'error');
 function hideBanner() {
   $('banner').hidden = true;
-}
-
-function describeError(err) {
-  if (err instanceof ApiError) return err.message;
-  return String(err && err.message ? err.message : err);
 }
 
 // ---------------------------------------------------------------- conversations
@@ -218,8 +131,6 @@ function dmConv(user) {
   return conv;
 }
 
-const shortId = (id) => String(id).slice(0, 8);
-
 function lookupUser(userId) {
   for (const c of rooms()) {
     const u = c.members.get(userId);
@@ -267,10 +178,10 @@ function activate(conv) {
   $('room-tools').hidden = !isRoom;
   $('dm-tools').hidden = isRoom;
   if (isRoom) {
-    const link = new URL(apiBase);
-    link.search = `?room=${enc(conv.id)}`;
+    const link = new URL(api.apiBase);
+    link.search = `?room=${encodeURIComponent(conv.id)}`;
     $('share-link').value = link.toString();
-    history.replaceState(null, '', `?room=${enc(conv.id)}`);
+    history.replaceState(null, '', `?room=${encodeURIComponent(conv.id)}`);
   }
   $('message-input').placeholder = isRoom ? 'Write a message…' : 'Write a private message…';
   $('message-input').setAttribute('aria-label', isRoom ? `Message to ${conv.name}` : `Private message to ${conv.name}`);
@@ -488,10 +399,10 @@ function mergeHistory(conv, messages) {
 async function loadHistory(conv) {
   let page;
   try {
-    page = await request('GET', `rooms/${enc(conv.id)}/messages?limit=${HISTORY_LIMIT}`);
+    page = await api.getMessages(conv.id);
   } catch (err) {
     if (err.status === 404) roomGone(conv);
-    else showError(`Could not load the history of ${conv.name}: ${describeError(err)}`);
+    else showError(`Could not load the history of ${conv.name}: ${api.describeError(err)}`);
     return false;
   }
   if (state.convs.get(conv.key) !== conv) return false;
@@ -509,9 +420,9 @@ async function loadOlder(conv) {
   if (!conv.nextBefore) return;
   let page;
   try {
-    page = await request('GET', `rooms/${enc(conv.id)}/messages?limit=${HISTORY_LIMIT}&before=${enc(conv.nextBefore)}`);
+    page = await api.getMessages(conv.id, conv.nextBefore);
   } catch (err) {
-    showError(`Could not load older messages: ${describeError(err)}`);
+    showError(`Could not load older messages: ${api.describeError(err)}`);
     return;
   }
   const list = conv.listEl;
@@ -647,7 +558,7 @@ function connect() {
   try {
     ws = new WebSocket(wsUrl());
   } catch (err) {
-    showError(`Cannot open the connection: ${describeError(err)}`);
+    showError(`Cannot open the connection: ${api.describeError(err)}`);
     scheduleReconnect(null);
     return;
   }
@@ -767,7 +678,7 @@ async function checkIdentity() {
   const conv = rooms()[0];
   if (!conv || !state.identity) return;
   try {
-    await request('POST', `join-room/${enc(conv.id)}`, { user: state.identity.user.name }, { auth: true });
+    await api.joinRoom(conv.id, state.identity.user.name, state.identity.token);
   } catch (err) {
     if (err.status === 401) await renewIdentity();
     else if (err.status === 404) roomGone(conv);
@@ -779,7 +690,7 @@ async function renewIdentity() {
   setIdentity(null);
   for (const conv of rooms()) {
     try {
-      const res = await request('POST', `join-room/${enc(conv.id)}`, { user: name }, { auth: !!state.identity });
+      const res = await api.joinRoom(conv.id, name, token());
       if (!state.identity) setIdentity({ token: res.token, websocketUrl: res.websocketUrl, user: res.user });
     } catch (err) {
       if (err.status === 404) roomGone(conv);
@@ -933,12 +844,12 @@ async function onJoinError(conv, frame, req) {
     // Not (or no longer) a member: join through REST again, then retry once.
     conv.forbiddenRetried = true;
     try {
-      await request('POST', `join-room/${enc(conv.id)}`, { user: state.identity.user.name }, { auth: true });
+      await api.joinRoom(conv.id, state.identity.user.name, state.identity.token);
       if (state.wsOpen && state.convs.get(conv.key) === conv) sendJoin(conv);
       return;
     } catch (err) {
       if (err.status === 404) return roomGone(conv);
-      showError(`Could not rejoin ${conv.name}: ${describeError(err)}`);
+      showError(`Could not rejoin ${conv.name}: ${api.describeError(err)}`);
       return;
     }
   }
@@ -969,7 +880,7 @@ function onResync(frame) {
 
 async function refreshMembers(conv) {
   try {
-    const info = await request('GET', `rooms/${enc(conv.id)}`);
+    const info = await api.getRoom(conv.id);
     conv.members = new Map((info.members || []).filter((u) => u.online).map((u) => [u.id, { id: u.id, name: u.name }]));
     if (me() && conv.joined) conv.members.set(me().id, me());
     if (state.lastRoom === conv.key) renderMembers();
@@ -1019,13 +930,13 @@ async function joinRoom(roomId) {
   const name = chosenName();
   let res;
   try {
-    res = await request('POST', `join-room/${enc(roomId)}`, { user: name }, { auth: !!state.identity });
+    res = await api.joinRoom(roomId, name, token());
   } catch (err) {
     if (err.status === 401 && state.identity && !rooms().length) {
       setIdentity(null); // a stale session: start a new one
-      res = await request('POST', `join-room/${enc(roomId)}`, { user: name });
+      res = await api.joinRoom(roomId, name);
     } else {
-      if (err.status === 404) throw new ApiError(404, `No room with id "${roomId}": ${err.message}`);
+      if (err.status === 404) throw new api.ApiError(404, `No room with id "${roomId}": ${err.message}`);
       throw err;
     }
   }
@@ -1034,7 +945,7 @@ async function joinRoom(roomId) {
   }
   let roomName = shortId(roomId);
   try {
-    const info = await request('GET', `rooms/${enc(roomId)}`);
+    const info = await api.getRoom(roomId);
     if (info && info.name) roomName = info.name;
   } catch {
     /* the name is cosmetic */
@@ -1050,8 +961,7 @@ async function joinRoom(roomId) {
 
 async function createRoom(roomName) {
   chosenName();
-  const body = roomName ? { name: roomName } : undefined;
-  const room = await request('POST', 'create-room', body);
+  const room = await api.createRoom(roomName);
   return joinRoom(room.roomId);
 }
 
@@ -1111,7 +1021,7 @@ async function showInvite(roomId) {
   $('invite').hidden = false;
   $('invite-room').textContent = shortId(roomId);
   try {
-    const info = await request('GET', `rooms/${enc(roomId)}`);
+    const info = await api.getRoom(roomId);
     $('invite-room').textContent = info.name;
   } catch (err) {
     if (err.status === 404) {
@@ -1131,7 +1041,7 @@ async function busy(form, fn) {
     hideBanner();
     return true;
   } catch (err) {
-    showError(describeError(err));
+    showError(api.describeError(err));
     return false;
   } finally {
     for (const c of controls) c.disabled = false;
@@ -1302,7 +1212,7 @@ function init() {
     showChat();
     activate((invite && roomConv(invite)) || rooms()[0]);
     ensureSocket();
-    if (invite && !roomConv(invite)) joinRoom(invite).catch((err) => showError(describeError(err)));
+    if (invite && !roomConv(invite)) joinRoom(invite).catch((err) => showError(api.describeError(err)));
     return;
   }
   showLobby();
