@@ -7,11 +7,10 @@
 import * as api from './api.js';
 import { $, el } from './dom.js';
 import { formatTime, shortId } from './format.js';
+import * as socket from './socket.js';
 import { KEYS, storage } from './storage.js';
 
 const MAX_BODY = 4000;
-const BACKOFF_BASE_MS = 500;
-const BACKOFF_CAP_MS = 10000;
 
 // ---------------------------------------------------------------- small helpers
 
@@ -31,14 +30,6 @@ const state = {
   convs: new Map(), // key ("room:<id>" | "dm:<userId>") -> conversation
   active: null, // key of the conversation shown
   lastRoom: null, // key of the last room shown (its members stay listed in a DM)
-  ws: null,
-  wsOpen: false,
-  attempt: 0,
-  failedOpens: 0,
-  retryTimer: null,
-  countdownTimer: null,
-  nextRetryAt: 0,
-  requests: [], // client frames awaiting their one reply, in order (joined/left/ack/error)
   pending: new Map(), // clientMsgId -> {conv, item}
   invite: null,
 };
@@ -162,7 +153,7 @@ function removeConv(conv) {
       state.convs.delete(c.key);
       c.listEl.remove();
     }
-    closeSocket();
+    socket.close();
     showLobby();
   }
 }
@@ -450,15 +441,8 @@ function failUnconfirmed(conv) {
 
 // ---------------------------------------------------------------- sending
 
-function sendFrame(frame) {
-  if (!state.ws || !state.wsOpen) return false;
-  state.ws.send(JSON.stringify(frame));
-  state.requests.push({ type: frame.type, room: frame.room, since: frame.since, clientMsgId: frame.clientMsgId });
-  return true;
-}
-
 function canSend(conv) {
-  if (!state.wsOpen) return false;
+  if (!socket.isOpen()) return false;
   if (conv.type === 'room') return conv.joined;
   return true;
 }
@@ -476,7 +460,7 @@ function transmit(conv, item) {
   const frame = conv.type === 'room'
     ? { type: 'message', room: conv.id, body: item.body, clientMsgId: item.clientMsgId }
     : { type: 'direct', to: conv.id, body: item.body, clientMsgId: item.clientMsgId };
-  if (!sendFrame(frame)) {
+  if (!socket.send(frame)) {
     state.pending.delete(item.clientMsgId);
     item.status = 'queued';
   }
@@ -523,7 +507,7 @@ function sendJoin(conv) {
   const since = conv.skipSince ? null : lastMessageId(conv);
   const frame = { type: 'join', room: conv.id };
   if (since) frame.since = since;
-  conv.joining = sendFrame(frame);
+  conv.joining = socket.send(frame);
 }
 
 // The id of the last room message shown, in the room's order (ids are opaque: never compared).
@@ -537,139 +521,28 @@ function lastMessageId(conv) {
 
 // ---------------------------------------------------------------- the WebSocket
 
-function wsUrl() {
-  const url = new URL(state.identity.websocketUrl, location.href);
-  url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return url.toString();
+// What the page does when the socket opens (join every room, send what waited) and when it
+// closes (rooms are left, sent messages unconfirmed); socket.js does the rest.
+function onSocketOpen() {
+  for (const conv of rooms()) sendJoin(conv);
+  for (const conv of state.convs.values()) if (conv.type === 'dm') flushQueued(conv);
+  if (!rooms().length) setConn('online', 'Connected');
 }
 
-function ensureSocket() {
-  if (state.ws || state.retryTimer || !state.identity || !rooms().length) return;
-  connect();
-}
-
-function connect() {
-  clearTimeout(state.retryTimer);
-  state.retryTimer = null;
-  stopCountdown();
-  if (!state.identity || !rooms().length) return;
-  setConn('connecting', state.attempt ? 'Reconnecting…' : 'Connecting…');
-  let ws;
-  try {
-    ws = new WebSocket(wsUrl());
-  } catch (err) {
-    showError(`Cannot open the connection: ${api.describeError(err)}`);
-    scheduleReconnect(null);
-    return;
+function onSocketClose() {
+  for (const conv of rooms()) {
+    if (conv.joined) insertItem(conv, { kind: 'system', event: 'disconnected', text: 'Connection lost' });
+    conv.joined = false;
+    conv.joining = false;
   }
-  state.ws = ws;
-  let opened = false;
-  ws.onopen = () => {
-    if (state.ws !== ws) return;
-    opened = true;
-    state.wsOpen = true;
-    state.failedOpens = 0;
-    state.requests = [];
-    setConn('connecting', 'Joining rooms…');
-    for (const conv of rooms()) sendJoin(conv);
-    for (const conv of state.convs.values()) if (conv.type === 'dm') flushQueued(conv);
-    if (!rooms().length) setConn('online', 'Connected');
-  };
-  ws.onmessage = (event) => {
-    if (state.ws !== ws) return;
-    let frame;
-    try {
-      frame = JSON.parse(event.data);
-    } catch {
-      return;
-    }
-    handleFrame(frame);
-  };
-  ws.onclose = (event) => {
-    if (state.ws !== ws) return;
-    state.ws = null;
-    state.wsOpen = false;
-    state.requests = [];
-    for (const conv of rooms()) {
-      if (conv.joined) insertItem(conv, { kind: 'system', event: 'disconnected', text: 'Connection lost' });
-      conv.joined = false;
-      conv.joining = false;
-    }
-    renderMembers();
-    // Sent but never acknowledged: the server may or may not have them.
-    for (const { conv, item } of state.pending.values()) {
-      item.status = conv.type === 'room' ? 'unconfirmed' : 'failed';
-      if (conv.type === 'dm') item.error = 'the connection dropped before the server confirmed it';
-      updateStatus(item);
-    }
-    state.pending.clear();
-    if (!opened) state.failedOpens += 1;
-    scheduleReconnect(event);
-  };
-}
-
-function closeSocket() {
-  clearTimeout(state.retryTimer);
-  state.retryTimer = null;
-  stopCountdown();
-  const ws = state.ws;
-  state.ws = null;
-  state.wsOpen = false;
-  state.attempt = 0;
-  if (ws) ws.close(1000, 'bye');
-  setConn('idle');
-}
-
-const CLOSE_REASONS = {
-  1001: 'the server is restarting',
-  1006: 'the connection was lost',
-  1008: 'the connection was idle too long',
-  1009: 'a message was too large',
-  1011: 'the server had an error',
-  4008: 'the connection could not keep up',
-};
-
-function scheduleReconnect(event) {
-  if (!state.identity || !rooms().length) {
-    setConn('idle');
-    return;
+  renderMembers();
+  // Sent but never acknowledged: the server may or may not have them.
+  for (const { conv, item } of state.pending.values()) {
+    item.status = conv.type === 'room' ? 'unconfirmed' : 'failed';
+    if (conv.type === 'dm') item.error = 'the connection dropped before the server confirmed it';
+    updateStatus(item);
   }
-  // Exponential backoff with jitter, capped: 0.25–0.5 s, 0.5–1 s, 1–2 s, … 5–10 s.
-  const cap = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** state.attempt);
-  const delay = Math.round(cap / 2 + (Math.random() * cap) / 2);
-  state.attempt += 1;
-  state.nextRetryAt = Date.now() + delay;
-  const why = navigator.onLine === false
-    ? 'You are offline'
-    : `Disconnected: ${(event && CLOSE_REASONS[event.code]) || 'the connection was lost'}`;
-  state.disconnectReason = why;
-  state.retryTimer = setTimeout(async () => {
-    state.retryTimer = null;
-    if (state.failedOpens >= 2) await checkIdentity();
-    connect();
-  }, delay);
-  startCountdown();
-}
-
-function startCountdown() {
-  stopCountdown();
-  const tick = () => {
-    const secs = Math.max(0, Math.ceil((state.nextRetryAt - Date.now()) / 1000));
-    setConn('reconnecting', `${state.disconnectReason}. Retrying in ${secs} s…`);
-  };
-  tick();
-  state.countdownTimer = setInterval(tick, 500);
-}
-
-function stopCountdown() {
-  clearInterval(state.countdownTimer);
-  state.countdownTimer = null;
-}
-
-function retryNow() {
-  if (state.ws) return;
-  state.attempt = Math.min(state.attempt, 1);
-  connect();
+  state.pending.clear();
 }
 
 // The WebSocket keeps failing to open while the server answers: perhaps our token is no
@@ -711,27 +584,7 @@ function setConn(kind, text) {
 
 // ---------------------------------------------------------------- frames from the server
 
-function handleFrame(frame) {
-  switch (frame.type) {
-    case 'joined': return onJoined(frame);
-    case 'left': return takeRequest();
-    case 'message': return onRoomMessage(frame);
-    case 'direct': return onDirect(frame);
-    case 'system': return onSystem(frame);
-    case 'ack': return onAck(frame);
-    case 'error': return onErrorFrame(frame);
-    case 'resync': return onResync(frame);
-    default: return undefined; // newer frame types: ignored
-  }
-}
-
-// Each client frame gets exactly one reply, in order: the oldest open request is its match.
-function takeRequest() {
-  return state.requests.shift() || null;
-}
-
 function onJoined(frame) {
-  takeRequest();
   const conv = roomConv(frame.room);
   if (!conv) return;
   const first = !conv.historyLoaded;
@@ -743,7 +596,7 @@ function onJoined(frame) {
   conv.forbiddenRetried = false;
   conv.members = new Map((frame.members || []).map((u) => [u.id, u]));
   if (me() && !conv.members.has(me().id)) conv.members.set(me().id, me());
-  state.attempt = 0;
+  socket.resetBackoff();
   setConn('online', 'Connected');
   renderMembers();
   // First time: the recent history. After a reconnect the `since` replay brings what was
@@ -793,7 +646,6 @@ function onSystem(frame) {
 }
 
 function onAck(frame) {
-  takeRequest();
   const entry = frame.clientMsgId && state.pending.get(frame.clientMsgId);
   if (!entry) return;
   state.pending.delete(frame.clientMsgId);
@@ -810,8 +662,7 @@ const ERROR_TEXT = {
   forbidden: 'not allowed',
 };
 
-function onErrorFrame(frame) {
-  const req = takeRequest();
+function onErrorFrame(frame, req) {
   const text = `${frame.code}: ${frame.message}`;
   const entry = frame.clientMsgId && state.pending.get(frame.clientMsgId);
   if (entry) {
@@ -820,7 +671,7 @@ function onErrorFrame(frame) {
     entry.item.error = `${ERROR_TEXT[frame.code] || frame.code} (${frame.code})`;
     updateStatus(entry.item);
     showError(text);
-    if (frame.code === 'not_in_room' && entry.conv.type === 'room' && state.wsOpen) sendJoin(entry.conv);
+    if (frame.code === 'not_in_room' && entry.conv.type === 'room' && socket.isOpen()) sendJoin(entry.conv);
     return;
   }
   if (req && req.type === 'join') {
@@ -837,7 +688,7 @@ async function onJoinError(conv, frame, req) {
     // without `since`; the history reload after `joined` fills the gap.
     console.warn(`roomcast: join with since=${req.since} failed (${frame.code}: ${frame.message}); joining without it`);
     conv.skipSince = true;
-    if (state.wsOpen) sendJoin(conv);
+    if (socket.isOpen()) sendJoin(conv);
     return undefined;
   }
   if (frame.code === 'forbidden' && !conv.forbiddenRetried && state.identity) {
@@ -845,7 +696,7 @@ async function onJoinError(conv, frame, req) {
     conv.forbiddenRetried = true;
     try {
       await api.joinRoom(conv.id, state.identity.user.name, state.identity.token);
-      if (state.wsOpen && state.convs.get(conv.key) === conv) sendJoin(conv);
+      if (socket.isOpen() && state.convs.get(conv.key) === conv) sendJoin(conv);
       return;
     } catch (err) {
       if (err.status === 404) return roomGone(conv);
@@ -857,7 +708,7 @@ async function onJoinError(conv, frame, req) {
   showError(`Could not join ${conv.name}: ${frame.code}: ${frame.message}`);
   if (frame.code === 'unavailable' || frame.code === 'rate_limited') {
     setTimeout(() => {
-      if (state.wsOpen && state.convs.get(conv.key) === conv && !conv.joined) sendJoin(conv);
+      if (socket.isOpen() && state.convs.get(conv.key) === conv && !conv.joined) sendJoin(conv);
     }, 2000);
   }
 }
@@ -954,8 +805,8 @@ async function joinRoom(roomId) {
   saveRooms();
   showChat();
   activate(conv);
-  if (state.wsOpen) sendJoin(conv);
-  else ensureSocket();
+  if (socket.isOpen()) sendJoin(conv);
+  else socket.ensure();
   return conv;
 }
 
@@ -966,19 +817,19 @@ async function createRoom(roomName) {
 }
 
 function leaveRoom(conv) {
-  if (state.wsOpen && conv.joined) sendFrame({ type: 'leave', room: conv.id });
+  if (socket.isOpen() && conv.joined) socket.send({ type: 'leave', room: conv.id });
   removeConv(conv);
 }
 
 function signOut() {
   for (const conv of [...state.convs.values()]) {
-    if (conv.type === 'room' && state.wsOpen && conv.joined) sendFrame({ type: 'leave', room: conv.id });
+    if (conv.type === 'room' && socket.isOpen() && conv.joined) socket.send({ type: 'leave', room: conv.id });
   }
   for (const conv of [...state.convs.values()]) {
     state.convs.delete(conv.key);
     conv.listEl.remove();
   }
-  closeSocket();
+  socket.close();
   setIdentity(null);
   saveRooms();
   renderConvList();
@@ -1087,7 +938,7 @@ function wire() {
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape' && !$('banner').hidden) hideBanner();
   });
-  $('retry-now').addEventListener('click', retryNow);
+  $('retry-now').addEventListener('click', socket.retryNow);
   $('sign-out').addEventListener('click', signOut);
 
   const nameInput = $('name-input');
@@ -1188,14 +1039,6 @@ function wire() {
     submitComposer();
   });
 
-  window.addEventListener('online', () => {
-    if (!state.ws && state.retryTimer) retryNow();
-  });
-  window.addEventListener('offline', () => {
-    if (state.retryTimer) {
-      state.disconnectReason = 'You are offline';
-    }
-  });
   document.addEventListener('visibilitychange', () => {
     const conv = state.convs.get(state.active);
     if (!document.hidden && conv && isAtBottom(conv.listEl)) clearUnread(conv);
@@ -1203,6 +1046,24 @@ function wire() {
 }
 
 function init() {
+  socket.setup({
+    url: () => state.identity.websocketUrl,
+    wanted: () => !!state.identity && rooms().length > 0,
+    onStatus: setConn,
+    onOpen: onSocketOpen,
+    onClose: onSocketClose,
+    onOpenError: (err) => showError(`Cannot open the connection: ${api.describeError(err)}`),
+    beforeRetry: checkIdentity,
+    handlers: {
+      joined: onJoined,
+      message: onRoomMessage,
+      direct: onDirect,
+      system: onSystem,
+      ack: onAck,
+      error: onErrorFrame,
+      resync: onResync,
+    },
+  });
   wire();
   const invite = new URLSearchParams(location.search).get('room');
   const saved = state.identity ? storage.get(KEYS.rooms, []) : [];
@@ -1211,7 +1072,7 @@ function init() {
     for (const r of saved) if (r && r.id && !roomConv(r.id)) makeConv('room', r.id, r.name || shortId(r.id));
     showChat();
     activate((invite && roomConv(invite)) || rooms()[0]);
-    ensureSocket();
+    socket.ensure();
     if (invite && !roomConv(invite)) joinRoom(invite).catch((err) => showError(api.describeError(err)));
     return;
   }
@@ -1227,7 +1088,7 @@ function init() {
 
 // For tests and debugging: a read-only view of the connection.
 window.roomcast = Object.freeze({
-  get connected() { return state.wsOpen; },
+  get connected() { return socket.isOpen(); },
   get user() { return me(); },
 });
 
