@@ -174,6 +174,11 @@ impl Chat {
         self.inner.node
     }
 
+    /// The backend (engine-internal: the REST queries go through the methods above).
+    pub(crate) fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+
     /// Connections open on this node.
     pub fn local_connections(&self) -> usize {
         self.inner.hub.connection_count()

@@ -34,6 +34,7 @@ pub mod protocol;
 pub mod redis;
 pub mod session;
 pub mod store;
+mod sync;
 
 pub use backend::Backend;
 pub use config::ChatConfig;
