@@ -5,10 +5,19 @@
 // as HTML. Loaded as an ES module (strict, deferred like the `defer` script it was).
 
 import * as api from './api.js';
-import { $, el } from './dom.js';
-import { formatTime, shortId } from './format.js';
+import { $ } from './dom.js';
+import { shortId } from './format.js';
 import * as socket from './socket.js';
-import { KEYS, storage } from './storage.js';
+import {
+  isAtBottom, createList, renderItem, scrollToBottom, updateStatus,
+} from './message-list.js';
+import {
+  hideBanner, renderConnection, renderConvList, renderHeader, renderMe, renderMembers,
+  showBanner, showChat, showError, showLobby,
+} from './render.js';
+import {
+  activeConv, me, roomConv, rooms, saveIdentity, saveName, saveRooms, savedRooms, state, token,
+} from './state.js';
 
 const MAX_BODY = 4000;
 
@@ -22,60 +31,15 @@ function randomId() {
   return Date.now().toString(36) + Math.random().toString(36).slice(2);
 }
 
-// ---------------------------------------------------------------- state
-
-const state = {
-  name: storage.get(KEYS.name, ''),
-  identity: storage.get(KEYS.identity, null), // {token, websocketUrl, user: {id, name}}
-  convs: new Map(), // key ("room:<id>" | "dm:<userId>") -> conversation
-  active: null, // key of the conversation shown
-  lastRoom: null, // key of the last room shown (its members stay listed in a DM)
-  pending: new Map(), // clientMsgId -> {conv, item}
-  invite: null,
-};
-
-const me = () => (state.identity ? state.identity.user : null);
-const token = () => (state.identity ? state.identity.token : null);
-const rooms = () => [...state.convs.values()].filter((c) => c.type === 'room');
-
 function setIdentity(identity) {
-  state.identity = identity;
-  storage.set(KEYS.identity, identity);
+  saveIdentity(identity);
   renderMe();
-}
-
-function saveRooms() {
-  storage.set(KEYS.rooms, rooms().map((c) => ({ id: c.id, name: c.name })));
-}
-
-// ---------------------------------------------------------------- errors and notices
-
-let bannerTimer = null;
-function showBanner(text, kind = 'error') {
-  const banner = $('banner');
-  banner.dataset.kind = kind;
-  banner.querySelector('.banner-text').textContent = text;
-  banner.hidden = false;
-  clearTimeout(bannerTimer);
-  if (kind === 'info') bannerTimer = setTimeout(() => { banner.hidden = true; }, 6000);
-}
-const showError = (text) => showBanner(text, 'error');
-function hideBanner() {
-  $('banner').hidden = true;
 }
 
 // ---------------------------------------------------------------- conversations
 
 function makeConv(type, id, name) {
   const key = `${type}:${id}`;
-  const list = el('ol', {
-    class: 'messages',
-    role: 'log',
-    'aria-label': type === 'room' ? `Messages in ${name}` : `Private messages with ${name}`,
-    'data-testid': 'message-list',
-    dataset: { conv: key },
-    hidden: true,
-  });
   const conv = {
     key, type, id, name,
     items: [],
@@ -87,18 +51,11 @@ function makeConv(type, id, name) {
     nextBefore: null,
     forbiddenRetried: false,
     unread: 0,
-    listEl: list,
+    listEl: null,
     olderEl: null,
-    navEl: null,
   };
-  if (type === 'room') {
-    conv.olderEl = el('li', { class: 'older', hidden: true },
-      el('button', { type: 'button', class: 'link-button', 'data-testid': 'load-older', onclick: () => loadOlder(conv) }, 'Load older messages'));
-    list.append(conv.olderEl);
-  } else {
-    list.append(el('li', { class: 'notice private-notice' },
-      `Private conversation with ${name}. Only the two of you see these messages.`));
-  }
+  const list = createList(conv);
+  conv.listEl = list;
   list.addEventListener('scroll', () => {
     if (isAtBottom(list) && conv.key === state.active) clearUnread(conv);
   });
@@ -106,10 +63,6 @@ function makeConv(type, id, name) {
   state.convs.set(key, conv);
   renderConvList();
   return conv;
-}
-
-function roomConv(roomId) {
-  return state.convs.get(`room:${roomId}`);
 }
 
 function dmConv(user) {
@@ -131,10 +84,6 @@ function lookupUser(userId) {
   return { id: userId, name: dm ? dm.name : shortId(userId) };
 }
 
-function isOnline(userId) {
-  return rooms().some((c) => c.members.has(userId));
-}
-
 function removeConv(conv) {
   state.convs.delete(conv.key);
   conv.listEl.remove();
@@ -149,34 +98,27 @@ function removeConv(conv) {
   renderConvList();
   if (!rooms().length) {
     // No room left: nothing to be connected for.
-    for (const c of [...state.convs.values()]) {
-      state.convs.delete(c.key);
-      c.listEl.remove();
-    }
+    forgetAll();
     socket.close();
     showLobby();
   }
+}
+
+// Forgets every conversation (no room left, or signing out).
+function forgetAll() {
+  for (const c of [...state.convs.values()]) {
+    state.convs.delete(c.key);
+    c.listEl.remove();
+  }
+  state.active = null;
+  state.lastRoom = null;
 }
 
 function activate(conv) {
   state.active = conv.key;
   if (conv.type === 'room') state.lastRoom = conv.key;
   for (const c of state.convs.values()) c.listEl.hidden = c !== conv;
-  const isRoom = conv.type === 'room';
-  $('conv-title').textContent = conv.name;
-  $('conv-title').title = isRoom ? `Room id ${conv.id}` : `User id ${conv.id}`;
-  $('private-tag').hidden = isRoom;
-  $('room-tools').hidden = !isRoom;
-  $('dm-tools').hidden = isRoom;
-  if (isRoom) {
-    const link = new URL(api.apiBase);
-    link.search = `?room=${encodeURIComponent(conv.id)}`;
-    $('share-link').value = link.toString();
-    history.replaceState(null, '', `?room=${encodeURIComponent(conv.id)}`);
-  }
-  $('message-input').placeholder = isRoom ? 'Write a message…' : 'Write a private message…';
-  $('message-input').setAttribute('aria-label', isRoom ? `Message to ${conv.name}` : `Private message to ${conv.name}`);
-  document.title = `${conv.name} · roomcast`;
+  renderHeader(conv);
   renderConvList();
   renderMembers();
   scrollToBottom(conv);
@@ -187,130 +129,6 @@ function clearUnread(conv) {
   if (!conv.unread) return;
   conv.unread = 0;
   renderConvList();
-}
-
-function renderConvList() {
-  const list = $('conv-list');
-  list.replaceChildren();
-  for (const conv of state.convs.values()) {
-    const isActive = conv.key === state.active;
-    const label = conv.type === 'room' ? `# ${conv.name}` : `@ ${conv.name}`;
-    const button = el('button', {
-      type: 'button',
-      class: `conv${isActive ? ' active' : ''}${conv.type === 'dm' ? ' dm' : ''}`,
-      'data-testid': conv.type === 'room' ? 'conv-room' : 'conv-dm',
-      'data-conv': conv.key,
-      'aria-current': isActive ? 'true' : null,
-      title: conv.type === 'room' ? conv.name : `Private chat with ${conv.name}`,
-      onclick: () => activate(conv),
-    }, el('span', { class: 'conv-name', text: label }));
-    if (conv.type === 'dm') button.append(el('span', { class: 'private-tag small', text: 'private' }));
-    if (conv.unread) {
-      button.append(el('span', {
-        class: 'badge', 'data-testid': 'unread', 'aria-label': `${conv.unread} unread`, text: String(conv.unread),
-      }));
-    }
-    list.append(el('li', {}, button));
-  }
-}
-
-function renderMembers() {
-  const list = $('member-list');
-  list.replaceChildren();
-  const room = state.convs.get(state.lastRoom);
-  const title = $('members-title');
-  if (!room) {
-    title.textContent = 'Online';
-    return;
-  }
-  const members = [...room.members.values()].sort((a, b) => {
-    if (me() && a.id === me().id) return -1;
-    if (me() && b.id === me().id) return 1;
-    return a.name.localeCompare(b.name);
-  });
-  const stale = !room.joined && room.everJoined;
-  title.textContent = stale ? `Last known online · ${members.length}` : `Online · ${members.length}`;
-  title.title = `Online now in ${room.name}`;
-  for (const user of members) {
-    const mine = me() && user.id === me().id;
-    const inner = [el('span', { class: 'presence', 'aria-hidden': 'true' }), el('span', { class: 'member-name', text: user.name })];
-    if (mine) inner.push(el('span', { class: 'you', text: '(you)' }));
-    const node = mine
-      ? el('span', { class: 'member me-member', 'data-testid': 'member', 'data-user-id': user.id, 'data-name': user.name }, ...inner)
-      : el('button', {
-        type: 'button',
-        class: `member${state.active === `dm:${user.id}` ? ' active' : ''}`,
-        'data-testid': 'member',
-        'data-user-id': user.id,
-        'data-name': user.name,
-        title: `Send ${user.name} a private message`,
-        onclick: () => activate(dmConv(user)),
-      }, ...inner);
-    list.append(el('li', {}, node));
-  }
-}
-
-// ---------------------------------------------------------------- rendering messages
-
-function isAtBottom(list) {
-  return list.scrollHeight - list.scrollTop - list.clientHeight < 80;
-}
-
-function scrollToBottom(conv) {
-  conv.listEl.scrollTop = conv.listEl.scrollHeight;
-}
-
-const STATUS_TEXT = {
-  queued: 'waiting for connection…',
-  pending: 'sending…',
-  sent: '✓ sent',
-  unconfirmed: 'checking…',
-  failed: 'not sent',
-};
-
-function renderItem(conv, item) {
-  if (item.kind === 'system') {
-    return el('li', { class: `system ${item.event || ''}`, 'data-testid': 'system-message', text: item.text });
-  }
-  if (item.kind === 'notice') {
-    return el('li', { class: 'notice', 'data-testid': item.testid || 'notice', text: item.text });
-  }
-  const isDm = conv.type === 'dm';
-  const meta = el('div', { class: 'meta' },
-    el('span', { class: 'author', 'data-testid': 'message-author', text: item.mine ? `${item.from.name} (you)` : item.from.name }),
-    isDm ? el('span', { class: 'private-tag small', text: 'private' }) : null,
-    el('time', { datetime: new Date(item.ts).toISOString(), title: new Date(item.ts).toLocaleString(), text: formatTime(item.ts) }),
-    item.mine ? el('span', { class: 'status', 'data-testid': 'message-status' }) : null);
-  const body = el('div', { class: 'body', 'data-testid': 'message-body' });
-  body.textContent = item.body; // text, never HTML
-  const li = el('li', {
-    class: `msg${item.mine ? ' mine' : ''}${isDm ? ' dm' : ''}`,
-    'data-testid': isDm ? 'dm-message' : 'message',
-    'data-from': item.from.id,
-  }, meta, body);
-  if (item.mine) {
-    li.append(el('div', { class: 'failure', 'data-testid': 'message-failure' }));
-    updateStatus(item, li);
-  }
-  if (item.id) li.dataset.id = item.id;
-  return li;
-}
-
-function updateStatus(item, li = item.el) {
-  if (!li || !item.mine) return;
-  li.dataset.status = item.status;
-  const status = li.querySelector('.status');
-  status.textContent = STATUS_TEXT[item.status] || item.status;
-  status.title = item.status === 'sent' ? 'Delivered to the server' : '';
-  const failure = li.querySelector('.failure');
-  failure.replaceChildren();
-  if (item.status === 'failed') {
-    failure.append(el('span', { class: 'status-error', 'data-testid': 'message-error', text: `Not sent: ${item.error || 'unknown error'}` }),
-      ' ', el('button', {
-        type: 'button', class: 'link-button', 'data-testid': 'retry-message', onclick: () => retryItem(item),
-      }, 'Retry'));
-  }
-  if (item.id) li.dataset.id = item.id;
 }
 
 // Inserts an item before `beforeItem` (or at the end) in the conversation's order.
@@ -526,7 +344,7 @@ function lastMessageId(conv) {
 function onSocketOpen() {
   for (const conv of rooms()) sendJoin(conv);
   for (const conv of state.convs.values()) if (conv.type === 'dm') flushQueued(conv);
-  if (!rooms().length) setConn('online', 'Connected');
+  if (!rooms().length) renderConnection('online', 'Connected');
 }
 
 function onSocketClose() {
@@ -572,16 +390,6 @@ async function renewIdentity() {
   if (state.identity) showBanner('Your session had expired: you are back in your rooms under a new session.', 'info');
 }
 
-function setConn(kind, text) {
-  const box = $('conn');
-  box.hidden = kind === 'idle';
-  box.dataset.state = kind;
-  const label = text || { idle: 'Not connected', connecting: 'Connecting…', online: 'Connected', reconnecting: 'Reconnecting…' }[kind];
-  box.querySelector('.conn-text').textContent = label;
-  $('retry-now').hidden = kind !== 'reconnecting';
-  document.body.dataset.conn = kind;
-}
-
 // ---------------------------------------------------------------- frames from the server
 
 function onJoined(frame) {
@@ -597,7 +405,7 @@ function onJoined(frame) {
   conv.members = new Map((frame.members || []).map((u) => [u.id, u]));
   if (me() && !conv.members.has(me().id)) conv.members.set(me().id, me());
   socket.resetBackoff();
-  setConn('online', 'Connected');
+  renderConnection('online', 'Connected');
   renderMembers();
   // First time: the recent history. After a reconnect the `since` replay brings what was
   // missed; the history merge also covers the moment between that replay and live delivery.
@@ -766,8 +574,7 @@ function chosenName() {
     throw new Error('Pick a display name first (1 to 32 characters).');
   }
   input.removeAttribute('aria-invalid');
-  state.name = name;
-  storage.set(KEYS.name, name);
+  saveName(name);
   return name;
 }
 
@@ -825,10 +632,7 @@ function signOut() {
   for (const conv of [...state.convs.values()]) {
     if (conv.type === 'room' && socket.isOpen() && conv.joined) socket.send({ type: 'leave', room: conv.id });
   }
-  for (const conv of [...state.convs.values()]) {
-    state.convs.delete(conv.key);
-    conv.listEl.remove();
-  }
+  forgetAll();
   socket.close();
   setIdentity(null);
   saveRooms();
@@ -837,35 +641,6 @@ function signOut() {
 }
 
 // ---------------------------------------------------------------- views
-
-function showLobby() {
-  $('lobby').hidden = false;
-  $('chat').hidden = true;
-  document.body.dataset.view = 'lobby';
-  document.title = 'roomcast';
-  state.active = null;
-  state.lastRoom = null;
-  if (!state.invite) history.replaceState(null, '', location.pathname);
-  renderMe();
-}
-
-function showChat() {
-  $('lobby').hidden = true;
-  $('chat').hidden = false;
-  document.body.dataset.view = 'chat';
-  renderMe();
-}
-
-function renderMe() {
-  const user = me();
-  const showUser = !!user && !$('chat').hidden;
-  $('me').hidden = !showUser;
-  $('sign-out').hidden = !showUser;
-  if (user) {
-    $('me').textContent = user.name;
-    $('me').title = `Signed in as ${user.name} (id ${user.id})`;
-  }
-}
 
 async function showInvite(roomId) {
   state.invite = roomId;
@@ -919,7 +694,7 @@ function updateCharCount() {
 
 function submitComposer() {
   const input = $('message-input');
-  const conv = state.convs.get(state.active);
+  const conv = activeConv();
   const body = input.value;
   if (!conv || !body.trim()) return;
   if ([...body].length > MAX_BODY) {
@@ -1015,12 +790,35 @@ function wire() {
   });
   $('share-link').addEventListener('focus', (e) => e.target.select());
   $('leave-room').addEventListener('click', () => {
-    const conv = state.convs.get(state.active);
+    const conv = activeConv();
     if (conv && conv.type === 'room') leaveRoom(conv);
   });
   $('close-dm').addEventListener('click', () => {
-    const conv = state.convs.get(state.active);
+    const conv = activeConv();
     if (conv && conv.type === 'dm') removeConv(conv);
+  });
+
+  // The buttons of the conversation list, the member list and the message lists are rendered
+  // without handlers: their clicks are handled here, one listener for each list.
+  $('conv-list').addEventListener('click', (e) => {
+    const button = e.target.closest('button[data-conv]');
+    const conv = button && state.convs.get(button.dataset.conv);
+    if (conv) activate(conv);
+  });
+  $('member-list').addEventListener('click', (e) => {
+    const button = e.target.closest('button[data-user-id]');
+    if (button) activate(dmConv({ id: button.dataset.userId, name: button.dataset.name }));
+  });
+  $('lists').addEventListener('click', (e) => {
+    const button = e.target.closest('button[data-action]');
+    const list = button && button.closest('ol[data-conv]');
+    const conv = list && state.convs.get(list.dataset.conv);
+    if (!conv) return;
+    if (button.dataset.action === 'load-older') loadOlder(conv);
+    else if (button.dataset.action === 'retry') {
+      const item = conv.items.find((it) => it.el && it.el.contains(button));
+      if (item) retryItem(item);
+    }
   });
 
   const input = $('message-input');
@@ -1040,7 +838,7 @@ function wire() {
   });
 
   document.addEventListener('visibilitychange', () => {
-    const conv = state.convs.get(state.active);
+    const conv = activeConv();
     if (!document.hidden && conv && isAtBottom(conv.listEl)) clearUnread(conv);
   });
 }
@@ -1049,7 +847,7 @@ function init() {
   socket.setup({
     url: () => state.identity.websocketUrl,
     wanted: () => !!state.identity && rooms().length > 0,
-    onStatus: setConn,
+    onStatus: renderConnection,
     onOpen: onSocketOpen,
     onClose: onSocketClose,
     onOpenError: (err) => showError(`Cannot open the connection: ${api.describeError(err)}`),
@@ -1066,7 +864,7 @@ function init() {
   });
   wire();
   const invite = new URLSearchParams(location.search).get('room');
-  const saved = state.identity ? storage.get(KEYS.rooms, []) : [];
+  const saved = state.identity ? savedRooms() : [];
   if (state.identity && Array.isArray(saved) && saved.length) {
     // Back in the rooms of the last visit.
     for (const r of saved) if (r && r.id && !roomConv(r.id)) makeConv('room', r.id, r.name || shortId(r.id));
