@@ -1,0 +1,92 @@
+// A room's history over REST: the recent page when the room is joined (merged with what is
+// shown, in the room's order), older pages on demand, and the verdict on messages whose ack the
+// connection lost.
+
+import * as api from './api.js';
+import {
+  insertItem, messageItem, roomGone,
+} from './conversations.js';
+import { scrollToBottom, updateStatus } from './message-list.js';
+import { confirmItem } from './outbox.js';
+import { showError } from './render.js';
+import { me, state } from './state.js';
+
+// Merges a page of history (oldest first) into the room: messages already shown are kept
+// where they are; a missing one goes just before the next one that is shown (or at the end),
+// so the room's order holds without comparing ids.
+function mergeHistory(conv, messages) {
+  let before = null;
+  for (let i = messages.length - 1; i >= 0; i -= 1) {
+    const m = messages[i];
+    if (!m || m.type !== 'message') continue;
+    const known = conv.ids.get(m.id);
+    if (known) {
+      before = known;
+      continue;
+    }
+    if (me() && m.from.id === me().id) {
+      // One of ours that the connection lost before its ack: confirm it instead.
+      const lost = conv.items.find((it) => it.mine && it.status === 'unconfirmed' && it.body === m.body);
+      if (lost) {
+        confirmItem(conv, lost, m.id, m.ts);
+        before = lost;
+        continue;
+      }
+    }
+    const item = messageItem(m, { fromHistory: true });
+    insertItem(conv, item, before);
+    before = item;
+  }
+}
+
+export async function loadHistory(conv) {
+  let page;
+  try {
+    page = await api.getMessages(conv.id);
+  } catch (err) {
+    if (err.status === 404) roomGone(conv);
+    else showError(`Could not load the history of ${conv.name}: ${api.describeError(err)}`);
+    return false;
+  }
+  if (state.convs.get(conv.key) !== conv) return false;
+  mergeHistory(conv, page.messages || []);
+  if (!conv.historyLoaded) {
+    conv.historyLoaded = true;
+    conv.nextBefore = page.nextBefore || null;
+    conv.olderEl.hidden = !conv.nextBefore;
+    if (conv.key === state.active) scrollToBottom(conv);
+  }
+  return true;
+}
+
+export async function loadOlder(conv) {
+  if (!conv.nextBefore) return;
+  let page;
+  try {
+    page = await api.getMessages(conv.id, conv.nextBefore);
+  } catch (err) {
+    showError(`Could not load older messages: ${api.describeError(err)}`);
+    return;
+  }
+  const list = conv.listEl;
+  const fromBottom = list.scrollHeight - list.scrollTop;
+  const first = conv.items[0] || null;
+  for (const m of page.messages || []) {
+    if (!m || m.type !== 'message' || conv.ids.has(m.id)) continue;
+    insertItem(conv, messageItem(m, { fromHistory: true }), first);
+  }
+  conv.nextBefore = page.nextBefore || null;
+  conv.olderEl.hidden = !conv.nextBefore;
+  list.scrollTop = list.scrollHeight - fromBottom;
+}
+
+// After a reconnect: what the server confirmed was merged; the rest was lost.
+export function failUnconfirmed(conv) {
+  for (const item of conv.items) {
+    if (item.mine && item.status === 'unconfirmed') {
+      item.status = 'failed';
+      item.error = 'the connection dropped before the server confirmed it';
+      updateStatus(item);
+    }
+  }
+}

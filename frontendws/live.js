@@ -1,0 +1,219 @@
+// The live side of the chat: joining rooms over the socket, what the page does when the socket
+// opens or closes, and the handler of each server frame (socket.js dispatches them here).
+
+import * as api from './api.js';
+import {
+  dmConv, insertItem, lookupUser, messageItem, roomGone, systemNotice,
+} from './conversations.js';
+import { failUnconfirmed, loadHistory } from './history.js';
+import { updateStatus } from './message-list.js';
+import { confirmItem, flushQueued, MAX_BODY } from './outbox.js';
+import {
+  renderConnection, renderMembers, showBanner, showError,
+} from './render.js';
+import * as socket from './socket.js';
+import {
+  me, roomConv, rooms, state,
+} from './state.js';
+
+export function sendJoin(conv) {
+  const since = conv.skipSince ? null : lastMessageId(conv);
+  const frame = { type: 'join', room: conv.id };
+  if (since) frame.since = since;
+  conv.joining = socket.send(frame);
+}
+
+// The id of the last room message shown, in the room's order (ids are opaque: never compared).
+function lastMessageId(conv) {
+  for (let i = conv.items.length - 1; i >= 0; i -= 1) {
+    const it = conv.items[i];
+    if (it.kind === 'message' && it.id) return it.id;
+  }
+  return null;
+}
+
+// What the page does when the socket opens (join every room, send what waited) and when it
+// closes (rooms are left, sent messages unconfirmed); socket.js does the rest.
+export function onSocketOpen() {
+  for (const conv of rooms()) sendJoin(conv);
+  for (const conv of state.convs.values()) if (conv.type === 'dm') flushQueued(conv);
+  if (!rooms().length) renderConnection('online', 'Connected');
+}
+
+export function onSocketClose() {
+  for (const conv of rooms()) {
+    if (conv.joined) insertItem(conv, { kind: 'system', event: 'disconnected', text: 'Connection lost' });
+    conv.joined = false;
+    conv.joining = false;
+  }
+  renderMembers();
+  // Sent but never acknowledged: the server may or may not have them.
+  for (const { conv, item } of state.pending.values()) {
+    item.status = conv.type === 'room' ? 'unconfirmed' : 'failed';
+    if (conv.type === 'dm') item.error = 'the connection dropped before the server confirmed it';
+    updateStatus(item);
+  }
+  state.pending.clear();
+}
+
+function onJoined(frame) {
+  const conv = roomConv(frame.room);
+  if (!conv) return;
+  const first = !conv.historyLoaded;
+  if (conv.everJoined && !conv.joined) insertItem(conv, { kind: 'system', event: 'reconnected', text: 'Reconnected' });
+  conv.joined = true;
+  conv.everJoined = true;
+  conv.joining = false;
+  conv.skipSince = false;
+  conv.forbiddenRetried = false;
+  conv.members = new Map((frame.members || []).map((u) => [u.id, u]));
+  if (me() && !conv.members.has(me().id)) conv.members.set(me().id, me());
+  socket.resetBackoff();
+  renderConnection('online', 'Connected');
+  renderMembers();
+  // First time: the recent history. After a reconnect the `since` replay brings what was
+  // missed; the history merge also covers the moment between that replay and live delivery.
+  // What was typed meanwhile goes out after that, so it follows what it answers.
+  loadHistory(conv).then((ok) => {
+    if (ok && !first) failUnconfirmed(conv);
+    if (state.convs.get(conv.key) === conv) flushQueued(conv);
+  });
+}
+
+function onRoomMessage(frame) {
+  const conv = roomConv(frame.room);
+  if (!conv || conv.ids.has(frame.id)) return;
+  if (me() && frame.from.id === me().id) {
+    const lost = conv.items.find((it) => it.mine && it.status === 'unconfirmed' && it.body === frame.body);
+    if (lost) {
+      confirmItem(conv, lost, frame.id, frame.ts);
+      return;
+    }
+  }
+  insertItem(conv, messageItem(frame));
+}
+
+function onDirect(frame) {
+  const mine = me() && frame.from.id === me().id;
+  const peer = mine ? lookupUser(frame.to) : frame.from;
+  const conv = dmConv(peer);
+  if (conv.ids.has(frame.id)) return;
+  insertItem(conv, messageItem(frame));
+}
+
+function onSystem(frame) {
+  const conv = roomConv(frame.room);
+  if (!conv || !frame.user) return;
+  if (me() && frame.user.id === me().id) return;
+  if (frame.event === 'user_joined') {
+    conv.members.set(frame.user.id, frame.user);
+    insertItem(conv, { kind: 'system', event: 'joined', text: `${frame.user.name} joined`, ts: frame.ts });
+  } else if (frame.event === 'user_left') {
+    conv.members.delete(frame.user.id);
+    insertItem(conv, { kind: 'system', event: 'left', text: `${frame.user.name} left`, ts: frame.ts });
+  } else {
+    return;
+  }
+  if (state.lastRoom === conv.key) renderMembers();
+}
+
+function onAck(frame) {
+  const entry = frame.clientMsgId && state.pending.get(frame.clientMsgId);
+  if (!entry) return;
+  state.pending.delete(frame.clientMsgId);
+  confirmItem(entry.conv, entry.item, frame.id, frame.ts);
+}
+
+const ERROR_TEXT = {
+  recipient_offline: 'they are not online right now',
+  rate_limited: 'too many messages at once; wait a moment',
+  body_too_large: `longer than ${MAX_BODY} characters`,
+  empty_body: 'the message is empty',
+  not_in_room: 'not in this room (rejoining)',
+  unavailable: 'the chat server is having trouble; try again',
+  forbidden: 'not allowed',
+};
+
+function onErrorFrame(frame, req) {
+  const text = `${frame.code}: ${frame.message}`;
+  const entry = frame.clientMsgId && state.pending.get(frame.clientMsgId);
+  if (entry) {
+    state.pending.delete(frame.clientMsgId);
+    entry.item.status = 'failed';
+    entry.item.error = `${ERROR_TEXT[frame.code] || frame.code} (${frame.code})`;
+    updateStatus(entry.item);
+    showError(text);
+    if (frame.code === 'not_in_room' && entry.conv.type === 'room' && socket.isOpen()) sendJoin(entry.conv);
+    return;
+  }
+  if (req && req.type === 'join') {
+    const conv = roomConv(req.room);
+    if (conv) return onJoinError(conv, frame, req);
+  }
+  showError(text);
+}
+
+async function onJoinError(conv, frame, req) {
+  conv.joining = false;
+  if (req.since && !['forbidden', 'room_not_found', 'rate_limited'].includes(frame.code)) {
+    // The server could not replay from our last id (e.g. it no longer knows it): join
+    // without `since`; the history reload after `joined` fills the gap.
+    console.warn(`roomcast: join with since=${req.since} failed (${frame.code}: ${frame.message}); joining without it`);
+    conv.skipSince = true;
+    if (socket.isOpen()) sendJoin(conv);
+    return undefined;
+  }
+  if (frame.code === 'forbidden' && !conv.forbiddenRetried && state.identity) {
+    // Not (or no longer) a member: join through REST again, then retry once.
+    conv.forbiddenRetried = true;
+    try {
+      await api.joinRoom(conv.id, state.identity.user.name, state.identity.token);
+      if (socket.isOpen() && state.convs.get(conv.key) === conv) sendJoin(conv);
+      return;
+    } catch (err) {
+      if (err.status === 404) return roomGone(conv);
+      showError(`Could not rejoin ${conv.name}: ${api.describeError(err)}`);
+      return;
+    }
+  }
+  if (frame.code === 'room_not_found') return roomGone(conv);
+  showError(`Could not join ${conv.name}: ${frame.code}: ${frame.message}`);
+  if (frame.code === 'unavailable' || frame.code === 'rate_limited') {
+    setTimeout(() => {
+      if (socket.isOpen() && state.convs.get(conv.key) === conv && !conv.joined) sendJoin(conv);
+    }, 2000);
+  }
+}
+
+// The server may have missed messages (its broker reconnected): reload each room's history
+// and who is online, and say so.
+function onResync(frame) {
+  for (const conv of rooms()) {
+    loadHistory(conv);
+    refreshMembers(conv);
+    systemNotice(conv, 'The chat server briefly lost its connection to the other servers; recent messages were reloaded.', 'resync-notice');
+  }
+  showBanner(`Reloaded recent messages (${frame.reason || 'resync'}).`, 'info');
+}
+
+async function refreshMembers(conv) {
+  try {
+    const info = await api.getRoom(conv.id);
+    conv.members = new Map((info.members || []).filter((u) => u.online).map((u) => [u.id, { id: u.id, name: u.name }]));
+    if (me() && conv.joined) conv.members.set(me().id, me());
+    if (state.lastRoom === conv.key) renderMembers();
+  } catch {
+    /* keep what we have */
+  }
+}
+
+/** The handler of each server frame type (`left` needs none: socket.js takes its request). */
+export const handlers = {
+  joined: onJoined,
+  message: onRoomMessage,
+  direct: onDirect,
+  system: onSystem,
+  ack: onAck,
+  error: onErrorFrame,
+  resync: onResync,
+};
