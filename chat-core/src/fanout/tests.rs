@@ -164,12 +164,7 @@ async fn frames_soon_after_a_write_wait_for_the_tick_and_leave_together() {
     assert!(outbox.poll_take(&mut cx).is_pending());
     tokio::time::sleep(period + Duration::from_millis(1)).await;
     assert_eq!(counter.0.load(Ordering::SeqCst), 2);
-    assert_eq!(
-        outbox.poll_take(&mut cx),
-        Poll::Ready(Some(Outgoing::Frame(frame(4))))
-    );
-    assert!(outbox.poll_take(&mut cx).is_pending());
-    outbox.end_write();
+    take_one(&outbox, &mut cx, frame(4));
     // After a quiet period the next frame is written at once again.
     tokio::time::sleep(period).await;
     assert!(outbox.offer(frame(5)));
@@ -211,6 +206,16 @@ fn the_tick_period_goes_long_under_dense_traffic_and_short_under_light() {
     assert_eq!(window(100, 100).adapt(ms(8), min, max), Some(ms(2)));
 }
 
+/// The session takes `expected`, finds nothing more, and ends its write.
+fn take_one(outbox: &Outbox, cx: &mut Context<'_>, expected: Bytes) {
+    assert_eq!(
+        outbox.poll_take(cx),
+        Poll::Ready(Some(Outgoing::Frame(expected)))
+    );
+    assert!(outbox.poll_take(cx).is_pending());
+    outbox.end_write();
+}
+
 /// Takes everything queued on `peers`, as their sessions would.
 fn drain(peers: &[Arc<Outbox>]) {
     for peer in peers {
@@ -218,28 +223,33 @@ fn drain(peers: &[Arc<Outbox>]) {
     }
 }
 
-/// A flush tick adapting between `min` and `max`, its task, and `n` outboxes on it.
-fn running_tick(
-    min: Duration,
-    max: Duration,
-    n: usize,
-) -> (
-    Arc<FlushTick>,
-    tokio::task::JoinHandle<()>,
-    Vec<Arc<Outbox>>,
-) {
+/// A flush tick running on its own task, with `n` outboxes on it; stopped when dropped.
+struct RunningTick {
+    tick: Arc<FlushTick>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for RunningTick {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.tick.stop();
+    }
+}
+
+fn running_tick(min: Duration, max: Duration, n: usize) -> (RunningTick, Vec<Arc<Outbox>>) {
     let tick = FlushTick::new(min, max);
     let task = tokio::spawn(tick.clone().run());
     let peers = (0..n)
         .map(|_| Outbox::new(64, Some(tick.clone())))
         .collect();
-    (tick, task, peers)
+    (RunningTick { tick, task }, peers)
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_tick_lengthens_while_connections_receive_faster_than_it() {
     let ms = Duration::from_millis;
-    let (tick, task, peers) = running_tick(ms(2), ms(32), 64);
+    let (running, peers) = running_tick(ms(2), ms(32), 64);
+    let tick = &running.tick;
     let pump = |peers: &[Arc<Outbox>]| {
         // Each connection gets two frames soon after its last write: held for the tick.
         for peer in peers {
@@ -265,14 +275,13 @@ async fn the_tick_lengthens_while_connections_receive_faster_than_it() {
         drain(&peers);
     }
     assert_eq!(tick.period(), ms(2));
-    task.abort();
-    tick.stop();
 }
 
 #[tokio::test(start_paused = true)]
 async fn frames_a_writing_session_took_do_not_count_as_batches() {
     let ms = Duration::from_millis;
-    let (tick, task, peers) = running_tick(ms(2), ms(8), 64);
+    let (running, peers) = running_tick(ms(2), ms(8), 64);
+    let tick = &running.tick;
     for _ in 0..200 {
         for (i, peer) in peers.iter().enumerate() {
             peer.end_write();
@@ -289,8 +298,6 @@ async fn frames_a_writing_session_took_do_not_count_as_batches() {
         drain(&peers);
     }
     assert_eq!(tick.period(), ms(8));
-    task.abort();
-    tick.stop();
 }
 
 #[tokio::test(start_paused = true)]
@@ -311,12 +318,7 @@ async fn a_stopped_tick_hands_its_connections_back_to_their_sessions() {
     task.abort();
     let _ = task.await;
     assert_eq!(counter.0.load(Ordering::SeqCst), 1);
-    assert_eq!(
-        outbox.poll_take(&mut cx),
-        Poll::Ready(Some(Outgoing::Frame(frame(0))))
-    );
-    assert!(outbox.poll_take(&mut cx).is_pending());
-    outbox.end_write();
+    take_one(&outbox, &mut cx, frame(0));
     // Later frames within the period wake the session at once.
     assert!(outbox.send(frame(1)));
     assert_eq!(counter.0.load(Ordering::SeqCst), 2);

@@ -3,7 +3,7 @@
 use crate::{
     connection::Connection,
     error::Error,
-    protocol::{ClientFrame, ErrorFrame, ServerFrame},
+    protocol::{AckFrame, ClientFrame, ErrorFrame, ServerFrame},
 };
 
 /// Decodes and handles one client text frame; every outcome queues exactly one reply
@@ -33,20 +33,22 @@ pub async fn handle_text(conn: &mut Connection, text: &str) {
         }
         ClientFrame::Message(message) => {
             let id = message.client_msg_id.clone();
-            let reply = match conn.send_message(message).await {
-                Ok(ack) => ServerFrame::Ack(ack),
-                Err(err) => error_frame(&err, id),
-            };
-            conn.reply(&reply);
+            let result = conn.send_message(message).await;
+            conn.reply(&ack_or_error(result, id));
         }
         ClientFrame::Direct(direct) => {
             let id = direct.client_msg_id.clone();
-            let reply = match conn.send_direct(direct).await {
-                Ok(ack) => ServerFrame::Ack(ack),
-                Err(err) => error_frame(&err, id),
-            };
-            conn.reply(&reply);
+            let result = conn.send_direct(direct).await;
+            conn.reply(&ack_or_error(result, id));
         }
+    }
+}
+
+/// The reply to a send: its `ack`, or the `error` that names the client's message id.
+fn ack_or_error(result: Result<AckFrame, Error>, client_msg_id: Option<String>) -> ServerFrame {
+    match result {
+        Ok(ack) => ServerFrame::Ack(ack),
+        Err(err) => error_frame(&err, client_msg_id),
     }
 }
 
