@@ -24,13 +24,12 @@ use crate::{
 
 /// Per-connection read buffer. Small on purpose: client frames are a few hundred bytes, and
 /// at tens of thousands of idle connections the buffers are most of the memory (tungstenite
-/// allocates and zeroes it up front). A larger frame grows it as needed. 512 B measured
-/// 500 B less RSS per idle connection than 1 KiB, with no change in fan-out throughput.
+/// allocates and zeroes it up front). A larger frame grows it as needed. Figures: see
+/// docs/perf.md.
 const READ_BUFFER: usize = 512;
 /// Frames fed to the socket collect in tungstenite's write buffer until the session flushes
-/// (or this much is pending), so a batch leaves in one write. With 0, every frame was its own
-/// syscall and TCP segment: fan-out went from 190k to 232k deliveries per CPU-second and
-/// p99 from 82 to 15 ms when this became 8 KiB.
+/// (or this much is pending), so a batch leaves in one write rather than one syscall and TCP
+/// segment per frame. Figures: see docs/perf.md.
 const WRITE_BUFFER: usize = 8 * 1024;
 
 /// Open the chat WebSocket (JSON text frames; see the WebSocket frame schemas).
@@ -60,8 +59,8 @@ pub(crate) async fn ws_handler(
     let chat = state.chat().clone();
     let conn = chat.connect(user).await?;
     let limit = chat.config().max_frame_bytes;
-    // A debug span: entered on every poll of the session, which at info level cost ~1% of
-    // fan-out CPU for a span that only debug events use.
+    // A debug span: it is entered on every poll of the session, and only debug events use it
+    // (cost at info level: see docs/perf.md).
     let span = tracing::debug_span!("ws", conn = conn.id(), user = %conn.user().id);
     Ok(upgrade
         .max_message_size(limit)
