@@ -36,6 +36,7 @@ pub mod error;
 mod handle;
 pub mod identity;
 pub mod openapi;
+mod origin;
 pub mod rest;
 mod router;
 mod state;
@@ -45,7 +46,7 @@ pub use builder::{ChatBuilder, DEFAULT_TOKEN_TTL};
 pub use error::{ChatRejection, Problem};
 pub use handle::ChatHandle;
 pub use identity::{FromExtension, IdentityExtractor, NoIdentity, TokenSigner};
-pub use state::AllowedOrigins;
+pub use origin::AllowedOrigins;
 
 /// The README's code blocks, compiled as doc tests so that they stay true.
 #[doc = include_str!("../../README.md")]
