@@ -16,7 +16,7 @@ pub(crate) fn api_router() -> OpenApiRouter<ChatState> {
         .routes(routes!(rest::messages::room_messages))
         .routes(routes!(rest::contract::openapi_json))
         .routes(routes!(rest::contract::asyncapi_json))
-        .routes(routes!(ws::ws_handler))
+        .routes(routes!(ws::upgrade::ws_handler))
 }
 
 pub(crate) fn router<S>(state: ChatState) -> Router<S>
