@@ -13,6 +13,7 @@ use utoipa::{
 use crate::rest::TAG;
 
 mod asyncapi;
+pub(crate) mod problems;
 
 pub use asyncapi::{asyncapi, client_frames_schema, server_frames_schema};
 
@@ -46,6 +47,8 @@ impl Modify for Security {
         description = "REST endpoints of the roomcast chat (contract v1). Real-time traffic goes over the WebSocket at `/ws`; its frames are described by the AsyncAPI 3 document at `/asyncapi.json` (JSON Schema of every frame).",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0")
     ),
+    // The shared `problems` responses refer to `Problem` without registering it.
+    components(schemas(crate::Problem)),
     modifiers(&Security),
     tags((name = TAG, description = "Rooms, membership and history"))
 )]

@@ -14,6 +14,7 @@ use super::{
 };
 use crate::{
     error::{ChatRejection, Problem},
+    openapi::problems::{BackendDown, BodyRejected, NoSuchRoom, Unidentified},
     state::ChatState,
 };
 
@@ -53,12 +54,11 @@ pub struct JoinRoomResponse {
     request_body(content = JoinRoomRequest, description = "Guest mode: the display name (optional with a token or host identity)", content_type = "application/json"),
     responses(
         (status = 200, description = "Joined", body = JoinRoomResponse),
-        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than 16 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No identity, or a bad or expired token", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such room", body = Problem, content_type = "application/problem+json"),
+        BodyRejected,
+        Unidentified,
+        NoSuchRoom,
         (status = 422, description = "The name is not 1 to 32 characters", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The chat backend is down", body = Problem, content_type = "application/problem+json"),
+        BackendDown,
     ),
     security((), ("token" = []), ("bearer" = [])))]
 pub(crate) async fn join_room(

@@ -12,6 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::TAG;
 use crate::{
     error::{ChatRejection, Problem},
+    openapi::problems::{BackendDown, NoSuchRoom},
     state::ChatState,
 };
 
@@ -71,8 +72,8 @@ pub struct HistoryResponse {
     responses(
         (status = 200, description = "A page of history", body = HistoryResponse),
         (status = 400, description = "Bad `before` or `limit`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such room", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The chat backend is down", body = Problem, content_type = "application/problem+json"),
+        NoSuchRoom,
+        BackendDown,
     ))]
 pub(crate) async fn room_messages(
     State(state): State<ChatState>,

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::{
     error::{ChatRejection, Problem},
+    openapi::problems::{BackendDown, BodyRejected, NoSuchRoom},
     state::ChatState,
 };
 
@@ -36,10 +37,9 @@ pub struct CreateRoomRequest {
     request_body(content = CreateRoomRequest, description = "Optional; an empty body creates a room with a default name", content_type = "application/json"),
     responses(
         (status = 201, description = "The room was created", body = RoomInfo),
-        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is larger than 16 KiB", body = Problem, content_type = "application/problem+json"),
+        BodyRejected,
         (status = 422, description = "The name is not 1 to 64 characters", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The chat backend is down", body = Problem, content_type = "application/problem+json"),
+        BackendDown,
     ))]
 pub(crate) async fn create_room(
     State(state): State<ChatState>,
@@ -58,7 +58,7 @@ pub(crate) async fn create_room(
 #[utoipa::path(get, path = "/rooms", tag = TAG,
     responses(
         (status = 200, description = "All rooms", body = [RoomSummary]),
-        (status = 503, description = "The chat backend is down", body = Problem, content_type = "application/problem+json"),
+        BackendDown,
     ))]
 pub(crate) async fn list_rooms(
     State(state): State<ChatState>,
@@ -71,8 +71,8 @@ pub(crate) async fn list_rooms(
     params(("roomId" = String, Path, description = "The room id")),
     responses(
         (status = 200, description = "The room", body = RoomDetails),
-        (status = 404, description = "No such room", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The chat backend is down", body = Problem, content_type = "application/problem+json"),
+        NoSuchRoom,
+        BackendDown,
     ))]
 pub(crate) async fn get_room(
     State(state): State<ChatState>,

@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::socket::Socket;
 use crate::{
     error::{ChatRejection, Problem},
+    openapi::problems::Unidentified,
     rest::TAG,
     state::ChatState,
 };
@@ -31,7 +32,7 @@ const WRITE_BUFFER: usize = 8 * 1024;
     responses(
         (status = 101, description = "Switching to the WebSocket protocol"),
         (status = 400, description = "Not a WebSocket upgrade request", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No identity, or a bad or expired token", body = Problem, content_type = "application/problem+json"),
+        Unidentified,
         (status = 403, description = "Origin not allowed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The chat backend is down or shutting down", body = Problem, content_type = "application/problem+json"),
     ),
