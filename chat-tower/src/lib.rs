@@ -21,13 +21,23 @@
 //! ```
 //!
 //! ## Layout
-//! - `builder`: [`ChatBuilder`], backend, config, identity, policy → `(Router<S>, ChatHandle)`;
-//!   `handle`: [`ChatHandle`], server-side sends and shutdown.
-//! - `rest`: the REST endpoints of contract v1, documented with utoipa.
-//! - `ws`: the WebSocket endpoint; adapts axum's socket to `chat_core::session::serve`.
-//! - [`identity`]: the host's [`IdentityExtractor`] and the guest [`TokenSigner`].
-//! - [`error`]: [`ChatRejection`], rendered as RFC 9457 problem+json.
-//! - [`openapi`]: the OpenAPI document and the WebSocket frame JSON Schemas.
+//! One concern per file; the names say which.
+//! - `builder`: [`ChatBuilder`], backend, config, identity, policy → `(Router<S>, ChatHandle)`.
+//! - `handle`: [`ChatHandle`], the host's side of a built chat: server-side sends, tokens,
+//!   shutdown.
+//! - `router`: assembles the routes (REST, WebSocket, documents) over the shared `state`.
+//! - `origin`: [`AllowedOrigins`], which browser origins may open the WebSocket.
+//! - [`identity`]: the host's [`IdentityExtractor`] (`extractor`), the guest [`TokenSigner`]
+//!   (`token_signer`), and where a request carries its token (`presented_token`).
+//! - [`rest`]: the REST endpoints of contract v1, one file per resource with its types
+//!   (`rooms`, `join`, `messages`, `contract`), and request bodies (`body`).
+//! - `ws`: the WebSocket endpoint (`upgrade`) and axum's socket as the session's transport
+//!   (`socket`, for `chat_core::session::serve`).
+//! - [`error`]: [`ChatRejection`], rendered as RFC 9457 problem+json ([`Problem`]).
+//! - [`openapi`]: the OpenAPI document, the problem responses endpoints share (`problems`),
+//!   and the WebSocket frame schemas with the AsyncAPI document (`asyncapi`).
+
+#![warn(missing_docs)]
 
 pub use chat_core;
 

@@ -19,6 +19,7 @@ pub(crate) fn api_router() -> OpenApiRouter<ChatState> {
         .routes(routes!(ws::upgrade::ws_handler))
 }
 
+/// The routes bound to `state`, generic over the host's state so that they nest anywhere.
 pub(crate) fn router<S>(state: ChatState) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
