@@ -65,37 +65,18 @@ pub enum ChatRejection {
 }
 
 impl ChatRejection {
-    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+    /// Status code, machine-readable code and title: the table behind [`Self::problem`].
+    fn parts(&self) -> (u16, &'static str, &'static str) {
         match self {
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", "Bad request"),
-            Self::Unprocessable(_) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_value",
-                "Invalid value",
-            ),
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
-            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "room_not_found", "Room not found"),
-            Self::MethodNotAllowed(_) => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Method not allowed",
-            ),
-            Self::TooLarge(_) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "Request body too large",
-            ),
-            Self::Unavailable(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Chat backend unavailable",
-            ),
-            Self::Internal(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "Internal error",
-            ),
+            Self::BadRequest(_) => (400, "bad_request", "Bad request"),
+            Self::Unprocessable(_) => (422, "invalid_value", "Invalid value"),
+            Self::Unauthorized(_) => (401, "unauthorized", "Unauthorized"),
+            Self::Forbidden(_) => (403, "forbidden", "Forbidden"),
+            Self::NotFound(_) => (404, "room_not_found", "Room not found"),
+            Self::MethodNotAllowed(_) => (405, "method_not_allowed", "Method not allowed"),
+            Self::TooLarge(_) => (413, "body_too_large", "Request body too large"),
+            Self::Unavailable(_) => (503, "unavailable", "Chat backend unavailable"),
+            Self::Internal(_) => (500, "internal", "Internal error"),
         }
     }
 
@@ -105,7 +86,7 @@ impl ChatRejection {
         Problem {
             type_uri: format!("urn:roomcast:problem:{code}"),
             title: title.into(),
-            status: status.as_u16(),
+            status,
             detail: self.to_string(),
             code: code.into(),
         }
@@ -145,5 +126,46 @@ impl IntoResponse for ChatRejection {
             HeaderValue::from_static("application/problem+json"),
         );
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rejection_answers_its_status_as_problem_json() {
+        let s = String::new;
+        let cases = [
+            (ChatRejection::BadRequest(s()), StatusCode::BAD_REQUEST),
+            (
+                ChatRejection::Unprocessable(s()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (ChatRejection::Unauthorized(s()), StatusCode::UNAUTHORIZED),
+            (ChatRejection::Forbidden(s()), StatusCode::FORBIDDEN),
+            (ChatRejection::NotFound(s()), StatusCode::NOT_FOUND),
+            (
+                ChatRejection::MethodNotAllowed(s()),
+                StatusCode::METHOD_NOT_ALLOWED,
+            ),
+            (ChatRejection::TooLarge(s()), StatusCode::PAYLOAD_TOO_LARGE),
+            (
+                ChatRejection::Unavailable(s()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                ChatRejection::Internal(s()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
+        ];
+        for (rejection, status) in cases {
+            let response = rejection.into_response();
+            assert_eq!(response.status(), status);
+            assert_eq!(
+                response.headers()[header::CONTENT_TYPE],
+                "application/problem+json"
+            );
+        }
     }
 }

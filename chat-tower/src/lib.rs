@@ -21,188 +21,42 @@
 //! ```
 //!
 //! ## Layout
-//! - [`ChatBuilder`] (this file): backend, config, identity, policy → `(Router<S>, ChatHandle)`.
-//! - `rest`: the REST endpoints of contract v1, documented with utoipa.
-//! - `ws`: the WebSocket endpoint; adapts axum's socket to `chat_core::session::serve`.
-//! - [`identity`]: the host's [`IdentityExtractor`] and the guest [`TokenSigner`].
-//! - [`error`]: [`ChatRejection`], rendered as RFC 9457 problem+json.
-//! - [`openapi`]: the OpenAPI document and the WebSocket frame JSON Schemas.
+//! One concern per file; the names say which.
+//! - `builder`: [`ChatBuilder`], backend, config, identity, policy → `(Router<S>, ChatHandle)`.
+//! - `handle`: [`ChatHandle`], the host's side of a built chat: server-side sends, tokens,
+//!   shutdown.
+//! - `router`: assembles the routes (REST, WebSocket, documents) over the shared `state`.
+//! - `origin`: [`AllowedOrigins`], which browser origins may open the WebSocket.
+//! - [`identity`]: the host's [`IdentityExtractor`] (`extractor`), the guest [`TokenSigner`]
+//!   (`token_signer`), and where a request carries its token (`presented_token`).
+//! - [`rest`]: the REST endpoints of contract v1, one file per resource with its types
+//!   (`rooms`, `join`, `messages`, `contract`), and request bodies (`body`).
+//! - `ws`: the WebSocket endpoint (`upgrade`) and axum's socket as the session's transport
+//!   (`socket`, for `chat_core::session::serve`).
+//! - [`error`]: [`ChatRejection`], rendered as RFC 9457 problem+json ([`Problem`]).
+//! - [`openapi`]: the OpenAPI document, the problem responses endpoints share (`problems`),
+//!   and the WebSocket frame schemas with the AsyncAPI document (`asyncapi`).
 
-use std::{sync::Arc, time::Duration};
+#![warn(missing_docs)]
 
-use axum::Router;
 pub use chat_core;
-use chat_core::{hooks::Policy, Backend, Chat, ChatConfig};
 
+mod builder;
 pub mod error;
+mod handle;
 pub mod identity;
 pub mod openapi;
+mod origin;
 pub mod rest;
 mod router;
 mod state;
 mod ws;
 
+pub use builder::{ChatBuilder, DEFAULT_TOKEN_TTL};
 pub use error::{ChatRejection, Problem};
+pub use handle::ChatHandle;
 pub use identity::{FromExtension, IdentityExtractor, NoIdentity, TokenSigner};
-pub use state::AllowedOrigins;
-
-/// Default lifetime of guest tokens: 7 days.
-pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// Builds the chat router. Every setting has a default:
-/// - backend: [`Backend::memory()`] (one instance, no Redis);
-/// - config: [`ChatConfig::default()`];
-/// - identity: [`NoIdentity`] plus guest tokens (guests pick a name at `POST /join-room`);
-/// - policy: [`chat_core::hooks::MembersOnly`];
-/// - token secret: random per process (set one shared secret for several instances);
-/// - origins: [`AllowedOrigins::SameHost`].
-#[must_use]
-pub struct ChatBuilder {
-    backend: Option<Backend>,
-    config: ChatConfig,
-    identity: Box<dyn IdentityExtractor>,
-    policy: Option<Arc<dyn Policy>>,
-    guests: bool,
-    secret: Option<Vec<u8>>,
-    token_ttl: Duration,
-    origins: AllowedOrigins,
-}
-
-impl Default for ChatBuilder {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl std::fmt::Debug for ChatBuilder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatBuilder")
-            .field("config", &self.config)
-            .field("guests", &self.guests)
-            .field("origins", &self.origins)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ChatBuilder {
-    /// A builder with every default.
-    pub fn new() -> Self {
-        Self {
-            backend: None,
-            config: ChatConfig::default(),
-            identity: Box::new(NoIdentity),
-            policy: None,
-            guests: true,
-            secret: None,
-            token_ttl: DEFAULT_TOKEN_TTL,
-            origins: AllowedOrigins::default(),
-        }
-    }
-
-    /// The backend (default: in memory).
-    pub fn backend(mut self, backend: Backend) -> Self {
-        self.backend = Some(backend);
-        self
-    }
-
-    /// Limits and timings.
-    pub fn config(mut self, config: ChatConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// The host's identity hook.
-    pub fn identity(mut self, identity: impl IdentityExtractor) -> Self {
-        self.identity = Box::new(identity);
-        self
-    }
-
-    /// The policy hooks (default: [`chat_core::hooks::MembersOnly`]).
-    pub fn policy(mut self, policy: impl Policy) -> Self {
-        self.policy = Some(Arc::new(policy));
-        self
-    }
-
-    /// Whether anonymous clients may pick a name at `POST /join-room` (default: yes).
-    pub fn guests(mut self, allow: bool) -> Self {
-        self.guests = allow;
-        self
-    }
-
-    /// The secret that signs tokens; share it between instances of one chat.
-    pub fn token_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.secret = Some(secret.into());
-        self
-    }
-
-    /// How long tokens stay valid (default [`DEFAULT_TOKEN_TTL`]).
-    pub fn token_ttl(mut self, ttl: Duration) -> Self {
-        self.token_ttl = ttl;
-        self
-    }
-
-    /// Which browser origins may open the WebSocket.
-    pub fn allowed_origins(mut self, origins: AllowedOrigins) -> Self {
-        self.origins = origins;
-        self
-    }
-
-    /// The router to mount (generic over the host's state, so it nests anywhere) and the
-    /// handle for server-side sends and shutdown.
-    ///
-    /// # Panics
-    /// Outside a tokio runtime (the chat spawns its dispatcher task), or if the backend was
-    /// already used by another chat.
-    pub fn build<S>(self) -> (Router<S>, ChatHandle)
-    where
-        S: Clone + Send + Sync + 'static,
-    {
-        let backend = self.backend.unwrap_or_else(Backend::memory);
-        let policy = self
-            .policy
-            .unwrap_or_else(|| Arc::new(chat_core::hooks::MembersOnly));
-        let chat = Chat::with_policy(backend, self.config, policy);
-        let tokens = match self.secret {
-            Some(secret) => TokenSigner::new(secret, self.token_ttl),
-            None => TokenSigner::random(self.token_ttl),
-        };
-        let state = state::ChatState {
-            inner: Arc::new(state::StateInner {
-                chat: chat.clone(),
-                tokens: tokens.clone(),
-                identity: self.identity,
-                guests: self.guests,
-                origins: self.origins,
-                openapi: openapi::openapi(),
-            }),
-        };
-        (router::router(state), ChatHandle { chat, tokens })
-    }
-}
-
-/// The host's handle on a built chat: server-side sends, tokens, shutdown.
-#[derive(Clone, Debug)]
-pub struct ChatHandle {
-    chat: Chat,
-    tokens: TokenSigner,
-}
-
-impl ChatHandle {
-    /// The engine, for server-side sends (`send_to_room`, `send_direct`) and queries.
-    pub fn chat(&self) -> &Chat {
-        &self.chat
-    }
-
-    /// Issues a token for a user the host has identified (e.g. for its own login flow).
-    pub fn issue_token(&self, user: &chat_core::User) -> String {
-        self.tokens.issue(user)
-    }
-
-    /// Closes every WebSocket (close code 1001) after in-flight work, and waits for them.
-    pub async fn shutdown(&self) {
-        self.chat.shutdown().await
-    }
-}
+pub use origin::AllowedOrigins;
 
 /// The README's code blocks, compiled as doc tests so that they stay true.
 #[doc = include_str!("../../README.md")]

@@ -9,16 +9,17 @@ use crate::{openapi::ApiDoc, rest, state::ChatState, ws};
 /// Every route, documented.
 pub(crate) fn api_router() -> OpenApiRouter<ChatState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(rest::create_room))
-        .routes(routes!(rest::join_room))
-        .routes(routes!(rest::list_rooms))
-        .routes(routes!(rest::get_room))
-        .routes(routes!(rest::room_messages))
-        .routes(routes!(rest::openapi_json))
-        .routes(routes!(rest::asyncapi_json))
-        .routes(routes!(ws::ws_handler))
+        .routes(routes!(rest::rooms::create_room))
+        .routes(routes!(rest::join::join_room))
+        .routes(routes!(rest::rooms::list_rooms))
+        .routes(routes!(rest::rooms::get_room))
+        .routes(routes!(rest::messages::room_messages))
+        .routes(routes!(rest::contract::openapi_json))
+        .routes(routes!(rest::contract::asyncapi_json))
+        .routes(routes!(ws::upgrade::ws_handler))
 }
 
+/// The routes bound to `state`, generic over the host's state so that they nest anywhere.
 pub(crate) fn router<S>(state: ChatState) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,

@@ -2,60 +2,22 @@
 
 use std::sync::Arc;
 
-use axum::http::{header, request::Parts};
+use axum::http::request::Parts;
 use chat_core::{Chat, User};
 
 use crate::{
     error::ChatRejection,
     identity::{presented_token, IdentityExtractor, TokenSigner},
+    origin::AllowedOrigins,
 };
 
-/// Which browser origins may open a WebSocket. Requests without an `Origin` header (not from a
-/// browser) are always allowed: origin checks protect browsers' ambient credentials.
-#[derive(Clone, Debug, Default)]
-pub enum AllowedOrigins {
-    /// The `Origin` must name the same host (and port) as the request's `Host`. The default.
-    #[default]
-    SameHost,
-    /// Any origin.
-    Any,
-    /// Exactly these origins (e.g. `https://app.example.com`), plus the same host.
-    List(Vec<String>),
-}
-
-impl AllowedOrigins {
-    pub(crate) fn check(&self, parts: &Parts) -> Result<(), ChatRejection> {
-        let Some(origin) = parts.headers.get(header::ORIGIN) else {
-            return Ok(());
-        };
-        let origin = origin.to_str().unwrap_or_default();
-        let host = parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default();
-        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-        let same_host = !host.is_empty() && origin_host.eq_ignore_ascii_case(host);
-        let allowed = match self {
-            Self::Any => true,
-            Self::SameHost => same_host,
-            Self::List(list) => same_host || list.iter().any(|o| o == origin),
-        };
-        if allowed {
-            Ok(())
-        } else {
-            Err(ChatRejection::Forbidden(format!(
-                "origin {origin} is not allowed"
-            )))
-        }
-    }
-}
-
+/// What every handler gets: one `Arc`, so cloning it per request is cheap.
 #[derive(Clone)]
 pub(crate) struct ChatState {
     pub(crate) inner: Arc<StateInner>,
 }
 
+/// The settings of a built chat, fixed at [`crate::ChatBuilder::build`].
 pub(crate) struct StateInner {
     pub(crate) chat: Chat,
     pub(crate) tokens: TokenSigner,

@@ -1,95 +1,14 @@
-//! Who is this request? The host's [`IdentityExtractor`], and the guest [`TokenSigner`].
-//!
-//! A request's identity is resolved in this order:
-//! 1. a token (`?token=` or `Authorization: Bearer`) signed by this chat's [`TokenSigner`]:
-//!    valid means that user, invalid or expired means 401;
-//! 2. the host's [`IdentityExtractor`] (for example [`FromExtension`], reading what the
-//!    host's auth middleware put in the request extensions);
-//! 3. nobody: the WebSocket answers 401, and `POST /join-room/{roomId}` in guest mode creates a
-//!    new user from the name in its body.
+//! [`TokenSigner`]: the HMAC-signed guest tokens that bind a user id to a display name.
 
-use std::{marker::PhantomData, time::Duration};
+use std::time::Duration;
 
-use axum::http::{header, request::Parts};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
-use chat_core::{broker::BoxFuture, User, UserId};
+use chat_core::{User, UserId};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::error::ChatRejection;
-
-/// Resolves the user a request comes from, from its parts (headers, extensions, URI).
-///
-/// `Ok(None)` means "anonymous"; `Err` means the request presented an identity that is not
-/// valid (answered with 401). Implemented for [`FromExtension`], [`NoIdentity`] and any
-/// `Fn(&Parts) -> Result<Option<User>, ChatRejection>`.
-pub trait IdentityExtractor: Send + Sync + 'static {
-    /// The user behind the request, if any.
-    fn extract<'a>(
-        &'a self,
-        parts: &'a Parts,
-    ) -> BoxFuture<'a, Result<Option<User>, ChatRejection>>;
-}
-
-/// No host identity: only guest tokens identify users.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoIdentity;
-
-impl IdentityExtractor for NoIdentity {
-    fn extract<'a>(&'a self, _: &'a Parts) -> BoxFuture<'a, Result<Option<User>, ChatRejection>> {
-        Box::pin(async { Ok(None) })
-    }
-}
-
-impl<F> IdentityExtractor for F
-where
-    F: Fn(&Parts) -> Result<Option<User>, ChatRejection> + Send + Sync + 'static,
-{
-    fn extract<'a>(
-        &'a self,
-        parts: &'a Parts,
-    ) -> BoxFuture<'a, Result<Option<User>, ChatRejection>> {
-        let result = self(parts);
-        Box::pin(async move { result })
-    }
-}
-
-/// Reads the identity that the host's auth middleware stored as a request extension of type
-/// `T` (any `T: Clone + Into<User>`).
-pub struct FromExtension<T>(PhantomData<fn() -> T>);
-
-impl<T> FromExtension<T> {
-    /// The extractor.
-    pub fn new() -> Self {
-        Self(PhantomData)
-    }
-}
-
-impl<T> Default for FromExtension<T> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<T> std::fmt::Debug for FromExtension<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("FromExtension")
-    }
-}
-
-impl<T> IdentityExtractor for FromExtension<T>
-where
-    T: Clone + Into<User> + Send + Sync + 'static,
-{
-    fn extract<'a>(
-        &'a self,
-        parts: &'a Parts,
-    ) -> BoxFuture<'a, Result<Option<User>, ChatRejection>> {
-        let user = parts.extensions.get::<T>().cloned().map(Into::into);
-        Box::pin(async move { Ok(user) })
-    }
-}
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -184,46 +103,6 @@ impl TokenSigner {
     }
 }
 
-/// The token a request presents: `?token=` or `Authorization: Bearer`.
-pub(crate) fn presented_token(parts: &Parts) -> Option<String> {
-    let from_query = parts.uri.query().and_then(|q| {
-        q.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k == "token").then(|| percent_decode(v))
-        })
-    });
-    from_query.or_else(|| {
-        parts
-            .headers
-            .get(header::AUTHORIZATION)?
-            .to_str()
-            .ok()?
-            .strip_prefix("Bearer ")
-            .map(|t| t.trim().to_owned())
-    })
-}
-
-/// Tokens are base64url plus `.`, which need no escaping; decode `%XX` anyway for clients
-/// that escape everything.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,13 +133,5 @@ mod tests {
             expired.verify(&format!("{payload}.{sig}")),
             Err(ChatRejection::Unauthorized(m)) if m == "token expired"
         ));
-    }
-
-    #[test]
-    fn percent_decoding() {
-        assert_eq!(percent_decode("a%2Eb"), "a.b");
-        assert_eq!(percent_decode("abc%"), "abc%");
-        assert_eq!(percent_decode("abc%4"), "abc%4");
-        assert_eq!(percent_decode("é%é"), "é%é");
     }
 }

@@ -1,0 +1,56 @@
+//! Where a request carries its token: `?token=` or `Authorization: Bearer`.
+
+use axum::http::{header, request::Parts};
+
+/// The token a request presents: `?token=` or `Authorization: Bearer`.
+pub(crate) fn presented_token(parts: &Parts) -> Option<String> {
+    let from_query = parts.uri.query().and_then(|q| {
+        q.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            (k == "token").then(|| percent_decode(v))
+        })
+    });
+    from_query.or_else(|| {
+        parts
+            .headers
+            .get(header::AUTHORIZATION)?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")
+            .map(|t| t.trim().to_owned())
+    })
+}
+
+/// Tokens are base64url plus `.`, which need no escaping; decode `%XX` anyway for clients
+/// that escape everything.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%2Eb"), "a.b");
+        assert_eq!(percent_decode("abc%"), "abc%");
+        assert_eq!(percent_decode("abc%4"), "abc%4");
+        assert_eq!(percent_decode("é%é"), "é%é");
+    }
+}

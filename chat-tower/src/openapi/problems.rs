@@ -1,0 +1,49 @@
+//! Problem responses that several operations document alike, written once. Each type is an
+//! [`IntoResponses`] to list in an operation's `responses(...)` beside its own tuples; the
+//! document comes out the same as with the tuples written out.
+
+use std::collections::BTreeMap;
+
+use utoipa::{
+    openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder},
+    IntoResponses,
+};
+
+/// One `application/problem+json` response whose body is a [`crate::Problem`].
+fn problem(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+/// Declares unit types whose [`IntoResponses`] are the given `(status, description)` problems.
+macro_rules! problem_responses {
+    ($($(#[$doc:meta])* $name:ident: $(($status:literal, $description:literal)),+;)+) => {$(
+        $(#[$doc])*
+        pub(crate) struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                BTreeMap::from([$(($status.to_string(), problem($description))),+])
+            }
+        }
+    )+};
+}
+
+problem_responses! {
+    /// 400 and 413: an endpoint that reads a JSON body (see `rest::body`).
+    BodyRejected: (400, "The body is not JSON"), (413, "The body is larger than 16 KiB");
+    /// 401: neither a valid token nor a host identity.
+    Unidentified: (401, "No identity, or a bad or expired token");
+    /// 404: the path names a room that does not exist.
+    NoSuchRoom: (404, "No such room");
+    /// 503: the backend (e.g. Redis) cannot be reached.
+    BackendDown: (503, "The chat backend is down");
+}
