@@ -15,13 +15,17 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{debug, warn};
 
 use crate::{
-    backend::Backend,
-    broker::{
-        BrokerEvent, ConnId, Envelope, NewRoomMessage, NodeId, Origin, SenderCopy, Topic, NO_CONN,
+    backend::{
+        broker::{
+            BrokerEvent, ConnId, Envelope, NewRoomMessage, NodeId, Origin, SenderCopy, Topic,
+            NO_CONN,
+        },
+        history::HistoryPage,
+        store::{Member, RoomInfo},
+        Backend,
     },
     config::ChatConfig,
     error::{BackendError, Error},
-    history::HistoryPage,
     hooks::{Decision, DirectEvent, JoinEvent, MembersOnly, MessageEvent, Policy},
     hub::{Alarm, FlushTick, Hub, Outbox, Outgoing, Peer},
     protocol::{
@@ -29,7 +33,6 @@ use crate::{
         ResyncFrame, RoomId, RoomMessage, SendDirectFrame, SendMessageFrame, ServerFrame,
         SystemEvent, SystemMessage, User, UserId,
     },
-    store::{Member, RoomInfo},
 };
 
 /// A room with how many users are online in it now (`GET /rooms`).
@@ -1073,7 +1076,7 @@ impl Drop for Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::MemoryCluster;
+    use crate::backend::memory::MemoryCluster;
 
     async fn chat_with_room() -> (Chat, RoomId) {
         let chat = Chat::with_policy(

@@ -21,7 +21,7 @@ use futures_util::task::AtomicWaker;
 use tokio::time::Instant;
 
 use crate::{
-    broker::{Broker, ConnId, Envelope, NodeId, Topic},
+    backend::broker::{Broker, ConnId, Envelope, NodeId, Topic},
     error::BackendError,
     protocol::{RoomId, UserId},
 };
@@ -1067,7 +1067,7 @@ mod tests {
 
     #[test]
     fn a_big_room_is_queued_but_for_its_last_recipients_and_the_sender_is_skipped() {
-        use crate::broker::{Origin, NO_CONN};
+        use crate::backend::broker::{Origin, NO_CONN};
         let node = NodeId::random();
         let hub = Hub::new(node);
         let room = RoomId::new("big");

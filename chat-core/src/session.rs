@@ -512,7 +512,7 @@ mod loop_tests {
     use futures_util::stream;
 
     use super::*;
-    use crate::{memory::MemoryCluster, protocol::User, Chat, ChatConfig};
+    use crate::{backend::memory::MemoryCluster, protocol::User, Chat, ChatConfig};
 
     fn chat(config: ChatConfig) -> Chat {
         Chat::with_policy(

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use chat_core::{
+    backend::memory::MemoryCluster,
     hooks::OpenRooms,
-    memory::MemoryCluster,
     protocol::{ServerFrame, User},
     session::handle_text,
     Chat, ChatConfig, Connection, RoomId,

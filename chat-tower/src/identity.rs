@@ -12,7 +12,7 @@ use std::{marker::PhantomData, time::Duration};
 
 use axum::http::{header, request::Parts};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
-use chat_core::{broker::BoxFuture, User, UserId};
+use chat_core::{BoxFuture, User, UserId};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;

@@ -7,7 +7,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use chat_core::store::RoomInfo;
+use chat_core::backend::store::RoomInfo;
 use chat_core::{MessageId, RoomDetails, RoomId, RoomSummary, User, UserId};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};

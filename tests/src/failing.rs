@@ -6,9 +6,9 @@ use std::sync::{
 };
 
 use chat_tower::chat_core::{
-    broker::{BoxFuture, Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, Topic},
+    backend::broker::{Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, Topic},
     protocol::RoomMessage,
-    Backend, BackendError,
+    Backend, BackendError, BoxFuture,
 };
 
 /// Turns the broker off and on.

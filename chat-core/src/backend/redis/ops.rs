@@ -5,17 +5,20 @@ use redis::{aio::ConnectionManager, AsyncCommands};
 
 use super::{envelope_header, Shared};
 use crate::{
-    broker::{
-        BoxFuture, Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, Origin, SenderCopy,
-        Topic, NO_CONN,
+    backend::{
+        broker::{
+            Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, Origin, SenderCopy, Topic,
+            NO_CONN,
+        },
+        history::{HistoryPage, HistoryStore},
+        store::{PresenceStore, RoomInfo, RoomStore},
+        BoxFuture,
     },
     error::BackendError,
-    history::{HistoryPage, HistoryStore},
     protocol::{
         now_ms, MessageId, RoomId, RoomMessage, ServerFrame, SystemEvent, SystemMessage, User,
         UserId,
     },
-    store::{PresenceStore, RoomInfo, RoomStore},
 };
 
 pub(crate) struct RedisNode {

@@ -4,8 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::{broker::NodeId, BoxFuture};
 use crate::{
-    broker::{BoxFuture, NodeId},
     error::BackendError,
     protocol::{RoomId, User, UserId},
 };

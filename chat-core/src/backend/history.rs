@@ -1,12 +1,12 @@
 //! Room history: the [`HistoryStore`] trait.
 //!
-//! Messages are appended by [`crate::broker::Broker::publish_room_message`] (append and publish
+//! Messages are appended by [`super::broker::Broker::publish_room_message`] (append and publish
 //! are one step, which is where message ids come from); this trait reads them back.
 
 use bytes::Bytes;
 
+use super::BoxFuture;
 use crate::{
-    broker::BoxFuture,
     error::BackendError,
     protocol::{MessageId, RoomId},
 };

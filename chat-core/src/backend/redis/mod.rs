@@ -50,9 +50,11 @@ use redis::{
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{debug, info, warn};
 
-use crate::{
-    backend::Backend,
+use super::{
     broker::{BrokerEvent, Envelope, NodeId, Origin, Topic},
+    Backend,
+};
+use crate::{
     error::BackendError,
     protocol::{RoomId, User, UserId},
 };

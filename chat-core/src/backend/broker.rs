@@ -15,21 +15,19 @@
 //! once per connection.
 //!
 //! # Backends
-//! [`crate::memory::MemoryCluster`] (the default, in-process) and, with the `redis` feature,
-//! `crate::redis::RedisBackend`.
+//! [`super::memory::MemoryCluster`] (the default, in-process) and, with the `redis` feature,
+//! `super::redis::RedisBackend`.
 
-use std::{fmt, future::Future, pin::Pin};
+use std::fmt;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
+use super::BoxFuture;
 use crate::{
     error::BackendError,
     protocol::{RoomId, RoomMessage, User, UserId},
 };
-
-/// A boxed, `Send` future: the return type of the object-safe backend traits.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The id of one chat instance (node). Random per process start.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

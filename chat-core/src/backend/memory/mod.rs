@@ -19,13 +19,15 @@ use std::{
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::{
-    backend::Backend,
-    broker::{BoxFuture, Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, SenderCopy, Topic},
-    error::BackendError,
+use super::{
+    broker::{Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, SenderCopy, Topic},
     history::{HistoryPage, HistoryStore},
-    protocol::{MessageId, RoomId, RoomMessage, ServerFrame, User, UserId},
     store::{PresenceStore, RoomInfo, RoomStore},
+    Backend, BoxFuture,
+};
+use crate::{
+    error::BackendError,
+    protocol::{MessageId, RoomId, RoomMessage, ServerFrame, User, UserId},
 };
 
 /// Room messages kept per room unless [`MemoryCluster::with_history_per_room`] says otherwise.
@@ -512,7 +514,7 @@ fn parse_seq(id: &MessageId) -> Result<u64, BackendError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::{Origin, NO_CONN};
+    use crate::backend::broker::{Origin, NO_CONN};
 
     fn msg(backend: &Backend, room: &RoomId, body: &str) -> NewRoomMessage {
         NewRoomMessage {
