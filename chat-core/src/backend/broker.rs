@@ -101,6 +101,16 @@ pub struct SenderCopy {
     pub here: bool,
 }
 
+impl SenderCopy {
+    /// The copy of the direct message `envelope` for the sender's topic.
+    pub fn envelope(self, envelope: &Envelope) -> Envelope {
+        Envelope {
+            topic: self.topic,
+            ..envelope.clone()
+        }
+    }
+}
+
 /// A room message to sequence, store and publish.
 #[derive(Clone, Debug)]
 pub struct NewRoomMessage {
@@ -158,10 +168,7 @@ pub trait Broker: Send + Sync + 'static {
         copy_to: Option<SenderCopy>,
     ) -> BoxFuture<'_, Result<usize, BackendError>> {
         Box::pin(async move {
-            let copy = copy_to.map(|copy| Envelope {
-                topic: copy.topic,
-                ..envelope.clone()
-            });
+            let copy = copy_to.map(|copy| copy.envelope(&envelope));
             let reached = self.publish(envelope).await?;
             if let (true, Some(copy)) = (reached > 0, copy) {
                 if let Err(err) = self.publish(copy).await {
