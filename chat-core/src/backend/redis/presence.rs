@@ -1,0 +1,85 @@
+//! The Redis presence store: connections per node and user (`:presence`) and per user
+//! (`:online`) in each room, mirrored locally so that a reaped node can restore its own.
+
+use super::RedisNode;
+use crate::{
+    backend::{broker::NodeId, store::PresenceStore, BoxFuture},
+    error::BackendError,
+    protocol::{RoomId, User},
+    sync::lock,
+};
+
+impl PresenceStore for RedisNode {
+    fn enter<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a User,
+        node: NodeId,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        Box::pin(async move {
+            debug_assert_eq!(node, self.shared.node);
+            let total = self
+                .shared
+                .scripts
+                .enter(&self.shared, &mut self.conn(), room, user, 1)
+                .await?;
+            lock(&self.shared.presence)
+                .entry((room.clone(), user.id.clone()))
+                .or_insert_with(|| (user.clone(), 0))
+                .1 += 1;
+            Ok(total == 1)
+        })
+    }
+
+    fn exit<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a User,
+        node: NodeId,
+    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+        Box::pin(async move {
+            {
+                let mut local = lock(&self.shared.presence);
+                let key = (room.clone(), user.id.clone());
+                if let Some(entry) = local.get_mut(&key) {
+                    entry.1 = entry.1.saturating_sub(1);
+                    if entry.1 == 0 {
+                        local.remove(&key);
+                    }
+                }
+            }
+            let keys = &self.shared.keys;
+            let result: i64 = self
+                .shared
+                .scripts
+                .exit
+                .key(keys.room_key(room, "presence"))
+                .key(keys.room_key(room, "online"))
+                .arg(format!("{node}|{}", user.id))
+                .arg(user.id.as_str())
+                .invoke_async(&mut self.conn())
+                .await?;
+            Ok(result == 1)
+        })
+    }
+
+    fn online<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<Vec<User>, BackendError>> {
+        Box::pin(self.users_with_names(room, "online", "hash"))
+    }
+
+    fn online_counts<'a>(
+        &'a self,
+        rooms: &'a [RoomId],
+    ) -> BoxFuture<'a, Result<Vec<usize>, BackendError>> {
+        Box::pin(async move {
+            if rooms.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut pipe = redis::pipe();
+            for room in rooms {
+                pipe.hlen(self.shared.keys.room_key(room, "online"));
+            }
+            Ok(pipe.query_async(&mut self.conn()).await?)
+        })
+    }
+}

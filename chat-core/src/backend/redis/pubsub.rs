@@ -1,0 +1,128 @@
+//! The Redis broker: Pub/Sub through the node's two connections, room messages through the
+//! append-and-publish script, direct messages through one script call.
+
+use redis::AsyncCommands;
+
+use super::{envelope, RedisNode};
+use crate::{
+    backend::{
+        broker::{Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, SenderCopy, Topic},
+        BoxFuture,
+    },
+    error::BackendError,
+    protocol::{MessageId, RoomId, RoomMessage, User},
+    sync::lock,
+};
+
+/// The room message without `"type"` and `"id"`: what the stream stores and the script splices
+/// the id into. Starts after the opening `{`.
+pub(super) fn frame_rest(message: &NewRoomMessage) -> String {
+    #[derive(serde::Serialize)]
+    struct Rest<'a> {
+        room: &'a RoomId,
+        from: &'a User,
+        body: &'a str,
+        ts: i64,
+    }
+    let json = serde_json::to_string(&Rest {
+        room: &message.room,
+        from: &message.from,
+        body: &message.body,
+        ts: message.ts,
+    })
+    .unwrap_or_default();
+    json.get(1..).unwrap_or_default().to_owned()
+}
+
+impl Broker for RedisNode {
+    fn node_id(&self) -> NodeId {
+        self.shared.node
+    }
+
+    fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<usize, BackendError>> {
+        Box::pin(async move {
+            let channel = self.shared.keys.channel(&envelope.topic);
+            let payload = envelope::payload(envelope.origin, &envelope.frame);
+            let reached: usize = self.conn().publish(channel, payload).await?;
+            Ok(reached)
+        })
+    }
+
+    fn publish_room_message(
+        &self,
+        message: NewRoomMessage,
+    ) -> BoxFuture<'_, Result<RoomMessage, BackendError>> {
+        Box::pin(async move {
+            let keys = &self.shared.keys;
+            let id: String = self
+                .shared
+                .scripts
+                .append_publish
+                .key(keys.room_key(&message.room, "log"))
+                .arg(self.shared.config.history_per_room)
+                .arg(frame_rest(&message))
+                .arg(keys.room_channel(&message.room))
+                .arg(envelope::header(message.origin))
+                .invoke_async(&mut self.conn())
+                .await?;
+            Ok(RoomMessage {
+                id: MessageId::new(id),
+                room: message.room,
+                from: message.from,
+                body: message.body,
+                ts: message.ts,
+            })
+        })
+    }
+
+    fn publish_direct(
+        &self,
+        envelope: Envelope,
+        copy_to: Option<SenderCopy>,
+    ) -> BoxFuture<'_, Result<usize, BackendError>> {
+        // One round trip instead of two, and the copy only when the recipient was reached and
+        // someone will get it (see the script).
+        Box::pin(async move {
+            let keys = &self.shared.keys;
+            let payload = envelope::payload(envelope.origin, &envelope.frame);
+            let reached: usize = self
+                .shared
+                .scripts
+                .direct
+                .arg(keys.channel(&envelope.topic))
+                .arg(
+                    copy_to
+                        .as_ref()
+                        .map(|copy| keys.channel(&copy.topic))
+                        .unwrap_or_default(),
+                )
+                .arg(payload)
+                .arg(u8::from(copy_to.is_some_and(|copy| copy.here)))
+                .invoke_async(&mut self.conn())
+                .await?;
+            Ok(reached)
+        })
+    }
+
+    fn subscribe(&self, topics: Vec<Topic>) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            let channels: Vec<String> =
+                topics.iter().map(|t| self.shared.keys.channel(t)).collect();
+            self.shared.pubsub.clone().subscribe(channels).await?;
+            Ok(())
+        })
+    }
+
+    fn unsubscribe(&self, topics: Vec<Topic>) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            let channels: Vec<String> =
+                topics.iter().map(|t| self.shared.keys.channel(t)).collect();
+            self.shared.pubsub.clone().unsubscribe(channels).await?;
+            Ok(())
+        })
+    }
+
+    fn take_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<BrokerEvent>> {
+        lock(&self.shared.events).take()
+    }
+}
