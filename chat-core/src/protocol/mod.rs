@@ -9,7 +9,8 @@
 //! - `client`: [`ClientFrame`], what a client sends;
 //! - `server`: [`ServerFrame`], what the server sends;
 //! - `codes`: [`ErrorCode`] and [`close_code`];
-//! - `wire`: frames as bytes ([`ServerFrame::encode`]).
+//! - `wire`: frames as bytes ([`ServerFrame::encode`], and a room message encoded around its
+//!   id, which both backends use to put their history's id into the frame).
 
 mod client;
 mod codes;

@@ -12,7 +12,7 @@ use crate::{
         BoxFuture,
     },
     error::BackendError,
-    protocol::{MessageId, RoomId, RoomMessage, ServerFrame},
+    protocol::{wire, MessageId, RoomId, RoomMessage},
     sync::lock,
 };
 
@@ -69,15 +69,16 @@ impl Broker for MemoryNode {
         let mut ps = lock(&self.cluster.pubsub);
         let log = ps.logs.entry(msg.room.clone()).or_default();
         let seq = log.next_seq();
+        let id = seq.to_string();
+        let frame = wire::room_message(&id, &msg.room, &msg.from, &msg.body, msg.ts);
+        log.push(cap, seq, frame.clone());
         let message = RoomMessage {
-            id: MessageId::new(seq.to_string()),
+            id: MessageId::new(id),
             room: msg.room,
             from: msg.from,
             body: msg.body,
             ts: msg.ts,
         };
-        let frame = ServerFrame::Message(message.clone()).encode();
-        log.push(cap, seq, frame.clone());
         ps.deliver(Envelope {
             origin: msg.origin,
             topic: Topic::Room(message.room.clone()),

@@ -2,14 +2,20 @@
 //! publish (and by the scripts, which get the header as an argument) and read by the push
 //! handler.
 
+use std::fmt::Write as _;
+
 use bytes::Bytes;
 
 use super::keys::Keys;
 use crate::backend::broker::{Envelope, NodeId, Origin};
 
-/// The header in front of the frame.
+/// The header in front of the frame, with room for a room message's head to follow it (the
+/// append-and-publish script gets both as one argument).
 pub(super) fn header(origin: Origin) -> String {
-    format!("{}:{}\n", origin.node, origin.conn)
+    let mut header = String::with_capacity(96);
+    // Writing to a String cannot fail.
+    let _ = write!(header, "{}:{}\n", origin.node, origin.conn);
+    header
 }
 
 /// The payload of `frame` published by `origin`: header, then the frame.

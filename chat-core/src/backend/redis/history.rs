@@ -10,18 +10,8 @@ use crate::{
         BoxFuture,
     },
     error::BackendError,
-    protocol::{MessageId, RoomId},
+    protocol::{wire, MessageId, RoomId},
 };
-
-/// Rebuilds the frame of a stream entry: the same bytes the script published.
-fn frame_of(id: &str, rest: &[u8]) -> Bytes {
-    let mut frame = Vec::with_capacity(30 + id.len() + rest.len());
-    frame.extend_from_slice(br#"{"type":"message","id":""#);
-    frame.extend_from_slice(id.as_bytes());
-    frame.extend_from_slice(b"\",");
-    frame.extend_from_slice(rest);
-    Bytes::from(frame)
-}
 
 /// A stream id (`ms-seq`), or `InvalidCursor`.
 fn stream_id(id: &MessageId) -> Result<&str, BackendError> {
@@ -41,7 +31,7 @@ fn entry_frames(entries: Entries) -> Vec<(String, Bytes)> {
         .into_iter()
         .filter_map(|(id, fields)| {
             let rest = fields.into_iter().find(|(k, _)| k == "r")?.1;
-            let frame = frame_of(&id, &rest);
+            let frame = wire::splice(&id, &rest);
             Some((id, frame))
         })
         .collect()
@@ -107,36 +97,9 @@ impl HistoryStore for RedisNode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        backend::broker::{NewRoomMessage, NodeId, Origin},
-        protocol::{RoomMessage, ServerFrame, User},
-    };
 
     #[test]
-    fn stream_frames_match_published_frames() {
-        let message = NewRoomMessage {
-            origin: Origin {
-                node: NodeId::random(),
-                conn: 1,
-            },
-            room: RoomId::new("r"),
-            from: User::new("u", "U \"quoted\""),
-            body: "hi\n".into(),
-            ts: 5,
-        };
-        let rest = super::super::pubsub::frame_rest(&message);
-        let frame = frame_of("1-0", rest.as_bytes());
-        let parsed: ServerFrame = serde_json::from_slice(&frame).unwrap();
-        assert_eq!(
-            parsed,
-            ServerFrame::Message(RoomMessage {
-                id: MessageId::new("1-0"),
-                room: message.room,
-                from: message.from,
-                body: message.body,
-                ts: 5
-            })
-        );
+    fn cursors_are_stream_ids() {
         assert!(stream_id(&MessageId::new("12-3")).is_ok());
         assert!(stream_id(&MessageId::new("12")).is_err());
         assert!(stream_id(&MessageId::new("a-b")).is_err());

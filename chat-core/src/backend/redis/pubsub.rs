@@ -10,29 +10,9 @@ use crate::{
         BoxFuture,
     },
     error::BackendError,
-    protocol::{MessageId, RoomId, RoomMessage, User},
+    protocol::{wire, MessageId, RoomMessage},
     sync::lock,
 };
-
-/// The room message without `"type"` and `"id"`: what the stream stores and the script splices
-/// the id into. Starts after the opening `{`.
-pub(super) fn frame_rest(message: &NewRoomMessage) -> String {
-    #[derive(serde::Serialize)]
-    struct Rest<'a> {
-        room: &'a RoomId,
-        from: &'a User,
-        body: &'a str,
-        ts: i64,
-    }
-    let json = serde_json::to_string(&Rest {
-        room: &message.room,
-        from: &message.from,
-        body: &message.body,
-        ts: message.ts,
-    })
-    .unwrap_or_default();
-    json.get(1..).unwrap_or_default().to_owned()
-}
 
 impl Broker for RedisNode {
     fn node_id(&self) -> NodeId {
@@ -54,15 +34,20 @@ impl Broker for RedisNode {
     ) -> BoxFuture<'_, Result<RoomMessage, BackendError>> {
         Box::pin(async move {
             let keys = &self.shared.keys;
+            let unnumbered =
+                wire::Unnumbered::new(&message.room, &message.from, &message.body, message.ts);
+            let mut head = envelope::header(message.origin);
+            head.push_str(wire::BEFORE_ID);
             let id: String = self
                 .shared
                 .scripts
                 .append_publish
                 .key(keys.room_key(&message.room, "log"))
                 .arg(self.shared.config.history_per_room)
-                .arg(frame_rest(&message))
+                .arg(unnumbered.rest())
                 .arg(keys.room_channel(&message.room))
-                .arg(envelope::header(message.origin))
+                .arg(head)
+                .arg(wire::AFTER_ID)
                 .invoke_async(&mut self.conn())
                 .await?;
             Ok(RoomMessage {
