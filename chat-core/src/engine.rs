@@ -22,7 +22,7 @@ use crate::{
         },
         history::HistoryPage,
         store::{Member, RoomInfo},
-        Backend,
+        Backend, Handles,
     },
     config::ChatConfig,
     error::{BackendError, Error},
@@ -76,7 +76,7 @@ pub struct Chat {
 }
 
 struct Inner {
-    backend: Backend,
+    backend: Handles,
     config: ChatConfig,
     policy: Arc<dyn Policy>,
     hub: Arc<Hub>,
@@ -124,8 +124,7 @@ impl Chat {
     /// Spawns the node's dispatcher task, so it must be called inside a tokio runtime.
     ///
     /// # Panics
-    /// If called outside a tokio runtime, or if the backend's event stream was already taken
-    /// by another `Chat`.
+    /// If called outside a tokio runtime.
     pub fn new(backend: Backend, config: ChatConfig) -> Self {
         Self::with_policy(backend, config, Arc::new(MembersOnly))
     }
@@ -134,14 +133,10 @@ impl Chat {
     ///
     /// # Panics
     /// As [`Chat::new`].
-    #[allow(clippy::expect_used)]
     pub fn with_policy(backend: Backend, config: ChatConfig, policy: Arc<dyn Policy>) -> Self {
+        let (backend, events) = backend.into_parts();
         let node = backend.broker.node_id();
         let hub = Arc::new(Hub::new(node));
-        let events = backend
-            .broker
-            .take_events()
-            .expect("a backend serves one Chat: its event stream was already taken");
         let dispatcher = tokio::spawn(dispatch(hub.clone(), events));
         let tick = (!config.write_coalesce.is_zero()).then(|| {
             let tick = FlushTick::new(config.write_coalesce, config.write_coalesce_max);
@@ -178,7 +173,7 @@ impl Chat {
     }
 
     /// The backend (engine-internal: the REST queries go through the methods above).
-    pub(crate) fn backend(&self) -> &Backend {
+    pub(crate) fn backend(&self) -> &Handles {
         &self.inner.backend
     }
 

@@ -6,7 +6,7 @@ use std::sync::{
 };
 
 use chat_tower::chat_core::{
-    backend::broker::{Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, Topic},
+    backend::broker::{Broker, Envelope, NewRoomMessage, NodeId, Topic},
     protocol::RoomMessage,
     Backend, BackendError, BoxFuture,
 };
@@ -79,9 +79,5 @@ impl Broker for FlakyBroker {
 
     fn unsubscribe(&self, topics: Vec<Topic>) -> BoxFuture<'_, Result<(), BackendError>> {
         self.inner.unsubscribe(topics)
-    }
-
-    fn take_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<BrokerEvent>> {
-        self.inner.take_events()
     }
 }

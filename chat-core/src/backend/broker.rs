@@ -21,7 +21,6 @@
 use std::fmt;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
 use super::BoxFuture;
 use crate::{
@@ -185,9 +184,6 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Unsubscribes this node from topics.
     fn unsubscribe(&self, topics: Vec<Topic>) -> BoxFuture<'_, Result<(), BackendError>>;
-
-    /// The node's event stream. Only the first call returns `Some`: the engine owns the stream.
-    fn take_events(&self) -> Option<mpsc::UnboundedReceiver<BrokerEvent>>;
 }
 
 fn _assert_object_safe(_: &dyn Broker) {}

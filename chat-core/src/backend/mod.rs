@@ -14,6 +14,8 @@
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
+use tokio::sync::mpsc;
+
 pub mod broker;
 pub mod history;
 pub mod memory;
@@ -21,7 +23,7 @@ pub mod memory;
 pub mod redis;
 pub mod store;
 
-use broker::Broker;
+use broker::{Broker, BrokerEvent};
 use history::HistoryStore;
 use memory::MemoryCluster;
 use store::{PresenceStore, RoomStore};
@@ -29,10 +31,15 @@ use store::{PresenceStore, RoomStore};
 /// A boxed, `Send` future: the return type of the object-safe backend traits.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// A node's event stream: what its broker receives on the topics it subscribed to.
+pub type Events = mpsc::UnboundedReceiver<BrokerEvent>;
+
 /// Everything a node needs from outside itself. Build one with [`Backend::memory`] (a
 /// single-node chat), [`MemoryCluster::node`] (several nodes in one process) or, with the
-/// `redis` feature, `RedisBackend::connect`.
-#[derive(Clone)]
+/// `redis` feature, `RedisBackend::connect` and `into_backend`.
+///
+/// Not `Clone`: it carries the node's event stream, which has one reader, the `Chat` it is
+/// given to.
 pub struct Backend {
     /// Pub/sub between nodes, and the atomic append-and-publish of room messages.
     pub broker: Arc<dyn Broker>,
@@ -42,6 +49,8 @@ pub struct Backend {
     pub presence: Arc<dyn PresenceStore>,
     /// Room history.
     pub history: Arc<dyn HistoryStore>,
+    /// This node's event stream, handed over with the backend.
+    pub events: Events,
 }
 
 impl Backend {
@@ -49,6 +58,33 @@ impl Backend {
     pub fn memory() -> Self {
         MemoryCluster::new().node()
     }
+
+    /// Splits the event stream (for the node's dispatcher) from the handles the engine keeps.
+    pub(crate) fn into_parts(self) -> (Handles, Events) {
+        let Self {
+            broker,
+            rooms,
+            presence,
+            history,
+            events,
+        } = self;
+        let handles = Handles {
+            broker,
+            rooms,
+            presence,
+            history,
+        };
+        (handles, events)
+    }
+}
+
+/// The broker and stores of a [`Backend`] whose event stream went to its node's dispatcher.
+#[derive(Clone)]
+pub(crate) struct Handles {
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) rooms: Arc<dyn RoomStore>,
+    pub(crate) presence: Arc<dyn PresenceStore>,
+    pub(crate) history: Arc<dyn HistoryStore>,
 }
 
 impl std::fmt::Debug for Backend {

@@ -69,16 +69,15 @@ impl MemoryCluster {
         let node = Arc::new(MemoryNode {
             id: NodeId::random(),
             cluster: self.inner.clone(),
-            events: Mutex::new(None),
         });
-        let (tx, rx) = mpsc::unbounded_channel();
-        *lock(&node.events) = Some(rx);
+        let (tx, events) = mpsc::unbounded_channel();
         lock(&self.inner.pubsub).nodes.insert(node.id, tx);
         Backend {
             broker: node.clone(),
             rooms: node.clone(),
             presence: node.clone(),
             history: node,
+            events,
         }
     }
 
@@ -95,7 +94,6 @@ impl MemoryCluster {
 struct MemoryNode {
     id: NodeId,
     cluster: Arc<Inner>,
-    events: Mutex<Option<mpsc::UnboundedReceiver<super::broker::BrokerEvent>>>,
 }
 
 /// An answer that is ready at once: the in-memory stores do their work when called and never

@@ -131,8 +131,4 @@ impl Broker for MemoryNode {
         }
         ready(Ok(()))
     }
-
-    fn take_events(&self) -> Option<mpsc::UnboundedReceiver<BrokerEvent>> {
-        lock(&self.events).take()
-    }
 }

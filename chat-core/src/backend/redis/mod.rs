@@ -63,10 +63,7 @@ use connection::{fast_failing, watchdog, Pushes};
 use heartbeat::{heartbeat, liveness};
 use keys::Keys;
 
-use super::{
-    broker::{BrokerEvent, NodeId},
-    Backend,
-};
+use super::{broker::NodeId, Backend, Events};
 use crate::{
     error::BackendError,
     protocol::{RoomId, User, UserId},
@@ -87,7 +84,6 @@ struct Shared {
     /// The one Pub/Sub connection of this node.
     pubsub: ConnectionManager,
     scripts: scripts::Scripts,
-    events: Mutex<Option<mpsc::UnboundedReceiver<BrokerEvent>>>,
     presence: Mutex<LocalPresence>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -102,9 +98,9 @@ impl Drop for Shared {
 
 /// A node of the chat on Redis. Turn it into a [`Backend`] with
 /// [`RedisBackend::into_backend`].
-#[derive(Clone)]
 pub struct RedisBackend {
     shared: Arc<Shared>,
+    events: Events,
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -150,7 +146,6 @@ impl RedisBackend {
             cmd,
             pubsub,
             scripts: scripts::Scripts::new(),
-            events: Mutex::new(Some(events_rx)),
             presence: Mutex::new(HashMap::new()),
             tasks: Mutex::new(Vec::new()),
         });
@@ -164,7 +159,10 @@ impl RedisBackend {
         ];
         *lock(&shared.tasks) = tasks;
         info!(%node, "redis backend connected");
-        Ok(Self { shared })
+        Ok(Self {
+            shared,
+            events: events_rx,
+        })
     }
 
     /// This node's id.
@@ -200,6 +198,7 @@ impl RedisBackend {
             rooms: node.clone(),
             presence: node.clone(),
             history: node,
+            events: self.events,
         }
     }
 }

@@ -6,12 +6,11 @@ use redis::AsyncCommands;
 use super::{envelope, RedisNode};
 use crate::{
     backend::{
-        broker::{Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, SenderCopy, Topic},
+        broker::{Broker, Envelope, NewRoomMessage, NodeId, SenderCopy, Topic},
         BoxFuture,
     },
     error::BackendError,
     protocol::{wire, MessageId, RoomMessage},
-    sync::lock,
 };
 
 impl Broker for RedisNode {
@@ -105,9 +104,5 @@ impl Broker for RedisNode {
             self.shared.pubsub.clone().unsubscribe(channels).await?;
             Ok(())
         })
-    }
-
-    fn take_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<BrokerEvent>> {
-        lock(&self.shared.events).take()
     }
 }
