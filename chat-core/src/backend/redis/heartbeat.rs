@@ -21,7 +21,8 @@ pub(super) async fn heartbeat(
     let now = crate::protocol::now_ms();
     let added: i64 = conn
         .zadd(shared.keys.nodes(), shared.node.to_string(), now)
-        .await?;
+        .await
+        .map_err(BackendError::redis)?;
     if added == 1 {
         let local: Vec<(RoomId, User, u32)> = lock(&shared.presence)
             .iter()

@@ -52,7 +52,8 @@ impl HistoryStore for RedisNode {
             let entries: Entries = self
                 .conn()
                 .xrevrange_count(self.shared.keys.room_key(room, "log"), end, "-", limit + 1)
-                .await?;
+                .await
+                .map_err(BackendError::redis)?;
             let mut frames = entry_frames(entries);
             let more = frames.len() > limit;
             frames.truncate(limit);
@@ -85,7 +86,8 @@ impl HistoryStore for RedisNode {
                     "+",
                     limit + 1,
                 )
-                .await?;
+                .await
+                .map_err(BackendError::redis)?;
             let mut frames = entry_frames(entries);
             let more = frames.len() > limit;
             frames.truncate(limit);

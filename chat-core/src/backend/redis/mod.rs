@@ -119,13 +119,16 @@ impl RedisBackend {
     /// # Errors
     /// [`BackendError::Redis`] if Redis cannot be reached or the URL is invalid.
     pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, BackendError> {
-        let info = url.into_connection_info()?;
+        let info = url.into_connection_info().map_err(BackendError::redis)?;
         let settings = info
             .redis_settings()
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
-        let client = Client::open(info.set_redis_settings(settings))?;
-        let cmd = ConnectionManager::new_with_config(client.clone(), fast_failing()).await?;
+        let client =
+            Client::open(info.set_redis_settings(settings)).map_err(BackendError::redis)?;
+        let cmd = ConnectionManager::new_with_config(client.clone(), fast_failing())
+            .await
+            .map_err(BackendError::redis)?;
         let keys = Keys::new(config.prefix.clone());
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         // Pushes are turned into events on the connection's own task: a channel and a task
@@ -137,7 +140,8 @@ impl RedisBackend {
                 .set_push_sender(move |push| pushes.handle(push))
                 .set_automatic_resubscription(),
         )
-        .await?;
+        .await
+        .map_err(BackendError::redis)?;
         let node = NodeId::random();
         let shared = Arc::new(Shared {
             node,
@@ -183,8 +187,11 @@ impl RedisBackend {
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
         );
-        let _: bool = conn.set_nx(&key, &candidate).await?;
-        let secret: String = conn.get(&key).await?;
+        let _: bool = conn
+            .set_nx(&key, &candidate)
+            .await
+            .map_err(BackendError::redis)?;
+        let secret: String = conn.get(&key).await.map_err(BackendError::redis)?;
         Ok(secret.into_bytes())
     }
 

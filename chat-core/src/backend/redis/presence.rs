@@ -58,7 +58,8 @@ impl PresenceStore for RedisNode {
                 .arg(format!("{node}|{}", user.id))
                 .arg(user.id.as_str())
                 .invoke_async(&mut self.conn())
-                .await?;
+                .await
+                .map_err(BackendError::redis)?;
             Ok(result == 1)
         })
     }
@@ -79,7 +80,10 @@ impl PresenceStore for RedisNode {
             for room in rooms {
                 pipe.hlen(self.shared.keys.room_key(room, "online"));
             }
-            Ok(pipe.query_async(&mut self.conn()).await?)
+            Ok(pipe
+                .query_async(&mut self.conn())
+                .await
+                .map_err(BackendError::redis)?)
         })
     }
 }

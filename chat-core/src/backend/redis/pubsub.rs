@@ -22,7 +22,11 @@ impl Broker for RedisNode {
         Box::pin(async move {
             let channel = self.shared.keys.channel(&envelope.topic);
             let payload = envelope::payload(envelope.origin, &envelope.frame);
-            let reached: usize = self.conn().publish(channel, payload).await?;
+            let reached: usize = self
+                .conn()
+                .publish(channel, payload)
+                .await
+                .map_err(BackendError::redis)?;
             Ok(reached)
         })
     }
@@ -48,7 +52,8 @@ impl Broker for RedisNode {
                 .arg(head)
                 .arg(wire::AFTER_ID)
                 .invoke_async(&mut self.conn())
-                .await?;
+                .await
+                .map_err(BackendError::redis)?;
             Ok(RoomMessage {
                 id: MessageId::new(id),
                 room: message.room,
@@ -83,7 +88,8 @@ impl Broker for RedisNode {
                 .arg(payload)
                 .arg(u8::from(copy_to.is_some_and(|copy| copy.here)))
                 .invoke_async(&mut self.conn())
-                .await?;
+                .await
+                .map_err(BackendError::redis)?;
             Ok(reached)
         })
     }
@@ -92,7 +98,12 @@ impl Broker for RedisNode {
         Box::pin(async move {
             let channels: Vec<String> =
                 topics.iter().map(|t| self.shared.keys.channel(t)).collect();
-            self.shared.pubsub.clone().subscribe(channels).await?;
+            self.shared
+                .pubsub
+                .clone()
+                .subscribe(channels)
+                .await
+                .map_err(BackendError::redis)?;
             Ok(())
         })
     }
@@ -101,7 +112,12 @@ impl Broker for RedisNode {
         Box::pin(async move {
             let channels: Vec<String> =
                 topics.iter().map(|t| self.shared.keys.channel(t)).collect();
-            self.shared.pubsub.clone().unsubscribe(channels).await?;
+            self.shared
+                .pubsub
+                .clone()
+                .unsubscribe(channels)
+                .await
+                .map_err(BackendError::redis)?;
             Ok(())
         })
     }

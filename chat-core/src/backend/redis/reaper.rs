@@ -17,9 +17,15 @@ pub(super) async fn reap_dead_nodes(
 ) -> Result<(), BackendError> {
     let keys = &shared.keys;
     let deadline = now_ms() - shared.config.presence_ttl.as_millis() as i64;
-    let dead: Vec<String> = conn.zrangebyscore(keys.nodes(), "-inf", deadline).await?;
+    let dead: Vec<String> = conn
+        .zrangebyscore(keys.nodes(), "-inf", deadline)
+        .await
+        .map_err(BackendError::redis)?;
     for node in dead {
-        let claimed: i64 = conn.zrem(keys.nodes(), &node).await?;
+        let claimed: i64 = conn
+            .zrem(keys.nodes(), &node)
+            .await
+            .map_err(BackendError::redis)?;
         if claimed != 1 {
             continue; // another node is reaping it
         }
@@ -27,7 +33,10 @@ pub(super) async fn reap_dead_nodes(
             continue;
         };
         let rooms_key = keys.node_rooms(node_id);
-        let rooms: Vec<String> = conn.smembers(&rooms_key).await?;
+        let rooms: Vec<String> = conn
+            .smembers(&rooms_key)
+            .await
+            .map_err(BackendError::redis)?;
         let mut left = 0;
         for room in rooms {
             let room = RoomId::new(room);
@@ -38,9 +47,13 @@ pub(super) async fn reap_dead_nodes(
                 .key(keys.room_key(&room, "online"))
                 .arg(format!("{node}|"))
                 .invoke_async(conn)
-                .await?;
+                .await
+                .map_err(BackendError::redis)?;
             for uid in gone {
-                let name: Option<String> = conn.hget(keys.room_key(&room, "members"), &uid).await?;
+                let name: Option<String> = conn
+                    .hget(keys.room_key(&room, "members"), &uid)
+                    .await
+                    .map_err(BackendError::redis)?;
                 let user = User {
                     name: name.unwrap_or_else(|| uid.clone()),
                     id: UserId::new(uid),
@@ -57,11 +70,14 @@ pub(super) async fn reap_dead_nodes(
                     conn: NO_CONN,
                 };
                 let payload = envelope::payload(origin, &frame);
-                let _: usize = conn.publish(keys.room_channel(&room), payload).await?;
+                let _: usize = conn
+                    .publish(keys.room_channel(&room), payload)
+                    .await
+                    .map_err(BackendError::redis)?;
                 left += 1;
             }
         }
-        let _: () = conn.del(&rooms_key).await?;
+        let _: () = conn.del(&rooms_key).await.map_err(BackendError::redis)?;
         tracing::info!(%node, users_left = left, "reaped a dead node");
     }
     Ok(())

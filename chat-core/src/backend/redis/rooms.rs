@@ -36,7 +36,8 @@ impl RoomStore for RedisNode {
                 .zadd(keys.rooms(), room.room_id.as_str(), created_ms)
                 .ignore()
                 .query_async(&mut self.conn())
-                .await?;
+                .await
+                .map_err(BackendError::redis)?;
             Ok(())
         })
     }
@@ -52,7 +53,8 @@ impl RoomStore for RedisNode {
                     self.shared.keys.room_key(room, "info"),
                     &["name", "createdAt"],
                 )
-                .await?;
+                .await
+                .map_err(BackendError::redis)?;
             Ok(name.zip(created_at).map(|(name, created_at)| RoomInfo {
                 room_id: room.clone(),
                 name,
@@ -65,7 +67,10 @@ impl RoomStore for RedisNode {
         Box::pin(async move {
             let keys = &self.shared.keys;
             let mut conn = self.conn();
-            let ids: Vec<String> = conn.zrange(keys.rooms(), 0, -1).await?;
+            let ids: Vec<String> = conn
+                .zrange(keys.rooms(), 0, -1)
+                .await
+                .map_err(BackendError::redis)?;
             if ids.is_empty() {
                 return Ok(Vec::new());
             }
@@ -76,7 +81,10 @@ impl RoomStore for RedisNode {
                     &["name", "createdAt"],
                 );
             }
-            let infos: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
+            let infos: Vec<(Option<String>, Option<String>)> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(BackendError::redis)?;
             Ok(ids
                 .into_iter()
                 .zip(infos)
@@ -110,7 +118,8 @@ impl RoomStore for RedisNode {
                 .arg(&user.name)
                 .arg(now_ms())
                 .invoke_async(&mut self.conn())
-                .await?;
+                .await
+                .map_err(BackendError::redis)?;
             Ok(added == 1)
         })
     }
@@ -124,7 +133,8 @@ impl RoomStore for RedisNode {
             Ok(self
                 .conn()
                 .hexists(self.shared.keys.room_key(room, "members"), user.as_str())
-                .await?)
+                .await
+                .map_err(BackendError::redis)?)
         })
     }
 
@@ -137,7 +147,8 @@ impl RoomStore for RedisNode {
             let _: () = self
                 .conn()
                 .hset(self.shared.keys.users(), user.id.as_str(), &user.name)
-                .await?;
+                .await
+                .map_err(BackendError::redis)?;
             Ok(())
         })
     }
@@ -147,7 +158,8 @@ impl RoomStore for RedisNode {
             Ok(self
                 .conn()
                 .hexists(self.shared.keys.users(), user.as_str())
-                .await?)
+                .await
+                .map_err(BackendError::redis)?)
         })
     }
 }
@@ -168,7 +180,8 @@ impl RedisNode {
             .key(keys.room_key(room, "members"))
             .arg(kind)
             .invoke_async(&mut self.conn())
-            .await?;
+            .await
+            .map_err(BackendError::redis)?;
         Ok(ids
             .into_iter()
             .zip(names)

@@ -52,7 +52,11 @@ impl Scripts {
     /// NOSCRIPT).
     pub(super) async fn load_all(&self, conn: &mut ConnectionManager) -> Result<(), BackendError> {
         for script in self.all() {
-            let _: String = script.prepare_invoke().load_async(conn).await?;
+            let _: String = script
+                .prepare_invoke()
+                .load_async(conn)
+                .await
+                .map_err(BackendError::redis)?;
         }
         Ok(())
     }
@@ -77,6 +81,7 @@ impl Scripts {
             .arg(room.as_str())
             .arg(n)
             .invoke_async(conn)
-            .await?)
+            .await
+            .map_err(BackendError::redis)?)
     }
 }
