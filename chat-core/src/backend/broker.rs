@@ -22,11 +22,8 @@ use std::fmt;
 
 use bytes::Bytes;
 
-use super::BoxFuture;
-use crate::{
-    error::BackendError,
-    protocol::{RoomId, RoomMessage, User, UserId},
-};
+use super::Reply;
+use crate::protocol::{RoomId, RoomMessage, User, UserId};
 
 /// The id of one chat instance (node). Random per process start.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -146,14 +143,11 @@ pub trait Broker: Send + Sync + 'static {
     fn node_id(&self) -> NodeId;
 
     /// Publishes an envelope to its topic; returns how many nodes it reached.
-    fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<usize, BackendError>>;
+    fn publish(&self, envelope: Envelope) -> Reply<'_, usize>;
 
     /// Appends a room message to the room's history, which assigns its id, and publishes it to
     /// the room's topic, as one atomic step: history order = id order = delivery order.
-    fn publish_room_message(
-        &self,
-        message: NewRoomMessage,
-    ) -> BoxFuture<'_, Result<RoomMessage, BackendError>>;
+    fn publish_room_message(&self, message: NewRoomMessage) -> Reply<'_, RoomMessage>;
 
     /// Publishes a direct message to the recipient's topic and, if that reached any node, a
     /// copy to the sender's topic (`copy_to`, for their other connections). Returns how many
@@ -161,11 +155,7 @@ pub trait Broker: Send + Sync + 'static {
     /// no copy was sent). The default makes two `publish` calls and always sends the copy; a
     /// backend may do it in one round trip, and skip a copy nobody would receive (see
     /// [`SenderCopy::here`]).
-    fn publish_direct(
-        &self,
-        envelope: Envelope,
-        copy_to: Option<SenderCopy>,
-    ) -> BoxFuture<'_, Result<usize, BackendError>> {
+    fn publish_direct(&self, envelope: Envelope, copy_to: Option<SenderCopy>) -> Reply<'_, usize> {
         Box::pin(async move {
             let copy = copy_to.map(|copy| copy.envelope(&envelope));
             let reached = self.publish(envelope).await?;
@@ -180,10 +170,10 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Subscribes this node to topics (one call for many). Completes once the subscription is
     /// active: a frame published after that is delivered.
-    fn subscribe(&self, topics: Vec<Topic>) -> BoxFuture<'_, Result<(), BackendError>>;
+    fn subscribe(&self, topics: Vec<Topic>) -> Reply<'_, ()>;
 
     /// Unsubscribes this node from topics.
-    fn unsubscribe(&self, topics: Vec<Topic>) -> BoxFuture<'_, Result<(), BackendError>>;
+    fn unsubscribe(&self, topics: Vec<Topic>) -> Reply<'_, ()>;
 }
 
 fn _assert_object_safe(_: &dyn Broker) {}

@@ -9,7 +9,7 @@
 //! - [`memory`]: the in-process backend (default), [`memory::MemoryCluster`];
 //! - `redis` (feature `redis`): the Redis backend, `redis::RedisBackend`.
 //!
-//! The traits are object-safe (they return [`BoxFuture`]), so a node holds them as
+//! The traits are object-safe (they return [`Reply`], a [`BoxFuture`]), so a node holds them as
 //! `Arc<dyn …>` whatever backend it runs on.
 
 use std::{future::Future, pin::Pin, sync::Arc};
@@ -28,8 +28,13 @@ use history::HistoryStore;
 use memory::MemoryCluster;
 use store::{PresenceStore, RoomStore};
 
+use crate::error::BackendError;
+
 /// A boxed, `Send` future: the return type of the object-safe backend traits.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a backend call returns: a [`BoxFuture`] of its result.
+pub type Reply<'a, T> = BoxFuture<'a, Result<T, BackendError>>;
 
 /// A node's event stream: what its broker receives on the topics it subscribed to.
 pub type Events = mpsc::UnboundedReceiver<BrokerEvent>;

@@ -8,7 +8,7 @@ use super::{ready, MemoryNode};
 use crate::{
     backend::{
         history::{HistoryPage, HistoryStore},
-        BoxFuture,
+        Reply,
     },
     error::BackendError,
     protocol::{MessageId, RoomId},
@@ -84,7 +84,7 @@ impl HistoryStore for MemoryNode {
         room: &'a RoomId,
         before: Option<&'a MessageId>,
         limit: usize,
-    ) -> BoxFuture<'a, Result<HistoryPage, BackendError>> {
+    ) -> Reply<'a, HistoryPage> {
         ready(before.map(parse_seq).transpose().map(|before| {
             self.with_log(room, |log| log.page(before, limit))
                 .unwrap_or_default()
@@ -96,7 +96,7 @@ impl HistoryStore for MemoryNode {
         room: &'a RoomId,
         after: &'a MessageId,
         limit: usize,
-    ) -> BoxFuture<'a, Result<(Vec<Bytes>, bool), BackendError>> {
+    ) -> Reply<'a, (Vec<Bytes>, bool)> {
         ready(parse_seq(after).map(|after| {
             self.with_log(room, |log| log.after(after, limit))
                 .unwrap_or_default()

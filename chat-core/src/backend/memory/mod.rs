@@ -25,8 +25,9 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use super::{broker::NodeId, Backend, BoxFuture};
+use super::{broker::NodeId, Backend, Reply};
 use crate::{
+    error::BackendError,
     protocol::{RoomId, User},
     sync::lock,
 };
@@ -98,6 +99,6 @@ struct MemoryNode {
 
 /// An answer that is ready at once: the in-memory stores do their work when called and never
 /// wait.
-fn ready<'a, T: Send + 'a>(value: T) -> BoxFuture<'a, T> {
+fn ready<'a, T: Send + 'a>(value: Result<T, BackendError>) -> Reply<'a, T> {
     Box::pin(std::future::ready(value))
 }

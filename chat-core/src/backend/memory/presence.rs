@@ -4,8 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{ready, MemoryNode};
 use crate::{
-    backend::{broker::NodeId, store::PresenceStore, BoxFuture},
-    error::BackendError,
+    backend::{broker::NodeId, store::PresenceStore, Reply},
     protocol::{RoomId, User, UserId},
     sync::lock,
 };
@@ -41,12 +40,7 @@ impl Presence {
 }
 
 impl PresenceStore for MemoryNode {
-    fn enter<'a>(
-        &'a self,
-        room: &'a RoomId,
-        user: &'a User,
-        node: NodeId,
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+    fn enter<'a>(&'a self, room: &'a RoomId, user: &'a User, node: NodeId) -> Reply<'a, bool> {
         let mut presence = lock(&self.cluster.presence);
         let users = presence.rooms.entry(room.clone()).or_default();
         let (_, per_node) = users
@@ -60,12 +54,7 @@ impl PresenceStore for MemoryNode {
         ready(Ok(first))
     }
 
-    fn exit<'a>(
-        &'a self,
-        room: &'a RoomId,
-        user: &'a User,
-        node: NodeId,
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+    fn exit<'a>(&'a self, room: &'a RoomId, user: &'a User, node: NodeId) -> Reply<'a, bool> {
         let mut presence = lock(&self.cluster.presence);
         let mut last = false;
         if let Some(users) = presence.rooms.get_mut(room) {
@@ -88,7 +77,7 @@ impl PresenceStore for MemoryNode {
         ready(Ok(last))
     }
 
-    fn online<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<Vec<User>, BackendError>> {
+    fn online<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Vec<User>> {
         let users = lock(&self.cluster.presence)
             .rooms
             .get(room)
@@ -97,10 +86,7 @@ impl PresenceStore for MemoryNode {
         ready(Ok(users))
     }
 
-    fn online_counts<'a>(
-        &'a self,
-        rooms: &'a [RoomId],
-    ) -> BoxFuture<'a, Result<Vec<usize>, BackendError>> {
+    fn online_counts<'a>(&'a self, rooms: &'a [RoomId]) -> Reply<'a, Vec<usize>> {
         let presence = lock(&self.cluster.presence);
         let counts = rooms
             .iter()

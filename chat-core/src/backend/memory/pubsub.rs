@@ -9,9 +9,8 @@ use super::{history::RoomLog, ready, MemoryNode, DEFAULT_HISTORY_PER_ROOM};
 use crate::{
     backend::{
         broker::{Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, SenderCopy, Topic},
-        BoxFuture,
+        Reply,
     },
-    error::BackendError,
     protocol::{wire, MessageId, RoomId, RoomMessage},
     sync::lock,
 };
@@ -54,14 +53,11 @@ impl Broker for MemoryNode {
         self.id
     }
 
-    fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<usize, BackendError>> {
+    fn publish(&self, envelope: Envelope) -> Reply<'_, usize> {
         ready(Ok(lock(&self.cluster.pubsub).deliver(envelope)))
     }
 
-    fn publish_room_message(
-        &self,
-        msg: NewRoomMessage,
-    ) -> BoxFuture<'_, Result<RoomMessage, BackendError>> {
+    fn publish_room_message(&self, msg: NewRoomMessage) -> Reply<'_, RoomMessage> {
         let cap = self
             .cluster
             .history_per_room
@@ -88,11 +84,7 @@ impl Broker for MemoryNode {
         ready(Ok(message))
     }
 
-    fn publish_direct(
-        &self,
-        envelope: Envelope,
-        copy_to: Option<SenderCopy>,
-    ) -> BoxFuture<'_, Result<usize, BackendError>> {
+    fn publish_direct(&self, envelope: Envelope, copy_to: Option<SenderCopy>) -> Reply<'_, usize> {
         let ps = lock(&self.cluster.pubsub);
         let copy = copy_to.filter(|copy| {
             // Needed if the sender has other connections here or another node listens.
@@ -111,7 +103,7 @@ impl Broker for MemoryNode {
         ready(Ok(reached))
     }
 
-    fn subscribe(&self, topics: Vec<Topic>) -> BoxFuture<'_, Result<(), BackendError>> {
+    fn subscribe(&self, topics: Vec<Topic>) -> Reply<'_, ()> {
         let mut ps = lock(&self.cluster.pubsub);
         for topic in topics {
             ps.subscribers.entry(topic).or_default().insert(self.id);
@@ -119,7 +111,7 @@ impl Broker for MemoryNode {
         ready(Ok(()))
     }
 
-    fn unsubscribe(&self, topics: Vec<Topic>) -> BoxFuture<'_, Result<(), BackendError>> {
+    fn unsubscribe(&self, topics: Vec<Topic>) -> Reply<'_, ()> {
         let mut ps = lock(&self.cluster.pubsub);
         for topic in topics {
             if let Some(nodes) = ps.subscribers.get_mut(&topic) {

@@ -6,9 +6,8 @@ use super::{ready, MemoryNode};
 use crate::{
     backend::{
         store::{RoomInfo, RoomStore},
-        BoxFuture,
+        Reply,
     },
-    error::BackendError,
     protocol::{RoomId, User, UserId},
     sync::lock,
 };
@@ -48,7 +47,7 @@ impl MemoryNode {
 }
 
 impl RoomStore for MemoryNode {
-    fn create(&self, room: RoomInfo) -> BoxFuture<'_, Result<(), BackendError>> {
+    fn create(&self, room: RoomInfo) -> Reply<'_, ()> {
         let mut rooms = lock(&self.cluster.rooms);
         if !rooms.rooms.contains_key(&room.room_id) {
             rooms.order.push(room.room_id.clone());
@@ -64,14 +63,11 @@ impl RoomStore for MemoryNode {
         ready(Ok(()))
     }
 
-    fn get<'a>(
-        &'a self,
-        room: &'a RoomId,
-    ) -> BoxFuture<'a, Result<Option<RoomInfo>, BackendError>> {
+    fn get<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Option<RoomInfo>> {
         ready(Ok(self.with_room(room, |r| r.map(|r| r.info.clone()))))
     }
 
-    fn list(&self) -> BoxFuture<'_, Result<Vec<RoomInfo>, BackendError>> {
+    fn list(&self) -> Reply<'_, Vec<RoomInfo>> {
         let rooms = lock(&self.cluster.rooms);
         let list = rooms
             .order
@@ -81,11 +77,7 @@ impl RoomStore for MemoryNode {
         ready(Ok(list))
     }
 
-    fn add_member<'a>(
-        &'a self,
-        room: &'a RoomId,
-        user: &'a User,
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+    fn add_member<'a>(&'a self, room: &'a RoomId, user: &'a User) -> Reply<'a, bool> {
         let mut rooms = lock(&self.cluster.rooms);
         let Some(record) = rooms.rooms.get_mut(room) else {
             return ready(Ok(false));
@@ -95,30 +87,26 @@ impl RoomStore for MemoryNode {
         ready(Ok(true))
     }
 
-    fn is_member<'a>(
-        &'a self,
-        room: &'a RoomId,
-        user: &'a UserId,
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+    fn is_member<'a>(&'a self, room: &'a RoomId, user: &'a UserId) -> Reply<'a, bool> {
         ready(Ok(self.with_room(room, |r| {
             r.is_some_and(|r| r.members.contains_key(user))
         })))
     }
 
-    fn members<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<Vec<User>, BackendError>> {
+    fn members<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Vec<User>> {
         ready(Ok(self.with_room(room, |r| {
             r.map(|r| r.member_list.clone()).unwrap_or_default()
         })))
     }
 
-    fn remember_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, Result<(), BackendError>> {
+    fn remember_user<'a>(&'a self, user: &'a User) -> Reply<'a, ()> {
         lock(&self.cluster.rooms)
             .users
             .insert(user.id.clone(), user.clone());
         ready(Ok(()))
     }
 
-    fn user_known<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<bool, BackendError>> {
+    fn user_known<'a>(&'a self, user: &'a UserId) -> Reply<'a, bool> {
         ready(Ok(lock(&self.cluster.rooms).users.contains_key(user)))
     }
 }

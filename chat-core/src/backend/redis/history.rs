@@ -7,7 +7,7 @@ use super::RedisNode;
 use crate::{
     backend::{
         history::{HistoryPage, HistoryStore},
-        BoxFuture,
+        Reply,
     },
     error::BackendError,
     protocol::{wire, MessageId, RoomId},
@@ -43,7 +43,7 @@ impl HistoryStore for RedisNode {
         room: &'a RoomId,
         before: Option<&'a MessageId>,
         limit: usize,
-    ) -> BoxFuture<'a, Result<HistoryPage, BackendError>> {
+    ) -> Reply<'a, HistoryPage> {
         Box::pin(async move {
             let end = match before {
                 Some(id) => format!("({}", stream_id(id)?),
@@ -75,7 +75,7 @@ impl HistoryStore for RedisNode {
         room: &'a RoomId,
         after: &'a MessageId,
         limit: usize,
-    ) -> BoxFuture<'a, Result<(Vec<Bytes>, bool), BackendError>> {
+    ) -> Reply<'a, (Vec<Bytes>, bool)> {
         Box::pin(async move {
             let start = format!("({}", stream_id(after)?);
             let entries: Entries = self

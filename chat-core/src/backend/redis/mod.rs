@@ -219,4 +219,15 @@ impl RedisNode {
     fn conn(&self) -> ConnectionManager {
         self.shared.cmd.clone()
     }
+
+    /// Runs one of the [`scripts`] on the command connection.
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, BackendError> {
+        script
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(BackendError::redis)
+    }
 }

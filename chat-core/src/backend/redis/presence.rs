@@ -3,19 +3,14 @@
 
 use super::RedisNode;
 use crate::{
-    backend::{broker::NodeId, store::PresenceStore, BoxFuture},
+    backend::{broker::NodeId, store::PresenceStore, Reply},
     error::BackendError,
     protocol::{RoomId, User},
     sync::lock,
 };
 
 impl PresenceStore for RedisNode {
-    fn enter<'a>(
-        &'a self,
-        room: &'a RoomId,
-        user: &'a User,
-        node: NodeId,
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+    fn enter<'a>(&'a self, room: &'a RoomId, user: &'a User, node: NodeId) -> Reply<'a, bool> {
         Box::pin(async move {
             debug_assert_eq!(node, self.shared.node);
             let total = self
@@ -31,12 +26,7 @@ impl PresenceStore for RedisNode {
         })
     }
 
-    fn exit<'a>(
-        &'a self,
-        room: &'a RoomId,
-        user: &'a User,
-        node: NodeId,
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+    fn exit<'a>(&'a self, room: &'a RoomId, user: &'a User, node: NodeId) -> Reply<'a, bool> {
         Box::pin(async move {
             {
                 let mut local = lock(&self.shared.presence);
@@ -49,29 +39,22 @@ impl PresenceStore for RedisNode {
                 }
             }
             let keys = &self.shared.keys;
-            let result: i64 = self
-                .shared
-                .scripts
-                .exit
-                .key(keys.room_key(room, "presence"))
+            let mut exit = self.shared.scripts.exit.prepare_invoke();
+            exit.key(keys.room_key(room, "presence"))
                 .key(keys.room_key(room, "online"))
                 .arg(format!("{node}|{}", user.id))
-                .arg(user.id.as_str())
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(BackendError::redis)?;
+                .arg(user.id.as_str());
+            // 1: the user's last connection in the room; 0: not; -1: already reaped.
+            let result: i64 = self.invoke(&exit).await?;
             Ok(result == 1)
         })
     }
 
-    fn online<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<Vec<User>, BackendError>> {
+    fn online<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Vec<User>> {
         Box::pin(self.users_with_names(room, "online", "hash"))
     }
 
-    fn online_counts<'a>(
-        &'a self,
-        rooms: &'a [RoomId],
-    ) -> BoxFuture<'a, Result<Vec<usize>, BackendError>> {
+    fn online_counts<'a>(&'a self, rooms: &'a [RoomId]) -> Reply<'a, Vec<usize>> {
         Box::pin(async move {
             if rooms.is_empty() {
                 return Ok(Vec::new());

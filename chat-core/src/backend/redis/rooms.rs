@@ -7,14 +7,14 @@ use super::RedisNode;
 use crate::{
     backend::{
         store::{RoomInfo, RoomStore},
-        BoxFuture,
+        Reply,
     },
     error::BackendError,
     protocol::{now_ms, RoomId, User, UserId},
 };
 
 impl RoomStore for RedisNode {
-    fn create(&self, room: RoomInfo) -> BoxFuture<'_, Result<(), BackendError>> {
+    fn create(&self, room: RoomInfo) -> Reply<'_, ()> {
         Box::pin(async move {
             let keys = &self.shared.keys;
             let created_ms = time::OffsetDateTime::parse(
@@ -42,10 +42,7 @@ impl RoomStore for RedisNode {
         })
     }
 
-    fn get<'a>(
-        &'a self,
-        room: &'a RoomId,
-    ) -> BoxFuture<'a, Result<Option<RoomInfo>, BackendError>> {
+    fn get<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Option<RoomInfo>> {
         Box::pin(async move {
             let (name, created_at): (Option<String>, Option<String>) = self
                 .conn()
@@ -63,7 +60,7 @@ impl RoomStore for RedisNode {
         })
     }
 
-    fn list(&self) -> BoxFuture<'_, Result<Vec<RoomInfo>, BackendError>> {
+    fn list(&self) -> Reply<'_, Vec<RoomInfo>> {
         Box::pin(async move {
             let keys = &self.shared.keys;
             let mut conn = self.conn();
@@ -99,36 +96,28 @@ impl RoomStore for RedisNode {
         })
     }
 
-    fn add_member<'a>(
-        &'a self,
-        room: &'a RoomId,
-        user: &'a User,
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+    fn add_member<'a>(&'a self, room: &'a RoomId, user: &'a User) -> Reply<'a, bool> {
         Box::pin(async move {
             let keys = &self.shared.keys;
             let added: i64 = self
-                .shared
-                .scripts
-                .add_member
-                .key(keys.room_key(room, "info"))
-                .key(keys.room_key(room, "members"))
-                .key(keys.room_key(room, "order"))
-                .key(keys.users())
-                .arg(user.id.as_str())
-                .arg(&user.name)
-                .arg(now_ms())
-                .invoke_async(&mut self.conn())
-                .await
-                .map_err(BackendError::redis)?;
+                .invoke(
+                    self.shared
+                        .scripts
+                        .add_member
+                        .key(keys.room_key(room, "info"))
+                        .key(keys.room_key(room, "members"))
+                        .key(keys.room_key(room, "order"))
+                        .key(keys.users())
+                        .arg(user.id.as_str())
+                        .arg(&user.name)
+                        .arg(now_ms()),
+                )
+                .await?;
             Ok(added == 1)
         })
     }
 
-    fn is_member<'a>(
-        &'a self,
-        room: &'a RoomId,
-        user: &'a UserId,
-    ) -> BoxFuture<'a, Result<bool, BackendError>> {
+    fn is_member<'a>(&'a self, room: &'a RoomId, user: &'a UserId) -> Reply<'a, bool> {
         Box::pin(async move {
             Ok(self
                 .conn()
@@ -138,11 +127,11 @@ impl RoomStore for RedisNode {
         })
     }
 
-    fn members<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<Vec<User>, BackendError>> {
+    fn members<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Vec<User>> {
         Box::pin(self.users_with_names(room, "order", "zset"))
     }
 
-    fn remember_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, Result<(), BackendError>> {
+    fn remember_user<'a>(&'a self, user: &'a User) -> Reply<'a, ()> {
         Box::pin(async move {
             let _: () = self
                 .conn()
@@ -153,7 +142,7 @@ impl RoomStore for RedisNode {
         })
     }
 
-    fn user_known<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<bool, BackendError>> {
+    fn user_known<'a>(&'a self, user: &'a UserId) -> Reply<'a, bool> {
         Box::pin(async move {
             Ok(self
                 .conn()
@@ -173,15 +162,15 @@ impl RedisNode {
     ) -> Result<Vec<User>, BackendError> {
         let keys = &self.shared.keys;
         let (ids, names): (Vec<String>, Vec<Option<String>>) = self
-            .shared
-            .scripts
-            .users_with_names
-            .key(keys.room_key(room, source))
-            .key(keys.room_key(room, "members"))
-            .arg(kind)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(BackendError::redis)?;
+            .invoke(
+                self.shared
+                    .scripts
+                    .users_with_names
+                    .key(keys.room_key(room, source))
+                    .key(keys.room_key(room, "members"))
+                    .arg(kind),
+            )
+            .await?;
         Ok(ids
             .into_iter()
             .zip(names)
