@@ -14,7 +14,7 @@ use crate::backend::broker::{Envelope, NodeId, Origin};
 pub(super) fn header(origin: Origin) -> String {
     let mut header = String::with_capacity(96);
     // Writing to a String cannot fail.
-    let _ = write!(header, "{}:{}\n", origin.node, origin.conn);
+    let _ = writeln!(header, "{}:{}", origin.node, origin.conn);
     header
 }
 

@@ -63,10 +63,9 @@ impl PresenceStore for RedisNode {
             for room in rooms {
                 pipe.hlen(self.shared.keys.room_key(room, "online"));
             }
-            Ok(pipe
-                .query_async(&mut self.conn())
+            pipe.query_async(&mut self.conn())
                 .await
-                .map_err(BackendError::redis)?)
+                .map_err(BackendError::redis)
         })
     }
 }

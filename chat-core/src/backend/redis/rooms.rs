@@ -119,11 +119,10 @@ impl RoomStore for RedisNode {
 
     fn is_member<'a>(&'a self, room: &'a RoomId, user: &'a UserId) -> Reply<'a, bool> {
         Box::pin(async move {
-            Ok(self
-                .conn()
+            self.conn()
                 .hexists(self.shared.keys.room_key(room, "members"), user.as_str())
                 .await
-                .map_err(BackendError::redis)?)
+                .map_err(BackendError::redis)
         })
     }
 
@@ -144,11 +143,10 @@ impl RoomStore for RedisNode {
 
     fn user_known<'a>(&'a self, user: &'a UserId) -> Reply<'a, bool> {
         Box::pin(async move {
-            Ok(self
-                .conn()
+            self.conn()
                 .hexists(self.shared.keys.users(), user.as_str())
                 .await
-                .map_err(BackendError::redis)?)
+                .map_err(BackendError::redis)
         })
     }
 }

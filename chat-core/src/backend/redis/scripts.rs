@@ -71,8 +71,7 @@ impl Scripts {
         n: u32,
     ) -> Result<i64, BackendError> {
         let keys = &shared.keys;
-        Ok(self
-            .enter
+        self.enter
             .key(keys.room_key(room, "presence"))
             .key(keys.room_key(room, "online"))
             .key(keys.node_rooms(shared.node))
@@ -82,6 +81,6 @@ impl Scripts {
             .arg(n)
             .invoke_async(conn)
             .await
-            .map_err(BackendError::redis)?)
+            .map_err(BackendError::redis)
     }
 }
