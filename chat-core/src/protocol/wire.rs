@@ -24,6 +24,7 @@ impl ServerFrame {
 
 /// A room message frame up to its id.
 pub(crate) const BEFORE_ID: &str = r#"{"type":"message","id":""#;
+#[cfg(any(feature = "redis", test))]
 /// Between the id and the rest of a room message frame.
 pub(crate) const AFTER_ID: &str = r#"","#;
 
@@ -45,9 +46,11 @@ impl AfterId<'_> {
     }
 }
 
+#[cfg(any(feature = "redis", test))]
 /// A room message encoded without its id, for a backend whose history assigns the id.
 pub(crate) struct Unnumbered(Vec<u8>);
 
+#[cfg(any(feature = "redis", test))]
 impl Unnumbered {
     pub(crate) fn new(room: &RoomId, from: &User, body: &str, ts: i64) -> Self {
         let mut json = Vec::new();
@@ -69,6 +72,7 @@ impl Unnumbered {
     }
 }
 
+#[cfg(any(feature = "redis", test))]
 /// The frame of room message `id` whose [`Unnumbered::rest`] is `rest`. Ids come from the
 /// backends (digits and `-`) and are not escaped.
 pub(crate) fn splice(id: &str, rest: &[u8]) -> Bytes {
