@@ -39,6 +39,18 @@ struct AfterId<'a> {
 }
 
 impl AfterId<'_> {
+    /// About how many bytes [`AfterId::write`] writes (exact unless a string needs escaping),
+    /// so that the buffer is allocated once.
+    fn len_hint(&self) -> usize {
+        // `{"room":"","from":{"id":"","name":""},"body":"","ts":}` and an i64.
+        const FIXED: usize = 56 + 20;
+        FIXED
+            + self.room.as_str().len()
+            + self.from.id.as_str().len()
+            + self.from.name.len()
+            + self.body.len()
+    }
+
     /// Appends `{"room":…,"ts":…}` to `out`.
     fn write(&self, out: &mut Vec<u8>) {
         // Writing these plain structs to a Vec cannot fail (see `ServerFrame::encode`).
@@ -53,14 +65,14 @@ pub(crate) struct Unnumbered(Vec<u8>);
 #[cfg(any(feature = "redis", test))]
 impl Unnumbered {
     pub(crate) fn new(room: &RoomId, from: &User, body: &str, ts: i64) -> Self {
-        let mut json = Vec::new();
-        AfterId {
+        let fields = AfterId {
             room,
             from,
             body,
             ts,
-        }
-        .write(&mut json);
+        };
+        let mut json = Vec::with_capacity(fields.len_hint());
+        fields.write(&mut json);
         Self(json)
     }
 
@@ -87,18 +99,18 @@ pub(crate) fn splice(id: &str, rest: &[u8]) -> Bytes {
 /// The frame of a room message whose id is known, in one buffer: the same bytes as
 /// [`splice`] of its [`Unnumbered::rest`]. The id is not escaped (see [`splice`]).
 pub(crate) fn room_message(id: &str, room: &RoomId, from: &User, body: &str, ts: i64) -> Bytes {
-    let mut frame = Vec::with_capacity(BEFORE_ID.len() + id.len() + 64 + body.len());
-    frame.extend_from_slice(BEFORE_ID.as_bytes());
-    frame.extend_from_slice(id.as_bytes());
-    frame.push(b'"');
-    let brace = frame.len();
-    AfterId {
+    let fields = AfterId {
         room,
         from,
         body,
         ts,
-    }
-    .write(&mut frame);
+    };
+    let mut frame = Vec::with_capacity(BEFORE_ID.len() + id.len() + 1 + fields.len_hint());
+    frame.extend_from_slice(BEFORE_ID.as_bytes());
+    frame.extend_from_slice(id.as_bytes());
+    frame.push(b'"');
+    let brace = frame.len();
+    fields.write(&mut frame);
     // The fields' own `{` becomes the `,` of AFTER_ID: `"` + `,`.
     frame[brace] = b',';
     Bytes::from(frame)
@@ -146,6 +158,9 @@ mod tests {
             let lua = [BEFORE_ID.as_bytes(), id.as_bytes(), AFTER_ID.as_bytes()].concat();
             assert_eq!([&lua[..], unnumbered.rest()].concat(), serde);
             assert_eq!(message_key(&serde), Some((room.clone(), id.to_owned())));
+            // Allocated once: the hint covers the unescaped fields.
+            let plain = Unnumbered::new(&RoomId::new("r"), &User::new("u", "n"), "b", i64::MIN);
+            assert!(plain.0.len() <= plain.0.capacity() && plain.0.capacity() < plain.0.len() + 8);
         }
     }
 }
