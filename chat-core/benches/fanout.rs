@@ -19,8 +19,8 @@ use std::{
 };
 
 use chat_core::{
+    backend::memory::MemoryCluster,
     hooks::OpenRooms,
-    memory::MemoryCluster,
     protocol::SendMessageFrame,
     session::{self, Outbound},
     Chat, ChatConfig, User,

@@ -15,10 +15,46 @@ pub enum BackendError {
     /// Data in the backend that this version cannot read.
     #[error("corrupt backend data: {0}")]
     Corrupt(String),
-    /// An error from Redis.
+    /// An error from Redis. Its type is this crate's [`RedisError`], so that the redis crate's
+    /// version is no part of this API.
     #[cfg(feature = "redis")]
     #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(#[source] RedisError),
+}
+
+#[cfg(feature = "redis")]
+impl BackendError {
+    /// Wraps an error of the redis crate. Crate-private: a public `From` would put the redis
+    /// crate's type into this API.
+    pub(crate) fn redis(err: redis::RedisError) -> Self {
+        Self::Redis(RedisError(err))
+    }
+}
+
+/// An error from the Redis client, opaque. It displays and debugs as the client's own error,
+/// and its `source()` is the client error's source.
+#[cfg(feature = "redis")]
+pub struct RedisError(redis::RedisError);
+
+#[cfg(feature = "redis")]
+impl std::fmt::Display for RedisError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl std::fmt::Debug for RedisError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl std::error::Error for RedisError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
+    }
 }
 
 /// Why a chat operation failed. Each variant maps to one contract [`ErrorCode`].
@@ -81,5 +117,20 @@ impl Error {
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::Unavailable(_) | Self::ShuttingDown => ErrorCode::Unavailable,
         }
+    }
+}
+
+#[cfg(all(test, feature = "redis"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redis_error_reads_as_before() {
+        let client = || redis::RedisError::from(std::io::Error::other("boom"));
+        let err = BackendError::redis(client());
+        assert_eq!(err.to_string(), format!("redis: {}", client()));
+        assert_eq!(format!("{err:?}"), format!("Redis({:?})", client()));
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(source, Some(client().to_string()));
     }
 }

@@ -7,7 +7,7 @@
 //! [`OpenRooms`] lets any identified user join any existing room.
 
 use crate::{
-    broker::BoxFuture,
+    backend::BoxFuture,
     protocol::{RoomId, User, UserId},
 };
 

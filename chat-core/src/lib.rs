@@ -1,8 +1,8 @@
 //! # chat-core: the roomcast chat engine
 //!
 //! Rooms, room messages, direct messages, system messages, presence and history, spread over
-//! any number of nodes through a [`broker::Broker`]. No HTTP framework in here: `chat-tower`
-//! puts this engine behind an axum router.
+//! any number of nodes through a [`backend::broker::Broker`]. No HTTP framework in here:
+//! `chat-tower` puts this engine behind an axum router.
 //!
 //! ## Layout
 //! - [`protocol`]: ids, users and the WebSocket frames (serde + JSON Schema).
@@ -14,35 +14,33 @@
 //!   transport adapter, frame handling and the rate limit.
 //! - `fanout`: node-local fan-out: the hub (who listens to what), each connection's outbox
 //!   (queue, inline writes, coalescing), the flush tick, and ref-counted broker subscriptions.
-//! - [`broker`], [`store`], [`history`]: the backend traits; [`memory`]: the in-memory backend
-//!   (default); `redis` (feature `redis`): the Redis one.
+//! - [`backend`]: what a node runs on: the [`Backend`] bundle of the [`backend::broker::Broker`]
+//!   (pub/sub between nodes, atomic append+publish) and the room, presence and history stores;
+//!   beside them their implementations, [`backend::memory`] (default) and `backend::redis`
+//!   (feature `redis`).
+//! - [`error`]: [`BackendError`] from a backend, [`Error`] from an engine operation.
 //! - [`hooks`]: the policy hooks; [`config`]: limits with documented defaults.
 //!
 //! ## A message's path
-//! Connection on node A → [`Connection::send_message`] → [`broker::Broker::publish_room_message`]
-//! (history append assigns the id, then publish, one step) → every subscribed node's event
+//! Connection on node A → [`Connection::send_message`] →
+//! [`backend::broker::Broker::publish_room_message`] (history append assigns the id, then
+//! publish, one step) → every subscribed node's event
 //! stream, A's included → that node's dispatcher → the hub's fan-out into each local
 //! connection's outbox, skipping the sender's connection → [`session::serve`] writes it to the
 //! socket (or the dispatcher writes it inline when the connection is idle).
 
 pub mod backend;
-pub mod broker;
 pub mod config;
 mod connection;
 pub mod error;
 mod fanout;
-pub mod history;
 pub mod hooks;
-pub mod memory;
 mod node;
 pub mod protocol;
-#[cfg(feature = "redis")]
-pub mod redis;
 pub mod session;
-pub mod store;
 mod sync;
 
-pub use backend::Backend;
+pub use backend::{Backend, BoxFuture};
 pub use config::ChatConfig;
 pub use connection::Connection;
 pub use error::{BackendError, Error};

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use chat_core::{
     __private::handle_text,
+    backend::memory::MemoryCluster,
     hooks::OpenRooms,
-    memory::MemoryCluster,
     protocol::{ServerFrame, User},
     Chat, ChatConfig, Connection, RoomId,
 };

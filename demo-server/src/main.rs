@@ -115,11 +115,11 @@ async fn main() -> anyhow::Result<()> {
     }
     match &args.redis_url {
         Some(url) => {
-            let mut config = chat_tower::chat_core::redis::RedisConfig::default();
+            let mut config = chat_tower::chat_core::backend::redis::RedisConfig::default();
             if let Some(ttl) = args.presence_ttl {
                 config.presence_ttl = std::time::Duration::from_secs_f64(ttl);
             }
-            let backend = chat_tower::chat_core::redis::RedisBackend::connect(url, config)
+            let backend = chat_tower::chat_core::backend::redis::RedisBackend::connect(url, config)
                 .await
                 .with_context(|| format!("connecting to Redis at {url}"))?;
             if args.token_secret.is_none() {

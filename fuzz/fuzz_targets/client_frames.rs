@@ -7,7 +7,7 @@
 use std::{cell::RefCell, sync::Arc};
 
 use chat_core::{
-    hooks::OpenRooms, memory::MemoryCluster, protocol::ServerFrame, protocol::User,
+    backend::memory::MemoryCluster, hooks::OpenRooms, protocol::ServerFrame, protocol::User,
     __private::handle_text, Chat, ChatConfig, Connection,
 };
 use libfuzzer_sys::fuzz_target;

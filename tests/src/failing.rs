@@ -6,9 +6,9 @@ use std::sync::{
 };
 
 use chat_tower::chat_core::{
-    broker::{BoxFuture, Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, Topic},
+    backend::broker::{Broker, Envelope, NewRoomMessage, NodeId, Topic},
     protocol::RoomMessage,
-    Backend, BackendError,
+    Backend, BackendError, BoxFuture,
 };
 
 /// Turns the broker off and on.
@@ -79,9 +79,5 @@ impl Broker for FlakyBroker {
 
     fn unsubscribe(&self, topics: Vec<Topic>) -> BoxFuture<'_, Result<(), BackendError>> {
         self.inner.unsubscribe(topics)
-    }
-
-    fn take_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<BrokerEvent>> {
-        self.inner.take_events()
     }
 }

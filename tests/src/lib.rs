@@ -318,7 +318,7 @@ impl Client {
 /// A chat instance on a shared Redis (in this process).
 pub async fn redis_instance(
     redis: &redis_server::RedisServer,
-    config: chat_tower::chat_core::redis::RedisConfig,
+    config: chat_tower::chat_core::backend::redis::RedisConfig,
 ) -> Server {
     redis_instance_with(redis, config, Default::default()).await
 }
@@ -326,12 +326,13 @@ pub async fn redis_instance(
 /// A chat instance on a shared Redis, with a chat config.
 pub async fn redis_instance_with(
     redis: &redis_server::RedisServer,
-    config: chat_tower::chat_core::redis::RedisConfig,
+    config: chat_tower::chat_core::backend::redis::RedisConfig,
     chat: chat_tower::chat_core::ChatConfig,
 ) -> Server {
-    let backend = chat_tower::chat_core::redis::RedisBackend::connect(&redis.url(), config)
-        .await
-        .unwrap();
+    let backend =
+        chat_tower::chat_core::backend::redis::RedisBackend::connect(&redis.url(), config)
+            .await
+            .unwrap();
     let secret = backend.shared_secret().await.unwrap();
     Server::start(
         ChatBuilder::new()

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use chat_tower::chat_core::redis::RedisConfig;
+use chat_tower::chat_core::backend::redis::RedisConfig;
 use roomcast_tests::{redis_instance, redis_server::RedisServer, Client, DemoProcess, Server};
 use serde_json::json;
 

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::{replay::ReplayBuffer, Connection};
 use crate::{
-    broker::Topic,
+    backend::broker::Topic,
     error::{BackendError, Error},
     hooks::{Decision, JoinEvent},
     protocol::{JoinedFrame, MessageId, ResyncFrame, RoomId, ServerFrame, SystemEvent},

@@ -5,7 +5,7 @@ use tracing::{debug, warn};
 
 use super::Connection;
 use crate::{
-    broker::{ConnId, Topic},
+    backend::broker::{ConnId, Topic},
     error::Error,
     node::Chat,
     protocol::{LeftFrame, RoomId, ServerFrame, SystemEvent, User},

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use self::{leave::Teardown, replay::ReplayFilter};
 use crate::{
-    broker::ConnId,
+    backend::broker::ConnId,
     error::Error,
     fanout::{Outbox, Outgoing},
     hooks::{Decision, DirectEvent, MessageEvent},

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use tracing::warn;
 
 use crate::{
-    broker::ConnId,
+    backend::broker::ConnId,
     fanout::{Alarm, Hub, Outbox},
     protocol::{message_key, ResyncFrame, RoomId, ServerFrame},
 };

@@ -2,9 +2,9 @@ use std::sync::{atomic::Ordering, Arc};
 
 use super::*;
 use crate::{
+    backend::memory::MemoryCluster,
     config::ChatConfig,
     fanout::Alarm,
-    memory::MemoryCluster,
     protocol::{SendMessageFrame, SystemEvent},
     session::SessionEnd,
 };

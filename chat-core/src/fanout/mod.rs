@@ -34,7 +34,7 @@ pub(crate) use self::{
     write::{Inline, InlineWrite, Outgoing, Writing},
 };
 use crate::{
-    broker::{ConnId, Envelope, NodeId, Topic},
+    backend::broker::{ConnId, Envelope, NodeId, Topic},
     protocol::{RoomId, UserId},
     sync::{read, write},
 };

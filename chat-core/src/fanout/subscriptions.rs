@@ -7,7 +7,7 @@ use std::{
 };
 
 use crate::{
-    broker::{Broker, Topic},
+    backend::broker::{Broker, Topic},
     error::BackendError,
     sync::lock,
 };

@@ -10,7 +10,7 @@ use super::{
     tick::{Window, ADAPT_MIN_BATCHES},
     *,
 };
-use crate::broker::{Origin, NO_CONN};
+use crate::backend::broker::{Origin, NO_CONN};
 
 /// Counts wake-ups.
 #[derive(Default)]

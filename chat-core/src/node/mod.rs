@@ -18,8 +18,8 @@ use tracing::debug;
 
 pub use self::rooms::{RoomDetails, RoomSummary};
 use crate::{
-    backend::Backend,
-    broker::{ConnId, NodeId, Origin, Topic, NO_CONN},
+    backend::broker::{ConnId, NodeId, Origin, Topic, NO_CONN},
+    backend::{Backend, Handles},
     config::ChatConfig,
     connection::Connection,
     error::Error,
@@ -39,7 +39,7 @@ struct Inner {
     /// The node's background tasks, aborted when the last handle to the node goes (first
     /// field: dropped first).
     tasks: tasks::Tasks,
-    backend: Backend,
+    backend: Handles,
     config: ChatConfig,
     policy: Arc<dyn Policy>,
     hub: Arc<Hub>,
@@ -68,8 +68,7 @@ impl Chat {
     /// Spawns the node's dispatcher task, so it must be called inside a tokio runtime.
     ///
     /// # Panics
-    /// If called outside a tokio runtime, or if the backend's event stream was already taken
-    /// by another `Chat`.
+    /// If called outside a tokio runtime.
     pub fn new(backend: Backend, config: ChatConfig) -> Self {
         Self::with_policy(backend, config, Arc::new(MembersOnly))
     }
@@ -78,14 +77,10 @@ impl Chat {
     ///
     /// # Panics
     /// As [`Chat::new`].
-    #[allow(clippy::expect_used)]
     pub fn with_policy(backend: Backend, config: ChatConfig, policy: Arc<dyn Policy>) -> Self {
+        let (backend, events) = backend.into_parts();
         let node = backend.broker.node_id();
         let hub = Arc::new(Hub::new(node));
-        let events = backend
-            .broker
-            .take_events()
-            .expect("a backend serves one Chat: its event stream was already taken");
         let tasks = tasks::Tasks::spawn(&hub, events, &config);
         let (done_tx, done_rx) = mpsc::channel(1);
         Self {
@@ -160,7 +155,7 @@ impl Chat {
         let _ = self.inner.done_rx.lock().await.recv().await;
     }
 
-    pub(crate) fn backend(&self) -> &Backend {
+    pub(crate) fn backend(&self) -> &Handles {
         &self.inner.backend
     }
 

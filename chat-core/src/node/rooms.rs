@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use super::Chat;
 use crate::{
+    backend::history::HistoryPage,
+    backend::store::{Member, RoomInfo},
     error::{BackendError, Error},
-    history::HistoryPage,
     protocol::{MessageId, RoomId, User, UserId},
-    store::{Member, RoomInfo},
 };
 
 /// A room with how many users are online in it now (`GET /rooms`).

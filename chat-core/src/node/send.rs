@@ -4,7 +4,7 @@ use tracing::warn;
 
 use super::Chat;
 use crate::{
-    broker::{ConnId, Envelope, NewRoomMessage, SenderCopy, Topic, NO_CONN},
+    backend::broker::{ConnId, Envelope, NewRoomMessage, SenderCopy, Topic, NO_CONN},
     error::Error,
     protocol::{
         now_ms, AckFrame, DirectMessage, MessageId, RoomId, RoomMessage, ServerFrame, SystemEvent,

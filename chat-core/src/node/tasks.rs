@@ -3,10 +3,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::task::JoinHandle;
 
 use crate::{
-    broker::BrokerEvent,
+    backend::{broker::BrokerEvent, Events},
     config::ChatConfig,
     fanout::{FlushTick, Hub},
     protocol::{ResyncFrame, ServerFrame},
@@ -26,11 +26,7 @@ pub(super) struct Tasks {
 
 impl Tasks {
     /// Spawns the node's tasks on the current tokio runtime.
-    pub(super) fn spawn(
-        hub: &Arc<Hub>,
-        events: mpsc::UnboundedReceiver<BrokerEvent>,
-        config: &ChatConfig,
-    ) -> Self {
+    pub(super) fn spawn(hub: &Arc<Hub>, events: Events, config: &ChatConfig) -> Self {
         let dispatcher = tokio::spawn(dispatch(hub.clone(), events));
         let tick = (!config.write_coalesce.is_zero()).then(|| {
             let tick = FlushTick::new(config.write_coalesce, config.write_coalesce_max);
@@ -78,7 +74,7 @@ async fn keepalive(hub: Arc<Hub>, ping_interval: Duration) {
 }
 
 /// The node's dispatcher: the one consumer of the broker's event stream.
-async fn dispatch(hub: Arc<Hub>, mut events: mpsc::UnboundedReceiver<BrokerEvent>) {
+async fn dispatch(hub: Arc<Hub>, mut events: Events) {
     while let Some(event) = events.recv().await {
         match event {
             BrokerEvent::Envelope(envelope) => {

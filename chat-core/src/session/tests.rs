@@ -9,7 +9,7 @@ use futures_util::stream;
 
 use super::*;
 use crate::{
-    memory::MemoryCluster,
+    backend::memory::MemoryCluster,
     protocol::{ServerFrame, User},
     Chat, ChatConfig,
 };

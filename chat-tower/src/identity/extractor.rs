@@ -4,7 +4,7 @@
 use std::marker::PhantomData;
 
 use axum::http::request::Parts;
-use chat_core::{broker::BoxFuture, User};
+use chat_core::{BoxFuture, User};
 
 use crate::error::ChatRejection;
 

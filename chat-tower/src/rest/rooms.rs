@@ -6,7 +6,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use chat_core::store::RoomInfo;
+use chat_core::backend::store::RoomInfo;
 use chat_core::{RoomDetails, RoomId, RoomSummary};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

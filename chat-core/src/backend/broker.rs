@@ -15,21 +15,15 @@
 //! once per connection.
 //!
 //! # Backends
-//! [`crate::memory::MemoryCluster`] (the default, in-process) and, with the `redis` feature,
-//! `crate::redis::RedisBackend`.
+//! [`super::memory::MemoryCluster`] (the default, in-process) and, with the `redis` feature,
+//! `super::redis::RedisBackend`.
 
-use std::{fmt, future::Future, pin::Pin};
+use std::fmt;
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
 
-use crate::{
-    error::BackendError,
-    protocol::{RoomId, RoomMessage, User, UserId},
-};
-
-/// A boxed, `Send` future: the return type of the object-safe backend traits.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use super::Reply;
+use crate::protocol::{RoomId, RoomMessage, User, UserId};
 
 /// The id of one chat instance (node). Random per process start.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -103,6 +97,16 @@ pub struct SenderCopy {
     pub here: bool,
 }
 
+impl SenderCopy {
+    /// The copy of the direct message `envelope` for the sender's topic.
+    pub fn envelope(self, envelope: &Envelope) -> Envelope {
+        Envelope {
+            topic: self.topic,
+            ..envelope.clone()
+        }
+    }
+}
+
 /// A room message to sequence, store and publish.
 #[derive(Clone, Debug)]
 pub struct NewRoomMessage {
@@ -139,14 +143,11 @@ pub trait Broker: Send + Sync + 'static {
     fn node_id(&self) -> NodeId;
 
     /// Publishes an envelope to its topic; returns how many nodes it reached.
-    fn publish(&self, envelope: Envelope) -> BoxFuture<'_, Result<usize, BackendError>>;
+    fn publish(&self, envelope: Envelope) -> Reply<'_, usize>;
 
     /// Appends a room message to the room's history, which assigns its id, and publishes it to
     /// the room's topic, as one atomic step: history order = id order = delivery order.
-    fn publish_room_message(
-        &self,
-        message: NewRoomMessage,
-    ) -> BoxFuture<'_, Result<RoomMessage, BackendError>>;
+    fn publish_room_message(&self, message: NewRoomMessage) -> Reply<'_, RoomMessage>;
 
     /// Publishes a direct message to the recipient's topic and, if that reached any node, a
     /// copy to the sender's topic (`copy_to`, for their other connections). Returns how many
@@ -154,16 +155,9 @@ pub trait Broker: Send + Sync + 'static {
     /// no copy was sent). The default makes two `publish` calls and always sends the copy; a
     /// backend may do it in one round trip, and skip a copy nobody would receive (see
     /// [`SenderCopy::here`]).
-    fn publish_direct(
-        &self,
-        envelope: Envelope,
-        copy_to: Option<SenderCopy>,
-    ) -> BoxFuture<'_, Result<usize, BackendError>> {
+    fn publish_direct(&self, envelope: Envelope, copy_to: Option<SenderCopy>) -> Reply<'_, usize> {
         Box::pin(async move {
-            let copy = copy_to.map(|copy| Envelope {
-                topic: copy.topic,
-                ..envelope.clone()
-            });
+            let copy = copy_to.map(|copy| copy.envelope(&envelope));
             let reached = self.publish(envelope).await?;
             if let (true, Some(copy)) = (reached > 0, copy) {
                 if let Err(err) = self.publish(copy).await {
@@ -176,13 +170,10 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Subscribes this node to topics (one call for many). Completes once the subscription is
     /// active: a frame published after that is delivered.
-    fn subscribe(&self, topics: Vec<Topic>) -> BoxFuture<'_, Result<(), BackendError>>;
+    fn subscribe(&self, topics: Vec<Topic>) -> Reply<'_, ()>;
 
     /// Unsubscribes this node from topics.
-    fn unsubscribe(&self, topics: Vec<Topic>) -> BoxFuture<'_, Result<(), BackendError>>;
-
-    /// The node's event stream. Only the first call returns `Some`: the engine owns the stream.
-    fn take_events(&self) -> Option<mpsc::UnboundedReceiver<BrokerEvent>>;
+    fn unsubscribe(&self, topics: Vec<Topic>) -> Reply<'_, ()>;
 }
 
 fn _assert_object_safe(_: &dyn Broker) {}

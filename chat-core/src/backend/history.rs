@@ -1,15 +1,12 @@
 //! Room history: the [`HistoryStore`] trait.
 //!
-//! Messages are appended by [`crate::broker::Broker::publish_room_message`] (append and publish
+//! Messages are appended by [`super::broker::Broker::publish_room_message`] (append and publish
 //! are one step, which is where message ids come from); this trait reads them back.
 
 use bytes::Bytes;
 
-use crate::{
-    broker::BoxFuture,
-    error::BackendError,
-    protocol::{MessageId, RoomId},
-};
+use super::Reply;
+use crate::protocol::{MessageId, RoomId};
 
 /// One page of a room's history.
 #[derive(Clone, Debug, Default)]
@@ -23,13 +20,13 @@ pub struct HistoryPage {
 /// Reads a room's history.
 pub trait HistoryStore: Send + Sync + 'static {
     /// Up to `limit` messages of `room` older than `before` (or the newest, without `before`),
-    /// oldest first. An id this store never issued is [`BackendError::InvalidCursor`].
+    /// oldest first. An id this store never issued is [`InvalidCursor`](crate::error::BackendError::InvalidCursor).
     fn page<'a>(
         &'a self,
         room: &'a RoomId,
         before: Option<&'a MessageId>,
         limit: usize,
-    ) -> BoxFuture<'a, Result<HistoryPage, BackendError>>;
+    ) -> Reply<'a, HistoryPage>;
 
     /// Up to `limit` messages of `room` newer than `after`, oldest first (for `join` with
     /// `since`). The `bool` is `true` when more follow.
@@ -38,5 +35,5 @@ pub trait HistoryStore: Send + Sync + 'static {
         room: &'a RoomId,
         after: &'a MessageId,
         limit: usize,
-    ) -> BoxFuture<'a, Result<(Vec<Bytes>, bool), BackendError>>;
+    ) -> Reply<'a, (Vec<Bytes>, bool)>;
 }

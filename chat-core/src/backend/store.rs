@@ -4,11 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    broker::{BoxFuture, NodeId},
-    error::BackendError,
-    protocol::{RoomId, User, UserId},
-};
+use super::{broker::NodeId, Reply};
+use crate::protocol::{RoomId, User, UserId};
 
 /// A room as created.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,31 +38,22 @@ pub struct Member {
 /// Rooms, their members, and the users the chat has seen.
 pub trait RoomStore: Send + Sync + 'static {
     /// Stores a new room.
-    fn create(&self, room: RoomInfo) -> BoxFuture<'_, Result<(), BackendError>>;
+    fn create(&self, room: RoomInfo) -> Reply<'_, ()>;
     /// The room with this id, if any.
-    fn get<'a>(&'a self, room: &'a RoomId)
-        -> BoxFuture<'a, Result<Option<RoomInfo>, BackendError>>;
+    fn get<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Option<RoomInfo>>;
     /// All rooms, oldest first.
-    fn list(&self) -> BoxFuture<'_, Result<Vec<RoomInfo>, BackendError>>;
+    fn list(&self) -> Reply<'_, Vec<RoomInfo>>;
     /// Makes `user` a member of `room` (idempotent; refreshes the display name). Returns
     /// `false` if the room does not exist.
-    fn add_member<'a>(
-        &'a self,
-        room: &'a RoomId,
-        user: &'a User,
-    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+    fn add_member<'a>(&'a self, room: &'a RoomId, user: &'a User) -> Reply<'a, bool>;
     /// Whether `user` is a member of `room`.
-    fn is_member<'a>(
-        &'a self,
-        room: &'a RoomId,
-        user: &'a UserId,
-    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+    fn is_member<'a>(&'a self, room: &'a RoomId, user: &'a UserId) -> Reply<'a, bool>;
     /// The members of `room`, in the order they first joined.
-    fn members<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<Vec<User>, BackendError>>;
+    fn members<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Vec<User>>;
     /// Records that a user exists (on token issue and on connect).
-    fn remember_user<'a>(&'a self, user: &'a User) -> BoxFuture<'a, Result<(), BackendError>>;
+    fn remember_user<'a>(&'a self, user: &'a User) -> Reply<'a, ()>;
     /// Whether the chat has seen this user.
-    fn user_known<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<bool, BackendError>>;
+    fn user_known<'a>(&'a self, user: &'a UserId) -> Reply<'a, bool>;
 }
 
 /// Who is online in which room, counted per connection and per node, so that `user_joined` and
@@ -73,25 +61,12 @@ pub trait RoomStore: Send + Sync + 'static {
 pub trait PresenceStore: Send + Sync + 'static {
     /// Counts one more connection of `user` in `room` on `node`. Returns `true` when this is
     /// the user's first connection in the room anywhere (send `user_joined`).
-    fn enter<'a>(
-        &'a self,
-        room: &'a RoomId,
-        user: &'a User,
-        node: NodeId,
-    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+    fn enter<'a>(&'a self, room: &'a RoomId, user: &'a User, node: NodeId) -> Reply<'a, bool>;
     /// Counts one connection less. Returns `true` when it was the user's last connection in the
     /// room anywhere (send `user_left`).
-    fn exit<'a>(
-        &'a self,
-        room: &'a RoomId,
-        user: &'a User,
-        node: NodeId,
-    ) -> BoxFuture<'a, Result<bool, BackendError>>;
+    fn exit<'a>(&'a self, room: &'a RoomId, user: &'a User, node: NodeId) -> Reply<'a, bool>;
     /// The users online in `room` now.
-    fn online<'a>(&'a self, room: &'a RoomId) -> BoxFuture<'a, Result<Vec<User>, BackendError>>;
+    fn online<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Vec<User>>;
     /// How many users are online in each of `rooms`.
-    fn online_counts<'a>(
-        &'a self,
-        rooms: &'a [RoomId],
-    ) -> BoxFuture<'a, Result<Vec<usize>, BackendError>>;
+    fn online_counts<'a>(&'a self, rooms: &'a [RoomId]) -> Reply<'a, Vec<usize>>;
 }

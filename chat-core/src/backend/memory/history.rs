@@ -1,0 +1,111 @@
+//! The memory history store: a bounded log per room, ids counting up from 1.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::{ready, MemoryNode};
+use crate::{
+    backend::{
+        history::{HistoryPage, HistoryStore},
+        Reply,
+    },
+    error::BackendError,
+    protocol::{MessageId, RoomId},
+    sync::lock,
+};
+
+/// One room's messages: `(id, frame)` in ascending id order, the oldest dropped past the cap.
+#[derive(Default)]
+pub(super) struct RoomLog {
+    next_seq: u64,
+    entries: VecDeque<(u64, Bytes)>,
+}
+
+impl RoomLog {
+    /// The id of the next message.
+    pub(super) fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// Keeps `frame` as message `seq`, dropping the oldest if `cap` are kept already.
+    pub(super) fn push(&mut self, cap: usize, seq: u64, frame: Bytes) {
+        if self.entries.len() >= cap {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((seq, frame));
+    }
+
+    fn page(&self, before: Option<u64>, limit: usize) -> HistoryPage {
+        // Entries are in ascending seq order: find where `before` cuts, take `limit` back.
+        let end = match before {
+            Some(b) => self.entries.partition_point(|(seq, _)| *seq < b),
+            None => self.entries.len(),
+        };
+        let start = end.saturating_sub(limit);
+        let next_before = (start > 0)
+            .then(|| {
+                self.entries
+                    .get(start)
+                    .map(|(seq, _)| MessageId::new(seq.to_string()))
+            })
+            .flatten();
+        HistoryPage {
+            messages: self.frames(start, end),
+            next_before,
+        }
+    }
+
+    fn after(&self, after: u64, limit: usize) -> (Vec<Bytes>, bool) {
+        let start = self.entries.partition_point(|(seq, _)| *seq <= after);
+        let end = (start + limit).min(self.entries.len());
+        (self.frames(start, end), end < self.entries.len())
+    }
+
+    fn frames(&self, start: usize, end: usize) -> Vec<Bytes> {
+        self.entries
+            .range(start..end)
+            .map(|(_, f)| f.clone())
+            .collect()
+    }
+}
+
+impl MemoryNode {
+    /// Reads one room's log (kept under the pub/sub lock, see `pubsub`).
+    fn with_log<T>(&self, room: &RoomId, read: impl FnOnce(&RoomLog) -> T) -> Option<T> {
+        lock(&self.cluster.pubsub).logs.get(room).map(read)
+    }
+}
+
+impl HistoryStore for MemoryNode {
+    fn page<'a>(
+        &'a self,
+        room: &'a RoomId,
+        before: Option<&'a MessageId>,
+        limit: usize,
+    ) -> Reply<'a, HistoryPage> {
+        ready(before.map(parse_seq).transpose().map(|before| {
+            self.with_log(room, |log| log.page(before, limit))
+                .unwrap_or_default()
+        }))
+    }
+
+    fn after<'a>(
+        &'a self,
+        room: &'a RoomId,
+        after: &'a MessageId,
+        limit: usize,
+    ) -> Reply<'a, (Vec<Bytes>, bool)> {
+        ready(parse_seq(after).map(|after| {
+            self.with_log(room, |log| log.after(after, limit))
+                .unwrap_or_default()
+        }))
+    }
+}
+
+fn parse_seq(id: &MessageId) -> Result<u64, BackendError> {
+    id.as_str()
+        .parse::<u64>()
+        .map_err(|_| BackendError::InvalidCursor)
+}

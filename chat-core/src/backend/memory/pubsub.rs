@@ -1,0 +1,126 @@
+//! The memory broker: which node listens to which topic, each node's event channel, and the
+//! room logs that a room message is appended to in the same step as it is published.
+
+use std::collections::{HashMap, HashSet};
+
+use tokio::sync::mpsc;
+
+use super::{history::RoomLog, ready, MemoryNode, DEFAULT_HISTORY_PER_ROOM};
+use crate::{
+    backend::{
+        broker::{Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, SenderCopy, Topic},
+        Reply,
+    },
+    protocol::{wire, MessageId, RoomId, RoomMessage},
+    sync::lock,
+};
+
+#[derive(Default)]
+pub(super) struct PubSub {
+    pub(super) nodes: HashMap<NodeId, mpsc::UnboundedSender<BrokerEvent>>,
+    subscribers: HashMap<Topic, HashSet<NodeId>>,
+    /// Under this lock, not the history's own: the append and the publish are one step.
+    pub(super) logs: HashMap<RoomId, RoomLog>,
+}
+
+impl PubSub {
+    fn deliver(&self, envelope: Envelope) -> usize {
+        let Some(nodes) = self.subscribers.get(&envelope.topic) else {
+            return 0;
+        };
+        let mut reached = 0;
+        for node in nodes {
+            if let Some(tx) = self.nodes.get(node) {
+                if tx.send(BrokerEvent::Envelope(envelope.clone())).is_ok() {
+                    reached += 1;
+                }
+            }
+        }
+        reached
+    }
+
+    /// Forgets a node: its channel and its subscriptions.
+    pub(super) fn remove_node(&mut self, node: NodeId) {
+        self.nodes.remove(&node);
+        for subs in self.subscribers.values_mut() {
+            subs.remove(&node);
+        }
+    }
+}
+
+impl Broker for MemoryNode {
+    fn node_id(&self) -> NodeId {
+        self.id
+    }
+
+    fn publish(&self, envelope: Envelope) -> Reply<'_, usize> {
+        ready(Ok(lock(&self.cluster.pubsub).deliver(envelope)))
+    }
+
+    fn publish_room_message(&self, msg: NewRoomMessage) -> Reply<'_, RoomMessage> {
+        let cap = self
+            .cluster
+            .history_per_room
+            .unwrap_or(DEFAULT_HISTORY_PER_ROOM);
+        let mut ps = lock(&self.cluster.pubsub);
+        let log = ps.logs.entry(msg.room.clone()).or_default();
+        let seq = log.next_seq();
+        let id = seq.to_string();
+        let frame = wire::room_message(&id, &msg.room, &msg.from, &msg.body, msg.ts);
+        log.push(cap, seq, frame.clone());
+        let message = RoomMessage {
+            id: MessageId::new(id),
+            room: msg.room,
+            from: msg.from,
+            body: msg.body,
+            ts: msg.ts,
+        };
+        ps.deliver(Envelope {
+            origin: msg.origin,
+            topic: Topic::Room(message.room.clone()),
+            frame,
+        });
+        drop(ps);
+        ready(Ok(message))
+    }
+
+    fn publish_direct(&self, envelope: Envelope, copy_to: Option<SenderCopy>) -> Reply<'_, usize> {
+        let ps = lock(&self.cluster.pubsub);
+        let copy = copy_to.filter(|copy| {
+            // Needed if the sender has other connections here or another node listens.
+            copy.here
+                || ps
+                    .subscribers
+                    .get(&copy.topic)
+                    .is_some_and(|nodes| nodes.iter().any(|node| *node != self.id))
+        });
+        let copy = copy.map(|copy| copy.envelope(&envelope));
+        let reached = ps.deliver(envelope);
+        if let (true, Some(copy)) = (reached > 0, copy) {
+            ps.deliver(copy);
+        }
+        drop(ps);
+        ready(Ok(reached))
+    }
+
+    fn subscribe(&self, topics: Vec<Topic>) -> Reply<'_, ()> {
+        let mut ps = lock(&self.cluster.pubsub);
+        for topic in topics {
+            ps.subscribers.entry(topic).or_default().insert(self.id);
+        }
+        ready(Ok(()))
+    }
+
+    fn unsubscribe(&self, topics: Vec<Topic>) -> Reply<'_, ()> {
+        let mut ps = lock(&self.cluster.pubsub);
+        for topic in topics {
+            if let Some(nodes) = ps.subscribers.get_mut(&topic) {
+                nodes.remove(&self.id);
+                if nodes.is_empty() {
+                    ps.subscribers.remove(&topic);
+                }
+            }
+        }
+        ready(Ok(()))
+    }
+}

@@ -1,0 +1,66 @@
+//! This node's heartbeat, and the loop that refreshes it and reaps dead nodes.
+
+use std::time::Duration;
+
+use redis::{aio::ConnectionManager, AsyncCommands};
+use tracing::{debug, warn};
+
+use super::{reaper, Shared};
+use crate::{
+    error::BackendError,
+    protocol::{RoomId, User},
+    sync::lock,
+};
+
+/// Refreshes this node's heartbeat; if the node had been reaped (it was cut off for longer
+/// than the TTL), restores its presence.
+pub(super) async fn heartbeat(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+) -> Result<(), BackendError> {
+    let now = crate::protocol::now_ms();
+    let added: i64 = conn
+        .zadd(shared.keys.nodes(), shared.node.to_string(), now)
+        .await
+        .map_err(BackendError::redis)?;
+    if added == 1 {
+        let local: Vec<(RoomId, User, u32)> = lock(&shared.presence)
+            .iter()
+            .map(|((room, _), (user, n))| (room.clone(), user.clone(), *n))
+            .collect();
+        if !local.is_empty() {
+            warn!(
+                entries = local.len(),
+                "this node was reaped while cut off; restoring its presence"
+            );
+        }
+        for (room, user, n) in local {
+            shared.scripts.enter(shared, conn, &room, &user, n).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Heartbeat and reaper loop. Holds only a weak reference so that dropping the backend stops it.
+pub(super) async fn liveness(shared: std::sync::Weak<Shared>) {
+    let period = match shared.upgrade() {
+        Some(s) => (s.config.presence_ttl / 3).max(Duration::from_millis(100)),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut conn = shared.cmd.clone();
+        if let Err(err) = heartbeat(&shared, &mut conn).await {
+            debug!(cause = %err, "heartbeat failed");
+            continue;
+        }
+        if let Err(err) = reaper::reap_dead_nodes(&shared, &mut conn).await {
+            debug!(cause = %err, "reaping failed");
+        }
+    }
+}

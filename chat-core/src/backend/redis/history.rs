@@ -1,0 +1,109 @@
+//! The Redis history store: each room's stream (`:log`), entry ids as message ids.
+
+use bytes::Bytes;
+use redis::AsyncCommands;
+
+use super::RedisNode;
+use crate::{
+    backend::{
+        history::{HistoryPage, HistoryStore},
+        Reply,
+    },
+    error::BackendError,
+    protocol::{wire, MessageId, RoomId},
+};
+
+/// A stream id (`ms-seq`), or `InvalidCursor`.
+fn stream_id(id: &MessageId) -> Result<&str, BackendError> {
+    let s = id.as_str();
+    let (ms, seq) = s.split_once('-').ok_or(BackendError::InvalidCursor)?;
+    if ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok() {
+        Ok(s)
+    } else {
+        Err(BackendError::InvalidCursor)
+    }
+}
+
+type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
+
+fn entry_frames(entries: Entries) -> Vec<(String, Bytes)> {
+    entries
+        .into_iter()
+        .filter_map(|(id, fields)| {
+            let rest = fields.into_iter().find(|(k, _)| k == "r")?.1;
+            let frame = wire::splice(&id, &rest);
+            Some((id, frame))
+        })
+        .collect()
+}
+
+impl HistoryStore for RedisNode {
+    fn page<'a>(
+        &'a self,
+        room: &'a RoomId,
+        before: Option<&'a MessageId>,
+        limit: usize,
+    ) -> Reply<'a, HistoryPage> {
+        Box::pin(async move {
+            let end = match before {
+                Some(id) => format!("({}", stream_id(id)?),
+                None => "+".to_owned(),
+            };
+            let entries: Entries = self
+                .conn()
+                .xrevrange_count(self.shared.keys.room_key(room, "log"), end, "-", limit + 1)
+                .await
+                .map_err(BackendError::redis)?;
+            let mut frames = entry_frames(entries);
+            let more = frames.len() > limit;
+            frames.truncate(limit);
+            frames.reverse();
+            let next_before = if more {
+                frames.first().map(|(id, _)| MessageId::new(id.as_str()))
+            } else {
+                None
+            };
+            Ok(HistoryPage {
+                messages: frames.into_iter().map(|(_, f)| f).collect(),
+                next_before,
+            })
+        })
+    }
+
+    fn after<'a>(
+        &'a self,
+        room: &'a RoomId,
+        after: &'a MessageId,
+        limit: usize,
+    ) -> Reply<'a, (Vec<Bytes>, bool)> {
+        Box::pin(async move {
+            let start = format!("({}", stream_id(after)?);
+            let entries: Entries = self
+                .conn()
+                .xrange_count(
+                    self.shared.keys.room_key(room, "log"),
+                    start,
+                    "+",
+                    limit + 1,
+                )
+                .await
+                .map_err(BackendError::redis)?;
+            let mut frames = entry_frames(entries);
+            let more = frames.len() > limit;
+            frames.truncate(limit);
+            Ok((frames.into_iter().map(|(_, f)| f).collect(), more))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_are_stream_ids() {
+        assert!(stream_id(&MessageId::new("12-3")).is_ok());
+        assert!(stream_id(&MessageId::new("12")).is_err());
+        assert!(stream_id(&MessageId::new("a-b")).is_err());
+    }
+}

@@ -1,0 +1,80 @@
+//! Key and channel names: everything under the prefix, a room's keys hash-tagged by its id
+//! (see the module docs of `redis`).
+
+use crate::{
+    backend::broker::{NodeId, Topic},
+    protocol::{RoomId, UserId},
+};
+
+/// Key and channel names (see the module docs).
+#[derive(Clone, Debug)]
+pub(super) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub(super) fn room_channel(&self, room: &RoomId) -> String {
+        format!("{}:room:{{{}}}", self.prefix, room)
+    }
+    pub(super) fn room_key(&self, room: &RoomId, what: &str) -> String {
+        format!("{}:room:{{{}}}:{what}", self.prefix, room)
+    }
+    pub(super) fn user_channel(&self, user: &UserId) -> String {
+        format!("{}:user:{{{}}}", self.prefix, user)
+    }
+    pub(super) fn rooms(&self) -> String {
+        format!("{}:rooms", self.prefix)
+    }
+    pub(super) fn users(&self) -> String {
+        format!("{}:users", self.prefix)
+    }
+    pub(super) fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+    pub(super) fn node_rooms(&self, node: NodeId) -> String {
+        format!("{}:node:{{{node}}}:rooms", self.prefix)
+    }
+    pub(super) fn secret(&self) -> String {
+        format!("{}:secret", self.prefix)
+    }
+    pub(super) fn channel(&self, topic: &Topic) -> String {
+        match topic {
+            Topic::Room(room) => self.room_channel(room),
+            Topic::User(user) => self.user_channel(user),
+        }
+    }
+
+    /// The topic of a channel name, if it is one of ours.
+    pub(super) fn topic(&self, channel: &str) -> Option<Topic> {
+        let rest = channel.strip_prefix(&self.prefix)?.strip_prefix(':')?;
+        let (kind, tagged) = rest.split_once(':')?;
+        let id = tagged.strip_prefix('{')?.strip_suffix('}')?;
+        match kind {
+            "room" => Some(Topic::Room(RoomId::new(id))),
+            "user" => Some(Topic::User(UserId::new(id))),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_round_trip_to_topics() {
+        let keys = Keys::new("p");
+        let room = Topic::Room(RoomId::new("r-1"));
+        let user = Topic::User(UserId::new("u:{odd}"));
+        assert_eq!(keys.channel(&room), "p:room:{r-1}");
+        assert_eq!(keys.topic(&keys.channel(&room)), Some(room));
+        assert_eq!(keys.topic(&keys.channel(&user)), Some(user));
+        assert_eq!(keys.topic("other:room:{x}"), None);
+    }
+}

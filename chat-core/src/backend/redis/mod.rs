@@ -1,0 +1,233 @@
+//! The Redis backend (feature `redis`): one chat across many instances.
+//!
+//! # Connections
+//! Two per node, whatever the number of clients:
+//! - a **Pub/Sub connection** (RESP3, push messages, automatic resubscription after a
+//!   reconnect, and a ping watchdog that keeps reconnecting it while Redis is away: without
+//!   traffic the redis crate's manager stops trying after its retry budget);
+//! - a **command connection** for everything else (publish, scripts, reads).
+//!
+//! Both fail fast while Redis is down (connect timeout 250 ms, response timeout 500 ms, one
+//! retry), so a sender hears `unavailable` within about a second instead of waiting.
+//!
+//! # Keys and channels
+//! Everything lives under a configurable prefix `P` (default `roomcast`). A room's keys and
+//! its channel carry the room id as a hash tag, so that they will share one slot on Redis
+//! Cluster: `P:room:{R}` (channel), `P:room:{R}:info`, `:members`, `:order`, `:log` (the
+//! history stream), `:presence` (connections per node and user), `:online` (connections per
+//! user). A user's channel is `P:user:{U}`. Global: `P:rooms`, `P:users`, `P:nodes` (node
+//! heartbeats), `P:node:{N}:rooms`, `P:secret`.
+//!
+//! # Ordering
+//! A room message is appended to the room's stream and published by one Lua script (XADD with
+//! `MAXLEN ~`, then PUBLISH of the frame carrying the entry id): the entry id is the message
+//! id, so history order = id order = delivery order, whichever node published. One script
+//! call per room message, whatever the room size or the number of nodes.
+//!
+//! # Presence and crashed nodes
+//! Each node refreshes its heartbeat in `P:nodes` (a sorted set scored by time) every third of
+//! the presence TTL. Every node also reaps: a node whose heartbeat is older than the TTL is
+//! claimed by whoever removes it from `P:nodes` first (ZREM is atomic, so exactly one node
+//! wins), which then removes the dead node's connections from presence and publishes
+//! `user_left` for each user who has no connection left anywhere: once.
+//!
+//! # Files
+//! `config` ([`RedisConfig`]), `keys` (names), `connection` (fail-fast settings, watchdog,
+//! pushes → events), `envelope` (the Pub/Sub payload), one file per store (`pubsub`,
+//! `rooms`, `presence`, `history`), `heartbeat` and `reaper`, and `scripts` (the Lua, in
+//! `scripts/*.lua`).
+
+mod config;
+mod connection;
+mod envelope;
+mod heartbeat;
+mod history;
+mod keys;
+mod presence;
+mod pubsub;
+mod reaper;
+mod rooms;
+mod scripts;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
+
+use redis::{aio::ConnectionManager, AsyncCommands, Client, IntoConnectionInfo, ProtocolVersion};
+use tokio::{sync::mpsc, task::JoinHandle};
+use tracing::info;
+
+pub use config::RedisConfig;
+use connection::{fast_failing, watchdog, Pushes};
+use heartbeat::{heartbeat, liveness};
+use keys::Keys;
+
+use super::{broker::NodeId, Backend, Events};
+use crate::{
+    error::BackendError,
+    protocol::{RoomId, User, UserId},
+    sync::lock,
+};
+
+/// Local mirror of this node's presence counts, to restore them if the node was reaped while
+/// cut off from Redis (its heartbeat then finds itself gone).
+type LocalPresence = HashMap<(RoomId, UserId), (User, u32)>;
+
+/// What a node's backend handles and background tasks share.
+struct Shared {
+    node: NodeId,
+    keys: Keys,
+    config: RedisConfig,
+    /// Everything but Pub/Sub: publish, scripts, reads.
+    cmd: ConnectionManager,
+    /// The one Pub/Sub connection of this node.
+    pubsub: ConnectionManager,
+    scripts: scripts::Scripts,
+    presence: Mutex<LocalPresence>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// A node of the chat on Redis. Turn it into a [`Backend`] with
+/// [`RedisBackend::into_backend`].
+pub struct RedisBackend {
+    shared: Arc<Shared>,
+    events: Events,
+}
+
+impl std::fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("node", &self.shared.node)
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisBackend {
+    /// Connects a new node (fresh [`NodeId`]) to the Redis at `url` and starts its background
+    /// tasks (Pub/Sub reader, ping watchdog, heartbeat and reaper).
+    ///
+    /// # Errors
+    /// [`BackendError::Redis`] if Redis cannot be reached or the URL is invalid.
+    pub async fn connect(url: &str, config: RedisConfig) -> Result<Self, BackendError> {
+        let info = url.into_connection_info().map_err(BackendError::redis)?;
+        let settings = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client =
+            Client::open(info.set_redis_settings(settings)).map_err(BackendError::redis)?;
+        let cmd = ConnectionManager::new_with_config(client.clone(), fast_failing())
+            .await
+            .map_err(BackendError::redis)?;
+        let keys = Keys::new(config.prefix.clone());
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        // Pushes are turned into events on the connection's own task: a channel and a task
+        // of ours in between cost one more wake-up per message.
+        let pushes = Pushes::new(keys.clone(), events_tx);
+        let pubsub = ConnectionManager::new_with_config(
+            client,
+            fast_failing()
+                .set_push_sender(move |push| pushes.handle(push))
+                .set_automatic_resubscription(),
+        )
+        .await
+        .map_err(BackendError::redis)?;
+        let node = NodeId::random();
+        let shared = Arc::new(Shared {
+            node,
+            keys,
+            config,
+            cmd,
+            pubsub,
+            scripts: scripts::Scripts::new(),
+            presence: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let mut conn = shared.cmd.clone();
+        shared.scripts.load_all(&mut conn).await?;
+        heartbeat(&shared, &mut conn).await?;
+        let tasks = vec![
+            tokio::spawn(watchdog(shared.pubsub.clone())),
+            tokio::spawn(watchdog(shared.cmd.clone())),
+            tokio::spawn(liveness(Arc::downgrade(&shared))),
+        ];
+        *lock(&shared.tasks) = tasks;
+        info!(%node, "redis backend connected");
+        Ok(Self {
+            shared,
+            events: events_rx,
+        })
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.shared.node
+    }
+
+    /// The chat-wide token signing secret, created by the first node that asks (SET NX), so
+    /// that every node signs and accepts the same tokens without configuration.
+    ///
+    /// # Errors
+    /// If Redis cannot be reached.
+    pub async fn shared_secret(&self) -> Result<Vec<u8>, BackendError> {
+        let mut conn = self.shared.cmd.clone();
+        let key = self.shared.keys.secret();
+        let candidate = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let _: bool = conn
+            .set_nx(&key, &candidate)
+            .await
+            .map_err(BackendError::redis)?;
+        let secret: String = conn.get(&key).await.map_err(BackendError::redis)?;
+        Ok(secret.into_bytes())
+    }
+
+    /// The backend to give the chat.
+    pub fn into_backend(self) -> Backend {
+        let node = Arc::new(RedisNode {
+            shared: self.shared,
+        });
+        Backend {
+            broker: node.clone(),
+            rooms: node.clone(),
+            presence: node.clone(),
+            history: node,
+            events: self.events,
+        }
+    }
+}
+
+/// One node's handles on Redis; implements every backend trait.
+struct RedisNode {
+    shared: Arc<Shared>,
+}
+
+impl RedisNode {
+    fn conn(&self) -> ConnectionManager {
+        self.shared.cmd.clone()
+    }
+
+    /// Runs one of the [`scripts`] on the command connection.
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, BackendError> {
+        script
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(BackendError::redis)
+    }
+}

@@ -1,0 +1,71 @@
+//! The Redis presence store: connections per node and user (`:presence`) and per user
+//! (`:online`) in each room, mirrored locally so that a reaped node can restore its own.
+
+use super::RedisNode;
+use crate::{
+    backend::{broker::NodeId, store::PresenceStore, Reply},
+    error::BackendError,
+    protocol::{RoomId, User},
+    sync::lock,
+};
+
+impl PresenceStore for RedisNode {
+    fn enter<'a>(&'a self, room: &'a RoomId, user: &'a User, node: NodeId) -> Reply<'a, bool> {
+        Box::pin(async move {
+            debug_assert_eq!(node, self.shared.node);
+            let total = self
+                .shared
+                .scripts
+                .enter(&self.shared, &mut self.conn(), room, user, 1)
+                .await?;
+            lock(&self.shared.presence)
+                .entry((room.clone(), user.id.clone()))
+                .or_insert_with(|| (user.clone(), 0))
+                .1 += 1;
+            Ok(total == 1)
+        })
+    }
+
+    fn exit<'a>(&'a self, room: &'a RoomId, user: &'a User, node: NodeId) -> Reply<'a, bool> {
+        Box::pin(async move {
+            {
+                let mut local = lock(&self.shared.presence);
+                let key = (room.clone(), user.id.clone());
+                if let Some(entry) = local.get_mut(&key) {
+                    entry.1 = entry.1.saturating_sub(1);
+                    if entry.1 == 0 {
+                        local.remove(&key);
+                    }
+                }
+            }
+            let keys = &self.shared.keys;
+            let mut exit = self.shared.scripts.exit.prepare_invoke();
+            exit.key(keys.room_key(room, "presence"))
+                .key(keys.room_key(room, "online"))
+                .arg(format!("{node}|{}", user.id))
+                .arg(user.id.as_str());
+            // 1: the user's last connection in the room; 0: not; -1: already reaped.
+            let result: i64 = self.invoke(&exit).await?;
+            Ok(result == 1)
+        })
+    }
+
+    fn online<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Vec<User>> {
+        Box::pin(self.users_with_names(room, "online", "hash"))
+    }
+
+    fn online_counts<'a>(&'a self, rooms: &'a [RoomId]) -> Reply<'a, Vec<usize>> {
+        Box::pin(async move {
+            if rooms.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut pipe = redis::pipe();
+            for room in rooms {
+                pipe.hlen(self.shared.keys.room_key(room, "online"));
+            }
+            pipe.query_async(&mut self.conn())
+                .await
+                .map_err(BackendError::redis)
+        })
+    }
+}

@@ -1,0 +1,86 @@
+//! The Lua scripts: each makes one multi-key change atomic (and one round trip). Their text
+//! is in `scripts/*.lua` (KEYS and ARGV documented at the top of each), included at compile
+//! time.
+
+use redis::{aio::ConnectionManager, Script};
+
+use super::Shared;
+use crate::{
+    error::BackendError,
+    protocol::{RoomId, User},
+};
+
+/// Declares [`Scripts`] with one field per script file, and `all()` to load them.
+macro_rules! scripts {
+    ($($(#[$doc:meta])* $name:ident = $file:literal;)*) => {
+        pub(super) struct Scripts {
+            $($(#[$doc])* pub(super) $name: Script,)*
+        }
+
+        impl Scripts {
+            pub(super) fn new() -> Self {
+                Self { $($name: Script::new(include_str!($file)),)* }
+            }
+
+            fn all(&self) -> impl Iterator<Item = &Script> {
+                [$(&self.$name),*].into_iter()
+            }
+        }
+    };
+}
+
+scripts! {
+    /// XADD a room message, then PUBLISH its frame with the entry id spliced in.
+    append_publish = "scripts/append_publish.lua";
+    /// PUBLISH a direct message, and the sender's copy where a tab can get it.
+    direct = "scripts/direct.lua";
+    /// One more connection of a user in a room on a node.
+    enter = "scripts/enter.lua";
+    /// One connection less.
+    exit = "scripts/exit.lua";
+    /// A dead node's connections out of one room.
+    reap = "scripts/reap.lua";
+    /// A member into an existing room.
+    add_member = "scripts/add_member.lua";
+    /// Ids and names of a room's members or online users.
+    users_with_names = "scripts/users_with_names.lua";
+}
+
+impl Scripts {
+    /// SCRIPT LOAD of every script, so that the first message is not the one paying for
+    /// NOSCRIPT and a reload (a restarted Redis forgets them; the redis crate reloads on
+    /// NOSCRIPT).
+    pub(super) async fn load_all(&self, conn: &mut ConnectionManager) -> Result<(), BackendError> {
+        for script in self.all() {
+            let _: String = script
+                .prepare_invoke()
+                .load_async(conn)
+                .await
+                .map_err(BackendError::redis)?;
+        }
+        Ok(())
+    }
+
+    /// Counts `n` connections of `user` in `room` on this node; returns the user's total.
+    pub(super) async fn enter(
+        &self,
+        shared: &Shared,
+        conn: &mut ConnectionManager,
+        room: &RoomId,
+        user: &User,
+        n: u32,
+    ) -> Result<i64, BackendError> {
+        let keys = &shared.keys;
+        self.enter
+            .key(keys.room_key(room, "presence"))
+            .key(keys.room_key(room, "online"))
+            .key(keys.node_rooms(shared.node))
+            .arg(format!("{}|{}", shared.node, user.id))
+            .arg(user.id.as_str())
+            .arg(room.as_str())
+            .arg(n)
+            .invoke_async(conn)
+            .await
+            .map_err(BackendError::redis)
+    }
+}
