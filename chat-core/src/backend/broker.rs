@@ -48,20 +48,17 @@ impl fmt::Display for NodeId {
     }
 }
 
-/// The id of one connection, unique within its node.
+/// The id of one connection, unique within its node (never 0).
 pub type ConnId = u64;
-
-/// Connection id used for frames that no connection sent (server-side sends, system events
-/// that must reach everyone).
-pub const NO_CONN: ConnId = 0;
 
 /// Where an envelope was published: which node, and which connection on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Origin {
     /// The publishing node.
     pub node: NodeId,
-    /// The sending connection on that node, or [`NO_CONN`].
-    pub conn: ConnId,
+    /// The sending connection on that node; `None` for what no connection sent (server-side
+    /// sends, system events that must reach everyone).
+    pub conn: Option<ConnId>,
 }
 
 /// What a node subscribes to: one topic per room and one per user (for direct messages).

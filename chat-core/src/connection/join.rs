@@ -53,7 +53,7 @@ impl Connection {
         }
         self.rooms.insert(room.clone());
         if first {
-            chat.publish_system(self.id, &self.user, room, SystemEvent::UserJoined)
+            chat.publish_system(Some(self.id), &self.user, room, SystemEvent::UserJoined)
                 .await;
         }
         Ok(())

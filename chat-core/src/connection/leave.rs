@@ -69,7 +69,7 @@ async fn exit_room(chat: &Chat, conn: ConnId, user: &User, room: &RoomId) {
         .await;
     match backend.presence.exit(room, user, chat.node_id()).await {
         Ok(true) => {
-            chat.publish_system(conn, user, room, SystemEvent::UserLeft)
+            chat.publish_system(Some(conn), user, room, SystemEvent::UserLeft)
                 .await
         }
         Ok(false) => {}

@@ -178,7 +178,7 @@ impl Connection {
         }
         let message = self
             .chat
-            .publish_room(self.id, &event.room, self.user.clone(), event.body)
+            .publish_room(Some(self.id), &event.room, self.user.clone(), event.body)
             .await?;
         Ok(AckFrame {
             client_msg_id: frame.client_msg_id,
@@ -207,7 +207,7 @@ impl Connection {
         }
         self.chat
             .publish_direct(
-                self.id,
+                Some(self.id),
                 self.user.clone(),
                 event.to,
                 event.body,

@@ -74,7 +74,11 @@ impl Hub {
     /// With `inline`, idle connections get the frame written to their socket on the spot
     /// (see [`Outbox`]); the dispatcher asks for it only while it is keeping up.
     pub(crate) fn deliver(&self, envelope: &Envelope, inline: bool) -> usize {
-        let skip = (envelope.origin.node == self.node).then_some(envelope.origin.conn);
+        // The sending connection, if it is on this node: it gets its `ack`, not an echo.
+        let skip = envelope
+            .origin
+            .conn
+            .filter(|_| envelope.origin.node == self.node);
         let frame = &envelope.frame;
         let send = |len: usize, outboxes: &mut dyn Iterator<Item = (ConnId, &Arc<Outbox>)>| {
             // In a big room, the first recipients are queued (their tasks start writing on the

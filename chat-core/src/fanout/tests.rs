@@ -10,7 +10,7 @@ use super::{
     tick::{Window, ADAPT_MIN_BATCHES},
     *,
 };
-use crate::backend::broker::{Origin, NO_CONN};
+use crate::backend::broker::Origin;
 
 /// Counts wake-ups.
 #[derive(Default)]
@@ -110,7 +110,7 @@ fn a_big_room_is_queued_but_for_its_last_recipients_and_the_sender_is_skipped() 
     let queued = |peers: &[(Arc<Outbox>, Arc<Taker>)]| -> usize {
         peers.iter().filter(|(p, _)| p.try_pop().is_some()).count()
     };
-    assert_eq!(hub.deliver(&envelope(NO_CONN), true), 100);
+    assert_eq!(hub.deliver(&envelope(None), true), 100);
     assert_eq!(direct(&peers), INLINE_PER_ENVELOPE);
     assert_eq!(queued(&peers), 100 - INLINE_PER_ENVELOPE);
     // Without the dispatcher's go-ahead, nothing is written inline; the sender's own
@@ -118,7 +118,7 @@ fn a_big_room_is_queued_but_for_its_last_recipients_and_the_sender_is_skipped() 
     for (peer, _) in &peers {
         peer.end_write();
     }
-    assert_eq!(hub.deliver(&envelope(7), false), 99);
+    assert_eq!(hub.deliver(&envelope(Some(7)), false), 99);
     assert_eq!(direct(&peers), INLINE_PER_ENVELOPE);
     assert_eq!(queued(&peers), 99);
 }

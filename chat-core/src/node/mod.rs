@@ -18,7 +18,7 @@ use tracing::debug;
 
 pub use self::rooms::{RoomDetails, RoomSummary};
 use crate::{
-    backend::broker::{ConnId, NodeId, Origin, Topic, NO_CONN},
+    backend::broker::{ConnId, NodeId, Origin, Topic},
     backend::{Backend, Handles},
     config::ChatConfig,
     connection::Connection,
@@ -92,7 +92,7 @@ impl Chat {
                 hub,
                 subscriptions: Subscriptions::default(),
                 node,
-                next_conn: AtomicU64::new(NO_CONN + 1),
+                next_conn: AtomicU64::new(1),
                 shutting_down: AtomicBool::new(false),
                 done_tx: Mutex::new(Some(done_tx)),
                 done_rx: tokio::sync::Mutex::new(done_rx),
@@ -171,8 +171,8 @@ impl Chat {
         &self.inner.subscriptions
     }
 
-    /// Where something this node publishes for connection `conn` comes from.
-    pub(crate) fn origin(&self, conn: ConnId) -> Origin {
+    /// Where something this node publishes for connection `conn` (if any) comes from.
+    pub(crate) fn origin(&self, conn: Option<ConnId>) -> Origin {
         Origin {
             node: self.inner.node,
             conn,

@@ -4,7 +4,7 @@ use tracing::warn;
 
 use super::Chat;
 use crate::{
-    backend::broker::{ConnId, Envelope, NewRoomMessage, SenderCopy, Topic, NO_CONN},
+    backend::broker::{ConnId, Envelope, NewRoomMessage, SenderCopy, Topic},
     error::Error,
     protocol::{
         now_ms, AckFrame, DirectMessage, MessageId, RoomId, RoomMessage, ServerFrame, SystemEvent,
@@ -27,7 +27,7 @@ impl Chat {
     ) -> Result<RoomMessage, Error> {
         self.check_body(&body)?;
         self.room_info(room).await?;
-        self.publish_room(NO_CONN, room, from, body).await
+        self.publish_room(None, room, from, body).await
     }
 
     /// Sends a direct message from the server side to every connection of `to`.
@@ -41,7 +41,7 @@ impl Chat {
         body: String,
     ) -> Result<AckFrame, Error> {
         self.check_body(&body)?;
-        self.publish_direct(NO_CONN, from, to, body, None).await
+        self.publish_direct(None, from, to, body, None).await
     }
 
     pub(crate) fn check_body(&self, body: &str) -> Result<(), Error> {
@@ -58,7 +58,7 @@ impl Chat {
 
     pub(crate) async fn publish_room(
         &self,
-        conn: ConnId,
+        conn: Option<ConnId>,
         room: &RoomId,
         from: User,
         body: String,
@@ -75,7 +75,7 @@ impl Chat {
 
     pub(crate) async fn publish_direct(
         &self,
-        conn: ConnId,
+        conn: Option<ConnId>,
         from: User,
         to: UserId,
         body: String,
@@ -105,7 +105,7 @@ impl Chat {
         // The sender's other connections (tabs) see what they sent; not for server-side sends
         // or a note to oneself (the recipient's topic already covers that). The backend skips
         // the copy if nobody else would get it.
-        let copy_to = (sender != to && conn != NO_CONN).then(|| SenderCopy {
+        let copy_to = (sender != to && conn.is_some()).then(|| SenderCopy {
             here: self.hub().user_connections(&sender) > 1,
             topic: Topic::User(sender),
         });
@@ -126,7 +126,7 @@ impl Chat {
     /// logged, not returned (the join or leave it reports has happened).
     pub(crate) async fn publish_system(
         &self,
-        conn: ConnId,
+        conn: Option<ConnId>,
         user: &User,
         room: &RoomId,
         event: SystemEvent,

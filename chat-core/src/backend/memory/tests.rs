@@ -5,7 +5,7 @@ use tokio::sync::mpsc;
 
 use super::*;
 use crate::{
-    backend::broker::{BrokerEvent, Envelope, NewRoomMessage, Origin, SenderCopy, Topic, NO_CONN},
+    backend::broker::{BrokerEvent, Envelope, NewRoomMessage, Origin, SenderCopy, Topic},
     error::BackendError,
     protocol::{MessageId, RoomId, User, UserId},
 };
@@ -13,7 +13,7 @@ fn msg(backend: &Backend, room: &RoomId, body: &str) -> NewRoomMessage {
     NewRoomMessage {
         origin: Origin {
             node: backend.broker.node_id(),
-            conn: NO_CONN,
+            conn: None,
         },
         room: room.clone(),
         from: User::new("u", "U"),
@@ -102,7 +102,7 @@ async fn a_direct_copy_goes_only_where_another_tab_can_get_it() {
         let envelope = Envelope {
             origin: Origin {
                 node: a.broker.node_id(),
-                conn: 1,
+                conn: Some(1),
             },
             topic: recipient.clone(),
             frame: Bytes::from_static(b"{}"),

@@ -13,8 +13,9 @@ use crate::backend::broker::{Envelope, NodeId, Origin};
 /// append-and-publish script gets both as one argument).
 pub(super) fn header(origin: Origin) -> String {
     let mut header = String::with_capacity(96);
-    // Writing to a String cannot fail.
-    let _ = writeln!(header, "{}:{}", origin.node, origin.conn);
+    // Writing to a String cannot fail. No connection is 0 on the wire (connection ids start
+    // at 1).
+    let _ = writeln!(header, "{}:{}", origin.node, origin.conn.unwrap_or(0));
     header
 }
 
@@ -36,7 +37,7 @@ pub(super) fn parse(keys: &Keys, channel: &[u8], payload: Vec<u8>) -> Option<Env
     let (node, conn) = header.split_once(':')?;
     let origin = Origin {
         node: NodeId(uuid::Uuid::parse_str(node).ok()?),
-        conn: conn.parse().ok()?,
+        conn: Some(conn.parse().ok()?).filter(|&conn: &u64| conn != 0),
     };
     Some(Envelope {
         origin,
@@ -54,7 +55,7 @@ mod tests {
         let keys = Keys::new("p");
         let origin = Origin {
             node: NodeId::random(),
-            conn: 7,
+            conn: Some(7),
         };
         let payload = payload(origin, br#"{"type":"left","room":"x"}"#);
         let env = parse(&keys, b"p:room:{x}", payload).unwrap();

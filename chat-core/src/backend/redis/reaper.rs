@@ -4,7 +4,7 @@ use redis::{aio::ConnectionManager, AsyncCommands};
 
 use super::{envelope, Shared};
 use crate::{
-    backend::broker::{NodeId, Origin, NO_CONN},
+    backend::broker::{NodeId, Origin},
     error::BackendError,
     protocol::{now_ms, RoomId, ServerFrame, SystemEvent, SystemMessage, User, UserId},
 };
@@ -67,7 +67,7 @@ pub(super) async fn reap_dead_nodes(
                 .encode();
                 let origin = Origin {
                     node: shared.node,
-                    conn: NO_CONN,
+                    conn: None,
                 };
                 let payload = envelope::payload(origin, &frame);
                 let _: usize = conn
