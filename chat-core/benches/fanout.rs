@@ -20,7 +20,7 @@ use std::{
 
 use chat_core::{
     backend::memory::MemoryCluster,
-    hooks::OpenRooms,
+    hooks::DefaultPolicy,
     protocol::SendMessageFrame,
     session::{self, Outbound},
     Chat, ChatConfig, User,
@@ -74,7 +74,7 @@ fn fanout(c: &mut Criterion) {
                     write_coalesce: Duration::from_millis(coalesce_ms),
                     ..ChatConfig::default()
                 },
-                Arc::new(OpenRooms),
+                Arc::new(DefaultPolicy),
             );
             let room = chat.create_room(None).await.unwrap().room_id;
             let delivered = Arc::new(Semaphore::new(0));

@@ -73,7 +73,7 @@ pub enum Error {
     /// No such user.
     #[error("user {0} not found")]
     UserNotFound(UserId),
-    /// The body is blank.
+    /// The body is blank (empty, or only invisible characters).
     #[error("the message body is empty")]
     EmptyBody,
     /// The body is too long.
@@ -97,6 +97,9 @@ pub enum Error {
     /// The broker or a store is down: nothing was sent.
     #[error("the chat backend is unavailable, nothing was sent: {0}")]
     Unavailable(#[from] BackendError),
+    /// A page cursor that this chat never issued.
+    #[error("invalid cursor: pass the `nextCursor` of the previous page, or none")]
+    BadCursor,
     /// The chat is shutting down and takes no new work.
     #[error("the chat is shutting down")]
     ShuttingDown,
@@ -106,7 +109,7 @@ impl Error {
     /// The contract error code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
-            Self::BadFrame(_) => ErrorCode::BadFrame,
+            Self::BadFrame(_) | Self::BadCursor => ErrorCode::BadFrame,
             Self::NotInRoom(_) => ErrorCode::NotInRoom,
             Self::RoomNotFound(_) => ErrorCode::RoomNotFound,
             Self::UserNotFound(_) => ErrorCode::UserNotFound,

@@ -1,14 +1,26 @@
-//! Policy hooks: what a connection may do. Every hook takes an event struct and returns a
-//! [`Decision`], so new fields can be added without breaking hosts.
+//! Policy hooks: the host decides who may do what. Every hook takes an event and the chat,
+//! and returns a decision; events are `#[non_exhaustive]` (new fields do not break hosts)
+//! and have constructors, so that a host can test its policy without a running chat.
 //!
-//! Unconfigured does not mean "allow all": the default policy, [`MembersOnly`], lets a
-//! connection join only rooms its user is a member of (membership comes from
-//! `POST /join-room/{roomId}`, which the host's identity hook guards), and lets members post.
-//! [`OpenRooms`] lets any identified user join any existing room.
+//! Unconfigured does not mean "allow all". The defaults ([`DefaultPolicy`]):
+//! - **create a room**: any identified caller (guests included);
+//! - **join** (REST `join-room` and the WebSocket alike): a public room, anyone; a private
+//!   room, its members and holders of a valid invite;
+//! - **read** (details, members, history) and **listing**: a public room, anyone; a private
+//!   room, its members only (to everyone else it does not exist);
+//! - **send to a room**: members who joined it;
+//! - **direct messages**: to users who share a room with the sender;
+//! - **moderation**: every body as it is.
+//!
+//! Implement [`Policy`] for a type, or set closures on [`Hooks`] (the rest keep the defaults).
+
+use std::{future::Future, sync::Arc};
 
 use crate::{
-    backend::BoxFuture,
-    protocol::{RoomId, User, UserId},
+    backend::store::{RoomInfo, Visibility},
+    node::Chat,
+    protocol::{RoomId, UserId},
+    BoxFuture, Caller,
 };
 
 /// A policy's answer.
@@ -20,81 +32,339 @@ pub enum Decision {
     Deny(String),
 }
 
-/// A connection wants to join a room.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct JoinEvent {
-    /// Who.
-    pub user: User,
-    /// Which room.
-    pub room: RoomId,
-    /// Whether the user is a member of the room (joined it through the REST API).
-    pub is_member: bool,
+/// What moderation does with a body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Moderation {
+    /// Publish it as it is.
+    Accept,
+    /// Refuse it, with a reason the sender sees in the `forbidden` error.
+    Reject(String),
+    /// Publish this text instead.
+    Rewrite(String),
 }
 
-/// A connection wants to post a room message.
+/// Someone wants to create a room.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct CreateRoomEvent {
+    /// Who.
+    pub caller: Caller,
+    /// The room's name.
+    pub name: String,
+    /// Public or private.
+    pub visibility: Visibility,
+}
+
+impl CreateRoomEvent {
+    /// The event for `caller` creating a room named `name`.
+    pub fn new(caller: Caller, name: impl Into<String>, visibility: Visibility) -> Self {
+        Self {
+            caller,
+            name: name.into(),
+            visibility,
+        }
+    }
+}
+
+/// Someone wants to join a room, or to read or see it listed.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RoomEvent {
+    /// Who.
+    pub caller: Caller,
+    /// The room (name, visibility, owner).
+    pub room: RoomInfo,
+    /// Whether the caller is a member of the room.
+    pub is_member: bool,
+    /// Whether the caller presented a valid invite to this room (joins only).
+    pub invited: bool,
+}
+
+impl RoomEvent {
+    /// The event for `caller` and `room`, not a member, not invited.
+    pub fn new(caller: Caller, room: RoomInfo) -> Self {
+        Self {
+            caller,
+            room,
+            is_member: false,
+            invited: false,
+        }
+    }
+
+    /// The same, with whether the caller is a member.
+    pub fn member(mut self, is_member: bool) -> Self {
+        self.is_member = is_member;
+        self
+    }
+
+    /// The same, with whether the caller holds a valid invite.
+    pub fn invited(mut self, invited: bool) -> Self {
+        self.invited = invited;
+        self
+    }
+
+    /// Public, or the caller is a member: what every default but `join` asks.
+    fn open_to_caller(&self) -> bool {
+        self.room.visibility == Visibility::Public || self.is_member
+    }
+}
+
+/// Someone wants to post a message: to a room, or directly to a user.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct MessageEvent {
     /// Who.
-    pub user: User,
-    /// Which room (already joined).
-    pub room: RoomId,
+    pub caller: Caller,
+    /// Where to.
+    pub to: Target,
     /// The text.
     pub body: String,
 }
 
-/// A connection wants to send a direct message.
-#[derive(Clone, Debug)]
+impl MessageEvent {
+    /// The event for `caller` sending `body` to `to`.
+    pub fn new(caller: Caller, to: Target, body: impl Into<String>) -> Self {
+        Self {
+            caller,
+            to,
+            body: body.into(),
+        }
+    }
+}
+
+/// Where a message goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct DirectEvent {
-    /// Who.
-    pub user: User,
-    /// To whom.
-    pub to: UserId,
-    /// The text.
-    pub body: String,
+pub enum Target {
+    /// A room the sender has joined.
+    Room(RoomId),
+    /// A user (a direct message).
+    User(UserId),
 }
 
-/// Decides what connections may do. Each method has a default; override what you need.
+/// Decides what callers may do. Each method has a secure default (see the module docs);
+/// override what you need. Every hook gets the chat, to look things up.
 pub trait Policy: Send + Sync + 'static {
-    /// May this connection join the room? Default: only if the user is a member.
-    fn join<'a>(&'a self, event: &'a JoinEvent) -> BoxFuture<'a, Decision> {
-        let decision = if event.is_member {
-            Decision::Allow
-        } else {
-            Decision::Deny(format!(
-                "not a member of room {}: POST /join-room/{} first",
-                event.room, event.room
-            ))
-        };
-        Box::pin(async move { decision })
-    }
-
-    /// May this message be posted? Default: yes (the connection has joined the room).
-    fn message<'a>(&'a self, _event: &'a MessageEvent) -> BoxFuture<'a, Decision> {
+    /// May the caller create this room? Default: yes.
+    fn create_room<'a>(&'a self, event: &'a CreateRoomEvent, chat: &'a Chat) -> BoxFuture<'a, Decision> {
+        let _ = (event, chat);
         Box::pin(async { Decision::Allow })
     }
 
-    /// May this direct message be sent? Default: yes.
-    fn direct<'a>(&'a self, _event: &'a DirectEvent) -> BoxFuture<'a, Decision> {
-        Box::pin(async { Decision::Allow })
+    /// May the caller join this room (over REST or the WebSocket)? Default: a public room,
+    /// yes; a private one, members and invitees only.
+    fn join<'a>(&'a self, event: &'a RoomEvent, chat: &'a Chat) -> BoxFuture<'a, Decision> {
+        let _ = chat;
+        let allowed = event.open_to_caller() || event.invited;
+        Box::pin(async move { allow_if(allowed, "a private room: members only") })
+    }
+
+    /// May the caller read this room (details, members, history)? Default: a public room,
+    /// yes; a private one, members only. A refusal is answered as "no such room".
+    fn read<'a>(&'a self, event: &'a RoomEvent, chat: &'a Chat) -> BoxFuture<'a, Decision> {
+        let _ = chat;
+        let allowed = event.open_to_caller();
+        Box::pin(async move { allow_if(allowed, "a private room: members only") })
+    }
+
+    /// Is this room in the caller's room list? The store lists public rooms and the private
+    /// rooms the caller is a member of; default: all of those. Here `is_member` is known for
+    /// private rooms only (it is `false` for public ones, which are not looked up one by one).
+    fn listed<'a>(&'a self, event: &'a RoomEvent, chat: &'a Chat) -> BoxFuture<'a, bool> {
+        let _ = chat;
+        let listed = event.open_to_caller();
+        Box::pin(async move { listed })
+    }
+
+    /// May this message be sent? Default: to a room, yes (the sender has joined it); to a
+    /// user, if they share a room.
+    fn message<'a>(&'a self, event: &'a MessageEvent, chat: &'a Chat) -> BoxFuture<'a, Decision> {
+        Box::pin(async move {
+            match &event.to {
+                Target::Room(_) => Decision::Allow,
+                Target::User(to) if *to == event.caller.user.id => Decision::Allow,
+                Target::User(to) => match chat.share_a_room(&event.caller.user.id, to).await {
+                    Ok(shared) => allow_if(shared, "direct messages go to users who share a room with you"),
+                    Err(err) => Decision::Deny(format!("cannot check who you share a room with: {err}")),
+                },
+            }
+        })
+    }
+
+    /// What becomes of this body? Runs after [`Policy::message`] allowed it. Default: it is
+    /// published as it is.
+    fn moderate<'a>(&'a self, event: &'a MessageEvent, chat: &'a Chat) -> BoxFuture<'a, Moderation> {
+        let _ = (event, chat);
+        Box::pin(async { Moderation::Accept })
     }
 }
 
-/// The default policy: join rooms you are a member of; post in rooms you joined; send direct
-/// messages to anyone.
+fn allow_if(allowed: bool, reason: &str) -> Decision {
+    if allowed {
+        Decision::Allow
+    } else {
+        Decision::Deny(reason.to_owned())
+    }
+}
+
+/// The defaults of every hook (see the module docs).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct MembersOnly;
+pub struct DefaultPolicy;
 
-impl Policy for MembersOnly {}
+impl Policy for DefaultPolicy {}
 
-/// Any identified user may join any existing room (and becomes a member by joining).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct OpenRooms;
+type Hook<E, R> = Arc<dyn Fn(E, Chat) -> BoxFuture<'static, R> + Send + Sync>;
 
-impl Policy for OpenRooms {
-    fn join<'a>(&'a self, _event: &'a JoinEvent) -> BoxFuture<'a, Decision> {
-        Box::pin(async { Decision::Allow })
+/// A policy made of closures, one per hook; a hook without one keeps its default. Each
+/// closure gets its own copy of the event and a handle to the chat, so it may be `async move`.
+///
+/// ```
+/// use chat_core::hooks::{Decision, Hooks, Moderation, RoomEvent, MessageEvent};
+/// let policy = Hooks::new()
+///     .on_join(|event: RoomEvent, _chat| async move {
+///         if event.caller.guest { Decision::Deny("log in to join".into()) } else { Decision::Allow }
+///     })
+///     .on_moderate(|event: MessageEvent, _chat| async move {
+///         Moderation::Rewrite(event.body.replace("darn", "d**n"))
+///     });
+/// ```
+#[derive(Clone, Default)]
+pub struct Hooks {
+    create_room: Option<Hook<CreateRoomEvent, Decision>>,
+    join: Option<Hook<RoomEvent, Decision>>,
+    read: Option<Hook<RoomEvent, Decision>>,
+    listed: Option<Hook<RoomEvent, bool>>,
+    message: Option<Hook<MessageEvent, Decision>>,
+    moderate: Option<Hook<MessageEvent, Moderation>>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks").finish_non_exhaustive()
+    }
+}
+
+fn hook<E, R, F, Fut>(f: F) -> Hook<E, R>
+where
+    F: Fn(E, Chat) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+{
+    Arc::new(move |event, chat| Box::pin(f(event, chat)))
+}
+
+impl Hooks {
+    /// Every hook at its default.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Decides who may create rooms.
+    #[must_use]
+    pub fn on_create_room<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(CreateRoomEvent, Chat) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Decision> + Send + 'static,
+    {
+        self.create_room = Some(hook(f));
+        self
+    }
+
+    /// Decides who may join which room (REST and WebSocket).
+    #[must_use]
+    pub fn on_join<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(RoomEvent, Chat) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Decision> + Send + 'static,
+    {
+        self.join = Some(hook(f));
+        self
+    }
+
+    /// Decides who may read which room.
+    #[must_use]
+    pub fn on_read<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(RoomEvent, Chat) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Decision> + Send + 'static,
+    {
+        self.read = Some(hook(f));
+        self
+    }
+
+    /// Decides which rooms a caller sees listed.
+    #[must_use]
+    pub fn on_listed<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(RoomEvent, Chat) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = bool> + Send + 'static,
+    {
+        self.listed = Some(hook(f));
+        self
+    }
+
+    /// Decides who may send what where (room messages and direct messages).
+    #[must_use]
+    pub fn on_message<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(MessageEvent, Chat) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Decision> + Send + 'static,
+    {
+        self.message = Some(hook(f));
+        self
+    }
+
+    /// Accepts, rejects or rewrites bodies.
+    #[must_use]
+    pub fn on_moderate<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(MessageEvent, Chat) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Moderation> + Send + 'static,
+    {
+        self.moderate = Some(hook(f));
+        self
+    }
+}
+
+impl Policy for Hooks {
+    fn create_room<'a>(&'a self, event: &'a CreateRoomEvent, chat: &'a Chat) -> BoxFuture<'a, Decision> {
+        match &self.create_room {
+            Some(f) => f(event.clone(), chat.clone()),
+            None => DefaultPolicy.create_room(event, chat),
+        }
+    }
+
+    fn join<'a>(&'a self, event: &'a RoomEvent, chat: &'a Chat) -> BoxFuture<'a, Decision> {
+        match &self.join {
+            Some(f) => f(event.clone(), chat.clone()),
+            None => DefaultPolicy.join(event, chat),
+        }
+    }
+
+    fn read<'a>(&'a self, event: &'a RoomEvent, chat: &'a Chat) -> BoxFuture<'a, Decision> {
+        match &self.read {
+            Some(f) => f(event.clone(), chat.clone()),
+            None => DefaultPolicy.read(event, chat),
+        }
+    }
+
+    fn listed<'a>(&'a self, event: &'a RoomEvent, chat: &'a Chat) -> BoxFuture<'a, bool> {
+        match &self.listed {
+            Some(f) => f(event.clone(), chat.clone()),
+            None => DefaultPolicy.listed(event, chat),
+        }
+    }
+
+    fn message<'a>(&'a self, event: &'a MessageEvent, chat: &'a Chat) -> BoxFuture<'a, Decision> {
+        match &self.message {
+            Some(f) => f(event.clone(), chat.clone()),
+            None => DefaultPolicy.message(event, chat),
+        }
+    }
+
+    fn moderate<'a>(&'a self, event: &'a MessageEvent, chat: &'a Chat) -> BoxFuture<'a, Moderation> {
+        match &self.moderate {
+            Some(f) => f(event.clone(), chat.clone()),
+            None => DefaultPolicy.moderate(event, chat),
+        }
     }
 }

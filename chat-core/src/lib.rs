@@ -30,6 +30,7 @@
 //! socket (or the dispatcher writes it inline when the connection is idle).
 
 pub mod backend;
+mod caller;
 pub mod config;
 mod connection;
 pub mod error;
@@ -41,10 +42,11 @@ pub mod session;
 mod sync;
 
 pub use backend::{Backend, BoxFuture};
+pub use caller::Caller;
 pub use config::ChatConfig;
 pub use connection::Connection;
 pub use error::{BackendError, Error};
-pub use node::{Chat, RoomDetails, RoomSummary};
+pub use node::{Chat, MemberPage, RoomDetails, RoomPage, RoomSummary, ROOM_DETAILS_MEMBERS};
 pub use protocol::{ErrorCode, MessageId, RoomId, User, UserId};
 pub use session::{EndSignal, SessionEnd};
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chat_core::{
     __private::handle_text,
     backend::memory::MemoryCluster,
-    hooks::OpenRooms,
+    hooks::DefaultPolicy,
     protocol::{ServerFrame, User},
     Chat, ChatConfig, Connection, RoomId,
 };
@@ -76,7 +76,7 @@ fn fixture() -> Fixture {
             rate_burst: 1_000_000,
             ..ChatConfig::default()
         };
-        let chat = Chat::with_policy(MemoryCluster::new().node(), config, Arc::new(OpenRooms));
+        let chat = Chat::with_policy(MemoryCluster::new().node(), config, Arc::new(DefaultPolicy));
         let room = chat.create_room(None).await.unwrap().room_id;
         let mut conn = chat.connect(User::new("p", "P")).await.unwrap();
         conn.join(&room, None).await.unwrap();

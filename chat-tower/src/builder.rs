@@ -1,45 +1,47 @@
 //! [`ChatBuilder`]: backend, config, identity, policy, tokens and origins, with a default for
 //! each, turned into the router to mount and the host's [`ChatHandle`].
 
-use std::{sync::Arc, time::Duration};
+use std::{marker::PhantomData, sync::Arc, time::Duration};
 
 use axum::Router;
 use chat_core::{hooks::Policy, Backend, Chat, ChatConfig};
 
 use crate::{
-    identity::{IdentityExtractor, NoIdentity, TokenSigner},
+    identity::{resolve::Access, IdentityExtractor, NoIdentity, TokenSigner},
     openapi, router, state, AllowedOrigins, ChatHandle,
 };
 
 /// Default lifetime of guest tokens: 7 days.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
-/// Builds the chat router. Every setting has a default:
+/// Builds the chat router for a host whose router state is `S`. Every setting has a default:
 /// - backend: [`Backend::memory()`] (one instance, no Redis);
 /// - config: [`ChatConfig::default()`];
-/// - identity: [`NoIdentity`] plus guest tokens (guests pick a name at `POST /join-room`);
-/// - policy: [`chat_core::hooks::MembersOnly`];
+/// - identity: [`NoIdentity`], and guest mode on (`POST /guests` gives a name a token); a
+///   host that plugs in its own identity has guests off unless it turns them on;
+/// - policy: [`chat_core::hooks::DefaultPolicy`];
 /// - token secret: random per process (set one shared secret for several instances);
 /// - origins: [`AllowedOrigins::SameHost`].
 #[must_use]
-pub struct ChatBuilder {
+pub struct ChatBuilder<S = ()> {
     backend: Option<Backend>,
     config: ChatConfig,
-    identity: Box<dyn IdentityExtractor>,
+    identity: Option<Arc<dyn IdentityExtractor<S>>>,
     policy: Option<Arc<dyn Policy>>,
-    guests: bool,
+    guests: Option<bool>,
     secret: Option<Vec<u8>>,
     token_ttl: Duration,
     origins: AllowedOrigins,
+    host_state: PhantomData<fn(S)>,
 }
 
-impl Default for ChatBuilder {
+impl<S: Clone + Send + Sync + 'static> Default for ChatBuilder<S> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl std::fmt::Debug for ChatBuilder {
+impl<S> std::fmt::Debug for ChatBuilder<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChatBuilder")
             .field("config", &self.config)
@@ -49,18 +51,19 @@ impl std::fmt::Debug for ChatBuilder {
     }
 }
 
-impl ChatBuilder {
+impl<S: Clone + Send + Sync + 'static> ChatBuilder<S> {
     /// A builder with every default.
     pub fn new() -> Self {
         Self {
             backend: None,
             config: ChatConfig::default(),
-            identity: Box::new(NoIdentity),
+            identity: None,
             policy: None,
-            guests: true,
+            guests: None,
             secret: None,
             token_ttl: DEFAULT_TOKEN_TTL,
             origins: AllowedOrigins::default(),
+            host_state: PhantomData,
         }
     }
 
@@ -76,21 +79,24 @@ impl ChatBuilder {
         self
     }
 
-    /// The host's identity hook.
-    pub fn identity(mut self, identity: impl IdentityExtractor) -> Self {
-        self.identity = Box::new(identity);
+    /// The host's identity hook (see [`crate::identity`]). Turns guest mode off unless
+    /// [`ChatBuilder::guests`] turns it on.
+    pub fn identity(mut self, identity: impl IdentityExtractor<S>) -> Self {
+        self.identity = Some(Arc::new(identity));
         self
     }
 
-    /// The policy hooks (default: [`chat_core::hooks::MembersOnly`]).
+    /// The policy hooks (default: [`chat_core::hooks::DefaultPolicy`]).
     pub fn policy(mut self, policy: impl Policy) -> Self {
         self.policy = Some(Arc::new(policy));
         self
     }
 
-    /// Whether anonymous clients may pick a name at `POST /join-room` (default: yes).
+    /// Guest mode: whether anonymous clients may get a token for a display name
+    /// (`POST /guests`, and the v1 guest join). Default: on without a host identity, off
+    /// with one.
     pub fn guests(mut self, allow: bool) -> Self {
-        self.guests = allow;
+        self.guests = Some(allow);
         self
     }
 
@@ -118,14 +124,11 @@ impl ChatBuilder {
     /// # Panics
     /// Outside a tokio runtime (the chat spawns its dispatcher task), or if the backend was
     /// already used by another chat.
-    pub fn build<S>(self) -> (Router<S>, ChatHandle)
-    where
-        S: Clone + Send + Sync + 'static,
-    {
+    pub fn build(self) -> (Router<S>, ChatHandle) {
         let backend = self.backend.unwrap_or_else(Backend::memory);
         let policy = self
             .policy
-            .unwrap_or_else(|| Arc::new(chat_core::hooks::MembersOnly));
+            .unwrap_or_else(|| Arc::new(chat_core::hooks::DefaultPolicy));
         let chat = Chat::with_policy(backend, self.config, policy);
         let tokens = match self.secret {
             Some(secret) => TokenSigner::new(secret, self.token_ttl),
@@ -135,12 +138,15 @@ impl ChatBuilder {
             inner: Arc::new(state::StateInner {
                 chat: chat.clone(),
                 tokens: tokens.clone(),
-                identity: self.identity,
-                guests: self.guests,
+                guests: self.guests.unwrap_or(self.identity.is_none()),
                 origins: self.origins,
                 openapi: openapi::openapi(),
             }),
         };
-        (router::router(state), ChatHandle::new(chat, tokens))
+        let access = Access {
+            state,
+            identity: self.identity.unwrap_or_else(|| Arc::new(NoIdentity)),
+        };
+        (router::router(access), ChatHandle::new(chat, tokens))
     }
 }

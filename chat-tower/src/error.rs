@@ -56,6 +56,21 @@ pub enum ChatRejection {
     /// 404: no such room.
     #[error("{0}")]
     NotFound(String),
+    /// 404: no such user.
+    #[error("{0}")]
+    UserNotFound(String),
+    /// 409: the request conflicts with the chat's state (`code`: `not_in_room`,
+    /// `recipient_offline`).
+    #[error("{detail}")]
+    Conflict {
+        /// The contract error code.
+        code: &'static str,
+        /// What happened.
+        detail: String,
+    },
+    /// 429: over a limit.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 503: the chat backend is down.
     #[error("{0}")]
     Unavailable(String),
@@ -73,6 +88,9 @@ impl ChatRejection {
             Self::Unauthorized(_) => (401, "unauthorized", "Unauthorized"),
             Self::Forbidden(_) => (403, "forbidden", "Forbidden"),
             Self::NotFound(_) => (404, "room_not_found", "Room not found"),
+            Self::UserNotFound(_) => (404, "user_not_found", "User not found"),
+            Self::Conflict { code, .. } => (409, code, "Conflict"),
+            Self::TooManyRequests(_) => (429, "rate_limited", "Too many requests"),
             Self::MethodNotAllowed(_) => (405, "method_not_allowed", "Method not allowed"),
             Self::TooLarge(_) => (413, "body_too_large", "Request body too large"),
             Self::Unavailable(_) => (503, "unavailable", "Chat backend unavailable"),
@@ -96,17 +114,29 @@ impl ChatRejection {
 impl From<chat_core::Error> for ChatRejection {
     fn from(err: chat_core::Error) -> Self {
         use chat_core::{BackendError, Error};
+        let detail = err.to_string();
         match err {
-            Error::RoomNotFound(_) => Self::NotFound(err.to_string()),
+            Error::RoomNotFound(_) => Self::NotFound(detail),
+            Error::UserNotFound(_) => Self::UserNotFound(detail),
+            Error::NotInRoom(_) => Self::Conflict {
+                code: "not_in_room",
+                detail,
+            },
+            Error::RecipientOffline(_) => Self::Conflict {
+                code: "recipient_offline",
+                detail,
+            },
+            Error::RateLimited { .. } => Self::TooManyRequests(detail),
+            Error::BadCursor => Self::BadRequest(detail),
             Error::Unavailable(BackendError::InvalidCursor) => {
                 Self::BadRequest("`before` is not a message id of this room".into())
             }
-            Error::Unavailable(_) | Error::ShuttingDown => Self::Unavailable(err.to_string()),
-            Error::Forbidden(_) => Self::Forbidden(err.to_string()),
+            Error::Unavailable(_) | Error::ShuttingDown => Self::Unavailable(detail),
+            Error::Forbidden(_) => Self::Forbidden(detail),
             Error::BadFrame(_) | Error::EmptyBody | Error::BodyTooLarge { .. } => {
-                Self::Unprocessable(err.to_string())
+                Self::Unprocessable(detail)
             }
-            other => Self::Internal(other.to_string()),
+            _ => Self::Internal(detail),
         }
     }
 }
@@ -145,6 +175,18 @@ mod tests {
             (ChatRejection::Unauthorized(s()), StatusCode::UNAUTHORIZED),
             (ChatRejection::Forbidden(s()), StatusCode::FORBIDDEN),
             (ChatRejection::NotFound(s()), StatusCode::NOT_FOUND),
+            (ChatRejection::UserNotFound(s()), StatusCode::NOT_FOUND),
+            (
+                ChatRejection::Conflict {
+                    code: "not_in_room",
+                    detail: s(),
+                },
+                StatusCode::CONFLICT,
+            ),
+            (
+                ChatRejection::TooManyRequests(s()),
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
             (
                 ChatRejection::MethodNotAllowed(s()),
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -8,7 +8,7 @@
 //! #[derive(Clone)]
 //! struct AppState { /* the host's own state */ }
 //!
-//! let (chat_router, chat) = ChatBuilder::new().build::<AppState>();
+//! let (chat_router, chat) = ChatBuilder::new().build();
 //! let app: Router = Router::new()
 //!     .route("/", axum::routing::get(|| async { "host home" }))
 //!     .nest("/chat", chat_router)

@@ -1,35 +1,80 @@
-//! Assembles the routes.
+//! Assembles the routes: the documented API (for the OpenAPI document) and the router the
+//! host mounts, where every route but the two documents resolves the caller's identity first.
 
-use axum::Router;
+use axum::{
+    routing::{delete, get, post},
+    Router,
+};
 use utoipa::OpenApi;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{openapi::ApiDoc, rest, state::ChatState, ws};
+use crate::{
+    identity::resolve::{with_identity, Access, TokenIn},
+    openapi::ApiDoc,
+    rest,
+    state::ChatState,
+    ws,
+};
 
-/// Every route, documented.
+/// Every route, documented (the OpenAPI document is made from this).
 pub(crate) fn api_router() -> OpenApiRouter<ChatState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(rest::guests::create_guest))
         .routes(routes!(rest::rooms::create_room))
         .routes(routes!(rest::join::join_room))
         .routes(routes!(rest::rooms::list_rooms))
         .routes(routes!(rest::rooms::get_room))
+        .routes(routes!(rest::members::list_members))
+        .routes(routes!(rest::members::leave_room))
+        .routes(routes!(rest::members::create_invite))
         .routes(routes!(rest::messages::room_messages))
         .routes(routes!(rest::contract::openapi_json))
         .routes(routes!(rest::contract::asyncapi_json))
         .routes(routes!(ws::upgrade::ws_handler))
 }
 
-/// The routes bound to `state`, generic over the host's state so that they nest anywhere.
-pub(crate) fn router<S>(state: ChatState) -> Router<S>
+/// The routes, generic over the host's state so that they nest anywhere.
+pub(crate) fn router<S>(access: Access<S>) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
-    let (router, _doc) = api_router().split_for_parts();
-    router
+    use TokenIn::{Header, HeaderOrQuery};
+    let state = access.state.clone();
+    let a = || access.clone();
+    Router::new()
+        .route("/guests", post(with_identity(a(), Header, rest::guests::create_guest)))
+        .route("/create-room", post(with_identity(a(), Header, rest::rooms::create_room)))
+        .route("/join-room/{roomId}", post(with_identity(a(), Header, rest::join::join_room)))
+        .route("/rooms", get(with_identity(a(), Header, rest::rooms::list_rooms)))
+        .route("/rooms/{roomId}", get(with_identity(a(), Header, rest::rooms::get_room)))
+        .route(
+            "/rooms/{roomId}/members",
+            get(with_identity(a(), Header, rest::members::list_members)),
+        )
+        .route(
+            "/rooms/{roomId}/members/me",
+            delete(with_identity(a(), Header, rest::members::leave_room)),
+        )
+        .route(
+            "/rooms/{roomId}/invites",
+            post(with_identity(a(), Header, rest::members::create_invite)),
+        )
+        .route(
+            "/rooms/{roomId}/messages",
+            get(with_identity(a(), Header, rest::messages::room_messages)),
+        )
+        .route("/ws", get(with_identity(a(), HeaderOrQuery, ws::upgrade::ws_handler)))
+        .route(
+            "/openapi.json",
+            get(rest::contract::openapi_json).with_state(state.clone()),
+        )
+        .route(
+            "/asyncapi.json",
+            get(rest::contract::asyncapi_json).with_state(state),
+        )
         .method_not_allowed_fallback(|| async {
             crate::error::ChatRejection::MethodNotAllowed(
                 "this path does not take that method".into(),
             )
         })
-        .with_state(state)
 }

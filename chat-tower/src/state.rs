@@ -2,14 +2,9 @@
 
 use std::sync::Arc;
 
-use axum::http::request::Parts;
-use chat_core::{Chat, User};
+use chat_core::Chat;
 
-use crate::{
-    error::ChatRejection,
-    identity::{presented_token, IdentityExtractor, TokenSigner},
-    origin::AllowedOrigins,
-};
+use crate::{identity::TokenSigner, origin::AllowedOrigins};
 
 /// What every handler gets: one `Arc`, so cloning it per request is cheap.
 #[derive(Clone)]
@@ -21,7 +16,7 @@ pub(crate) struct ChatState {
 pub(crate) struct StateInner {
     pub(crate) chat: Chat,
     pub(crate) tokens: TokenSigner,
-    pub(crate) identity: Box<dyn IdentityExtractor>,
+    /// Guest mode: `POST /guests` (and the v1 guest join) make users from display names.
     pub(crate) guests: bool,
     pub(crate) origins: AllowedOrigins,
     pub(crate) openapi: utoipa::openapi::OpenApi,
@@ -30,13 +25,5 @@ pub(crate) struct StateInner {
 impl ChatState {
     pub(crate) fn chat(&self) -> &Chat {
         &self.inner.chat
-    }
-
-    /// The request's user: a token of ours, else the host's identity, else nobody.
-    pub(crate) async fn identify(&self, parts: &Parts) -> Result<Option<User>, ChatRejection> {
-        if let Some(token) = presented_token(parts) {
-            return self.inner.tokens.verify(&token).map(Some);
-        }
-        self.inner.identity.extract(parts).await
     }
 }

@@ -130,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
         }
         None => tracing::info!("backend: in memory (one instance; pass --redis-url to scale out)"),
     }
-    let (chat_router, chat) = builder.build::<()>();
+    let (chat_router, chat) = builder.build();
 
     let docs: Router = SwaggerUi::new("/docs")
         .config(Config::from("/openapi.json"))

@@ -7,7 +7,7 @@
 use std::{cell::RefCell, sync::Arc};
 
 use chat_core::{
-    backend::memory::MemoryCluster, hooks::OpenRooms, protocol::ServerFrame, protocol::User,
+    backend::memory::MemoryCluster, hooks::DefaultPolicy, protocol::ServerFrame, protocol::User,
     __private::handle_text, Chat, ChatConfig, Connection,
 };
 use libfuzzer_sys::fuzz_target;
@@ -25,7 +25,7 @@ fn world() -> World {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let conn = rt.block_on(async {
         let config = ChatConfig { rate_per_second: u32::MAX, rate_burst: u32::MAX, ..ChatConfig::default() };
-        let chat = Chat::with_policy(MemoryCluster::new().node(), config, Arc::new(OpenRooms));
+        let chat = Chat::with_policy(MemoryCluster::new().node(), config, Arc::new(DefaultPolicy));
         let room = chat.create_room(Some("fuzz".into())).await.unwrap().room_id;
         let mut conn = chat.connect(User::new("f", "F")).await.unwrap();
         conn.join(&room, None).await.unwrap();

@@ -39,14 +39,17 @@ pub struct Server {
 }
 
 impl Server {
+    /// Serves `builder`'s chat; `api` is signed in as a guest named "tester" where guest mode
+    /// is on (anonymous otherwise).
     pub async fn start(builder: ChatBuilder) -> Self {
-        let (router, handle) = builder.build::<()>();
+        let (router, handle) = builder.build();
         let addr = serve(router).await;
-        Self {
-            addr,
-            handle,
-            api: Api::new(format!("http://{addr}")),
+        let mut api = Api::new(format!("http://{addr}"));
+        let (status, guest) = api.post("/guests", Some(json!({ "name": "tester" }))).await;
+        if status == 201 {
+            api = api.with_token(guest["token"].as_str().unwrap());
         }
+        Self { addr, handle, api }
     }
 
     /// Joins `room` over REST as a new guest named `name`, then opens and joins the
@@ -66,11 +69,12 @@ impl Server {
     }
 }
 
-/// A small REST client for the chat endpoints.
+/// A small REST client for the chat endpoints, anonymous or with a token.
 #[derive(Clone)]
 pub struct Api {
     pub base: String,
     pub http: reqwest::Client,
+    pub token: Option<String>,
 }
 
 impl Api {
@@ -78,13 +82,46 @@ impl Api {
         Self {
             base,
             http: reqwest::Client::new(),
+            token: None,
+        }
+    }
+
+    /// The same client, sending `token` as `Authorization: Bearer`.
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            token: Some(token.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// The same client without a token.
+    pub fn anonymous(&self) -> Self {
+        Self {
+            token: None,
+            ..self.clone()
+        }
+    }
+
+    /// A new guest named `name` on this server: its client (with its token) and its user.
+    pub async fn guest(&self, name: &str) -> (Api, Value) {
+        let (status, body) = self
+            .anonymous()
+            .post("/guests", Some(json!({ "name": name })))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        (self.with_token(body["token"].as_str().unwrap()), body["user"].clone())
+    }
+
+    fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
         }
     }
 
     pub async fn create_room(&self, name: &str) -> String {
         let res = self
-            .http
-            .post(format!("{}/create-room", self.base))
+            .auth(self.http.post(format!("{}/create-room", self.base)))
             .json(&json!({ "name": name }))
             .send()
             .await
@@ -94,9 +131,10 @@ impl Api {
         body["roomId"].as_str().unwrap().to_owned()
     }
 
-    /// `POST /join-room/{room}` as a new guest; the whole response.
+    /// `POST /join-room/{room}` as a new (v1) guest; the whole response.
     pub async fn join_room(&self, room: &str, name: &str) -> Value {
         let (status, body) = self
+            .anonymous()
             .post(&format!("/join-room/{room}"), Some(json!({ "user": name })))
             .await;
         assert_eq!(status, 200, "{body}");
@@ -112,7 +150,7 @@ impl Api {
     }
 
     pub async fn post(&self, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.post(format!("{}{path}", self.base));
+        let mut req = self.auth(self.http.post(format!("{}{path}", self.base)));
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -121,8 +159,7 @@ impl Api {
 
     pub async fn post_raw(&self, path: &str, body: &'static str) -> (u16, Value) {
         let req = self
-            .http
-            .post(format!("{}{path}", self.base))
+            .auth(self.http.post(format!("{}{path}", self.base)))
             .header("content-type", "application/json")
             .body(body);
         Self::read(req.send().await.unwrap()).await
@@ -130,8 +167,17 @@ impl Api {
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
         Self::read(
-            self.http
-                .get(format!("{}{path}", self.base))
+            self.auth(self.http.get(format!("{}{path}", self.base)))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        Self::read(
+            self.auth(self.http.delete(format!("{}{path}", self.base)))
                 .send()
                 .await
                 .unwrap(),

@@ -246,7 +246,7 @@ struct HostState {
 
 #[tokio::test]
 async fn nested_under_a_prefix_in_a_host_app_with_its_own_state() {
-    let (chat, _handle) = ChatBuilder::new().build::<HostState>();
+    let (chat, _handle) = ChatBuilder::<HostState>::new().build();
     let app = Router::new()
         .route(
             "/",
@@ -323,7 +323,7 @@ async fn a_host_identity_replaces_guest_names() {
     let (chat, handle) = ChatBuilder::new()
         .guests(false)
         .identity(FromExtension::<LoggedIn>::new())
-        .build::<()>();
+        .build();
     // The host's "auth middleware": a header names the user.
     let app = chat.layer(axum::middleware::from_fn(
         |mut req: axum::extract::Request, next: axum::middleware::Next| async move {

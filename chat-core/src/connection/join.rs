@@ -6,9 +6,12 @@ use super::{replay::ReplayBuffer, Connection};
 use crate::{
     backend::broker::Topic,
     error::{BackendError, Error},
-    hooks::{Decision, JoinEvent},
+    hooks::RoomEvent,
     protocol::{JoinedFrame, MessageId, ResyncFrame, RoomId, ServerFrame, SystemEvent},
 };
+
+/// Online users listed in a `joined` reply; `onlineCount` has the total.
+const JOINED_MEMBERS: usize = 100;
 
 impl Connection {
     /// Joins a room: the `joined` reply (members online now) is queued for the client, and
@@ -19,14 +22,14 @@ impl Connection {
     /// [`Error::RoomNotFound`], [`Error::Forbidden`], [`Error::Unavailable`].
     pub async fn join(&mut self, room: &RoomId, since: Option<&MessageId>) -> Result<(), Error> {
         let chat = self.chat.clone();
-        chat.room_info(room).await?;
+        let info = chat.room_info(room).await?;
         if self.rooms.contains(room) {
             for frame in self.joined_frames(room, since).await? {
                 self.outbox.send(frame);
             }
             return Ok(());
         }
-        self.admit(room).await?;
+        self.admit(info).await?;
         let backend = chat.backend();
         let topic = Topic::Room(room.clone());
         chat.subscriptions()
@@ -34,7 +37,7 @@ impl Connection {
             .await?;
         let first = match backend
             .presence
-            .enter(room, &self.user, chat.node_id())
+            .enter(room, &self.caller.user, chat.node_id())
             .await
         {
             Ok(first) => first,
@@ -46,22 +49,22 @@ impl Connection {
         if let Err(err) = self.enter(room, since).await {
             let _ = backend
                 .presence
-                .exit(room, &self.user, chat.node_id())
+                .exit(room, &self.caller.user, chat.node_id())
                 .await;
             chat.subscriptions().release(&*backend.broker, &topic).await;
             return Err(err);
         }
         self.rooms.insert(room.clone());
         if first {
-            chat.publish_system(Some(self.id), &self.user, room, SystemEvent::UserJoined)
+            chat.publish_system(Some(self.id), &self.caller.user, room, SystemEvent::UserJoined)
                 .await;
         }
         Ok(())
     }
 
-    /// Whether this connection may join `room`: the room limit, then the policy; a user who
-    /// is let in becomes a member.
-    async fn admit(&self, room: &RoomId) -> Result<(), Error> {
+    /// Whether this connection may join `room`: the room limit, then the policy; a caller
+    /// who is let in becomes a member.
+    async fn admit(&self, info: crate::backend::store::RoomInfo) -> Result<(), Error> {
         let limit = self.chat.config().max_rooms_per_connection;
         if self.rooms.len() >= limit {
             return Err(Error::Forbidden(format!(
@@ -69,17 +72,11 @@ impl Connection {
             )));
         }
         let rooms = &self.chat.backend().rooms;
-        let is_member = rooms.is_member(room, &self.user.id).await?;
-        let event = JoinEvent {
-            user: self.user.clone(),
-            room: room.clone(),
-            is_member,
-        };
-        if let Decision::Deny(reason) = self.chat.policy().join(&event).await {
-            return Err(Error::Forbidden(reason));
-        }
+        let is_member = rooms.is_member(&info.room_id, &self.caller.user.id).await?;
+        let event = RoomEvent::new(self.caller.clone(), info).member(is_member);
+        self.chat.admit(&event).await?;
         if !is_member {
-            rooms.add_member(room, &self.user).await?;
+            rooms.add_member(&event.room.room_id, &self.caller.user).await?;
         }
         Ok(())
     }
@@ -118,10 +115,11 @@ impl Connection {
         since: Option<&MessageId>,
     ) -> Result<Vec<Bytes>, Error> {
         let backend = self.chat.backend();
-        let members = backend.presence.online(room).await?;
+        let (members, online) = backend.presence.online(room, JOINED_MEMBERS).await?;
         let mut frames = vec![ServerFrame::Joined(JoinedFrame {
             room: room.clone(),
             members,
+            online_count: Some(online),
         })
         .encode()];
         let Some(since) = since else {

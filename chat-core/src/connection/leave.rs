@@ -21,7 +21,7 @@ impl Connection {
             return Err(Error::NotInRoom(room.clone()));
         }
         self.replayed.forget(room, &self.outbox);
-        exit_room(&self.chat, self.id, &self.user, room).await;
+        exit_room(&self.chat, self.id, &self.caller.user, room).await;
         self.reply(&ServerFrame::Left(LeftFrame { room: room.clone() }));
         Ok(())
     }

@@ -26,9 +26,10 @@ use crate::{
     backend::broker::ConnId,
     error::Error,
     fanout::{Outbox, Outgoing},
-    hooks::{Decision, DirectEvent, MessageEvent},
+    hooks::{Decision, MessageEvent, Moderation, Target},
     node::Chat,
     protocol::{AckFrame, RoomId, SendDirectFrame, SendMessageFrame, ServerFrame, User},
+    Caller,
     session::EndSignal,
 };
 
@@ -39,7 +40,7 @@ use crate::{
 pub struct Connection {
     chat: Chat,
     id: ConnId,
-    user: User,
+    caller: Caller,
     /// This connection's outgoing queue and alarm (the hub holds the other references).
     outbox: Arc<Outbox>,
     rooms: HashSet<RoomId>,
@@ -54,7 +55,7 @@ impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("id", &self.id)
-            .field("user", &self.user.id)
+            .field("user", &self.caller.user.id)
             .field("rooms", &self.rooms.len())
             .finish_non_exhaustive()
     }
@@ -64,14 +65,14 @@ impl Connection {
     pub(crate) fn new(
         chat: Chat,
         id: ConnId,
-        user: User,
+        caller: Caller,
         outbox: Arc<Outbox>,
         done: mpsc::Sender<()>,
     ) -> Self {
         Self {
             chat,
             id,
-            user,
+            caller,
             outbox,
             rooms: HashSet::new(),
             replayed: ReplayFilter::default(),
@@ -87,7 +88,12 @@ impl Connection {
 
     /// Who this connection is.
     pub fn user(&self) -> &User {
-        &self.user
+        &self.caller.user
+    }
+
+    /// Who this connection is, as the policy sees it.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
     }
 
     /// The chat this connection belongs to.
@@ -167,18 +173,11 @@ impl Connection {
         if !self.rooms.contains(&frame.room) {
             return Err(Error::NotInRoom(frame.room));
         }
-        self.chat.check_body(&frame.body)?;
-        let event = MessageEvent {
-            user: self.user.clone(),
-            room: frame.room.clone(),
-            body: frame.body,
-        };
-        if let Decision::Deny(reason) = self.chat.policy().message(&event).await {
-            return Err(Error::Forbidden(reason));
-        }
+        let room = frame.room.clone();
+        let body = self.vet(Target::Room(frame.room), frame.body).await?;
         let message = self
             .chat
-            .publish_room(Some(self.id), &event.room, self.user.clone(), event.body)
+            .publish_room(Some(self.id), &room, self.caller.user.clone(), body)
             .await?;
         Ok(AckFrame {
             client_msg_id: frame.client_msg_id,
@@ -192,28 +191,40 @@ impl Connection {
     ///
     /// # Errors
     /// [`Error::BadFrame`], [`Error::EmptyBody`], [`Error::BodyTooLarge`],
-    /// [`Error::Forbidden`], [`Error::UserNotFound`] (nobody by that id ever connected or
-    /// joined), [`Error::RecipientOffline`], [`Error::Unavailable`].
+    /// [`Error::Forbidden`] (by default: the users share no room), [`Error::UserNotFound`]
+    /// (nobody by that id ever connected or joined), [`Error::RecipientOffline`],
+    /// [`Error::Unavailable`].
     pub async fn send_direct(&mut self, frame: SendDirectFrame) -> Result<AckFrame, Error> {
         self.check_client_msg_id(frame.client_msg_id.as_deref())?;
-        self.chat.check_body(&frame.body)?;
-        let event = DirectEvent {
-            user: self.user.clone(),
-            to: frame.to,
-            body: frame.body,
-        };
-        if let Decision::Deny(reason) = self.chat.policy().direct(&event).await {
-            return Err(Error::Forbidden(reason));
-        }
+        let to = frame.to.clone();
+        let body = self.vet(Target::User(frame.to), frame.body).await?;
         self.chat
             .publish_direct(
                 Some(self.id),
-                self.user.clone(),
-                event.to,
-                event.body,
+                self.caller.user.clone(),
+                to,
+                body,
                 frame.client_msg_id,
             )
             .await
+    }
+
+    /// The body as it will be published: checked, allowed by the policy, moderated.
+    async fn vet(&self, to: Target, body: String) -> Result<String, Error> {
+        self.chat.check_body(&body)?;
+        let event = MessageEvent::new(self.caller.clone(), to, body);
+        let policy = self.chat.policy();
+        if let Decision::Deny(reason) = policy.message(&event, &self.chat).await {
+            return Err(Error::Forbidden(reason));
+        }
+        match policy.moderate(&event, &self.chat).await {
+            Moderation::Accept => Ok(event.body),
+            Moderation::Reject(reason) => Err(Error::Forbidden(reason)),
+            Moderation::Rewrite(body) => {
+                self.chat.check_body(&body)?;
+                Ok(body)
+            }
+        }
     }
 
     fn check_client_msg_id(&self, id: Option<&str>) -> Result<(), Error> {
@@ -243,7 +254,7 @@ impl Connection {
         Some(Teardown {
             chat: self.chat.clone(),
             conn: self.id,
-            user: self.user.clone(),
+            user: self.caller.user.clone(),
             rooms: self.rooms.drain().collect(),
             done: self.done.clone(),
         })

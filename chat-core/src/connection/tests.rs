@@ -13,7 +13,7 @@ async fn chat_with_room() -> (Chat, RoomId) {
     let chat = Chat::with_policy(
         MemoryCluster::new().node(),
         ChatConfig::default(),
-        Arc::new(crate::hooks::OpenRooms),
+        Arc::new(crate::hooks::DefaultPolicy),
     );
     let room = chat.create_room(Some("r".into())).await.unwrap().room_id;
     (chat, room)

@@ -16,7 +16,7 @@ use std::sync::{
 use tokio::sync::mpsc;
 use tracing::debug;
 
-pub use self::rooms::{RoomDetails, RoomSummary};
+pub use self::rooms::{MemberPage, RoomDetails, RoomPage, RoomSummary, ROOM_DETAILS_MEMBERS};
 use crate::{
     backend::broker::{ConnId, NodeId, Origin, Topic},
     backend::{Backend, Handles},
@@ -24,8 +24,8 @@ use crate::{
     connection::Connection,
     error::Error,
     fanout::{Alarm, Hub, Outbox, Subscriptions},
-    hooks::{MembersOnly, Policy},
-    protocol::User,
+    hooks::{DefaultPolicy, Policy},
+    Caller,
     sync::lock,
 };
 
@@ -63,14 +63,14 @@ impl std::fmt::Debug for Chat {
 }
 
 impl Chat {
-    /// A chat node on `backend` with the default policy ([`MembersOnly`]).
+    /// A chat node on `backend` with the default policy ([`DefaultPolicy`]).
     ///
     /// Spawns the node's dispatcher task, so it must be called inside a tokio runtime.
     ///
     /// # Panics
     /// If called outside a tokio runtime.
     pub fn new(backend: Backend, config: ChatConfig) -> Self {
-        Self::with_policy(backend, config, Arc::new(MembersOnly))
+        Self::with_policy(backend, config, Arc::new(DefaultPolicy))
     }
 
     /// A chat node with a policy. See [`Chat::new`].
@@ -115,18 +115,21 @@ impl Chat {
         self.inner.hub.connection_count()
     }
 
-    /// Opens a connection for `user`: registers it for direct messages and returns the
-    /// [`Connection`] through which it joins rooms and sends.
+    /// Opens a connection for `caller` (a [`Caller`], or a `User` the host identified):
+    /// registers it for direct messages and returns the [`Connection`] through which it joins
+    /// rooms and sends.
     ///
     /// # Errors
     /// [`Error::ShuttingDown`] after [`Chat::shutdown`]; [`Error::Unavailable`] if the broker
     /// cannot subscribe to the user's topic.
-    pub async fn connect(&self, user: User) -> Result<Connection, Error> {
+    pub async fn connect(&self, caller: impl Into<Caller>) -> Result<Connection, Error> {
+        let caller = caller.into();
+        let user = &caller.user;
         let done = lock(&self.inner.done_tx)
             .clone()
             .ok_or(Error::ShuttingDown)?;
         let inner = &self.inner;
-        inner.backend.rooms.remember_user(&user).await?;
+        inner.backend.rooms.remember_user(user).await?;
         let topic = Topic::User(user.id.clone());
         self.subscriptions()
             .acquire(&*inner.backend.broker, &topic)
@@ -141,7 +144,7 @@ impl Chat {
             outbox.alarm.raise(Alarm::SHUTDOWN);
         }
         debug!(conn = id, user = %user.id, "connected");
-        Ok(Connection::new(self.clone(), id, user, outbox, done))
+        Ok(Connection::new(self.clone(), id, caller, outbox, done))
     }
 
     /// Stops the chat: every connection is told to close (close code 1001) after finishing

@@ -45,7 +45,7 @@ impl Chat {
     }
 
     pub(crate) fn check_body(&self, body: &str) -> Result<(), Error> {
-        if body.trim().is_empty() {
+        if crate::protocol::text::is_blank(body) {
             return Err(Error::EmptyBody);
         }
         let limit = self.config().max_body_chars;

@@ -1,4 +1,4 @@
-//! The wire protocol, v1: identifiers, users and the WebSocket frames.
+//! The wire protocol, v2: identifiers, users and the WebSocket frames.
 //!
 //! Frames are JSON text frames tagged by `type` (see `CONTRACT.md`). Every type here derives
 //! [`schemars::JsonSchema`], which is where the checked-in `openapi/ws-*.schema.json` files come
@@ -9,6 +9,7 @@
 //! - `client`: [`ClientFrame`], what a client sends;
 //! - `server`: [`ServerFrame`], what the server sends;
 //! - `codes`: [`ErrorCode`] and [`close_code`];
+//! - [`text`]: what bodies and names may hold (blank bodies, misleading names);
 //! - `wire`: frames as bytes ([`ServerFrame::encode`], and a room message encoded around its
 //!   id, which both backends use to put their history's id into the frame).
 
@@ -16,6 +17,7 @@ mod client;
 mod codes;
 mod ids;
 mod server;
+pub mod text;
 pub(crate) mod wire;
 
 pub use client::{ClientFrame, JoinFrame, LeaveFrame, SendDirectFrame, SendMessageFrame};

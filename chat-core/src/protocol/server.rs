@@ -29,13 +29,17 @@ pub enum ServerFrame {
     Resync(ResyncFrame),
 }
 
-/// `{"type":"joined","room":R,"members":[...]}`.
+/// `{"type":"joined","room":R,"members":[...],"onlineCount":N}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct JoinedFrame {
     /// The room joined.
     pub room: RoomId,
-    /// The users online in the room now (including the joiner).
+    /// The users online in the room now (including the joiner): at most 100 of them.
     pub members: Vec<User>,
+    /// How many users are online in the room now, all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online_count: Option<usize>,
 }
 
 /// `{"type":"left","room":R}`.

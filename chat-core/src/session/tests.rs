@@ -18,7 +18,7 @@ fn chat(config: ChatConfig) -> Chat {
     Chat::with_policy(
         MemoryCluster::new().node(),
         config,
-        Arc::new(crate::hooks::OpenRooms),
+        Arc::new(crate::hooks::DefaultPolicy),
     )
 }
 

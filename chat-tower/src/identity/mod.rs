@@ -1,20 +1,26 @@
-//! Who is this request? The host's [`IdentityExtractor`], and the guest [`TokenSigner`].
+//! Who is this request? The host's [`IdentityExtractor`], and the chat's [`TokenSigner`].
 //!
-//! A request's identity is resolved in this order:
-//! 1. a token (`?token=` or `Authorization: Bearer`) signed by this chat's [`TokenSigner`]:
-//!    valid means that user, invalid or expired means 401;
-//! 2. the host's [`IdentityExtractor`] (for example [`FromExtension`], reading what the
-//!    host's auth middleware put in the request extensions);
-//! 3. nobody: the WebSocket answers 401, and `POST /join-room/{roomId}` in guest mode creates a
-//!    new user from the name in its body.
+//! A request's identity is resolved in this order (`resolve`):
+//! 1. the host's [`IdentityExtractor`] (any axum extractor of the host with
+//!    [`FromExtractor`], an extension with [`FromExtension`], or an async closure with
+//!    [`from_fn`]): when it names a user, that is the caller, and a chat token for anybody
+//!    else is refused (401);
+//! 2. else a token signed by this chat's [`TokenSigner`] (`Authorization: Bearer`; the
+//!    WebSocket also takes `?token=`): valid means that user, invalid or expired means 401;
+//! 3. else nobody: every endpoint but the API documents and, in guest mode, `POST /guests`
+//!    (and the v1 guest join) answers 401.
 //!
-//! Files: `extractor` (the host's hook and its ready-made implementations), `token_signer`
-//! (guest tokens), `presented_token` (where a request carries its token).
+//! Files: `extractor` (the host's hook and its ready-made implementations), `resolve` (the
+//! order above, and the handlers' extractors), `token_signer` (user tokens and invites),
+//! `presented_token` (where a request carries its token).
 
 mod extractor;
 mod presented_token;
+pub(crate) mod resolve;
 mod token_signer;
 
-pub use extractor::{FromExtension, IdentityExtractor, NoIdentity};
+pub use extractor::{
+    from_fn, FromExtension, FromExtractor, IdentityExtractor, IdentityFn, NoIdentity,
+};
 pub(crate) use presented_token::presented_token;
 pub use token_signer::TokenSigner;

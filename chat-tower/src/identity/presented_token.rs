@@ -1,10 +1,11 @@
-//! Where a request carries its token: `?token=` or `Authorization: Bearer`.
+//! Where a request carries its token: `Authorization: Bearer`, or (WebSocket) `?token=`.
 
 use axum::http::{header, request::Parts};
 
-/// The token a request presents: `?token=` or `Authorization: Bearer`.
-pub(crate) fn presented_token(parts: &Parts) -> Option<String> {
-    let from_query = parts.uri.query().and_then(|q| {
+/// The token a request presents: `Authorization: Bearer`, else, where `query` allows it,
+/// `?token=`.
+pub(crate) fn presented_token(parts: &Parts, query: bool) -> Option<String> {
+    let from_query = parts.uri.query().filter(|_| query).and_then(|q| {
         q.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=')?;
             (k == "token").then(|| percent_decode(v))

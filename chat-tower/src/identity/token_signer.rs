@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
-use chat_core::{User, UserId};
+use chat_core::{Caller, RoomId, User, UserId};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -12,15 +12,34 @@ use crate::error::ChatRejection;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// What a user token says. Tokens issued before `guest` existed were all guest tokens.
 #[derive(Serialize, Deserialize)]
 struct Claims {
     sub: String,
     name: String,
     exp: i64,
+    #[serde(default = "yes")]
+    guest: bool,
 }
 
-/// Signs and verifies guest tokens: `base64url(claims).base64url(HMAC-SHA256(claims))`,
-/// binding a user id to a display name until an expiry.
+/// What an invite says: which room it admits to, until when. `typ` keeps an invite from
+/// passing for a user token and back.
+#[derive(Serialize, Deserialize)]
+struct InviteClaims {
+    typ: String,
+    room: String,
+    exp: i64,
+}
+
+const INVITE: &str = "invite";
+
+fn yes() -> bool {
+    true
+}
+
+/// Signs and verifies the chat's tokens, `base64url(claims).base64url(HMAC-SHA256(claims))`:
+/// user tokens bind a user id to a display name until an expiry; invites admit their holder
+/// to one room until an expiry.
 ///
 /// Every instance of one chat must share the secret, so that a token issued by one is
 /// accepted by all (a load balancer may send the REST call and the WebSocket to different
@@ -62,43 +81,77 @@ impl TokenSigner {
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
     }
 
-    /// A token for `user`, valid for the signer's lifetime.
-    pub fn issue(&self, user: &User) -> String {
-        let exp = chat_core::protocol::now_ms() / 1000 + self.ttl.as_secs() as i64;
-        let claims = Claims {
-            sub: user.id.to_string(),
-            name: user.name.clone(),
-            exp,
-        };
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap_or_default());
+    fn sign(&self, claims: &impl Serialize) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
         let mut mac = self.mac();
         mac.update(payload.as_bytes());
         let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
         format!("{payload}.{sig}")
     }
 
-    /// The user a token names, if its signature is right and it has not expired.
+    /// The claims of a token whose signature is right (expiry not checked).
+    fn open<T: serde::de::DeserializeOwned>(&self, token: &str) -> Option<T> {
+        let (payload, sig) = token.split_once('.')?;
+        let sig = URL_SAFE_NO_PAD.decode(sig).ok()?;
+        let mut mac = self.mac();
+        mac.update(payload.as_bytes());
+        mac.verify_slice(&sig).ok()?;
+        let json = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        serde_json::from_slice(&json).ok()
+    }
+
+    fn now_s() -> i64 {
+        chat_core::protocol::now_ms() / 1000
+    }
+
+    /// A token for `caller`, valid for the signer's lifetime, and when it expires (Unix
+    /// seconds).
+    pub fn issue(&self, caller: &Caller) -> (String, i64) {
+        let exp = Self::now_s() + self.ttl.as_secs() as i64;
+        let claims = Claims {
+            sub: caller.user.id.to_string(),
+            name: caller.user.name.clone(),
+            exp,
+            guest: caller.guest,
+        };
+        (self.sign(&claims), exp)
+    }
+
+    /// Who a token names, if its signature is right and it has not expired.
     ///
     /// # Errors
     /// [`ChatRejection::Unauthorized`] for a malformed, forged or expired token.
-    pub fn verify(&self, token: &str) -> Result<User, ChatRejection> {
-        let bad = || ChatRejection::Unauthorized("invalid token".into());
-        let (payload, sig) = token.split_once('.').ok_or_else(bad)?;
-        let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| bad())?;
-        let mut mac = self.mac();
-        mac.update(payload.as_bytes());
-        mac.verify_slice(&sig).map_err(|_| bad())?;
-        let claims: Claims = URL_SAFE_NO_PAD
-            .decode(payload)
-            .ok()
-            .and_then(|json| serde_json::from_slice(&json).ok())
-            .ok_or_else(bad)?;
-        if claims.exp < chat_core::protocol::now_ms() / 1000 {
+    pub fn verify(&self, token: &str) -> Result<Caller, ChatRejection> {
+        let claims: Claims = self
+            .open(token)
+            .ok_or_else(|| ChatRejection::Unauthorized("invalid token".into()))?;
+        if claims.exp < Self::now_s() {
             return Err(ChatRejection::Unauthorized("token expired".into()));
         }
-        Ok(User {
-            id: UserId::new(claims.sub),
-            name: claims.name,
+        Ok(Caller {
+            user: User {
+                id: UserId::new(claims.sub),
+                name: claims.name,
+            },
+            guest: claims.guest,
+        })
+    }
+
+    /// An invite to `room`, valid for `ttl`, and when it expires (Unix seconds).
+    pub fn invite(&self, room: &RoomId, ttl: Duration) -> (String, i64) {
+        let exp = Self::now_s() + ttl.as_secs() as i64;
+        let claims = InviteClaims {
+            typ: INVITE.into(),
+            room: room.to_string(),
+            exp,
+        };
+        (self.sign(&claims), exp)
+    }
+
+    /// Whether `invite` is a valid, unexpired invite to `room`.
+    pub fn admits(&self, invite: &str, room: &RoomId) -> bool {
+        self.open::<InviteClaims>(invite).is_some_and(|claims| {
+            claims.typ == INVITE && claims.room == room.as_str() && claims.exp >= Self::now_s()
         })
     }
 }
@@ -110,9 +163,11 @@ mod tests {
     #[test]
     fn tokens_round_trip_and_reject_forgery_and_expiry() {
         let signer = TokenSigner::new(b"secret".to_vec(), Duration::from_secs(60));
-        let user = User::new("u1", "Ann");
-        let token = signer.issue(&user);
+        let user = Caller::guest(User::new("u1", "Ann"));
+        let (token, _) = signer.issue(&user);
         assert_eq!(signer.verify(&token).unwrap(), user);
+        let host_user = Caller::member(User::new("u2", "Bo"));
+        assert_eq!(signer.verify(&signer.issue(&host_user).0).unwrap(), host_user);
         let other = TokenSigner::new(b"other".to_vec(), Duration::from_secs(60));
         assert!(other.verify(&token).is_err());
         let (payload, sig) = token.split_once('.').unwrap();
@@ -124,6 +179,7 @@ mod tests {
             sub: "u".into(),
             name: "n".into(),
             exp: 1,
+            guest: true,
         };
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&old).unwrap());
         let mut mac = expired.mac();
@@ -133,5 +189,23 @@ mod tests {
             expired.verify(&format!("{payload}.{sig}")),
             Err(ChatRejection::Unauthorized(m)) if m == "token expired"
         ));
+    }
+
+    #[test]
+    fn invites_admit_to_their_room_only_and_are_not_user_tokens() {
+        let signer = TokenSigner::new(b"secret".to_vec(), Duration::from_secs(60));
+        let (room, other) = (RoomId::new("r1"), RoomId::new("r2"));
+        let (invite, exp) = signer.invite(&room, Duration::from_secs(60));
+        assert!(exp > TokenSigner::now_s());
+        assert!(signer.admits(&invite, &room));
+        assert!(!signer.admits(&invite, &other), "an invite for another room");
+        assert!(signer.verify(&invite).is_err(), "an invite is no user token");
+        let (token, _) = signer.issue(&Caller::guest(User::new("u", "U")));
+        assert!(!signer.admits(&token, &room), "a user token is no invite");
+        let (expired, _) = signer.invite(&room, Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(!signer.admits(&expired, &room));
+        let forger = TokenSigner::new(b"other".to_vec(), Duration::from_secs(60));
+        assert!(!signer.admits(&forger.invite(&room, Duration::from_secs(60)).0, &room));
     }
 }

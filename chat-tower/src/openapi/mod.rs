@@ -31,7 +31,7 @@ impl Modify for Security {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("roomcast guest token")
+                    .bearer_format("roomcast token")
                     .build(),
             ),
         );

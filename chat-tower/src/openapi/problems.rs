@@ -42,8 +42,10 @@ problem_responses! {
     BodyRejected: (400, "The body is not JSON"), (413, "The body is larger than 16 KiB");
     /// 401: neither a valid token nor a host identity.
     Unidentified: (401, "No identity, or a bad or expired token");
-    /// 404: the path names a room that does not exist.
-    NoSuchRoom: (404, "No such room");
+    /// 404: the path names a room that does not exist, or one the caller may not see.
+    NoSuchRoom: (404, "No such room (or a private room the caller may not see)");
+    /// 400: a paginated list's `cursor` or `limit` is not valid.
+    BadPage: (400, "Bad `cursor` or `limit`");
     /// 503: the backend (e.g. Redis) cannot be reached.
     BackendDown: (503, "The chat backend is down");
 }

@@ -1,4 +1,4 @@
-//! Request bodies: size limit, optional JSON, and the length check of names.
+//! Request bodies: size limit, optional JSON, and the check of names.
 
 use axum::body::Bytes;
 use serde::de::DeserializeOwned;
@@ -31,14 +31,21 @@ pub(super) async fn read_body(body: axum::body::Body) -> Result<Bytes, ChatRejec
         .map_err(|_| ChatRejection::TooLarge(format!("the body is larger than {MAX_BODY} bytes")))
 }
 
-/// `value` trimmed, if it is 1 to `max` characters without control characters (else 422).
-pub(super) fn check_len(what: &str, value: &str, max: usize) -> Result<String, ChatRejection> {
-    let trimmed = value.trim();
-    let chars = trimmed.chars().count();
-    if chars == 0 || chars > max || trimmed.chars().any(char::is_control) {
+/// `value` trimmed and in Unicode NFC, if it is 1 to `max` characters without control,
+/// format (bidi controls, zero-width characters) or private-use characters (else 422).
+pub(crate) fn check_name(what: &str, value: &str, max: usize) -> Result<String, ChatRejection> {
+    use unicode_normalization::UnicodeNormalization;
+    let name: String = value.trim().nfc().collect();
+    let chars = name.chars().count();
+    if chars == 0 || chars > max {
         return Err(ChatRejection::Unprocessable(format!(
-            "`{what}` must be 1 to {max} characters, without control characters"
+            "`{what}` must be 1 to {max} characters"
         )));
     }
-    Ok(trimmed.to_owned())
+    if let Some(problem) = chat_core::protocol::text::name_problem(&name) {
+        return Err(ChatRejection::Unprocessable(format!(
+            "`{what}` must not contain {problem}"
+        )));
+    }
+    Ok(name)
 }

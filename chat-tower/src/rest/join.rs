@@ -1,29 +1,35 @@
-//! Membership: join a room and get the token for the WebSocket (guests pick a name here).
+//! Membership: join a room (with an invite for a private one) and get the WebSocket's token.
 
 use axum::{
     extract::{Path, Request, State},
     Json,
 };
-use chat_core::{RoomId, User, UserId};
+use chat_core::{RoomId, User};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    body::{check_len, json_body, read_body},
+    body::{check_name, json_body, read_body},
+    guests::{new_guest, USER_NAME_MAX},
     mount_prefix, TAG,
 };
 use crate::{
     error::{ChatRejection, Problem},
+    identity::resolve::MaybeCaller,
     openapi::problems::{BackendDown, BodyRejected, NoSuchRoom, Unidentified},
     state::ChatState,
 };
 
 /// `POST /join-room/{roomId}` body.
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
-#[schema(example = json!({"user": "alice"}))]
+#[schema(example = json!({"invite": "eyJ0eXAiOi....c2lnbmF0dXJl"}))]
 pub struct JoinRoomRequest {
-    /// Guest mode: the display name to chat under, 1 to 32 characters. Ignored when the
-    /// request already carries an identity. `null` is the same as absent.
+    /// An invite to this room (`POST /rooms/{roomId}/invites`): needed to join a private room
+    /// one is not a member of.
+    #[serde(default)]
+    pub invite: Option<String>,
+    /// v1 guest join: the display name to chat under, when the request carries no identity
+    /// (guest mode only). Prefer `POST /guests`.
     #[serde(default)]
     #[schema(min_length = 1, max_length = 32)]
     pub user: Option<String>,
@@ -47,53 +53,58 @@ pub struct JoinRoomResponse {
 
 /// Join a room: become a member and get a token for the WebSocket.
 ///
-/// In guest mode a client without an identity picks a display name (`user`) and gets a new
-/// user id bound to it by the token. With a host identity (or a token) the body may be empty.
+/// A private room needs an invite (or membership); without one it answers 404, as for a
+/// room that does not exist. v1 guests without an identity may send `{"user": name}`.
 #[utoipa::path(post, path = "/join-room/{roomId}", tag = TAG,
     params(("roomId" = String, Path, description = "The room id")),
-    request_body(content = JoinRoomRequest, description = "Guest mode: the display name (optional with a token or host identity)", content_type = "application/json"),
+    request_body(content = JoinRoomRequest, description = "An invite for a private room; v1 guests: the display name", content_type = "application/json"),
     responses(
         (status = 200, description = "Joined", body = JoinRoomResponse),
         BodyRejected,
         Unidentified,
+        (status = 403, description = "The policy refuses", body = Problem, content_type = "application/problem+json"),
         NoSuchRoom,
         (status = 422, description = "The name is not 1 to 32 characters", body = Problem, content_type = "application/problem+json"),
         BackendDown,
     ),
-    security((), ("token" = []), ("bearer" = [])))]
+    security(("bearer" = [])))]
 pub(crate) async fn join_room(
     State(state): State<ChatState>,
+    MaybeCaller(caller): MaybeCaller,
     Path(room_id): Path<String>,
     request: Request,
 ) -> Result<Json<JoinRoomResponse>, ChatRejection> {
     let (parts, body) = request.into_parts();
     let room = RoomId::new(room_id);
-    let chat = state.chat();
-    // 404 before the identity and body checks, as documented.
-    chat.room_info(&room).await?;
     let body: JoinRoomRequest = json_body(&read_body(body).await?)?;
-    let user = match state.identify(&parts).await? {
-        Some(user) => user,
-        None if state.inner.guests => {
-            let name = body.user.as_deref().ok_or_else(|| {
-                ChatRejection::Unauthorized(
-                    "no identity: send {\"user\": \"a display name\"} to join as a guest, or a token".into(),
-                )
-            })?;
-            User {
-                id: UserId::new(uuid::Uuid::new_v4().to_string()),
-                name: check_len("user", name, 32)?,
-            }
+    let (caller, token) = match caller {
+        Some(caller) => {
+            let (token, _) = state.inner.tokens.issue(&caller);
+            (caller, token)
         }
-        None => return Err(ChatRejection::Unauthorized("no identity".into())),
+        None => match body.user.as_deref().filter(|_| state.inner.guests) {
+            Some(name) => {
+                let (caller, token, _) = new_guest(&state, check_name("user", name, USER_NAME_MAX)?);
+                (caller, token)
+            }
+            None => {
+                return Err(ChatRejection::Unauthorized(
+                    "no identity: send a token as `Authorization: Bearer`".into(),
+                ))
+            }
+        },
     };
-    chat.add_member(&room, &user).await?;
-    let token = state.inner.tokens.issue(&user);
+    let invited = body
+        .invite
+        .as_deref()
+        .is_some_and(|invite| state.inner.tokens.admits(invite, &room));
+    state.chat().join_room(&caller, &room, invited).await?;
     let prefix = mount_prefix(&parts.extensions);
     Ok(Json(JoinRoomResponse {
         room_id: room,
-        user,
+        user: caller.user,
         websocket_url: format!("{prefix}/ws?token={token}"),
         token,
     }))
 }
+

@@ -12,7 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::TAG;
 use crate::{
     error::{ChatRejection, Problem},
-    openapi::problems::{BackendDown, NoSuchRoom},
+    identity::resolve::Authenticated,
+    openapi::problems::{BackendDown, NoSuchRoom, Unidentified},
     state::ChatState,
 };
 
@@ -72,11 +73,14 @@ pub struct HistoryResponse {
     responses(
         (status = 200, description = "A page of history", body = HistoryResponse),
         (status = 400, description = "Bad `before` or `limit`", body = Problem, content_type = "application/problem+json"),
+        Unidentified,
         NoSuchRoom,
         BackendDown,
-    ))]
+    ),
+    security(("bearer" = [])))]
 pub(crate) async fn room_messages(
     State(state): State<ChatState>,
+    Authenticated(caller): Authenticated,
     Path(room_id): Path<String>,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ChatRejection> {
@@ -94,7 +98,7 @@ pub(crate) async fn room_messages(
     };
     let before = query.before.filter(|b| !b.is_empty()).map(MessageId::new);
     let page = chat
-        .history(&RoomId::new(room_id), before.as_ref(), limit)
+        .history(&caller, &RoomId::new(room_id), before.as_ref(), limit)
         .await?;
     // The frames are stored serialized: splice them into the response as they are.
     let mut body =

@@ -1,82 +1,138 @@
-//! Rooms: create one, list them, get one with its members.
+//! Rooms: create one, list them page by page, get one with its first members.
 
 use axum::{
-    extract::{Path, Request, State},
+    extract::{rejection::QueryRejection, Path, Query, Request, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     Json,
 };
-use chat_core::backend::store::RoomInfo;
-use chat_core::{RoomDetails, RoomId, RoomSummary};
+use chat_core::backend::store::{RoomInfo, Visibility};
+use chat_core::{RoomDetails, RoomId, RoomPage};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    body::{check_len, json_body, read_body},
+    body::{check_name, json_body, read_body},
     TAG,
 };
 use crate::{
     error::{ChatRejection, Problem},
-    openapi::problems::{BackendDown, BodyRejected, NoSuchRoom},
+    identity::resolve::Authenticated,
+    openapi::problems::{BackendDown, BadPage, BodyRejected, NoSuchRoom, Unidentified},
     state::ChatState,
 };
 
+/// Longest room name, in characters.
+const ROOM_NAME_MAX: usize = 64;
+
 /// `POST /create-room` body.
 #[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
-#[schema(example = json!({"name": "General"}))]
+#[schema(example = json!({"name": "General", "visibility": "public"}))]
 pub struct CreateRoomRequest {
-    /// Display name, 1 to 64 characters. Absent or `null`: "Room" and the id's first
+    /// Display name, 1 to 64 characters after trimming and Unicode NFC, without control,
+    /// format or private-use characters. Absent or `null`: "Room" and the id's first
     /// characters.
     #[serde(default)]
     #[schema(min_length = 1, max_length = 64)]
     pub name: Option<String>,
+    /// Public (listed to everyone, anyone may join; the default) or private (members and
+    /// invitees only).
+    #[serde(default)]
+    pub visibility: Option<Visibility>,
 }
 
-/// Create a room.
+/// `?cursor=&limit=` of a paginated list.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// The `nextCursor` of the previous page; absent for the first page.
+    pub cursor: Option<String>,
+    /// Items per page, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+}
+
+impl PageQuery {
+    /// The page size asked for (400 outside 1 to `max`).
+    pub(crate) fn limit(&self, default: usize, max: usize) -> Result<usize, ChatRejection> {
+        match self.limit {
+            None => Ok(default),
+            Some(n) if (1..=max as u32).contains(&n) => Ok(n as usize),
+            Some(_) => Err(ChatRejection::BadRequest(format!(
+                "`limit` must be 1 to {max}"
+            ))),
+        }
+    }
+}
+
+/// Create a room; the caller is its owner and first member.
 #[utoipa::path(post, path = "/create-room", tag = TAG,
-    request_body(content = CreateRoomRequest, description = "Optional; an empty body creates a room with a default name", content_type = "application/json"),
+    request_body(content = CreateRoomRequest, description = "Optional; an empty body creates a public room with a default name", content_type = "application/json"),
     responses(
         (status = 201, description = "The room was created", body = RoomInfo),
         BodyRejected,
-        (status = 422, description = "The name is not 1 to 64 characters", body = Problem, content_type = "application/problem+json"),
+        Unidentified,
+        (status = 403, description = "The policy refuses", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The name is not 1 to 64 characters, or holds control, format or private-use characters", body = Problem, content_type = "application/problem+json"),
         BackendDown,
-    ))]
+    ),
+    security(("bearer" = [])))]
 pub(crate) async fn create_room(
     State(state): State<ChatState>,
+    Authenticated(caller): Authenticated,
     request: Request,
 ) -> Result<Response, ChatRejection> {
     let request: CreateRoomRequest = json_body(&read_body(request.into_body()).await?)?;
     let name = match request.name {
-        Some(name) => Some(check_len("name", &name, 64)?),
+        Some(name) => Some(check_name("name", &name, ROOM_NAME_MAX)?),
         None => None,
     };
-    let room = state.chat().create_room(name).await?;
+    let visibility = request.visibility.unwrap_or_default();
+    let room = state.chat().create_room(&caller, name, visibility).await?;
     Ok((StatusCode::CREATED, Json(room)).into_response())
 }
 
-/// List rooms, oldest first, with how many users are online in each (across all instances).
+/// List rooms, newest first, page by page: the public rooms and the private rooms the caller
+/// is a member of, with how many users are online in each (across all instances).
 #[utoipa::path(get, path = "/rooms", tag = TAG,
+    params(PageQuery),
     responses(
-        (status = 200, description = "All rooms", body = [RoomSummary]),
+        (status = 200, description = "A page of rooms", body = RoomPage),
+        BadPage,
+        Unidentified,
         BackendDown,
-    ))]
+    ),
+    security(("bearer" = [])))]
 pub(crate) async fn list_rooms(
     State(state): State<ChatState>,
-) -> Result<Json<Vec<RoomSummary>>, ChatRejection> {
-    Ok(Json(state.chat().rooms().await?))
+    Authenticated(caller): Authenticated,
+    page: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Json<RoomPage>, ChatRejection> {
+    let Query(page) = page.map_err(|e| ChatRejection::BadRequest(e.body_text()))?;
+    let config = state.chat().config();
+    let limit = page.limit(config.history_page_default, config.history_page_max)?;
+    let rooms = state
+        .chat()
+        .rooms(&caller, page.cursor.as_deref(), limit)
+        .await?;
+    Ok(Json(rooms))
 }
 
-/// A room and its members, with who is online.
+/// A room with its member count and first 100 members, with who is online. A private room
+/// is visible to its members only (404 for everyone else).
 #[utoipa::path(get, path = "/rooms/{roomId}", tag = TAG,
     params(("roomId" = String, Path, description = "The room id")),
     responses(
         (status = 200, description = "The room", body = RoomDetails),
+        Unidentified,
         NoSuchRoom,
         BackendDown,
-    ))]
+    ),
+    security(("bearer" = [])))]
 pub(crate) async fn get_room(
     State(state): State<ChatState>,
+    Authenticated(caller): Authenticated,
     Path(room_id): Path<String>,
 ) -> Result<Json<RoomDetails>, ChatRejection> {
-    Ok(Json(state.chat().room(&RoomId::new(room_id)).await?))
+    Ok(Json(state.chat().room(&caller, &RoomId::new(room_id)).await?))
 }

@@ -11,6 +11,7 @@ use tracing::Instrument;
 use super::socket::Socket;
 use crate::{
     error::{ChatRejection, Problem},
+    identity::resolve::Authenticated,
     openapi::problems::Unidentified,
     rest::TAG,
     state::ChatState,
@@ -36,22 +37,19 @@ const WRITE_BUFFER: usize = 8 * 1024;
         (status = 403, description = "Origin not allowed", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The chat backend is down or shutting down", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("token" = []), ("bearer" = []), ()))]
+    security(("token" = []), ("bearer" = [])))]
 pub(crate) async fn ws_handler(
     State(state): State<ChatState>,
     request: Request,
 ) -> Result<Response, ChatRejection> {
     let (mut parts, _body) = request.into_parts();
     state.inner.origins.check(&parts)?;
-    let user = state
-        .identify(&parts)
-        .await?
-        .ok_or_else(|| ChatRejection::Unauthorized("no identity: pass ?token=".into()))?;
+    let Authenticated(caller) = Authenticated::from_request_parts(&mut parts, &state).await?;
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &state)
         .await
         .map_err(|e| ChatRejection::BadRequest(e.body_text()))?;
     let chat = state.chat().clone();
-    let conn = chat.connect(user).await?;
+    let conn = chat.connect(caller).await?;
     let limit = chat.config().max_frame_bytes;
     // A debug span: it is entered on every poll of the session, and only debug events use it
     // (cost at info level: see docs/perf.md).

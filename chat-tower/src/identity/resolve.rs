@@ -1,0 +1,132 @@
+//! Who a request is: the host's hook first, then the chat's token; the result is put in the
+//! request's extensions for the handlers ([`Authenticated`], [`MaybeCaller`]).
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{FromRequestParts, Request, State},
+    handler::Handler,
+    http::request::Parts,
+    response::{IntoResponse, Response},
+};
+use chat_core::{BoxFuture, Caller};
+
+use super::{presented_token, IdentityExtractor};
+use crate::{error::ChatRejection, state::ChatState};
+
+/// Where a route accepts the chat's token: REST only in `Authorization: Bearer`; the
+/// WebSocket also in `?token=` (browsers cannot set headers there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TokenIn {
+    Header,
+    HeaderOrQuery,
+}
+
+/// The chat's state and the host's identity hook, for routes generic over the host's state.
+pub(crate) struct Access<S> {
+    pub(crate) state: ChatState,
+    pub(crate) identity: Arc<dyn IdentityExtractor<S>>,
+}
+
+impl<S> Clone for Access<S> {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            identity: self.identity.clone(),
+        }
+    }
+}
+
+/// What a request resolved to, in its extensions.
+#[derive(Clone, Debug)]
+struct Resolved(Option<Caller>);
+
+impl<S> Access<S> {
+    /// The request's caller: the host's identity when it names one (a token for anybody else
+    /// is refused), else the chat's token, else nobody.
+    async fn resolve(
+        &self,
+        parts: &mut Parts,
+        host: &S,
+        token_in: TokenIn,
+    ) -> Result<Option<Caller>, ChatRejection> {
+        let from_host = self.identity.identify(parts, host).await?;
+        let token = presented_token(parts, token_in == TokenIn::HeaderOrQuery);
+        let tokens = &self.state.inner.tokens;
+        match (from_host, token) {
+            (Some(user), None) => Ok(Some(Caller::member(user))),
+            (Some(user), Some(token)) => {
+                if tokens.verify(&token)?.user.id != user.id {
+                    return Err(ChatRejection::Unauthorized(
+                        "the token is another user's than the one logged in".into(),
+                    ));
+                }
+                Ok(Some(Caller::member(user)))
+            }
+            (None, Some(token)) => tokens.verify(&token).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// `handler` (written against the chat's own state) as a route of the host's router: the
+/// request's identity is resolved first, with the host's state.
+pub(crate) fn with_identity<S, H, T>(
+    access: Access<S>,
+    token_in: TokenIn,
+    handler: H,
+) -> impl Fn(State<S>, Request) -> BoxFuture<'static, Response> + Clone + Send + Sync + 'static
+where
+    S: Clone + Send + Sync + 'static,
+    H: Handler<T, ChatState>,
+    T: 'static,
+{
+    move |State(host): State<S>, request: Request| {
+        let (access, handler) = (access.clone(), handler.clone());
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            match access.resolve(&mut parts, &host, token_in).await {
+                Ok(caller) => {
+                    parts.extensions.insert(Resolved(caller));
+                }
+                Err(rejection) => return rejection.into_response(),
+            }
+            let state = access.state.clone();
+            handler.call(Request::from_parts(parts, body), state).await
+        })
+    }
+}
+
+/// The identified caller of a request; 401 when there is none.
+#[derive(Clone, Debug)]
+pub(crate) struct Authenticated(pub(crate) Caller);
+
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
+    type Rejection = ChatRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ChatRejection> {
+        match parts.extensions.get::<Resolved>() {
+            Some(Resolved(Some(caller))) => Ok(Self(caller.clone())),
+            _ => Err(ChatRejection::Unauthorized(
+                "no identity: send a token as `Authorization: Bearer`, or log in".into(),
+            )),
+        }
+    }
+}
+
+/// The caller of a request, if it has one (for the endpoints that make guests).
+#[derive(Clone, Debug)]
+pub(crate) struct MaybeCaller(pub(crate) Option<Caller>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeCaller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts
+                .extensions
+                .get::<Resolved>()
+                .and_then(|r| r.0.clone()),
+        ))
+    }
+}
