@@ -118,7 +118,7 @@ impl Connection {
         since: Option<&MessageId>,
     ) -> Result<Vec<Bytes>, Error> {
         let backend = self.chat.backend();
-        let members = backend.presence.online(room).await?;
+        let (members, _) = backend.presence.online(room, usize::MAX).await?;
         let mut frames = vec![ServerFrame::Joined(JoinedFrame {
             room: room.clone(),
             members,

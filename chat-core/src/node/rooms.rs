@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::Chat;
 use crate::{
     backend::history::HistoryPage,
-    backend::store::{Member, RoomInfo},
+    backend::store::{Member, RoomInfo, Visibility},
     error::{BackendError, Error},
     protocol::{MessageId, RoomId, User, UserId},
 };
@@ -61,6 +61,8 @@ impl Chat {
             name: name.unwrap_or_else(|| format!("Room {}", &id[..8])),
             room_id: RoomId::new(id),
             created_at,
+            visibility: Visibility::Public,
+            owner: None,
         };
         self.backend().rooms.create(room.clone()).await?;
         Ok(room)
@@ -71,7 +73,14 @@ impl Chat {
     /// # Errors
     /// [`Error::Unavailable`] if a store fails.
     pub async fn rooms(&self) -> Result<Vec<RoomSummary>, Error> {
-        let rooms = self.backend().rooms.list().await?;
+        let viewer = UserId::new("");
+        let mut rooms = self
+            .backend()
+            .rooms
+            .list(&viewer, None, usize::MAX)
+            .await?
+            .items;
+        rooms.reverse();
         let ids: Vec<RoomId> = rooms.iter().map(|r| r.room_id.clone()).collect();
         let online = self.backend().presence.online_counts(&ids).await?;
         Ok(rooms
@@ -93,11 +102,12 @@ impl Chat {
     pub async fn room(&self, room: &RoomId) -> Result<RoomDetails, Error> {
         let info = self.room_info(room).await?;
         let backend = self.backend();
-        let members = backend.rooms.members(room).await?;
+        let members = backend.rooms.members(room, None, usize::MAX).await?.items;
         let online: HashSet<UserId> = backend
             .presence
-            .online(room)
+            .online(room, usize::MAX)
             .await?
+            .0
             .into_iter()
             .map(|u| u.id)
             .collect();
