@@ -25,6 +25,8 @@ mod paging;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod store;
+#[cfg(test)]
+mod store_suite;
 
 use broker::{Broker, BrokerEvent};
 use history::HistoryStore;

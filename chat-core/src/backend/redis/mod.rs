@@ -56,6 +56,8 @@ mod pubsub;
 mod reaper;
 mod rooms;
 mod scripts;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::HashMap,
