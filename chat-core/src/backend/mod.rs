@@ -4,7 +4,9 @@
 //! - [`broker`]: the [`Broker`] trait (pub/sub between nodes, atomic append+publish) and
 //!   the envelope types it carries;
 //! - [`store`]: [`RoomStore`] (rooms, members, known users) and [`PresenceStore`] (who is
-//!   online where);
+//!   online where); `paging` (crate-private): the sort keys, cursors and page cutting that
+//!   both backends list by, so that they list in the same order; `store_suite` (tests): the
+//!   store tests every backend runs;
 //! - [`history`]: [`HistoryStore`] (room history pages);
 //! - [`memory`]: the in-process backend (default), [`memory::MemoryCluster`];
 //! - `redis` (feature `redis`): the Redis backend, `redis::RedisBackend`.
@@ -19,9 +21,12 @@ use tokio::sync::mpsc;
 pub mod broker;
 pub mod history;
 pub mod memory;
+mod paging;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod store;
+#[cfg(test)]
+mod store_suite;
 
 use broker::{Broker, BrokerEvent};
 use history::HistoryStore;

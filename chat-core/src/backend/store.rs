@@ -7,10 +7,22 @@ use serde::{Deserialize, Serialize};
 use super::{broker::NodeId, Reply};
 use crate::protocol::{RoomId, User, UserId};
 
+/// Who may see and join a room.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    /// Listed to everyone; anyone identified may join.
+    #[default]
+    Public,
+    /// Listed to and readable by members only; joined with an invite.
+    Private,
+}
+
 /// A room as created.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[cfg_attr(feature = "openapi", schema(example = json!({"roomId": "0b7a2c1e-6a3f-4f7e-9d2b-5c8e1f4a9b30", "name": "General", "createdAt": "2026-11-29T10:00:00Z"})))]
+#[cfg_attr(feature = "openapi", schema(example = json!({"roomId": "0b7a2c1e-6a3f-4f7e-9d2b-5c8e1f4a9b30", "name": "General", "createdAt": "2026-11-29T10:00:00Z", "visibility": "public"})))]
 #[serde(rename_all = "camelCase")]
 pub struct RoomInfo {
     /// The room id, a UUID string.
@@ -20,6 +32,21 @@ pub struct RoomInfo {
     /// Creation time, RFC 3339.
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub created_at: String,
+    /// Who may see and join the room; rooms stored before v2 are public.
+    #[serde(default)]
+    pub visibility: Visibility,
+    /// The user who created the room, if the room has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<UserId>,
+}
+
+/// One page of a listing; `next` is the opaque cursor of the next page (None: last page).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items of this page, in the listing's order.
+    pub items: Vec<T>,
+    /// The cursor to pass for the page after this one; `None` on the last page.
+    pub next: Option<String>,
 }
 
 /// A member of a room: a user who joined it, online or not.
@@ -36,20 +63,50 @@ pub struct Member {
 }
 
 /// Rooms, their members, and the users the chat has seen.
+///
+/// Listings are paged with cursors that only the store that issued them reads: every page
+/// costs work in proportion to its size, never to the size of the whole listing. A `limit` of
+/// 0 is taken as 1. A cursor this store did not issue is
+/// [`BackendError::InvalidCursor`](crate::error::BackendError::InvalidCursor); a cursor stays
+/// valid when what it pointed at is gone (a member who left), and the next page starts after
+/// where it was.
 pub trait RoomStore: Send + Sync + 'static {
-    /// Stores a new room.
+    /// Stores a new room (a room that exists already is left as it is). Does not add members,
+    /// not even the owner.
     fn create(&self, room: RoomInfo) -> Reply<'_, ()>;
     /// The room with this id, if any.
     fn get<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Option<RoomInfo>>;
-    /// All rooms, oldest first.
-    fn list(&self) -> Reply<'_, Vec<RoomInfo>>;
+    /// Newest first: every public room and the private rooms `viewer` is a member of; at most
+    /// `limit` after `cursor`. A cursor this store did not issue →
+    /// [`BackendError::InvalidCursor`](crate::error::BackendError::InvalidCursor).
+    ///
+    /// "Newest" is by `created_at` (rooms created in the same instant are ordered by id), so
+    /// a room created after a page was read never makes later pages repeat or skip a room.
+    fn list<'a>(
+        &'a self,
+        viewer: &'a UserId,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> Reply<'a, Page<RoomInfo>>;
     /// Makes `user` a member of `room` (idempotent; refreshes the display name). Returns
     /// `false` if the room does not exist.
     fn add_member<'a>(&'a self, room: &'a RoomId, user: &'a User) -> Reply<'a, bool>;
+    /// Ends a membership; false if `user` was not a member (or no such room).
+    fn remove_member<'a>(&'a self, room: &'a RoomId, user: &'a UserId) -> Reply<'a, bool>;
     /// Whether `user` is a member of `room`.
     fn is_member<'a>(&'a self, room: &'a RoomId, user: &'a UserId) -> Reply<'a, bool>;
-    /// The members of `room`, in the order they first joined.
-    fn members<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Vec<User>>;
+    /// Members in the order they first joined; at most `limit` after `cursor` (InvalidCursor
+    /// as above). A member who left and joined again is back at the end.
+    fn members<'a>(
+        &'a self,
+        room: &'a RoomId,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> Reply<'a, Page<User>>;
+    /// How many members `room` has (0 for no such room).
+    fn member_count<'a>(&'a self, room: &'a RoomId) -> Reply<'a, usize>;
+    /// Whether the two users are members of at least one common room.
+    fn share_a_room<'a>(&'a self, a: &'a UserId, b: &'a UserId) -> Reply<'a, bool>;
     /// Records that a user exists (on token issue and on connect).
     fn remember_user<'a>(&'a self, user: &'a User) -> Reply<'a, ()>;
     /// Whether the chat has seen this user.
@@ -65,8 +122,10 @@ pub trait PresenceStore: Send + Sync + 'static {
     /// Counts one connection less. Returns `true` when it was the user's last connection in the
     /// room anywhere (send `user_left`).
     fn exit<'a>(&'a self, room: &'a RoomId, user: &'a User, node: NodeId) -> Reply<'a, bool>;
-    /// The users online in `room` now.
-    fn online<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Vec<User>>;
+    /// At most `limit` of the users online in `room` now (which ones is the store's choice;
+    /// all of them, in id order, when there are no more than `limit`), and how many are online
+    /// in all.
+    fn online<'a>(&'a self, room: &'a RoomId, limit: usize) -> Reply<'a, (Vec<User>, usize)>;
     /// How many users are online in each of `rooms`.
     fn online_counts<'a>(&'a self, rooms: &'a [RoomId]) -> Reply<'a, Vec<usize>>;
 }

@@ -77,13 +77,16 @@ impl PresenceStore for MemoryNode {
         ready(Ok(last))
     }
 
-    fn online<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Vec<User>> {
-        let users = lock(&self.cluster.presence)
+    fn online<'a>(&'a self, room: &'a RoomId, limit: usize) -> Reply<'a, (Vec<User>, usize)> {
+        let online = lock(&self.cluster.presence)
             .rooms
             .get(room)
-            .map(|users| users.values().map(|(u, _)| u.clone()).collect())
+            .map(|users| {
+                let some = users.values().take(limit).map(|(u, _)| u.clone());
+                (some.collect(), users.len())
+            })
             .unwrap_or_default();
-        ready(Ok(users))
+        ready(Ok(online))
     }
 
     fn online_counts<'a>(&'a self, rooms: &'a [RoomId]) -> Reply<'a, Vec<usize>> {

@@ -1,11 +1,17 @@
-//! The memory room store: rooms in creation order, their members, and the users seen.
+//! The memory room store: rooms indexed newest first, their members in join order, each user's
+//! rooms, and the users seen. The indexes mirror the Redis layout (see `backend::paging`), so
+//! that both list in the same order.
 
-use std::collections::HashMap;
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap, HashSet},
+    ops::Bound,
+};
 
 use super::{ready, MemoryNode};
 use crate::{
     backend::{
-        store::{RoomInfo, RoomStore},
+        paging::{self, fetch, split_page},
+        store::{Page, RoomInfo, RoomStore, Visibility},
         Reply,
     },
     protocol::{RoomId, User, UserId},
@@ -14,28 +20,96 @@ use crate::{
 
 #[derive(Default)]
 pub(super) struct Rooms {
-    order: Vec<RoomId>,
     rooms: HashMap<RoomId, RoomRecord>,
+    /// Sort keys of the public rooms.
+    public: BTreeSet<String>,
+    /// Each user's memberships.
+    memberships: HashMap<UserId, Memberships>,
     users: HashMap<UserId, User>,
 }
 
 struct RoomRecord {
     info: RoomInfo,
-    /// Members in the order they first joined; the value indexes `member_list`.
-    members: HashMap<UserId, usize>,
-    member_list: Vec<User>,
+    /// Its place in `list` (`paging::room_key`).
+    key: String,
+    /// Member -> join number.
+    members: HashMap<UserId, u64>,
+    /// Join number -> member: the join order, paged by number.
+    order: BTreeMap<u64, User>,
+    /// The last join number given.
+    joins: u64,
 }
 
-impl RoomRecord {
-    /// Adds `user`, or refreshes their display name if they are a member already.
-    fn add_member(&mut self, user: &User) {
-        match self.members.get(&user.id) {
-            Some(&i) => self.member_list[i] = user.clone(),
+/// The rooms a user is a member of: all of them (for `share_a_room`) and the sort keys of the
+/// private ones (for `list`). Dropped with the user's last membership.
+#[derive(Default)]
+struct Memberships {
+    rooms: HashSet<RoomId>,
+    private: BTreeSet<String>,
+}
+
+impl Rooms {
+    /// Adds `user` to `room`, or refreshes their display name if they are a member already.
+    /// Returns `false` if there is no such room.
+    fn add_member(&mut self, room: &RoomId, user: &User) -> bool {
+        let Some(record) = self.rooms.get_mut(room) else {
+            return false;
+        };
+        match record.members.get(&user.id) {
+            Some(n) => {
+                record.order.insert(*n, user.clone());
+            }
             None => {
-                self.members.insert(user.id.clone(), self.member_list.len());
-                self.member_list.push(user.clone());
+                record.joins += 1;
+                record.members.insert(user.id.clone(), record.joins);
+                record.order.insert(record.joins, user.clone());
+                let mine = self.memberships.entry(user.id.clone()).or_default();
+                mine.rooms.insert(room.clone());
+                if record.info.visibility == Visibility::Private {
+                    mine.private.insert(record.key.clone());
+                }
             }
         }
+        self.users.insert(user.id.clone(), user.clone());
+        true
+    }
+
+    /// Ends a membership; `false` if there was none.
+    fn remove_member(&mut self, room: &RoomId, user: &UserId) -> bool {
+        let Some(record) = self.rooms.get_mut(room) else {
+            return false;
+        };
+        let Some(n) = record.members.remove(user) else {
+            return false;
+        };
+        record.order.remove(&n);
+        if let Some(mine) = self.memberships.get_mut(user) {
+            mine.rooms.remove(room);
+            mine.private.remove(&record.key);
+            if mine.rooms.is_empty() {
+                self.memberships.remove(user);
+            }
+        }
+        true
+    }
+
+    /// What `list` shows `viewer` after `cursor`: public rooms and `viewer`'s private ones,
+    /// newest first, at most `n` sort keys.
+    fn keys_for(&self, viewer: &UserId, cursor: Option<&str>, n: usize) -> Vec<String> {
+        let below = |set: &BTreeSet<String>| -> Vec<String> {
+            let end = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+            set.range::<str, _>((Bound::Unbounded, end))
+                .rev()
+                .take(n)
+                .cloned()
+                .collect()
+        };
+        let private = self
+            .memberships
+            .get(viewer)
+            .map(|m| below(&m.private))
+            .unwrap_or_default();
+        paging::merge_newest_first(below(&self.public), private, n)
     }
 }
 
@@ -50,13 +124,18 @@ impl RoomStore for MemoryNode {
     fn create(&self, room: RoomInfo) -> Reply<'_, ()> {
         let mut rooms = lock(&self.cluster.rooms);
         if !rooms.rooms.contains_key(&room.room_id) {
-            rooms.order.push(room.room_id.clone());
+            let key = paging::room_key(&room.room_id, &room.created_at);
+            if room.visibility == Visibility::Public {
+                rooms.public.insert(key.clone());
+            }
             rooms.rooms.insert(
                 room.room_id.clone(),
                 RoomRecord {
                     info: room,
+                    key,
                     members: HashMap::new(),
-                    member_list: Vec::new(),
+                    order: BTreeMap::new(),
+                    joins: 0,
                 },
             );
         }
@@ -67,24 +146,37 @@ impl RoomStore for MemoryNode {
         ready(Ok(self.with_room(room, |r| r.map(|r| r.info.clone()))))
     }
 
-    fn list(&self) -> Reply<'_, Vec<RoomInfo>> {
+    fn list<'a>(
+        &'a self,
+        viewer: &'a UserId,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> Reply<'a, Page<RoomInfo>> {
+        let cursor = match cursor.map(paging::room_cursor).transpose() {
+            Ok(cursor) => cursor,
+            Err(err) => return ready(Err(err)),
+        };
         let rooms = lock(&self.cluster.rooms);
-        let list = rooms
-            .order
+        let keys = rooms.keys_for(viewer, cursor, fetch(limit));
+        let page = split_page(keys, limit, String::clone);
+        let items = page
+            .items
             .iter()
-            .filter_map(|id| rooms.rooms.get(id).map(|r| r.info.clone()))
+            .filter_map(|key| rooms.rooms.get(&paging::room_of_key(key)?))
+            .map(|r| r.info.clone())
             .collect();
-        ready(Ok(list))
+        ready(Ok(Page {
+            items,
+            next: page.next,
+        }))
     }
 
     fn add_member<'a>(&'a self, room: &'a RoomId, user: &'a User) -> Reply<'a, bool> {
-        let mut rooms = lock(&self.cluster.rooms);
-        let Some(record) = rooms.rooms.get_mut(room) else {
-            return ready(Ok(false));
-        };
-        record.add_member(user);
-        rooms.users.insert(user.id.clone(), user.clone());
-        ready(Ok(true))
+        ready(Ok(lock(&self.cluster.rooms).add_member(room, user)))
+    }
+
+    fn remove_member<'a>(&'a self, room: &'a RoomId, user: &'a UserId) -> Reply<'a, bool> {
+        ready(Ok(lock(&self.cluster.rooms).remove_member(room, user)))
     }
 
     fn is_member<'a>(&'a self, room: &'a RoomId, user: &'a UserId) -> Reply<'a, bool> {
@@ -93,10 +185,54 @@ impl RoomStore for MemoryNode {
         })))
     }
 
-    fn members<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Vec<User>> {
-        ready(Ok(self.with_room(room, |r| {
-            r.map(|r| r.member_list.clone()).unwrap_or_default()
-        })))
+    fn members<'a>(
+        &'a self,
+        room: &'a RoomId,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> Reply<'a, Page<User>> {
+        let after = match paging::member_cursor(cursor) {
+            Ok(after) => after,
+            Err(err) => return ready(Err(err)),
+        };
+        let numbered: Vec<(u64, User)> = self.with_room(room, |r| {
+            r.map(|r| {
+                r.order
+                    .range(after.saturating_add(1)..)
+                    .take(fetch(limit))
+                    .map(|(n, u)| (*n, u.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+        });
+        let page = split_page(numbered, limit, |(n, _)| n.to_string());
+        ready(Ok(Page {
+            items: page.items.into_iter().map(|(_, u)| u).collect(),
+            next: page.next,
+        }))
+    }
+
+    fn member_count<'a>(&'a self, room: &'a RoomId) -> Reply<'a, usize> {
+        ready(Ok(
+            self.with_room(room, |r| r.map_or(0, |r| r.members.len()))
+        ))
+    }
+
+    fn share_a_room<'a>(&'a self, a: &'a UserId, b: &'a UserId) -> Reply<'a, bool> {
+        let rooms = lock(&self.cluster.rooms);
+        let shared = match (rooms.memberships.get(a), rooms.memberships.get(b)) {
+            (Some(a), Some(b)) => {
+                // Look the smaller side up in the larger: O(the smaller side).
+                let (small, large) = if a.rooms.len() <= b.rooms.len() {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
+                small.rooms.iter().any(|r| large.rooms.contains(r))
+            }
+            _ => false,
+        };
+        ready(Ok(shared))
     }
 
     fn remember_user<'a>(&'a self, user: &'a User) -> Reply<'a, ()> {

@@ -1,4 +1,5 @@
-//! Tests of the memory backend: history paging, pub/sub reach, direct copies, presence.
+//! Tests of the memory backend: history paging, pub/sub reach, direct copies, presence, and
+//! the store suite (`backend::store_suite`).
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -155,5 +156,7 @@ async fn presence_counts_users_not_connections() {
     assert!(!a.presence.exit(&room, &ann, na).await.unwrap());
     assert!(!a.presence.exit(&room, &ann, na).await.unwrap());
     assert_eq!(cluster.remove_node(nb), vec![(room.clone(), ann.clone())]);
-    assert!(a.presence.online(&room).await.unwrap().is_empty());
+    assert_eq!(a.presence.online(&room, 10).await.unwrap(), (vec![], 0));
 }
+
+crate::backend::store_suite::store_tests!(async { ((), Backend::memory()) });

@@ -28,8 +28,14 @@ impl Keys {
     pub(super) fn user_channel(&self, user: &UserId) -> String {
         format!("{}:user:{{{}}}", self.prefix, user)
     }
-    pub(super) fn rooms(&self) -> String {
-        format!("{}:rooms", self.prefix)
+    /// The sort keys of the public rooms (`backend::paging`), one score: read BYLEX.
+    pub(super) fn public_rooms(&self) -> String {
+        format!("{}:rooms:public", self.prefix)
+    }
+    /// A user's own keys, hash-tagged by the user's id: `rooms` (the sort keys of every room
+    /// the user is a member of) and `private` (of the private ones).
+    pub(super) fn user_key(&self, user: &UserId, what: &str) -> String {
+        format!("{}:user:{{{}}}:{what}", self.prefix, user)
     }
     pub(super) fn users(&self) -> String {
         format!("{}:users", self.prefix)

@@ -13,10 +13,18 @@
 //! # Keys and channels
 //! Everything lives under a configurable prefix `P` (default `roomcast`). A room's keys and
 //! its channel carry the room id as a hash tag, so that they will share one slot on Redis
-//! Cluster: `P:room:{R}` (channel), `P:room:{R}:info`, `:members`, `:order`, `:log` (the
-//! history stream), `:presence` (connections per node and user), `:online` (connections per
-//! user). A user's channel is `P:user:{U}`. Global: `P:rooms`, `P:users`, `P:nodes` (node
-//! heartbeats), `P:node:{N}:rooms`, `P:secret`.
+//! Cluster: `P:room:{R}` (channel), `P:room:{R}:info` (name, createdAt, visibility, owner,
+//! `key`: the room's sort key, `joins`: its join counter), `:members` (id -> name), `:order`
+//! (members scored by join number), `:log` (the history stream), `:presence` (connections per
+//! node and user), `:online` (connections per user). A user's channel is `P:user:{U}`, and
+//! its keys `P:user:{U}:rooms` and `:private` (the sort keys of the user's rooms, and of the
+//! private ones, one score: read by lex). Global: `P:rooms:public` (the public rooms' sort
+//! keys), `P:users`, `P:nodes` (node heartbeats), `P:node:{N}:rooms`, `P:secret`.
+//!
+//! Multi-slot today (Redis Cluster is a later step): `create_room.lua` (the room and
+//! `P:rooms:public`), `add_member.lua` (the room, `P:users` and the user's keys),
+//! `remove_member.lua` (the room and the user's keys), `share_a_room` (`ZINTERCARD` over two
+//! users' keys), and the room scripts that write `P:node:{N}:rooms`.
 //!
 //! # Ordering
 //! A room message is appended to the room's stream and published by one Lua script (XADD with
@@ -48,6 +56,8 @@ mod pubsub;
 mod reaper;
 mod rooms;
 mod scripts;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::HashMap,

@@ -50,8 +50,16 @@ impl PresenceStore for RedisNode {
         })
     }
 
-    fn online<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Vec<User>> {
-        Box::pin(self.users_with_names(room, "online", "hash"))
+    fn online<'a>(&'a self, room: &'a RoomId, limit: usize) -> Reply<'a, (Vec<User>, usize)> {
+        Box::pin(async move {
+            let (mut users, total) = self.users_with_names(room, "online", 0, limit).await?;
+            // In id order, as the memory store gives them.
+            users.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+            let total = total
+                .first()
+                .map_or(0, |&n| usize::try_from(n).unwrap_or(usize::MAX));
+            Ok((users, total))
+        })
     }
 
     fn online_counts<'a>(&'a self, rooms: &'a [RoomId]) -> Reply<'a, Vec<usize>> {

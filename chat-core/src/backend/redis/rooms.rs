@@ -1,98 +1,162 @@
-//! The Redis room store: `P:rooms` (sorted by creation), each room's info, members and join
-//! order, and `P:users`.
+//! The Redis room store: each room's `:info` (name, creation time, visibility, owner, sort
+//! key, join counter), `:members` (id -> name) and `:order` (members scored by join number);
+//! `P:rooms:public` (the public rooms' sort keys); per user `P:user:{U}:rooms` and `:private`
+//! (the sort keys of the user's rooms, and of the private ones); and `P:users`. Every listing
+//! reads one page (`ZRANGE ... LIMIT`), never a whole set: see `backend::paging`.
 
 use redis::AsyncCommands;
 
 use super::RedisNode;
 use crate::{
     backend::{
-        store::{RoomInfo, RoomStore},
+        paging::{self, fetch, split_page},
+        store::{Page, RoomInfo, RoomStore, Visibility},
         Reply,
     },
     error::BackendError,
-    protocol::{now_ms, RoomId, User, UserId},
+    protocol::{RoomId, User, UserId},
 };
+
+/// The `:info` fields a [`RoomInfo`] is read from.
+const INFO_FIELDS: [&str; 4] = ["name", "createdAt", "visibility", "owner"];
+
+/// Those fields as HMGET returns them.
+type InfoFields = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A room from its `:info` fields; `None` if it has none (no such room).
+fn room_info(room_id: RoomId, fields: InfoFields) -> Result<Option<RoomInfo>, BackendError> {
+    let (Some(name), Some(created_at), visibility, owner) = fields else {
+        return Ok(None);
+    };
+    let visibility = match visibility.as_deref() {
+        None | Some("public") => Visibility::Public,
+        Some("private") => Visibility::Private,
+        Some(other) => {
+            return Err(BackendError::Corrupt(format!(
+                "room {room_id}: visibility {other:?}"
+            )))
+        }
+    };
+    Ok(Some(RoomInfo {
+        room_id,
+        name,
+        created_at,
+        visibility,
+        owner: owner.map(UserId::new),
+    }))
+}
+
+/// The string a visibility is stored as.
+fn stored(visibility: Visibility) -> &'static str {
+    match visibility {
+        Visibility::Public => "public",
+        Visibility::Private => "private",
+    }
+}
+
+/// A Redis `LIMIT` count for `n` items.
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
 
 impl RoomStore for RedisNode {
     fn create(&self, room: RoomInfo) -> Reply<'_, ()> {
         Box::pin(async move {
             let keys = &self.shared.keys;
-            let created_ms = time::OffsetDateTime::parse(
-                &room.created_at,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-            .unwrap_or_else(|_| now_ms());
-            let _: () = redis::pipe()
-                .atomic()
-                .hset_multiple(
-                    keys.room_key(&room.room_id, "info"),
-                    &[
-                        ("name", room.name.as_str()),
-                        ("createdAt", room.created_at.as_str()),
-                    ],
-                )
-                .ignore()
-                .zadd(keys.rooms(), room.room_id.as_str(), created_ms)
-                .ignore()
-                .query_async(&mut self.conn())
-                .await
-                .map_err(BackendError::redis)?;
+            let mut create = self.shared.scripts.create_room.prepare_invoke();
+            create
+                .key(keys.room_key(&room.room_id, "info"))
+                .key(keys.public_rooms())
+                .arg(&room.name)
+                .arg(&room.created_at)
+                .arg(stored(room.visibility))
+                .arg(paging::room_key(&room.room_id, &room.created_at));
+            if let Some(owner) = &room.owner {
+                create.arg(owner.as_str());
+            }
+            let _created: i64 = self.invoke(&create).await?;
             Ok(())
         })
     }
 
     fn get<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Option<RoomInfo>> {
         Box::pin(async move {
-            let (name, created_at): (Option<String>, Option<String>) = self
+            let fields: InfoFields = self
                 .conn()
-                .hmget(
-                    self.shared.keys.room_key(room, "info"),
-                    &["name", "createdAt"],
-                )
+                .hmget(self.shared.keys.room_key(room, "info"), &INFO_FIELDS)
                 .await
                 .map_err(BackendError::redis)?;
-            Ok(name.zip(created_at).map(|(name, created_at)| RoomInfo {
-                room_id: room.clone(),
-                name,
-                created_at,
-            }))
+            room_info(room.clone(), fields)
         })
     }
 
-    fn list(&self) -> Reply<'_, Vec<RoomInfo>> {
+    fn list<'a>(
+        &'a self,
+        viewer: &'a UserId,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> Reply<'a, Page<RoomInfo>> {
         Box::pin(async move {
             let keys = &self.shared.keys;
-            let mut conn = self.conn();
-            let ids: Vec<String> = conn
-                .zrange(keys.rooms(), 0, -1)
-                .await
-                .map_err(BackendError::redis)?;
-            if ids.is_empty() {
-                return Ok(Vec::new());
-            }
+            let below = match cursor {
+                Some(cursor) => format!("({}", paging::room_cursor(cursor)?),
+                None => "+".to_owned(),
+            };
+            let n = fetch(limit);
             let mut pipe = redis::pipe();
-            for id in &ids {
-                pipe.hmget(
-                    keys.room_key(&RoomId::new(id.as_str()), "info"),
-                    &["name", "createdAt"],
-                );
+            for index in [keys.public_rooms(), keys.user_key(viewer, "private")] {
+                pipe.cmd("ZRANGE")
+                    .arg(index)
+                    .arg(&below)
+                    .arg("-")
+                    .arg("BYLEX")
+                    .arg("REV")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(count(n));
             }
-            let infos: Vec<(Option<String>, Option<String>)> = pipe
+            let mut conn = self.conn();
+            let (public, private): (Vec<String>, Vec<String>) = pipe
                 .query_async(&mut conn)
                 .await
                 .map_err(BackendError::redis)?;
-            Ok(ids
-                .into_iter()
-                .zip(infos)
-                .filter_map(|(id, (name, created_at))| {
-                    Some(RoomInfo {
-                        room_id: RoomId::new(id),
-                        name: name?,
-                        created_at: created_at?,
-                    })
-                })
-                .collect())
+            let page = split_page(
+                paging::merge_newest_first(public, private, n),
+                limit,
+                String::clone,
+            );
+            let ids: Vec<RoomId> = page
+                .items
+                .iter()
+                .filter_map(|key| paging::room_of_key(key))
+                .collect();
+            if ids.is_empty() {
+                return Ok(Page {
+                    items: Vec::new(),
+                    next: page.next,
+                });
+            }
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.hmget(keys.room_key(id, "info"), &INFO_FIELDS);
+            }
+            let infos: Vec<InfoFields> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(BackendError::redis)?;
+            let mut items = Vec::with_capacity(ids.len());
+            for (id, fields) in ids.into_iter().zip(infos) {
+                items.extend(room_info(id, fields)?);
+            }
+            Ok(Page {
+                items,
+                next: page.next,
+            })
         })
     }
 
@@ -108,12 +172,33 @@ impl RoomStore for RedisNode {
                         .key(keys.room_key(room, "members"))
                         .key(keys.room_key(room, "order"))
                         .key(keys.users())
+                        .key(keys.user_key(&user.id, "rooms"))
+                        .key(keys.user_key(&user.id, "private"))
                         .arg(user.id.as_str())
-                        .arg(&user.name)
-                        .arg(now_ms()),
+                        .arg(&user.name),
                 )
                 .await?;
             Ok(added == 1)
+        })
+    }
+
+    fn remove_member<'a>(&'a self, room: &'a RoomId, user: &'a UserId) -> Reply<'a, bool> {
+        Box::pin(async move {
+            let keys = &self.shared.keys;
+            let removed: i64 = self
+                .invoke(
+                    self.shared
+                        .scripts
+                        .remove_member
+                        .key(keys.room_key(room, "info"))
+                        .key(keys.room_key(room, "members"))
+                        .key(keys.room_key(room, "order"))
+                        .key(keys.user_key(user, "rooms"))
+                        .key(keys.user_key(user, "private"))
+                        .arg(user.as_str()),
+                )
+                .await?;
+            Ok(removed == 1)
         })
     }
 
@@ -126,8 +211,52 @@ impl RoomStore for RedisNode {
         })
     }
 
-    fn members<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Vec<User>> {
-        Box::pin(self.users_with_names(room, "order", "zset"))
+    fn members<'a>(
+        &'a self,
+        room: &'a RoomId,
+        cursor: Option<&'a str>,
+        limit: usize,
+    ) -> Reply<'a, Page<User>> {
+        Box::pin(async move {
+            let after = paging::member_cursor(cursor)?;
+            let (users, numbers) = self
+                .users_with_names(room, "order", after, fetch(limit))
+                .await?;
+            let numbered: Vec<(u64, User)> = numbers.into_iter().zip(users).collect();
+            let page = split_page(numbered, limit, |(n, _)| n.to_string());
+            Ok(Page {
+                items: page.items.into_iter().map(|(_, u)| u).collect(),
+                next: page.next,
+            })
+        })
+    }
+
+    fn member_count<'a>(&'a self, room: &'a RoomId) -> Reply<'a, usize> {
+        Box::pin(async move {
+            self.conn()
+                .hlen(self.shared.keys.room_key(room, "members"))
+                .await
+                .map_err(BackendError::redis)
+        })
+    }
+
+    fn share_a_room<'a>(&'a self, a: &'a UserId, b: &'a UserId) -> Reply<'a, bool> {
+        // One command, in Redis: ZINTERCARD walks the smaller of the two users' rooms, looks
+        // each up in the other, and stops at the first common one (LIMIT 1). Nothing is
+        // loaded into the app; the work is bounded by the smaller membership.
+        Box::pin(async move {
+            let keys = &self.shared.keys;
+            let common: i64 = redis::cmd("ZINTERCARD")
+                .arg(2)
+                .arg(keys.user_key(a, "rooms"))
+                .arg(keys.user_key(b, "rooms"))
+                .arg("LIMIT")
+                .arg(1)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(BackendError::redis)?;
+            Ok(common > 0)
+        })
     }
 
     fn remember_user<'a>(&'a self, user: &'a User) -> Reply<'a, ()> {
@@ -152,30 +281,37 @@ impl RoomStore for RedisNode {
 }
 
 impl RedisNode {
+    /// At most `n` users of `room` with their names, by `users_with_names.lua`, from the
+    /// room's `mode` key: `"order"`, the members after join number `after`, with their join
+    /// numbers; `"online"`, some online users, and (one number) how many are online in all.
     pub(super) async fn users_with_names(
         &self,
         room: &RoomId,
-        source: &str,
-        kind: &str,
-    ) -> Result<Vec<User>, BackendError> {
+        mode: &str,
+        after: u64,
+        n: usize,
+    ) -> Result<(Vec<User>, Vec<u64>), BackendError> {
         let keys = &self.shared.keys;
-        let (ids, names): (Vec<String>, Vec<Option<String>>) = self
+        let (ids, names, numbers): (Vec<String>, Vec<Option<String>>, Vec<u64>) = self
             .invoke(
                 self.shared
                     .scripts
                     .users_with_names
-                    .key(keys.room_key(room, source))
+                    .key(keys.room_key(room, mode))
                     .key(keys.room_key(room, "members"))
-                    .arg(kind),
+                    .arg(mode)
+                    .arg(after)
+                    .arg(count(n)),
             )
             .await?;
-        Ok(ids
+        let users = ids
             .into_iter()
             .zip(names)
             .map(|(id, name)| User {
                 name: name.unwrap_or_else(|| id.clone()),
                 id: UserId::new(id),
             })
-            .collect())
+            .collect();
+        Ok((users, numbers))
     }
 }

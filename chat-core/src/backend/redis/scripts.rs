@@ -40,9 +40,13 @@ scripts! {
     exit = "scripts/exit.lua";
     /// A dead node's connections out of one room.
     reap = "scripts/reap.lua";
+    /// A room, unless it exists, into the public index if public.
+    create_room = "scripts/create_room.lua";
     /// A member into an existing room.
     add_member = "scripts/add_member.lua";
-    /// Ids and names of a room's members or online users.
+    /// A member out of a room, and the room out of the user's rooms.
+    remove_member = "scripts/remove_member.lua";
+    /// A page of a room's members, or some of its online users, with their names.
     users_with_names = "scripts/users_with_names.lua";
 }
 

@@ -1,0 +1,170 @@
+//! Tests of the Redis backend against a real `redis-server` (one per test, on a free port):
+//! the store suite (`backend::store_suite`), the same order as the memory store, the keys
+//! a membership leaves, and a room too big to read whole.
+
+mod server;
+
+use redis::AsyncCommands;
+use server::TestRedis;
+
+use crate::{
+    backend::{
+        store::{RoomInfo, Visibility},
+        Backend,
+    },
+    protocol::{RoomId, User, UserId},
+};
+
+async fn fresh() -> (TestRedis, Backend) {
+    let redis = TestRedis::start().await;
+    let backend = redis.backend().await;
+    (redis, backend)
+}
+
+crate::backend::store_suite::store_tests!(fresh());
+
+/// Every page of `list` as room ids, `limit` at a time.
+async fn listing(backend: &Backend, viewer: &UserId, limit: usize) -> Vec<String> {
+    let (mut cursor, mut ids) = (None::<String>, Vec::new());
+    loop {
+        let page = backend
+            .rooms
+            .list(viewer, cursor.as_deref(), limit)
+            .await
+            .unwrap();
+        ids.extend(page.items.into_iter().map(|r| r.room_id.to_string()));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return ids,
+        }
+    }
+}
+
+#[tokio::test]
+async fn lists_in_the_same_order_as_memory() {
+    let (_redis, redis) = fresh().await;
+    let memory = Backend::memory();
+    let ann = User::new("ann", "Ann");
+    // Many rooms in few instants (ties), created out of order, a third private.
+    for i in 0..60u32 {
+        let id = format!("room-{:02}", (i * 37) % 60);
+        let room = RoomInfo {
+            room_id: RoomId::new(id.as_str()),
+            name: id.clone(),
+            created_at: format!("2026-01-01T00:00:0{}.5Z", i % 4),
+            visibility: if i % 3 == 0 {
+                Visibility::Private
+            } else {
+                Visibility::Public
+            },
+            owner: None,
+        };
+        for backend in [&redis, &memory] {
+            backend.rooms.create(room.clone()).await.unwrap();
+            if i % 2 == 0 {
+                backend.rooms.add_member(&room.room_id, &ann).await.unwrap();
+            }
+        }
+    }
+    for (viewer, limit) in [("ann", 7), ("bob", 5), ("ann", 60)] {
+        let viewer = UserId::new(viewer);
+        let (r, m) = (
+            listing(&redis, &viewer, limit).await,
+            listing(&memory, &viewer, limit).await,
+        );
+        assert_eq!(r, m);
+        let mut unique = r.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), r.len(), "no room twice");
+    }
+}
+
+#[tokio::test]
+async fn removing_the_last_membership_leaves_no_user_keys() {
+    let (redis, backend) = fresh().await;
+    for (id, visibility) in [("p", Visibility::Public), ("s", Visibility::Private)] {
+        let room = RoomInfo {
+            room_id: RoomId::new(id),
+            name: id.into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            visibility,
+            owner: None,
+        };
+        backend.rooms.create(room).await.unwrap();
+        backend
+            .rooms
+            .add_member(&RoomId::new(id), &User::new("u", "U"))
+            .await
+            .unwrap();
+    }
+    let mut conn = redis.conn().await;
+    let user_keys = ["roomcast:user:{u}:rooms", "roomcast:user:{u}:private"];
+    let cards: (usize, usize) = redis::pipe()
+        .zcard(user_keys[0])
+        .zcard(user_keys[1])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(cards, (2, 1));
+    for id in ["p", "s"] {
+        assert!(backend
+            .rooms
+            .remove_member(&RoomId::new(id), &UserId::new("u"))
+            .await
+            .unwrap());
+    }
+    let left: usize = conn.exists(&user_keys[..]).await.unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn a_big_room_pages_and_reads_whole_past_lua_bounds() {
+    let (_redis, backend) = fresh().await;
+    let room = RoomId::new("big");
+    let info = RoomInfo {
+        room_id: room.clone(),
+        name: "big".into(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+        visibility: Visibility::Public,
+        owner: None,
+    };
+    backend.rooms.create(info).await.unwrap();
+    // More than Lua's unpack takes at once (about 8,000).
+    let n = 9_000;
+    let users: Vec<User> = (0..n).map(|i| User::new(format!("u{i:05}"), "x")).collect();
+    for chunk in users.chunks(500) {
+        let adds = chunk.iter().map(|u| backend.rooms.add_member(&room, u));
+        for added in futures_util::future::join_all(adds).await {
+            assert!(added.unwrap());
+        }
+    }
+    assert_eq!(backend.rooms.member_count(&room).await.unwrap(), n);
+    let page = backend.rooms.members(&room, None, 3).await.unwrap();
+    assert_eq!(page.items.len(), 3);
+    let next = backend
+        .rooms
+        .members(&room, page.next.as_deref(), 2)
+        .await
+        .unwrap();
+    assert_eq!(next.items.len(), 2);
+    let all = backend
+        .rooms
+        .members(&room, None, usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!((all.items.len(), all.next), (n, None));
+    assert!(all.items.iter().all(|u| u.name == "x"));
+    // Online: past the small-hash encoding, HSCAN returns some at a time; the limit holds.
+    let node = backend.broker.node_id();
+    let enters = users[..300]
+        .iter()
+        .map(|u| backend.presence.enter(&room, u, node));
+    futures_util::future::join_all(enters).await;
+    let (some, total) = backend.presence.online(&room, 100).await.unwrap();
+    assert_eq!((some.len(), total), (100, 300));
+    assert!(
+        some.windows(2).all(|w| w[0].id < w[1].id),
+        "distinct, by id"
+    );
+}
