@@ -40,10 +40,25 @@ impl Rest {
         })
     }
 
+    /// Creates a room as a new guest (contract v2: nothing is anonymous but the documents).
     pub(crate) async fn create_room(&self, base: &str, name: &str) -> anyhow::Result<String> {
         let res = self
             .http
+            .post(format!("{base}/guests"))
+            .json(&serde_json::json!({ "name": "bench" }))
+            .send()
+            .await
+            .with_context(|| format!("POST {base}/guests"))?;
+        let status = res.status();
+        let body: serde_json::Value = res.json().await.context("guests reply")?;
+        let token = match body["token"].as_str() {
+            Some(token) if status.is_success() => token.to_owned(),
+            _ => bail!("guests: {status} {body}"),
+        };
+        let res = self
+            .http
             .post(format!("{base}/create-room"))
+            .bearer_auth(token)
             .json(&serde_json::json!({ "name": name }))
             .send()
             .await

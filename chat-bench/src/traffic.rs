@@ -378,8 +378,9 @@ async fn sender(
 pub(crate) fn placement(args: &Args, i: usize) -> (usize, usize) {
     let n = args.instances;
     match args.scenario {
-        // Pairs (2k, 2k+1) straddle instances so direct messages cross them.
-        Scenario::Direct => (i % n, i % args.rooms),
+        // Pairs (2k, 2k+1) straddle instances so direct messages cross them, and share a
+        // room (the default policy sends direct messages between users who share one).
+        Scenario::Direct => (i % n, (i / 2) % args.rooms),
         // Room members alternate over instances (room i % R, then instance by round).
         _ => ((i / args.rooms) % n, i % args.rooms),
     }

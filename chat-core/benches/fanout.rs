@@ -76,7 +76,15 @@ fn fanout(c: &mut Criterion) {
                 },
                 Arc::new(DefaultPolicy),
             );
-            let room = chat.create_room(None).await.unwrap().room_id;
+            let room = chat
+                .create_room(
+                    &chat_core::Caller::member(chat_core::User::new("owner", "Owner")),
+                    None,
+                    chat_core::backend::store::Visibility::Public,
+                )
+                .await
+                .unwrap()
+                .room_id;
             let delivered = Arc::new(Semaphore::new(0));
             for i in 1..MEMBERS {
                 let mut conn = chat

@@ -146,7 +146,11 @@ pub enum Target {
 /// override what you need. Every hook gets the chat, to look things up.
 pub trait Policy: Send + Sync + 'static {
     /// May the caller create this room? Default: yes.
-    fn create_room<'a>(&'a self, event: &'a CreateRoomEvent, chat: &'a Chat) -> BoxFuture<'a, Decision> {
+    fn create_room<'a>(
+        &'a self,
+        event: &'a CreateRoomEvent,
+        chat: &'a Chat,
+    ) -> BoxFuture<'a, Decision> {
         let _ = (event, chat);
         Box::pin(async { Decision::Allow })
     }
@@ -184,8 +188,13 @@ pub trait Policy: Send + Sync + 'static {
                 Target::Room(_) => Decision::Allow,
                 Target::User(to) if *to == event.caller.user.id => Decision::Allow,
                 Target::User(to) => match chat.share_a_room(&event.caller.user.id, to).await {
-                    Ok(shared) => allow_if(shared, "direct messages go to users who share a room with you"),
-                    Err(err) => Decision::Deny(format!("cannot check who you share a room with: {err}")),
+                    Ok(shared) => allow_if(
+                        shared,
+                        "direct messages go to users who share a room with you",
+                    ),
+                    Err(err) => {
+                        Decision::Deny(format!("cannot check who you share a room with: {err}"))
+                    }
                 },
             }
         })
@@ -193,7 +202,11 @@ pub trait Policy: Send + Sync + 'static {
 
     /// What becomes of this body? Runs after [`Policy::message`] allowed it. Default: it is
     /// published as it is.
-    fn moderate<'a>(&'a self, event: &'a MessageEvent, chat: &'a Chat) -> BoxFuture<'a, Moderation> {
+    fn moderate<'a>(
+        &'a self,
+        event: &'a MessageEvent,
+        chat: &'a Chat,
+    ) -> BoxFuture<'a, Moderation> {
         let _ = (event, chat);
         Box::pin(async { Moderation::Accept })
     }
@@ -326,7 +339,11 @@ impl Hooks {
 }
 
 impl Policy for Hooks {
-    fn create_room<'a>(&'a self, event: &'a CreateRoomEvent, chat: &'a Chat) -> BoxFuture<'a, Decision> {
+    fn create_room<'a>(
+        &'a self,
+        event: &'a CreateRoomEvent,
+        chat: &'a Chat,
+    ) -> BoxFuture<'a, Decision> {
         match &self.create_room {
             Some(f) => f(event.clone(), chat.clone()),
             None => DefaultPolicy.create_room(event, chat),
@@ -361,7 +378,11 @@ impl Policy for Hooks {
         }
     }
 
-    fn moderate<'a>(&'a self, event: &'a MessageEvent, chat: &'a Chat) -> BoxFuture<'a, Moderation> {
+    fn moderate<'a>(
+        &'a self,
+        event: &'a MessageEvent,
+        chat: &'a Chat,
+    ) -> BoxFuture<'a, Moderation> {
         match &self.moderate {
             Some(f) => f(event.clone(), chat.clone()),
             None => DefaultPolicy.moderate(event, chat),

@@ -77,7 +77,15 @@ fn fixture() -> Fixture {
             ..ChatConfig::default()
         };
         let chat = Chat::with_policy(MemoryCluster::new().node(), config, Arc::new(DefaultPolicy));
-        let room = chat.create_room(None).await.unwrap().room_id;
+        let room = chat
+            .create_room(
+                &chat_core::Caller::member(chat_core::User::new("owner", "Owner")),
+                None,
+                chat_core::backend::store::Visibility::Public,
+            )
+            .await
+            .unwrap()
+            .room_id;
         let mut conn = chat.connect(User::new("p", "P")).await.unwrap();
         conn.join(&room, None).await.unwrap();
         let _joined = conn.try_next_frame().unwrap();

@@ -24,7 +24,9 @@ impl ChatHandle {
 
     /// Issues a token for a user the host has identified (e.g. for its own login flow).
     pub fn issue_token(&self, user: &chat_core::User) -> String {
-        self.tokens.issue(&chat_core::Caller::member(user.clone())).0
+        self.tokens
+            .issue(&chat_core::Caller::member(user.clone()))
+            .0
     }
 
     /// Closes every WebSocket (close code 1001) after in-flight work, and waits for them.

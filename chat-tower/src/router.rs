@@ -42,11 +42,26 @@ where
     let state = access.state.clone();
     let a = || access.clone();
     Router::new()
-        .route("/guests", post(with_identity(a(), Header, rest::guests::create_guest)))
-        .route("/create-room", post(with_identity(a(), Header, rest::rooms::create_room)))
-        .route("/join-room/{roomId}", post(with_identity(a(), Header, rest::join::join_room)))
-        .route("/rooms", get(with_identity(a(), Header, rest::rooms::list_rooms)))
-        .route("/rooms/{roomId}", get(with_identity(a(), Header, rest::rooms::get_room)))
+        .route(
+            "/guests",
+            post(with_identity(a(), Header, rest::guests::create_guest)),
+        )
+        .route(
+            "/create-room",
+            post(with_identity(a(), Header, rest::rooms::create_room)),
+        )
+        .route(
+            "/join-room/{roomId}",
+            post(with_identity(a(), Header, rest::join::join_room)),
+        )
+        .route(
+            "/rooms",
+            get(with_identity(a(), Header, rest::rooms::list_rooms)),
+        )
+        .route(
+            "/rooms/{roomId}",
+            get(with_identity(a(), Header, rest::rooms::get_room)),
+        )
         .route(
             "/rooms/{roomId}/members",
             get(with_identity(a(), Header, rest::members::list_members)),
@@ -63,7 +78,10 @@ where
             "/rooms/{roomId}/messages",
             get(with_identity(a(), Header, rest::messages::room_messages)),
         )
-        .route("/ws", get(with_identity(a(), HeaderOrQuery, ws::upgrade::ws_handler)))
+        .route(
+            "/ws",
+            get(with_identity(a(), HeaderOrQuery, ws::upgrade::ws_handler)),
+        )
         .route(
             "/openapi.json",
             get(rest::contract::openapi_json).with_state(state.clone()),

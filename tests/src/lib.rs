@@ -109,7 +109,10 @@ impl Api {
             .post("/guests", Some(json!({ "name": name })))
             .await;
         assert_eq!(status, 201, "{body}");
-        (self.with_token(body["token"].as_str().unwrap()), body["user"].clone())
+        (
+            self.with_token(body["token"].as_str().unwrap()),
+            body["user"].clone(),
+        )
     }
 
     fn auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

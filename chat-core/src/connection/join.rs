@@ -56,8 +56,13 @@ impl Connection {
         }
         self.rooms.insert(room.clone());
         if first {
-            chat.publish_system(Some(self.id), &self.caller.user, room, SystemEvent::UserJoined)
-                .await;
+            chat.publish_system(
+                Some(self.id),
+                &self.caller.user,
+                room,
+                SystemEvent::UserJoined,
+            )
+            .await;
         }
         Ok(())
     }
@@ -76,7 +81,9 @@ impl Connection {
         let event = RoomEvent::new(self.caller.clone(), info).member(is_member);
         self.chat.admit(&event).await?;
         if !is_member {
-            rooms.add_member(&event.room.room_id, &self.caller.user).await?;
+            rooms
+                .add_member(&event.room.room_id, &self.caller.user)
+                .await?;
         }
         Ok(())
     }

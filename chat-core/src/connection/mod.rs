@@ -29,8 +29,8 @@ use crate::{
     hooks::{Decision, MessageEvent, Moderation, Target},
     node::Chat,
     protocol::{AckFrame, RoomId, SendDirectFrame, SendMessageFrame, ServerFrame, User},
-    Caller,
     session::EndSignal,
+    Caller,
 };
 
 /// One client connection on a node: its rooms, its outgoing queue and its user.

@@ -15,7 +15,15 @@ async fn chat_with_room() -> (Chat, RoomId) {
         ChatConfig::default(),
         Arc::new(crate::hooks::DefaultPolicy),
     );
-    let room = chat.create_room(Some("r".into())).await.unwrap().room_id;
+    let room = chat
+        .create_room(
+            &crate::Caller::member(crate::User::new("owner", "Owner")),
+            Some("r".into()),
+            crate::backend::store::Visibility::Public,
+        )
+        .await
+        .unwrap()
+        .room_id;
     (chat, room)
 }
 

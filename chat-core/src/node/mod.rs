@@ -25,8 +25,8 @@ use crate::{
     error::Error,
     fanout::{Alarm, Hub, Outbox, Subscriptions},
     hooks::{DefaultPolicy, Policy},
-    Caller,
     sync::lock,
+    Caller,
 };
 
 /// One node of the chat: cheap to clone, shared by the HTTP layer and every connection.

@@ -249,7 +249,11 @@ impl Chat {
     /// The room, if `caller` may read it; a refusal looks like a missing room.
     async fn readable(&self, caller: &Caller, room: &RoomId) -> Result<RoomInfo, Error> {
         let info = self.room_info(room).await?;
-        let is_member = self.backend().rooms.is_member(room, &caller.user.id).await?;
+        let is_member = self
+            .backend()
+            .rooms
+            .is_member(room, &caller.user.id)
+            .await?;
         let event = RoomEvent::new(caller.clone(), info).member(is_member);
         match self.policy().read(&event, self).await {
             Decision::Allow => Ok(event.room),
@@ -270,7 +274,11 @@ impl Chat {
         invited: bool,
     ) -> Result<RoomInfo, Error> {
         let info = self.room_info(room).await?;
-        let is_member = self.backend().rooms.is_member(room, &caller.user.id).await?;
+        let is_member = self
+            .backend()
+            .rooms
+            .is_member(room, &caller.user.id)
+            .await?;
         let event = RoomEvent::new(caller.clone(), info)
             .member(is_member)
             .invited(invited);
@@ -283,7 +291,9 @@ impl Chat {
     pub(crate) async fn admit(&self, event: &RoomEvent) -> Result<(), Error> {
         match self.policy().join(event, self).await {
             Decision::Allow => Ok(()),
-            Decision::Deny(_) if event.room.visibility == Visibility::Private && !event.is_member => {
+            Decision::Deny(_)
+                if event.room.visibility == Visibility::Private && !event.is_member =>
+            {
                 Err(Error::RoomNotFound(event.room.room_id.clone()))
             }
             Decision::Deny(reason) => Err(Error::Forbidden(reason)),
@@ -295,7 +305,12 @@ impl Chat {
     /// # Errors
     /// [`Error::RoomNotFound`] if the caller was not a member; [`Error::Unavailable`].
     pub async fn leave_room(&self, caller: &Caller, room: &RoomId) -> Result<(), Error> {
-        if self.backend().rooms.remove_member(room, &caller.user.id).await? {
+        if self
+            .backend()
+            .rooms
+            .remove_member(room, &caller.user.id)
+            .await?
+        {
             Ok(())
         } else {
             Err(Error::RoomNotFound(room.clone()))
@@ -308,7 +323,12 @@ impl Chat {
     /// [`Error::RoomNotFound`] if the caller is not a member; [`Error::Unavailable`].
     pub async fn membership(&self, caller: &Caller, room: &RoomId) -> Result<RoomInfo, Error> {
         let info = self.room_info(room).await?;
-        if self.backend().rooms.is_member(room, &caller.user.id).await? {
+        if self
+            .backend()
+            .rooms
+            .is_member(room, &caller.user.id)
+            .await?
+        {
             Ok(info)
         } else {
             Err(Error::RoomNotFound(room.clone()))

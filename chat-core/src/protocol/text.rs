@@ -21,7 +21,10 @@ pub fn is_private_use(c: char) -> bool {
 fn is_invisible(c: char) -> bool {
     c.is_whitespace()
         || is_format(c)
-        || matches!(c, '\u{34F}' | '\u{115F}' | '\u{1160}' | '\u{2800}' | '\u{3164}' | '\u{FFA0}')
+        || matches!(
+            c,
+            '\u{34F}' | '\u{115F}' | '\u{1160}' | '\u{2800}' | '\u{3164}' | '\u{FFA0}'
+        )
 }
 
 /// Whether `text` shows nothing at all (empty, or only invisible characters).

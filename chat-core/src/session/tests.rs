@@ -56,7 +56,15 @@ async fn a_slow_consumer_is_cut_off_instead_of_buffering_forever() {
         outgoing_queue: 8,
         ..ChatConfig::default()
     });
-    let room = chat.create_room(None).await.unwrap().room_id;
+    let room = chat
+        .create_room(
+            &crate::Caller::member(crate::User::new("owner", "Owner")),
+            None,
+            crate::backend::store::Visibility::Public,
+        )
+        .await
+        .unwrap()
+        .room_id;
     let mut slow = chat.connect(User::new("slow", "S")).await.unwrap();
     slow.join(&room, None).await.unwrap();
     let session = tokio::spawn(run(slow, stream::pending(), Stuck));
@@ -158,7 +166,15 @@ async fn reader_and_sender(
     Connection,
 ) {
     let chat = chat(config);
-    let room = chat.create_room(None).await.unwrap().room_id;
+    let room = chat
+        .create_room(
+            &crate::Caller::member(crate::User::new("owner", "Owner")),
+            None,
+            crate::backend::store::Visibility::Public,
+        )
+        .await
+        .unwrap()
+        .room_id;
     let mut reader = chat.connect(User::new("r", "R")).await.unwrap();
     reader.join(&room, None).await.unwrap();
     let socket = Socket::default();
@@ -298,7 +314,15 @@ async fn pings_an_idle_client_and_closes_a_silent_one() {
 #[tokio::test]
 async fn shutdown_sends_going_away_after_what_is_queued() {
     let chat = chat(ChatConfig::default());
-    let room = chat.create_room(None).await.unwrap().room_id;
+    let room = chat
+        .create_room(
+            &crate::Caller::member(crate::User::new("owner", "Owner")),
+            None,
+            crate::backend::store::Visibility::Public,
+        )
+        .await
+        .unwrap()
+        .room_id;
     let conn = chat.connect(User::new("a", "A")).await.unwrap();
     let (in_tx, in_rx) = fmpsc::unbounded::<Inbound>();
     let (tx, mut rx) = fmpsc::unbounded::<Outbound>();

@@ -70,7 +70,12 @@ where
         parts: &'a mut Parts,
         state: &'a S,
     ) -> BoxFuture<'a, Result<Option<User>, ChatRejection>> {
-        Box::pin(async move { Ok(E::from_request_parts(parts, state).await.ok().map(Into::into)) })
+        Box::pin(async move {
+            Ok(E::from_request_parts(parts, state)
+                .await
+                .ok()
+                .map(Into::into))
+        })
     }
 }
 

@@ -41,7 +41,7 @@ impl<S> Clone for Access<S> {
 #[derive(Clone, Debug)]
 struct Resolved(Option<Caller>);
 
-impl<S> Access<S> {
+impl<S: Send + Sync + 'static> Access<S> {
     /// The request's caller: the host's identity when it names one (a token for anybody else
     /// is refused), else the chat's token, else nobody.
     async fn resolve(
@@ -123,10 +123,7 @@ impl<S: Send + Sync> FromRequestParts<S> for MaybeCaller {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Self(
-            parts
-                .extensions
-                .get::<Resolved>()
-                .and_then(|r| r.0.clone()),
+            parts.extensions.get::<Resolved>().and_then(|r| r.0.clone()),
         ))
     }
 }

@@ -167,7 +167,10 @@ mod tests {
         let (token, _) = signer.issue(&user);
         assert_eq!(signer.verify(&token).unwrap(), user);
         let host_user = Caller::member(User::new("u2", "Bo"));
-        assert_eq!(signer.verify(&signer.issue(&host_user).0).unwrap(), host_user);
+        assert_eq!(
+            signer.verify(&signer.issue(&host_user).0).unwrap(),
+            host_user
+        );
         let other = TokenSigner::new(b"other".to_vec(), Duration::from_secs(60));
         assert!(other.verify(&token).is_err());
         let (payload, sig) = token.split_once('.').unwrap();
@@ -198,8 +201,14 @@ mod tests {
         let (invite, exp) = signer.invite(&room, Duration::from_secs(60));
         assert!(exp > TokenSigner::now_s());
         assert!(signer.admits(&invite, &room));
-        assert!(!signer.admits(&invite, &other), "an invite for another room");
-        assert!(signer.verify(&invite).is_err(), "an invite is no user token");
+        assert!(
+            !signer.admits(&invite, &other),
+            "an invite for another room"
+        );
+        assert!(
+            signer.verify(&invite).is_err(),
+            "an invite is no user token"
+        );
         let (token, _) = signer.issue(&Caller::guest(User::new("u", "U")));
         assert!(!signer.admits(&token, &room), "a user token is no invite");
         let (expired, _) = signer.invite(&room, Duration::ZERO);

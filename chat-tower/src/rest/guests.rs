@@ -94,6 +94,9 @@ pub(crate) async fn create_guest(
 pub(crate) fn rfc3339(unix_s: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix_s)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_default()
 }

@@ -84,7 +84,8 @@ pub(crate) async fn join_room(
         }
         None => match body.user.as_deref().filter(|_| state.inner.guests) {
             Some(name) => {
-                let (caller, token, _) = new_guest(&state, check_name("user", name, USER_NAME_MAX)?);
+                let (caller, token, _) =
+                    new_guest(&state, check_name("user", name, USER_NAME_MAX)?);
                 (caller, token)
             }
             None => {
@@ -107,4 +108,3 @@ pub(crate) async fn join_room(
         token,
     }))
 }
-

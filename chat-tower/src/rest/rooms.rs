@@ -134,5 +134,7 @@ pub(crate) async fn get_room(
     Authenticated(caller): Authenticated,
     Path(room_id): Path<String>,
 ) -> Result<Json<RoomDetails>, ChatRejection> {
-    Ok(Json(state.chat().room(&caller, &RoomId::new(room_id)).await?))
+    Ok(Json(
+        state.chat().room(&caller, &RoomId::new(room_id)).await?,
+    ))
 }
