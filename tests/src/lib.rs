@@ -123,9 +123,14 @@ impl Api {
     }
 
     pub async fn create_room(&self, name: &str) -> String {
+        self.create_room_with(name, "public").await
+    }
+
+    /// Creates a room with this visibility (`public` or `private`); returns its id.
+    pub async fn create_room_with(&self, name: &str, visibility: &str) -> String {
         let res = self
             .auth(self.http.post(format!("{}/create-room", self.base)))
-            .json(&json!({ "name": name }))
+            .json(&json!({ "name": name, "visibility": visibility }))
             .send()
             .await
             .unwrap();
@@ -435,6 +440,8 @@ impl DemoProcess {
         let api = Api::new(format!("http://{addr}"));
         for _ in 0..400 {
             if TcpStream::connect(addr).await.is_ok() {
+                // Signed in as a guest, as `Server::start` does.
+                let (api, _) = api.guest("tester").await;
                 return Self { addr, api, child };
             }
             tokio::time::sleep(Duration::from_millis(25)).await;

@@ -57,10 +57,12 @@ async fn joined_lists_the_members_online() {
     };
     let (status, details) = server.api.get(&format!("/rooms/{room}")).await;
     assert_eq!(status, 200);
+    // The room's creator (the api's "tester", offline) and the three who joined.
     let members = details["members"].as_array().unwrap();
-    assert_eq!(members.len(), 3);
-    assert!(members.iter().all(|m| m["online"] == true));
-    assert!(members.iter().any(|m| m["id"] == carol_user["id"]));
+    assert_eq!((members.len(), &details["memberCount"]), (4, &json!(4)));
+    let online: Vec<_> = members.iter().filter(|m| m["online"] == true).collect();
+    assert_eq!(online.len(), 3, "{details}");
+    assert!(online.iter().any(|m| m["id"] == carol_user["id"]));
 }
 
 #[tokio::test]
@@ -116,7 +118,7 @@ async fn direct_messages_both_ways_and_to_the_senders_other_tabs() {
     let (server, room, mut alice, alice_user, mut bob, bob_user) = room_with_two().await;
     let (status, rooms) = server.api.get("/rooms").await;
     assert_eq!(status, 200);
-    assert_eq!(rooms[0]["online"], 2);
+    assert_eq!(rooms["rooms"][0]["online"], 2);
     alice
         .send(json!({"type": "direct", "to": bob_user["id"], "body": "psst", "clientMsgId": "d1"}))
         .await;
@@ -170,10 +172,12 @@ async fn direct_to_someone_offline_or_unknown_is_reported() {
         .await;
     let err = alice.expect_error("recipient_offline").await;
     assert_eq!(err["clientMsgId"], "c9");
+    // Someone who shares no room with alice, or nobody at all: the default policy refuses
+    // both alike, so a stranger learns nothing about which ids exist.
     alice
         .send(json!({"type": "direct", "to": "nobody-by-this-id", "body": "hm"}))
         .await;
-    alice.expect_error("user_not_found").await;
+    alice.expect_error("forbidden").await;
 }
 
 #[tokio::test]
@@ -200,7 +204,7 @@ async fn every_request_error_code_and_the_connection_carries_on() {
     };
     let server = Server::start(ChatBuilder::new().config(config)).await;
     let room = server.api.create_room("errors").await;
-    let other_room = server.api.create_room("members only").await;
+    let other_room = server.api.create_room_with("members only", "private").await;
     let (mut alice, _) = server.guest_in_room(&room, "alice").await;
 
     alice.send_text("this is not json").await;
@@ -232,11 +236,11 @@ async fn every_request_error_code_and_the_connection_carries_on() {
         .send(json!({"type": "join", "room": "8a1c1c4e-7a0e-4a43-9a57-1d5d1f0b5a3e"}))
         .await;
     alice.expect_error("room_not_found").await;
-    // Not a member of the other room (no POST /join-room): the default policy says no.
+    // Not a member of the private room: to alice it does not exist.
     alice
         .send(json!({"type": "join", "room": other_room}))
         .await;
-    alice.expect_error("forbidden").await;
+    alice.expect_error("room_not_found").await;
     alice
         .send(json!({"type": "join", "room": room, "since": "not-an-id"}))
         .await;
@@ -258,10 +262,11 @@ async fn every_request_error_code_and_the_connection_carries_on() {
         .send(json!({"type": "direct", "to": "ghost", "body": ""}))
         .await;
     alice.expect_error("empty_body").await;
+    // A direct message to someone who shares no room with alice: the default policy says no.
     alice
         .send(json!({"type": "direct", "to": "ghost", "body": "boo"}))
         .await;
-    alice.expect_error("user_not_found").await;
+    alice.expect_error("forbidden").await;
 
     // Still fine after all that.
     alice.say(&room, "ok").await;

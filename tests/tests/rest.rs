@@ -20,13 +20,19 @@ async fn rooms_are_created_listed_and_described() {
     let (status, unnamed) = api.post("/create-room", None).await;
     assert_eq!(status, 201);
     assert!(unnamed["name"].as_str().unwrap().starts_with("Room "));
-    let (_, rooms) = api.get("/rooms").await;
-    assert_eq!(rooms.as_array().unwrap().len(), 2);
-    assert_eq!(rooms[0]["roomId"], id);
-    assert_eq!(rooms[0]["online"], 0);
+    let (_, page) = api.get("/rooms").await;
+    let rooms = page["rooms"].as_array().unwrap();
+    assert_eq!(rooms.len(), 2);
+    assert_eq!(page["nextCursor"], json!(null));
+    // Newest first.
+    assert_eq!(rooms[1]["roomId"], id);
+    assert_eq!(rooms[1]["online"], 0);
+    assert_eq!(rooms[1]["visibility"], "public");
     let (status, details) = api.get(&format!("/rooms/{id}")).await;
     assert_eq!(status, 200);
-    assert_eq!(details["members"], json!([]));
+    let creator = json!({"id": room["owner"], "name": "tester", "online": false});
+    assert_eq!(details["members"], json!([creator.clone()]), "the creator is a member");
+    assert_eq!(details["memberCount"], 1);
     let joined = api.join_room(id, "alice").await;
     assert_eq!(joined["roomId"], id);
     assert_eq!(joined["user"]["name"], "alice");
@@ -37,8 +43,9 @@ async fn rooms_are_created_listed_and_described() {
     let (_, details) = api.get(&format!("/rooms/{id}")).await;
     assert_eq!(
         details["members"],
-        json!([{"id": joined["user"]["id"], "name": "alice", "online": false}])
+        json!([creator, {"id": joined["user"]["id"], "name": "alice", "online": false}])
     );
+    assert_eq!(details["memberCount"], 2);
 }
 
 #[tokio::test]
@@ -68,22 +75,32 @@ async fn bad_requests_are_problems() {
             .0,
         404
     );
+    // A v1 guest join (no identity) with a bad name.
+    let anonymous = api.anonymous();
     assert_eq!(
-        api.post(&format!("/join-room/{room}"), Some(json!({"user": ""})))
+        anonymous
+            .post(&format!("/join-room/{room}"), Some(json!({"user": ""})))
             .await
             .0,
         422
     );
     assert_eq!(
-        api.post(
-            &format!("/join-room/{room}"),
-            Some(json!({"user": "y".repeat(33)}))
-        )
-        .await
-        .0,
+        anonymous
+            .post(
+                &format!("/join-room/{room}"),
+                Some(json!({"user": "y".repeat(33)}))
+            )
+            .await
+            .0,
         422
     );
-    assert_eq!(api.post(&format!("/join-room/{room}"), None).await.0, 401);
+    assert_eq!(
+        anonymous
+            .post(&format!("/join-room/{room}"), None)
+            .await
+            .0,
+        401
+    );
     assert_eq!(
         api.post_raw(&format!("/join-room/{room}"), "[").await.0,
         400
@@ -126,6 +143,7 @@ async fn bad_requests_are_problems() {
     let res = api
         .http
         .post(format!("{}/create-room", api.base))
+        .bearer_auth(api.token.as_deref().unwrap())
         .body(huge)
         .send()
         .await
@@ -264,7 +282,7 @@ async fn nested_under_a_prefix_in_a_host_app_with_its_own_state() {
         .await
         .unwrap();
     assert_eq!(host, "host home");
-    let api = Api::new(format!("http://{addr}/chat"));
+    let (api, _) = Api::new(format!("http://{addr}/chat")).guest("host").await;
     let room = api.create_room("nested").await;
     let joined = api.join_room(&room, "alice").await;
     let url = joined["websocketUrl"].as_str().unwrap();
@@ -288,7 +306,10 @@ async fn two_chats_in_one_process_share_nothing() {
     let one = Server::start(ChatBuilder::new()).await;
     let two = Server::start(ChatBuilder::new()).await;
     let room = one.api.create_room("only in one").await;
-    assert_eq!(two.api.get("/rooms").await.1, json!([]));
+    assert_eq!(
+        two.api.get("/rooms").await.1,
+        json!({"rooms": [], "nextCursor": null})
+    );
     assert_eq!(two.api.get(&format!("/rooms/{room}")).await.0, 404);
     assert_eq!(
         two.api
@@ -341,7 +362,22 @@ async fn a_host_identity_replaces_guest_names() {
     ));
     let addr = serve(app).await;
     let api = Api::new(format!("http://{addr}"));
-    let room = api.create_room("host").await;
+    // No guests with a host identity: no `POST /guests`, no v1 guest join, nothing anonymous.
+    let (status, _) = api.post("/guests", Some(json!({"name": "g"}))).await;
+    assert_eq!(status, 404);
+    assert_eq!(api.post("/create-room", None).await.0, 401);
+    let res = api
+        .http
+        .post(format!("{}/create-room", api.base))
+        .header("x-user", "carol")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let room = res.json::<serde_json::Value>().await.unwrap()["roomId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(
         api.post(
             &format!("/join-room/{room}"),
@@ -350,6 +386,23 @@ async fn a_host_identity_replaces_guest_names() {
         .await
         .0,
         401
+    );
+    // A token never beats the host's identity: carol's login with dave's token is refused.
+    let daves = handle.issue_token(&User::new("id-dave", "dave"));
+    let res = api
+        .http
+        .get(format!("{}/rooms", api.base))
+        .header("x-user", "carol")
+        .bearer_auth(&daves)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        Client::try_connect(addr, &format!("/ws?token={daves}"), &[("x-user", "carol")])
+            .await
+            .err(),
+        Some(401)
     );
     let res = api
         .http
