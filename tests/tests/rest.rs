@@ -31,7 +31,11 @@ async fn rooms_are_created_listed_and_described() {
     let (status, details) = api.get(&format!("/rooms/{id}")).await;
     assert_eq!(status, 200);
     let creator = json!({"id": room["owner"], "name": "tester", "online": false});
-    assert_eq!(details["members"], json!([creator.clone()]), "the creator is a member");
+    assert_eq!(
+        details["members"],
+        json!([creator.clone()]),
+        "the creator is a member"
+    );
     assert_eq!(details["memberCount"], 1);
     let joined = api.join_room(id, "alice").await;
     assert_eq!(joined["roomId"], id);
@@ -95,10 +99,7 @@ async fn bad_requests_are_problems() {
         422
     );
     assert_eq!(
-        anonymous
-            .post(&format!("/join-room/{room}"), None)
-            .await
-            .0,
+        anonymous.post(&format!("/join-room/{room}"), None).await.0,
         401
     );
     assert_eq!(

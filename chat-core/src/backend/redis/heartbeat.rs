@@ -18,6 +18,14 @@ pub(super) async fn heartbeat(
     shared: &Shared,
     conn: &mut ConnectionManager,
 ) -> Result<(), BackendError> {
+    let secret = lock(&shared.secret).clone();
+    if let Some(secret) = secret {
+        // Back into Redis if Redis lost it (see `RedisBackend::shared_secret`).
+        let _: bool = conn
+            .set_nx(shared.keys.secret(), secret)
+            .await
+            .map_err(BackendError::redis)?;
+    }
     let now = crate::protocol::now_ms();
     let added: i64 = conn
         .zadd(shared.keys.nodes(), shared.node.to_string(), now)
@@ -41,10 +49,15 @@ pub(super) async fn heartbeat(
     Ok(())
 }
 
+/// How often a node beats: three times per presence TTL.
+pub(super) fn period(config: &super::RedisConfig) -> Duration {
+    (config.presence_ttl / 3).max(Duration::from_millis(100))
+}
+
 /// Heartbeat and reaper loop. Holds only a weak reference so that dropping the backend stops it.
 pub(super) async fn liveness(shared: std::sync::Weak<Shared>) {
     let period = match shared.upgrade() {
-        Some(s) => (s.config.presence_ttl / 3).max(Duration::from_millis(100)),
+        Some(s) => period(&s.config),
         None => return,
     };
     let mut tick = tokio::time::interval(period);

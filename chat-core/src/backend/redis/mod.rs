@@ -62,6 +62,7 @@ mod tests;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use redis::{aio::ConnectionManager, AsyncCommands, Client, IntoConnectionInfo, ProtocolVersion};
@@ -95,6 +96,9 @@ struct Shared {
     pubsub: ConnectionManager,
     scripts: scripts::Scripts,
     presence: Mutex<LocalPresence>,
+    /// The token secret this node signs with, once `shared_secret` read it: every heartbeat
+    /// writes it back if Redis lost it (SET NX), so that a node started later gets the same.
+    secret: Mutex<Option<String>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -161,6 +165,7 @@ impl RedisBackend {
             pubsub,
             scripts: scripts::Scripts::new(),
             presence: Mutex::new(HashMap::new()),
+            secret: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         });
         let mut conn = shared.cmd.clone();
@@ -187,21 +192,49 @@ impl RedisBackend {
     /// The chat-wide token signing secret, created by the first node that asks (SET NX), so
     /// that every node signs and accepts the same tokens without configuration.
     ///
+    /// Redis may lose it (a restart without persistence, `FLUSHALL`): every node that holds
+    /// it writes it back at each heartbeat, and a node that finds none while other nodes are
+    /// alive waits for that before it creates one. A node started in the first heartbeat
+    /// period after the loss, before any survivor beat again, can still pick another secret:
+    /// configure one (`ChatBuilder::token_secret`) where tokens must always hold.
+    ///
     /// # Errors
     /// If Redis cannot be reached.
     pub async fn shared_secret(&self) -> Result<Vec<u8>, BackendError> {
         let mut conn = self.shared.cmd.clone();
         let key = self.shared.keys.secret();
-        let candidate = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
-        let _: bool = conn
-            .set_nx(&key, &candidate)
+        // Live nodes (heartbeats) without a secret: one of them lost it with Redis's data and
+        // writes it back at its next heartbeat; wait for that rather than make another.
+        let period = heartbeat::period(&self.shared.config);
+        let live: usize = conn
+            .zcard(self.shared.keys.nodes())
             .await
             .map_err(BackendError::redis)?;
-        let secret: String = conn.get(&key).await.map_err(BackendError::redis)?;
+        let deadline =
+            tokio::time::Instant::now() + if live > 0 { period * 2 } else { Duration::ZERO };
+        let existing: Option<String> = loop {
+            let found: Option<String> = conn.get(&key).await.map_err(BackendError::redis)?;
+            if found.is_some() || tokio::time::Instant::now() >= deadline {
+                break found;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let secret = match existing {
+            Some(secret) => secret,
+            None => {
+                let candidate = format!(
+                    "{}{}",
+                    uuid::Uuid::new_v4().simple(),
+                    uuid::Uuid::new_v4().simple()
+                );
+                let _: bool = conn
+                    .set_nx(&key, &candidate)
+                    .await
+                    .map_err(BackendError::redis)?;
+                conn.get(&key).await.map_err(BackendError::redis)?
+            }
+        };
+        *lock(&self.shared.secret) = Some(secret.clone());
         Ok(secret.into_bytes())
     }
 
