@@ -162,42 +162,18 @@ impl RoomStore for RedisNode {
 
     fn add_member<'a>(&'a self, room: &'a RoomId, user: &'a User) -> Reply<'a, bool> {
         Box::pin(async move {
-            let keys = &self.shared.keys;
-            let added: i64 = self
-                .invoke(
-                    self.shared
-                        .scripts
-                        .add_member
-                        .key(keys.room_key(room, "info"))
-                        .key(keys.room_key(room, "members"))
-                        .key(keys.room_key(room, "order"))
-                        .key(keys.users())
-                        .key(keys.user_key(&user.id, "rooms"))
-                        .key(keys.user_key(&user.id, "private"))
-                        .arg(user.id.as_str())
-                        .arg(&user.name),
-                )
-                .await?;
+            let scripts = &self.shared.scripts;
+            let mut add = self.membership(&scripts.add_member, room, &user.id);
+            add.key(self.shared.keys.users()).arg(&user.name);
+            let added: i64 = self.invoke(&add).await?;
             Ok(added == 1)
         })
     }
 
     fn remove_member<'a>(&'a self, room: &'a RoomId, user: &'a UserId) -> Reply<'a, bool> {
         Box::pin(async move {
-            let keys = &self.shared.keys;
-            let removed: i64 = self
-                .invoke(
-                    self.shared
-                        .scripts
-                        .remove_member
-                        .key(keys.room_key(room, "info"))
-                        .key(keys.room_key(room, "members"))
-                        .key(keys.room_key(room, "order"))
-                        .key(keys.user_key(user, "rooms"))
-                        .key(keys.user_key(user, "private"))
-                        .arg(user.as_str()),
-                )
-                .await?;
+            let remove = self.membership(&self.shared.scripts.remove_member, room, user);
+            let removed: i64 = self.invoke(&remove).await?;
             Ok(removed == 1)
         })
     }
@@ -281,6 +257,26 @@ impl RoomStore for RedisNode {
 }
 
 impl RedisNode {
+    /// A call of a membership script with the keys and argument that `add_member.lua` and
+    /// `remove_member.lua` share: the room's info, members and order, the user's rooms and
+    /// private rooms; the user id.
+    fn membership<'s>(
+        &self,
+        script: &'s redis::Script,
+        room: &RoomId,
+        user: &UserId,
+    ) -> redis::ScriptInvocation<'s> {
+        let keys = &self.shared.keys;
+        let mut call = script.prepare_invoke();
+        call.key(keys.room_key(room, "info"))
+            .key(keys.room_key(room, "members"))
+            .key(keys.room_key(room, "order"))
+            .key(keys.user_key(user, "rooms"))
+            .key(keys.user_key(user, "private"))
+            .arg(user.as_str());
+        call
+    }
+
     /// At most `n` users of `room` with their names, by `users_with_names.lua`, from the
     /// room's `mode` key: `"order"`, the members after join number `after`, with their join
     /// numbers; `"online"`, some online users, and (one number) how many are online in all.

@@ -10,6 +10,7 @@ use server::TestRedis;
 use crate::{
     backend::{
         store::{RoomInfo, Visibility},
+        store_suite::room_pages,
         Backend,
     },
     protocol::{RoomId, User, UserId},
@@ -22,23 +23,6 @@ async fn fresh() -> (TestRedis, Backend) {
 }
 
 crate::backend::store_suite::store_tests!(fresh());
-
-/// Every page of `list` as room ids, `limit` at a time.
-async fn listing(backend: &Backend, viewer: &UserId, limit: usize) -> Vec<String> {
-    let (mut cursor, mut ids) = (None::<String>, Vec::new());
-    loop {
-        let page = backend
-            .rooms
-            .list(viewer, cursor.as_deref(), limit)
-            .await
-            .unwrap();
-        ids.extend(page.items.into_iter().map(|r| r.room_id.to_string()));
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return ids,
-        }
-    }
-}
 
 #[tokio::test]
 async fn lists_in_the_same_order_as_memory() {
@@ -67,10 +51,9 @@ async fn lists_in_the_same_order_as_memory() {
         }
     }
     for (viewer, limit) in [("ann", 7), ("bob", 5), ("ann", 60)] {
-        let viewer = UserId::new(viewer);
         let (r, m) = (
-            listing(&redis, &viewer, limit).await,
-            listing(&memory, &viewer, limit).await,
+            room_pages(&redis, viewer, limit).await.concat(),
+            room_pages(&memory, viewer, limit).await.concat(),
         );
         assert_eq!(r, m);
         let mut unique = r.clone();
