@@ -7,16 +7,24 @@ import { KEYS, storage } from './storage.js';
 
 export const state = {
   name: storage.get(KEYS.name, ''),
-  identity: storage.get(KEYS.identity, null), // {token, websocketUrl, user: {id, name}}
+  // {kind: 'guest' | 'token', token, expiresAt (ms, or null), user: {id, name} | null,
+  //  websocketUrl (from the last join-room, or absent)}
+  identity: storage.get(KEYS.identity, null),
+  // 'guest' until the server answers `POST /guests` with 404; then 'token': the user pastes one.
+  authMode: storage.get(KEYS.authMode, 'guest'),
   convs: new Map(), // key ("room:<id>" | "dm:<userId>") -> conversation (conversations.js)
   active: null, // key of the conversation shown
   lastRoom: null, // key of the last room shown (its members stay listed in a DM)
   pending: new Map(), // clientMsgId -> {conv, item}: sent, awaiting the server's ack or error
-  invite: null, // the room id of the link the page was opened with, until it is joined
+  invite: null, // {room, code} of the link the page was opened with, until it is joined
+  directory: { rooms: [], nextCursor: null, loaded: false }, // the lobby's list of rooms
 };
 
 export const me = () => (state.identity ? state.identity.user : null);
 export const token = () => (state.identity ? state.identity.token : null);
+/** Whether the token is known to have expired (or expires within 30 s). */
+export const tokenExpired = () => !!(state.identity && state.identity.expiresAt
+  && state.identity.expiresAt - 30_000 < Date.now());
 export const rooms = () => [...state.convs.values()].filter((c) => c.type === 'room');
 export const roomConv = (roomId) => state.convs.get(`room:${roomId}`);
 export const activeConv = () => state.convs.get(state.active);
@@ -26,14 +34,21 @@ export function saveIdentity(identity) {
   storage.set(KEYS.identity, identity);
 }
 
+export function saveAuthMode(mode) {
+  state.authMode = mode;
+  storage.set(KEYS.authMode, mode === 'guest' ? null : mode);
+}
+
 export function saveName(name) {
   state.name = name;
   storage.set(KEYS.name, name);
 }
 
 export function saveRooms() {
-  storage.set(KEYS.rooms, rooms().map((c) => ({ id: c.id, name: c.name })));
+  storage.set(KEYS.rooms, rooms().map((c) => ({
+    id: c.id, name: c.name, visibility: c.visibility, invite: c.invite,
+  })));
 }
 
-/** The rooms of the last visit: `[{id, name}]` (whatever was stored: check it). */
+/** The rooms of the last visit: `[{id, name, visibility?, invite?}]` (whatever was stored: check it). */
 export const savedRooms = () => storage.get(KEYS.rooms, []);
