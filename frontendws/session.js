@@ -262,7 +262,7 @@ export async function showInvite(roomId, code) {
     if (err.status === 404) {
       $('invite').hidden = true;
       state.invite = null;
-      showError(`The link points to a ${NOT_FOUND_TEXT}.`);
+      showError(`Cannot open this link: ${NOT_FOUND_TEXT}.`);
     }
   }
 }

@@ -10,8 +10,7 @@ export const state = {
   // {kind: 'guest' | 'token', token, expiresAt (ms, or null), user: {id, name} | null,
   //  websocketUrl (from the last join-room, or absent)}
   identity: storage.get(KEYS.identity, null),
-  // 'guest' until the server answers `POST /guests` with 404; then 'token': the user pastes one.
-  authMode: storage.get(KEYS.authMode, 'guest'),
+  authMode: 'guest', // until `POST /guests` answers 404 (or a pasted token is kept): then 'token'
   convs: new Map(), // key ("room:<id>" | "dm:<userId>") -> conversation (conversations.js)
   active: null, // key of the conversation shown
   lastRoom: null, // key of the last room shown (its members stay listed in a DM)
@@ -34,9 +33,12 @@ export function saveIdentity(identity) {
   storage.set(KEYS.identity, identity);
 }
 
+// Not kept across visits: the next visit asks the server for a guest again, unless the
+// stored identity is a pasted token.
+if (state.identity && state.identity.kind === 'token') state.authMode = 'token';
+
 export function saveAuthMode(mode) {
   state.authMode = mode;
-  storage.set(KEYS.authMode, mode === 'guest' ? null : mode);
 }
 
 export function saveName(name) {

@@ -5,7 +5,6 @@ export const KEYS = {
   name: 'roomcast.name',
   identity: 'roomcast.identity',
   rooms: 'roomcast.rooms',
-  authMode: 'roomcast.authMode',
 };
 
 export const storage = {
