@@ -145,7 +145,7 @@ export async function joinRoom(roomId, invite = null) {
     activate(existing);
     return existing;
   }
-  if (!state.identity) chosenName(); // before any request: the name is asked for first
+  if (!state.identity && state.authMode !== 'token') chosenName(); // asked for before any request
   await ensureIdentity();
   let res;
   try {
@@ -179,7 +179,7 @@ export async function joinRoom(roomId, invite = null) {
 }
 
 export async function createRoom(roomName, visibility = 'public') {
-  if (!state.identity) chosenName();
+  if (!state.identity && state.authMode !== 'token') chosenName();
   await ensureIdentity();
   const room = await api.createRoom(roomName, visibility);
   return joinRoom(room.roomId);

@@ -88,18 +88,16 @@ export function retryNow() {
 }
 
 /** Reconnects now (e.g. under a new identity): the open socket is closed as if it dropped. */
+// Without a socket there is nothing to do: the pending retry (or the next ensure()) connects
+// with the new token anyway.
 export function restart() {
   const { ws } = conn;
-  clearTimeout(conn.retryTimer);
-  conn.retryTimer = null;
-  stopCountdown();
-  if (ws) {
-    conn.ws = null;
-    conn.open = false;
-    conn.requests = [];
-    ws.close(1000, 'new session');
-    hooks.onClose();
-  }
+  if (!ws) return;
+  conn.ws = null;
+  conn.open = false;
+  conn.requests = [];
+  ws.close(1000, 'new session');
+  hooks.onClose();
   conn.attempt = 0;
   connect();
 }
