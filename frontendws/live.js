@@ -112,6 +112,7 @@ function onSystem(frame) {
     if (!conv.members.has(frame.user.id)) conv.onlineCount += 1;
     conv.members.set(frame.user.id, frame.user);
     insertItem(conv, { kind: 'system', event: 'joined', text: `${frame.user.name} joined`, ts: frame.ts });
+    refreshRoom(conv); // perhaps a new member: the count changes
   } else if (frame.event === 'user_left') {
     conv.onlineCount = Math.max(conv.onlineCount - 1, conv.members.size - 1, 0);
     conv.members.delete(frame.user.id);

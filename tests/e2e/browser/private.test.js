@@ -101,7 +101,7 @@ test('leaving for good: the room leaves the list, and the private room is 404 fo
 
   // The lobby's list no longer has the room; the REST API agrees, and the room is 404 for him.
   await bob.page.locator(tid('rooms-refresh')).click();
-  await bob.page.locator(`${tid('rooms-empty')}, ${tid('room-item')}`).first().waitFor();
+  await bob.page.locator(`${tid('rooms-empty')}:not([hidden]), ${tid('room-item')}`).first().waitFor();
   assert.equal(await bob.page.locator(`${tid('room-item')}[data-room-id="${roomId}"]`).count(), 0, 'not in bob\'s list');
   const after1 = await rest(url2, 'GET', '/rooms?limit=200', { token: bobToken });
   assert.equal(after1.status, 200);
