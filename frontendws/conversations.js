@@ -2,9 +2,12 @@
 // a conversation, and putting items (messages, system lines, notices) into its list in order.
 // A conversation:
 //   {key, type: 'room' | 'dm', id, name, items (in order), ids (message id -> item),
-//    members (room: who is online), joined, joining, everJoined, skipSince, historyLoaded,
-//    nextBefore, forbiddenRetried, unread, listEl, olderEl}
+//    members (room: who is online, at most the first 100), onlineCount, memberCount,
+//    visibility ('public' | 'private' | null: unknown), invite ({code, expiresAt}: to share a
+//    private room, or the one it was joined with), joined, joining, everJoined, skipSince,
+//    historyLoaded, nextBefore, forbiddenRetried, unread, listEl, olderEl}
 
+import { refreshDirectory } from './directory.js';
 import { $ } from './dom.js';
 import { shortId } from './format.js';
 import {
@@ -24,7 +27,11 @@ export function makeConv(type, id, name) {
     key, type, id, name,
     items: [],
     ids: new Map(), // message id -> item
-    members: new Map(), // room: online users
+    members: new Map(), // room: online users (the first 100 the server names)
+    onlineCount: 0,
+    memberCount: 0,
+    visibility: null,
+    invite: null,
     joined: false,
     joining: false,
     historyLoaded: false,
@@ -81,6 +88,7 @@ export function removeConv(conv) {
     forgetAll();
     socket.close();
     showLobby();
+    refreshDirectory();
   }
 }
 
@@ -95,7 +103,7 @@ export function forgetAll() {
 }
 
 export function roomGone(conv) {
-  showError(`The room "${conv.name}" no longer exists on the server.`);
+  showError(`The room "${conv.name}" no longer exists, or you are no longer a member.`);
   removeConv(conv);
 }
 

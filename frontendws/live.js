@@ -9,11 +9,11 @@ import { failUnconfirmed, loadHistory } from './history.js';
 import { updateStatus } from './message-list.js';
 import { confirmItem, flushQueued, MAX_BODY } from './outbox.js';
 import {
-  renderConnection, renderMembers, showBanner, showError,
+  renderConnection, renderHeader, renderMembers, showBanner, showError,
 } from './render.js';
 import * as socket from './socket.js';
 import {
-  me, roomConv, rooms, state,
+  me, roomConv, rooms, saveRooms, state,
 } from './state.js';
 
 export function sendJoin(conv) {
@@ -68,6 +68,9 @@ function onJoined(frame) {
   conv.forbiddenRetried = false;
   conv.members = new Map((frame.members || []).map((u) => [u.id, u]));
   if (me() && !conv.members.has(me().id)) conv.members.set(me().id, me());
+  // v2: `members` names at most 100; `onlineCount` is how many there are.
+  conv.onlineCount = Math.max(Number(frame.onlineCount) || 0, conv.members.size);
+  refreshRoom(conv);
   socket.resetBackoff();
   renderConnection('online', 'Connected');
   renderMembers();
@@ -106,9 +109,12 @@ function onSystem(frame) {
   if (!conv || !frame.user) return;
   if (me() && frame.user.id === me().id) return;
   if (frame.event === 'user_joined') {
+    if (!conv.members.has(frame.user.id)) conv.onlineCount += 1;
     conv.members.set(frame.user.id, frame.user);
     insertItem(conv, { kind: 'system', event: 'joined', text: `${frame.user.name} joined`, ts: frame.ts });
+    refreshRoom(conv); // perhaps a new member: the count changes
   } else if (frame.event === 'user_left') {
+    conv.onlineCount = Math.max(conv.onlineCount - 1, conv.members.size - 1, 0);
     conv.members.delete(frame.user.id);
     insertItem(conv, { kind: 'system', event: 'left', text: `${frame.user.name} left`, ts: frame.ts });
   } else {
@@ -132,7 +138,16 @@ const ERROR_TEXT = {
   not_in_room: 'not in this room (rejoining)',
   unavailable: 'the chat server is having trouble; try again',
   forbidden: 'not allowed',
+  unauthorized: 'your session is no longer valid (renewing it)',
 };
+
+// What a failed message says: the server's reason, in words, with its code.
+function failureText(conv, code) {
+  if (code === 'forbidden' && conv.type === 'dm') {
+    return 'direct messages go to users who share a room with you (forbidden)';
+  }
+  return `${ERROR_TEXT[code] || code} (${code})`;
+}
 
 function onErrorFrame(frame, req) {
   const text = `${frame.code}: ${frame.message}`;
@@ -140,7 +155,7 @@ function onErrorFrame(frame, req) {
   if (entry) {
     state.pending.delete(frame.clientMsgId);
     entry.item.status = 'failed';
-    entry.item.error = `${ERROR_TEXT[frame.code] || frame.code} (${frame.code})`;
+    entry.item.error = failureText(entry.conv, frame.code);
     updateStatus(entry.item);
     showError(text);
     if (frame.code === 'not_in_room' && entry.conv.type === 'room' && socket.isOpen()) sendJoin(entry.conv);
@@ -167,7 +182,7 @@ async function onJoinError(conv, frame, req) {
     // Not (or no longer) a member: join through REST again, then retry once.
     conv.forbiddenRetried = true;
     try {
-      await api.joinRoom(conv.id, state.identity.user.name, state.identity.token);
+      await api.joinRoom(conv.id, conv.invite && conv.invite.code);
       if (socket.isOpen() && state.convs.get(conv.key) === conv) sendJoin(conv);
       return;
     } catch (err) {
@@ -190,21 +205,35 @@ async function onJoinError(conv, frame, req) {
 function onResync(frame) {
   for (const conv of rooms()) {
     loadHistory(conv);
-    refreshMembers(conv);
+    refreshRoom(conv, { online: true });
     systemNotice(conv, 'The chat server briefly lost its connection to the other servers; recent messages were reloaded.', 'resync-notice');
   }
   showBanner(`Reloaded recent messages (${frame.reason || 'resync'}).`, 'info');
 }
 
-async function refreshMembers(conv) {
+// The room's details over REST: its name, visibility and member count, and (after a resync)
+// who is online among the first 100 members it names.
+async function refreshRoom(conv, { online = false } = {}) {
+  let info;
   try {
-    const info = await api.getRoom(conv.id);
+    info = await api.getRoom(conv.id);
+  } catch {
+    return; /* keep what we have */
+  }
+  if (state.convs.get(conv.key) !== conv) return;
+  conv.memberCount = Number(info.memberCount) || 0;
+  if (info.visibility && info.visibility !== conv.visibility) {
+    conv.visibility = info.visibility;
+    saveRooms();
+    if (state.active === conv.key) renderHeader(conv);
+  }
+  if (online) {
     conv.members = new Map((info.members || []).filter((u) => u.online).map((u) => [u.id, { id: u.id, name: u.name }]));
     if (me() && conv.joined) conv.members.set(me().id, me());
-    if (state.lastRoom === conv.key) renderMembers();
-  } catch {
-    /* keep what we have */
+    const all = (info.members || []).length >= conv.memberCount;
+    conv.onlineCount = all ? conv.members.size : Math.max(conv.onlineCount, conv.members.size);
   }
+  if (state.lastRoom === conv.key) renderMembers();
 }
 
 /** The handler of each server frame type (`left` needs none: socket.js takes its request). */

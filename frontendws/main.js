@@ -2,16 +2,18 @@
 // elsewhere. This is the entry point: it connects the socket to the live handlers, wires the
 // page's controls to the actions, and starts where the last visit left off (or in the lobby).
 //
-// Talks to the chat API of contract v1 (shared CONTRACT.md): REST for rooms, membership and
-// history (api.js), one WebSocket for everything live (socket.js, live.js). What the page
-// shows is in state.js, drawn by render.js and message-list.js, with every body set as text,
-// never as HTML.
+// Talks to the chat API of contract v2 (shared CONTRACT.md): an identity first (a guest
+// token, or a pasted access token: session.js), then REST for rooms, membership, invites and
+// history (api.js, directory.js), one WebSocket for everything live (socket.js, live.js). What
+// the page shows is in state.js, drawn by render.js and message-list.js, with every body set
+// as text, never as HTML.
 
 import * as api from './api.js';
 import { wireComposer } from './composer.js';
 import {
   activate, clearUnread, dmConv, makeConv, removeConv,
 } from './conversations.js';
+import { moreRooms, refreshDirectory, renderDirectory, resetDirectory } from './directory.js';
 import { $ } from './dom.js';
 import { shortId } from './format.js';
 import { loadOlder } from './history.js';
@@ -19,28 +21,39 @@ import * as live from './live.js';
 import { isAtBottom } from './message-list.js';
 import { retryItem } from './outbox.js';
 import {
-  hideBanner, renderConnection, showChat, showError, showLobby,
+  hideBanner, renderAuthMode, renderConnection, showChat, showError, showLobby,
 } from './render.js';
 import {
-  checkIdentity, createRoom, joinRoom, leaveRoom, setIdentity, showInvite, signOut,
+  checkIdentity, createRoom, ensureIdentity, joinRoom, leaveRoom, renewIdentity, setIdentity,
+  showInvite, showShareLink, signOut, useToken,
 } from './session.js';
 import * as socket from './socket.js';
 import {
-  activeConv, me, roomConv, rooms, savedRooms, state,
+  activeConv, me, roomConv, rooms, savedRooms, state, token, tokenExpired,
 } from './state.js';
 
+/** A room id or a room link (whose invite, if any, comes along): `{room, invite}`. */
 function parseRoomInput(text) {
   const value = text.trim();
-  if (!value) return '';
+  if (!value) return { room: '', invite: null };
   try {
     const url = new URL(value);
     const room = url.searchParams.get('room');
-    if (room) return room;
+    if (room) return { room, invite: url.searchParams.get('invite') };
   } catch {
     /* not a link: an id */
   }
   const m = value.match(/[?&]room=([^&#]+)/);
-  return m ? decodeURIComponent(m[1]) : value;
+  if (!m) return { room: value, invite: null };
+  const inv = value.match(/[?&]invite=([^&#]+)/);
+  return { room: decodeURIComponent(m[1]), invite: inv ? decodeURIComponent(inv[1]) : null };
+}
+
+// The WebSocket URL: the one join-room gave (it has the mount prefix), with the current token.
+function websocketUrl() {
+  const url = new URL(state.identity.websocketUrl || 'ws', api.apiBase);
+  url.searchParams.set('token', state.identity.token);
+  return url.toString();
 }
 
 // Runs an async UI action: buttons disabled meanwhile, failures shown in the banner.
@@ -72,8 +85,10 @@ function wire() {
   nameInput.addEventListener('input', () => nameInput.removeAttribute('aria-invalid'));
   nameInput.addEventListener('change', () => {
     const name = nameInput.value.trim();
-    if (state.identity && state.identity.user.name !== name && !rooms().length) {
+    if (state.identity && state.identity.kind !== 'token' && state.identity.user
+      && state.identity.user.name !== name && !rooms().length) {
       setIdentity(null); // a new name is a new guest user
+      resetDirectory();
     }
   });
   nameInput.addEventListener('keydown', (e) => {
@@ -87,39 +102,64 @@ function wire() {
   $('join-invite').addEventListener('click', () => {
     if (!state.invite) return;
     busy($('invite'), async () => {
-      await joinRoom(state.invite);
+      await joinRoom(state.invite.room, state.invite.code);
       state.invite = null;
       $('invite').hidden = true;
     });
   });
 
-  const onCreate = (form, input) => (e) => {
+  $('token-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    busy($('token-form'), async () => {
+      await useToken($('token-input').value);
+      $('token-input').value = '';
+      const status = $('token-status');
+      status.hidden = false;
+      status.textContent = me() ? `Signed in as ${me().name}.` : 'Token accepted.';
+      await refreshDirectory();
+    });
+  });
+
+  $('rooms-refresh').addEventListener('click', () => {
+    busy($('room-directory'), async () => {
+      await ensureIdentity();
+      await refreshDirectory();
+    });
+  });
+  $('rooms-more').addEventListener('click', () => busy($('room-directory'), moreRooms));
+  $('room-list').addEventListener('click', (e) => {
+    const button = e.target.closest('button[data-room-id]');
+    if (button) busy($('room-directory'), () => joinRoom(button.dataset.roomId));
+  });
+
+  const onCreate = (form, input, visibility) => (e) => {
     e.preventDefault();
     busy(form, async () => {
-      await createRoom(input.value.trim());
+      await createRoom(input.value.trim(), visibility.value);
       input.value = '';
+      visibility.value = 'public';
       $('add-room').open = false;
       $('message-input').focus();
     });
   };
   const onJoin = (form, input) => (e) => {
     e.preventDefault();
-    const id = parseRoomInput(input.value);
+    const { room: id, invite } = parseRoomInput(input.value);
     if (!id) {
       showError('Enter a room id or a room link.');
       input.focus();
       return;
     }
     busy(form, async () => {
-      await joinRoom(id);
+      await joinRoom(id, invite);
       input.value = '';
       $('add-room').open = false;
       $('message-input').focus();
     });
   };
-  $('create-form').addEventListener('submit', onCreate($('create-form'), $('create-name')));
+  $('create-form').addEventListener('submit', onCreate($('create-form'), $('create-name'), $('create-visibility')));
   $('join-form').addEventListener('submit', onJoin($('join-form'), $('join-id')));
-  $('sb-create-form').addEventListener('submit', onCreate($('sb-create-form'), $('sb-create-name')));
+  $('sb-create-form').addEventListener('submit', onCreate($('sb-create-form'), $('sb-create-name'), $('sb-create-visibility')));
   $('sb-join-form').addEventListener('submit', onJoin($('sb-join-form'), $('sb-join-id')));
 
   $('copy-link').addEventListener('click', async () => {
@@ -142,7 +182,7 @@ function wire() {
   $('share-link').addEventListener('focus', (e) => e.target.select());
   $('leave-room').addEventListener('click', () => {
     const conv = activeConv();
-    if (conv && conv.type === 'room') leaveRoom(conv);
+    if (conv && conv.type === 'room') busy($('room-tools'), () => leaveRoom(conv));
   });
   $('close-dm').addEventListener('click', () => {
     const conv = activeConv();
@@ -181,8 +221,9 @@ function wire() {
 }
 
 function init() {
+  api.setAuth({ token, expired: tokenExpired, renew: renewIdentity });
   socket.setup({
-    url: () => state.identity.websocketUrl,
+    url: websocketUrl,
     wanted: () => !!state.identity && rooms().length > 0,
     onStatus: renderConnection,
     onOpen: live.onSocketOpen,
@@ -192,20 +233,31 @@ function init() {
     handlers: live.handlers,
   });
   wire();
-  const invite = new URLSearchParams(location.search).get('room');
+  renderAuthMode();
+  renderDirectory();
+  const params = new URLSearchParams(location.search);
+  const invite = params.get('room');
+  const inviteCode = params.get('invite');
   const saved = state.identity ? savedRooms() : [];
   if (state.identity && Array.isArray(saved) && saved.length) {
     // Back in the rooms of the last visit.
-    for (const r of saved) if (r && r.id && !roomConv(r.id)) makeConv('room', r.id, r.name || shortId(r.id));
+    for (const r of saved) {
+      if (!r || !r.id || roomConv(r.id)) continue;
+      const conv = makeConv('room', r.id, r.name || shortId(r.id));
+      conv.visibility = r.visibility === 'private' || r.visibility === 'public' ? r.visibility : null;
+      conv.invite = r.invite && r.invite.code ? r.invite : null;
+    }
     showChat();
     activate((invite && roomConv(invite)) || rooms()[0]);
+    for (const conv of rooms()) showShareLink(conv);
     socket.ensure();
-    if (invite && !roomConv(invite)) joinRoom(invite).catch((err) => showError(api.describeError(err)));
+    if (invite && !roomConv(invite)) joinRoom(invite, inviteCode).catch((err) => showError(api.describeError(err)));
     return;
   }
   showLobby();
+  if (state.identity) refreshDirectory();
   if (invite) {
-    showInvite(invite);
+    showInvite(invite, inviteCode);
     if ($('name-input').value) $('join-invite').focus();
     else $('name-input').focus();
   } else {

@@ -60,14 +60,28 @@ export function renderConvList() {
   }
 }
 
-/** Who is online in the last room shown (the user first); the others are buttons to a DM. */
+/** Guest mode asks for a display name; token mode (no guests on this server) for a token. */
+export function renderAuthMode() {
+  const tokenMode = state.authMode === 'token';
+  $('token-form').hidden = !tokenMode;
+  $('name-field').hidden = tokenMode;
+}
+
+/**
+ * Who is online in the last room shown (the user first; the others are buttons to a DM), at
+ * most the first 100 the server named, "and N more" beyond them, and the room's member count.
+ */
 export function renderMembers() {
   const list = $('member-list');
   list.replaceChildren();
   const room = state.convs.get(state.lastRoom);
   const title = $('members-title');
+  const more = $('members-more');
+  const count = $('member-count');
   if (!room) {
     title.textContent = 'Online';
+    more.hidden = true;
+    count.hidden = true;
     return;
   }
   const members = [...room.members.values()].sort((a, b) => {
@@ -76,7 +90,12 @@ export function renderMembers() {
     return a.name.localeCompare(b.name);
   });
   const stale = !room.joined && room.everJoined;
-  title.textContent = stale ? `Last known online · ${members.length}` : `Online · ${members.length}`;
+  const online = Math.max(members.length, room.onlineCount || 0);
+  title.textContent = stale ? `Last known online · ${online}` : `Online · ${online}`;
+  more.hidden = online <= members.length;
+  more.textContent = `and ${online - members.length} more`;
+  count.hidden = !room.memberCount;
+  count.textContent = room.memberCount === 1 ? '1 member' : `${room.memberCount} members`;
   title.title = `Online now in ${room.name}`;
   for (const user of members) {
     const mine = me() && user.id === me().id;
@@ -102,12 +121,22 @@ export function renderHeader(conv) {
   $('conv-title').textContent = conv.name;
   $('conv-title').title = isRoom ? `Room id ${conv.id}` : `User id ${conv.id}`;
   $('private-tag').hidden = isRoom;
+  const visibility = $('room-visibility');
+  visibility.hidden = !isRoom || !conv.visibility;
+  visibility.textContent = conv.visibility === 'private' ? 'private room' : 'public room';
+  visibility.dataset.visibility = conv.visibility || '';
   $('room-tools').hidden = !isRoom;
   $('dm-tools').hidden = isRoom;
   if (isRoom) {
+    // A private room's link carries an invite (session.js makes one); a public room's needs none.
     const link = new URL(apiBase);
     link.search = `?room=${encodeURIComponent(conv.id)}`;
-    $('share-link').value = link.toString();
+    const waiting = conv.visibility === 'private' && !(conv.invite && conv.invite.code);
+    if (conv.visibility === 'private' && !waiting) link.searchParams.set('invite', conv.invite.code);
+    $('share-link').value = waiting ? '' : link.toString();
+    $('share-link').placeholder = waiting ? 'Making an invite link…' : '';
+    $('share-link').dataset.visibility = conv.visibility || '';
+    $('copy-link').disabled = waiting;
     history.replaceState(null, '', `?room=${encodeURIComponent(conv.id)}`);
   }
   $('message-input').placeholder = isRoom ? 'Write a message…' : 'Write a private message…';

@@ -12,7 +12,10 @@ const CLOSE_REASONS = {
   1008: 'the connection was idle too long',
   1009: 'a message was too large',
   1011: 'the server had an error',
+  1012: 'the server is moving you to another one',
   4008: 'the connection could not keep up',
+  4401: 'your session expired',
+  4403: 'you were removed from the chat',
 };
 
 // The server frames that reply to a client frame. Each client frame gets exactly one reply,
@@ -84,6 +87,21 @@ export function retryNow() {
   connect();
 }
 
+/** Reconnects now (e.g. under a new identity): the open socket is closed as if it dropped. */
+// Without a socket there is nothing to do: the pending retry (or the next ensure()) connects
+// with the new token anyway.
+export function restart() {
+  const { ws } = conn;
+  if (!ws) return;
+  conn.ws = null;
+  conn.open = false;
+  conn.requests = [];
+  ws.close(1000, 'new session');
+  hooks.onClose();
+  conn.attempt = 0;
+  connect();
+}
+
 /** Closes the socket on purpose: no retry. */
 export function close() {
   clearTimeout(conn.retryTimer);
@@ -145,6 +163,10 @@ function connect() {
     conn.requests = [];
     hooks.onClose();
     if (!opened) conn.failedOpens += 1;
+    // The token expired while connected: check (and renew) the identity before the retry.
+    if (event.code === 4401) conn.failedOpens = Math.max(conn.failedOpens, 2);
+    // This instance is draining: another one takes us at once.
+    if (event.code === 1012) conn.attempt = 0;
     scheduleReconnect(event);
   };
 }

@@ -7,16 +7,23 @@ import { KEYS, storage } from './storage.js';
 
 export const state = {
   name: storage.get(KEYS.name, ''),
-  identity: storage.get(KEYS.identity, null), // {token, websocketUrl, user: {id, name}}
+  // {kind: 'guest' | 'token', token, expiresAt (ms, or null), user: {id, name} | null,
+  //  websocketUrl (from the last join-room, or absent)}
+  identity: storage.get(KEYS.identity, null),
+  authMode: 'guest', // until `POST /guests` answers 404 (or a pasted token is kept): then 'token'
   convs: new Map(), // key ("room:<id>" | "dm:<userId>") -> conversation (conversations.js)
   active: null, // key of the conversation shown
   lastRoom: null, // key of the last room shown (its members stay listed in a DM)
   pending: new Map(), // clientMsgId -> {conv, item}: sent, awaiting the server's ack or error
-  invite: null, // the room id of the link the page was opened with, until it is joined
+  invite: null, // {room, code} of the link the page was opened with, until it is joined
+  directory: { rooms: [], nextCursor: null, loaded: false }, // the lobby's list of rooms
 };
 
 export const me = () => (state.identity ? state.identity.user : null);
 export const token = () => (state.identity ? state.identity.token : null);
+/** Whether the token is known to have expired (or expires within 30 s). */
+export const tokenExpired = () => !!(state.identity && state.identity.expiresAt
+  && state.identity.expiresAt - 30_000 < Date.now());
 export const rooms = () => [...state.convs.values()].filter((c) => c.type === 'room');
 export const roomConv = (roomId) => state.convs.get(`room:${roomId}`);
 export const activeConv = () => state.convs.get(state.active);
@@ -26,14 +33,24 @@ export function saveIdentity(identity) {
   storage.set(KEYS.identity, identity);
 }
 
+// Not kept across visits: the next visit asks the server for a guest again, unless the
+// stored identity is a pasted token.
+if (state.identity && state.identity.kind === 'token') state.authMode = 'token';
+
+export function saveAuthMode(mode) {
+  state.authMode = mode;
+}
+
 export function saveName(name) {
   state.name = name;
   storage.set(KEYS.name, name);
 }
 
 export function saveRooms() {
-  storage.set(KEYS.rooms, rooms().map((c) => ({ id: c.id, name: c.name })));
+  storage.set(KEYS.rooms, rooms().map((c) => ({
+    id: c.id, name: c.name, visibility: c.visibility, invite: c.invite,
+  })));
 }
 
-/** The rooms of the last visit: `[{id, name}]` (whatever was stored: check it). */
+/** The rooms of the last visit: `[{id, name, visibility?, invite?}]` (whatever was stored: check it). */
 export const savedRooms = () => storage.get(KEYS.rooms, []);

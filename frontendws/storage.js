@@ -1,7 +1,11 @@
 // What the page remembers across visits (localStorage, JSON). Without storage (private
 // mode, full) the page still works: reads give the fallback, writes are dropped.
 
-export const KEYS = { name: 'roomcast.name', identity: 'roomcast.identity', rooms: 'roomcast.rooms' };
+export const KEYS = {
+  name: 'roomcast.name',
+  identity: 'roomcast.identity',
+  rooms: 'roomcast.rooms',
+};
 
 export const storage = {
   get(key, fallback) {

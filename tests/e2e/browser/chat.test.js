@@ -23,6 +23,7 @@ test('two instances, one chat: presence, join/leave notices, messages both ways,
   const roomId = new URL(link).searchParams.get('room');
   assert.match(roomId, /^[0-9a-f-]{36}$/, `share link ${link} names the room`);
   assert.equal(new URL(link).origin, new URL(url1).origin);
+  assert.equal(new URL(link).searchParams.get('invite'), null, 'a public room needs no invite');
   await member(alice.page, 'alice').waitFor();
 
   // Bob opens the shareable link on instance 2.

@@ -4,14 +4,15 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import {
-  activeList, createRoom, env, joinByLink, launchBrowser, member, screenshot, send, tid,
+  activeList, createRoom, env, joinByLink, launchBrowser, member, screenshot, send, storedIdentity,
+  tid, waitSystem,
 } from './helpers.js';
 
 let harness;
 before(async () => { harness = await launchBrowser(); });
 after(async () => { await harness?.close(); });
 
-test('joining an unknown room shows the problem detail; the lobby asks for a name first', async () => {
+test('joining an unknown room says it is not found (or needs an invite); the lobby asks for a name first', async () => {
   const user = await harness.newUser(env('RC_URL_1'));
   await user.page.goto('/');
   // No name yet: the lobby says so and focuses the field.
@@ -22,13 +23,19 @@ test('joining an unknown room shows the problem detail; the lobby asks for a nam
 
   await user.page.locator(tid('name-input')).fill('dora');
   await user.page.locator(tid('join-room')).click();
-  // The server's RFC 9457 `detail` ("room no-such-room not found") is shown.
-  await user.page.locator(tid('error-banner'), { hasText: 'room no-such-room not found' }).waitFor();
+  // v2: a 404 does not say whether the room is missing or private.
+  await user.page.locator(tid('error-banner'), { hasText: 'room not found or you need an invite' }).waitFor();
+  assert.match(await user.page.locator(tid('error-text')).innerText(), /no-such-room/);
   assert.ok(await user.page.locator(tid('lobby')).isVisible(), 'still in the lobby');
+  // The guest identity it got on the way is kept (and sent as a Bearer token).
+  const identity = await storedIdentity(user.page);
+  assert.equal(identity.kind, 'guest');
+  assert.equal(identity.user.name, 'dora');
+  assert.ok(identity.token && identity.expiresAt > Date.now(), `a token with its expiry (${JSON.stringify(identity)})`);
 
   // A link to a room that does not exist says so as well.
   await user.page.goto('/?room=00000000-0000-0000-0000-000000000000');
-  await user.page.locator(tid('error-banner'), { hasText: 'does not exist' }).waitFor();
+  await user.page.locator(tid('error-banner'), { hasText: 'room not found or you need an invite' }).waitFor();
   await screenshot(user.page, 'errors-unknown-room');
 });
 
@@ -59,4 +66,39 @@ test('a private message to someone who went offline is marked failed with recipi
   // The composer handled Enter synchronously: had it sent, the message would be listed now.
   assert.equal(await activeList(alice.page).locator(tid('message'), { hasText: 'xxxxxxxxxx' }).count(), 0);
   assert.equal((await alice.page.locator(tid('message-input')).inputValue()).length, 4001, 'the text is kept');
+});
+
+test('a private message to someone who shares no room any more is marked failed with forbidden', async () => {
+  const alice = await harness.newUser(env('RC_URL_1'));
+  const bob = await harness.newUser(env('RC_URL_2'));
+  const link = await createRoom(alice.page, 'alice', 'Shared for a while');
+  await joinByLink(bob.page, link, 'bob', 'Shared for a while');
+  // Bob has a room of his own too, so he stays connected after leaving alice's.
+  await bob.page.locator(tid('add-room-toggle')).click();
+  await bob.page.locator(tid('sb-create-room-name')).fill('Bob alone');
+  await bob.page.locator(tid('sb-create-room')).click();
+  await bob.page.locator(tid('conv-title'), { hasText: 'Bob alone' }).waitFor();
+
+  await member(alice.page, 'bob').click();
+  await alice.page.locator(tid('private-tag')).waitFor();
+  await send(alice.page, 'while we share a room');
+  await alice.page.locator(`${tid('dm-message')}[data-status="sent"]`, { hasText: 'while we share a room' }).waitFor();
+
+  // Bob leaves alice's room for good (he is still online, in his own room).
+  await bob.page.locator(tid('conv-room'), { hasText: 'Shared for a while' }).click();
+  await bob.page.locator(tid('leave-room')).click();
+  await bob.page.locator(tid('conv-title'), { hasText: 'Bob alone' }).waitFor();
+  await alice.page.locator(tid('conv-room')).click();
+  await waitSystem(alice.page, 'bob left');
+  await alice.page.locator(tid('conv-dm'), { hasText: 'bob' }).click();
+
+  await send(alice.page, 'after you left');
+  const item = alice.page.locator(`${tid('dm-message')}[data-status="failed"]`, { hasText: 'after you left' });
+  await item.waitFor();
+  const reason = await item.locator(tid('message-error')).innerText();
+  assert.match(reason, /direct messages go to users who share a room with you/);
+  assert.match(reason, /forbidden/);
+  await screenshot(alice.page, 'errors-dm-forbidden');
+  assert.deepEqual(alice.pageErrors, []);
+  assert.deepEqual(bob.pageErrors, []);
 });

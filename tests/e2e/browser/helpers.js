@@ -104,26 +104,49 @@ export async function waitConnected(page) {
   await page.locator(`${tid('conn-status')}[data-state="online"]`).waitFor({ state: 'attached' });
 }
 
-/** Creates a room from the lobby, as `name`. Returns the shareable link. */
-export async function createRoom(page, name, roomName) {
+/**
+ * Creates a room from the lobby, as `name` (a new guest), public unless `visibility` says
+ * 'private'. Returns the shareable link (a private room's, once it carries its invite).
+ */
+export async function createRoom(page, name, roomName, { visibility = 'public' } = {}) {
   await page.goto('/');
   await page.locator(tid('name-input')).fill(name);
   await page.locator(tid('create-room-name')).fill(roomName);
+  if (visibility !== 'public') await page.locator(tid('create-visibility')).selectOption(visibility);
   await page.locator(tid('create-room')).click();
   await page.locator(tid('conv-title'), { hasText: roomName }).waitFor();
   await waitConnected(page);
+  if (visibility === 'private') {
+    await page.locator(`${tid('share-link')}[data-visibility="private"]`).waitFor({ state: 'attached' });
+    await waitFor(async () => (await page.locator(tid('share-link')).inputValue()).includes('invite='), 'the invite in the share link');
+  }
   return page.locator(tid('share-link')).inputValue();
 }
 
-/** Opens a shareable link on `baseURL` (keeping its path and query) and joins as `name`. */
+/**
+ * Opens a shareable link on `baseURL` (keeping its path and query: a private room's invite
+ * too) and joins as `name`, a new guest; `roomName` is then the title on screen.
+ */
 export async function joinByLink(page, link, name, roomName) {
   const url = new URL(link);
   await page.goto(url.pathname + url.search);
-  await page.locator(tid('invite'), roomName ? { hasText: roomName } : {}).waitFor();
+  await page.locator(tid('invite')).waitFor();
   await page.locator(tid('name-input')).fill(name);
   await page.locator(tid('join-invite')).click();
   await page.locator(tid('chat')).waitFor();
+  if (roomName) await page.locator(tid('conv-title'), { hasText: roomName }).waitFor();
   await waitConnected(page);
+}
+
+/** The link `link` on another instance (same path and query). */
+export function onInstance(link, base) {
+  const url = new URL(link);
+  return new URL(url.pathname + url.search, base).toString();
+}
+
+/** The identity the page keeps (localStorage): `{kind, token, expiresAt, user}`. */
+export function storedIdentity(page) {
+  return page.evaluate(() => JSON.parse(localStorage.getItem('roomcast.identity')));
 }
 
 /** Types a message in the composer and sends it with Enter. */
@@ -153,6 +176,38 @@ export function member(page, name) {
 
 export async function bodyText(page) {
   return page.evaluate(() => document.body.innerText);
+}
+
+// ------------------------------------------------------------------ the REST API, from the test
+
+/**
+ * One REST call to `base` (with `token` as Bearer): `{status, body, headers}`. A 429 is
+ * waited out (its Retry-After, bounded) and retried.
+ */
+export async function rest(base, method, path, { token, body } = {}) {
+  const headers = { Accept: 'application/json, application/problem+json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    const res = await fetch(new URL(path, base), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const text = await res.text();
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch { data = text; }
+    const wait = Number(res.headers.get('retry-after')) * 1000;
+    if (res.status === 429 && wait > 0 && Date.now() + wait < deadline) {
+      await new Promise((r) => setTimeout(r, wait));
+      continue;
+    }
+    return { status: res.status, body: data, headers: res.headers };
+  }
+}
+
+/** A guest identity made over REST: `{user, token, expiresAt}`. */
+export async function guest(base, name) {
+  const res = await rest(base, 'POST', '/guests', { body: { name } });
+  if (res.status !== 201) throw new Error(`POST /guests answered ${res.status}: ${JSON.stringify(res.body)}`);
+  return res.body;
 }
 
 // ------------------------------------------------------------------ processes
@@ -253,7 +308,7 @@ export async function startServer({ port, redisUrl, secret }) {
   const url = `http://127.0.0.1:${port}`;
   await waitFor(async () => {
     if (proc.exited) throw new Error(`demo-server exited: ${proc.output.join('').slice(-2000)}`);
-    const res = await fetch(`${url}/rooms`);
+    const res = await fetch(`${url}/openapi.json`); // v2: the one anonymous kind of call
     return res.ok;
   }, `demo-server on ${port}`);
   const stop = proc.stop;

@@ -1,9 +1,11 @@
-// Several rooms in one page, one identity; reload keeps you in your rooms; leave and sign out.
+// Several rooms in one page, one identity; reload keeps you in your rooms; leave (for good)
+// and sign out.
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 
 import {
-  createRoom, env, joinByLink, launchBrowser, member, screenshot, send, tid, waitMessage, waitSystem,
+  createRoom, env, launchBrowser, member, rest, screenshot, send, storedIdentity, tid, waitMessage,
+  waitSystem,
 } from './helpers.js';
 
 let harness;
@@ -54,11 +56,20 @@ test('two rooms, one user; reload keeps the rooms; leave; sign out', async () =>
   await member(alice.page, 'bob').waitFor();
   await screenshot(alice.page, 'rooms-after-reload');
 
-  // Leaving the second room: bob sees alice leave; alice keeps the first room.
+  // Leaving the second room (for good, v2): bob sees alice leave; alice keeps the first room;
+  // the room has one member left.
+  const roomB = new URL(linkB).searchParams.get('room');
+  const bobToken = (await storedIdentity(bob.page)).token;
+  const beforeLeave = await rest(env('RC_URL_2'), 'GET', `/rooms/${roomB}`, { token: bobToken });
+  assert.equal(beforeLeave.status, 200);
+  assert.equal(beforeLeave.body.memberCount, 2, JSON.stringify(beforeLeave.body));
   await alice.page.locator(tid('leave-room')).click();
   await waitSystem(bob.page, 'alice left');
   await alice.page.locator(tid('conv-title'), { hasText: 'First room' }).waitFor();
   assert.equal(await alice.page.locator(tid('conv-room')).count(), 1);
+  const afterLeave = await rest(env('RC_URL_2'), 'GET', `/rooms/${roomB}`, { token: bobToken });
+  assert.equal(afterLeave.body.memberCount, 1, `alice is no member any more: ${JSON.stringify(afterLeave.body)}`);
+  assert.ok(!afterLeave.body.members.some((m) => m.id === me.id), 'alice is not listed');
 
   // Signing out: back to the lobby, name remembered.
   await alice.page.locator(tid('sign-out')).click();

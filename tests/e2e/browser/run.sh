@@ -62,6 +62,8 @@ if [ ! -x "$DEMO_SERVER_BIN" ]; then
 fi
 export DEMO_SERVER_BIN
 export RC_STATIC_DIR="$ROOT/frontendws"
+# The demo honours STATIC_DIR too; --static-dir below says the same: serve THIS client.
+export STATIC_DIR="$RC_STATIC_DIR"
 
 # ------------------------------------------------------------------ processes
 
@@ -129,7 +131,8 @@ for i in 1 2; do
   RUST_LOG="${RUST_LOG:-info}" "$DEMO_SERVER_BIN" --listen "127.0.0.1:$port" --redis-url "$RC_REDIS_URL" \
     --token-secret "$RC_TOKEN_SECRET" --static-dir "$RC_STATIC_DIR" >"$LOGS/demo-server-$i.log" 2>&1 &
   PIDS+=("$!")
-  wait_until "$!" "demo-server $i" http_ok "http://127.0.0.1:$port/rooms"
+  # v2: only the API documents are anonymous, so readiness is asked of /openapi.json.
+  wait_until "$!" "demo-server $i" http_ok "http://127.0.0.1:$port/openapi.json"
   export "RC_URL_$i=http://127.0.0.1:$port"
 done
 log "redis $RC_REDIS_URL; demo-server instances $RC_URL_1 and $RC_URL_2; logs in ${LOGS#"$ROOT/"}/"
