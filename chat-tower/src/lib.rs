@@ -22,15 +22,19 @@
 //!
 //! ## Layout
 //! One concern per file; the names say which.
-//! - `builder`: [`ChatBuilder`], backend, config, identity, policy → `(Router<S>, ChatHandle)`.
+//! - `builder`: [`ChatBuilder`], backend, config, identity, policy → `(Router<S>, ChatHandle)`,
+//!   `S` being the host's router state.
 //! - `handle`: [`ChatHandle`], the host's side of a built chat: server-side sends, tokens,
 //!   shutdown.
-//! - `router`: assembles the routes (REST, WebSocket, documents) over the shared `state`.
+//! - `router`: assembles the routes (REST, WebSocket, documents); every route but the two
+//!   documents resolves the caller first (`identity::resolve`).
 //! - `origin`: [`AllowedOrigins`], which browser origins may open the WebSocket.
-//! - [`identity`]: the host's [`IdentityExtractor`] (`extractor`), the guest [`TokenSigner`]
-//!   (`token_signer`), and where a request carries its token (`presented_token`).
-//! - [`rest`]: the REST endpoints of contract v1, one file per resource with its types
-//!   (`rooms`, `join`, `messages`, `contract`), and request bodies (`body`).
+//! - [`identity`]: the host's [`IdentityExtractor`] (`extractor`), who a request is
+//!   (`resolve`), the chat's [`TokenSigner`] for user tokens and invites (`token_signer`), and
+//!   where a request carries its token (`presented_token`).
+//! - [`rest`]: the REST endpoints of contract v2, one file per resource with its types
+//!   (`guests`, `rooms`, `join`, `members`, `messages`, `contract`), and request bodies and
+//!   names (`body`).
 //! - `ws`: the WebSocket endpoint (`upgrade`) and axum's socket as the session's transport
 //!   (`socket`, for `chat_core::session::serve`).
 //! - [`error`]: [`ChatRejection`], rendered as RFC 9457 problem+json ([`Problem`]).
@@ -55,7 +59,7 @@ mod ws;
 pub use builder::{ChatBuilder, DEFAULT_TOKEN_TTL};
 pub use error::{ChatRejection, Problem};
 pub use handle::ChatHandle;
-pub use identity::{FromExtension, IdentityExtractor, NoIdentity, TokenSigner};
+pub use identity::{FromExtension, FromExtractor, IdentityExtractor, NoIdentity, TokenSigner};
 pub use origin::AllowedOrigins;
 
 /// The README's code blocks, compiled as doc tests so that they stay true.
