@@ -34,6 +34,7 @@ pub struct RoomInfo {
     pub created_at: String,
     /// Who may see and join the room; rooms stored before v2 are public.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub visibility: Visibility,
     /// The user who created the room, if the room has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

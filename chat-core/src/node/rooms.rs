@@ -49,6 +49,7 @@ pub struct RoomPage {
     /// The rooms of this page.
     pub rooms: Vec<RoomSummary>,
     /// The cursor of the next page; `null` on the last.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub next_cursor: Option<String>,
 }
 
@@ -82,6 +83,7 @@ pub struct MemberPage {
     /// The members of this page, in the order they joined.
     pub members: Vec<Member>,
     /// The cursor of the next page; `null` on the last.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub next_cursor: Option<String>,
 }
 

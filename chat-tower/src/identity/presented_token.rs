@@ -12,13 +12,12 @@ pub(crate) fn presented_token(parts: &Parts, query: bool) -> Option<String> {
         })
     });
     from_query.or_else(|| {
-        parts
-            .headers
-            .get(header::AUTHORIZATION)?
-            .to_str()
-            .ok()?
-            .strip_prefix("Bearer ")
-            .map(|t| t.trim().to_owned())
+        let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        // The scheme is case-insensitive (RFC 9110, section 11.1).
+        let (scheme, token) = value.trim().split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned())
     })
 }
 

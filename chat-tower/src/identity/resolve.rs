@@ -89,7 +89,16 @@ where
                 Ok(caller) => {
                     parts.extensions.insert(Resolved(caller));
                 }
-                Err(rejection) => return rejection.into_response(),
+                // The body is left unread: close the connection rather than leave its bytes
+                // in the way of the client's next request.
+                Err(rejection) => {
+                    let mut response = rejection.into_response();
+                    response.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                    return response;
+                }
             }
             let state = access.state.clone();
             handler.call(Request::from_parts(parts, body), state).await

@@ -43,8 +43,8 @@ impl Modify for Security {
 #[openapi(
     info(
         title = "roomcast chat API",
-        version = "1.0.0",
-        description = "REST endpoints of the roomcast chat (contract v1). Real-time traffic goes over the WebSocket at `/ws`; its frames are described by the AsyncAPI 3 document at `/asyncapi.json` (JSON Schema of every frame).",
+        version = "2.0.0",
+        description = "REST endpoints of the roomcast chat (contract v2: every endpoint but the two API documents needs an identity). Real-time traffic goes over the WebSocket at `/ws`; its frames are described by the AsyncAPI 3 document at `/asyncapi.json` (JSON Schema of every frame).",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0")
     ),
     // The shared `problems` responses refer to `Problem` without registering it.

@@ -29,7 +29,6 @@ pub(crate) const USER_NAME_MAX: usize = 32;
 pub struct GuestRequest {
     /// The display name to chat under: 1 to 32 characters after trimming and Unicode NFC,
     /// without control, format or private-use characters.
-    #[serde(default)]
     #[schema(min_length = 1, max_length = 32)]
     pub name: String,
 }

@@ -67,7 +67,7 @@ pub struct JoinRoomResponse {
         (status = 422, description = "The name is not 1 to 32 characters", body = Problem, content_type = "application/problem+json"),
         BackendDown,
     ),
-    security(("bearer" = [])))]
+    security(("bearer" = []), ()))]
 pub(crate) async fn join_room(
     State(state): State<ChatState>,
     MaybeCaller(caller): MaybeCaller,
