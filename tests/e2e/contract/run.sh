@@ -118,7 +118,12 @@ PY
 
 PORT="$(free_port)"
 BASE_URL="http://127.0.0.1:$PORT"
-RUST_LOG="${RUST_LOG:-warn}" "$DEMO_SERVER_BIN" --listen "127.0.0.1:$PORT" >"$WORK/demo-server.log" 2>&1 &
+# A token secret of this run only: the tests sign a truly expired token with it (the server's
+# own scheme) to prove that expiry, not only a bad signature, is refused.
+RC_TOKEN_SECRET="$(python -c 'import secrets; print(secrets.token_hex(32))')"
+export RC_TOKEN_SECRET
+RUST_LOG="${RUST_LOG:-warn}" "$DEMO_SERVER_BIN" --listen "127.0.0.1:$PORT" --token-secret "$RC_TOKEN_SECRET" \
+  >"$WORK/demo-server.log" 2>&1 &
 SERVER_PID=$!
 for i in $(seq 150); do
   kill -0 "$SERVER_PID" 2>/dev/null || die "demo-server exited early: $(cat "$WORK/demo-server.log")"

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -305,6 +307,19 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
+def signed(token: str, **claims: Any) -> str | None:
+    """The token with some claims changed and signed again with the run's secret
+    (RC_TOKEN_SECRET, given to the demo by run.sh) the way the demo signs: HMAC-SHA256 over the
+    base64url payload. None without a secret. The caller checks that a re-signed token with
+    unchanged claims is accepted, so a change of scheme skips rather than fails."""
+    secret = os.environ.get("RC_TOKEN_SECRET")
+    if not secret:
+        return None
+    payload = tampered(token, **claims).partition(".")[0]
+    mac = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()
+    return payload + "." + b64url(mac)
+
+
 def tampered(token: str, **claims: Any) -> str:
     """The token with some claims of its payload changed and its signature kept: what a client
     that edits its token (e.g. pushes `exp` forward or back) sends. The server must refuse it.
@@ -431,6 +446,29 @@ def test_every_endpoint_refuses_requests_without_a_valid_identity(identity):
     assert not failures, "\n".join(failures)
     # Nothing was created or joined on the way.
     assert [m.id for m in details(room.room_id, owner).members] == [owner.user.id]
+
+
+def test_an_expired_token_is_refused_everywhere():
+    """A token with a valid signature whose `exp` has passed: 401 on every endpoint, on the
+    WebSocket upgrade too."""
+    alice = STATE["alice"]
+    same = signed(alice.token)
+    if same is None:
+        pytest.skip("no RC_TOKEN_SECRET: cannot sign an expired token")
+    control = list_rooms.sync_detailed(client=sdk(same))
+    if int(control.status_code) != 200:
+        pytest.skip(f"a token re-signed with the run's secret is refused ({control.content!r}): scheme changed?")
+    expired = signed(alice.token, exp=int(time.time()) - 60)
+    owner = STATE["alice"]
+    room = new_room(owner, "expired target")
+    failures = []
+    for path, method, call in _endpoints(room.room_id):
+        try:
+            assert_problem(call(sdk(expired)), path, method, 401, "unauthorized")
+        except AssertionError as e:
+            failures.append(str(e).splitlines()[0])
+    assert_problem(ws_handler.sync_detailed(client=anon(), token=expired), "/ws", "get", 401, "unauthorized")
+    assert not failures, "\n".join(failures)
 
 
 def test_a_token_in_the_query_is_for_the_websocket_only():
