@@ -9,13 +9,16 @@
 # 2. uses the demo-server at $DEMO_SERVER_BIN (a path relative to the repository root or
 #    absolute; unset: target/debug/demo-server, built or refreshed with
 #    `cargo build -p demo-server`) and starts it in memory on a free port;
-# 3. checks that the live GET /openapi.json equals openapi/openapi.json apart from `servers`;
+# 3. checks that the live GET /openapi.json equals openapi/openapi.json apart from `servers`
+#    (a difference is printed and fails the test of that name, without stopping the run);
 # 4. generates a Python SDK from the live document with openapi-python-client into a temporary
 #    directory (never committed);
-# 5. runs pytest: test_contract_sdk.py drives the REST API through that SDK (rooms, guests,
-#    members, history paged with nextBefore after posting over the WebSocket, typed problem
-#    errors), then test_schemathesis.py runs schemathesis against the live document
-#    (not_a_server_error, response_schema_conformance, status_code_conformance,
+# 5. runs pytest: test_contract_sdk.py drives the REST API through that SDK as guests of
+#    POST /guests with `Authorization: Bearer` (401 without a valid identity on every endpoint,
+#    rooms, private rooms and invites, leaving, rooms and members paged with nextCursor,
+#    history paged with nextBefore after posting over the WebSocket, typed problem errors),
+#    then test_schemathesis.py runs schemathesis with a fresh guest token against the live
+#    document (not_a_server_error, response_schema_conformance, status_code_conformance,
 #    content_type_conformance; /ws excluded) and prints how many test cases it ran.
 #
 # Knobs: ST_MAX_EXAMPLES (default 50), ST_SEED (replay a schemathesis run), ST_WORKERS (2),
@@ -115,7 +118,12 @@ PY
 
 PORT="$(free_port)"
 BASE_URL="http://127.0.0.1:$PORT"
-RUST_LOG="${RUST_LOG:-warn}" "$DEMO_SERVER_BIN" --listen "127.0.0.1:$PORT" >"$WORK/demo-server.log" 2>&1 &
+# A token secret of this run only: the tests sign a truly expired token with it (the server's
+# own scheme) to prove that expiry, not only a bad signature, is refused.
+RC_TOKEN_SECRET="$(python -c 'import secrets; print(secrets.token_hex(32))')"
+export RC_TOKEN_SECRET
+RUST_LOG="${RUST_LOG:-warn}" "$DEMO_SERVER_BIN" --listen "127.0.0.1:$PORT" --token-secret "$RC_TOKEN_SECRET" \
+  >"$WORK/demo-server.log" 2>&1 &
 SERVER_PID=$!
 for i in $(seq 150); do
   kill -0 "$SERVER_PID" 2>/dev/null || die "demo-server exited early: $(cat "$WORK/demo-server.log")"
@@ -127,7 +135,11 @@ log "demo-server ($DEMO_SERVER_BIN) at $BASE_URL"
 
 # ------------------------------------------------------------------ contract
 
-python "$HERE/compare_openapi.py" "$WORK/openapi.live.json" "$ROOT/openapi/openapi.json"
+# A difference is reported here and fails test_live_document_is_the_committed_one, but does not
+# stop the run: the rest of the suite still says what the server does.
+if ! python "$HERE/compare_openapi.py" "$WORK/openapi.live.json" "$ROOT/openapi/openapi.json"; then
+  log "the live document is not openapi/openapi.json: the suite goes on, and fails on it"
+fi
 
 log "generating the SDK with openapi-python-client $(python -c 'import importlib.metadata as m; print(m.version("openapi-python-client"))') from $BASE_URL/openapi.json"
 mkdir -p "$WORK/sdk"
@@ -140,6 +152,7 @@ python -c "import sys; sys.path.insert(0, '$WORK/sdk'); import roomcast_client.a
 export RC_BASE_URL="$BASE_URL"
 export RC_SDK_DIR="$WORK/sdk"
 export RC_SPEC_FILE="$WORK/openapi.live.json"
+export RC_COMMITTED_SPEC="$ROOT/openapi/openapi.json"
 export RC_WS_SCHEMA="$ROOT/openapi/ws-server-frames.schema.json"
 export RC_SEED_FILE="$WORK/seed.json"
 export RC_WORK="$WORK"

@@ -7,7 +7,11 @@ temporary directory and sets:
 - RC_SDK_DIR      the directory that holds the generated package `roomcast_client`
 - RC_SPEC_FILE    the live OpenAPI document, saved to a file
 - RC_WS_SCHEMA    openapi/ws-server-frames.schema.json (server WebSocket frames)
-- RC_SEED_FILE    where to write the room and message ids that schemathesis then uses
+- RC_COMMITTED_SPEC openapi/openapi.json, which the live document must equal (servers aside)
+- RC_SEED_FILE    where to write the room, message and cursor ids that schemathesis then uses
+
+Contract v2: nothing but the two API documents is anonymous. Each test user is a guest
+(`POST /guests`), and the SDK's AuthenticatedClient sends its token as `Authorization: Bearer`.
 
 Every REST call goes through the generated SDK; each response is also checked against the
 live document (status documented, content type, body schema). The only raw traffic is the
@@ -17,6 +21,9 @@ WebSocket, which posts the messages that the history endpoint then pages through
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -34,11 +41,15 @@ from websockets.asyncio.client import connect as ws_connect
 BASE_URL = os.environ["RC_BASE_URL"].rstrip("/")
 sys.path.insert(0, os.environ["RC_SDK_DIR"])
 
-from roomcast_client import AuthenticatedClient, Client  # noqa: E402
+from roomcast_client import AuthenticatedClient, Client, errors  # noqa: E402
 from roomcast_client.api.chat import (  # noqa: E402
+    create_guest,
+    create_invite,
     create_room,
     get_room,
     join_room,
+    leave_room,
+    list_members,
     list_rooms,
     openapi_json,
     room_messages,
@@ -46,16 +57,22 @@ from roomcast_client.api.chat import (  # noqa: E402
 )
 from roomcast_client.models import (  # noqa: E402
     CreateRoomRequest,
+    GuestRequest,
+    GuestResponse,
     HistoryMessage,
     HistoryResponse,
+    InviteResponse,
     JoinRoomRequest,
     JoinRoomResponse,
     Member,
+    MemberPage,
     Problem,
     RoomDetails,
     RoomInfo,
+    RoomPage,
     RoomSummary,
     User,
+    Visibility,
 )
 from roomcast_client.types import Response  # noqa: E402
 
@@ -82,13 +99,19 @@ def as_datetime(value: Any) -> datetime:
 # ------------------------------------------------------------------ helpers
 
 
-def sdk(token: str | None = None) -> Client | AuthenticatedClient:
-    """A generated client that raises on any status the document does not list."""
-    timeout = httpx.Timeout(10.0)
-    if token is None:
-        return Client(base_url=BASE_URL, raise_on_unexpected_status=True, timeout=timeout)
+def anon() -> Client:
+    """A generated client without identity, that raises on any status the document does not list."""
+    return Client(base_url=BASE_URL, raise_on_unexpected_status=True, timeout=httpx.Timeout(10.0))
+
+
+def sdk(token: str | GuestResponse | JoinRoomResponse, prefix: str = "Bearer") -> AuthenticatedClient:
+    """A generated client that sends `Authorization: Bearer <token>` and raises on any status
+    the document does not list."""
+    if not isinstance(token, str):
+        token = token.token
     return AuthenticatedClient(
-        base_url=BASE_URL, token=token, raise_on_unexpected_status=True, timeout=timeout
+        base_url=BASE_URL, token=token, prefix=prefix, raise_on_unexpected_status=True,
+        timeout=httpx.Timeout(10.0),
     )
 
 
@@ -104,6 +127,7 @@ def conforms(resp: Response[Any], path: str, method: str) -> Any:
     )
     content = op["responses"][status].get("content")
     if not content:
+        assert resp.content == b"", f"{method.upper()} {path} {status}: a body where the spec has none"
         return None
     (media_type, media), = content.items()
     got = resp.headers.get("content-type", "").split(";")[0].strip()
@@ -114,17 +138,19 @@ def conforms(resp: Response[Any], path: str, method: str) -> Any:
         "components": SPEC.get("components", {}),
         **media["schema"],
     }
-    errors = [
+    errors_ = [
         f"{e.message} at {'/'.join(map(str, e.instance_path))}"
         for e in jsonschema_rs.validator_for(schema).iter_errors(body)
     ]
-    assert not errors, f"{method.upper()} {path} {status}: body does not match the spec: {errors}; body {body!r}"
+    assert not errors_, f"{method.upper()} {path} {status}: body does not match the spec: {errors_}; body {body!r}"
     return body
 
 
 def assert_problem(resp: Response[Any], path: str, method: str, status: int, code: str) -> Problem:
     """A typed RFC 9457 error: documented status, problem+json, parsed as `Problem`."""
-    assert int(resp.status_code) == status, f"expected {status}, got {int(resp.status_code)}: {resp.content!r}"
+    assert int(resp.status_code) == status, (
+        f"{method.upper()} {path}: expected {status}, got {int(resp.status_code)}: {resp.content!r}"
+    )
     conforms(resp, path, method)
     assert resp.headers["content-type"].startswith("application/problem+json")
     problem = resp.parsed
@@ -136,52 +162,113 @@ def assert_problem(resp: Response[Any], path: str, method: str, status: int, cod
     return problem
 
 
-def create_without_body() -> Response[Any]:
-    """`POST /create-room` without a body: the SDK's default call (the body is optional)."""
-    return create_room.sync_detailed(client=sdk())
-
-
-def new_room(name: str | None = None) -> RoomInfo:
-    if name is None:
-        resp = create_without_body()
-    else:
-        resp = create_room.sync_detailed(client=sdk(), body=CreateRoomRequest(name=name))
-    raw = conforms(resp, "/create-room", "post")
-    assert RFC3339.match(raw["createdAt"]), raw
+def new_guest(name: str) -> GuestResponse:
+    resp = create_guest.sync_detailed(client=anon(), body=GuestRequest(name=name))
+    raw = conforms(resp, "/guests", "post")
     assert int(resp.status_code) == 201, resp.content
+    assert RFC3339.match(raw["expiresAt"]), raw
+    guest = resp.parsed
+    assert isinstance(guest, GuestResponse) and isinstance(guest.user, User)
+    return guest
+
+
+def new_room(owner: GuestResponse, name: str | None = None, visibility: Visibility | None = None) -> RoomInfo:
+    if name is None and visibility is None:
+        resp = create_room.sync_detailed(client=sdk(owner))
+    else:
+        body = CreateRoomRequest()
+        if name is not None:
+            body.name = name
+        if visibility is not None:
+            body.visibility = visibility
+        resp = create_room.sync_detailed(client=sdk(owner), body=body)
+    raw = conforms(resp, "/create-room", "post")
+    assert int(resp.status_code) == 201, resp.content
+    assert RFC3339.match(raw["createdAt"]), raw
     room = resp.parsed
     assert isinstance(room, RoomInfo)
     return room
 
 
-def join(room_id: str, user: str) -> JoinRoomResponse:
-    resp = join_room.sync_detailed(room_id, client=sdk(), body=JoinRoomRequest(user=user))
+def join(room_id: str, who: GuestResponse | JoinRoomResponse, invite: str | None = None) -> JoinRoomResponse:
+    if invite is None:
+        resp = join_room.sync_detailed(room_id, client=sdk(who))
+    else:
+        resp = join_room.sync_detailed(room_id, client=sdk(who), body=JoinRoomRequest(invite=invite))
     conforms(resp, "/join-room/{roomId}", "post")
     assert int(resp.status_code) == 200, resp.content
     joined = resp.parsed
     assert isinstance(joined, JoinRoomResponse)
+    assert joined.room_id == room_id
     return joined
 
 
-def details(room_id: str) -> RoomDetails:
-    resp = get_room.sync_detailed(room_id, client=sdk())
+def details(room_id: str, who: GuestResponse | JoinRoomResponse) -> RoomDetails:
+    resp = get_room.sync_detailed(room_id, client=sdk(who))
     conforms(resp, "/rooms/{roomId}", "get")
     assert int(resp.status_code) == 200, resp.content
     assert isinstance(resp.parsed, RoomDetails)
     return resp.parsed
 
 
-def summaries() -> list[RoomSummary]:
-    resp = list_rooms.sync_detailed(client=sdk())
-    conforms(resp, "/rooms", "get")
+def rooms_page(who: GuestResponse | JoinRoomResponse, **query: Any) -> RoomPage:
+    resp = list_rooms.sync_detailed(client=sdk(who), **query)
+    raw = conforms(resp, "/rooms", "get")
     assert int(resp.status_code) == 200, resp.content
-    assert isinstance(resp.parsed, list)
-    assert all(isinstance(r, RoomSummary) for r in resp.parsed)
+    assert "nextCursor" in raw, f"the contract's `nextCursor` (string or null) is missing: {raw!r}"
+    assert isinstance(resp.parsed, RoomPage)
+    assert all(isinstance(r, RoomSummary) for r in resp.parsed.rooms)
     return resp.parsed
 
 
-def page(room_id: str, **query: Any) -> tuple[HistoryResponse, dict[str, Any]]:
-    resp = room_messages.sync_detailed(room_id, client=sdk(), **query)
+def all_rooms(who: GuestResponse | JoinRoomResponse, limit: int = 200) -> tuple[list[RoomSummary], list[str]]:
+    """Walks `GET /rooms` page by page; returns the rooms and the cursors it followed."""
+    rooms: list[RoomSummary] = []
+    cursors: list[str] = []
+    cursor: str | None = None
+    for _ in range(10_000):
+        page_ = rooms_page(who, limit=limit) if cursor is None else rooms_page(who, limit=limit, cursor=cursor)
+        assert len(page_.rooms) <= limit
+        rooms += page_.rooms
+        cursor = page_.next_cursor if isinstance(page_.next_cursor, str) else None
+        if cursor is None:
+            assert page_.next_cursor is None
+            return rooms, cursors
+        assert page_.rooms, "a page with a nextCursor holds rooms"
+        cursors.append(cursor)
+    pytest.fail("GET /rooms: nextCursor never became null")
+
+
+def members_page(room_id: str, who: GuestResponse | JoinRoomResponse, **query: Any) -> MemberPage:
+    resp = list_members.sync_detailed(room_id, client=sdk(who), **query)
+    raw = conforms(resp, "/rooms/{roomId}/members", "get")
+    assert int(resp.status_code) == 200, resp.content
+    assert "nextCursor" in raw, f"the contract's `nextCursor` (string or null) is missing: {raw!r}"
+    assert isinstance(resp.parsed, MemberPage)
+    assert all(isinstance(m, Member) for m in resp.parsed.members)
+    return resp.parsed
+
+
+def all_members(room_id: str, who: GuestResponse | JoinRoomResponse, limit: int) -> tuple[list[Member], list[str]]:
+    members: list[Member] = []
+    cursors: list[str] = []
+    cursor: str | None = None
+    for _ in range(10_000):
+        query: dict[str, Any] = {"limit": limit} if cursor is None else {"limit": limit, "cursor": cursor}
+        page_ = members_page(room_id, who, **query)
+        assert len(page_.members) <= limit
+        members += page_.members
+        cursor = page_.next_cursor if isinstance(page_.next_cursor, str) else None
+        if cursor is None:
+            assert page_.next_cursor is None
+            return members, cursors
+        assert page_.members, "a page with a nextCursor holds members"
+        cursors.append(cursor)
+    pytest.fail("GET /rooms/{roomId}/members: nextCursor never became null")
+
+
+def page(room_id: str, who: GuestResponse | JoinRoomResponse, **query: Any) -> tuple[HistoryResponse, dict[str, Any]]:
+    resp = room_messages.sync_detailed(room_id, client=sdk(who), **query)
     raw = conforms(resp, "/rooms/{roomId}/messages", "get")
     assert int(resp.status_code) == 200, resp.content
     assert isinstance(resp.parsed, HistoryResponse)
@@ -209,11 +296,42 @@ async def recv_frame(ws, want: str) -> dict[str, Any]:
         raw = await asyncio.wait_for(ws.recv(), WS_TIMEOUT)
         assert isinstance(raw, str), "server frames are JSON text frames"
         frame = json.loads(raw)
-        errors = [e.message for e in WS_SERVER_FRAME.iter_errors(frame)]
-        assert not errors, f"server frame does not match ws-server-frames.schema.json: {errors}: {frame}"
+        errors_ = [e.message for e in WS_SERVER_FRAME.iter_errors(frame)]
+        assert not errors_, f"server frame does not match ws-server-frames.schema.json: {errors_}: {frame}"
         assert frame["type"] != "error", f"unexpected error frame {frame}"
         if frame["type"] == want:
             return frame
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def signed(token: str, **claims: Any) -> str | None:
+    """The token with some claims changed and signed again with the run's secret
+    (RC_TOKEN_SECRET, given to the demo by run.sh) the way the demo signs: HMAC-SHA256 over the
+    base64url payload. None without a secret. The caller checks that a re-signed token with
+    unchanged claims is accepted, so a change of scheme skips rather than fails."""
+    secret = os.environ.get("RC_TOKEN_SECRET")
+    if not secret:
+        return None
+    payload = tampered(token, **claims).partition(".")[0]
+    mac = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()
+    return payload + "." + b64url(mac)
+
+
+def tampered(token: str, **claims: Any) -> str:
+    """The token with some claims of its payload changed and its signature kept: what a client
+    that edits its token (e.g. pushes `exp` forward or back) sends. The server must refuse it.
+    If the token is not `payload.signature`, the payload is replaced outright."""
+    payload, _, signature = token.partition(".")
+    try:
+        data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        assert isinstance(data, dict)
+    except Exception:  # noqa: BLE001 - an opaque token: forge a whole one
+        data = {}
+    data.update(claims)
+    return b64url(json.dumps(data, separators=(",", ":")).encode()) + "." + (signature or b64url(b"sig"))
 
 
 # ------------------------------------------------------------------ the flow
@@ -223,149 +341,547 @@ STATE: dict[str, Any] = {}
 
 
 def test_live_document_is_the_committed_one():
-    resp = openapi_json.sync_detailed(client=sdk())
+    """GET /openapi.json is anonymous, is OpenAPI 3.1, and is the committed openapi/openapi.json."""
+    resp = openapi_json.sync_detailed(client=anon())
     doc = conforms(resp, "/openapi.json", "get")
     assert int(resp.status_code) == 200
     assert doc["openapi"].startswith("3.1")
     assert doc == SPEC, "the document served changed during the run"
     assert doc.get("servers") == [{"url": "/"}], doc.get("servers")
+    with open(os.environ["RC_COMMITTED_SPEC"], encoding="utf-8") as fd:
+        committed = json.load(fd)
+    live = {k: v for k, v in doc.items() if k != "servers"}
+    committed.pop("servers", None)
+    missing = sorted(set(live["paths"]) - set(committed["paths"]))
+    assert live == committed, (
+        "the live /openapi.json is not the committed openapi/openapi.json "
+        f"(paths missing from the committed one: {missing}); run.sh printed the diff"
+    )
 
 
-def test_asyncapi_document_when_served():
-    """An addition to contract v1: GET /asyncapi.json, where the document lists it."""
-    if "/asyncapi.json" not in SPEC["paths"]:
-        pytest.skip("this server's document has no /asyncapi.json")
+def test_asyncapi_document_is_anonymous():
     import importlib
 
+    assert "/asyncapi.json" in SPEC["paths"]
     asyncapi_json = importlib.import_module("roomcast_client.api.chat.asyncapi_json")
-    resp = asyncapi_json.sync_detailed(client=sdk())
+    resp = asyncapi_json.sync_detailed(client=anon())
     doc = conforms(resp, "/asyncapi.json", "get")
     assert int(resp.status_code) == 200
     assert str(doc.get("asyncapi", "")).startswith("3."), doc.get("asyncapi")
 
 
+def test_create_guest():
+    before = datetime.now(timezone.utc)
+    alice = new_guest("alice")
+    assert alice.user.name == "alice" and alice.user.id and alice.token
+    assert as_datetime(alice.expires_at) > before, "the token expires in the future"
+    assert alice.additional_properties == {}, "fields outside the spec"
+    bob = new_guest("bob")
+    assert bob.user.id != alice.user.id, "every guest gets a new user id"
+    assert bob.token != alice.token
+    # Names are trimmed (and NFC-normalized): "  Zoë  " with a combining diaeresis is "Zoë".
+    zoe = new_guest("  Zoe\u0308  ")
+    assert zoe.user.name == "Zo\u00eb", zoe.user.name
+    STATE["alice"], STATE["bob"] = alice, bob
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "   ", "x" * 33, "\u202eevil", "zero\u200bwidth", "bell\u0007", "private\ue000use"],
+    ids=["empty", "blank", "33-chars", "bidi-override", "zero-width", "control", "private-use"],
+)
+def test_create_guest_rejects_a_bad_name(name):
+    resp = create_guest.sync_detailed(client=anon(), body=GuestRequest(name=name))
+    assert_problem(resp, "/guests", "post", 422, "invalid_value")
+
+
+# Every operation but the two documents, called through the SDK with a given client.
+def _endpoints(room_id: str) -> list[tuple[str, str, Any]]:
+    return [
+        ("/create-room", "post", lambda c: create_room.sync_detailed(client=c)),
+        ("/create-room", "post", lambda c: create_room.sync_detailed(client=c, body=CreateRoomRequest(name="x"))),
+        ("/join-room/{roomId}", "post", lambda c: join_room.sync_detailed(room_id, client=c)),
+        ("/rooms", "get", lambda c: list_rooms.sync_detailed(client=c)),
+        ("/rooms/{roomId}", "get", lambda c: get_room.sync_detailed(room_id, client=c)),
+        ("/rooms/{roomId}/members", "get", lambda c: list_members.sync_detailed(room_id, client=c)),
+        ("/rooms/{roomId}/members/me", "delete", lambda c: leave_room.sync_detailed(room_id, client=c)),
+        ("/rooms/{roomId}/invites", "post", lambda c: create_invite.sync_detailed(room_id, client=c)),
+        ("/rooms/{roomId}/messages", "get", lambda c: room_messages.sync_detailed(room_id, client=c)),
+        ("/ws", "get", lambda c: ws_handler.sync_detailed(client=c)),
+    ]
+
+
+def _bad_identities() -> dict[str, Client]:
+    alice = STATE["alice"]
+    future = int(time.time()) + 3600
+    return {
+        "anonymous": anon(),
+        "not-a-token": sdk("not-a-token"),
+        "bad-signature": sdk(alice.token[:-4] + ("AAAA" if not alice.token.endswith("AAAA") else "BBBB")),
+        "forged-claims": sdk(tampered(alice.token, sub=str(uuid.uuid4()), name="mallory", exp=future)),
+        "expired-looking": sdk(tampered(alice.token, exp=1_000_000_000)),
+        "bearer-without-token": sdk("Bearer", prefix=""),
+        "basic-auth": sdk(base64.b64encode(b"alice:secret").decode(), prefix="Basic"),
+    }
+
+
+@pytest.mark.parametrize(
+    "identity",
+    ["anonymous", "not-a-token", "bad-signature", "forged-claims", "expired-looking", "bearer-without-token",
+     "basic-auth"],
+)
+def test_every_endpoint_refuses_requests_without_a_valid_identity(identity):
+    """v2: no identity, a bad signature or an expired token: 401 `unauthorized` everywhere
+    (on a room that exists and is public, so 404 would be wrong too)."""
+    owner = STATE["alice"]
+    room = new_room(owner, "401 target")
+    failures = []
+    for path, method, call in _endpoints(room.room_id):
+        # A new client (connection) per call: reusing a connection after a refused request with
+        # a body is test_a_refused_request_leaves_the_connection_usable's subject.
+        resp = call(_bad_identities()[identity])
+        try:
+            assert_problem(resp, path, method, 401, "unauthorized")
+        except AssertionError as e:
+            failures.append(str(e).splitlines()[0])
+    assert not failures, "\n".join(failures)
+    # Nothing was created or joined on the way.
+    assert [m.id for m in details(room.room_id, owner).members] == [owner.user.id]
+
+
+def test_an_expired_token_is_refused_everywhere():
+    """A token with a valid signature whose `exp` has passed: 401 on every endpoint, on the
+    WebSocket upgrade too."""
+    alice = STATE["alice"]
+    same = signed(alice.token)
+    if same is None:
+        pytest.skip("no RC_TOKEN_SECRET: cannot sign an expired token")
+    control = list_rooms.sync_detailed(client=sdk(same))
+    if int(control.status_code) != 200:
+        pytest.skip(f"a token re-signed with the run's secret is refused ({control.content!r}): scheme changed?")
+    expired = signed(alice.token, exp=int(time.time()) - 60)
+    owner = STATE["alice"]
+    room = new_room(owner, "expired target")
+    failures = []
+    for path, method, call in _endpoints(room.room_id):
+        try:
+            assert_problem(call(sdk(expired)), path, method, 401, "unauthorized")
+        except AssertionError as e:
+            failures.append(str(e).splitlines()[0])
+    assert_problem(ws_handler.sync_detailed(client=anon(), token=expired), "/ws", "get", 401, "unauthorized")
+    assert not failures, "\n".join(failures)
+
+
+def test_a_refused_request_leaves_the_connection_usable():
+    """A 401 answered before the request body is read must leave the keep-alive connection
+    usable, or say `Connection: close`. Found failing: the server answers 401 without
+    `Connection: close`, then closes the connection, so the client's next request on it gets
+    no response at all (about 1 in 100 with a small body, 1 in 7 with a 60 KB one)."""
+    owner = STATE["alice"]
+    room_id = new_room(owner, "keep-alive").room_id
+    body = CreateRoomRequest(name="x" * 60_000)
+    failures = []
+    for i in range(40):
+        client = sdk("not-a-token")
+        for step, (path, method, call) in enumerate([
+            ("/create-room", "post", lambda: create_room.sync_detailed(client=client, body=body)),
+            ("/rooms/{roomId}", "get", lambda: get_room.sync_detailed(room_id, client=client)),
+        ]):
+            try:
+                resp = call()
+            except httpx.TransportError as e:
+                failures.append(f"round {i}, request {step + 1} on the connection ({method.upper()} {path}): {e!r}")
+                break
+            if resp.headers.get("connection", "").lower() == "close":
+                break  # the server said so: the client opens a new connection
+            assert_problem(resp, path, method, 401, "unauthorized")
+        client.get_httpx_client().close()
+    assert not failures, f"{len(failures)} of 40 connections dropped a request:\n" + "\n".join(failures[:5])
+
+
+def test_a_token_in_the_query_is_for_the_websocket_only():
+    """`?token=` identifies a WebSocket upgrade only; on REST it is no identity (401)."""
+    token = STATE["alice"].token
+    lenient = httpx.Client(base_url=BASE_URL, timeout=10.0)
+    for path in ("/rooms", "/rooms/" + str(uuid.uuid4())):
+        raw = lenient.get(path, params={"token": token})
+        assert raw.status_code == 401, (path, raw.status_code, raw.text)
+        assert raw.json()["code"] == "unauthorized"
+
+
+def test_the_bearer_scheme_is_case_insensitive():
+    """RFC 9110 section 11.1: the auth scheme is a case-insensitive token, so `bearer <token>`
+    is the same identity as `Bearer <token>`."""
+    alice = STATE["alice"]
+    for prefix in ("bearer", "BEARER"):
+        resp = list_rooms.sync_detailed(client=sdk(alice, prefix=prefix))
+        conforms(resp, "/rooms", "get")
+        assert int(resp.status_code) == 200, f"Authorization: {prefix} <token> -> {resp.content!r}"
+
+
 def test_create_room():
     before = datetime.now(timezone.utc)
-    room = new_room("Contract room")
+    alice = STATE["alice"]
+    room = new_room(alice, "Contract room")
     assert str(uuid.UUID(room.room_id)) == room.room_id.lower()
     assert room.name == "Contract room"
     created = as_datetime(room.created_at)
     assert abs((created - before).total_seconds()) < 60
+    assert room.visibility == Visibility.PUBLIC, "rooms are public by default"
+    assert room.owner == alice.user.id, "the creator is the room's owner"
     assert room.additional_properties == {}, "fields outside the spec"
+    # The creator is a member.
+    members = details(room.room_id, alice).members
+    assert [(m.id, m.name) for m in members] == [(alice.user.id, "alice")]
     STATE["room"] = room
 
 
 def test_create_room_without_a_body_gets_a_default_name():
-    room = new_room(None)
+    room = new_room(STATE["alice"])
     uuid.UUID(room.room_id)
     assert room.name.startswith("Room "), room.name
+    assert room.visibility == Visibility.PUBLIC
 
 
-def test_sdk_default_create_room_call_sends_no_body():
-    resp = create_room.sync_detailed(client=sdk())
-    conforms(resp, "/create-room", "post")
-    assert int(resp.status_code) == 201
+def test_create_a_private_room():
+    room = new_room(STATE["alice"], "Secret room", Visibility.PRIVATE)
+    assert room.visibility == Visibility.PRIVATE
+    assert room.owner == STATE["alice"].user.id
+    STATE["private"] = room
 
 
 def test_oversized_create_room_body_is_a_documented_problem():
-    lenient = Client(base_url=BASE_URL, raise_on_unexpected_status=False, timeout=httpx.Timeout(30.0))
+    lenient = AuthenticatedClient(
+        base_url=BASE_URL, token=STATE["alice"].token, raise_on_unexpected_status=False,
+        timeout=httpx.Timeout(30.0),
+    )
     resp = create_room.sync_detailed(client=lenient, body=CreateRoomRequest(name="x" * (3 * 1024 * 1024)))
     conforms(resp, "/create-room", "post")
     assert isinstance(resp.parsed, Problem)
 
 
-@pytest.mark.parametrize("name", ["", " ", "x" * 65])
+@pytest.mark.parametrize(
+    "name", ["", " ", "x" * 65, "\u202eevil", "zero\u200bwidth", "tab\tin"],
+    ids=["empty", "blank", "65-chars", "bidi-override", "zero-width", "control"],
+)
 def test_create_room_rejects_a_bad_name(name):
-    resp = create_room.sync_detailed(client=sdk(), body=CreateRoomRequest(name=name))
+    resp = create_room.sync_detailed(client=sdk(STATE["alice"]), body=CreateRoomRequest(name=name))
     assert_problem(resp, "/create-room", "post", 422, "invalid_value")
 
 
-def test_join_room_as_a_guest():
+def test_join_room_with_a_guest_token():
     room = STATE["room"]
-    joined = join(room.room_id, "alice")
-    assert joined.room_id == room.room_id
-    assert isinstance(joined.user, User)
-    assert joined.user.name == "alice" and joined.user.id
+    alice, bob = STATE["alice"], STATE["bob"]
+    joined = join(room.room_id, bob)
+    assert joined.user.id == bob.user.id and joined.user.name == "bob"
     assert joined.token
     assert joined.websocket_url == f"/ws?token={joined.token}"
-    bob = join(room.room_id, "bob")
-    assert bob.user.id != joined.user.id, "every guest gets a new user id"
-    STATE["alice"], STATE["bob"] = joined, bob
+    # Joining again (the owner, already a member) keeps the identity and adds no member.
+    again = join(room.room_id, alice)
+    assert again.user.id == alice.user.id and again.user.name == "alice"
+    STATE["alice_ws"], STATE["bob_ws"] = again, joined
 
 
-def test_join_room_with_a_token_keeps_the_identity():
-    alice = STATE["alice"]
-    resp = join_room.sync_detailed(STATE["room"].room_id, client=sdk(alice.token))
+def test_v1_guest_join_without_an_identity_still_works():
+    """Contract v2 keeps `POST /join-room/{roomId}` `{"user": name}` without identity for v1
+    clients: it creates a guest and joins it."""
+    room = new_room(STATE["alice"], "v1 room")
+    resp = join_room.sync_detailed(room.room_id, client=anon(), body=JoinRoomRequest(user="carol"))
     conforms(resp, "/join-room/{roomId}", "post")
     assert int(resp.status_code) == 200, resp.content
-    assert resp.parsed.user.id == alice.user.id
-    assert resp.parsed.user.name == "alice"
+    carol = resp.parsed
+    assert isinstance(carol, JoinRoomResponse) and carol.user.name == "carol"
+    # The token it hands out is an identity for REST too.
+    assert carol.user.id in {m.id for m in details(room.room_id, carol).members}
 
 
 def test_join_room_errors():
     path = "/join-room/{roomId}"
     room_id = STATE["room"].room_id
-    unknown = str(uuid.uuid4())
-    assert_problem(
-        join_room.sync_detailed(unknown, client=sdk(), body=JoinRoomRequest(user="carol")),
-        path, "post", 404, "room_not_found",
-    )
+    bob = STATE["bob"]
+    assert_problem(join_room.sync_detailed(str(uuid.uuid4()), client=sdk(bob)), path, "post", 404, "room_not_found")
+    assert_problem(join_room.sync_detailed("not a uuid", client=sdk(bob)), path, "post", 404, "room_not_found")
     # No identity and no name: 401.
     assert_problem(
-        join_room.sync_detailed(room_id, client=sdk(), body=JoinRoomRequest()),
-        path, "post", 401, "unauthorized",
+        join_room.sync_detailed(room_id, client=anon(), body=JoinRoomRequest()), path, "post", 401, "unauthorized"
     )
+    # A bad token is refused even with a v1 name: a token never falls back to a new guest.
     assert_problem(
-        join_room.sync_detailed(room_id, client=sdk("not-a-token")),
+        join_room.sync_detailed(room_id, client=sdk("not-a-token"), body=JoinRoomRequest(user="eve")),
         path, "post", 401, "unauthorized",
     )
     for name in ["", "x" * 33]:
         assert_problem(
-            join_room.sync_detailed(room_id, client=sdk(), body=JoinRoomRequest(user=name)),
+            join_room.sync_detailed(room_id, client=anon(), body=JoinRoomRequest(user=name)),
             path, "post", 422, "invalid_value",
         )
 
 
 def test_list_rooms():
-    rooms = summaries()
+    alice = STATE["alice"]
+    rooms, _ = all_rooms(alice)
     ours = [r for r in rooms if r.room_id == STATE["room"].room_id]
     assert len(ours) == 1
     assert ours[0].name == "Contract room"
     assert ours[0].created_at == STATE["room"].created_at
+    assert ours[0].visibility == Visibility.PUBLIC
     assert ours[0].online == 0
-    stamps = [r.created_at for r in rooms]
-    assert stamps == sorted(stamps, key=as_datetime), "rooms are oldest first"
+    stamps = [as_datetime(r.created_at) for r in rooms]
+    assert stamps == sorted(stamps, reverse=True), "rooms are newest first"
 
 
 def test_get_room_and_members():
-    room = details(STATE["room"].room_id)
+    room = details(STATE["room"].room_id, STATE["bob"])
     assert room.room_id == STATE["room"].room_id
     assert room.name == "Contract room"
     assert room.created_at == STATE["room"].created_at
-    members = {m.id: m for m in room.members}
+    assert room.visibility == Visibility.PUBLIC
     assert all(isinstance(m, Member) for m in room.members)
-    for guest in (STATE["alice"], STATE["bob"]):
-        assert guest.user.id in members
-        assert members[guest.user.id].name == guest.user.name
-        assert members[guest.user.id].online is False
-    assert len(room.members) == 2, "joining again with a token adds no member"
+    assert [(m.id, m.name) for m in room.members] == [
+        (STATE["alice"].user.id, "alice"), (STATE["bob"].user.id, "bob"),
+    ], "members in the order they joined; joining again adds no member"
+    assert room.member_count == 2
+    assert not any(m.online for m in room.members)
 
 
 def test_unknown_room_is_a_typed_404():
-    unknown = str(uuid.uuid4())
-    assert_problem(get_room.sync_detailed(unknown, client=sdk()), "/rooms/{roomId}", "get", 404, "room_not_found")
+    bob = STATE["bob"]
+    for room_id in (str(uuid.uuid4()), "not a uuid"):
+        assert_problem(get_room.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}", "get", 404, "room_not_found")
+        assert_problem(
+            room_messages.sync_detailed(room_id, client=sdk(bob), limit=5),
+            "/rooms/{roomId}/messages", "get", 404, "room_not_found",
+        )
+        assert_problem(
+            list_members.sync_detailed(room_id, client=sdk(bob)),
+            "/rooms/{roomId}/members", "get", 404, "room_not_found",
+        )
+        assert_problem(
+            leave_room.sync_detailed(room_id, client=sdk(bob)),
+            "/rooms/{roomId}/members/me", "delete", 404, "room_not_found",
+        )
+        assert_problem(
+            create_invite.sync_detailed(room_id, client=sdk(bob)),
+            "/rooms/{roomId}/invites", "post", 404, "room_not_found",
+        )
+
+
+def test_problems_come_out_of_the_sdk_as_typed_errors():
+    """`sync()` returns a `Problem` for every documented error status; a client that raises on
+    undocumented statuses does not raise for them."""
+    bob = STATE["bob"]
+    problem = get_room.sync(str(uuid.uuid4()), client=sdk(bob))
+    assert isinstance(problem, Problem) and problem.status == 404 and problem.code == "room_not_found"
+    problem = list_rooms.sync(client=anon())
+    assert isinstance(problem, Problem) and problem.status == 401 and problem.code == "unauthorized"
+    problem = list_rooms.sync(client=sdk(bob), cursor="not-a-cursor")
+    assert isinstance(problem, Problem) and problem.status == 400 and problem.code == "bad_request"
+    problem = create_guest.sync(client=anon(), body=GuestRequest(name=""))
+    assert isinstance(problem, Problem) and problem.status == 422 and problem.code == "invalid_value"
+    # And an undocumented status is an error, not a silent None (the SDK's own guard).
+    with pytest.raises(errors.UnexpectedStatus):
+        list_rooms.sync_detailed(
+            client=AuthenticatedClient(
+                base_url=BASE_URL + "/no-such-prefix", token=bob.token, raise_on_unexpected_status=True
+            )
+        )
+
+
+def test_private_room_is_hidden_from_non_members():
+    """v2: a private room answers 404 to a non-member everywhere (existence is not revealed),
+    is not listed to them, and a join without a valid invite is a 404 too."""
+    room_id = STATE["private"].room_id
+    bob = STATE["bob"]
+    assert_problem(get_room.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}", "get", 404, "room_not_found")
     assert_problem(
-        room_messages.sync_detailed(unknown, client=sdk()),
-        "/rooms/{roomId}/messages", "get", 404, "room_not_found",
+        list_members.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}/members", "get", 404, "room_not_found"
     )
     assert_problem(
-        room_messages.sync_detailed("not a uuid", client=sdk(), limit=5),
-        "/rooms/{roomId}/messages", "get", 404, "room_not_found",
+        room_messages.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}/messages", "get", 404, "room_not_found"
     )
+    assert_problem(
+        join_room.sync_detailed(room_id, client=sdk(bob)), "/join-room/{roomId}", "post", 404, "room_not_found"
+    )
+    for invite in ["not-an-invite", tampered(b64url(b"{}") + ".x", typ="invite", room=room_id, exp=2_000_000_000)]:
+        assert_problem(
+            join_room.sync_detailed(room_id, client=sdk(bob), body=JoinRoomRequest(invite=invite)),
+            "/join-room/{roomId}", "post", 404, "room_not_found",
+        )
+    assert_problem(
+        create_invite.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}/invites", "post", 404, "room_not_found"
+    )
+    assert_problem(
+        leave_room.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}/members/me", "delete", 404, "room_not_found"
+    )
+    # The v1 guest join does not open it either.
+    assert_problem(
+        join_room.sync_detailed(room_id, client=anon(), body=JoinRoomRequest(user="eve")),
+        "/join-room/{roomId}", "post", 404, "room_not_found",
+    )
+    listed, _ = all_rooms(bob)
+    assert room_id not in {r.room_id for r in listed}, "a private room is listed to its members only"
+    # Its owner sees it everywhere.
+    alice = STATE["alice"]
+    assert room_id in {r.room_id for r in all_rooms(alice)[0]}
+    assert details(room_id, alice).visibility == Visibility.PRIVATE
+    assert [m.id for m in members_page(room_id, alice).members] == [alice.user.id]
+    history, _ = page(room_id, alice)
+    assert history.messages == []
+
+
+def test_an_invite_admits_to_a_private_room():
+    room_id = STATE["private"].room_id
+    alice, bob = STATE["alice"], STATE["bob"]
+    before = datetime.now(timezone.utc)
+    resp = create_invite.sync_detailed(room_id, client=sdk(alice))
+    raw = conforms(resp, "/rooms/{roomId}/invites", "post")
+    assert int(resp.status_code) == 201, resp.content
+    assert RFC3339.match(raw["expiresAt"]), raw
+    invite = resp.parsed
+    assert isinstance(invite, InviteResponse) and invite.invite
+    days = (as_datetime(invite.expires_at) - before).total_seconds() / 86400
+    assert 6.9 < days < 7.1, f"an invite expires in 7 days by default, not {days:.2f}"
+
+    # The invite is for this room only.
+    other = new_room(alice, "Other secret", Visibility.PRIVATE)
+    assert_problem(
+        join_room.sync_detailed(other.room_id, client=sdk(bob), body=JoinRoomRequest(invite=invite.invite)),
+        "/join-room/{roomId}", "post", 404, "room_not_found",
+    )
+    joined = join(room_id, bob, invite=invite.invite)
+    assert joined.user.id == bob.user.id
+    # Bob is a member now: details, members, history, listing, and he may invite in turn.
+    room = details(room_id, bob)
+    assert [m.id for m in room.members] == [alice.user.id, bob.user.id] and room.member_count == 2
+    assert [m.id for m in members_page(room_id, bob).members] == [alice.user.id, bob.user.id]
+    page(room_id, bob)
+    assert room_id in {r.room_id for r in all_rooms(bob)[0]}
+    resp = create_invite.sync_detailed(room_id, client=sdk(bob))
+    conforms(resp, "/rooms/{roomId}/invites", "post")
+    assert int(resp.status_code) == 201, resp.content
+    # An invite admits more than one holder until it expires.
+    carol = new_guest("carol")
+    join(room_id, carol, invite=invite.invite)
+    STATE["invite"] = invite.invite
+
+
+def test_leaving_a_private_room_for_good():
+    room_id = STATE["private"].room_id
+    bob = STATE["bob"]
+    resp = leave_room.sync_detailed(room_id, client=sdk(bob))
+    conforms(resp, "/rooms/{roomId}/members/me", "delete")
+    assert int(resp.status_code) == 204, resp.content
+    assert resp.content == b""
+    # No longer a member: a second leave is a 404, and the room is hidden again.
+    assert_problem(
+        leave_room.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}/members/me", "delete", 404, "room_not_found"
+    )
+    assert_problem(get_room.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}", "get", 404, "room_not_found")
+    assert_problem(
+        list_members.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}/members", "get", 404, "room_not_found"
+    )
+    assert room_id not in {r.room_id for r in all_rooms(bob)[0]}
+    assert bob.user.id not in {m.id for m in details(room_id, STATE["alice"]).members}
+    # The invite still admits him back.
+    join(room_id, bob, invite=STATE["invite"])
+    assert bob.user.id in {m.id for m in details(room_id, bob).members}
+
+
+def test_leaving_a_public_room_for_good():
+    alice = STATE["alice"]
+    room = new_room(alice, "Leave me")
+    dave = new_guest("dave")
+    join(room.room_id, dave)
+    assert details(room.room_id, alice).member_count == 2
+    resp = leave_room.sync_detailed(room.room_id, client=sdk(dave))
+    conforms(resp, "/rooms/{roomId}/members/me", "delete")
+    assert int(resp.status_code) == 204, resp.content
+    assert_problem(
+        leave_room.sync_detailed(room.room_id, client=sdk(dave)),
+        "/rooms/{roomId}/members/me", "delete", 404, "room_not_found",
+    )
+    room_now = details(room.room_id, dave)  # a public room stays visible to everyone
+    assert [m.id for m in room_now.members] == [alice.user.id] and room_now.member_count == 1
+    # A non-member of a public room may not invite (404: not a member).
+    assert_problem(
+        create_invite.sync_detailed(room.room_id, client=sdk(dave)),
+        "/rooms/{roomId}/invites", "post", 404, "room_not_found",
+    )
+    # The owner may leave too.
+    resp = leave_room.sync_detailed(room.room_id, client=sdk(alice))
+    assert int(resp.status_code) == 204, resp.content
+    assert details(room.room_id, alice).member_count == 0
+
+
+N_PAGED_ROOMS = 7
+
+
+def test_rooms_pagination():
+    """`GET /rooms` pages newest first; following `nextCursor` yields every room exactly once;
+    `nextCursor` is null on the last page."""
+    erin = new_guest("erin")
+    created = [new_room(erin, f"paged {i}") for i in range(N_PAGED_ROOMS)]
+    hidden = new_room(STATE["alice"], "not for erin", Visibility.PRIVATE)
+    whole, _ = all_rooms(erin, limit=200)
+    ids = [r.room_id for r in whole]
+    assert len(ids) == len(set(ids)), "a room listed twice"
+    assert hidden.room_id not in ids
+    # The newest rooms come first, the most recent first.
+    assert ids[:N_PAGED_ROOMS] == [r.room_id for r in reversed(created)]
+    for limit in (1, 2, 3):
+        paged, cursors = all_rooms(erin, limit=limit)
+        assert [r.room_id for r in paged] == ids, f"limit={limit}: not every room once, in order"
+        # One cursor per further page (a last full page may still carry one, to an empty page).
+        assert len(cursors) in (-(-len(ids) // limit) - 1, len(ids) // limit), (limit, len(cursors))
+        STATE.setdefault("room_cursors", []).extend(cursors[:5])
+    # The default limit is 50.
+    first = rooms_page(erin)
+    assert len(first.rooms) == min(50, len(ids))
+    assert (first.next_cursor is None) == (len(ids) <= 50)
+
+
+def test_rooms_pagination_errors():
+    erin = new_guest("erin")
+    for query in ({"cursor": "not-a-cursor"}, {"cursor": ""}, {"limit": 0}, {"limit": 201}, {"limit": -1}):
+        assert_problem(list_rooms.sync_detailed(client=sdk(erin), **query), "/rooms", "get", 400, "bad_request")
+    # limit 200 is fine.
+    rooms_page(erin, limit=200)
+
+
+N_MEMBERS = 6
+
+
+def test_members_pagination():
+    """`GET /rooms/{roomId}/members` pages in join order; following `nextCursor` yields every
+    member exactly once; `nextCursor` is null on the last page."""
+    owner = new_guest("owner")
+    room = new_room(owner, "Crowded")
+    guests = [owner] + [new_guest(f"m{i}") for i in range(N_MEMBERS - 1)]
+    for g in guests[1:]:
+        join(room.room_id, g)
+    expected = [(g.user.id, g.user.name) for g in guests]
+    outsider = new_guest("outsider")  # public room: anyone with an identity may read its members
+    for limit in (1, 2, 4, N_MEMBERS, 200):
+        members, cursors = all_members(room.room_id, outsider, limit)
+        assert [(m.id, m.name) for m in members] == expected, f"limit={limit}"
+        assert len(cursors) in (-(-N_MEMBERS // limit) - 1, N_MEMBERS // limit), (limit, cursors)
+        STATE.setdefault("member_cursors", []).extend(cursors[:3])
+    page_ = members_page(room.room_id, outsider)
+    assert [(m.id, m.name) for m in page_.members] == expected and page_.next_cursor is None
+    assert details(room.room_id, outsider).member_count == N_MEMBERS
+    STATE["crowded"] = room
+
+
+def test_members_pagination_errors():
+    path = "/rooms/{roomId}/members"
+    room_id = STATE["crowded"].room_id
+    bob = STATE["bob"]
+    for query in ({"cursor": "not-a-cursor"}, {"cursor": ""}, {"limit": 0}, {"limit": 201}, {"limit": -1}):
+        assert_problem(list_members.sync_detailed(room_id, client=sdk(bob), **query), path, "get", 400, "bad_request")
 
 
 def test_empty_history():
-    history, raw = page(STATE["room"].room_id)
+    history, raw = page(STATE["room"].room_id, STATE["bob"])
     assert history.messages == []
     assert history.next_before is None
     assert raw == {"messages": [], "nextBefore": None}
@@ -386,11 +902,11 @@ async def _post_messages(room_id: str, alice: JoinRoomResponse, bob: JoinRoomRes
         # Both online now, as REST sees it.
         online = await asyncio.to_thread(
             wait_for,
-            lambda: all(m.online for m in details(room_id).members),
+            lambda: all(m.online for m in details(room_id, alice).members),
             "both members online",
         )
         assert online
-        assert [r.online for r in summaries() if r.room_id == room_id] == [2]
+        assert [r.online for r in all_rooms(bob)[0] if r.room_id == room_id] == [2]
 
         acks, delivered = [], []
         for i in range(N_MESSAGES):
@@ -405,24 +921,36 @@ async def _post_messages(room_id: str, alice: JoinRoomResponse, bob: JoinRoomRes
 
 def test_post_messages_over_the_websocket():
     room_id = STATE["room"].room_id
-    acks, delivered = asyncio.run(_post_messages(room_id, STATE["alice"], STATE["bob"]))
+    alice, bob = STATE["alice_ws"], STATE["bob_ws"]
+    acks, delivered = asyncio.run(_post_messages(room_id, alice, bob))
     assert len({ack["id"] for ack, _ in acks}) == N_MESSAGES, "ids are unique"
     for (ack, body), frame in zip(acks, delivered):
         assert frame["id"] == ack["id"] and frame["body"] == body and frame["ts"] == ack["ts"]
-        assert frame["from"] == {"id": STATE["alice"].user.id, "name": "alice"}
+        assert frame["from"] == {"id": alice.user.id, "name": "alice"}
     STATE["acks"], STATE["delivered"] = acks, delivered
     # Everyone disconnected: presence goes back to nobody online.
-    wait_for(lambda: not any(m.online for m in details(room_id).members), "members offline")
-    wait_for(lambda: [r.online for r in summaries() if r.room_id == room_id] == [0], "online 0")
+    wait_for(lambda: not any(m.online for m in details(room_id, alice).members), "members offline")
+    wait_for(lambda: [r.online for r in all_rooms(alice)[0] if r.room_id == room_id] == [0], "online 0")
+
+
+def test_guest_token_opens_the_websocket_too():
+    """The token of `POST /guests` is a WebSocket identity as well, via `?token=`."""
+    async def run():
+        async with ws_connect(ws_url(f"/ws?token={STATE['bob'].token}")) as ws:
+            await ws.send(json.dumps({"type": "join", "room": STATE["room"].room_id}))
+            return await recv_frame(ws, "joined")
+    joined = asyncio.run(run())
+    assert joined["room"] == STATE["room"].room_id
 
 
 def test_history_pages_back_with_next_before():
     room_id = STATE["room"].room_id
+    bob = STATE["bob"]
     delivered = STATE["delivered"]
     pages, before, seen_cursors = [], None, []
     for _ in range(N_MESSAGES + 2):  # bounded: 3 pages expected
         query = {"limit": 2} if before is None else {"limit": 2, "before": before}
-        history, raw = page(room_id, **query)
+        history, raw = page(room_id, bob, **query)
         assert 1 <= len(history.messages) <= 2
         pages.append((history, raw))
         before = history.next_before
@@ -438,12 +966,13 @@ def test_history_pages_back_with_next_before():
     frames = [f for _, raw in reversed(pages) for f in raw["messages"]]
     assert frames == delivered, "history frames are the same JSON as the delivered frames, in order"
     messages = [m for h, _ in reversed(pages) for m in h.messages]
+    alice = STATE["alice"]
     for message, (ack, body) in zip(messages, STATE["acks"]):
         assert isinstance(message, HistoryMessage)
         assert message.type_ == "message"
         assert message.id == ack["id"] and message.ts == ack["ts"] and message.body == body
         assert message.room == room_id
-        assert message.from_.id == STATE["alice"].user.id and message.from_.name == "alice"
+        assert message.from_.id == alice.user.id and message.from_.name == "alice"
         assert message.additional_properties == {}, "fields outside the spec"
         assert abs(message.ts / 1000 - time.time()) < 300, "ts is epoch milliseconds"
     # The cursor is the oldest message of the page it came with.
@@ -451,7 +980,7 @@ def test_history_pages_back_with_next_before():
         assert history.messages[0].id == cursor
 
     # Default limit (50) returns the whole history in one page.
-    whole, raw = page(room_id)
+    whole, raw = page(room_id, bob)
     assert raw["messages"] == delivered and whole.next_before is None
     STATE["message_ids"] = [m.id for m in messages]
 
@@ -459,35 +988,64 @@ def test_history_pages_back_with_next_before():
 def test_history_errors():
     path = "/rooms/{roomId}/messages"
     room_id = STATE["room"].room_id
+    bob = STATE["bob"]
     for limit in (0, 201):
-        assert_problem(room_messages.sync_detailed(room_id, client=sdk(), limit=limit), path, "get", 400, "bad_request")
+        assert_problem(room_messages.sync_detailed(room_id, client=sdk(bob), limit=limit), path, "get", 400, "bad_request")
     assert_problem(
-        room_messages.sync_detailed(room_id, client=sdk(), before="not-a-message-id"),
+        room_messages.sync_detailed(room_id, client=sdk(bob), before="not-a-message-id"),
         path, "get", 400, "bad_request",
     )
     # Limits inside 1..=200 are fine, a cursor at the oldest message gives an empty last page.
-    history, _ = page(room_id, limit=200)
+    history, _ = page(room_id, bob, limit=200)
     assert len(history.messages) == N_MESSAGES
     oldest = STATE["message_ids"][0]
-    history, raw = page(room_id, before=oldest)
+    history, raw = page(room_id, bob, before=oldest)
     assert raw == {"messages": [], "nextBefore": None}
 
 
 def test_websocket_endpoint_answers_plain_http_with_problems():
     path = "/ws"
-    assert_problem(ws_handler.sync_detailed(client=sdk()), path, "get", 401, "unauthorized")
-    assert_problem(ws_handler.sync_detailed(client=sdk(), token="forged"), path, "get", 401, "unauthorized")
-    # A valid token on a request that is not an upgrade: 400.
+    assert_problem(ws_handler.sync_detailed(client=anon()), path, "get", 401, "unauthorized")
+    assert_problem(ws_handler.sync_detailed(client=anon(), token="forged"), path, "get", 401, "unauthorized")
     assert_problem(
-        ws_handler.sync_detailed(client=sdk(), token=STATE["alice"].token), path, "get", 400, "bad_request"
+        ws_handler.sync_detailed(client=anon(), token=tampered(STATE["bob"].token, exp=1_000_000_000)),
+        path, "get", 401, "unauthorized",
     )
+    # A valid token (query or header) on a request that is not an upgrade: 400.
+    assert_problem(
+        ws_handler.sync_detailed(client=anon(), token=STATE["bob"].token), path, "get", 400, "bad_request"
+    )
+    assert_problem(ws_handler.sync_detailed(client=sdk(STATE["bob"])), path, "get", 400, "bad_request")
+
+
+def test_websocket_upgrade_without_a_valid_token_is_a_401():
+    """v2: a WebSocket upgrade without identity or with a bad token is refused with 401 before
+    the upgrade."""
+    from websockets.exceptions import InvalidStatus
+
+    async def attempt(url: str) -> int:
+        try:
+            async with ws_connect(url):
+                return 101
+        except InvalidStatus as e:
+            return e.response.status_code
+
+    for url in ("/ws", "/ws?token=forged", f"/ws?token={tampered(STATE['bob'].token, exp=1_000_000_000)}"):
+        assert asyncio.run(attempt(ws_url(url))) == 401, url
 
 
 def test_hand_seed_to_schemathesis():
-    """Writes the seeded room and its message ids for the schemathesis run that follows, so
-    that its fuzzing also reads a non-empty history with valid cursors."""
+    """Writes the seeded rooms, message ids and cursors for the schemathesis run that follows,
+    so that its fuzzing also reads a non-empty history, member and room pages with valid
+    cursors, and a private room."""
     if "message_ids" not in STATE:
         pytest.skip("the history tests did not run (deselected?): schemathesis gets no seed")
-    seed = {"roomId": STATE["room"].room_id, "messageIds": STATE["message_ids"]}
+    seed = {
+        "roomId": STATE["room"].room_id,
+        "roomIds": [STATE["room"].room_id]
+        + [STATE[k].room_id for k in ("crowded", "private") if k in STATE],
+        "messageIds": STATE["message_ids"],
+        "cursors": STATE.get("room_cursors", []) + STATE.get("member_cursors", []),
+    }
     with open(os.environ["RC_SEED_FILE"], "w", encoding="utf-8") as fd:
         json.dump(seed, fd)

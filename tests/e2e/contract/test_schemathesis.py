@@ -5,9 +5,14 @@ content_type_conformance. `/ws` is excluded: a WebSocket upgrade cannot be drive
 fuzzer (its plain-HTTP answers, 400/401 problems, are checked through the SDK in
 test_contract_sdk.py).
 
-The room and message ids seeded by test_contract_sdk.py are offered to the generator as
-dictionaries (half of the time), so that fuzzing also reads a non-empty history and pages it
-with real cursors, not only 404s for random room ids.
+Contract v2: every operation but the two documents needs an identity. Schemathesis sends a
+fresh guest token (`POST /guests`, made here) as `Authorization: Bearer` on every request
+(`--header`), so that it explores what an authenticated client sees rather than 401s.
+
+The room ids, message ids and `nextCursor`s seeded by test_contract_sdk.py are offered to the
+generator as dictionaries (half of the time), so that fuzzing also reads a non-empty history,
+member and room pages with real cursors, and a private room (404 to this guest), not only 404s
+for random room ids.
 
 Environment (set by run.sh): RC_BASE_URL, RC_SEED_FILE, RC_WORK (a scratch directory),
 SCHEMATHESIS_BIN; optional ST_MAX_EXAMPLES (default 50), ST_SEED (default: random; the seed is
@@ -21,6 +26,7 @@ import glob
 import json
 import os
 import subprocess
+import urllib.request
 
 CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
 
@@ -35,27 +41,47 @@ def _config(work: str) -> str | None:
         return None
     with open(seed_file, encoding="utf-8") as fd:
         seed = json.load(fd)
-    rooms = ", ".join(_toml_string(v) for v in [seed["roomId"]])
-    cursors = ", ".join(_toml_string(v) for v in seed["messageIds"])
+    rooms = ", ".join(_toml_string(v) for v in seed.get("roomIds") or [seed["roomId"]])
+    messages = ", ".join(_toml_string(v) for v in seed["messageIds"])
+    cursors = ", ".join(_toml_string(v) for v in seed.get("cursors") or ["0"])
     path = os.path.join(work, "schemathesis.toml")
     with open(path, "w", encoding="utf-8") as fd:
         fd.write(
             f"""[dictionaries.rooms]
 values = [{rooms}]
 
+[dictionaries.messages]
+values = [{messages}]
+
 [dictionaries.cursors]
 values = [{cursors}]
 
 [parameters]
 "path.roomId" = {{ dictionary = "rooms", probability = 0.5 }}
-"query.before" = {{ dictionary = "cursors", probability = 0.5 }}
+"query.before" = {{ dictionary = "messages", probability = 0.5 }}
+"query.cursor" = {{ dictionary = "cursors", probability = 0.5 }}
 """
         )
     return path
 
 
+def _guest_token(base_url: str) -> str:
+    """A fresh guest identity for the fuzzer (POST /guests)."""
+    req = urllib.request.Request(
+        f"{base_url}/guests",
+        data=json.dumps({"name": "schemathesis"}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 201, resp.status
+        return json.load(resp)["token"]
+
+
 def test_schemathesis_against_the_live_document():
     work = os.environ["RC_WORK"]
+    base_url = os.environ["RC_BASE_URL"].rstrip("/")
+    token = _guest_token(base_url)
     report_dir = os.path.join(work, "schemathesis-report")
     cmd = [os.environ["SCHEMATHESIS_BIN"]]
     config = _config(work)
@@ -63,7 +89,8 @@ def test_schemathesis_against_the_live_document():
         cmd += ["--config-file", config]
     cmd += [
         "run",
-        f"{os.environ['RC_BASE_URL'].rstrip('/')}/openapi.json",
+        f"{base_url}/openapi.json",
+        "--header", f"Authorization: Bearer {token}",
         "--checks", os.environ.get("ST_CHECKS", CHECKS),
         "--exclude-path", "/ws",
         "--max-examples", os.environ.get("ST_MAX_EXAMPLES", "50"),
@@ -77,7 +104,7 @@ def test_schemathesis_against_the_live_document():
     ]
     if os.environ.get("ST_SEED"):
         cmd += ["--seed", os.environ["ST_SEED"]]
-    print("\n$ " + " ".join(cmd), flush=True)
+    print("\n$ " + " ".join(c.replace(token, "<guest token>") for c in cmd), flush=True)
     # cwd: the scratch directory, so nothing (e.g. a .hypothesis folder) lands in the repo.
     proc = subprocess.run(cmd, cwd=work, timeout=300, check=False)
 
