@@ -95,7 +95,7 @@ pub enum JwtKeyError {
     #[error("not a PEM public key for RS256 (RSA), ES256 (P-256 EC) or EdDSA (Ed25519)")]
     UnsupportedKey,
     /// The key does not fit the algorithm asked for.
-    #[error("the key is not a {0} key")]
+    #[error("the key does not fit {0}")]
     WrongKeyType(JwtAlgorithm),
     /// An algorithm name that is not one of `HS256`, `RS256`, `ES256`, `EdDSA`.
     #[error("unknown JWT algorithm {0:?} (HS256, RS256, ES256 or EdDSA)")]
