@@ -4,6 +4,8 @@
 //! ```text
 //! demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S]
 //!             [--presence-ttl-secs N] [--write-coalesce-ms MS] [--write-coalesce-max-ms MS]
+//!             [--auth guest|jwt] [--jwt-secret S | --jwt-public-key FILE [--jwt-alg ALG]]
+//!             [--jwt-issuer ISS] [--jwt-audience AUD] [--jwt-name-claim CLAIM]
 //! ```
 //! Each flag also reads an environment variable: `LISTEN_ADDR` (default `127.0.0.1:3000`),
 //! `REDIS_URL` (absent: in memory, one instance), `STATIC_DIR` (default: the repository's
@@ -13,12 +15,24 @@
 //! for a WebSocket written less than a period ago; 0 writes every frame at once),
 //! `WRITE_COALESCE_MAX_MS` (default 8: the longest period, which heavy fan-out adapts up to;
 //! set it to `WRITE_COALESCE_MS` for a fixed period).
+//!
+//! Identity: `AUTH` (default `guest`: anyone picks a display name with `POST /guests`).
+//! `jwt`: no guests; every client sends a JWT from the identity provider as
+//! `Authorization: Bearer` (the WebSocket also takes `?token=`), verified with
+//! `JWT_SECRET` (HS256) or the PEM public key in the file `JWT_PUBLIC_KEY` (RS256, ES256 or
+//! EdDSA, from the key's type; `JWT_ALG` names it to refuse other key types). Optional:
+//! `JWT_ISSUER` and `JWT_AUDIENCE` (then required in every token), `JWT_NAME_CLAIM` (the
+//! display name's claim, default `name`, else `sub`). `sub` is the user id; `exp` is
+//! required (30 s leeway).
 
 use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context as _;
 use axum::{serve::ListenerExt, Router};
-use chat_tower::ChatBuilder;
+use chat_tower::{
+    identity::{JwtAlgorithm, JwtIdentity},
+    ChatBuilder,
+};
 use tower_http::{services::ServeDir, trace::TraceLayer};
 use tracing_subscriber::EnvFilter;
 use utoipa_swagger_ui::{Config, SwaggerUi};
@@ -31,6 +45,87 @@ struct Args {
     presence_ttl: Option<f64>,
     write_coalesce_ms: Option<f64>,
     write_coalesce_max_ms: Option<f64>,
+    /// `None`: guest mode.
+    jwt: Option<JwtIdentity>,
+}
+
+const USAGE: &str =
+    "demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S] \
+[--presence-ttl-secs N] [--write-coalesce-ms MS] [--write-coalesce-max-ms MS] [--auth guest|jwt] \
+[--jwt-secret S | --jwt-public-key FILE [--jwt-alg RS256|ES256|EdDSA]] [--jwt-issuer ISS] \
+[--jwt-audience AUD] [--jwt-name-claim CLAIM]";
+
+/// The JWT settings, as given (flags or environment).
+#[derive(Default)]
+struct JwtArgs {
+    secret: Option<String>,
+    public_key: Option<PathBuf>,
+    alg: Option<String>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    name_claim: Option<String>,
+}
+
+impl JwtArgs {
+    fn from_env() -> Self {
+        let var = |name| std::env::var(name).ok().filter(|s| !s.is_empty());
+        Self {
+            secret: var("JWT_SECRET"),
+            public_key: var("JWT_PUBLIC_KEY").map(PathBuf::from),
+            alg: var("JWT_ALG"),
+            issuer: var("JWT_ISSUER"),
+            audience: var("JWT_AUDIENCE"),
+            name_claim: var("JWT_NAME_CLAIM"),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.secret.is_some()
+            || self.public_key.is_some()
+            || self.alg.is_some()
+            || self.issuer.is_some()
+            || self.audience.is_some()
+            || self.name_claim.is_some()
+    }
+
+    /// The identity hook for `--auth jwt`: exactly one key, an algorithm that fits it.
+    fn identity(self) -> anyhow::Result<JwtIdentity> {
+        let alg = self
+            .alg
+            .as_deref()
+            .map(str::parse::<JwtAlgorithm>)
+            .transpose()?;
+        let mut identity = match (self.secret, self.public_key) {
+            (Some(secret), None) => {
+                if alg.is_some_and(|alg| alg != JwtAlgorithm::Hs256) {
+                    anyhow::bail!(
+                        "--jwt-secret verifies HS256 only (--jwt-alg is for --jwt-public-key)"
+                    );
+                }
+                JwtIdentity::hs256(secret.as_bytes())?
+            }
+            (None, Some(file)) => {
+                let pem = std::fs::read(&file)
+                    .with_context(|| format!("reading the JWT public key {}", file.display()))?;
+                match alg {
+                    Some(alg) => JwtIdentity::from_public_key_pem_for(alg, &pem),
+                    None => JwtIdentity::from_public_key_pem(&pem),
+                }
+                .with_context(|| format!("the JWT public key {}", file.display()))?
+            }
+            _ => anyhow::bail!("--auth jwt needs one of --jwt-secret and --jwt-public-key"),
+        };
+        if let Some(issuer) = self.issuer {
+            identity = identity.issuer(issuer);
+        }
+        if let Some(audience) = self.audience {
+            identity = identity.audience(audience);
+        }
+        if let Some(claim) = self.name_claim {
+            identity = identity.name_claim(claim);
+        }
+        Ok(identity)
+    }
 }
 
 fn parse_ms(what: &str, value: Option<String>) -> anyhow::Result<Option<f64>> {
@@ -52,6 +147,11 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut presence_ttl = std::env::var("PRESENCE_TTL_SECS").ok();
     let mut write_coalesce = std::env::var("WRITE_COALESCE_MS").ok();
     let mut write_coalesce_max = std::env::var("WRITE_COALESCE_MAX_MS").ok();
+    let mut auth = std::env::var("AUTH")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "guest".into());
+    let mut jwt = JwtArgs::from_env();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -63,13 +163,28 @@ fn parse_args() -> anyhow::Result<Args> {
             "--presence-ttl-secs" => presence_ttl = Some(value()?),
             "--write-coalesce-ms" => write_coalesce = Some(value()?),
             "--write-coalesce-max-ms" => write_coalesce_max = Some(value()?),
+            "--auth" => auth = value()?,
+            "--jwt-secret" => jwt.secret = Some(value()?),
+            "--jwt-public-key" => jwt.public_key = Some(PathBuf::from(value()?)),
+            "--jwt-alg" => jwt.alg = Some(value()?),
+            "--jwt-issuer" => jwt.issuer = Some(value()?),
+            "--jwt-audience" => jwt.audience = Some(value()?),
+            "--jwt-name-claim" => jwt.name_claim = Some(value()?),
             "-h" | "--help" => {
-                println!("demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S] [--presence-ttl-secs N] [--write-coalesce-ms MS] [--write-coalesce-max-ms MS]");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other} (try --help)"),
         }
     }
+    let jwt = match auth.as_str() {
+        "guest" if jwt.any() => {
+            anyhow::bail!("JWT settings given in guest mode: add --auth jwt (or AUTH=jwt)")
+        }
+        "guest" => None,
+        "jwt" => Some(jwt.identity()?),
+        other => anyhow::bail!("bad --auth {other} (guest or jwt)"),
+    };
     Ok(Args {
         listen: listen
             .parse()
@@ -85,6 +200,7 @@ fn parse_args() -> anyhow::Result<Args> {
             .transpose()?,
         write_coalesce_ms: parse_ms("write coalesce", write_coalesce)?,
         write_coalesce_max_ms: parse_ms("write coalesce max", write_coalesce_max)?,
+        jwt,
     })
 }
 
@@ -96,9 +212,17 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")),
         )
         .init();
-    let args = parse_args()?;
+    let mut args = parse_args()?;
 
     let mut builder = ChatBuilder::new();
+    match args.jwt.take() {
+        // Plugging in an identity turns guest mode off: `POST /guests` answers 404.
+        Some(identity) => {
+            tracing::info!(algorithm = %identity.algorithm(), "identity: JWT bearer tokens, no guests");
+            builder = builder.identity(identity);
+        }
+        None => tracing::info!("identity: guests (pass --auth jwt for JWT bearer tokens)"),
+    }
     if args.write_coalesce_ms.is_some() || args.write_coalesce_max_ms.is_some() {
         let mut config = chat_tower::chat_core::ChatConfig::default();
         let ms = |ms: f64| std::time::Duration::from_secs_f64(ms / 1_000.0);

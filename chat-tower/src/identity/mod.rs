@@ -12,9 +12,12 @@
 //!
 //! Files: `extractor` (the host's hook and its ready-made implementations), `resolve` (the
 //! order above, and the handlers' extractors), `token_signer` (user tokens and invites),
-//! `presented_token` (where a request carries its token).
+//! `presented_token` (where a request carries its token), `jwt` (feature `jwt`: `JwtIdentity`,
+//! JWT bearer tokens as the host's identity).
 
 mod extractor;
+#[cfg(feature = "jwt")]
+mod jwt;
 mod presented_token;
 pub(crate) mod resolve;
 mod token_signer;
@@ -22,5 +25,7 @@ mod token_signer;
 pub use extractor::{
     from_fn, FromExtension, FromExtractor, IdentityExtractor, IdentityFn, NoIdentity,
 };
+#[cfg(feature = "jwt")]
+pub use jwt::{JwtAlgorithm, JwtIdentity, JwtKeyError, DEFAULT_LEEWAY, DEFAULT_NAME_CLAIM};
 pub(crate) use presented_token::presented_token;
 pub use token_signer::TokenSigner;
