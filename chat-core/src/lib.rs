@@ -46,7 +46,10 @@ pub use caller::Caller;
 pub use config::ChatConfig;
 pub use connection::Connection;
 pub use error::{BackendError, Error};
-pub use node::{Chat, MemberPage, RoomDetails, RoomPage, RoomSummary, ROOM_DETAILS_MEMBERS};
+pub use node::{
+    Chat, MemberPage, MessagePage, RoomDetails, RoomHandle, RoomPage, RoomSummary, UserHandle,
+    ROOM_DETAILS_MEMBERS,
+};
 pub use protocol::{ErrorCode, MessageId, RoomId, User, UserId};
 pub use session::{EndSignal, SessionEnd};
 
