@@ -22,9 +22,11 @@
 //!
 //! ## Layout
 //! One concern per file; the names say which.
-//! - `builder`: [`ChatBuilder`], backend, config, identity, policy → `(Router<S>, ChatHandle)`.
-//! - `handle`: [`ChatHandle`], the host's side of a built chat: server-side sends, tokens,
-//!   shutdown.
+//! - `builder`: [`ChatBuilder`], backend, config, identity, policy → `(Router<S>, ChatHandle)`;
+//!   `builder::redis` (feature `redis`): `ChatBuilder::redis(url)`, Redis and its shared secret.
+//! - `handle`: [`ChatHandle`], the host's side of a built chat: tokens, shutdown; `sends`:
+//!   its server-side sends and typed history (`chat.room(&id).send(body)`,
+//!   `chat.user(&id).send(body)`, `.send_as(&bot, body)`, `chat.room(&id).history(..)`).
 //! - `router`: assembles the routes (REST, WebSocket, documents) over the shared `state`.
 //! - `origin`: [`AllowedOrigins`], which browser origins may open the WebSocket.
 //! - [`identity`]: the host's [`IdentityExtractor`] (`extractor`), the guest [`TokenSigner`]
@@ -49,13 +51,14 @@ pub mod openapi;
 mod origin;
 pub mod rest;
 mod router;
+mod sends;
 mod state;
 mod ws;
 
 pub use builder::{ChatBuilder, DEFAULT_TOKEN_TTL};
 pub use error::{ChatRejection, Problem};
 pub use handle::ChatHandle;
-pub use identity::{FromExtension, IdentityExtractor, NoIdentity, TokenSigner};
+pub use identity::{FromExtension, FromExtractor, IdentityExtractor, NoIdentity, TokenSigner};
 pub use origin::AllowedOrigins;
 
 /// The README's code blocks, compiled as doc tests so that they stay true.
