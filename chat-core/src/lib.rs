@@ -50,7 +50,7 @@ pub use node::{
     Chat, MemberPage, MessagePage, RoomDetails, RoomHandle, RoomPage, RoomSummary, UserHandle,
     ROOM_DETAILS_MEMBERS,
 };
-pub use protocol::{ErrorCode, MessageId, RoomId, User, UserId};
+pub use protocol::{ErrorCode, MessageId, RoomId, RoomMessage, User, UserId};
 pub use session::{EndSignal, SessionEnd};
 
 /// Internals for the fuzz target and the property tests: not part of the public API, and not
