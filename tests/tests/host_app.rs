@@ -198,3 +198,29 @@ async fn the_host_login_is_the_chat_identity_and_its_policy_applies() {
         401
     );
 }
+
+/// `ChatBuilder::redis(url)` is all two instances need to be one chat: the same rooms, and
+/// the tokens of one accepted by the other (the secret is shared through Redis).
+#[tokio::test]
+async fn one_call_puts_instances_on_redis_with_a_shared_secret() {
+    use chat_tower::{chat_core::RoomId, ChatBuilder};
+    use roomcast_tests::{redis_server::RedisServer, Server};
+
+    let redis = RedisServer::start().await;
+    let a = ChatBuilder::new().redis(&redis.url()).await.unwrap();
+    let b = ChatBuilder::new().redis(&redis.url()).await.unwrap();
+    let (a, b) = (Server::start(a).await, Server::start(b).await);
+    let room = a.api.create_room("shared").await;
+    // A's guest token works on B.
+    let token = a.api.token.clone().unwrap();
+    let mut on_b = b.tab(&token, &room).await;
+    let posted = a
+        .handle
+        .room(&RoomId::new(room.clone()))
+        .send("hello from A")
+        .await;
+    let message = on_b.expect("message").await;
+    assert_eq!(message["id"], posted.unwrap().id.as_str());
+    assert_eq!(message["from"], json!({"id": "system", "name": "System"}));
+    assert!(ChatBuilder::<()>::new().redis("not a url").await.is_err());
+}
