@@ -78,7 +78,7 @@ pub(crate) struct AppState {
     chat: ChatHandle,
 }
 
-// ---- identity: the host's extractor, and how the chat reads it (16 lines) ----
+// ---- identity: the host's own extractor, and how the chat reads it ----
 
 /// The logged-in user: the account behind the request's session cookie; 401 without one.
 pub(crate) struct CurrentUser(Account);
@@ -114,7 +114,7 @@ fn session_id(headers: &HeaderMap) -> Option<&str> {
         .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
 }
 
-// ---- policy: who may create rooms, and moderation (12 lines) ----
+// ---- policy: who may create rooms, and moderation ----
 
 /// Only staff create rooms; "darn" is spelled "d**n".
 fn policy(accounts: Accounts) -> Hooks {
