@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::protocol::User;
+
 /// Limits and timings of the chat engine. Start from [`ChatConfig::default()`] and change what
 /// you need; every default is stated on its field.
 #[derive(Clone, Debug)]
@@ -47,6 +49,11 @@ pub struct ChatConfig {
     pub history_page_max: usize,
     /// Rooms one connection may have joined at once. Default 100.
     pub max_rooms_per_connection: usize,
+    /// Who server-side messages come from when the host names no sender
+    /// ([`crate::Chat::to_room`], [`crate::Chat::to_user`]): clients see it as the `from` of
+    /// those messages. Pick an id that none of your users has. Default
+    /// `{"id": "system", "name": "System"}`.
+    pub system_user: User,
 }
 
 impl Default for ChatConfig {
@@ -65,6 +72,7 @@ impl Default for ChatConfig {
             history_page_default: 50,
             history_page_max: 200,
             max_rooms_per_connection: 100,
+            system_user: User::new("system", "System"),
         }
     }
 }

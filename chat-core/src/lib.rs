@@ -46,8 +46,11 @@ pub use caller::Caller;
 pub use config::ChatConfig;
 pub use connection::Connection;
 pub use error::{BackendError, Error};
-pub use node::{Chat, MemberPage, RoomDetails, RoomPage, RoomSummary, ROOM_DETAILS_MEMBERS};
-pub use protocol::{ErrorCode, MessageId, RoomId, User, UserId};
+pub use node::{
+    Chat, MemberPage, MessagePage, RoomDetails, RoomHandle, RoomPage, RoomSummary, UserHandle,
+    ROOM_DETAILS_MEMBERS,
+};
+pub use protocol::{ErrorCode, MessageId, RoomId, RoomMessage, User, UserId};
 pub use session::{EndSignal, SessionEnd};
 
 /// Internals for the fuzz target and the property tests: not part of the public API, and not

@@ -1,10 +1,14 @@
 //! [`ChatBuilder`]: backend, config, identity, policy, tokens and origins, with a default for
-//! each, turned into the router to mount and the host's [`ChatHandle`].
+//! each, turned into the router to mount and the host's [`ChatHandle`]. `redis` (feature
+//! `redis`): the Redis backend and its shared token secret in one call.
+
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::{marker::PhantomData, sync::Arc, time::Duration};
 
 use axum::Router;
-use chat_core::{hooks::Policy, Backend, Chat, ChatConfig};
+use chat_core::{hooks::Policy, Backend, Chat, ChatConfig, User};
 
 use crate::{
     identity::{resolve::Access, IdentityExtractor, NoIdentity, TokenSigner},
@@ -15,13 +19,15 @@ use crate::{
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Builds the chat router for a host whose router state is `S`. Every setting has a default:
-/// - backend: [`Backend::memory()`] (one instance, no Redis);
+/// - backend: [`Backend::memory()`] (one instance, no Redis; with the `redis` feature,
+///   `ChatBuilder::redis(url)` connects to Redis and shares the token secret through it);
 /// - config: [`ChatConfig::default()`];
 /// - identity: [`NoIdentity`], and guest mode on (`POST /guests` gives a name a token); a
 ///   host that plugs in its own identity has guests off unless it turns them on;
 /// - policy: [`chat_core::hooks::DefaultPolicy`];
 /// - token secret: random per process (set one shared secret for several instances);
-/// - origins: [`AllowedOrigins::SameHost`].
+/// - origins: [`AllowedOrigins::SameHost`];
+/// - system user (the sender of server-side messages): `{"id": "system", "name": "System"}`.
 #[must_use]
 pub struct ChatBuilder<S = ()> {
     backend: Option<Backend>,
@@ -32,6 +38,7 @@ pub struct ChatBuilder<S = ()> {
     secret: Option<Vec<u8>>,
     token_ttl: Duration,
     origins: AllowedOrigins,
+    system_user: Option<User>,
     host_state: PhantomData<fn(S)>,
 }
 
@@ -63,6 +70,7 @@ impl<S: Clone + Send + Sync + 'static> ChatBuilder<S> {
             secret: None,
             token_ttl: DEFAULT_TOKEN_TTL,
             origins: AllowedOrigins::default(),
+            system_user: None,
             host_state: PhantomData,
         }
     }
@@ -73,7 +81,7 @@ impl<S: Clone + Send + Sync + 'static> ChatBuilder<S> {
         self
     }
 
-    /// Limits and timings.
+    /// Limits and timings (default [`ChatConfig::default()`]).
     pub fn config(mut self, config: ChatConfig) -> Self {
         self.config = config;
         self
@@ -118,6 +126,15 @@ impl<S: Clone + Send + Sync + 'static> ChatBuilder<S> {
         self
     }
 
+    /// Who server-side messages come from (`chat.room(&id).send(body)` on the
+    /// [`ChatHandle`]): clients see this user as their `from`. Pick an id that none of your
+    /// users has. Default `{"id": "system", "name": "System"}`; this wins over
+    /// [`ChatConfig::system_user`] whichever is set first.
+    pub fn system_user(mut self, user: User) -> Self {
+        self.system_user = Some(user);
+        self
+    }
+
     /// The router to mount (generic over the host's state, so it nests anywhere) and the
     /// handle for server-side sends and shutdown.
     ///
@@ -129,7 +146,11 @@ impl<S: Clone + Send + Sync + 'static> ChatBuilder<S> {
         let policy = self
             .policy
             .unwrap_or_else(|| Arc::new(chat_core::hooks::DefaultPolicy));
-        let chat = Chat::with_policy(backend, self.config, policy);
+        let mut config = self.config;
+        if let Some(user) = self.system_user {
+            config.system_user = user;
+        }
+        let chat = Chat::with_policy(backend, config, policy);
         let tokens = match self.secret {
             Some(secret) => TokenSigner::new(secret, self.token_ttl),
             None => TokenSigner::random(self.token_ttl),

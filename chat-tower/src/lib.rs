@@ -23,9 +23,11 @@
 //! ## Layout
 //! One concern per file; the names say which.
 //! - `builder`: [`ChatBuilder`], backend, config, identity, policy → `(Router<S>, ChatHandle)`,
-//!   `S` being the host's router state.
-//! - `handle`: [`ChatHandle`], the host's side of a built chat: server-side sends, tokens,
-//!   shutdown.
+//!   `S` being the host's router state; `builder::redis` (feature `redis`):
+//!   `ChatBuilder::redis(url)`, Redis and its shared secret.
+//! - `handle`: [`ChatHandle`], the host's side of a built chat: tokens, shutdown; `sends`:
+//!   its server-side sends and typed history (`chat.room(&id).send(body)`,
+//!   `chat.user(&id).send(body)`, `.send_as(&bot, body)`, `chat.room(&id).history(..)`).
 //! - `router`: assembles the routes (REST, WebSocket, documents); every route but the two
 //!   documents resolves the caller first (`identity::resolve`).
 //! - `origin`: [`AllowedOrigins`], which browser origins may open the WebSocket.
@@ -53,6 +55,7 @@ pub mod openapi;
 mod origin;
 pub mod rest;
 mod router;
+mod sends;
 mod state;
 mod ws;
 

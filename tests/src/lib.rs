@@ -383,18 +383,12 @@ pub async fn redis_instance_with(
     config: chat_tower::chat_core::backend::redis::RedisConfig,
     chat: chat_tower::chat_core::ChatConfig,
 ) -> Server {
-    let backend =
-        chat_tower::chat_core::backend::redis::RedisBackend::connect(&redis.url(), config)
-            .await
-            .unwrap();
-    let secret = backend.shared_secret().await.unwrap();
-    Server::start(
-        ChatBuilder::new()
-            .backend(backend.into_backend())
-            .token_secret(secret)
-            .config(chat),
-    )
-    .await
+    let builder = ChatBuilder::new()
+        .config(chat)
+        .redis_with(&redis.url(), config)
+        .await
+        .unwrap();
+    Server::start(builder).await
 }
 
 /// The demo-server binary, built if missing (`DEMO_SERVER_BIN` overrides).

@@ -1,9 +1,12 @@
 //! [`Chat`]: one node of the chat engine, shared by the HTTP layer and every connection.
 //!
 //! - `rooms`: the REST queries (create, list, details, membership, history) and their types;
-//! - `send`: publishing room, direct and system messages;
+//! - `history`: history for the host, as typed messages ([`MessagePage`]);
+//! - `send`: server-side sends ([`RoomHandle`], [`UserHandle`]) and publishing room, direct
+//!   and system messages;
 //! - `tasks`: the node's background tasks (the broker dispatcher and the keepalive sweep).
 
+mod history;
 mod rooms;
 mod send;
 mod tasks;
@@ -16,7 +19,9 @@ use std::sync::{
 use tokio::sync::mpsc;
 use tracing::debug;
 
+pub use self::history::MessagePage;
 pub use self::rooms::{MemberPage, RoomDetails, RoomPage, RoomSummary, ROOM_DETAILS_MEMBERS};
+pub use self::send::{RoomHandle, UserHandle};
 use crate::{
     backend::broker::{ConnId, NodeId, Origin, Topic},
     backend::{Backend, Handles},
@@ -182,3 +187,6 @@ impl Chat {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

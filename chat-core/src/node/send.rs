@@ -1,4 +1,5 @@
-//! Publishing from a node: room messages, direct messages and system messages.
+//! Publishing from a node: server-side sends ([`RoomHandle`], [`UserHandle`]), and the room,
+//! direct and system messages that connections publish.
 
 use tracing::warn;
 
@@ -12,36 +13,148 @@ use crate::{
     },
 };
 
+/// A room, for server-side sends and reads by the host: [`Chat::to_room`].
+///
+/// The host speaks with its own authority: no policy hook is asked and moderation does not
+/// rewrite what it sends (it checks the body against the limits only). The room's connections
+/// receive the message like any other, and it is kept in history.
+#[derive(Clone, Copy, Debug)]
+#[must_use = "a RoomHandle does nothing until you send or read"]
+pub struct RoomHandle<'a> {
+    chat: &'a Chat,
+    room: &'a RoomId,
+}
+
+impl RoomHandle<'_> {
+    /// The room.
+    pub fn id(&self) -> &RoomId {
+        self.room
+    }
+
+    /// Posts `body` to the room as the chat's system user
+    /// ([`ChatConfig::system_user`](crate::ChatConfig::system_user)).
+    ///
+    /// # Errors
+    /// [`Error::RoomNotFound`]; [`Error::EmptyBody`] or [`Error::BodyTooLarge`] (the same
+    /// limits as clients'); [`Error::Unavailable`] if the backend is down (nothing was sent).
+    pub async fn send(self, body: impl Into<String>) -> Result<RoomMessage, Error> {
+        let from = self.chat.config().system_user.clone();
+        self.send_as(&from, body).await
+    }
+
+    /// Posts `body` to the room as `from` (a bot, or a user on whose behalf the host acts).
+    /// `from` need not be a member of the room.
+    ///
+    /// # Errors
+    /// As [`RoomHandle::send`].
+    pub async fn send_as(self, from: &User, body: impl Into<String>) -> Result<RoomMessage, Error> {
+        let body = body.into();
+        self.chat.check_body(&body)?;
+        self.chat.room_info(self.room).await?;
+        self.chat
+            .publish_room(None, self.room, from.clone(), body)
+            .await
+    }
+
+    /// A page of the room's history as typed messages, oldest first: up to `limit` messages
+    /// older than `before` (the newest without it). No policy is asked. See
+    /// [`Chat::room_history`].
+    ///
+    /// # Errors
+    /// As [`Chat::room_history`].
+    pub async fn history(
+        self,
+        before: Option<&MessageId>,
+        limit: usize,
+    ) -> Result<super::MessagePage, Error> {
+        self.chat.room_history(self.room, before, limit).await
+    }
+}
+
+/// A user, for server-side direct messages: [`Chat::to_user`]. As with [`RoomHandle`], no
+/// policy hook is asked.
+#[derive(Clone, Copy, Debug)]
+#[must_use = "a UserHandle does nothing until you send"]
+pub struct UserHandle<'a> {
+    chat: &'a Chat,
+    user: &'a UserId,
+}
+
+impl UserHandle<'_> {
+    /// The user.
+    pub fn id(&self) -> &UserId {
+        self.user
+    }
+
+    /// Sends `body` to every connection of the user, as the chat's system user
+    /// ([`ChatConfig::system_user`](crate::ChatConfig::system_user)). Returns the message's
+    /// id and time.
+    ///
+    /// # Errors
+    /// [`Error::RecipientOffline`] (a known user with no connection anywhere: direct messages
+    /// are not stored yet), [`Error::UserNotFound`], [`Error::EmptyBody`],
+    /// [`Error::BodyTooLarge`], [`Error::Unavailable`].
+    pub async fn send(self, body: impl Into<String>) -> Result<AckFrame, Error> {
+        let from = self.chat.config().system_user.clone();
+        self.send_as(&from, body).await
+    }
+
+    /// Sends `body` to the user as `from` (a bot).
+    ///
+    /// # Errors
+    /// As [`UserHandle::send`].
+    pub async fn send_as(self, from: &User, body: impl Into<String>) -> Result<AckFrame, Error> {
+        let body = body.into();
+        self.chat.check_body(&body)?;
+        self.chat
+            .publish_direct(None, from.clone(), self.user.clone(), body, None)
+            .await
+    }
+}
+
 impl Chat {
+    /// A room, for server-side sends and history: `chat.to_room(&room).send("hi").await?`
+    /// posts as the system user, `.send_as(&bot, "hi")` as a bot.
+    pub fn to_room<'a>(&'a self, room: &'a RoomId) -> RoomHandle<'a> {
+        RoomHandle { chat: self, room }
+    }
+
+    /// A user, for server-side direct messages: `chat.to_user(&user).send("hi").await?`.
+    pub fn to_user<'a>(&'a self, user: &'a UserId) -> UserHandle<'a> {
+        UserHandle { chat: self, user }
+    }
+
     /// Posts a message to a room from the server side (not from a connection): every
     /// connection in the room receives it.
     ///
+    /// Prefer `self.to_room(room).send_as(&from, body)` ([`Chat::to_room`]), or `.send(body)`
+    /// to post as the system user; this stays for existing callers.
+    ///
     /// # Errors
-    /// [`Error::RoomNotFound`], [`Error::EmptyBody`], [`Error::BodyTooLarge`],
-    /// [`Error::Unavailable`].
+    /// As [`RoomHandle::send`].
     pub async fn send_to_room(
         &self,
         room: &RoomId,
         from: User,
         body: String,
     ) -> Result<RoomMessage, Error> {
-        self.check_body(&body)?;
-        self.room_info(room).await?;
-        self.publish_room(None, room, from, body).await
+        self.to_room(room).send_as(&from, body).await
     }
 
     /// Sends a direct message from the server side to every connection of `to`.
     ///
+    /// Prefer `self.to_user(&to).send_as(&from, body)` ([`Chat::to_user`]); this stays for
+    /// existing callers.
+    ///
     /// # Errors
-    /// As [`Connection::send_direct`].
+    /// As [`UserHandle::send`].
     pub async fn send_direct(
         &self,
         from: User,
         to: UserId,
         body: String,
     ) -> Result<AckFrame, Error> {
-        self.check_body(&body)?;
-        self.publish_direct(None, from, to, body, None).await
+        self.to_user(&to).send_as(&from, body).await
     }
 
     pub(crate) fn check_body(&self, body: &str) -> Result<(), Error> {

@@ -205,13 +205,22 @@ impl RedisBackend {
         let key = self.shared.keys.secret();
         // Live nodes (heartbeats) without a secret: one of them lost it with Redis's data and
         // writes it back at its next heartbeat; wait for that rather than make another.
+        // This node's own heartbeat (written by `connect`) does not count: the first node of
+        // a chat would otherwise wait two periods for a secret nobody holds.
         let period = heartbeat::period(&self.shared.config);
-        let live: usize = conn
-            .zcard(self.shared.keys.nodes())
+        let nodes = self.shared.keys.nodes();
+        let live: usize = conn.zcard(&nodes).await.map_err(BackendError::redis)?;
+        let own: Option<f64> = conn
+            .zscore(&nodes, self.shared.node.to_string())
             .await
             .map_err(BackendError::redis)?;
-        let deadline =
-            tokio::time::Instant::now() + if live > 0 { period * 2 } else { Duration::ZERO };
+        let others = live.saturating_sub(usize::from(own.is_some()));
+        let deadline = tokio::time::Instant::now()
+            + if others > 0 {
+                period * 2
+            } else {
+                Duration::ZERO
+            };
         let existing: Option<String> = loop {
             let found: Option<String> = conn.get(&key).await.map_err(BackendError::redis)?;
             if found.is_some() || tokio::time::Instant::now() >= deadline {

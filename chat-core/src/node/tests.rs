@@ -1,0 +1,105 @@
+//! Server-side sends and typed history, on an in-memory chat.
+
+use super::*;
+use crate::{
+    backend::{memory::MemoryCluster, store::Visibility},
+    protocol::{MessageId, RoomId, User, UserId},
+};
+
+async fn chat_with_room(config: ChatConfig) -> (Chat, RoomId) {
+    let chat = Chat::new(MemoryCluster::new().node(), config);
+    let owner = Caller::member(User::new("owner", "Owner"));
+    let room = chat
+        .create_room(&owner, Some("r".into()), Visibility::Public)
+        .await
+        .unwrap()
+        .room_id;
+    (chat, room)
+}
+
+#[tokio::test]
+async fn room_sends_come_from_the_system_user_or_the_named_bot_and_are_kept_in_history() {
+    let (chat, room) = chat_with_room(ChatConfig::default()).await;
+    let system = chat
+        .to_room(&room)
+        .send("maintenance at noon")
+        .await
+        .unwrap();
+    assert_eq!(system.from, User::new("system", "System"));
+    let bot = User::new("bot", "Bot");
+    let from_bot = chat.to_room(&room).send_as(&bot, "beep").await.unwrap();
+    assert_eq!(
+        (from_bot.from.clone(), from_bot.room.clone()),
+        (bot, room.clone())
+    );
+    // The deprecated shape still works.
+    let old = chat
+        .send_to_room(&room, User::new("old", "Old"), "legacy".into())
+        .await
+        .unwrap();
+
+    let page = chat.to_room(&room).history(None, 50).await.unwrap();
+    assert_eq!(page.messages, vec![system.clone(), from_bot, old]);
+    assert_eq!(page.next_before, None);
+    // Paging backwards: the newest one, then the rest.
+    let newest = chat.room_history(&room, None, 1).await.unwrap();
+    assert_eq!(newest.messages.len(), 1);
+    let before = newest.next_before.unwrap();
+    let older = chat.room_history(&room, Some(&before), 50).await.unwrap();
+    assert_eq!(older.messages.first(), Some(&system));
+}
+
+#[tokio::test]
+async fn the_system_user_is_configurable() {
+    let config = ChatConfig {
+        system_user: User::new("acme", "Acme HQ"),
+        ..ChatConfig::default()
+    };
+    let (chat, room) = chat_with_room(config).await;
+    let message = chat.to_room(&room).send("hello").await.unwrap();
+    assert_eq!(message.from, User::new("acme", "Acme HQ"));
+}
+
+#[tokio::test]
+async fn server_side_sends_are_checked_like_clients_bodies() {
+    let (chat, room) = chat_with_room(ChatConfig::default()).await;
+    let missing = RoomId::new("no-such-room");
+    let err = chat.to_room(&missing).send("hi").await.unwrap_err();
+    assert!(matches!(err, Error::RoomNotFound(_)), "{err}");
+    let err = chat.to_room(&room).send(" \u{200b} ").await.unwrap_err();
+    assert!(matches!(err, Error::EmptyBody), "{err}");
+    let long = "x".repeat(chat.config().max_body_chars + 1);
+    let err = chat.to_room(&room).send(long).await.unwrap_err();
+    assert!(matches!(err, Error::BodyTooLarge { .. }), "{err}");
+    let err = chat.room_history(&missing, None, 10).await.unwrap_err();
+    assert!(matches!(err, Error::RoomNotFound(_)), "{err}");
+    let bogus = MessageId::new("not-an-id");
+    let err = chat
+        .room_history(&room, Some(&bogus), 10)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::BadCursor), "{err}");
+}
+
+#[tokio::test]
+async fn direct_sends_reach_a_connected_user_and_tell_offline_from_unknown() {
+    let (chat, _room) = chat_with_room(ChatConfig::default()).await;
+    let dana = User::new("dana", "Dana");
+    let mut conn = chat.connect(dana.clone()).await.unwrap();
+    let ack = chat
+        .to_user(&dana.id)
+        .send("your export is ready")
+        .await
+        .unwrap();
+    assert!(!ack.id.as_str().is_empty());
+    chat.to_user(&dana.id)
+        .send_as(&User::new("bot", "Bot"), "beep")
+        .await
+        .unwrap();
+    conn.close().await;
+    let err = chat.to_user(&dana.id).send("gone?").await.unwrap_err();
+    assert!(matches!(err, Error::RecipientOffline(_)), "{err}");
+    let ghost = UserId::new("ghost");
+    let err = chat.to_user(&ghost).send("boo").await.unwrap_err();
+    assert!(matches!(err, Error::UserNotFound(_)), "{err}");
+}
