@@ -243,13 +243,11 @@ async fn main() -> anyhow::Result<()> {
             if let Some(ttl) = args.presence_ttl {
                 config.presence_ttl = std::time::Duration::from_secs_f64(ttl);
             }
-            let backend = chat_tower::chat_core::backend::redis::RedisBackend::connect(url, config)
+            // One call: the backend, and the secret shared through Redis unless one was set.
+            builder = builder
+                .redis_with(url, config)
                 .await
                 .with_context(|| format!("connecting to Redis at {url}"))?;
-            if args.token_secret.is_none() {
-                builder = builder.token_secret(backend.shared_secret().await?);
-            }
-            builder = builder.backend(backend.into_backend());
             tracing::info!(%url, "backend: redis");
         }
         None => tracing::info!("backend: in memory (one instance; pass --redis-url to scale out)"),
