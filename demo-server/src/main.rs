@@ -261,7 +261,13 @@ async fn main() -> anyhow::Result<()> {
         .merge(chat_router)
         .merge(docs)
         .fallback_service(ServeDir::new(&args.static_dir))
-        .layer(TraceLayer::new_for_http());
+        // The span names the path only: a query may carry a token (`/ws?token=`), and tokens
+        // never go to the logs.
+        .layer(TraceLayer::new_for_http().make_span_with(
+            |request: &axum::http::Request<axum::body::Body>| {
+                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+            },
+        ));
 
     let listener = listen(args.listen).with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, static_dir = %args.static_dir.display(), "listening");
