@@ -1,12 +1,16 @@
 //! [`Chat`]: one node of the chat engine, shared by the HTTP layer and every connection.
 //!
 //! - `rooms`: the REST queries (create, list, details, membership, history) and their types;
+//! - `access`: the host ending a user's access (revocation, removal, end of a membership);
 //! - `send`: publishing room, direct and system messages;
 //! - `tasks`: the node's background tasks (the broker dispatcher and the keepalive sweep).
 
+mod access;
 mod rooms;
 mod send;
 mod tasks;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{
     atomic::{AtomicBool, AtomicU64, Ordering},
