@@ -55,7 +55,7 @@ mod ws;
 pub use builder::{ChatBuilder, DEFAULT_TOKEN_TTL};
 pub use error::{ChatRejection, Problem};
 pub use handle::ChatHandle;
-pub use identity::{FromExtension, IdentityExtractor, NoIdentity, TokenSigner};
+pub use identity::{FromExtension, IdentityExtractor, NoIdentity, TokenSigner, VerifiedToken};
 pub use origin::AllowedOrigins;
 
 /// The README's code blocks, compiled as doc tests so that they stay true.
