@@ -43,7 +43,9 @@ struct Resolved(Option<Caller>);
 
 impl<S: Send + Sync + 'static> Access<S> {
     /// The request's caller: the host's identity when it names one (a token for anybody else
-    /// is refused), else the chat's token, else nobody.
+    /// is refused; revocations are not checked: the host's identity is the host's business),
+    /// else the chat's token (refused if the user's access was revoked since it was issued),
+    /// else nobody.
     async fn resolve(
         &self,
         parts: &mut Parts,
@@ -63,9 +65,26 @@ impl<S: Send + Sync + 'static> Access<S> {
                 }
                 Ok(Some(Caller::member(user)))
             }
-            (None, Some(token)) => tokens.verify(&token).map(Some),
+            (None, Some(token)) => self.verify(&token).await.map(Some),
             (None, None) => Ok(None),
         }
+    }
+
+    /// The caller a token names, unless it expired or was issued at or before the last
+    /// revocation of the user's access (one store read per token-identified request).
+    async fn verify(&self, token: &str) -> Result<Caller, ChatRejection> {
+        let inner = &self.state.inner;
+        let verified = inner.tokens.verify_issued(token)?;
+        let revoked = inner
+            .chat
+            .tokens_revoked_until(&verified.caller.user.id)
+            .await?;
+        if revoked.is_some_and(|until| verified.issued_ms <= until) {
+            return Err(ChatRejection::Unauthorized(
+                "the user's access was revoked: log in again".into(),
+            ));
+        }
+        Ok(verified.caller)
     }
 }
 
