@@ -146,7 +146,8 @@ impl Connection {
 
     /// Completes when this connection must end for a reason outside it: the chat is shutting
     /// down (close with 1001 after what is queued), the host removed the user (4403) or
-    /// revoked their access (4401), or its outgoing queue overflowed (close with 4008). Cheap to poll often: the session keeps one for its whole life.
+    /// revoked their access (4401), or its outgoing queue overflowed (close with 4008). Cheap
+    /// to poll often: the session keeps one for its whole life.
     ///
     /// A connection's alarm wakes one waiter: wait on one `EndSignal` at a time (the session
     /// does). One polled from a second task takes the wake-up away from the first; a signal
