@@ -20,6 +20,48 @@ async fn two_instances() -> (RedisServer, Server, Server, String) {
     (redis, a, b, room)
 }
 
+/// Two instances, a room, and Ann (a host user) in it on `b`.
+struct Scene {
+    _redis: RedisServer,
+    a: Server,
+    b: Server,
+    room: String,
+    ann: User,
+    token: String,
+    ann_b: Client,
+}
+
+impl Scene {
+    async fn new() -> Self {
+        let (_redis, a, b, room) = two_instances().await;
+        let ann = User::new("ann", "Ann");
+        let (token, ann_b) = host_user_in_room(&b, &ann, &room).await;
+        Self {
+            _redis,
+            a,
+            b,
+            room,
+            ann,
+            token,
+            ann_b,
+        }
+    }
+
+    /// Its parts, to use side by side.
+    fn parts(&mut self) -> (&Server, &Server, &String, &User, &String, &mut Client) {
+        let Self {
+            a,
+            b,
+            room,
+            ann,
+            token,
+            ann_b,
+            ..
+        } = self;
+        (a, b, room, ann, token, ann_b)
+    }
+}
+
 /// A host user with a token from `server`'s handle, joined to `room` over REST and connected
 /// (and joined) over the WebSocket on `server`.
 async fn host_user_in_room(server: &Server, user: &User, room: &str) -> (String, Client) {
@@ -63,11 +105,10 @@ async fn until_system(client: &mut Client, event: &str, user: &str) -> Vec<Value
 
 #[tokio::test]
 async fn revocation_closes_on_every_instance_with_4401_and_voids_earlier_tokens_only() {
-    let (_redis, a, b, room) = two_instances().await;
-    let ann = User::new("ann", "Ann");
-    let (token, mut ann_b) = host_user_in_room(&b, &ann, &room).await;
-    let (mut bo_b, _) = b.guest_in_room(&room, "bo").await;
-    assert!(accepted(&a, &token).await && accepted(&b, &token).await);
+    let mut scene = Scene::new().await;
+    let (a, b, room, ann, token, ann_b) = scene.parts();
+    let (mut bo_b, _) = b.guest_in_room(room, "bo").await;
+    assert!(accepted(a, token).await && accepted(b, token).await);
 
     let start = Instant::now();
     a.handle.revoke_user(&ann.id).await.unwrap();
@@ -79,26 +120,25 @@ async fn revocation_closes_on_every_instance_with_4401_and_voids_earlier_tokens_
     );
     until_system(&mut bo_b, "user_left", "ann").await;
     for server in [&a, &b] {
-        assert!(!accepted(server, &token).await, "the old token still works");
+        assert!(!accepted(server, token).await, "the old token still works");
     }
 
     // The user logs in again: a token issued now works everywhere.
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let fresh = b.handle.issue_token(&ann);
+    let fresh = b.handle.issue_token(ann);
     for server in [&a, &b] {
         assert!(accepted(server, &fresh).await, "the new token is refused");
     }
-    let mut again = a.tab(&fresh, &room).await;
-    bo_b.say(&room, "welcome back").await;
+    let mut again = a.tab(&fresh, room).await;
+    bo_b.say(room, "welcome back").await;
     assert_eq!(again.drain_until("message").await["body"], "welcome back");
 }
 
 #[tokio::test]
 async fn removal_closes_on_every_instance_with_4403_and_ends_the_memberships() {
-    let (_redis, a, b, room) = two_instances().await;
-    let ann = User::new("ann", "Ann");
-    let (token, mut ann_b) = host_user_in_room(&b, &ann, &room).await;
-    let mut ann_a = a.tab(&token, &room).await;
+    let mut scene = Scene::new().await;
+    let (a, b, room, ann, token, ann_b) = scene.parts();
+    let mut ann_a = a.tab(token, room).await;
 
     let start = Instant::now();
     a.handle.remove_user(&ann.id).await.unwrap();
@@ -111,11 +151,11 @@ async fn removal_closes_on_every_instance_with_4403_and_ends_the_memberships() {
     );
     for server in [&a, &b] {
         assert!(
-            !accepted(server, &token).await,
+            !accepted(server, token).await,
             "a removed user's token works"
         );
     }
-    assert!(!listed_members(&b.api, &room)
+    assert!(!listed_members(&b.api, room)
         .await
         .contains(&"ann".to_owned()));
 }
@@ -133,13 +173,12 @@ async fn listed_members(api: &Api, room: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_removed_member_leaves_the_room_on_the_other_instance_and_the_others_hear_it() {
-    let (_redis, a, b, room) = two_instances().await;
-    let ann = User::new("ann", "Ann");
-    let (token, mut ann_b) = host_user_in_room(&b, &ann, &room).await;
-    let (mut bo_a, bo) = a.guest_in_room(&room, "bo").await;
+    let mut scene = Scene::new().await;
+    let (a, b, room, ann, token, ann_b) = scene.parts();
+    let (mut bo_a, bo) = a.guest_in_room(room, "bo").await;
     let bo_id = bo["id"].as_str().unwrap();
-    until_system(&mut ann_b, "user_joined", bo_id).await;
-    assert!(listed_members(&a.api, &room)
+    until_system(ann_b, "user_joined", bo_id).await;
+    assert!(listed_members(&a.api, room)
         .await
         .contains(&"ann".to_owned()));
 
@@ -150,14 +189,14 @@ async fn a_removed_member_leaves_the_room_on_the_other_instance_and_the_others_h
     assert!(start.elapsed() < WITHIN, "left after {:?}", start.elapsed());
     until_system(&mut bo_a, "user_left", "ann").await;
     for server in [&a, &b] {
-        assert!(!listed_members(&server.api, &room)
+        assert!(!listed_members(&server.api, room)
             .await
             .contains(&"ann".to_owned()));
     }
 
     // Nothing more from the room: the server's direct message after Bo's room message is
     // the next thing Ann gets (both reach her instance in the order they were published).
-    bo_a.say(&room, "after").await;
+    bo_a.say(room, "after").await;
     let host = User::new("host", "Host");
     let chat = a.handle.chat();
     chat.send_direct(host, ann.id.clone(), "marker".into())
@@ -169,7 +208,7 @@ async fn a_removed_member_leaves_the_room_on_the_other_instance_and_the_others_h
         (Some("direct"), Some("marker"))
     );
     // Her token still works (a membership ended, not her access).
-    assert!(accepted(&b, &token).await);
+    assert!(accepted(b, token).await);
 }
 
 #[tokio::test]

@@ -116,11 +116,10 @@ pub trait RoomStore: Send + Sync + 'static {
     /// Up to `limit` of the rooms `user` is a member of (which ones is the store's choice):
     /// for ending a user's memberships in batches, each batch costing its size.
     fn user_rooms<'a>(&'a self, user: &'a UserId, limit: usize) -> Reply<'a, Vec<RoomId>>;
-    /// Records that `user`'s tokens issued at or before `until_ms` (Unix milliseconds) are
+    /// Records that `user`'s tokens issued at or before `until` (Unix milliseconds) are
     /// void, for `ttl` (at least the tokens' lifetime: a voided token has expired by then).
     /// A later record replaces an earlier one.
-    fn revoke_tokens<'a>(&'a self, user: &'a UserId, until_ms: i64, ttl: Duration)
-        -> Reply<'a, ()>;
+    fn revoke_tokens<'a>(&'a self, user: &'a UserId, until: i64, ttl: Duration) -> Reply<'a, ()>;
     /// Up to when `user`'s tokens are void (Unix milliseconds), if a record is kept.
     fn tokens_revoked_until<'a>(&'a self, user: &'a UserId) -> Reply<'a, Option<i64>>;
 }

@@ -258,16 +258,11 @@ impl RoomStore for MemoryNode {
         ready(Ok(batch.collect()))
     }
 
-    fn revoke_tokens<'a>(
-        &'a self,
-        user: &'a UserId,
-        until_ms: i64,
-        ttl: Duration,
-    ) -> Reply<'a, ()> {
+    fn revoke_tokens<'a>(&'a self, user: &'a UserId, until: i64, ttl: Duration) -> Reply<'a, ()> {
         let kept_until = Instant::now().checked_add(ttl);
         lock(&self.cluster.rooms)
             .revoked
-            .insert(user.clone(), (until_ms, kept_until));
+            .insert(user.clone(), (until, kept_until));
         ready(Ok(()))
     }
 

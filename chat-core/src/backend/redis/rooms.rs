@@ -261,13 +261,8 @@ impl RoomStore for RedisNode {
         Box::pin(self.first_user_rooms(user, limit))
     }
 
-    fn revoke_tokens<'a>(
-        &'a self,
-        user: &'a UserId,
-        until_ms: i64,
-        ttl: Duration,
-    ) -> Reply<'a, ()> {
-        Box::pin(self.set_revoked(user, until_ms, ttl))
+    fn revoke_tokens<'a>(&'a self, user: &'a UserId, until: i64, ttl: Duration) -> Reply<'a, ()> {
+        Box::pin(self.set_revoked(user, until, ttl))
     }
 
     fn tokens_revoked_until<'a>(&'a self, user: &'a UserId) -> Reply<'a, Option<i64>> {
