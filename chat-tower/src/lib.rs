@@ -62,7 +62,9 @@ mod ws;
 pub use builder::{ChatBuilder, DEFAULT_TOKEN_TTL};
 pub use error::{ChatRejection, Problem};
 pub use handle::ChatHandle;
-pub use identity::{FromExtension, FromExtractor, IdentityExtractor, NoIdentity, TokenSigner};
+pub use identity::{
+    FromExtension, FromExtractor, IdentityExtractor, NoIdentity, TokenSigner, VerifiedToken,
+};
 pub use origin::AllowedOrigins;
 
 /// The README's code blocks, compiled as doc tests so that they stay true.

@@ -6,7 +6,7 @@ use std::sync::{
 };
 
 use chat_tower::chat_core::{
-    backend::broker::{Broker, Envelope, NewRoomMessage, NodeId, Topic},
+    backend::broker::{Broker, Control, Envelope, NewRoomMessage, NodeId, Topic},
     protocol::RoomMessage,
     Backend, BackendError, BoxFuture,
 };
@@ -67,6 +67,13 @@ impl Broker for FlakyBroker {
         Box::pin(async move {
             self.switch.check()?;
             self.inner.publish_room_message(message).await
+        })
+    }
+
+    fn publish_control(&self, control: Control) -> BoxFuture<'_, Result<usize, BackendError>> {
+        Box::pin(async move {
+            self.switch.check()?;
+            self.inner.publish_control(control).await
         })
     }
 

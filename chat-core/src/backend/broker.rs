@@ -119,11 +119,46 @@ pub struct NewRoomMessage {
     pub ts: i64,
 }
 
+/// An order of the host about one user, published to the user's topic: every node with a
+/// connection of that user is subscribed to it already (no subscription of its own), and no
+/// other node receives it. Not a frame: no client ever sees it as such.
+///
+/// Backends mark it apart from envelopes where a cheap check tells (the memory backend sends
+/// [`BrokerEvent::Control`]; Redis flags the payload's first byte), so that delivering a
+/// frame never pays for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Control {
+    /// The user it is about (its topic is [`Topic::User`] of this id).
+    pub user: UserId,
+    /// What the user's connections must do.
+    pub action: ControlAction,
+}
+
+/// What a [`Control`] tells the user's connections.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlAction {
+    /// The user's access was revoked: close every connection with 4401.
+    Revoke,
+    /// The user was removed: close every connection with 4403.
+    Remove,
+    /// The user's membership of a room ended: every connection leaves it (`left`).
+    Leave(RoomId),
+}
+
+impl Control {
+    /// The topic it is published to: the user's.
+    pub fn topic(&self) -> Topic {
+        Topic::User(self.user.clone())
+    }
+}
+
 /// What a node's event stream yields.
 #[derive(Debug)]
 pub enum BrokerEvent {
     /// A frame on a topic this node subscribed to.
     Envelope(Envelope),
+    /// An order about one user whose topic this node subscribed to (see [`Control`]).
+    Control(Control),
     /// The broker lost its connection and has restored it (and the subscriptions): frames
     /// published meanwhile may have been missed.
     Reconnected,
@@ -164,6 +199,11 @@ pub trait Broker: Send + Sync + 'static {
             Ok(reached)
         })
     }
+
+    /// Publishes a [`Control`] to its user's topic; returns how many nodes it reached (0: the
+    /// user has no connection anywhere). The receiving nodes apply it to their connections of
+    /// that user; nothing about it is stored.
+    fn publish_control(&self, control: Control) -> Reply<'_, usize>;
 
     /// Subscribes this node to topics (one call for many). Completes once the subscription is
     /// active: a frame published after that is delivered.

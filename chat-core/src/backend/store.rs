@@ -2,6 +2,8 @@
 //!
 //! Both live in the backend (in memory, or Redis) so that every node answers the same.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use super::{broker::NodeId, Reply};
@@ -112,6 +114,15 @@ pub trait RoomStore: Send + Sync + 'static {
     fn remember_user<'a>(&'a self, user: &'a User) -> Reply<'a, ()>;
     /// Whether the chat has seen this user.
     fn user_known<'a>(&'a self, user: &'a UserId) -> Reply<'a, bool>;
+    /// Up to `limit` of the rooms `user` is a member of (which ones is the store's choice):
+    /// for ending a user's memberships in batches, each batch costing its size.
+    fn user_rooms<'a>(&'a self, user: &'a UserId, limit: usize) -> Reply<'a, Vec<RoomId>>;
+    /// Records that `user`'s tokens issued at or before `until` (Unix milliseconds) are
+    /// void, for `ttl` (at least the tokens' lifetime: a voided token has expired by then).
+    /// A later record replaces an earlier one.
+    fn revoke_tokens<'a>(&'a self, user: &'a UserId, until: i64, ttl: Duration) -> Reply<'a, ()>;
+    /// Up to when `user`'s tokens are void (Unix milliseconds), if a record is kept.
+    fn tokens_revoked_until<'a>(&'a self, user: &'a UserId) -> Reply<'a, Option<i64>>;
 }
 
 /// Who is online in which room, counted per connection and per node, so that `user_joined` and

@@ -21,6 +21,8 @@ impl Connection {
     /// # Errors
     /// [`Error::RoomNotFound`], [`Error::Forbidden`], [`Error::Unavailable`].
     pub async fn join(&mut self, room: &RoomId, since: Option<&MessageId>) -> Result<(), Error> {
+        // A room the host took this connection out of is left before it is joined again.
+        self.leave_evicted_now().await;
         let chat = self.chat.clone();
         let info = chat.room_info(room).await?;
         if self.rooms.contains(room) {

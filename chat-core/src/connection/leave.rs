@@ -7,6 +7,7 @@ use super::Connection;
 use crate::{
     backend::broker::{ConnId, Topic},
     error::Error,
+    fanout::Alarm,
     node::Chat,
     protocol::{LeftFrame, RoomId, ServerFrame, SystemEvent, User},
 };
@@ -24,6 +25,27 @@ impl Connection {
         exit_room(&self.chat, self.id, &self.caller.user, room).await;
         self.reply(&ServerFrame::Left(LeftFrame { room: room.clone() }));
         Ok(())
+    }
+
+    /// Leaves the rooms the hub took this connection out of because the host ended the
+    /// user's membership (see `Chat::remove_member`): each gets its `left` as if the client
+    /// had left it, and `user_left` goes out where this was the user's last connection there.
+    /// The session calls it when the alarm says so.
+    pub(crate) async fn leave_evicted(&mut self) {
+        for room in self.chat.hub().take_evictions(self.id) {
+            // Err: left meanwhile, nothing more to do.
+            let _ = self.leave(&room).await;
+        }
+    }
+
+    /// [`Connection::leave_evicted`] if the alarm says there is something to leave (one
+    /// atomic load otherwise): before a join or a send, so that a connection used without a
+    /// session, or whose session has not got to it yet, never acts in a room it was taken
+    /// out of.
+    pub(super) async fn leave_evicted_now(&mut self) {
+        if self.outbox.alarm.take_chore(Alarm::EVICTED) {
+            self.leave_evicted().await;
+        }
     }
 }
 

@@ -145,8 +145,9 @@ impl Connection {
     }
 
     /// Completes when this connection must end for a reason outside it: the chat is shutting
-    /// down (close with 1001 after what is queued) or its outgoing queue overflowed (close
-    /// with 4008). Cheap to poll often: the session keeps one for its whole life.
+    /// down (close with 1001 after what is queued), the host removed the user (4403) or
+    /// revoked their access (4401), or its outgoing queue overflowed (close with 4008). Cheap
+    /// to poll often: the session keeps one for its whole life.
     ///
     /// A connection's alarm wakes one waiter: wait on one `EndSignal` at a time (the session
     /// does). One polled from a second task takes the wake-up away from the first; a signal
@@ -170,6 +171,7 @@ impl Connection {
     /// [`Error::Unavailable`].
     pub async fn send_message(&mut self, frame: SendMessageFrame) -> Result<AckFrame, Error> {
         self.check_client_msg_id(frame.client_msg_id.as_deref())?;
+        self.leave_evicted_now().await;
         if !self.rooms.contains(&frame.room) {
             return Err(Error::NotInRoom(frame.room));
         }

@@ -7,10 +7,13 @@
 //!
 //! - [`outbox`]: a connection's queue and the write state machine (inline writes, coalescing);
 //! - [`tick`]: the node's [`FlushTick`], which releases coalesced writes;
-//! - [`alarm`]: the [`Alarm`] a session polls (end causes, keepalive pings);
+//! - [`alarm`]: the [`Alarm`] a session polls (end causes, keepalive pings, rooms to leave);
+//! - `control`: the host's orders about a user (revoke, remove, leave a room) applied to the
+//!   user's local connections;
 //! - [`subscriptions`]: broker subscriptions ref-counted per node.
 
 mod alarm;
+mod control;
 mod outbox;
 mod subscriptions;
 mod tick;
@@ -21,7 +24,7 @@ mod tests;
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex, RwLock},
 };
 
 use bytes::Bytes;
@@ -36,7 +39,7 @@ pub(crate) use self::{
 use crate::{
     backend::broker::{ConnId, Envelope, NodeId, Topic},
     protocol::{RoomId, UserId},
-    sync::{read, write},
+    sync::{lock, read, write},
 };
 
 type Outboxes = HashMap<ConnId, Arc<Outbox>>;
@@ -57,6 +60,9 @@ pub(crate) struct Hub {
     // and connects (write) are rare by comparison. Never held across an await.
     rooms: RwLock<HashMap<RoomId, Outboxes>>,
     users: RwLock<HashMap<UserId, UserOutboxes>>,
+    /// Rooms the host's controls took connections out of, until they have left them (rare:
+    /// one map for the node rather than a field per connection).
+    evictions: Mutex<control::Evictions>,
 }
 
 impl Hub {
@@ -65,6 +71,7 @@ impl Hub {
             node,
             rooms: RwLock::default(),
             users: RwLock::default(),
+            evictions: Mutex::default(),
         }
     }
 
@@ -194,6 +201,8 @@ impl Hub {
                 users.remove(user);
             }
         }
+        drop(users);
+        lock(&self.evictions).remove(&conn);
     }
 
     /// `user`'s connections on this node.

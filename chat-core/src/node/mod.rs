@@ -1,16 +1,17 @@
 //! [`Chat`]: one node of the chat engine, shared by the HTTP layer and every connection.
 //!
 //! - `rooms`: the REST queries (create, list, details, membership, history) and their types;
+//! - `access`: the host ending a user's access (revocation, removal, end of a membership);
 //! - `history`: history for the host, as typed messages ([`MessagePage`]);
 //! - `send`: server-side sends ([`RoomHandle`], [`UserHandle`]) and publishing room, direct
 //!   and system messages;
 //! - `tasks`: the node's background tasks (the broker dispatcher and the keepalive sweep).
 
+mod access;
 mod history;
 mod rooms;
 mod send;
 mod tasks;
-
 use std::sync::{
     atomic::{AtomicBool, AtomicU64, Ordering},
     Arc, Mutex,

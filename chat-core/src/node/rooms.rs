@@ -306,13 +306,9 @@ impl Chat {
     ///
     /// # Errors
     /// [`Error::RoomNotFound`] if the caller was not a member; [`Error::Unavailable`].
+    /// The caller's connections in the room, on every instance, leave it too (`left`).
     pub async fn leave_room(&self, caller: &Caller, room: &RoomId) -> Result<(), Error> {
-        if self
-            .backend()
-            .rooms
-            .remove_member(room, &caller.user.id)
-            .await?
-        {
+        if self.remove_member(room, &caller.user.id).await? {
             Ok(())
         } else {
             Err(Error::RoomNotFound(room.clone()))

@@ -82,6 +82,8 @@ async fn dispatch(hub: Arc<Hub>, mut events: Events) {
                 // connections' own tasks write (on every core) and this only queues.
                 hub.deliver(&envelope, events.is_empty());
             }
+            // Its own variant: frames never pay for it.
+            BrokerEvent::Control(control) => hub.control(&control),
             BrokerEvent::Reconnected => {
                 let frame = ServerFrame::Resync(ResyncFrame {
                     reason: "broker_reconnected".into(),

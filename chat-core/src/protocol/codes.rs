@@ -63,6 +63,10 @@ pub mod close_code {
     pub const TOO_BIG: u16 = 1009;
     /// The connection could not keep up: its outgoing queue stayed full.
     pub const SLOW_CONSUMER: u16 = 4008;
+    /// The token expired or the user's access was revoked while connected.
+    pub const REVOKED: u16 = 4401;
+    /// The host removed the user.
+    pub const REMOVED: u16 = 4403;
 }
 
 #[cfg(test)]

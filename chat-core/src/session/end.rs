@@ -18,6 +18,10 @@ pub enum SessionEnd {
     Shutdown,
     /// The client's queue overflowed (close 4008).
     SlowConsumer,
+    /// The host revoked the user's access (close 4401).
+    Revoked,
+    /// The host removed the user (close 4403).
+    Removed,
     /// A frame over the size limit (close 1009).
     TooLarge,
     /// Nothing arrived for the idle timeout (close 1008).
@@ -27,8 +31,8 @@ pub enum SessionEnd {
 }
 
 /// A future that completes when a connection must end for a reason outside it:
-/// [`SessionEnd::Shutdown`] or [`SessionEnd::SlowConsumer`] (shutdown wins if both are
-/// raised). It can be polled again after completing. Made by
+/// [`SessionEnd::Shutdown`], [`SessionEnd::Removed`], [`SessionEnd::Revoked`] or
+/// [`SessionEnd::SlowConsumer`] (the first of these wins if several are raised). It can be polled again after completing. Made by
 /// [`Connection::end_signal`](crate::Connection::end_signal).
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
@@ -66,6 +70,10 @@ impl Future for EndSignal {
         poll.map(|raised| {
             if raised & Alarm::SHUTDOWN != 0 {
                 SessionEnd::Shutdown
+            } else if raised & Alarm::REMOVED != 0 {
+                SessionEnd::Removed
+            } else if raised & Alarm::REVOKED != 0 {
+                SessionEnd::Revoked
             } else {
                 SessionEnd::SlowConsumer
             }

@@ -2,8 +2,9 @@
 //! [`Outbound`] so that it runs on any WebSocket implementation (the tower crate adapts axum's)
 //! and on plain channels in tests.
 //!
-//! One `select!` loop per connection handles, in priority order: shutdown, slow-consumer
-//! overflow, frames queued for the client, frames from the client, and the keepalive ping. A
+//! One `select!` loop per connection handles, in priority order: the end causes (shutdown,
+//! removal, revocation, slow-consumer overflow), frames queued for the client, frames from the
+//! client, and the chores (the keepalive ping, leaving rooms whose membership ended). A
 //! client frame is handled to completion (including its broker round trip) before the next
 //! one is read, so a connection's requests are answered in order.
 //!
@@ -32,7 +33,12 @@ use self::{
     rate::RateLimiter,
     transport::{Duplex, Transport},
 };
-use crate::{connection::Connection, error::Error, fanout::Outgoing, protocol::close_code};
+use crate::{
+    connection::Connection,
+    error::Error,
+    fanout::{Alarm, Outgoing},
+    protocol::close_code,
+};
 
 /// What the client sent, as the session sees it.
 #[derive(Debug)]
@@ -91,7 +97,7 @@ where
     let config = conn.chat().config().clone();
     let mut limiter = RateLimiter::new(config.rate_per_second, config.rate_burst);
     // Pings are due when the node's keepalive sweep says so (no timer per connection).
-    let mut ping_registered = None;
+    let mut chores_registered = None;
     let mut last_seen = Instant::now();
     // One future for the session's life: polling it is a load and a waker registration.
     let mut ended = conn.end_signal();
@@ -148,7 +154,14 @@ where
                     }
                 }
             }
-            () = std::future::poll_fn(|cx| outbox.alarm.poll_ping(cx, &mut ping_registered)) => {
+            chores = std::future::poll_fn(|cx| outbox.alarm.poll_chores(cx, &mut chores_registered)) => {
+                if chores & Alarm::EVICTED != 0 {
+                    // Rare (the host ended a membership): boxed like the frame handling.
+                    Box::pin(conn.leave_evicted()).await;
+                }
+                if chores & Alarm::PING == 0 {
+                    continue;
+                }
                 if last_seen.elapsed() >= config.idle_timeout {
                     send_close(io, close_code::POLICY, "idle timeout").await;
                     break SessionEnd::Idle;
@@ -184,7 +197,8 @@ async fn until_ended<F: std::future::Future>(
 }
 
 /// Ends the session for `cause` (from the [`EndSignal`]): on shutdown, what is queued is
-/// written first (unless the client stopped reading); then the close frame.
+/// written first (unless the client stopped reading); then the close frame. A revoked or
+/// removed user gets nothing more than the close frame.
 async fn finish<T>(conn: &mut Connection, io: &mut Transport<T>, cause: SessionEnd) -> SessionEnd
 where
     T: Sink<Outbound> + Unpin,
@@ -201,7 +215,12 @@ where
         let _ = tokio::time::timeout(CLOSE_GRACE, flush).await;
         send_close(io, close_code::GOING_AWAY, "server shutting down").await;
     } else {
-        send_close(io, close_code::SLOW_CONSUMER, "slow consumer").await;
+        let (code, reason) = match cause {
+            SessionEnd::Revoked => (close_code::REVOKED, "access revoked"),
+            SessionEnd::Removed => (close_code::REMOVED, "removed by the host"),
+            _ => (close_code::SLOW_CONSUMER, "slow consumer"),
+        };
+        send_close(io, code, reason).await;
     }
     cause
 }

@@ -9,9 +9,9 @@ use axum::{
     http::request::Parts,
     response::{IntoResponse, Response},
 };
-use chat_core::{BoxFuture, Caller};
+use chat_core::{BoxFuture, Caller, Chat};
 
-use super::{presented_token, IdentityExtractor};
+use super::{presented_token, IdentityExtractor, VerifiedToken};
 use crate::{error::ChatRejection, state::ChatState};
 
 /// Where a route accepts the chat's token: REST only in `Authorization: Bearer`; the
@@ -41,9 +41,16 @@ impl<S> Clone for Access<S> {
 #[derive(Clone, Debug)]
 struct Resolved(Option<Caller>);
 
+/// When the token that identified a request was issued (Unix ms), in its extensions: the
+/// WebSocket checks it again once its connection listens for revocations.
+#[derive(Clone, Copy, Debug)]
+struct TokenIssued(i64);
+
 impl<S: Send + Sync + 'static> Access<S> {
     /// The request's caller: the host's identity when it names one (a token for anybody else
-    /// is refused), else the chat's token, else nobody.
+    /// is refused; revocations are not checked: the host's identity is the host's business),
+    /// else the chat's token (refused if the user's access was revoked since it was issued),
+    /// else nobody.
     async fn resolve(
         &self,
         parts: &mut Parts,
@@ -63,9 +70,51 @@ impl<S: Send + Sync + 'static> Access<S> {
                 }
                 Ok(Some(Caller::member(user)))
             }
-            (None, Some(token)) => tokens.verify(&token).map(Some),
+            (None, Some(token)) => {
+                let verified = self.verify(&token).await?;
+                parts.extensions.insert(TokenIssued(verified.issued_ms));
+                Ok(Some(verified.caller))
+            }
             (None, None) => Ok(None),
         }
+    }
+
+    /// The caller a token names, unless it expired or was issued at or before the last
+    /// revocation of the user's access (one store read per token-identified request).
+    async fn verify(&self, token: &str) -> Result<VerifiedToken, ChatRejection> {
+        let verified = self.state.inner.tokens.verify_issued(token)?;
+        not_revoked(&self.state.inner.chat, &verified.caller, verified.issued_ms).await?;
+        Ok(verified)
+    }
+}
+
+/// Refuses a token issued at or before the last revocation of its user's access.
+async fn not_revoked(chat: &Chat, caller: &Caller, issued_ms: i64) -> Result<(), ChatRejection> {
+    let revoked = chat.tokens_revoked_until(&caller.user.id).await?;
+    if revoked.is_some_and(|until| issued_ms <= until) {
+        return Err(ChatRejection::Unauthorized(
+            "the user's access was revoked: log in again".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the request's token against revocations again (if a token identified it): for the
+/// WebSocket, once its connection is subscribed to the user's topic. A revocation recorded
+/// before this is caught here; one recorded after it is published after the subscription,
+/// so it reaches the connection. Without this, a revocation between the token check and the
+/// subscription would miss the connection.
+///
+/// # Errors
+/// [`ChatRejection::Unauthorized`] if the access was revoked meanwhile.
+pub(crate) async fn recheck_token(
+    parts: &Parts,
+    chat: &Chat,
+    caller: &Caller,
+) -> Result<(), ChatRejection> {
+    match parts.extensions.get::<TokenIssued>() {
+        Some(TokenIssued(issued_ms)) => not_revoked(chat, caller, *issued_ms).await,
+        None => Ok(()),
     }
 }
 

@@ -12,7 +12,8 @@ use crate::error::ChatRejection;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// What a user token says. Tokens issued before `guest` existed were all guest tokens.
+/// What a user token says. Tokens issued before `guest` existed were all guest tokens;
+/// tokens issued before `iat` existed count as issued at `exp` minus the signer's lifetime.
 #[derive(Serialize, Deserialize)]
 struct Claims {
     sub: String,
@@ -20,6 +21,21 @@ struct Claims {
     exp: i64,
     #[serde(default = "yes")]
     guest: bool,
+    /// When it was issued: Unix seconds with a millisecond fraction (a JWT NumericDate may
+    /// have one), so that a token issued right after a revocation is told from one issued
+    /// right before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<f64>,
+}
+
+/// A verified user token: who it names, and when it was issued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// Who the token names.
+    pub caller: Caller,
+    /// When it was issued, Unix milliseconds (for a token without `iat`: its expiry minus
+    /// the signer's lifetime).
+    pub issued_ms: i64,
 }
 
 /// What an invite says: which room it admits to, until when. `typ` keeps an invite from
@@ -107,33 +123,62 @@ impl TokenSigner {
     /// A token for `caller`, valid for the signer's lifetime, and when it expires (Unix
     /// seconds).
     pub fn issue(&self, caller: &Caller) -> (String, i64) {
-        let exp = Self::now_s() + self.ttl.as_secs() as i64;
+        let now_ms = chat_core::protocol::now_ms();
+        let exp = now_ms / 1000 + self.ttl.as_secs() as i64;
         let claims = Claims {
             sub: caller.user.id.to_string(),
             name: caller.user.name.clone(),
             exp,
             guest: caller.guest,
+            iat: Some(now_ms as f64 / 1000.0),
         };
         (self.sign(&claims), exp)
     }
 
-    /// Who a token names, if its signature is right and it has not expired.
+    /// How long the tokens it issues stay valid.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Who a token names, if its signature is right and it has not expired. Revocations are
+    /// not known here: the chat's routes check them too (see [`TokenSigner::verify_issued`]).
     ///
     /// # Errors
     /// [`ChatRejection::Unauthorized`] for a malformed, forged or expired token.
     pub fn verify(&self, token: &str) -> Result<Caller, ChatRejection> {
+        self.verify_issued(token).map(|verified| verified.caller)
+    }
+
+    /// Who a token names and when it was issued, if its signature is right and it has not
+    /// expired: a token issued at or before a revocation of its user
+    /// (`Chat::tokens_revoked_until`) must be refused.
+    ///
+    /// # Errors
+    /// [`ChatRejection::Unauthorized`] for a malformed, forged or expired token.
+    pub fn verify_issued(&self, token: &str) -> Result<VerifiedToken, ChatRejection> {
         let claims: Claims = self
             .open(token)
             .ok_or_else(|| ChatRejection::Unauthorized("invalid token".into()))?;
         if claims.exp < Self::now_s() {
             return Err(ChatRejection::Unauthorized("token expired".into()));
         }
-        Ok(Caller {
-            user: User {
-                id: UserId::new(claims.sub),
-                name: claims.name,
+        let issued_ms = match claims.iat {
+            // Saturating: a nonsense `iat` signed by this chat cannot be anything but ours.
+            Some(iat) => (iat * 1000.0).round() as i64,
+            None => claims
+                .exp
+                .saturating_sub(self.ttl.as_secs() as i64)
+                .saturating_mul(1000),
+        };
+        Ok(VerifiedToken {
+            caller: Caller {
+                user: User {
+                    id: UserId::new(claims.sub),
+                    name: claims.name,
+                },
+                guest: claims.guest,
             },
-            guest: claims.guest,
+            issued_ms,
         })
     }
 
@@ -183,6 +228,7 @@ mod tests {
             name: "n".into(),
             exp: 1,
             guest: true,
+            iat: None,
         };
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&old).unwrap());
         let mut mac = expired.mac();
@@ -192,6 +238,31 @@ mod tests {
             expired.verify(&format!("{payload}.{sig}")),
             Err(ChatRejection::Unauthorized(m)) if m == "token expired"
         ));
+    }
+
+    #[test]
+    fn tokens_carry_their_issue_time_and_old_ones_count_from_their_expiry() {
+        let ttl = Duration::from_secs(60);
+        let signer = TokenSigner::new(b"secret".to_vec(), ttl);
+        let before = chat_core::protocol::now_ms();
+        let (token, exp) = signer.issue(&Caller::guest(User::new("u1", "Ann")));
+        let verified = signer.verify_issued(&token).unwrap();
+        let after = chat_core::protocol::now_ms();
+        assert!(
+            (before..=after).contains(&verified.issued_ms),
+            "{verified:?}"
+        );
+        // A token from before `iat`: issued at its expiry minus the lifetime.
+        let old = Claims {
+            sub: "u".into(),
+            name: "n".into(),
+            exp,
+            guest: false,
+            iat: None,
+        };
+        let verified = signer.verify_issued(&signer.sign(&old)).unwrap();
+        assert_eq!(verified.issued_ms, (exp - 60) * 1000);
+        assert_eq!(verified.caller, Caller::member(User::new("u", "n")));
     }
 
     #[test]

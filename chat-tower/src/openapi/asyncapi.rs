@@ -71,7 +71,7 @@ pub fn asyncapi() -> serde_json::Value {
         "info": {
             "title": "roomcast chat WebSocket",
             "version": "2.0.0",
-            "description": "JSON text frames tagged by `type` on the chat WebSocket (contract v2). Open it at `/ws?token=...` (relative to where the chat router is mounted) with a token from `POST /guests` or `POST /join-room/{roomId}`, or with `Authorization: Bearer`, or with the host's own identity. Every client frame is answered by exactly one reply (`joined`, `left`, `ack` or `error`); the server also pushes `message`, `direct`, `system` and `resync` frames. A frame larger than the limit closes the connection with 1009; a client that cannot keep up is closed with 4008; shutdown closes with 1001.",
+            "description": "JSON text frames tagged by `type` on the chat WebSocket (contract v2). Open it at `/ws?token=...` (relative to where the chat router is mounted) with a token from `POST /guests` or `POST /join-room/{roomId}`, or with `Authorization: Bearer`, or with the host's own identity. Every client frame is answered by exactly one reply (`joined`, `left`, `ack` or `error`); the server also pushes `message`, `direct`, `system` and `resync` frames. A frame larger than the limit closes the connection with 1009; a client that cannot keep up is closed with 4008; shutdown closes with 1001; a user whose access the host revoked is closed with 4401, one the host removed with 4403.",
             "license": { "name": "MIT OR Apache-2.0" }
         },
         "channels": {

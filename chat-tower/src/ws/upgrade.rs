@@ -11,7 +11,7 @@ use tracing::Instrument;
 use super::socket::Socket;
 use crate::{
     error::{ChatRejection, Problem},
-    identity::resolve::Authenticated,
+    identity::resolve::{recheck_token, Authenticated},
     openapi::problems::Unidentified,
     rest::TAG,
     state::ChatState,
@@ -50,6 +50,8 @@ pub(crate) async fn ws_handler(
         .map_err(|e| ChatRejection::BadRequest(e.body_text()))?;
     let chat = state.chat().clone();
     let conn = chat.connect(caller).await?;
+    // Dropping `conn` on a refusal tears it down.
+    recheck_token(&parts, &chat, conn.caller()).await?;
     let limit = chat.config().max_frame_bytes;
     // A debug span: it is entered on every poll of the session, and only debug events use it
     // (cost at info level: see docs/perf.md).

@@ -8,7 +8,9 @@ use tokio::sync::mpsc;
 use super::{history::RoomLog, ready, MemoryNode, DEFAULT_HISTORY_PER_ROOM};
 use crate::{
     backend::{
-        broker::{Broker, BrokerEvent, Envelope, NewRoomMessage, NodeId, SenderCopy, Topic},
+        broker::{
+            Broker, BrokerEvent, Control, Envelope, NewRoomMessage, NodeId, SenderCopy, Topic,
+        },
         Reply,
     },
     protocol::{wire, MessageId, RoomId, RoomMessage},
@@ -37,6 +39,18 @@ impl PubSub {
             }
         }
         reached
+    }
+
+    /// Sends `control` to every node subscribed to its user's topic.
+    fn control(&self, control: &Control) -> usize {
+        let Some(nodes) = self.subscribers.get(&control.topic()) else {
+            return 0;
+        };
+        nodes
+            .iter()
+            .filter_map(|node| self.nodes.get(node))
+            .filter(|tx| tx.send(BrokerEvent::Control(control.clone())).is_ok())
+            .count()
     }
 
     /// Forgets a node: its channel and its subscriptions.
@@ -101,6 +115,12 @@ impl Broker for MemoryNode {
         }
         drop(ps);
         ready(Ok(reached))
+    }
+
+    fn publish_control(&self, control: Control) -> Reply<'_, usize> {
+        // A variant of its own on the event channel: the memory backend's equivalent of the
+        // flag in a Redis payload.
+        ready(Ok(lock(&self.cluster.pubsub).control(&control)))
     }
 
     fn subscribe(&self, topics: Vec<Topic>) -> Reply<'_, ()> {

@@ -5,6 +5,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap, HashSet},
     ops::Bound,
+    time::{Duration, Instant},
 };
 
 use super::{ready, MemoryNode};
@@ -26,6 +27,10 @@ pub(super) struct Rooms {
     /// Each user's memberships.
     memberships: HashMap<UserId, Memberships>,
     users: HashMap<UserId, User>,
+    /// Token revocations: up to when (Unix ms) a user's tokens are void, and until when the
+    /// record is kept (`None`: for good, a lifetime beyond what an `Instant` holds). An
+    /// expired record is dropped when it is next read.
+    revoked: HashMap<UserId, (i64, Option<Instant>)>,
 }
 
 struct RoomRecord {
@@ -244,5 +249,33 @@ impl RoomStore for MemoryNode {
 
     fn user_known<'a>(&'a self, user: &'a UserId) -> Reply<'a, bool> {
         ready(Ok(lock(&self.cluster.rooms).users.contains_key(user)))
+    }
+
+    fn user_rooms<'a>(&'a self, user: &'a UserId, limit: usize) -> Reply<'a, Vec<RoomId>> {
+        let rooms = lock(&self.cluster.rooms);
+        let mine = rooms.memberships.get(user).map(|m| &m.rooms);
+        let batch = mine.into_iter().flatten().take(limit.max(1)).cloned();
+        ready(Ok(batch.collect()))
+    }
+
+    fn revoke_tokens<'a>(&'a self, user: &'a UserId, until: i64, ttl: Duration) -> Reply<'a, ()> {
+        let kept_until = Instant::now().checked_add(ttl);
+        lock(&self.cluster.rooms)
+            .revoked
+            .insert(user.clone(), (until, kept_until));
+        ready(Ok(()))
+    }
+
+    fn tokens_revoked_until<'a>(&'a self, user: &'a UserId) -> Reply<'a, Option<i64>> {
+        let mut rooms = lock(&self.cluster.rooms);
+        let until = match rooms.revoked.get(user) {
+            Some((_, Some(kept_until))) if *kept_until <= Instant::now() => {
+                rooms.revoked.remove(user);
+                None
+            }
+            Some((until, _)) => Some(*until),
+            None => None,
+        };
+        ready(Ok(until))
     }
 }

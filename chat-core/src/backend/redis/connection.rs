@@ -57,10 +57,7 @@ impl Pushes {
                     }
                 };
                 match envelope::parse(&self.keys, &channel, payload) {
-                    Some(envelope) => self
-                        .events
-                        .send(BrokerEvent::Envelope(envelope))
-                        .map_err(|_| ()),
+                    Some(event) => self.events.send(event).map_err(|_| ()),
                     None => {
                         debug!(channel = %String::from_utf8_lossy(&channel), "ignored a message that is not ours");
                         Ok(())

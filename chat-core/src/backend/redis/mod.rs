@@ -18,7 +18,8 @@
 //! (members scored by join number), `:log` (the history stream), `:presence` (connections per
 //! node and user), `:online` (connections per user). A user's channel is `P:user:{U}`, and
 //! its keys `P:user:{U}:rooms` and `:private` (the sort keys of the user's rooms, and of the
-//! private ones, one score: read by lex). Global: `P:rooms:public` (the public rooms' sort
+//! private ones, one score: read by lex), and `:revoked` (up to when the user's tokens are
+//! void, with the tokens' lifetime as its TTL). Global: `P:rooms:public` (the public rooms' sort
 //! keys), `P:users`, `P:nodes` (node heartbeats), `P:node:{N}:rooms`, `P:secret`.
 //!
 //! Multi-slot today (Redis Cluster is a later step): `create_room.lua` (the room and
@@ -42,8 +43,9 @@
 //! # Files
 //! `config` ([`RedisConfig`]), `keys` (names), `connection` (fail-fast settings, watchdog,
 //! pushes → events), `envelope` (the Pub/Sub payload), one file per store (`pubsub`,
-//! `rooms`, `presence`, `history`), `heartbeat` and `reaper`, and `scripts` (the Lua, in
-//! `scripts/*.lua`).
+//! `rooms`, `presence`, `history`), `heartbeat` and `reaper`, `revocation` (a user's
+//! revocation record and rooms, for the host's revocations and removals), and `scripts` (the
+//! Lua, in `scripts/*.lua`).
 
 mod config;
 mod connection;
@@ -54,6 +56,7 @@ mod keys;
 mod presence;
 mod pubsub;
 mod reaper;
+mod revocation;
 mod rooms;
 mod scripts;
 #[cfg(test)]

@@ -6,7 +6,7 @@ use redis::AsyncCommands;
 use super::{envelope, RedisNode};
 use crate::{
     backend::{
-        broker::{Broker, Envelope, NewRoomMessage, NodeId, SenderCopy, Topic},
+        broker::{Broker, Control, Envelope, NewRoomMessage, NodeId, SenderCopy, Topic},
         Reply,
     },
     error::BackendError,
@@ -99,6 +99,18 @@ impl Broker for RedisNode {
                         .arg(u8::from(copy_to.is_some_and(|copy| copy.here))),
                 )
                 .await?;
+            Ok(reached)
+        })
+    }
+
+    fn publish_control(&self, control: Control) -> Reply<'_, usize> {
+        Box::pin(async move {
+            let channel = self.shared.keys.channel(&control.topic());
+            let reached: usize = self
+                .conn()
+                .publish(channel, envelope::control_payload(&control))
+                .await
+                .map_err(BackendError::redis)?;
             Ok(reached)
         })
     }

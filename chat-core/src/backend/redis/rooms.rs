@@ -4,6 +4,8 @@
 //! (the sort keys of the user's rooms, and of the private ones); and `P:users`. Every listing
 //! reads one page (`ZRANGE ... LIMIT`), never a whole set: see `backend::paging`.
 
+use std::time::Duration;
+
 use redis::AsyncCommands;
 
 use super::RedisNode;
@@ -253,6 +255,18 @@ impl RoomStore for RedisNode {
                 .await
                 .map_err(BackendError::redis)
         })
+    }
+
+    fn user_rooms<'a>(&'a self, user: &'a UserId, limit: usize) -> Reply<'a, Vec<RoomId>> {
+        Box::pin(self.first_user_rooms(user, limit))
+    }
+
+    fn revoke_tokens<'a>(&'a self, user: &'a UserId, until: i64, ttl: Duration) -> Reply<'a, ()> {
+        Box::pin(self.set_revoked(user, until, ttl))
+    }
+
+    fn tokens_revoked_until<'a>(&'a self, user: &'a UserId) -> Reply<'a, Option<i64>> {
+        Box::pin(self.get_revoked(user))
     }
 }
 

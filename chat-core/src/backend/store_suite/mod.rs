@@ -1,13 +1,17 @@
 //! The store tests that every backend must pass, written once: each backend's test file runs
 //! them with `store_tests!` over its own [`Backend`], so memory and Redis are held to the same
 //! order and the same answers. `listing`: rooms; `membership`: members, `share_a_room`,
-//! online users, cursors.
+//! online users, cursors; `access`: a user's rooms in batches, token revocations.
 
+mod access;
 mod listing;
 mod membership;
 
 use std::future::Future;
 
+pub(crate) use access::{
+    revocations_are_kept_for_their_ttl, user_rooms_come_in_batches_until_none_is_left,
+};
 pub(crate) use listing::{
     list_pages_newest_first, private_rooms_are_listed_to_members, same_instant_rooms_page_once,
 };
@@ -31,7 +35,8 @@ macro_rules! store_tests {
             list_pages_newest_first, same_instant_rooms_page_once,
             private_rooms_are_listed_to_members, members_page_in_join_order,
             share_a_room_follows_memberships, online_is_limited_and_counted,
-            bad_cursors_are_invalid);
+            bad_cursors_are_invalid, user_rooms_come_in_batches_until_none_is_left,
+            revocations_are_kept_for_their_ttl);
     };
     (@each $make:expr; $($name:ident),*) => {$(
         #[tokio::test]

@@ -1,6 +1,6 @@
 //! Server-side sends and typed history, on an in-memory chat.
 
-use super::*;
+use crate::node::*;
 use crate::{
     backend::{memory::MemoryCluster, store::Visibility},
     protocol::{MessageId, RoomId, User, UserId},

@@ -1,0 +1,4 @@
+//! The node's tests: the host's controls (`access`) and server-side sends (`sends`).
+
+mod access;
+mod sends;
