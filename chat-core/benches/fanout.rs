@@ -77,11 +77,7 @@ fn fanout(c: &mut Criterion) {
                 Arc::new(DefaultPolicy),
             );
             let room = chat
-                .create_room(
-                    &chat_core::Caller::member(chat_core::User::new("owner", "Owner")),
-                    None,
-                    chat_core::backend::store::Visibility::Public,
-                )
+                .open_room(None, chat_core::backend::store::Visibility::Public)
                 .await
                 .unwrap()
                 .room_id;

@@ -26,7 +26,7 @@ fn world() -> World {
     let conn = rt.block_on(async {
         let config = ChatConfig { rate_per_second: u32::MAX, rate_burst: u32::MAX, ..ChatConfig::default() };
         let chat = Chat::with_policy(MemoryCluster::new().node(), config, Arc::new(DefaultPolicy));
-        let room = chat.create_room(&chat_core::Caller::member(chat_core::User::new("owner", "Owner")), Some("fuzz".into()), chat_core::backend::store::Visibility::Public).await.unwrap().room_id;
+        let room = chat.open_room(Some("fuzz".into()), chat_core::backend::store::Visibility::Public).await.unwrap().room_id;
         let mut conn = chat.connect(User::new("f", "F")).await.unwrap();
         conn.join(&room, None).await.unwrap();
         while conn.try_next_frame().is_some() {}

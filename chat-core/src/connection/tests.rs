@@ -16,11 +16,7 @@ async fn chat_with_room() -> (Chat, RoomId) {
         Arc::new(crate::hooks::DefaultPolicy),
     );
     let room = chat
-        .create_room(
-            &crate::Caller::member(crate::User::new("owner", "Owner")),
-            Some("r".into()),
-            crate::backend::store::Visibility::Public,
-        )
+        .open_room(Some("r".into()), crate::backend::store::Visibility::Public)
         .await
         .unwrap()
         .room_id;

@@ -113,6 +113,35 @@ impl Chat {
         if let Decision::Deny(reason) = self.policy().create_room(&event, self).await {
             return Err(Error::Forbidden(reason));
         }
+        let room = self
+            .store_room(id, name, visibility, Some(caller.user.id.clone()))
+            .await?;
+        self.add_member(&room.room_id, &caller.user).await?;
+        Ok(room)
+    }
+
+    /// Creates a room from the host's side: no caller, no policy asked, no owner and no
+    /// members yet. The name defaults as in [`Chat::create_room`].
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the room store fails.
+    pub async fn open_room(
+        &self,
+        name: Option<String>,
+        visibility: Visibility,
+    ) -> Result<RoomInfo, Error> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let name = name.unwrap_or_else(|| format!("Room {}", &id[..8]));
+        self.store_room(id, name, visibility, None).await
+    }
+
+    async fn store_room(
+        &self,
+        id: String,
+        name: String,
+        visibility: Visibility,
+        owner: Option<UserId>,
+    ) -> Result<RoomInfo, Error> {
         let created_at = time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .map_err(|e| BackendError::Corrupt(e.to_string()))?;
@@ -121,10 +150,9 @@ impl Chat {
             room_id: RoomId::new(id),
             created_at,
             visibility,
-            owner: Some(caller.user.id.clone()),
+            owner,
         };
         self.backend().rooms.create(room.clone()).await?;
-        self.add_member(&room.room_id, &caller.user).await?;
         Ok(room)
     }
 

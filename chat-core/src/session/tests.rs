@@ -22,6 +22,11 @@ fn chat(config: ChatConfig) -> Chat {
     )
 }
 
+async fn public_room(chat: &Chat) -> crate::RoomId {
+    let public = crate::backend::store::Visibility::Public;
+    chat.open_room(None, public).await.unwrap().room_id
+}
+
 /// A sink that never accepts anything: a client that stopped reading.
 struct Stuck;
 
@@ -56,15 +61,7 @@ async fn a_slow_consumer_is_cut_off_instead_of_buffering_forever() {
         outgoing_queue: 8,
         ..ChatConfig::default()
     });
-    let room = chat
-        .create_room(
-            &crate::Caller::member(crate::User::new("owner", "Owner")),
-            None,
-            crate::backend::store::Visibility::Public,
-        )
-        .await
-        .unwrap()
-        .room_id;
+    let room = public_room(&chat).await;
     let mut slow = chat.connect(User::new("slow", "S")).await.unwrap();
     slow.join(&room, None).await.unwrap();
     let session = tokio::spawn(run(slow, stream::pending(), Stuck));
@@ -166,15 +163,7 @@ async fn reader_and_sender(
     Connection,
 ) {
     let chat = chat(config);
-    let room = chat
-        .create_room(
-            &crate::Caller::member(crate::User::new("owner", "Owner")),
-            None,
-            crate::backend::store::Visibility::Public,
-        )
-        .await
-        .unwrap()
-        .room_id;
+    let room = public_room(&chat).await;
     let mut reader = chat.connect(User::new("r", "R")).await.unwrap();
     reader.join(&room, None).await.unwrap();
     let socket = Socket::default();
@@ -314,15 +303,7 @@ async fn pings_an_idle_client_and_closes_a_silent_one() {
 #[tokio::test]
 async fn shutdown_sends_going_away_after_what_is_queued() {
     let chat = chat(ChatConfig::default());
-    let room = chat
-        .create_room(
-            &crate::Caller::member(crate::User::new("owner", "Owner")),
-            None,
-            crate::backend::store::Visibility::Public,
-        )
-        .await
-        .unwrap()
-        .room_id;
+    let room = public_room(&chat).await;
     let conn = chat.connect(User::new("a", "A")).await.unwrap();
     let (in_tx, in_rx) = fmpsc::unbounded::<Inbound>();
     let (tx, mut rx) = fmpsc::unbounded::<Outbound>();
