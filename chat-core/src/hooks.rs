@@ -265,127 +265,54 @@ where
     Arc::new(move |event, chat| Box::pin(f(event, chat)))
 }
 
-impl Hooks {
-    /// Every hook at its default.
-    pub fn new() -> Self {
-        Self::default()
-    }
+/// Each hook: its field, the builder method that sets it, its event and its answer; expands
+/// to the builder methods and to the `Policy` impl that calls a set closure or the default.
+macro_rules! hooks {
+    ($($(#[$doc:meta])* $name:ident / $setter:ident: $event:ty => $reply:ty;)+) => {
+        impl Hooks {
+            /// Every hook at its default.
+            pub fn new() -> Self {
+                Self::default()
+            }
 
-    /// Decides who may create rooms.
-    #[must_use]
-    pub fn on_create_room<F, Fut>(mut self, f: F) -> Self
-    where
-        F: Fn(CreateRoomEvent, Chat) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Decision> + Send + 'static,
-    {
-        self.create_room = Some(hook(f));
-        self
-    }
+            $(
+                $(#[$doc])*
+                #[must_use]
+                pub fn $setter<F, Fut>(mut self, f: F) -> Self
+                where
+                    F: Fn($event, Chat) -> Fut + Send + Sync + 'static,
+                    Fut: Future<Output = $reply> + Send + 'static,
+                {
+                    self.$name = Some(hook(f));
+                    self
+                }
+            )+
+        }
 
-    /// Decides who may join which room (REST and WebSocket).
-    #[must_use]
-    pub fn on_join<F, Fut>(mut self, f: F) -> Self
-    where
-        F: Fn(RoomEvent, Chat) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Decision> + Send + 'static,
-    {
-        self.join = Some(hook(f));
-        self
-    }
-
-    /// Decides who may read which room.
-    #[must_use]
-    pub fn on_read<F, Fut>(mut self, f: F) -> Self
-    where
-        F: Fn(RoomEvent, Chat) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Decision> + Send + 'static,
-    {
-        self.read = Some(hook(f));
-        self
-    }
-
-    /// Decides which rooms a caller sees listed.
-    #[must_use]
-    pub fn on_listed<F, Fut>(mut self, f: F) -> Self
-    where
-        F: Fn(RoomEvent, Chat) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = bool> + Send + 'static,
-    {
-        self.listed = Some(hook(f));
-        self
-    }
-
-    /// Decides who may send what where (room messages and direct messages).
-    #[must_use]
-    pub fn on_message<F, Fut>(mut self, f: F) -> Self
-    where
-        F: Fn(MessageEvent, Chat) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Decision> + Send + 'static,
-    {
-        self.message = Some(hook(f));
-        self
-    }
-
-    /// Accepts, rejects or rewrites bodies.
-    #[must_use]
-    pub fn on_moderate<F, Fut>(mut self, f: F) -> Self
-    where
-        F: Fn(MessageEvent, Chat) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Moderation> + Send + 'static,
-    {
-        self.moderate = Some(hook(f));
-        self
-    }
+        impl Policy for Hooks {
+            $(
+                fn $name<'a>(&'a self, event: &'a $event, chat: &'a Chat) -> BoxFuture<'a, $reply> {
+                    match &self.$name {
+                        Some(f) => f(event.clone(), chat.clone()),
+                        None => DefaultPolicy.$name(event, chat),
+                    }
+                }
+            )+
+        }
+    };
 }
 
-impl Policy for Hooks {
-    fn create_room<'a>(
-        &'a self,
-        event: &'a CreateRoomEvent,
-        chat: &'a Chat,
-    ) -> BoxFuture<'a, Decision> {
-        match &self.create_room {
-            Some(f) => f(event.clone(), chat.clone()),
-            None => DefaultPolicy.create_room(event, chat),
-        }
-    }
-
-    fn join<'a>(&'a self, event: &'a RoomEvent, chat: &'a Chat) -> BoxFuture<'a, Decision> {
-        match &self.join {
-            Some(f) => f(event.clone(), chat.clone()),
-            None => DefaultPolicy.join(event, chat),
-        }
-    }
-
-    fn read<'a>(&'a self, event: &'a RoomEvent, chat: &'a Chat) -> BoxFuture<'a, Decision> {
-        match &self.read {
-            Some(f) => f(event.clone(), chat.clone()),
-            None => DefaultPolicy.read(event, chat),
-        }
-    }
-
-    fn listed<'a>(&'a self, event: &'a RoomEvent, chat: &'a Chat) -> BoxFuture<'a, bool> {
-        match &self.listed {
-            Some(f) => f(event.clone(), chat.clone()),
-            None => DefaultPolicy.listed(event, chat),
-        }
-    }
-
-    fn message<'a>(&'a self, event: &'a MessageEvent, chat: &'a Chat) -> BoxFuture<'a, Decision> {
-        match &self.message {
-            Some(f) => f(event.clone(), chat.clone()),
-            None => DefaultPolicy.message(event, chat),
-        }
-    }
-
-    fn moderate<'a>(
-        &'a self,
-        event: &'a MessageEvent,
-        chat: &'a Chat,
-    ) -> BoxFuture<'a, Moderation> {
-        match &self.moderate {
-            Some(f) => f(event.clone(), chat.clone()),
-            None => DefaultPolicy.moderate(event, chat),
-        }
-    }
+hooks! {
+    /// Decides who may create rooms.
+    create_room / on_create_room: CreateRoomEvent => Decision;
+    /// Decides who may join which room (REST and WebSocket).
+    join / on_join: RoomEvent => Decision;
+    /// Decides who may read which room.
+    read / on_read: RoomEvent => Decision;
+    /// Decides which rooms a caller sees listed.
+    listed / on_listed: RoomEvent => bool;
+    /// Decides who may send what where (room messages and direct messages).
+    message / on_message: MessageEvent => Decision;
+    /// Accepts, rejects or rewrites bodies.
+    moderate / on_moderate: MessageEvent => Moderation;
 }
