@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::{
-    extract::{rejection::QueryRejection, Path, Query, State},
+    extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Response},
     Json,
@@ -12,7 +12,11 @@ use chat_core::{MemberPage, RoomId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{guests::rfc3339, rooms::PageQuery, TAG};
+use super::{
+    guests::rfc3339,
+    rooms::{Page, PageQuery},
+    TAG,
+};
 use crate::{
     error::ChatRejection,
     identity::resolve::Authenticated,
@@ -52,15 +56,12 @@ pub(crate) async fn list_members(
     State(state): State<ChatState>,
     Authenticated(caller): Authenticated,
     Path(room_id): Path<String>,
-    page: Result<Query<PageQuery>, QueryRejection>,
+    page: Page,
 ) -> Result<Json<MemberPage>, ChatRejection> {
-    let Query(page) = page.map_err(|e| ChatRejection::BadRequest(e.body_text()))?;
-    let config = state.chat().config();
-    let limit = page.limit(config.history_page_default, config.history_page_max)?;
     let room = RoomId::new(room_id);
     let members = state
         .chat()
-        .members(&caller, &room, page.cursor.as_deref(), limit)
+        .members(&caller, &room, page.cursor.as_deref(), page.limit)
         .await?;
     Ok(Json(members))
 }

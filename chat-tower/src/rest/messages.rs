@@ -86,16 +86,7 @@ pub(crate) async fn room_messages(
 ) -> Result<Response, ChatRejection> {
     let Query(query) = query.map_err(|e| ChatRejection::BadRequest(e.body_text()))?;
     let chat = state.chat();
-    let max = chat.config().history_page_max;
-    let limit = match query.limit {
-        None => chat.config().history_page_default,
-        Some(n) if n >= 1 && n as usize <= max => n as usize,
-        Some(_) => {
-            return Err(ChatRejection::BadRequest(format!(
-                "`limit` must be 1 to {max}"
-            )))
-        }
-    };
+    let limit = super::rooms::page_limit(query.limit, &state)?;
     let before = query.before.filter(|b| !b.is_empty()).map(MessageId::new);
     let page = chat
         .history(&caller, &RoomId::new(room_id), before.as_ref(), limit)

@@ -1,7 +1,8 @@
 //! Rooms: create one, list them page by page, get one with its first members.
 
 use axum::{
-    extract::{rejection::QueryRejection, Path, Query, Request, State},
+    extract::{FromRequestParts, Path, Query, Request, State},
+    http::request::Parts,
     http::StatusCode,
     response::{IntoResponse, Response},
     Json,
@@ -52,16 +53,40 @@ pub struct PageQuery {
     pub limit: Option<u32>,
 }
 
-impl PageQuery {
-    /// The page size asked for (400 outside 1 to `max`).
-    pub(crate) fn limit(&self, default: usize, max: usize) -> Result<usize, ChatRejection> {
-        match self.limit {
-            None => Ok(default),
-            Some(n) if (1..=max as u32).contains(&n) => Ok(n as usize),
-            Some(_) => Err(ChatRejection::BadRequest(format!(
-                "`limit` must be 1 to {max}"
-            ))),
-        }
+/// A page size from a query: the default when absent, 400 outside 1 to the maximum.
+pub(crate) fn page_limit(limit: Option<u32>, state: &ChatState) -> Result<usize, ChatRejection> {
+    let config = state.chat().config();
+    let max = config.history_page_max;
+    match limit {
+        None => Ok(config.history_page_default),
+        Some(n) if (1..=max as u32).contains(&n) => Ok(n as usize),
+        Some(_) => Err(ChatRejection::BadRequest(format!(
+            "`limit` must be 1 to {max}"
+        ))),
+    }
+}
+
+/// The `?cursor=&limit=` of a list request, checked (400 for a malformed query or a limit
+/// out of range).
+pub(crate) struct Page {
+    pub(crate) cursor: Option<String>,
+    pub(crate) limit: usize,
+}
+
+impl FromRequestParts<ChatState> for Page {
+    type Rejection = ChatRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ChatState,
+    ) -> Result<Self, ChatRejection> {
+        let Query(query) = Query::<PageQuery>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ChatRejection::BadRequest(e.body_text()))?;
+        Ok(Self {
+            limit: page_limit(query.limit, state)?,
+            cursor: query.cursor,
+        })
     }
 }
 
@@ -106,14 +131,11 @@ pub(crate) async fn create_room(
 pub(crate) async fn list_rooms(
     State(state): State<ChatState>,
     Authenticated(caller): Authenticated,
-    page: Result<Query<PageQuery>, QueryRejection>,
+    page: Page,
 ) -> Result<Json<RoomPage>, ChatRejection> {
-    let Query(page) = page.map_err(|e| ChatRejection::BadRequest(e.body_text()))?;
-    let config = state.chat().config();
-    let limit = page.limit(config.history_page_default, config.history_page_max)?;
     let rooms = state
         .chat()
-        .rooms(&caller, page.cursor.as_deref(), limit)
+        .rooms(&caller, page.cursor.as_deref(), page.limit)
         .await?;
     Ok(Json(rooms))
 }
