@@ -417,7 +417,16 @@ pub struct DemoProcess {
 }
 
 impl DemoProcess {
+    /// The demo with `extra_args`, its `api` signed in as a guest (as `Server::start` does).
     pub async fn start(extra_args: &[&str]) -> Self {
+        let mut demo = Self::start_anonymous(extra_args).await;
+        demo.api = demo.api.guest("tester").await.0;
+        demo
+    }
+
+    /// The demo with `extra_args` (the auth variables of the environment left out), its
+    /// `api` anonymous, once it listens.
+    pub async fn start_anonymous(extra_args: &[&str]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -428,14 +437,15 @@ impl DemoProcess {
             .args(["--listen", &addr.to_string()])
             .args(extra_args)
             .env("RUST_LOG", "warn")
+            .env_remove("AUTH")
+            .env_remove("JWT_SECRET")
+            .env_remove("JWT_PUBLIC_KEY")
             .kill_on_drop(true)
             .spawn()
             .unwrap();
         let api = Api::new(format!("http://{addr}"));
         for _ in 0..400 {
             if TcpStream::connect(addr).await.is_ok() {
-                // Signed in as a guest, as `Server::start` does.
-                let (api, _) = api.guest("tester").await;
                 return Self { addr, api, child };
             }
             tokio::time::sleep(Duration::from_millis(25)).await;

@@ -3,7 +3,6 @@
 //! the tokens it refuses, its coexistence with the chat's own tokens, and the demo's flags.
 
 use std::{
-    net::SocketAddr,
     path::Path,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -14,7 +13,7 @@ use chat_tower::{
     ChatBuilder,
 };
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
-use roomcast_tests::{demo_server_bin, Api, Client, Server};
+use roomcast_tests::{demo_server_bin, Client, DemoProcess, Server};
 use serde_json::{json, Value};
 
 const SECRET: &[u8] = b"the identity provider's test secret, 32+ bytes long";
@@ -398,37 +397,10 @@ async fn no_guests_in_jwt_mode() {
     assert_eq!(status, 401, "v1 guest join: {problem}");
 }
 
-/// A demo-server process with `args` on a free port (killed on drop), once it listens.
-async fn demo(args: &[&str]) -> (tokio::process::Child, SocketAddr) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = tokio::process::Command::new(demo_server_bin())
-        .args(["--listen", &addr.to_string()])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .env_remove("AUTH")
-        .env_remove("JWT_SECRET")
-        .env_remove("JWT_PUBLIC_KEY")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    for _ in 0..400 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return (child, addr);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("demo-server did not start on {addr}");
-}
-
 #[tokio::test]
 async fn the_demo_takes_jwt_flags() {
     let secret = std::str::from_utf8(SECRET).unwrap();
-    let (_child, addr) = demo(&[
+    let demo = DemoProcess::start_anonymous(&[
         "--auth",
         "jwt",
         "--jwt-secret",
@@ -439,7 +411,7 @@ async fn the_demo_takes_jwt_flags() {
         "nick",
     ])
     .await;
-    let api = Api::new(format!("http://{addr}"));
+    let (api, addr) = (demo.api.clone(), demo.addr);
     let (status, _) = api.post("/guests", Some(json!({"name": "x"}))).await;
     assert_eq!(status, 404, "no guests with --auth jwt");
     let token = hs256(&json!({
