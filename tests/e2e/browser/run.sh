@@ -149,7 +149,22 @@ fi
 export TMPDIR="$WORK/tmp"
 mkdir -p "$TMPDIR"
 set +e
-node --test --test-concurrency=1 --test-timeout=180000 --test-reporter=spec "${tests[@]}"
-status=$?
+node --test --test-concurrency=1 --test-timeout=180000 --test-reporter=spec "${tests[@]}" 2>&1 | tee "$ARTIFACTS/run.log"
+status=${PIPESTATUS[0]}
 set -e
+if [ "$status" -ne 0 ]; then
+  # A known, rare flake (a UI wait that times out under load; see the issue notes) is run
+  # once more, file by file, and said loudly: a test that fails twice fails the run.
+  failed=()
+  for file in "${tests[@]}"; do
+    grep -q "^test at ${file}:" "$ARTIFACTS/run.log" && failed+=("$file")
+  done
+  if [ ${#failed[@]} -gt 0 ] && [ ${#failed[@]} -le 2 ]; then
+    log "RETRYING once after a failure: ${failed[*]}"
+    set +e
+    node --test --test-concurrency=1 --test-timeout=180000 --test-reporter=spec "${failed[@]}"
+    status=$?
+    set -e
+  fi
+fi
 exit "$status"
