@@ -50,7 +50,24 @@ export function renew() {
   return renewing;
 }
 
+/** How long to wait before the one retry of a call the server answered 503 (unavailable). */
+const UNAVAILABLE_RETRY_MS = 400;
+
+/**
+ * One call; a 503 (the chat backend briefly unavailable: a Redis round trip over its budget,
+ * a reconnect) is tried once more after a short pause before it is shown to the user.
+ */
 async function send(method, path, body, token) {
+  try {
+    return await sendOnce(method, path, body, token);
+  } catch (err) {
+    if (err.status !== 503) throw err;
+    await new Promise((resolve) => setTimeout(resolve, UNAVAILABLE_RETRY_MS));
+    return sendOnce(method, path, body, token);
+  }
+}
+
+async function sendOnce(method, path, body, token) {
   const headers = { Accept: 'application/json, application/problem+json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (token) headers.Authorization = `Bearer ${token}`;

@@ -138,7 +138,7 @@ function inviteCode(conv) {
   return conv.invite && conv.invite.code ? conv.invite.code : null;
 }
 
-export async function joinRoom(roomId, invite = null) {
+export async function joinRoom(roomId, invite = null, known = null) {
   const existing = roomConv(roomId);
   if (existing) {
     showChat();
@@ -157,14 +157,19 @@ export async function joinRoom(roomId, invite = null) {
   const identity = { ...state.identity, websocketUrl: res.websocketUrl };
   if (res.user && (!identity.user || identity.user.id !== res.user.id)) identity.user = res.user;
   setIdentity(identity);
-  let roomName = shortId(roomId);
-  let visibility = null;
-  try {
-    const info = await api.getRoom(roomId);
-    if (info && info.name) roomName = info.name;
-    if (info && info.visibility) visibility = info.visibility;
-  } catch {
-    /* the name is cosmetic */
+  // The room's name and visibility: known when we just created it; else asked for, twice at
+  // most (a name that failed to load would stay the room's short id).
+  let roomName = (known && known.name) || shortId(roomId);
+  let visibility = (known && known.visibility) || null;
+  for (let attempt = 0; !known && attempt < 2; attempt += 1) {
+    try {
+      const info = await api.getRoom(roomId);
+      if (info && info.name) roomName = info.name;
+      if (info && info.visibility) visibility = info.visibility;
+      break;
+    } catch {
+      /* the name is cosmetic: keep the short id if it cannot be had */
+    }
   }
   const conv = roomConv(roomId) || makeConv('room', roomId, roomName);
   conv.visibility = visibility;
@@ -182,7 +187,7 @@ export async function createRoom(roomName, visibility = 'public') {
   if (!state.identity && state.authMode !== 'token') chosenName();
   await ensureIdentity();
   const room = await api.createRoom(roomName, visibility);
-  return joinRoom(room.roomId);
+  return joinRoom(room.roomId, null, { name: room.name, visibility: room.visibility });
 }
 
 /**
