@@ -15,6 +15,12 @@ pub struct ChatConfig {
     pub max_frame_bytes: usize,
     /// Longest `clientMsgId`, in bytes; longer ones are a `bad_frame`. Default 128.
     pub max_client_msg_id: usize,
+    /// How long a sent `clientMsgId` is remembered per sender and target (room, or recipient
+    /// of a direct message): a `message` or `direct` sent again with it within this window is
+    /// not published again and gets the first one's `ack` (same `id`). Remembered in the
+    /// backend (Redis: a key with this TTL, checked in the script that appends and publishes),
+    /// so a retry on another instance is caught too. Default 2 minutes.
+    pub dedup_window: Duration,
     /// Frames that may wait in one connection's outgoing queue. A connection whose queue is
     /// full when a frame arrives is closed with close code 4008 (slow consumer) rather than
     /// letting server memory grow. Default 1,024.
@@ -62,6 +68,7 @@ impl Default for ChatConfig {
             max_body_chars: 4_000,
             max_frame_bytes: 64 * 1024,
             max_client_msg_id: 128,
+            dedup_window: Duration::from_secs(120),
             outgoing_queue: 1_024,
             write_coalesce: Duration::from_millis(2),
             write_coalesce_max: Duration::from_millis(8),

@@ -39,7 +39,7 @@ impl Connection {
             .await?;
         let first = match backend
             .presence
-            .enter(room, &self.caller.user, chat.node_id())
+            .enter(room, &self.caller.user, chat.node_id(), self.id)
             .await
         {
             Ok(first) => first,
@@ -49,10 +49,7 @@ impl Connection {
             }
         };
         if let Err(err) = self.enter(room, since).await {
-            let _ = backend
-                .presence
-                .exit(room, &self.caller.user, chat.node_id())
-                .await;
+            super::leave::exit_presence(&chat, self.id, &self.caller.user, room).await;
             chat.subscriptions().release(&*backend.broker, &topic).await;
             return Err(err);
         }

@@ -179,7 +179,13 @@ impl Connection {
         let body = self.vet(Target::Room(frame.room), frame.body).await?;
         let message = self
             .chat
-            .publish_room(Some(self.id), &room, self.caller.user.clone(), body)
+            .publish_room(
+                Some(self.id),
+                &room,
+                self.caller.user.clone(),
+                body,
+                frame.client_msg_id.as_deref(),
+            )
             .await?;
         Ok(AckFrame {
             client_msg_id: frame.client_msg_id,

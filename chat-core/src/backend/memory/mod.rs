@@ -12,8 +12,9 @@
 //! node's dispatcher) only moves bytes into bounded per-connection queues, so it keeps up.
 //!
 //! One file per store: `pubsub` (the broker, and the room logs it appends to),
-//! `rooms`, `presence`, `history`.
+//! `dedup` (the `clientMsgId`s it checks in the same step), `rooms`, `presence`, `history`.
 
+mod dedup;
 mod history;
 mod presence;
 mod pubsub;

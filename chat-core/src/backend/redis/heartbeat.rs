@@ -1,19 +1,15 @@
-//! This node's heartbeat, and the loop that refreshes it and reaps dead nodes.
+//! This node's heartbeat, and the loop that refreshes it, reconciles the node's presence
+//! with Redis and reaps dead nodes.
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 use redis::{aio::ConnectionManager, AsyncCommands};
 use tracing::{debug, warn};
 
-use super::{reaper, Shared};
-use crate::{
-    error::BackendError,
-    protocol::{RoomId, User},
-    sync::lock,
-};
+use super::{presence, reaper, Shared};
+use crate::{backend::broker::ConnId, error::BackendError, protocol::RoomId, sync::lock};
 
-/// Refreshes this node's heartbeat; if the node had been reaped (it was cut off for longer
-/// than the TTL), restores its presence.
+/// Refreshes this node's heartbeat.
 pub(super) async fn heartbeat(
     shared: &Shared,
     conn: &mut ConnectionManager,
@@ -31,20 +27,52 @@ pub(super) async fn heartbeat(
         .zadd(shared.keys.nodes(), shared.node.to_string(), now)
         .await
         .map_err(BackendError::redis)?;
-    if added == 1 {
-        let local: Vec<(RoomId, User, u32)> = lock(&shared.presence)
-            .iter()
-            .map(|((room, _), (user, n))| (room.clone(), user.clone(), *n))
-            .collect();
-        if !local.is_empty() {
-            warn!(
-                entries = local.len(),
-                "this node was reaped while cut off; restoring its presence"
-            );
-        }
-        for (room, user, n) in local {
-            shared.scripts.enter(shared, conn, &room, &user, n).await?;
-        }
+    if added == 1 && !lock(&shared.presence).is_empty() {
+        warn!("this node was reaped while cut off; its reconcile restores its presence");
+    }
+    Ok(())
+}
+
+/// Makes this node's presence in Redis what the node has, room by room: the rooms it has
+/// connections in and the rooms Redis lists for it. Removes what Redis holds and the node
+/// does not (`user_left` where it was the user's last connection: an exit that never landed,
+/// an enter whose reply was lost), restores what the node has and Redis lost (a reap while
+/// the node was cut off, lost data) without a second `user_joined`.
+///
+/// Each room is synced under the gate (see [`Shared`]): its snapshot and its script see no
+/// enter or exit of this node in flight.
+pub(super) async fn reconcile(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+) -> Result<(), BackendError> {
+    let listed: Vec<String> = conn
+        .smembers(shared.keys.node_rooms(shared.node))
+        .await
+        .map_err(BackendError::redis)?;
+    let mut rooms: BTreeSet<RoomId> = listed.into_iter().map(RoomId::new).collect();
+    rooms.extend(lock(&shared.presence).keys().cloned());
+    let (mut left, mut restored) = (0, 0);
+    for room in rooms {
+        let _gate = shared.gate.write().await;
+        let have: Vec<(ConnId, String)> = lock(&shared.presence)
+            .get(&room)
+            .map(|conns| {
+                conns
+                    .iter()
+                    .map(|(id, user)| (*id, user.id.as_str().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (l, r) = presence::sync_room(shared, conn, &room, shared.node, &have).await?;
+        left += l;
+        restored += r;
+    }
+    if left > 0 || restored > 0 {
+        warn!(
+            users_left = left,
+            connections_restored = restored,
+            "presence reconciled with Redis"
+        );
     }
     Ok(())
 }
@@ -54,7 +82,7 @@ pub(super) fn period(config: &super::RedisConfig) -> Duration {
     (config.presence_ttl / 3).max(Duration::from_millis(100))
 }
 
-/// Heartbeat and reaper loop. Holds only a weak reference so that dropping the backend stops it.
+/// Heartbeat, reconcile and reaper loop. Holds only a weak reference so that dropping the backend stops it.
 pub(super) async fn liveness(shared: std::sync::Weak<Shared>) {
     let period = match shared.upgrade() {
         Some(s) => period(&s.config),
@@ -71,6 +99,9 @@ pub(super) async fn liveness(shared: std::sync::Weak<Shared>) {
         if let Err(err) = heartbeat(&shared, &mut conn).await {
             debug!(cause = %err, "heartbeat failed");
             continue;
+        }
+        if let Err(err) = reconcile(&shared, &mut conn).await {
+            debug!(cause = %err, "presence reconcile failed");
         }
         if let Err(err) = reaper::reap_dead_nodes(&shared, &mut conn).await {
             debug!(cause = %err, "reaping failed");

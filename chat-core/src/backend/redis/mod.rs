@@ -78,15 +78,7 @@ use heartbeat::{heartbeat, liveness};
 use keys::Keys;
 
 use super::{broker::NodeId, Backend, Events};
-use crate::{
-    error::BackendError,
-    protocol::{RoomId, User, UserId},
-    sync::lock,
-};
-
-/// Local mirror of this node's presence counts, to restore them if the node was reaped while
-/// cut off from Redis (its heartbeat then finds itself gone).
-type LocalPresence = HashMap<(RoomId, UserId), (User, u32)>;
+use crate::{error::BackendError, sync::lock};
 
 /// What a node's backend handles and background tasks share.
 struct Shared {
@@ -98,7 +90,13 @@ struct Shared {
     /// The one Pub/Sub connection of this node.
     pubsub: ConnectionManager,
     scripts: scripts::Scripts,
-    presence: Mutex<LocalPresence>,
+    /// This node's connections per room: what the heartbeat's reconcile makes Redis hold.
+    presence: Mutex<presence::LocalPresence>,
+    /// Entering and exiting hold it shared across their script, the reconcile of a room
+    /// exclusively: a reconcile then sees the local mirror and Redis agree on everything in
+    /// flight (a connection that entered locally but not yet in Redis is not taken for one
+    /// that Redis lost, and the reverse). Held for one script at a time.
+    gate: tokio::sync::RwLock<()>,
     /// The token secret this node signs with, once `shared_secret` read it: every heartbeat
     /// writes it back if Redis lost it (SET NX), so that a node started later gets the same.
     secret: Mutex<Option<String>>,
@@ -168,6 +166,7 @@ impl RedisBackend {
             pubsub,
             scripts: scripts::Scripts::new(),
             presence: Mutex::new(HashMap::new()),
+            gate: tokio::sync::RwLock::new(()),
             secret: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         });

@@ -1,8 +1,21 @@
 -- XADD a room message (without its id) to the room's stream, then PUBLISH its frame with the
--- entry id spliced in. Returns the id. The frame's bytes are built in Rust (protocol::wire):
+-- entry id spliced in. Returns {id, ts}. The frame's bytes are built in Rust (protocol::wire):
 -- this only concatenates head .. id .. after_id .. rest.
--- KEYS: stream. ARGV: maxlen, rest, channel, head (envelope header and the frame up to the
--- id), after_id.
+-- Idempotent sends: with a `sent` key (the sender's clientMsgId in this room), a message whose
+-- key holds a first send is neither appended nor published; the first one's {id, ts} is
+-- returned. Checked here, in the step that appends, so that a retry after a timed-out call
+-- that ran all the same finds the first copy.
+-- KEYS: stream, sent (optional). ARGV: maxlen, rest, channel, head (envelope header and the
+-- frame up to the id), after_id, ts, window in ms (with `sent`).
+local sent = KEYS[2]
+if sent then
+  local first = redis.call('HMGET', sent, 'id', 'ts')
+  if first[1] then return first end
+end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'r', ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4] .. id .. ARGV[5] .. ARGV[2])
-return id
+if sent then
+  redis.call('HSET', sent, 'id', id, 'ts', ARGV[6])
+  redis.call('PEXPIRE', sent, ARGV[7])
+end
+return {id, ARGV[6]}

@@ -142,7 +142,8 @@ async fn a_big_room_pages_and_reads_whole_past_lua_bounds() {
     let node = backend.broker.node_id();
     let enters = users[..300]
         .iter()
-        .map(|u| backend.presence.enter(&room, u, node));
+        .zip(1..)
+        .map(|(u, conn)| backend.presence.enter(&room, u, node, conn));
     futures_util::future::join_all(enters).await;
     let (some, total) = backend.presence.online(&room, 100).await.unwrap();
     assert_eq!((some.len(), total), (100, 300));
