@@ -4,7 +4,7 @@
 //! ```text
 //! demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S]
 //!             [--presence-ttl-secs N] [--write-coalesce-ms MS] [--write-coalesce-max-ms MS]
-//!             [--auth guest|jwt] [--jwt-secret S | --jwt-public-key FILE [--jwt-alg ALG]]
+//!             [--dedup-window-secs N] [--auth guest|jwt] [--jwt-secret S | --jwt-public-key FILE [--jwt-alg ALG]]
 //!             [--jwt-issuer ISS] [--jwt-audience AUD] [--jwt-name-claim CLAIM]
 //! ```
 //! Each flag also reads an environment variable: `LISTEN_ADDR` (default `127.0.0.1:3000`),
@@ -14,7 +14,8 @@
 //! `WRITE_COALESCE_MS` (default 2: the shortest period of the flush tick that batches frames
 //! for a WebSocket written less than a period ago; 0 writes every frame at once),
 //! `WRITE_COALESCE_MAX_MS` (default 8: the longest period, which heavy fan-out adapts up to;
-//! set it to `WRITE_COALESCE_MS` for a fixed period).
+//! set it to `WRITE_COALESCE_MS` for a fixed period), `DEDUP_WINDOW_SECS` (default 120: how
+//! long a sent `clientMsgId` is remembered, so that a retry is not published twice).
 //!
 //! Identity: `AUTH` (default `guest`: anyone picks a display name with `POST /guests`).
 //! `jwt`: no guests; every client sends a JWT from the identity provider as
@@ -45,13 +46,16 @@ struct Args {
     presence_ttl: Option<f64>,
     write_coalesce_ms: Option<f64>,
     write_coalesce_max_ms: Option<f64>,
+    /// How long a sent `clientMsgId` is remembered (`ChatConfig::dedup_window`).
+    dedup_window_secs: Option<f64>,
     /// `None`: guest mode.
     jwt: Option<JwtIdentity>,
 }
 
 const USAGE: &str =
     "demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S] \
-[--presence-ttl-secs N] [--write-coalesce-ms MS] [--write-coalesce-max-ms MS] [--auth guest|jwt] \
+[--presence-ttl-secs N] [--write-coalesce-ms MS] [--write-coalesce-max-ms MS] \
+[--dedup-window-secs N (default 120)] [--auth guest|jwt] \
 [--jwt-secret S | --jwt-public-key FILE [--jwt-alg RS256|ES256|EdDSA]] [--jwt-issuer ISS] \
 [--jwt-audience AUD] [--jwt-name-claim CLAIM]";
 
@@ -137,6 +141,15 @@ fn parse_ms(what: &str, value: Option<String>) -> anyhow::Result<Option<f64>> {
         .transpose()
 }
 
+fn parse_secs(what: &str, value: Option<String>) -> anyhow::Result<Option<f64>> {
+    value
+        .map(|s| match s.parse::<f64>() {
+            Ok(secs) if (0.0..=86_400.0).contains(&secs) => Ok(secs),
+            _ => Err(anyhow::anyhow!("bad {what} {s} (seconds, 0 to 86400)")),
+        })
+        .transpose()
+}
+
 fn parse_args() -> anyhow::Result<Args> {
     let mut listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let mut redis_url = std::env::var("REDIS_URL").ok().filter(|s| !s.is_empty());
@@ -147,6 +160,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut presence_ttl = std::env::var("PRESENCE_TTL_SECS").ok();
     let mut write_coalesce = std::env::var("WRITE_COALESCE_MS").ok();
     let mut write_coalesce_max = std::env::var("WRITE_COALESCE_MAX_MS").ok();
+    let mut dedup_window = std::env::var("DEDUP_WINDOW_SECS").ok();
     let mut auth = std::env::var("AUTH")
         .ok()
         .filter(|s| !s.is_empty())
@@ -163,6 +177,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--presence-ttl-secs" => presence_ttl = Some(value()?),
             "--write-coalesce-ms" => write_coalesce = Some(value()?),
             "--write-coalesce-max-ms" => write_coalesce_max = Some(value()?),
+            "--dedup-window-secs" => dedup_window = Some(value()?),
             "--auth" => auth = value()?,
             "--jwt-secret" => jwt.secret = Some(value()?),
             "--jwt-public-key" => jwt.public_key = Some(PathBuf::from(value()?)),
@@ -200,6 +215,7 @@ fn parse_args() -> anyhow::Result<Args> {
             .transpose()?,
         write_coalesce_ms: parse_ms("write coalesce", write_coalesce)?,
         write_coalesce_max_ms: parse_ms("write coalesce max", write_coalesce_max)?,
+        dedup_window_secs: parse_secs("dedup window", dedup_window)?,
         jwt,
     })
 }
@@ -223,7 +239,10 @@ async fn main() -> anyhow::Result<()> {
         }
         None => tracing::info!("identity: guests (pass --auth jwt for JWT bearer tokens)"),
     }
-    if args.write_coalesce_ms.is_some() || args.write_coalesce_max_ms.is_some() {
+    if args.write_coalesce_ms.is_some()
+        || args.write_coalesce_max_ms.is_some()
+        || args.dedup_window_secs.is_some()
+    {
         let mut config = chat_tower::chat_core::ChatConfig::default();
         let ms = |ms: f64| std::time::Duration::from_secs_f64(ms / 1_000.0);
         if let Some(min) = args.write_coalesce_ms {
@@ -231,6 +250,9 @@ async fn main() -> anyhow::Result<()> {
         }
         if let Some(max) = args.write_coalesce_max_ms {
             config.write_coalesce_max = ms(max);
+        }
+        if let Some(secs) = args.dedup_window_secs {
+            config.dedup_window = std::time::Duration::from_secs_f64(secs);
         }
         builder = builder.config(config);
     }
