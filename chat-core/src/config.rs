@@ -19,7 +19,8 @@ pub struct ChatConfig {
     /// of a direct message): a `message` or `direct` sent again with it within this window is
     /// not published again and gets the first one's `ack` (same `id`). Remembered in the
     /// backend (Redis: a key with this TTL, checked in the script that appends and publishes),
-    /// so a retry on another instance is caught too. Default 2 minutes.
+    /// so a retry on another instance is caught too. `Duration::ZERO` turns it off. Default
+    /// 2 minutes.
     pub dedup_window: Duration,
     /// Frames that may wait in one connection's outgoing queue. A connection whose queue is
     /// full when a frame arrives is closed with close code 4008 (slow consumer) rather than

@@ -171,11 +171,13 @@ impl Chat {
         Ok(())
     }
 
-    /// The deduplication of a send with this `clientMsgId` (none without one).
+    /// The deduplication of a send with this `clientMsgId` (none without one, or with a
+    /// zero window).
     fn dedup(&self, client_msg_id: Option<&str>) -> Option<Dedup> {
-        client_msg_id.map(|id| Dedup {
+        let window = self.config().dedup_window;
+        client_msg_id.filter(|_| !window.is_zero()).map(|id| Dedup {
             client_msg_id: id.to_owned(),
-            window: self.config().dedup_window,
+            window,
         })
     }
 
