@@ -421,3 +421,30 @@ async fn a_retry_after_a_stalled_redis_finds_the_first_copy() {
     assert_eq!(bodies, vec![&json!("stalled")]);
     assert_eq!(frames[0]["id"], ack["id"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_in_step_with_redis_reconciles_with_reads_only() {
+    let redis = RedisServer::start().await;
+    let a = redis_instance(&redis, fast_ttl()).await;
+    let b = redis_instance(&redis, fast_ttl()).await;
+    let room = a.api.create_room("quiet").await;
+    let (_ann, _) = a.guest_in_room(&room, "ann").await;
+    let (_bob, _) = b.guest_in_room(&room, "bob").await;
+    redis.reset_stats().await;
+    // Two beats of each node (ZADD), each followed by its reconcile of the room.
+    eventually("two heartbeats per node", || async {
+        redis
+            .command_calls()
+            .await
+            .get("zadd")
+            .copied()
+            .unwrap_or(0)
+            >= 5
+    })
+    .await;
+    let calls = redis.command_calls().await;
+    assert!(calls.get("hgetall").copied().unwrap_or(0) >= 2, "{calls:?}");
+    for write in ["evalsha", "eval", "hset", "hdel", "hincrby", "publish"] {
+        assert_eq!(calls.get(write), None, "{write} while in step: {calls:?}");
+    }
+}

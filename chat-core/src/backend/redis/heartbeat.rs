@@ -1,7 +1,10 @@
 //! This node's heartbeat, and the loop that refreshes it, reconciles the node's presence
 //! with Redis and reaps dead nodes.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    time::Duration,
+};
 
 use redis::{aio::ConnectionManager, AsyncCommands};
 use tracing::{debug, warn};
@@ -49,7 +52,8 @@ pub(super) async fn reconcile(
         .smembers(shared.keys.node_rooms(shared.node))
         .await
         .map_err(BackendError::redis)?;
-    let mut rooms: BTreeSet<RoomId> = listed.into_iter().map(RoomId::new).collect();
+    let listed: BTreeSet<RoomId> = listed.into_iter().map(RoomId::new).collect();
+    let mut rooms = listed.clone();
     rooms.extend(lock(&shared.presence).keys().cloned());
     let (mut left, mut restored) = (0, 0);
     for room in rooms {
@@ -63,6 +67,9 @@ pub(super) async fn reconcile(
                     .collect()
             })
             .unwrap_or_default();
+        if in_step(shared, conn, &room, &have, listed.contains(&room)).await? {
+            continue;
+        }
         let (l, r) = presence::sync_room(shared, conn, &room, shared.node, &have).await?;
         left += l;
         restored += r;
@@ -75,6 +82,59 @@ pub(super) async fn reconcile(
         );
     }
     Ok(())
+}
+
+/// Whether Redis holds `have` (this node's connections in `room`) exactly, counts each of
+/// their users at least as often and lists the room for the node (`listed`): then nothing is
+/// written (reads only, so that the steady state costs no script call). A room listed for the
+/// node where neither has anything is dropped from the node's rooms here.
+async fn in_step(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+    room: &RoomId,
+    have: &[(ConnId, String)],
+    listed: bool,
+) -> Result<bool, BackendError> {
+    let keys = &shared.keys;
+    let held: HashMap<String, String> = conn
+        .hgetall(keys.node_conns(room, shared.node))
+        .await
+        .map_err(BackendError::redis)?;
+    if held.len() != have.len()
+        || have
+            .iter()
+            .any(|(id, user)| held.get(&id.to_string()) != Some(user))
+    {
+        return Ok(false);
+    }
+    if have.is_empty() {
+        if !listed {
+            return Ok(true);
+        }
+        let _: i64 = conn
+            .srem(keys.node_rooms(shared.node), room.as_str())
+            .await
+            .map_err(BackendError::redis)?;
+        return Ok(true);
+    }
+    if !listed {
+        return Ok(false);
+    }
+    let mut own: HashMap<&str, i64> = HashMap::new();
+    for (_, user) in have {
+        *own.entry(user.as_str()).or_default() += 1;
+    }
+    let users: Vec<&str> = own.keys().copied().collect();
+    let counts: Vec<Option<i64>> = redis::cmd("HMGET")
+        .arg(keys.room_key(room, "online"))
+        .arg(&users)
+        .query_async(conn)
+        .await
+        .map_err(BackendError::redis)?;
+    Ok(users
+        .iter()
+        .zip(counts)
+        .all(|(user, count)| count.unwrap_or(0) >= own.get(user).copied().unwrap_or(0)))
 }
 
 /// How often a node beats: three times per presence TTL.
