@@ -5,17 +5,20 @@
 -- key holds a first send is neither appended nor published; the first one's {id, ts} is
 -- returned. Checked here, in the step that appends, so that a retry after a timed-out call
 -- that ran all the same finds the first copy.
+-- `sent` holds "<id> <ts>" (ids hold no space).
 -- KEYS: stream, sent (optional). ARGV: maxlen, rest, channel, head (envelope header and the
 -- frame up to the id), after_id, ts, window in ms (with `sent`).
 local sent = KEYS[2]
 if sent then
-  local first = redis.call('HMGET', sent, 'id', 'ts')
-  if first[1] then return first end
+  local first = redis.call('GET', sent)
+  if first then
+    local at = string.find(first, ' ', 1, true)
+    return {string.sub(first, 1, at - 1), string.sub(first, at + 1)}
+  end
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'r', ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[4] .. id .. ARGV[5] .. ARGV[2])
 if sent then
-  redis.call('HSET', sent, 'id', id, 'ts', ARGV[6])
-  redis.call('PEXPIRE', sent, ARGV[7])
+  redis.call('SET', sent, id .. ' ' .. ARGV[6], 'PX', ARGV[7])
 end
 return {id, ARGV[6]}

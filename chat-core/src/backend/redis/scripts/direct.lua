@@ -5,12 +5,16 @@
 -- Idempotent sends: with a `sent` key (the sender's clientMsgId to this recipient), a message
 -- whose key holds a first send is not published: returns {-1, first id, first ts}. Only a
 -- message that reached the recipient is remembered (a retry of an undelivered one is tried).
+-- `sent` holds "<id> <ts>" (ids hold no space).
 -- KEYS: sent (optional). ARGV: recipient channel, sender channel ('' for none), payload,
 -- sender has others here, id, ts, window in ms (with `sent`).
 local sent = KEYS[1]
 if sent then
-  local first = redis.call('HMGET', sent, 'id', 'ts')
-  if first[1] then return {-1, first[1], first[2]} end
+  local first = redis.call('GET', sent)
+  if first then
+    local at = string.find(first, ' ', 1, true)
+    return {-1, string.sub(first, 1, at - 1), string.sub(first, at + 1)}
+  end
 end
 local n = redis.call('PUBLISH', ARGV[1], ARGV[3])
 if n > 0 and ARGV[2] ~= '' then
@@ -19,7 +23,6 @@ if n > 0 and ARGV[2] ~= '' then
   end
 end
 if sent and n > 0 then
-  redis.call('HSET', sent, 'id', ARGV[5], 'ts', ARGV[6])
-  redis.call('PEXPIRE', sent, ARGV[7])
+  redis.call('SET', sent, ARGV[5] .. ' ' .. ARGV[6], 'PX', ARGV[7])
 end
 return {n, ARGV[5] or '', ARGV[6] or '0'}
