@@ -1,7 +1,5 @@
 //! Leaving a room, and the teardown of a closing connection.
 
-use std::{sync::Arc, time::Duration};
-
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -10,7 +8,7 @@ use crate::{
     backend::broker::{ConnId, Topic},
     error::Error,
     fanout::Alarm,
-    node::Chat,
+    node::{Chat, FailedExit},
     protocol::{LeftFrame, RoomId, ServerFrame, SystemEvent, User},
 };
 
@@ -94,43 +92,26 @@ async fn exit_room(chat: &Chat, conn: ConnId, user: &User, room: &RoomId) {
     exit_presence(chat, conn, user, room).await;
 }
 
-/// First wait before a failed presence exit is tried again; doubled each time.
-const EXIT_RETRY_FIRST: Duration = Duration::from_millis(100);
-/// Longest wait between two tries of a failed presence exit.
-const EXIT_RETRY_MAX: Duration = Duration::from_secs(5);
-
 /// Counts the connection out of the room's presence; the store publishes `user_left` in the
 /// same step if it was the user's last connection there. An exit that fails (the backend is
-/// unreachable, or slow past its timeout) is tried again in the background, with backoff,
-/// until it lands or the node is gone: the exit is idempotent, so one that ran although its
+/// unreachable, or slower than its timeout) goes to the node's retries (`node::tasks`), tried
+/// again with backoff until it lands: the exit is idempotent, so one that ran although its
 /// reply was lost is not counted twice, and `user_left` goes out once. (On Redis, the
 /// heartbeat's reconcile also removes a connection whose exit never landed.)
 pub(super) async fn exit_presence(chat: &Chat, conn: ConnId, user: &User, room: &RoomId) {
     let left = chat.system_envelope(Some(conn), user, room, SystemEvent::UserLeft);
     let presence = &chat.backend().presence;
-    let node = chat.node_id();
-    let Err(err) = presence.exit(room, user, node, conn, left.clone()).await else {
+    let Err(err) = presence
+        .exit(room, user, chat.node_id(), conn, left.clone())
+        .await
+    else {
         return;
     };
     warn!(cause = %err, %room, "presence not updated on leave; retrying in the background");
-    // Only a weak handle: the retries stop when the node is dropped.
-    let presence = Arc::downgrade(presence);
-    let (user, room) = (user.clone(), room.clone());
-    tokio::spawn(async move {
-        let mut wait = EXIT_RETRY_FIRST;
-        loop {
-            tokio::time::sleep(wait).await;
-            let Some(presence) = presence.upgrade() else {
-                return;
-            };
-            match presence.exit(&room, &user, node, conn, left.clone()).await {
-                Ok(_) => {
-                    debug!(%room, user = %user.id, "presence exit landed after a retry");
-                    return;
-                }
-                Err(err) => debug!(cause = %err, %room, "presence exit retry failed"),
-            }
-            wait = (wait * 2).min(EXIT_RETRY_MAX);
-        }
+    chat.retry_exit(FailedExit {
+        room: room.clone(),
+        user: user.clone(),
+        conn,
+        left,
     });
 }

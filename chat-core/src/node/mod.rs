@@ -16,6 +16,7 @@ use std::sync::{
     atomic::{AtomicBool, AtomicU64, Ordering},
     Arc, Mutex,
 };
+pub(crate) use tasks::FailedExit;
 
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -87,7 +88,7 @@ impl Chat {
         let (backend, events) = backend.into_parts();
         let node = backend.broker.node_id();
         let hub = Arc::new(Hub::new(node));
-        let tasks = tasks::Tasks::spawn(&hub, events, &config);
+        let tasks = tasks::Tasks::spawn(&hub, events, &config, backend.presence.clone(), node);
         let (done_tx, done_rx) = mpsc::channel(1);
         Self {
             inner: Arc::new(Inner {
@@ -174,6 +175,11 @@ impl Chat {
 
     pub(crate) fn hub(&self) -> &Hub {
         &self.inner.hub
+    }
+
+    /// Hands a failed presence exit to the node's retries (`tasks`).
+    pub(crate) fn retry_exit(&self, exit: tasks::FailedExit) {
+        self.inner.tasks.retry_exit(exit);
     }
 
     pub(crate) fn subscriptions(&self) -> &Subscriptions {
