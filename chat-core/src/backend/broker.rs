@@ -242,12 +242,11 @@ pub trait Broker: Send + Sync + 'static {
     /// backend may do it in one round trip, and skip a copy nobody would receive (see
     /// [`SenderCopy::here`]).
     ///
-    /// With `dedup` (`sender` is who sent it), a direct message that reached the recipient
-    /// is remembered for the window, and a later one with the same `clientMsgId` from the
-    /// same sender to the same recipient is not published: [`DirectSent::Duplicate`] with the
-    /// first one's id and timestamp. `id` and `ts` are this message's (what a duplicate
-    /// check remembers). The default ignores `dedup`: a backend that deduplicates checks in
-    /// the same atomic step as the publish.
+    /// With `dedup` ([`DirectDedup`]), a direct message that reached the recipient is
+    /// remembered (its id and ts) for the window, and a later one with the same `clientMsgId`
+    /// from the same sender to the same recipient is not published: [`DirectSent::Duplicate`]
+    /// with the first one's id and timestamp. A backend that deduplicates checks in the same
+    /// atomic step as the publish; the default ignores `dedup`.
     fn publish_direct<'a>(
         &'a self,
         envelope: Envelope,
