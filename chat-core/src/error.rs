@@ -190,7 +190,10 @@ mod client_tests {
         let cursor = Error::Unavailable(BackendError::InvalidCursor).for_client();
         assert_eq!(cursor.correlation_id, None);
         let empty = Error::EmptyBody.for_client();
-        assert_eq!((empty.code, empty.correlation_id), (ErrorCode::EmptyBody, None));
+        assert_eq!(
+            (empty.code, empty.correlation_id),
+            (ErrorCode::EmptyBody, None)
+        );
     }
 }
 

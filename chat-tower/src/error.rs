@@ -104,11 +104,9 @@ impl ChatRejection {
             Self::TooManyRequests(_) => (429, "rate_limited", "Too many requests"),
             Self::MethodNotAllowed(_) => (405, "method_not_allowed", "Method not allowed"),
             Self::TooLarge(_) => (413, "body_too_large", "Request body too large"),
-            Self::UnsupportedMediaType(_) => (
-                415,
-                "unsupported_media_type",
-                "Unsupported media type",
-            ),
+            Self::UnsupportedMediaType(_) => {
+                (415, "unsupported_media_type", "Unsupported media type")
+            }
             Self::Unavailable(_) => (503, "unavailable", "Chat backend unavailable"),
             Self::Internal(_) => (500, "internal", "Internal error"),
         }

@@ -167,8 +167,12 @@ fn name_from_sub(sub: &str) -> String {
         .chars()
         .filter(|&c| !c.is_control() && !text::is_format(c) && !text::is_private_use(c))
         .collect();
-    check_name("sub", &cleaned.chars().take(USER_NAME_MAX).collect::<String>(), USER_NAME_MAX)
-        .unwrap_or_else(|_| "user".to_owned())
+    check_name(
+        "sub",
+        &cleaned.chars().take(USER_NAME_MAX).collect::<String>(),
+        USER_NAME_MAX,
+    )
+    .unwrap_or_else(|_| "user".to_owned())
 }
 
 impl JwtIdentity {
@@ -436,7 +440,10 @@ mod tests {
         assert_eq!(name_from_sub("alice"), "alice");
         assert_eq!(name_from_sub("evil\u{202E}gpj.exe"), "evilgpj.exe");
         assert_eq!(name_from_sub("\u{200B}\u{2060}\u{FEFF}"), "user");
-        assert_eq!(name_from_sub(&"x".repeat(40)).chars().count(), USER_NAME_MAX);
+        assert_eq!(
+            name_from_sub(&"x".repeat(40)).chars().count(),
+            USER_NAME_MAX
+        );
     }
 
     #[test]

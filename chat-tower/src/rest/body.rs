@@ -112,7 +112,10 @@ mod tests {
 
     fn with_type(value: &'static str) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(value));
+        headers.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(value),
+        );
         headers
     }
 

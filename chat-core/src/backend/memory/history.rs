@@ -120,7 +120,16 @@ mod tests {
     #[test]
     fn cursors_are_the_ids_this_store_issues() {
         assert_eq!(parse_seq(&MessageId::new("17")).ok(), Some(17));
-        for bad in ["0", "0-0", "01", "+1", "-1", "", "abc", "18446744073709551616"] {
+        for bad in [
+            "0",
+            "0-0",
+            "01",
+            "+1",
+            "-1",
+            "",
+            "abc",
+            "18446744073709551616",
+        ] {
             assert!(parse_seq(&MessageId::new(bad)).is_err(), "{bad}");
         }
     }
