@@ -14,9 +14,9 @@
 //!     .nest("/chat", chat_router)
 //!     .with_state(AppState {});
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! axum::serve(listener, app)
-//!     .with_graceful_shutdown(async move { chat.shutdown().await })
-//!     .await
+//! // Header-read and idle timeouts and a connection cap (`ChatConfig::http_*`).
+//! let config = chat.chat().config().clone();
+//! chat_tower::serve(listener, app, &config, async move { chat.shutdown().await }).await
 //! # }
 //! ```
 //!

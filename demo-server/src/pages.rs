@@ -18,9 +18,13 @@ use axum::{
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// The policy of every page.
+///
+/// The one inline style allowed, by its hash, is the `<style>` element that Swagger UI
+/// (the vendored 5.32.6) adds to its page; `tests/e2e/browser/docs.test.js` fails on any CSP
+/// violation, so a Swagger UI update that changes it is caught.
 pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self'; \
-img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; \
-frame-ancestors 'none'";
+img-src 'self' data:; style-src 'self' 'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='; \
+object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// `app` with the headers set on its responses.
 pub(crate) fn with_headers(app: Router) -> Router {
