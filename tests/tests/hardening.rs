@@ -601,3 +601,39 @@ async fn the_demo_pages_carry_csp_nosniff_and_referrer_policy() {
     }
     demo.stop().await;
 }
+
+#[tokio::test]
+async fn a_failed_redis_connection_exits_without_the_password_in_the_error() {
+    const PASSWORD: &str = "not-the-Redis-pass";
+    // This Redis has another password: AUTH fails, and the demo exits with an error.
+    let redis = RedisServer::start().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("the-real-one")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    let url = redis
+        .url()
+        .replace("redis://", &format!("redis://:{PASSWORD}@"));
+    let out = tokio::time::timeout(
+        FRAME_WAIT,
+        tokio::process::Command::new(demo_server_bin())
+            .args(["--listen", "127.0.0.1:0", "--redis-url", &url])
+            .env("RUST_LOG", "trace")
+            .env_remove("AUTH")
+            .output(),
+    )
+    .await
+    .expect("the demo did not exit")
+    .unwrap();
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("redis://:***@"), "{text}");
+    assert!(!text.contains(PASSWORD), "{text}");
+}
