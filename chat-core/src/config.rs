@@ -61,6 +61,20 @@ pub struct ChatConfig {
     /// those messages. Pick an id that none of your users has. Default
     /// `{"id": "system", "name": "System"}`.
     pub system_user: User,
+    /// For the host's HTTP server (`chat_tower::serve`, which the demo uses): how long a
+    /// client has to send a request's whole header, from the connection's start or the end
+    /// of the previous response (so also how long an idle keep-alive connection stays open).
+    /// A connection past it is closed. `Duration::ZERO` turns it off. Default 10 s.
+    pub http_header_read_timeout: Duration,
+    /// For the host's HTTP server: a connection on which no byte went either way for this
+    /// long is closed (a request body or a response that stalls; upgraded WebSockets too,
+    /// whose pings every [`ping_interval`](Self::ping_interval) keep them active, so keep it
+    /// above that). `Duration::ZERO` turns it off. Default 60 s.
+    pub http_idle_timeout: Duration,
+    /// For the host's HTTP server: open connections (WebSockets included) at most. Past it
+    /// the server stops accepting: new connections wait in the listen backlog until one
+    /// closes. Default 50,000.
+    pub http_max_connections: usize,
 }
 
 impl Default for ChatConfig {
@@ -81,6 +95,9 @@ impl Default for ChatConfig {
             history_page_max: 200,
             max_rooms_per_connection: 100,
             system_user: User::new("system", "System"),
+            http_header_read_timeout: Duration::from_secs(10),
+            http_idle_timeout: Duration::from_secs(60),
+            http_max_connections: 50_000,
         }
     }
 }

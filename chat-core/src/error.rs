@@ -123,6 +123,80 @@ impl Error {
     }
 }
 
+/// A new correlation id: it ties what a client is told about a failure (which never holds the
+/// backend's own text: it may name hosts, keys or Redis internals) to the log line that holds
+/// the real error. 32 hex digits, random.
+pub fn new_correlation_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// What a client may be told about an [`Error`] ([`Error::for_client`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientError {
+    /// The contract error code.
+    pub code: ErrorCode,
+    /// A message for people: the error's own text, or for a backend failure a generic text
+    /// that names the correlation id.
+    pub message: String,
+    /// For a backend failure: the id under which the real error was logged.
+    pub correlation_id: Option<String>,
+}
+
+impl Error {
+    /// Whether this is a failure of the backend (or of the node), whose text must not reach a
+    /// client: [`Error::Unavailable`] but for a bad cursor, which is the client's mistake.
+    pub fn is_backend_failure(&self) -> bool {
+        matches!(self, Self::Unavailable(err) if !matches!(err, BackendError::InvalidCursor))
+    }
+
+    /// What a client may be told. A backend failure ([`Error::is_backend_failure`]) is logged
+    /// here at `error` level with its cause and a new correlation id, and the client gets
+    /// `unavailable` with a generic message that names the id; any other error is told as it
+    /// is (its text holds only what the client sent and the contract's words).
+    pub fn for_client(&self) -> ClientError {
+        if self.is_backend_failure() {
+            let id = new_correlation_id();
+            tracing::error!(correlation_id = %id, cause = %self, "backend failure");
+            return ClientError {
+                code: self.code(),
+                message: format!(
+                    "the chat backend is unavailable; try again (correlation id {id})"
+                ),
+                correlation_id: Some(id),
+            };
+        }
+        ClientError {
+            code: self.code(),
+            message: self.to_string(),
+            correlation_id: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod client_tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_failure_is_told_without_its_text() {
+        let err = Error::Unavailable(BackendError::Unavailable("10.0.0.7:6379 NOAUTH".into()));
+        let told = err.for_client();
+        assert_eq!(told.code, ErrorCode::Unavailable);
+        let id = told.correlation_id.expect("a correlation id");
+        assert_eq!(id.len(), 32);
+        assert!(told.message.contains(&id), "{}", told.message);
+        assert!(!told.message.contains("NOAUTH") && !told.message.contains("6379"));
+        let cursor = Error::Unavailable(BackendError::InvalidCursor).for_client();
+        assert_eq!(cursor.correlation_id, None);
+        let empty = Error::EmptyBody.for_client();
+        assert_eq!(
+            (empty.code, empty.correlation_id),
+            (ErrorCode::EmptyBody, None)
+        );
+    }
+}
+
 #[cfg(all(test, feature = "redis"))]
 mod tests {
     use super::*;

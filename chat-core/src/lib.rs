@@ -45,7 +45,7 @@ pub use backend::{Backend, BoxFuture};
 pub use caller::Caller;
 pub use config::ChatConfig;
 pub use connection::Connection;
-pub use error::{BackendError, Error};
+pub use error::{BackendError, ClientError, Error};
 pub use node::{
     Chat, MemberPage, MessagePage, RoomDetails, RoomHandle, RoomPage, RoomSummary, UserHandle,
     ROOM_DETAILS_MEMBERS,

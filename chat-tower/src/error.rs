@@ -29,6 +29,14 @@ pub struct Problem {
     /// Machine-readable code (an extension member; the same codes as WebSocket errors where
     /// they apply).
     pub code: String,
+    /// On a 5xx only (an extension member): the id under which the server logged what
+    /// really went wrong; the `detail` is generic and names it too.
+    #[serde(
+        rename = "correlationId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub correlation_id: Option<String>,
 }
 
 /// What a chat HTTP endpoint can fail with; renders as [`Problem`].
@@ -53,6 +61,9 @@ pub enum ChatRejection {
     /// 413: the request body is too large.
     #[error("{0}")]
     TooLarge(String),
+    /// 415: a request body that is not sent as `application/json`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 404: no such room.
     #[error("{0}")]
     NotFound(String),
@@ -93,20 +104,31 @@ impl ChatRejection {
             Self::TooManyRequests(_) => (429, "rate_limited", "Too many requests"),
             Self::MethodNotAllowed(_) => (405, "method_not_allowed", "Method not allowed"),
             Self::TooLarge(_) => (413, "body_too_large", "Request body too large"),
+            Self::UnsupportedMediaType(_) => {
+                (415, "unsupported_media_type", "Unsupported media type")
+            }
             Self::Unavailable(_) => (503, "unavailable", "Chat backend unavailable"),
             Self::Internal(_) => (500, "internal", "Internal error"),
         }
     }
 
-    /// The problem document for this error.
+    /// The problem document for this error. A 5xx's own text (a backend error may name
+    /// hosts, keys or Redis internals) is not in it: its `detail` is generic. The response
+    /// ([`IntoResponse`]) also logs the real error under a correlation id and names the id.
     pub fn problem(&self) -> Problem {
         let (status, code, title) = self.parts();
+        let detail = match self {
+            Self::Unavailable(_) => "the chat backend is unavailable; try again".to_owned(),
+            Self::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        };
         Problem {
             type_uri: format!("urn:roomcast:problem:{code}"),
             title: title.into(),
             status,
-            detail: self.to_string(),
+            detail,
             code: code.into(),
+            correlation_id: None,
         }
     }
 }
@@ -143,9 +165,13 @@ impl From<chat_core::Error> for ChatRejection {
 
 impl IntoResponse for ChatRejection {
     fn into_response(self) -> Response {
-        let problem = self.problem();
+        let mut problem = self.problem();
         if problem.status >= 500 {
-            tracing::error!(detail = %problem.detail, "request failed");
+            // The real error goes to the log only, under an id the client can quote.
+            let id = chat_core::error::new_correlation_id();
+            tracing::error!(correlation_id = %id, status = problem.status, cause = %self, "request failed");
+            problem.detail = format!("{} (correlation id {id})", problem.detail);
+            problem.correlation_id = Some(id);
         }
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -198,6 +224,10 @@ mod tests {
             ),
             (ChatRejection::TooLarge(s()), StatusCode::PAYLOAD_TOO_LARGE),
             (
+                ChatRejection::UnsupportedMediaType(s()),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
+            (
                 ChatRejection::Unavailable(s()),
                 StatusCode::SERVICE_UNAVAILABLE,
             ),
@@ -214,5 +244,35 @@ mod tests {
                 "application/problem+json"
             );
         }
+    }
+
+    #[test]
+    fn a_backend_failure_reaches_the_client_as_a_correlation_id_only() {
+        use chat_core::{BackendError, Error};
+        let raw = "redis: Connection refused (os error 111) at 10.0.0.7:6379";
+        let rejection =
+            ChatRejection::from(Error::Unavailable(BackendError::Unavailable(raw.into())));
+        assert!(!rejection.problem().detail.contains("6379"));
+        let response = rejection.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = futures_util::FutureExt::now_or_never(axum::body::to_bytes(
+            response.into_body(),
+            usize::MAX,
+        ))
+        .and_then(Result::ok)
+        .unwrap_or_default();
+        let problem: Problem = serde_json::from_slice(&body).unwrap_or_else(|_| Problem {
+            type_uri: String::new(),
+            title: String::new(),
+            status: 0,
+            detail: String::new(),
+            code: String::new(),
+            correlation_id: None,
+        });
+        assert_eq!(problem.code, "unavailable");
+        let id = problem.correlation_id.unwrap_or_default();
+        assert_eq!(id.len(), 32);
+        assert!(problem.detail.contains(&id));
+        assert!(!problem.detail.contains("6379") && !problem.detail.contains("refused"));
     }
 }

@@ -6,6 +6,7 @@
 //!             [--presence-ttl-secs N] [--write-coalesce-ms MS] [--write-coalesce-max-ms MS]
 //!             [--dedup-window-secs N] [--auth guest|jwt] [--jwt-secret S | --jwt-public-key FILE [--jwt-alg ALG]]
 //!             [--jwt-issuer ISS] [--jwt-audience AUD] [--jwt-name-claim CLAIM]
+//!             [--header-read-timeout-secs N] [--http-idle-timeout-secs N] [--max-connections N]
 //! ```
 //! Each flag also reads an environment variable: `LISTEN_ADDR` (default `127.0.0.1:3000`),
 //! `REDIS_URL` (absent: in memory, one instance), `STATIC_DIR` (default: the repository's
@@ -16,6 +17,14 @@
 //! `WRITE_COALESCE_MAX_MS` (default 8: the longest period, which heavy fan-out adapts up to;
 //! set it to `WRITE_COALESCE_MS` for a fixed period), `DEDUP_WINDOW_SECS` (default 120: how
 //! long a sent `clientMsgId` is remembered, so that a retry is not published twice).
+//!
+//! HTTP serving (`chat_tower::serve`: hyper's HTTP/1 connections, a semaphore-capped accept
+//! loop): `HEADER_READ_TIMEOUT_SECS` (default 10: a connection that has not sent a whole
+//! request header this long after it opened or after its previous response is closed),
+//! `HTTP_IDLE_TIMEOUT_SECS` (default 60: no byte either way this long closes a connection,
+//! WebSockets too; keep it above their 20 s ping), `MAX_CONNECTIONS` (default 50,000 open
+//! connections, WebSockets included; past it new ones wait in the listen backlog of 4,096).
+//! 0 turns a timeout off.
 //!
 //! Identity: `AUTH` (default `guest`: anyone picks a display name with `POST /guests`).
 //! `jwt`: no guests; every client sends a JWT from the identity provider as
@@ -29,7 +38,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context as _;
-use axum::{serve::ListenerExt, Router};
+use axum::Router;
 use chat_tower::{
     identity::{JwtAlgorithm, JwtIdentity},
     ChatBuilder,
@@ -37,6 +46,9 @@ use chat_tower::{
 use tower_http::{services::ServeDir, trace::TraceLayer};
 use tracing_subscriber::EnvFilter;
 use utoipa_swagger_ui::{Config, SwaggerUi};
+
+mod pages;
+mod redact;
 
 struct Args {
     listen: SocketAddr,
@@ -48,6 +60,9 @@ struct Args {
     write_coalesce_max_ms: Option<f64>,
     /// How long a sent `clientMsgId` is remembered (`ChatConfig::dedup_window`).
     dedup_window_secs: Option<f64>,
+    header_read_timeout: Option<f64>,
+    http_idle_timeout: Option<f64>,
+    max_connections: Option<usize>,
     /// `None`: guest mode.
     jwt: Option<JwtIdentity>,
 }
@@ -57,7 +72,8 @@ const USAGE: &str =
 [--presence-ttl-secs N] [--write-coalesce-ms MS] [--write-coalesce-max-ms MS] \
 [--dedup-window-secs N (default 120)] [--auth guest|jwt] \
 [--jwt-secret S | --jwt-public-key FILE [--jwt-alg RS256|ES256|EdDSA]] [--jwt-issuer ISS] \
-[--jwt-audience AUD] [--jwt-name-claim CLAIM]";
+[--jwt-audience AUD] [--jwt-name-claim CLAIM] [--header-read-timeout-secs N] \
+[--http-idle-timeout-secs N] [--max-connections N]";
 
 /// The JWT settings, as given (flags or environment).
 #[derive(Default)]
@@ -144,7 +160,7 @@ fn parse_ms(what: &str, value: Option<String>) -> anyhow::Result<Option<f64>> {
 fn parse_secs(what: &str, value: Option<String>) -> anyhow::Result<Option<f64>> {
     value
         .map(|s| match s.parse::<f64>() {
-            Ok(secs) if (0.0..=86_400.0).contains(&secs) => Ok(secs),
+            Ok(secs) if secs.is_finite() && (0.0..=86_400.0).contains(&secs) => Ok(secs),
             _ => Err(anyhow::anyhow!("bad {what} {s} (seconds, 0 to 86400)")),
         })
         .transpose()
@@ -161,6 +177,9 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut write_coalesce = std::env::var("WRITE_COALESCE_MS").ok();
     let mut write_coalesce_max = std::env::var("WRITE_COALESCE_MAX_MS").ok();
     let mut dedup_window = std::env::var("DEDUP_WINDOW_SECS").ok();
+    let mut header_read_timeout = std::env::var("HEADER_READ_TIMEOUT_SECS").ok();
+    let mut http_idle_timeout = std::env::var("HTTP_IDLE_TIMEOUT_SECS").ok();
+    let mut max_connections = std::env::var("MAX_CONNECTIONS").ok();
     let mut auth = std::env::var("AUTH")
         .ok()
         .filter(|s| !s.is_empty())
@@ -178,6 +197,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--write-coalesce-ms" => write_coalesce = Some(value()?),
             "--write-coalesce-max-ms" => write_coalesce_max = Some(value()?),
             "--dedup-window-secs" => dedup_window = Some(value()?),
+            "--header-read-timeout-secs" => header_read_timeout = Some(value()?),
+            "--http-idle-timeout-secs" => http_idle_timeout = Some(value()?),
+            "--max-connections" => max_connections = Some(value()?),
             "--auth" => auth = value()?,
             "--jwt-secret" => jwt.secret = Some(value()?),
             "--jwt-public-key" => jwt.public_key = Some(PathBuf::from(value()?)),
@@ -216,17 +238,39 @@ fn parse_args() -> anyhow::Result<Args> {
         write_coalesce_ms: parse_ms("write coalesce", write_coalesce)?,
         write_coalesce_max_ms: parse_ms("write coalesce max", write_coalesce_max)?,
         dedup_window_secs: parse_secs("dedup window", dedup_window)?,
+        header_read_timeout: parse_secs("header read timeout", header_read_timeout)?,
+        http_idle_timeout: parse_secs("HTTP idle timeout", http_idle_timeout)?,
+        max_connections: max_connections
+            .map(|s| match s.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(anyhow::anyhow!("bad max connections {s} (1 or more)")),
+            })
+            .transpose()?,
         jwt,
     })
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // The error may quote the Redis URL: redacted like the logs.
+            eprintln!("Error: {}", redact::redact(&format!("{err:?}")));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    // Logs go to stderr, every line through `redact` (passwords and tokens, whoever logs them).
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")),
         )
+        .with_writer(|| redact::Redacting(std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut args = parse_args()?;
 
@@ -239,23 +283,27 @@ async fn main() -> anyhow::Result<()> {
         }
         None => tracing::info!("identity: guests (pass --auth jwt for JWT bearer tokens)"),
     }
-    if args.write_coalesce_ms.is_some()
-        || args.write_coalesce_max_ms.is_some()
-        || args.dedup_window_secs.is_some()
-    {
-        let mut config = chat_tower::chat_core::ChatConfig::default();
-        let ms = |ms: f64| std::time::Duration::from_secs_f64(ms / 1_000.0);
-        if let Some(min) = args.write_coalesce_ms {
-            config.write_coalesce = ms(min);
-        }
-        if let Some(max) = args.write_coalesce_max_ms {
-            config.write_coalesce_max = ms(max);
-        }
-        if let Some(secs) = args.dedup_window_secs {
-            config.dedup_window = std::time::Duration::from_secs_f64(secs);
-        }
-        builder = builder.config(config);
+    let mut config = chat_tower::chat_core::ChatConfig::default();
+    let ms = |ms: f64| std::time::Duration::from_secs_f64(ms / 1_000.0);
+    if let Some(min) = args.write_coalesce_ms {
+        config.write_coalesce = ms(min);
     }
+    if let Some(max) = args.write_coalesce_max_ms {
+        config.write_coalesce_max = ms(max);
+    }
+    if let Some(secs) = args.dedup_window_secs {
+        config.dedup_window = std::time::Duration::from_secs_f64(secs);
+    }
+    if let Some(secs) = args.header_read_timeout {
+        config.http_header_read_timeout = std::time::Duration::from_secs_f64(secs);
+    }
+    if let Some(secs) = args.http_idle_timeout {
+        config.http_idle_timeout = std::time::Duration::from_secs_f64(secs);
+    }
+    if let Some(n) = args.max_connections {
+        config.http_max_connections = n;
+    }
+    builder = builder.config(config.clone());
     if let Some(secret) = &args.token_secret {
         builder = builder.token_secret(secret.as_bytes().to_vec());
     }
@@ -269,8 +317,8 @@ async fn main() -> anyhow::Result<()> {
             builder = builder
                 .redis_with(url, config)
                 .await
-                .with_context(|| format!("connecting to Redis at {url}"))?;
-            tracing::info!(%url, "backend: redis");
+                .with_context(|| format!("connecting to Redis at {}", redact::redact(url)))?;
+            tracing::info!(url = %redact::redact(url), "backend: redis");
         }
         None => tracing::info!("backend: in memory (one instance; pass --redis-url to scale out)"),
     }
@@ -279,37 +327,32 @@ async fn main() -> anyhow::Result<()> {
     let docs: Router = SwaggerUi::new("/docs")
         .config(Config::from("/openapi.json"))
         .into();
-    let app = Router::new()
-        .merge(chat_router)
-        .merge(docs)
-        .fallback_service(ServeDir::new(&args.static_dir))
-        // The span names the path only: a query may carry a token (`/ws?token=`), and tokens
-        // never go to the logs.
-        .layer(TraceLayer::new_for_http().make_span_with(
-            |request: &axum::http::Request<axum::body::Body>| {
-                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
-            },
-        ));
+    let app = pages::with_headers(
+        Router::new()
+            .merge(chat_router)
+            .merge(docs)
+            .fallback_service(ServeDir::new(&args.static_dir)),
+    )
+    // The span names the path only: a query may carry a token (`/ws?token=`), and tokens
+    // never go to the logs.
+    .layer(TraceLayer::new_for_http().make_span_with(
+        |request: &axum::http::Request<axum::body::Body>| {
+            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+        },
+    ));
 
     let listener = listen(args.listen).with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, static_dir = %args.static_dir.display(), "listening");
 
-    let chat_for_signal = chat.clone();
-    // TCP_NODELAY on every accepted socket: chat frames are small and latency-bound; with
-    // Nagle's algorithm a frame can wait for the previous one's delayed ACK (p99 33 ms vs 1.4 ms
-    // in chat-bench's light fan-out).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(cause = %err, "TCP_NODELAY not set");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: closing WebSockets (1001)");
-            chat_for_signal.shutdown().await;
-        })
-        .await?;
+    // `chat_tower::serve`: the HTTP limits of `config`, and TCP_NODELAY on every accepted
+    // socket (chat frames are small and latency-bound; with Nagle's algorithm a frame can wait
+    // for the previous one's delayed ACK: p99 33 ms vs 1.4 ms in chat-bench's light fan-out).
+    chat_tower::serve(listener, app, &config, async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: closing WebSockets (1001)");
+        chat.shutdown().await;
+    })
+    .await?;
     tracing::info!("bye");
     Ok(())
 }

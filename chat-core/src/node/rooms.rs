@@ -393,8 +393,8 @@ impl Chat {
     /// A page of a room's history, oldest first, if `caller` may read the room.
     ///
     /// # Errors
-    /// [`Error::RoomNotFound`]; [`Error::Unavailable`] wrapping
-    /// [`BackendError::InvalidCursor`] for a `before` this chat never issued.
+    /// [`Error::RoomNotFound`]; [`Error::BadCursor`] for a `before` this chat never issued;
+    /// [`Error::Unavailable`] if the backend fails.
     pub async fn history(
         &self,
         caller: &Caller,
@@ -404,6 +404,10 @@ impl Chat {
     ) -> Result<HistoryPage, Error> {
         self.readable(caller, room).await?;
         let limit = limit.clamp(1, self.config().history_page_max);
-        Ok(self.backend().history.page(room, before, limit).await?)
+        self.backend()
+            .history
+            .page(room, before, limit)
+            .await
+            .map_err(bad_cursor)
     }
 }

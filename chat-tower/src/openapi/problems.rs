@@ -38,8 +38,8 @@ macro_rules! problem_responses {
 }
 
 problem_responses! {
-    /// 400 and 413: an endpoint that reads a JSON body (see `rest::body`).
-    BodyRejected: (400, "The body is not JSON"), (413, "The body is larger than 16 KiB");
+    /// 400, 413 and 415: an endpoint that reads a JSON body (see `rest::body`).
+    BodyRejected: (400, "The body is not JSON"), (413, "The body is larger than 16 KiB"), (415, "A body (or a `Content-Type`) that is not `application/json`");
     /// 401: neither a valid token nor a host identity.
     Unidentified: (401, "No identity, or a bad or expired token");
     /// 404: the path names a room that does not exist, or one the caller may not see.

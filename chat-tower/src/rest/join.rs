@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    body::{check_name, json_body, read_body},
+    body::{check_name, json_request},
     guests::{new_guest, USER_NAME_MAX},
     mount_prefix, TAG,
 };
@@ -74,9 +74,8 @@ pub(crate) async fn join_room(
     Path(room_id): Path<String>,
     request: Request,
 ) -> Result<Json<JoinRoomResponse>, ChatRejection> {
-    let (parts, body) = request.into_parts();
     let room = RoomId::new(room_id);
-    let body: JoinRoomRequest = json_body(&read_body(body).await?)?;
+    let (parts, body): (_, JoinRoomRequest) = json_request(request).await?;
     let (caller, token) = match caller {
         Some(caller) => {
             let (token, _) = state.inner.tokens.issue(&caller);

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    body::{check_name, json_body, read_body},
+    body::{check_name, json_request},
     TAG,
 };
 use crate::{
@@ -107,7 +107,7 @@ pub(crate) async fn create_room(
     Authenticated(caller): Authenticated,
     request: Request,
 ) -> Result<Response, ChatRejection> {
-    let request: CreateRoomRequest = json_body(&read_body(request.into_body()).await?)?;
+    let (_, request): (_, CreateRoomRequest) = json_request(request).await?;
     let name = match request.name {
         Some(name) => Some(check_name("name", &name, ROOM_NAME_MAX)?),
         None => None,
