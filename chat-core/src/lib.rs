@@ -19,7 +19,8 @@
 //!   beside them their implementations, [`backend::memory`] (default) and `backend::redis`
 //!   (feature `redis`).
 //! - [`error`]: [`BackendError`] from a backend, [`Error`] from an engine operation.
-//! - [`hooks`]: the policy hooks; [`config`]: limits with documented defaults.
+//! - [`hooks`]: the policy hooks; [`config`]: limits with documented defaults; `limits`: the
+//!   node's per-user limits (messages, joins, direct messages, room creation, connections).
 //!
 //! ## A message's path
 //! Connection on node A → [`Connection::send_message`] →
@@ -36,6 +37,7 @@ mod connection;
 pub mod error;
 mod fanout;
 pub mod hooks;
+mod limits;
 mod node;
 pub mod protocol;
 pub mod session;
@@ -45,7 +47,7 @@ pub use backend::{Backend, BoxFuture};
 pub use caller::Caller;
 pub use config::ChatConfig;
 pub use connection::Connection;
-pub use error::{BackendError, Error};
+pub use error::{BackendError, Error, Limit};
 pub use node::{
     Chat, MemberPage, MessagePage, RoomDetails, RoomHandle, RoomPage, RoomSummary, UserHandle,
     ROOM_DETAILS_MEMBERS,

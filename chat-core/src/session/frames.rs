@@ -2,7 +2,7 @@
 
 use crate::{
     connection::Connection,
-    error::Error,
+    error::{retry_after_ms, Error},
     protocol::{AckFrame, ClientFrame, ErrorFrame, ServerFrame},
 };
 
@@ -58,6 +58,7 @@ pub fn error_frame(err: &Error, client_msg_id: Option<String>) -> ServerFrame {
         code: err.code(),
         message: err.to_string(),
         client_msg_id,
+        retry_after_ms: err.retry_after().map(retry_after_ms),
     })
 }
 
