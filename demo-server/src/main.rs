@@ -24,6 +24,15 @@
 //! `JWT_ISSUER` and `JWT_AUDIENCE` (then required in every token), `JWT_NAME_CLAIM` (the
 //! display name's claim, default `name`, else `sub`). `sub` is the user id; `exp` is
 //! required (30 s leeway).
+//!
+//! Per-user limits (each a `ChatConfig` field; `demo-server --help` lists them with their
+//! defaults and environment variables): `--user-messages-per-second`, `--user-messages-burst`,
+//! `--user-joins-per-second`, `--user-joins-burst`, `--join-replay-per-token`,
+//! `--user-directs-per-second`, `--user-directs-burst`, `--user-rooms-per-minute`,
+//! `--max-connections-per-user`, and the per-connection flood guard
+//! `--frame-rate-per-second`, `--frame-burst` (see `limits.rs`).
+
+mod limits;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -47,6 +56,8 @@ struct Args {
     write_coalesce_max_ms: Option<f64>,
     /// `None`: guest mode.
     jwt: Option<JwtIdentity>,
+    /// Per-user limits as `(flag, value)`, environment first (see `limits.rs`).
+    limits: Vec<(&'static str, String)>,
 }
 
 const USAGE: &str =
@@ -152,6 +163,7 @@ fn parse_args() -> anyhow::Result<Args> {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "guest".into());
     let mut jwt = JwtArgs::from_env();
+    let mut limit_args = limits::from_env();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -170,8 +182,12 @@ fn parse_args() -> anyhow::Result<Args> {
             "--jwt-issuer" => jwt.issuer = Some(value()?),
             "--jwt-audience" => jwt.audience = Some(value()?),
             "--jwt-name-claim" => jwt.name_claim = Some(value()?),
+            name if limits::flag(name).is_some() => {
+                let given = value()?;
+                limit_args.extend(limits::flag(name).map(|f| (f, given)));
+            }
             "-h" | "--help" => {
-                println!("{USAGE}");
+                println!("{USAGE} [LIMIT N]...\nlimits:\n{}", limits::usage());
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other} (try --help)"),
@@ -201,6 +217,7 @@ fn parse_args() -> anyhow::Result<Args> {
         write_coalesce_ms: parse_ms("write coalesce", write_coalesce)?,
         write_coalesce_max_ms: parse_ms("write coalesce max", write_coalesce_max)?,
         jwt,
+        limits: limit_args,
     })
 }
 
@@ -223,8 +240,14 @@ async fn main() -> anyhow::Result<()> {
         }
         None => tracing::info!("identity: guests (pass --auth jwt for JWT bearer tokens)"),
     }
-    if args.write_coalesce_ms.is_some() || args.write_coalesce_max_ms.is_some() {
+    if args.write_coalesce_ms.is_some()
+        || args.write_coalesce_max_ms.is_some()
+        || !args.limits.is_empty()
+    {
         let mut config = chat_tower::chat_core::ChatConfig::default();
+        for (flag, value) in &args.limits {
+            limits::apply(&mut config, flag, value)?;
+        }
         let ms = |ms: f64| std::time::Duration::from_secs_f64(ms / 1_000.0);
         if let Some(min) = args.write_coalesce_ms {
             config.write_coalesce = ms(min);
