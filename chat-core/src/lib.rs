@@ -11,7 +11,7 @@
 //! - `connection`: [`Connection`], one client on a node: join (with replay), leave, send,
 //!   and its teardown.
 //! - [`session`]: the per-connection `select!` loop over a generic stream and sink, the
-//!   transport adapter, frame handling and the rate limit.
+//!   transport adapter, frame handling and the per-connection flood guard.
 //! - `fanout`: node-local fan-out: the hub (who listens to what), each connection's outbox
 //!   (queue, inline writes, coalescing), the flush tick, and ref-counted broker subscriptions.
 //! - [`backend`]: what a node runs on: the [`Backend`] bundle of the [`backend::broker::Broker`]

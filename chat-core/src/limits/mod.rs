@@ -43,8 +43,6 @@ pub enum Limit {
     RoomCreations,
     /// Open WebSockets: [`ChatConfig::max_connections_per_user`].
     Connections,
-    /// Frames on one connection, whatever they are: [`ChatConfig::rate_per_second`].
-    Frames,
 }
 
 impl std::fmt::Display for Limit {
@@ -55,7 +53,6 @@ impl std::fmt::Display for Limit {
             Self::Directs => "direct messages",
             Self::RoomCreations => "room creations",
             Self::Connections => "open connections",
-            Self::Frames => "frames",
         })
     }
 }
