@@ -299,3 +299,77 @@ async fn a_join_with_since_that_replays_many_messages_costs_more_than_a_plain_jo
     );
     assert!(bob_passed < carol_passed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_and_websocket_joins_share_one_budget_and_direct_messages_have_their_own() {
+    let redis = RedisServer::start().await;
+    // Joins: a burst of 3 at 1 a second, one join more per replayed message, so that one
+    // replay of 9 leaves the user's joins a debt for seconds. Direct messages: a burst of 3.
+    let config = ChatConfig {
+        user_joins_per_second: 1,
+        user_joins_burst: 3,
+        join_replay_per_token: 1,
+        user_directs_per_second: 1,
+        user_directs_burst: 3,
+        ..ChatConfig::default()
+    };
+    let a = redis_instance_with(&redis, RedisConfig::default(), config).await;
+    let room = a.api.create_room("shared").await;
+    let (alice, alice_id) = guest(&a, "alice").await;
+    let mut alice = a.tab(&alice, &room).await;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        ids.push(alice.say(&room, &format!("m{i}")).await["id"].clone());
+    }
+
+    // Bob's first join replays 9 messages: the REST join after it is refused, and so is a
+    // WebSocket join: one budget.
+    let (bob_token, _) = guest(&a, "bob").await;
+    let mut bob = Client::connect(a.addr, &format!("/ws?token={bob_token}")).await;
+    bob.send(json!({"type": "join", "room": room, "since": ids[0]}))
+        .await;
+    bob.expect("joined").await;
+    for i in 1..10 {
+        assert_eq!(bob.expect("message").await["body"], format!("m{i}"));
+    }
+    let res = a
+        .api
+        .http
+        .post(format!("{}/join-room/{room}", a.api.base))
+        .bearer_auth(&bob_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 429);
+    let seconds: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=4).contains(&seconds), "Retry-After: {seconds}");
+    let (passed, refusal) = joins_until_refused(&mut bob, &room, 1).await;
+    assert_eq!(
+        passed, 0,
+        "a WebSocket join passed after the REST join was refused"
+    );
+    assert!(refusal.unwrap()["retryAfterMs"].as_u64().unwrap() > 1_000);
+
+    // Direct messages: a burst of 3 (plus what refilled meanwhile), the rest refused with
+    // their clientMsgId; room messages are not held back by that.
+    let started = Instant::now();
+    for i in 0..6 {
+        let id = format!("d{i}");
+        bob.send(json!({"type": "direct", "to": alice_id, "body": id, "clientMsgId": id}))
+            .await;
+    }
+    let answers = replies(&mut bob, 6).await;
+    let refilled = started.elapsed().as_secs() as usize + 1;
+    let acked = answers.iter().filter(|r| r["type"] == "ack").count();
+    assert!((3..=3 + refilled).contains(&acked), "{answers:?}");
+    for refused in answers.iter().filter(|r| r["type"] == "error") {
+        assert_eq!(refused["code"], "rate_limited", "{refused}");
+        assert!(refused["clientMsgId"].as_str().unwrap().starts_with('d'));
+        assert!(refused["retryAfterMs"].as_u64().unwrap() > 0);
+    }
+    bob.say(&room, "room messages still go").await;
+}
