@@ -1,6 +1,16 @@
 //! Errors: [`BackendError`] from the broker and stores, [`Error`] from engine operations.
 
+use std::time::Duration;
+
+pub use crate::limits::Limit;
 use crate::protocol::{ErrorCode, RoomId, UserId};
+
+/// A wait in whole milliseconds, rounded up (so that waiting that long is enough), at least 1.
+pub fn retry_after_ms(wait: Duration) -> u64 {
+    u64::try_from(wait.as_nanos().div_ceil(1_000_000))
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
 
 /// What a backend (broker, room store, presence, history) can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -82,11 +92,13 @@ pub enum Error {
         /// The configured limit, in characters.
         limit: usize,
     },
-    /// The connection sends too fast.
-    #[error("too many frames; at most {per_second} per second")]
+    /// Over a per-user limit ([`Limit`]): nothing was done; try again after `retry_after`.
+    #[error("too many {limit}; retry in {} ms", retry_after_ms(*retry_after))]
     RateLimited {
-        /// The configured sustained rate.
-        per_second: u32,
+        /// Which limit.
+        limit: Limit,
+        /// How long until the request would pass.
+        retry_after: Duration,
     },
     /// The recipient has no connection anywhere.
     #[error("user {0} is not connected")]
@@ -106,6 +118,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// How long to wait before trying again, for [`Error::RateLimited`].
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
     /// The contract error code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {

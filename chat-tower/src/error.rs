@@ -4,6 +4,8 @@ use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -79,9 +81,14 @@ pub enum ChatRejection {
         /// What happened.
         detail: String,
     },
-    /// 429: over a limit.
-    #[error("{0}")]
-    TooManyRequests(String),
+    /// 429: over a limit; answered with `Retry-After` (whole seconds, rounded up).
+    #[error("{detail}")]
+    TooManyRequests {
+        /// What happened.
+        detail: String,
+        /// How long until the request would pass.
+        retry_after: Duration,
+    },
     /// 503: the chat backend is down.
     #[error("{0}")]
     Unavailable(String),
@@ -101,7 +108,7 @@ impl ChatRejection {
             Self::NotFound(_) => (404, "room_not_found", "Room not found"),
             Self::UserNotFound(_) => (404, "user_not_found", "User not found"),
             Self::Conflict { code, .. } => (409, code, "Conflict"),
-            Self::TooManyRequests(_) => (429, "rate_limited", "Too many requests"),
+            Self::TooManyRequests { .. } => (429, "rate_limited", "Too many requests"),
             Self::MethodNotAllowed(_) => (405, "method_not_allowed", "Method not allowed"),
             Self::TooLarge(_) => (413, "body_too_large", "Request body too large"),
             Self::UnsupportedMediaType(_) => {
@@ -148,7 +155,10 @@ impl From<chat_core::Error> for ChatRejection {
                 code: "recipient_offline",
                 detail,
             },
-            Error::RateLimited { .. } => Self::TooManyRequests(detail),
+            Error::RateLimited { retry_after, .. } => Self::TooManyRequests {
+                detail,
+                retry_after,
+            },
             Error::BadCursor => Self::BadRequest(detail),
             Error::Unavailable(BackendError::InvalidCursor) => {
                 Self::BadRequest("`before` is not a message id of this room".into())
@@ -166,6 +176,10 @@ impl From<chat_core::Error> for ChatRejection {
 impl IntoResponse for ChatRejection {
     fn into_response(self) -> Response {
         let mut problem = self.problem();
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after, .. } => Some(retry_after_secs(*retry_after)),
+            _ => None,
+        };
         if problem.status >= 500 {
             // The real error goes to the log only, under an id the client can quote.
             let id = chat_core::error::new_correlation_id();
@@ -186,8 +200,19 @@ impl IntoResponse for ChatRejection {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
+}
+
+/// `Retry-After` in whole seconds, rounded up so that waiting that long is enough; at least 1.
+fn retry_after_secs(wait: Duration) -> u64 {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    seconds.max(1)
 }
 
 #[cfg(test)]
@@ -215,7 +240,10 @@ mod tests {
                 StatusCode::CONFLICT,
             ),
             (
-                ChatRejection::TooManyRequests(s()),
+                ChatRejection::TooManyRequests {
+                    detail: s(),
+                    retry_after: Duration::from_millis(1),
+                },
                 StatusCode::TOO_MANY_REQUESTS,
             ),
             (
@@ -274,5 +302,25 @@ mod tests {
         assert_eq!(id.len(), 32);
         assert!(problem.detail.contains(&id));
         assert!(!problem.detail.contains("6379") && !problem.detail.contains("refused"));
+    }
+
+    #[test]
+    fn a_429_says_how_many_whole_seconds_to_wait_rounded_up() {
+        for (wait, header) in [
+            (1, "1"),
+            (999, "1"),
+            (1_000, "1"),
+            (1_001, "2"),
+            (5_900, "6"),
+        ] {
+            let rejection = ChatRejection::TooManyRequests {
+                detail: String::new(),
+                retry_after: Duration::from_millis(wait),
+            };
+            let response = rejection.into_response();
+            assert_eq!(response.headers()[header::RETRY_AFTER], header, "{wait} ms");
+        }
+        let response = ChatRejection::BadRequest(String::new()).into_response();
+        assert!(!response.headers().contains_key(header::RETRY_AFTER));
     }
 }

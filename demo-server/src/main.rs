@@ -34,6 +34,15 @@
 //! `JWT_ISSUER` and `JWT_AUDIENCE` (then required in every token), `JWT_NAME_CLAIM` (the
 //! display name's claim, default `name`, else `sub`). `sub` is the user id; `exp` is
 //! required (30 s leeway).
+//!
+//! Per-user limits (each a `ChatConfig` field; `demo-server --help` lists them with their
+//! defaults and environment variables): `--user-messages-per-second`, `--user-messages-burst`,
+//! `--user-joins-per-second`, `--user-joins-burst`, `--join-replay-per-token`,
+//! `--user-directs-per-second`, `--user-directs-burst`, `--user-rooms-per-minute`,
+//! `--max-connections-per-user`, and the per-connection flood guard
+//! `--frame-rate-per-second`, `--frame-burst` (see `limits.rs`).
+
+mod limits;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -65,6 +74,8 @@ struct Args {
     max_connections: Option<usize>,
     /// `None`: guest mode.
     jwt: Option<JwtIdentity>,
+    /// Per-user limits as `(flag, value)`, environment first (see `limits.rs`).
+    limits: Vec<(&'static str, String)>,
 }
 
 const USAGE: &str =
@@ -185,6 +196,7 @@ fn parse_args() -> anyhow::Result<Args> {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "guest".into());
     let mut jwt = JwtArgs::from_env();
+    let mut limit_args = limits::from_env();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -207,8 +219,12 @@ fn parse_args() -> anyhow::Result<Args> {
             "--jwt-issuer" => jwt.issuer = Some(value()?),
             "--jwt-audience" => jwt.audience = Some(value()?),
             "--jwt-name-claim" => jwt.name_claim = Some(value()?),
+            name if limits::flag(name).is_some() => {
+                let given = value()?;
+                limit_args.extend(limits::flag(name).map(|f| (f, given)));
+            }
             "-h" | "--help" => {
-                println!("{USAGE}");
+                println!("{USAGE} [LIMIT N]...\nlimits:\n{}", limits::usage());
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other} (try --help)"),
@@ -247,6 +263,7 @@ fn parse_args() -> anyhow::Result<Args> {
             })
             .transpose()?,
         jwt,
+        limits: limit_args,
     })
 }
 
@@ -284,6 +301,9 @@ async fn run() -> anyhow::Result<()> {
         None => tracing::info!("identity: guests (pass --auth jwt for JWT bearer tokens)"),
     }
     let mut config = chat_tower::chat_core::ChatConfig::default();
+    for (flag, value) in &args.limits {
+        limits::apply(&mut config, flag, value)?;
+    }
     let ms = |ms: f64| std::time::Duration::from_secs_f64(ms / 1_000.0);
     if let Some(min) = args.write_coalesce_ms {
         config.write_coalesce = ms(min);

@@ -32,6 +32,7 @@ use crate::{
     error::Error,
     fanout::{Alarm, Hub, Outbox, Subscriptions},
     hooks::{DefaultPolicy, Policy},
+    limits::UserLimits,
     sync::lock,
     Caller,
 };
@@ -51,6 +52,8 @@ struct Inner {
     policy: Arc<dyn Policy>,
     hub: Arc<Hub>,
     subscriptions: Subscriptions,
+    /// Per-user limits, shared by all of a user's connections on this node.
+    limits: Arc<UserLimits>,
     node: NodeId,
     next_conn: AtomicU64,
     /// Set once by `shutdown`, before every connection's alarm is raised.
@@ -90,6 +93,7 @@ impl Chat {
         let hub = Arc::new(Hub::new(node));
         let tasks = tasks::Tasks::spawn(&hub, events, &config, backend.presence.clone(), node);
         let (done_tx, done_rx) = mpsc::channel(1);
+        let limits = Arc::new(UserLimits::new(&config));
         Self {
             inner: Arc::new(Inner {
                 tasks,
@@ -98,6 +102,7 @@ impl Chat {
                 policy,
                 hub,
                 subscriptions: Subscriptions::default(),
+                limits,
                 node,
                 next_conn: AtomicU64::new(1),
                 shutting_down: AtomicBool::new(false),
@@ -127,8 +132,9 @@ impl Chat {
     /// rooms and sends.
     ///
     /// # Errors
-    /// [`Error::ShuttingDown`] after [`Chat::shutdown`]; [`Error::Unavailable`] if the broker
-    /// cannot subscribe to the user's topic.
+    /// [`Error::ShuttingDown`] after [`Chat::shutdown`]; [`Error::RateLimited`] if the user
+    /// has [`ChatConfig::max_connections_per_user`] open on this node already;
+    /// [`Error::Unavailable`] if the broker cannot subscribe to the user's topic.
     pub async fn connect(&self, caller: impl Into<Caller>) -> Result<Connection, Error> {
         let caller = caller.into();
         let user = &caller.user;
@@ -136,6 +142,7 @@ impl Chat {
             .clone()
             .ok_or(Error::ShuttingDown)?;
         let inner = &self.inner;
+        let permit = inner.limits.open(&user.id)?;
         inner.backend.rooms.remember_user(user).await?;
         let topic = Topic::User(user.id.clone());
         self.subscriptions()
@@ -151,7 +158,14 @@ impl Chat {
             outbox.alarm.raise(Alarm::SHUTDOWN);
         }
         debug!(conn = id, user = %user.id, "connected");
-        Ok(Connection::new(self.clone(), id, caller, outbox, done))
+        Ok(Connection::new(
+            self.clone(),
+            id,
+            caller,
+            outbox,
+            done,
+            permit,
+        ))
     }
 
     /// Stops the chat: every connection is told to close (close code 1001) after finishing
@@ -171,6 +185,10 @@ impl Chat {
 
     pub(crate) fn policy(&self) -> &dyn Policy {
         &*self.inner.policy
+    }
+
+    pub(crate) fn limits(&self) -> &UserLimits {
+        &self.inner.limits
     }
 
     pub(crate) fn hub(&self) -> &Hub {

@@ -2,7 +2,7 @@
 
 use crate::{
     connection::Connection,
-    error::Error,
+    error::{retry_after_ms, Error},
     protocol::{AckFrame, ClientFrame, ErrorFrame, ServerFrame},
 };
 
@@ -60,6 +60,7 @@ pub fn error_frame(err: &Error, client_msg_id: Option<String>) -> ServerFrame {
         code: told.code,
         message: told.message,
         client_msg_id,
+        retry_after_ms: err.retry_after().map(retry_after_ms),
     })
 }
 

@@ -16,7 +16,7 @@ use super::{
 use crate::{
     error::{ChatRejection, Problem},
     identity::resolve::MaybeCaller,
-    openapi::problems::{BackendDown, BodyRejected, NoSuchRoom, Unidentified},
+    openapi::problems::{BackendDown, BodyRejected, JoinLimit, NoSuchRoom, Unidentified},
     state::ChatState,
 };
 
@@ -65,6 +65,7 @@ pub struct JoinRoomResponse {
         (status = 403, description = "The policy refuses", body = Problem, content_type = "application/problem+json"),
         NoSuchRoom,
         (status = 422, description = "The name is not 1 to 32 characters", body = Problem, content_type = "application/problem+json"),
+        JoinLimit,
         BackendDown,
     ),
     security(("bearer" = []), ()))]

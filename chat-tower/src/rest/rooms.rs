@@ -19,7 +19,9 @@ use super::{
 use crate::{
     error::{ChatRejection, Problem},
     identity::resolve::Authenticated,
-    openapi::problems::{BackendDown, BadPage, BodyRejected, NoSuchRoom, Unidentified},
+    openapi::problems::{
+        BackendDown, BadPage, BodyRejected, CreationQuota, NoSuchRoom, Unidentified,
+    },
     state::ChatState,
 };
 
@@ -99,6 +101,7 @@ impl FromRequestParts<ChatState> for Page {
         Unidentified,
         (status = 403, description = "The policy refuses", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The name is not 1 to 64 characters, or holds control, format or private-use characters", body = Problem, content_type = "application/problem+json"),
+        CreationQuota,
         BackendDown,
     ),
     security(("bearer" = [])))]
