@@ -113,6 +113,10 @@ pub struct ChatConfig {
     /// the server stops accepting: new connections wait in the listen backlog until one
     /// closes. Default 50,000.
     pub http_max_connections: usize,
+    /// How long [`Chat::drain`](crate::Chat::drain) waits for this instance's connections to
+    /// write what is queued, close with 1012 and leave presence, before it gives up on the
+    /// rest (a host then exits anyway: its exit is bounded by this). Default 10 s.
+    pub drain_timeout: Duration,
 }
 
 impl Default for ChatConfig {
@@ -145,6 +149,7 @@ impl Default for ChatConfig {
             http_header_read_timeout: Duration::from_secs(10),
             http_idle_timeout: Duration::from_secs(60),
             http_max_connections: 50_000,
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }

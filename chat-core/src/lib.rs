@@ -38,6 +38,7 @@ pub mod error;
 mod fanout;
 pub mod hooks;
 mod limits;
+mod metrics;
 mod node;
 pub mod protocol;
 pub mod session;

@@ -70,4 +70,11 @@ impl ChatHandle {
     pub async fn shutdown(&self) {
         self.chat.shutdown().await
     }
+
+    /// Drains this instance for a rolling restart ([`Chat::drain`]): new WebSockets get a
+    /// 503, every open one writes what is queued and closes with 1012, and its presence
+    /// leaves. Returns `false` if `ChatConfig::drain_timeout` passed first.
+    pub async fn drain(&self) -> bool {
+        self.chat.drain().await
+    }
 }

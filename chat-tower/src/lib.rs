@@ -42,6 +42,10 @@
 //! - [`error`]: [`ChatRejection`], rendered as RFC 9457 problem+json ([`Problem`]).
 //! - [`serve`](mod@serve): [`serve()`], an HTTP/1 server with a header-read timeout, an idle
 //!   timeout and a connection cap (`ChatConfig::http_*`), WebSocket upgrades kept.
+//! - [`ops`]: for operators, mounted where the host decides: `/healthz` and `/readyz`
+//!   ([`ops::health`]), `/metrics` in Prometheus text format ([`ops::metrics`] and
+//!   [`ops::install_prometheus`], feature `prometheus`), and the request-id layer
+//!   ([`ops::request_id`]).
 //! - [`openapi`]: the OpenAPI document, the problem responses endpoints share (`problems`),
 //!   and the WebSocket frame schemas with the AsyncAPI document (`asyncapi`).
 
@@ -54,6 +58,7 @@ pub mod error;
 mod handle;
 pub mod identity;
 pub mod openapi;
+pub mod ops;
 mod origin;
 pub mod rest;
 mod router;

@@ -7,6 +7,7 @@
 //!             [--dedup-window-secs N] [--auth guest|jwt] [--jwt-secret S | --jwt-public-key FILE [--jwt-alg ALG]]
 //!             [--jwt-issuer ISS] [--jwt-audience AUD] [--jwt-name-claim CLAIM]
 //!             [--header-read-timeout-secs N] [--http-idle-timeout-secs N] [--max-connections N]
+//!             [--drain-timeout-secs N]
 //! ```
 //! Each flag also reads an environment variable: `LISTEN_ADDR` (default `127.0.0.1:3000`),
 //! `REDIS_URL` (absent: in memory, one instance), `STATIC_DIR` (default: the repository's
@@ -25,6 +26,11 @@
 //! WebSockets too; keep it above their 20 s ping), `MAX_CONNECTIONS` (default 50,000 open
 //! connections, WebSockets included; past it new ones wait in the listen backlog of 4,096).
 //! 0 turns a timeout off.
+//!
+//! Operations (`docs/operations.md`): `/healthz`, `/readyz`, `/metrics` (Prometheus), an
+//! `X-Request-Id` on every response. SIGTERM (or SIGINT) drains: new WebSockets get a 503,
+//! open ones close with 1012 after what is queued, presence leaves, and the process exits
+//! within `DRAIN_TIMEOUT_SECS` (default 10) and a second.
 //!
 //! Identity: `AUTH` (default `guest`: anyone picks a display name with `POST /guests`).
 //! `jwt`: no guests; every client sends a JWT from the identity provider as
@@ -72,6 +78,8 @@ struct Args {
     header_read_timeout: Option<f64>,
     http_idle_timeout: Option<f64>,
     max_connections: Option<usize>,
+    /// `ChatConfig::drain_timeout`.
+    drain_timeout: Option<f64>,
     /// `None`: guest mode.
     jwt: Option<JwtIdentity>,
     /// Per-user limits as `(flag, value)`, environment first (see `limits.rs`).
@@ -84,7 +92,7 @@ const USAGE: &str =
 [--dedup-window-secs N (default 120)] [--auth guest|jwt] \
 [--jwt-secret S | --jwt-public-key FILE [--jwt-alg RS256|ES256|EdDSA]] [--jwt-issuer ISS] \
 [--jwt-audience AUD] [--jwt-name-claim CLAIM] [--header-read-timeout-secs N] \
-[--http-idle-timeout-secs N] [--max-connections N]";
+[--http-idle-timeout-secs N] [--max-connections N] [--drain-timeout-secs N (default 10)]";
 
 /// The JWT settings, as given (flags or environment).
 #[derive(Default)]
@@ -191,6 +199,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut header_read_timeout = std::env::var("HEADER_READ_TIMEOUT_SECS").ok();
     let mut http_idle_timeout = std::env::var("HTTP_IDLE_TIMEOUT_SECS").ok();
     let mut max_connections = std::env::var("MAX_CONNECTIONS").ok();
+    let mut drain_timeout = std::env::var("DRAIN_TIMEOUT_SECS").ok();
     let mut auth = std::env::var("AUTH")
         .ok()
         .filter(|s| !s.is_empty())
@@ -212,6 +221,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--header-read-timeout-secs" => header_read_timeout = Some(value()?),
             "--http-idle-timeout-secs" => http_idle_timeout = Some(value()?),
             "--max-connections" => max_connections = Some(value()?),
+            "--drain-timeout-secs" => drain_timeout = Some(value()?),
             "--auth" => auth = value()?,
             "--jwt-secret" => jwt.secret = Some(value()?),
             "--jwt-public-key" => jwt.public_key = Some(PathBuf::from(value()?)),
@@ -256,6 +266,7 @@ fn parse_args() -> anyhow::Result<Args> {
         dedup_window_secs: parse_secs("dedup window", dedup_window)?,
         header_read_timeout: parse_secs("header read timeout", header_read_timeout)?,
         http_idle_timeout: parse_secs("HTTP idle timeout", http_idle_timeout)?,
+        drain_timeout: parse_secs("drain timeout", drain_timeout)?,
         max_connections: max_connections
             .map(|s| match s.parse::<usize>() {
                 Ok(n) if n > 0 => Ok(n),
@@ -290,6 +301,8 @@ async fn run() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut args = parse_args()?;
+    // Before the chat is built: the engine registers its metrics with the recorder it finds.
+    let prometheus = chat_tower::ops::install_prometheus()?;
 
     let mut builder = ChatBuilder::new();
     match args.jwt.take() {
@@ -323,6 +336,9 @@ async fn run() -> anyhow::Result<()> {
     if let Some(n) = args.max_connections {
         config.http_max_connections = n;
     }
+    if let Some(secs) = args.drain_timeout {
+        config.drain_timeout = std::time::Duration::from_secs_f64(secs);
+    }
     builder = builder.config(config.clone());
     if let Some(secret) = &args.token_secret {
         builder = builder.token_secret(secret.as_bytes().to_vec());
@@ -350,6 +366,8 @@ async fn run() -> anyhow::Result<()> {
     let app = pages::with_headers(
         Router::new()
             .merge(chat_router)
+            .merge(chat_tower::ops::health(chat.clone()))
+            .merge(chat_tower::ops::metrics(chat.clone(), prometheus))
             .merge(docs)
             .fallback_service(ServeDir::new(&args.static_dir)),
     )
@@ -360,6 +378,8 @@ async fn run() -> anyhow::Result<()> {
             tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
         },
     ));
+    // Outermost: every request (and the WebSocket sessions it starts) in a span with its id.
+    let app = chat_tower::ops::request_id(app);
 
     let listener = listen(args.listen).with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, static_dir = %args.static_dir.display(), "listening");
@@ -367,10 +387,18 @@ async fn run() -> anyhow::Result<()> {
     // `chat_tower::serve`: the HTTP limits of `config`, and TCP_NODELAY on every accepted
     // socket (chat frames are small and latency-bound; with Nagle's algorithm a frame can wait
     // for the previous one's delayed ACK: p99 33 ms vs 1.4 ms in chat-bench's light fan-out).
+    let drain_timeout = config.drain_timeout;
     chat_tower::serve(listener, app, &config, async move {
         shutdown_signal().await;
-        tracing::info!("shutting down: closing WebSockets (1001)");
-        chat.shutdown().await;
+        // The exit is bounded whatever hangs: the drain's own timeout, then a second more
+        // for the HTTP side.
+        tokio::spawn(async move {
+            tokio::time::sleep(drain_timeout + std::time::Duration::from_secs(1)).await;
+            tracing::error!("drain deadline passed; exiting");
+            std::process::exit(1);
+        });
+        tracing::info!("draining: new WebSockets refused, open ones closed with 1012");
+        chat.drain().await;
     })
     .await?;
     tracing::info!("bye");

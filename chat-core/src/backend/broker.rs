@@ -277,6 +277,14 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Unsubscribes this node from topics.
     fn unsubscribe(&self, topics: Vec<Topic>) -> Reply<'_, ()>;
+
+    /// Whether the broker can serve now, for a readiness probe: `Ok` when it is reachable
+    /// and, if the node has subscriptions (`subscribed`), they are in place (restored after
+    /// an outage). Default: always ready (an in-process broker).
+    fn ready(&self, subscribed: bool) -> Reply<'_, ()> {
+        let _ = subscribed;
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 fn _assert_object_safe(_: &dyn Broker) {}

@@ -157,6 +157,7 @@ impl Connection {
             .charge_replay(&self.caller.user.id, replay.len());
         frames.extend(replay);
         if more {
+            crate::metrics::metrics().resyncs_truncated.increment(1);
             let resync = ServerFrame::Resync(ResyncFrame {
                 reason: "replay_truncated".into(),
             });

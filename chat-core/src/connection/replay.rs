@@ -142,6 +142,7 @@ impl<'a> ReplayBuffer<'a> {
             // A side queue that overflowed dropped frames: say so.
             lost = side.alarm.raised() & Alarm::SLOW != 0;
             if lost {
+                crate::metrics::metrics().resyncs_replay.increment(1);
                 let resync = ServerFrame::Resync(ResyncFrame {
                     reason: "replay_overflow".into(),
                 });

@@ -33,6 +33,8 @@ impl Alarm {
     pub(crate) const REVOKED: u8 = 4;
     /// The host removed the user (close 4403).
     pub(crate) const REMOVED: u8 = 8;
+    /// The chat is draining: close 1012, "reconnect elsewhere".
+    pub(crate) const DRAIN: u8 = 16;
 
     /// Chore: a keepalive ping is due (the node's keepalive sweep).
     pub(crate) const PING: u8 = 1;

@@ -53,6 +53,20 @@ type UserOutboxes = Vec<(ConnId, Arc<Outbox>)>;
 /// (measurements in `docs/perf.md`, "Inline writes per envelope").
 const INLINE_PER_ENVELOPE: usize = 64;
 
+/// A snapshot of a [`Hub`] for the metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct HubStats {
+    pub(crate) connections: usize,
+    /// Rooms with a local connection in them.
+    pub(crate) rooms: usize,
+    /// (connection, room) pairs.
+    pub(crate) memberships: usize,
+    /// Frames queued over all connections.
+    pub(crate) queued: usize,
+    /// The longest queue.
+    pub(crate) queue_max: usize,
+}
+
 /// Local connections per room and per user.
 pub(crate) struct Hub {
     node: NodeId,
@@ -208,6 +222,27 @@ impl Hub {
     /// `user`'s connections on this node.
     pub(crate) fn user_connections(&self, user: &UserId) -> usize {
         read(&self.users).get(user).map_or(0, Vec::len)
+    }
+
+    /// What the node holds now, for the metrics' gauges: read when they are rendered, so
+    /// that the hot path keeps nothing up to date for them.
+    pub(crate) fn stats(&self) -> HubStats {
+        let (rooms, memberships) = {
+            let rooms = read(&self.rooms);
+            (rooms.len(), rooms.values().map(HashMap::len).sum())
+        };
+        let mut stats = HubStats {
+            rooms,
+            memberships,
+            ..HubStats::default()
+        };
+        self.each(|_, outbox| {
+            let queued = outbox.queued();
+            stats.connections += 1;
+            stats.queued += queued;
+            stats.queue_max = stats.queue_max.max(queued);
+        });
+        stats
     }
 
     /// Local connections on this node (for metrics and tests).

@@ -355,6 +355,11 @@ impl Outbox {
         queued
     }
 
+    /// Frames waiting in the queue now (metrics, read at scrape time).
+    pub(crate) fn queued(&self) -> usize {
+        self.queue().frames.len()
+    }
+
     /// Lets the dispatcher write to `writer` inline (while a session runs).
     pub(crate) fn attach(&self, writer: Arc<dyn InlineWrite>) {
         self.queue().writer = Some(writer);

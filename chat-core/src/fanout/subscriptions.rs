@@ -67,8 +67,7 @@ impl Subscriptions {
         }
     }
 
-    /// Topics with local interest (for tests and diagnostics).
-    #[cfg(test)]
+    /// Topics with local interest (metrics, tests).
     pub(crate) fn count(&self) -> usize {
         lock(&self.topics).len()
     }

@@ -151,7 +151,10 @@ impl UserLimits {
         };
         let rate = self.rates[i];
         self.with_entry(user, |entry, now| entry.buckets[i].take(rate, 1, now))
-            .map_err(|retry_after| Error::RateLimited { limit, retry_after })
+            .map_err(|retry_after| {
+                crate::metrics::metrics().rate_limited(limit);
+                Error::RateLimited { limit, retry_after }
+            })
     }
 
     /// Charges `user`'s joins for a replay of `replayed` messages, after the fact: one token
@@ -179,6 +182,7 @@ impl UserLimits {
             admitted
         });
         if !admitted {
+            crate::metrics::metrics().rate_limited(Limit::Connections);
             return Err(Error::RateLimited {
                 limit: Limit::Connections,
                 retry_after: CONNECTION_RETRY_AFTER,

@@ -58,6 +58,8 @@ struct Inner {
     next_conn: AtomicU64,
     /// Set once by `shutdown`, before every connection's alarm is raised.
     shutting_down: AtomicBool,
+    /// Set once by `drain` (connections close with 1012 rather than 1001).
+    draining: AtomicBool,
     /// Every live [`Connection`] holds a clone; shutdown drops this one and waits until the
     /// receiver sees all of them gone (mini-redis's completion-by-drop).
     done_tx: Mutex<Option<mpsc::Sender<()>>>,
@@ -94,6 +96,8 @@ impl Chat {
         let tasks = tasks::Tasks::spawn(&hub, events, &config, backend.presence.clone(), node);
         let (done_tx, done_rx) = mpsc::channel(1);
         let limits = Arc::new(UserLimits::new(&config));
+        // The metrics' handles, registered with whatever recorder the host installed.
+        let _ = crate::metrics::metrics();
         Self {
             inner: Arc::new(Inner {
                 tasks,
@@ -106,6 +110,7 @@ impl Chat {
                 node,
                 next_conn: AtomicU64::new(1),
                 shutting_down: AtomicBool::new(false),
+                draining: AtomicBool::new(false),
                 done_tx: Mutex::new(Some(done_tx)),
                 done_rx: tokio::sync::Mutex::new(done_rx),
             }),
@@ -155,8 +160,14 @@ impl Chat {
         // `shutdown` sets the flag, then raises every connection in the hub: a connection that
         // entered the hub too late to be raised sees the flag here.
         if inner.shutting_down.load(Ordering::SeqCst) {
-            outbox.alarm.raise(Alarm::SHUTDOWN);
+            let drain = if inner.draining.load(Ordering::SeqCst) {
+                Alarm::DRAIN
+            } else {
+                0
+            };
+            outbox.alarm.raise(Alarm::SHUTDOWN | drain);
         }
+        crate::metrics::metrics().connections_opened.increment(1);
         debug!(conn = id, user = %user.id, "connected");
         Ok(Connection::new(
             self.clone(),
@@ -177,6 +188,85 @@ impl Chat {
         self.inner.hub.raise_all(Alarm::SHUTDOWN);
         // `None` once every connection's sender is dropped.
         let _ = self.inner.done_rx.lock().await.recv().await;
+    }
+
+    /// Drains this instance for a rolling restart: new connections are refused
+    /// ([`Error::ShuttingDown`], a 503 on the upgrade), and every connection writes what is
+    /// queued for it, closes with 1012 ("reconnect, to another instance") and leaves its
+    /// rooms, so that this instance's presence is gone (others get `user_left` once, only
+    /// for users with no connection elsewhere). Returns `true` once all of them have closed,
+    /// `false` if [`ChatConfig::drain_timeout`] passed first (the rest are left to the
+    /// process's exit and the backend's crashed-node cleanup).
+    pub async fn drain(&self) -> bool {
+        lock(&self.inner.done_tx).take();
+        self.inner.draining.store(true, Ordering::SeqCst);
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        crate::metrics::metrics().draining.set(1.0);
+        let connections = self.local_connections();
+        tracing::info!(connections, "draining: closing every connection with 1012");
+        self.inner.hub.raise_all(Alarm::DRAIN | Alarm::SHUTDOWN);
+        let done = async {
+            let _ = self.inner.done_rx.lock().await.recv().await;
+        };
+        let drained = tokio::time::timeout(self.inner.config.drain_timeout, done)
+            .await
+            .is_ok();
+        if drained {
+            tracing::info!("drained");
+        } else {
+            tracing::warn!(
+                left = self.local_connections(),
+                "drain timeout passed with connections still open"
+            );
+        }
+        drained
+    }
+
+    /// Whether [`Chat::drain`] (or [`Chat::shutdown`]) was called: a readiness probe answers
+    /// "not ready" from then on, so that load balancers send nobody new here.
+    pub fn is_draining(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Whether this instance can serve: not draining, the backend reachable and its
+    /// subscriptions restored after an outage (Redis: the command and Pub/Sub connections
+    /// answer a PING, and a lost Pub/Sub connection has resubscribed). Bounded by a second.
+    pub async fn ready(&self) -> bool {
+        if self.is_draining() {
+            return false;
+        }
+        let subscribed = self.inner.subscriptions.count() > 0;
+        let probe = self.inner.backend.broker.ready(subscribed);
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(1), probe).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Sets the engine's gauges (`roomcast_connections`, `roomcast_room_memberships`,
+    /// `roomcast_rooms_local`, `roomcast_subscriptions`, `roomcast_outgoing_queued_frames`,
+    /// `roomcast_outgoing_queue_max`) from this node's state. Call it right before rendering
+    /// the metrics (chat-tower's metrics router does): the hot path keeps no gauge up to date.
+    /// One node per process is what the gauges describe.
+    pub fn record_gauges(&self) {
+        let stats = self.inner.hub.stats();
+        let metrics = crate::metrics::metrics();
+        metrics.connections.set(stats.connections as f64);
+        metrics.rooms.set(stats.rooms as f64);
+        metrics.room_memberships.set(stats.memberships as f64);
+        metrics.queued_frames.set(stats.queued as f64);
+        metrics.queue_max.set(stats.queue_max as f64);
+        metrics
+            .subscriptions
+            .set(self.inner.subscriptions.count() as f64);
+        metrics
+            .draining
+            .set(if self.is_draining() { 1.0 } else { 0.0 });
+    }
+
+    /// Local subscriptions to broker topics (rooms and users with a connection here).
+    pub fn subscription_count(&self) -> usize {
+        self.inner.subscriptions.count()
     }
 
     pub(crate) fn backend(&self) -> &Handles {

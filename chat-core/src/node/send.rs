@@ -199,7 +199,17 @@ impl Chat {
             ts: now_ms(),
             dedup: self.dedup(client_msg_id),
         };
-        Ok(self.backend().broker.publish_room_message(message).await?)
+        let metrics = crate::metrics::metrics();
+        match self.backend().broker.publish_room_message(message).await {
+            Ok(message) => {
+                metrics.room_messages.increment(1);
+                Ok(message)
+            }
+            Err(err) => {
+                metrics.publish_errors_room.increment(1);
+                Err(err.into())
+            }
+        }
     }
 
     pub(crate) async fn publish_direct(
@@ -247,10 +257,12 @@ impl Chat {
             id: &ack.id,
             ts: ack.ts,
         });
+        let metrics = crate::metrics::metrics();
         let sent = backend
             .broker
             .publish_direct(envelope, copy_to, check)
-            .await?;
+            .await
+            .inspect_err(|_| metrics.publish_errors_direct.increment(1))?;
         let reached = match sent {
             DirectSent::Published(reached) => reached,
             DirectSent::Duplicate { id, ts } => {
@@ -268,6 +280,7 @@ impl Chat {
                 Error::UserNotFound(to)
             });
         }
+        metrics.direct_messages.increment(1);
         Ok(ack)
     }
 

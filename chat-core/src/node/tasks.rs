@@ -175,11 +175,26 @@ async fn dispatch(hub: Arc<Hub>, mut events: Events) {
             BrokerEvent::Envelope(envelope) => {
                 // Inline writes to idle connections while keeping up; with a backlog, the
                 // connections' own tasks write (on every core) and this only queues.
-                hub.deliver(&envelope, events.is_empty());
+                let delivered = hub.deliver(&envelope, events.is_empty());
+                // Per envelope, not per delivery: one add, and one latency sample from the
+                // frame's own `ts` (publish time) when it has one.
+                if delivered > 0 {
+                    let metrics = crate::metrics::metrics();
+                    metrics.deliveries.increment(delivered as u64);
+                    if let Some(ts) = crate::metrics::frame_ts(&envelope.frame) {
+                        let ms = crate::protocol::now_ms().saturating_sub(ts).max(0);
+                        metrics.delivery_latency.record(ms as f64 / 1_000.0);
+                    }
+                }
             }
             // Its own variant: frames never pay for it.
             BrokerEvent::Control(control) => hub.control(&control),
             BrokerEvent::Reconnected => {
+                let metrics = crate::metrics::metrics();
+                metrics.broker_reconnects.increment(1);
+                metrics
+                    .resyncs_reconnect
+                    .increment(hub.connection_count() as u64);
                 let frame = ServerFrame::Resync(ResyncFrame {
                     reason: "broker_reconnected".into(),
                 })

@@ -59,6 +59,8 @@ pub mod close_code {
     pub const GOING_AWAY: u16 = 1001;
     /// The peer did not answer pings.
     pub const POLICY: u16 = 1008;
+    /// This instance is draining: reconnect (to another instance) (contract v2).
+    pub const DRAINING: u16 = 1012;
     /// A frame was larger than the configured limit.
     pub const TOO_BIG: u16 = 1009;
     /// The connection could not keep up: its outgoing queue stayed full.

@@ -28,6 +28,8 @@ pub enum SessionEnd {
     Idle,
     /// Sending to the client failed.
     SendFailed,
+    /// The instance is draining (close 1012: reconnect, to another instance).
+    Draining,
 }
 
 /// A future that completes when a connection must end for a reason outside it:
@@ -68,7 +70,9 @@ impl Future for EndSignal {
             }
         };
         poll.map(|raised| {
-            if raised & Alarm::SHUTDOWN != 0 {
+            if raised & Alarm::DRAIN != 0 {
+                SessionEnd::Draining
+            } else if raised & Alarm::SHUTDOWN != 0 {
                 SessionEnd::Shutdown
             } else if raised & Alarm::REMOVED != 0 {
                 SessionEnd::Removed

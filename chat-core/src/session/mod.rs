@@ -129,6 +129,7 @@ where
             message = io.next(), if paused.is_none() => {
                 last_seen = Instant::now();
                 if let Some(until) = guard.count() {
+                    crate::metrics::metrics().frames_paced.increment(1);
                     paused = Some(Box::pin(tokio::time::sleep_until(until)));
                 }
                 match message {
@@ -178,6 +179,7 @@ where
         }
     };
     transport.detach();
+    crate::metrics::metrics().closed(end);
     // Boxed for the same reason as the frame handling: it runs once, at the end.
     Box::pin(conn.close()).await;
     let _ = tokio::time::timeout(CLOSE_GRACE, transport.close()).await;
@@ -213,7 +215,7 @@ async fn finish<T>(conn: &mut Connection, io: &mut Transport<T>, cause: SessionE
 where
     T: Sink<Outbound> + Unpin,
 {
-    if cause == SessionEnd::Shutdown {
+    if matches!(cause, SessionEnd::Shutdown | SessionEnd::Draining) {
         io.detach();
         let flush = async {
             while let Some(frame) = conn.try_next_frame() {
@@ -223,7 +225,11 @@ where
             }
         };
         let _ = tokio::time::timeout(CLOSE_GRACE, flush).await;
-        send_close(io, close_code::GOING_AWAY, "server shutting down").await;
+        if cause == SessionEnd::Draining {
+            send_close(io, close_code::DRAINING, "instance draining, reconnect").await;
+        } else {
+            send_close(io, close_code::GOING_AWAY, "server shutting down").await;
+        }
     } else {
         let (code, reason) = match cause {
             SessionEnd::Revoked => (close_code::REVOKED, "access revoked"),

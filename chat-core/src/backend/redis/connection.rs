@@ -2,7 +2,10 @@
 //! and the Pub/Sub connection's pushes turned into broker events.
 
 use std::{
-    sync::atomic::{AtomicBool, Ordering},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::Duration,
 };
 
@@ -33,15 +36,21 @@ pub(super) fn fast_failing() -> ConnectionManagerConfig {
 pub(super) struct Pushes {
     keys: Keys,
     events: mpsc::UnboundedSender<BrokerEvent>,
-    disconnected: AtomicBool,
+    /// Set from the loss of the Pub/Sub connection until its resubscription (shared with the
+    /// readiness probe).
+    disconnected: Arc<AtomicBool>,
 }
 
 impl Pushes {
-    pub(super) fn new(keys: Keys, events: mpsc::UnboundedSender<BrokerEvent>) -> Self {
+    pub(super) fn new(
+        keys: Keys,
+        events: mpsc::UnboundedSender<BrokerEvent>,
+        disconnected: Arc<AtomicBool>,
+    ) -> Self {
         Self {
             keys,
             events,
-            disconnected: AtomicBool::new(false),
+            disconnected,
         }
     }
 

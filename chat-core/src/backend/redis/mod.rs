@@ -108,6 +108,8 @@ struct Shared {
     cmd: ConnectionManager,
     /// The one Pub/Sub connection of this node.
     pubsub: ConnectionManager,
+    /// Set while the Pub/Sub connection is lost and not yet resubscribed (readiness).
+    pubsub_lost: Arc<std::sync::atomic::AtomicBool>,
     scripts: scripts::Scripts,
     /// This node's connections per room: what the heartbeat's reconcile makes Redis hold.
     presence: Mutex<presence::LocalPresence>,
@@ -167,7 +169,8 @@ impl RedisBackend {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         // Pushes are turned into events on the connection's own task: a channel and a task
         // of ours in between cost one more wake-up per message.
-        let pushes = Pushes::new(keys.clone(), events_tx);
+        let pubsub_lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pushes = Pushes::new(keys.clone(), events_tx, pubsub_lost.clone());
         let pubsub = ConnectionManager::new_with_config(
             client,
             fast_failing()
@@ -183,6 +186,7 @@ impl RedisBackend {
             config,
             cmd,
             pubsub,
+            pubsub_lost,
             scripts: scripts::Scripts::new(),
             presence: Mutex::new(HashMap::new()),
             gate: tokio::sync::RwLock::new(()),

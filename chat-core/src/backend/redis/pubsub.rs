@@ -140,6 +140,29 @@ impl Broker for RedisNode {
         self.set_subscribed(topics, true)
     }
 
+    fn ready(&self, subscribed: bool) -> Reply<'_, ()> {
+        Box::pin(async move {
+            for conn in [self.shared.cmd.clone(), self.shared.pubsub.clone()] {
+                let mut conn = conn;
+                let _: String = redis::cmd("PING")
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(BackendError::redis)?;
+            }
+            if subscribed
+                && self
+                    .shared
+                    .pubsub_lost
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                return Err(BackendError::Unavailable(
+                    "pub/sub subscriptions not restored yet".into(),
+                ));
+            }
+            Ok(())
+        })
+    }
+
     fn unsubscribe(&self, topics: Vec<Topic>) -> Reply<'_, ()> {
         self.set_subscribed(topics, false)
     }
