@@ -346,6 +346,28 @@ impl Client {
         ack
     }
 
+    /// The next JSON frame, or the close code if the server closes first.
+    pub async fn next_or_close(&mut self) -> Result<Value, u16> {
+        if let Some(frame) = self.pending.pop_front() {
+            return Ok(frame);
+        }
+        loop {
+            let message = tokio::time::timeout(FRAME_WAIT, self.ws.next())
+                .await
+                .expect("no frame within FRAME_WAIT");
+            match message {
+                Some(Ok(Message::Text(text))) => {
+                    return Ok(serde_json::from_str(text.as_str()).unwrap())
+                }
+                Some(Ok(Message::Close(Some(frame)))) => return Err(u16::from(frame.code)),
+                Some(Ok(Message::Close(None))) => return Err(u16::from(CloseCode::Status)),
+                Some(Ok(_)) => continue,
+                Some(Err(err)) => panic!("socket error before close: {err}"),
+                None => panic!("socket ended without a close frame"),
+            }
+        }
+    }
+
     /// Waits for the server to close the socket; returns the close code.
     pub async fn expect_close(&mut self) -> u16 {
         loop {
@@ -451,6 +473,11 @@ impl DemoProcess {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("demo-server did not start on {addr}");
+    }
+
+    /// The process id (for `/proc/{pid}/status` and signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap()
     }
 
     /// SIGKILL: the instance vanishes without leaving anything.
