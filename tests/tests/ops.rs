@@ -61,10 +61,6 @@ fn sample(text: &str, series: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-async fn metric(api: &Api, series: &str) -> f64 {
-    sample(&scrape(api).await, series)
-}
-
 async fn status(api: &Api, path: &str) -> u16 {
     api.http
         .get(format!("{}{path}", api.base))
