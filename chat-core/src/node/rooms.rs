@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::Chat;
 use crate::{
     backend::history::HistoryPage,
-    backend::store::{Member, RoomInfo, Visibility},
+    backend::store::{AddMember, Member, RoomInfo, Visibility},
     error::{BackendError, Error},
     hooks::{CreateRoomEvent, Decision, RoomEvent},
     protocol::{MessageId, RoomId, User, UserId},
@@ -313,7 +313,7 @@ impl Chat {
             .member(is_member)
             .invited(invited);
         self.admit(&event).await?;
-        self.add_member(room, &caller.user).await?;
+        self.add_member_capped(room, &caller.user).await?;
         Ok(event.room)
     }
 
@@ -371,6 +371,25 @@ impl Chat {
             return Err(Error::RoomNotFound(room.clone()));
         }
         Ok(())
+    }
+
+    /// Makes `user` a member of `room` within `ChatConfig::max_members_per_room` (for
+    /// clients: `join-room`, a WebSocket `join`).
+    pub(crate) async fn add_member_capped(&self, room: &RoomId, user: &User) -> Result<(), Error> {
+        let limit = self.config().max_members_per_room;
+        match self
+            .backend()
+            .rooms
+            .add_member_capped(room, user, limit)
+            .await?
+        {
+            AddMember::Member => Ok(()),
+            AddMember::NoRoom => Err(Error::RoomNotFound(room.clone())),
+            AddMember::Full => Err(Error::RoomFull {
+                room: room.clone(),
+                limit,
+            }),
+        }
     }
 
     /// Records that `user` exists (so that direct messages to it tell "offline" from

@@ -6,7 +6,11 @@ use std::{sync::Arc, time::Duration};
 use tokio::task::JoinHandle;
 
 use crate::{
-    backend::{broker::BrokerEvent, Events},
+    backend::{
+        broker::{BrokerEvent, Envelope, Origin},
+        events::Missed,
+        Events,
+    },
     config::ChatConfig,
     fanout::{FlushTick, Hub},
     protocol::{ResyncFrame, ServerFrame},
@@ -76,6 +80,10 @@ async fn keepalive(hub: Arc<Hub>, ping_interval: Duration) {
 /// The node's dispatcher: the one consumer of the broker's event stream.
 async fn dispatch(hub: Arc<Hub>, mut events: Events) {
     while let Some(event) = events.recv().await {
+        // Before the event: what overflowed gets its `resync` ahead of later frames.
+        if let Some(missed) = events.take_missed() {
+            resync_missed(&hub, missed);
+        }
         match event {
             BrokerEvent::Envelope(envelope) => {
                 // Inline writes to idle connections while keeping up; with a backlog, the
@@ -92,5 +100,32 @@ async fn dispatch(hub: Arc<Hub>, mut events: Events) {
                 hub.broadcast_all(&frame);
             }
         }
+    }
+}
+
+/// The `resync` (reason `node_overloaded`) for what the node's full event channel dropped,
+/// and the host's orders it kept aside (see `backend::events`).
+fn resync_missed(hub: &Hub, missed: Missed) {
+    let frame = ServerFrame::Resync(ResyncFrame {
+        reason: "node_overloaded".into(),
+    })
+    .encode();
+    if missed.all {
+        hub.broadcast_all(&frame);
+    } else {
+        for topic in missed.topics {
+            let envelope = Envelope {
+                origin: Origin {
+                    node: hub.node(),
+                    conn: None,
+                },
+                topic,
+                frame: frame.clone(),
+            };
+            hub.deliver(&envelope, false);
+        }
+    }
+    for control in missed.controls {
+        hub.control(&control);
     }
 }

@@ -21,6 +21,13 @@ pub(super) struct Presence {
 }
 
 impl Presence {
+    /// Whether anybody is online in `room`.
+    pub(super) fn anyone_in(&self, room: &RoomId) -> bool {
+        self.rooms.contains_key(room)
+    }
+}
+
+impl Presence {
     /// Removes every connection on `node`; returns the `(room, user)` pairs that had no other.
     pub(super) fn remove_node(&mut self, node: NodeId) -> Vec<(RoomId, User)> {
         let mut gone = Vec::new();
@@ -51,6 +58,8 @@ impl PresenceStore for MemoryNode {
             Some((_, count)) => *count += 1,
             None => per_node.push((node, 1)),
         }
+        drop(presence);
+        lock(&self.cluster.rooms).touch(room);
         ready(Ok(first))
     }
 
@@ -74,6 +83,9 @@ impl PresenceStore for MemoryNode {
                 presence.rooms.remove(room);
             }
         }
+        drop(presence);
+        // The room's idle time counts from its last user's leaving.
+        lock(&self.cluster.rooms).touch(room);
         ready(Ok(last))
     }
 

@@ -1,6 +1,9 @@
 //! This node's heartbeat, and the loop that refreshes it and reaps dead nodes.
 
-use std::time::Duration;
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
 
 use redis::{aio::ConnectionManager, AsyncCommands};
 use tracing::{debug, warn};
@@ -45,6 +48,46 @@ pub(super) async fn heartbeat(
         for (room, user, n) in local {
             shared.scripts.enter(shared, conn, &room, &user, n).await?;
         }
+    }
+    refresh_rooms(shared, conn).await
+}
+
+/// Users online are activity even when nothing else happens: the keys of every room with a
+/// connection on this node get the room TTL again once a quarter of it has passed, so that a
+/// room never expires under its users (pipelined; a room costs this once per `room_ttl / 4`).
+async fn refresh_rooms(shared: &Shared, conn: &mut ConnectionManager) -> Result<(), BackendError> {
+    let every = shared.config.room_ttl / 4;
+    let now = Instant::now();
+    let due: Vec<RoomId> = {
+        let rooms: HashSet<RoomId> = lock(&shared.presence)
+            .keys()
+            .map(|(room, _)| room.clone())
+            .collect();
+        let mut refreshed = lock(&shared.refreshed);
+        refreshed.retain(|room, _| rooms.contains(room));
+        rooms
+            .into_iter()
+            .filter(|room| {
+                refreshed
+                    .get(room)
+                    .is_none_or(|at| now.duration_since(*at) >= every)
+            })
+            .collect()
+    };
+    if due.is_empty() {
+        return Ok(());
+    }
+    let ttl = shared.config.room_ttl_ms();
+    let mut pipe = redis::pipe();
+    for room in &due {
+        for key in shared.keys.room_keys(room) {
+            pipe.cmd("PEXPIRE").arg(key).arg(ttl).ignore();
+        }
+    }
+    let () = pipe.query_async(conn).await.map_err(BackendError::redis)?;
+    let mut refreshed = lock(&shared.refreshed);
+    for room in due {
+        refreshed.insert(room, now);
     }
     Ok(())
 }

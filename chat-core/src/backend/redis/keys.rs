@@ -6,6 +6,9 @@ use crate::{
     protocol::{RoomId, UserId},
 };
 
+/// The suffixes of a room's keys (see [`Keys::room_keys`]).
+pub(super) const ROOM_KEYS: [&str; 6] = ["info", "members", "order", "log", "presence", "online"];
+
 /// Key and channel names (see the module docs).
 #[derive(Clone, Debug)]
 pub(super) struct Keys {
@@ -24,6 +27,11 @@ impl Keys {
     }
     pub(super) fn room_key(&self, room: &RoomId, what: &str) -> String {
         format!("{}:room:{{{}}}:{what}", self.prefix, room)
+    }
+    /// Every key of a room, which all carry the room's TTL: `info`, `members`, `order`,
+    /// `log`, `presence`, `online`.
+    pub(super) fn room_keys(&self, room: &RoomId) -> [String; 6] {
+        ROOM_KEYS.map(|what| self.room_key(room, what))
     }
     pub(super) fn user_channel(&self, user: &UserId) -> String {
         format!("{}:user:{{{}}}", self.prefix, user)

@@ -69,7 +69,7 @@ use std::{
 };
 
 use redis::{aio::ConnectionManager, AsyncCommands, Client, IntoConnectionInfo, ProtocolVersion};
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::task::JoinHandle;
 use tracing::info;
 
 pub use config::RedisConfig;
@@ -99,6 +99,8 @@ struct Shared {
     pubsub: ConnectionManager,
     scripts: scripts::Scripts,
     presence: Mutex<LocalPresence>,
+    /// When the heartbeat last gave the keys of a room with local users the room TTL again.
+    refreshed: Mutex<HashMap<RoomId, std::time::Instant>>,
     /// The token secret this node signs with, once `shared_secret` read it: every heartbeat
     /// writes it back if Redis lost it (SET NX), so that a node started later gets the same.
     secret: Mutex<Option<String>>,
@@ -147,7 +149,7 @@ impl RedisBackend {
             .await
             .map_err(BackendError::redis)?;
         let keys = Keys::new(config.prefix.clone());
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = super::events::channel(config.event_queue);
         // Pushes are turned into events on the connection's own task: a channel and a task
         // of ours in between cost one more wake-up per message.
         let pushes = Pushes::new(keys.clone(), events_tx);
@@ -168,6 +170,7 @@ impl RedisBackend {
             pubsub,
             scripts: scripts::Scripts::new(),
             presence: Mutex::new(HashMap::new()),
+            refreshed: Mutex::new(HashMap::new()),
             secret: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         });

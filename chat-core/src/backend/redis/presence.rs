@@ -42,8 +42,13 @@ impl PresenceStore for RedisNode {
             let mut exit = self.shared.scripts.exit.prepare_invoke();
             exit.key(keys.room_key(room, "presence"))
                 .key(keys.room_key(room, "online"))
+                .key(keys.room_key(room, "info"))
+                .key(keys.room_key(room, "members"))
+                .key(keys.room_key(room, "order"))
+                .key(keys.room_key(room, "log"))
                 .arg(format!("{node}|{}", user.id))
-                .arg(user.id.as_str());
+                .arg(user.id.as_str())
+                .arg(self.shared.config.room_ttl_ms());
             // 1: the user's last connection in the room; 0: not; -1: already reaped.
             let result: i64 = self.invoke(&exit).await?;
             Ok(result == 1)

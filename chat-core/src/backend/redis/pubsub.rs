@@ -60,11 +60,18 @@ impl Broker for RedisNode {
                         .scripts
                         .append_publish
                         .key(keys.room_key(&message.room, "log"))
+                        .key(keys.room_key(&message.room, "info"))
+                        .key(keys.room_key(&message.room, "members"))
+                        .key(keys.room_key(&message.room, "order"))
+                        .key(keys.room_key(&message.room, "presence"))
+                        .key(keys.room_key(&message.room, "online"))
                         .arg(self.shared.config.history_per_room)
                         .arg(unnumbered.rest())
                         .arg(keys.room_channel(&message.room))
                         .arg(head)
-                        .arg(wire::AFTER_ID),
+                        .arg(wire::AFTER_ID)
+                        .arg(self.shared.config.room_ttl_ms())
+                        .arg(self.shared.config.oldest_entry()),
                 )
                 .await?;
             Ok(RoomMessage {
