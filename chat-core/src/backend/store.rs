@@ -158,6 +158,9 @@ pub trait PresenceStore: Send + Sync + 'static {
     /// all of them, in id order, when there are no more than `limit`), and how many are online
     /// in all.
     fn online<'a>(&'a self, room: &'a RoomId, limit: usize) -> Reply<'a, (Vec<User>, usize)>;
+    /// Whether each of `users` is online in `room` now: work in proportion to `users`,
+    /// whatever the room's size.
+    fn are_online<'a>(&'a self, room: &'a RoomId, users: &'a [UserId]) -> Reply<'a, Vec<bool>>;
     /// How many users are online in each of `rooms`.
     fn online_counts<'a>(&'a self, rooms: &'a [RoomId]) -> Reply<'a, Vec<usize>>;
 }

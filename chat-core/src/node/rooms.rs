@@ -1,8 +1,6 @@
 //! The REST side of a node: rooms, membership and history, each asked by a [`Caller`] and
 //! decided by the policy, and the types it answers with.
 
-use std::collections::HashSet;
-
 use serde::{Deserialize, Serialize};
 
 use super::Chat;
@@ -18,9 +16,6 @@ use crate::{
 /// Members listed with a room's details (`GET /rooms/{roomId}`); the rest page through
 /// `GET /rooms/{roomId}/members`.
 pub const ROOM_DETAILS_MEMBERS: usize = 100;
-
-/// How many online users a members page looks through for the `online` flags.
-const ONLINE_LOOKUP: usize = 1_000;
 
 /// A room with how many users are online in it now (`GET /rooms`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -248,14 +243,16 @@ impl Chat {
             .members(room, cursor, limit)
             .await
             .map_err(bad_cursor)?;
-        let (online, _) = backend.presence.online(room, ONLINE_LOOKUP).await?;
-        let online: HashSet<UserId> = online.into_iter().map(|u| u.id).collect();
+        // The page's users only: a room's size never matters.
+        let ids: Vec<UserId> = page.items.iter().map(|u| u.id.clone()).collect();
+        let online = backend.presence.are_online(room, &ids).await?;
         Ok(MemberPage {
             members: page
                 .items
                 .into_iter()
-                .map(|u| Member {
-                    online: online.contains(&u.id),
+                .zip(online.into_iter().chain(std::iter::repeat(false)))
+                .map(|(u, online)| Member {
+                    online,
                     id: u.id,
                     name: u.name,
                 })

@@ -101,6 +101,16 @@ impl PresenceStore for MemoryNode {
         ready(Ok(online))
     }
 
+    fn are_online<'a>(&'a self, room: &'a RoomId, users: &'a [UserId]) -> Reply<'a, Vec<bool>> {
+        let presence = lock(&self.cluster.presence);
+        let online = presence.rooms.get(room);
+        let flags = users
+            .iter()
+            .map(|u| online.is_some_and(|o| o.contains_key(u)))
+            .collect();
+        ready(Ok(flags))
+    }
+
     fn online_counts<'a>(&'a self, rooms: &'a [RoomId]) -> Reply<'a, Vec<usize>> {
         let presence = lock(&self.cluster.presence);
         let counts = rooms

@@ -5,7 +5,7 @@ use super::RedisNode;
 use crate::{
     backend::{broker::NodeId, store::PresenceStore, Reply},
     error::BackendError,
-    protocol::{RoomId, User},
+    protocol::{RoomId, User, UserId},
     sync::lock,
 };
 
@@ -64,6 +64,23 @@ impl PresenceStore for RedisNode {
                 .first()
                 .map_or(0, |&n| usize::try_from(n).unwrap_or(usize::MAX));
             Ok((users, total))
+        })
+    }
+
+    fn are_online<'a>(&'a self, room: &'a RoomId, users: &'a [UserId]) -> Reply<'a, Vec<bool>> {
+        Box::pin(async move {
+            if users.is_empty() {
+                return Ok(Vec::new());
+            }
+            let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
+            // HMGET of the given users only: one field each.
+            let counts: Vec<Option<i64>> = redis::cmd("HMGET")
+                .arg(self.shared.keys.room_key(room, "online"))
+                .arg(&ids)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(BackendError::redis)?;
+            Ok(counts.into_iter().map(|c| c.unwrap_or(0) > 0).collect())
         })
     }
 
