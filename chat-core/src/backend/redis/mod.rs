@@ -22,6 +22,18 @@
 //! void, with the tokens' lifetime as its TTL). Global: `P:rooms:public` (the public rooms' sort
 //! keys), `P:users`, `P:nodes` (node heartbeats), `P:node:{N}:rooms`, `P:secret`.
 //!
+//! # Growth
+//! Every key of a room carries [`RedisConfig::room_ttl`] (default 7 days), given again by the
+//! scripts that are its activity (`create_room`, `add_member`, `enter`, `exit`,
+//! `append_publish`: inside the script, so a message is still one command) and, for rooms
+//! with users on a node, by that node's heartbeat (`heartbeat::refresh_rooms`). An idle room
+//! thus vanishes by itself; the indexes that name it (`P:rooms:public`, a user's `:private`
+//! and `:rooms`) are cleaned when a listing or a user's room batch meets it. History keeps
+//! `history_per_room` entries (`MAXLEN ~`) and none older than `history_max_age` (not read,
+//! and `XTRIM MINID ~` in `append_publish`). The Pub/Sub reader hands pushes to a bounded
+//! channel (`backend::events`): it must never stop reading, or Redis disconnects it at
+//! `client-output-buffer-limit pubsub` and every room of the node misses messages.
+//!
 //! Multi-slot today (Redis Cluster is a later step): `create_room.lua` (the room and
 //! `P:rooms:public`), `add_member.lua` (the room, `P:users` and the user's keys),
 //! `remove_member.lua` (the room and the user's keys), `share_a_room` (`ZINTERCARD` over two
