@@ -96,9 +96,13 @@ async fn a_room_of_8100_members_answers_details_and_joins_on_both_instances() {
         assert_eq!(members.len(), 100);
         assert_eq!(members[0]["name"], "tester");
         assert_eq!(members[0]["online"], false);
-        assert_eq!(members[1]["id"], "fan-00000");
-        assert_eq!(members[1]["online"], true);
-        assert_eq!(members[99]["id"], "fan-00098");
+        // Then the first batch of fans (in the order their concurrent joins landed), all
+        // online.
+        for fan in &members[1..] {
+            let n = fan_number(fan);
+            assert!(n < 500, "{fan}");
+            assert_eq!(fan["online"], true, "{fan}");
+        }
     }
     // A later page: members past the first 8,000 are offline, the flags say so.
     let (status, page) = b.api.get(&format!("/rooms/{room}/members?limit=200")).await;
@@ -115,7 +119,8 @@ async fn a_room_of_8100_members_answers_details_and_joins_on_both_instances() {
         last = page["members"].as_array().unwrap().last().unwrap().clone();
         cursor = page["nextCursor"].as_str().map(str::to_owned);
     }
-    assert_eq!(last["id"], "fan-08098");
+    // The last batch joined last, and is offline.
+    assert!(fan_number(&last) >= 8_000, "{last}");
     assert_eq!(last["online"], false);
 
     // WebSocket joins on both instances: at most 100 online members, and the total.
@@ -132,6 +137,13 @@ async fn a_room_of_8100_members_answers_details_and_joins_on_both_instances() {
     assert_eq!(ann.1.expect("message").await["body"], "hello, stadium");
 }
 
+/// The number in a seeded member's id (`fan-00042` → 42).
+fn fan_number(member: &Value) -> usize {
+    member["id"].as_str().unwrap()["fan-".len()..]
+        .parse()
+        .unwrap()
+}
+
 /// `Server::guest_in_room` that keeps the `joined` frame: `((joined, client), user)`.
 async fn guest_joined(server: &Server, room: &str, name: &str) -> ((Value, Client), Value) {
     let joined = server.api.join_room(room, name).await;
@@ -144,7 +156,7 @@ async fn guest_joined(server: &Server, room: &str, name: &str) -> ((Value, Clien
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_rooms_expire_on_redis_with_their_keys_while_active_rooms_stay() {
     let redis = RedisServer::start().await;
-    let ttl = Duration::from_secs(2);
+    let ttl = Duration::from_secs(3);
     let config = || RedisConfig {
         room_ttl: ttl,
         // A heartbeat every 500 ms: it keeps the rooms with users in them alive.
@@ -173,7 +185,7 @@ async fn idle_rooms_expire_on_redis_with_their_keys_while_active_rooms_stay() {
                 .query_async(&mut conn)
                 .await
                 .unwrap();
-            assert!(ttl_ms > 0 && ttl_ms <= 2_000, "{what}: PTTL {ttl_ms}");
+            assert!(ttl_ms > 0 && ttl_ms <= 3_000, "{what}: PTTL {ttl_ms}");
         }
     }
     for what in ["presence", "online"] {
@@ -182,7 +194,7 @@ async fn idle_rooms_expire_on_redis_with_their_keys_while_active_rooms_stay() {
             .query_async(&mut conn)
             .await
             .unwrap();
-        assert!(ttl_ms > 0 && ttl_ms <= 2_000, "{what}: PTTL {ttl_ms}");
+        assert!(ttl_ms > 0 && ttl_ms <= 3_000, "{what}: PTTL {ttl_ms}");
     }
     assert!(listed(&a).await.contains(&idle));
 
@@ -245,7 +257,7 @@ async fn idle_rooms_expire_on_redis_with_their_keys_while_active_rooms_stay() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_rooms_expire_in_memory_while_active_rooms_stay() {
     let cluster = MemoryCluster::with_config(MemoryConfig {
-        room_ttl: Duration::from_secs(1),
+        room_ttl: Duration::from_secs(2),
         ..MemoryConfig::default()
     });
     let server = Server::start(ChatBuilder::new().backend(cluster.node())).await;
@@ -273,7 +285,7 @@ async fn idle_rooms_expire_in_memory_while_active_rooms_stay() {
         .await;
     assert_eq!(status, 404);
 
-    while since.elapsed() < Duration::from_millis(1_500) {
+    while since.elapsed() < Duration::from_millis(2_500) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (status, details) = server.api.get(&format!("/rooms/{active}")).await;

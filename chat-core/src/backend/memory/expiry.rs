@@ -33,20 +33,21 @@ impl MemoryNode {
 
     /// Deletes the idle rooms (only `only`, if given); returns how many.
     pub(super) fn sweep(&self, only: Option<&RoomId>) -> usize {
-        let Some(oldest) = Instant::now().checked_sub(self.cluster.config.room_ttl) else {
-            return 0;
-        };
+        // Ages, not `now - ttl`: an `Instant` may not reach back a whole TTL (on Linux it
+        // counts from boot).
+        let (now, ttl) = (Instant::now(), self.cluster.config.room_ttl);
+        let old = |at: Instant| now.saturating_duration_since(at) >= ttl;
         let mut rooms = lock(&self.cluster.rooms);
         let mut pubsub = lock(&self.cluster.pubsub);
         let presence = lock(&self.cluster.presence);
         let idle = |id: &RoomId, active: Instant| {
-            active < oldest
+            old(active)
                 && !presence.anyone_in(id)
                 && pubsub
                     .logs
                     .get(id)
                     .and_then(|log| log.last_append())
-                    .is_none_or(|at| at < oldest)
+                    .is_none_or(old)
         };
         let gone: Vec<RoomId> = match only {
             Some(id) => rooms

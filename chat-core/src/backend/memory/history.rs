@@ -56,10 +56,14 @@ impl RoomLog {
 
     /// The index of the first entry young enough to be served.
     fn fresh_from(&self) -> usize {
-        let Some(oldest) = self.max_age.and_then(|age| Instant::now().checked_sub(age)) else {
+        let Some(max_age) = self.max_age else {
             return 0;
         };
-        self.entries.partition_point(|(_, _, at)| *at < oldest)
+        // Ages, not `now - max_age`: an `Instant` may not reach back that far (on Linux it
+        // counts from boot).
+        let now = Instant::now();
+        self.entries
+            .partition_point(|(_, _, at)| now.saturating_duration_since(*at) > max_age)
     }
 
     fn page(&self, before: Option<u64>, limit: usize) -> HistoryPage {
