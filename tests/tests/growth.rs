@@ -197,6 +197,28 @@ async fn idle_rooms_expire_on_redis_with_their_keys_while_active_rooms_stay() {
         assert!(ttl_ms > 0 && ttl_ms <= 3_000, "{what}: PTTL {ttl_ms}");
     }
     assert!(listed(&a).await.contains(&idle));
+    // So do the nodes' room sets (for the reaper), from the next heartbeat on.
+    eventually("the node room sets carry a TTL", || {
+        let mut conn = conn.clone();
+        async move {
+            let sets: Vec<String> = redis::cmd("KEYS")
+                .arg("roomcast:node:*:rooms")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let mut all = !sets.is_empty();
+            for set in sets {
+                let ttl_ms: i64 = redis::cmd("PTTL")
+                    .arg(&set)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                all &= ttl_ms > 0;
+            }
+            all
+        }
+    })
+    .await;
 
     // The idle room goes: keys, details on both instances.
     let idle_keys: Vec<String> = ["info", "members", "order", "log", "presence", "online"]

@@ -49,6 +49,18 @@ pub(super) async fn heartbeat(
             shared.scripts.enter(shared, conn, &room, &user, n).await?;
         }
     }
+    // The rooms the reaper reads if this node dies: kept while it beats, gone by itself if
+    // nobody is left to reap it (an instance back after longer than this restores its
+    // presence above, and the set with it).
+    let node_rooms_ttl = u64::try_from((shared.config.presence_ttl * 4).as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, i64::MAX as u64 / 2);
+    let _: bool = redis::cmd("PEXPIRE")
+        .arg(shared.keys.node_rooms(shared.node))
+        .arg(node_rooms_ttl)
+        .query_async(conn)
+        .await
+        .map_err(BackendError::redis)?;
     refresh_rooms(shared, conn).await
 }
 
