@@ -1,8 +1,8 @@
 //! Idle rooms go away: a room with nobody online, and no create, join, presence change or
 //! message for `MemoryConfig::room_ttl`, is deleted with its members and its history.
 //!
-//! The sweep runs as the store is used (`create`, `get`, `list`), at most every
-//! `room_ttl / 10` and at least once a minute, so no task of its own is needed; `get` also
+//! The sweep runs as the store is used (`create`, `get`, `list`), at most once per
+//! `room_ttl / 10` or per minute, whichever is shorter, so no task of its own is needed; `get` also
 //! checks the room it reads, so an expired room is gone at once to whoever asks for it.
 //! Locks are taken in one order, rooms → pub/sub → presence, and only here nested.
 

@@ -13,8 +13,8 @@
 //!
 //! Growth is bounded like on Redis ([`MemoryConfig`]): a room idle for `room_ttl` (nobody
 //! online, no message, no join) is removed with its members and history by a sweep that runs
-//! as the store is used (at most every `room_ttl / 10`, and at least once a minute) and is
-//! looked up as gone at once; history keeps `history_per_room` messages, none older than
+//! as the store is used (at most once per `room_ttl / 10` or per minute, whichever is
+//! shorter) and is looked up as gone at once; history keeps `history_per_room` messages, none older than
 //! `history_max_age`.
 //!
 //! One file per store: `pubsub` (the broker, and the room logs it appends to),

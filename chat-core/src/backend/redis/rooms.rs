@@ -255,65 +255,63 @@ impl RedisNode {
         below: &str,
         limit: usize,
     ) -> Result<(Page<RoomInfo>, Vec<String>), BackendError> {
-        {
-            let keys = &self.shared.keys;
-            let n = fetch(limit);
-            let mut pipe = redis::pipe();
-            for index in [keys.public_rooms(), keys.user_key(viewer, "private")] {
-                pipe.cmd("ZRANGE")
-                    .arg(index)
-                    .arg(below)
-                    .arg("-")
-                    .arg("BYLEX")
-                    .arg("REV")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(count(n));
-            }
-            let mut conn = self.conn();
-            let (public, private): (Vec<String>, Vec<String>) = pipe
-                .query_async(&mut conn)
-                .await
-                .map_err(BackendError::redis)?;
-            let page = split_page(
-                paging::merge_newest_first(public, private, n),
-                limit,
-                String::clone,
-            );
-            let ids: Vec<(String, RoomId)> = page
-                .items
-                .iter()
-                .filter_map(|key| Some((key.clone(), paging::room_of_key(key)?)))
-                .collect();
-            if ids.is_empty() {
-                let page = Page {
-                    items: Vec::new(),
-                    next: page.next,
-                };
-                return Ok((page, Vec::new()));
-            }
-            let mut pipe = redis::pipe();
-            for (_, id) in &ids {
-                pipe.hmget(keys.room_key(id, "info"), &INFO_FIELDS);
-            }
-            let infos: Vec<InfoFields> = pipe
-                .query_async(&mut conn)
-                .await
-                .map_err(BackendError::redis)?;
-            let mut items = Vec::with_capacity(ids.len());
-            let mut ghosts = Vec::new();
-            for ((key, id), fields) in ids.into_iter().zip(infos) {
-                match room_info(id, fields)? {
-                    Some(room) => items.push(room),
-                    None => ghosts.push(key),
-                }
-            }
+        let keys = &self.shared.keys;
+        let n = fetch(limit);
+        let mut pipe = redis::pipe();
+        for index in [keys.public_rooms(), keys.user_key(viewer, "private")] {
+            pipe.cmd("ZRANGE")
+                .arg(index)
+                .arg(below)
+                .arg("-")
+                .arg("BYLEX")
+                .arg("REV")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(count(n));
+        }
+        let mut conn = self.conn();
+        let (public, private): (Vec<String>, Vec<String>) = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(BackendError::redis)?;
+        let page = split_page(
+            paging::merge_newest_first(public, private, n),
+            limit,
+            String::clone,
+        );
+        let ids: Vec<(String, RoomId)> = page
+            .items
+            .iter()
+            .filter_map(|key| Some((key.clone(), paging::room_of_key(key)?)))
+            .collect();
+        if ids.is_empty() {
             let page = Page {
-                items,
+                items: Vec::new(),
                 next: page.next,
             };
-            Ok((page, ghosts))
+            return Ok((page, Vec::new()));
         }
+        let mut pipe = redis::pipe();
+        for (_, id) in &ids {
+            pipe.hmget(keys.room_key(id, "info"), &INFO_FIELDS);
+        }
+        let infos: Vec<InfoFields> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(BackendError::redis)?;
+        let mut items = Vec::with_capacity(ids.len());
+        let mut ghosts = Vec::new();
+        for ((key, id), fields) in ids.into_iter().zip(infos) {
+            match room_info(id, fields)? {
+                Some(room) => items.push(room),
+                None => ghosts.push(key),
+            }
+        }
+        let page = Page {
+            items,
+            next: page.next,
+        };
+        Ok((page, ghosts))
     }
     async fn add(
         &self,
