@@ -274,45 +274,50 @@ impl RedisNode {
             .query_async(&mut conn)
             .await
             .map_err(BackendError::redis)?;
-        let page = split_page(
-            paging::merge_newest_first(public, private, n),
-            limit,
-            String::clone,
-        );
-        let ids: Vec<(String, RoomId)> = page
-            .items
-            .iter()
-            .filter_map(|key| Some((key.clone(), paging::room_of_key(key)?)))
+        let fetched = paging::merge_newest_first(public, private, n);
+        // Whether the indexes hold more than was fetched.
+        let more = fetched.len() >= n;
+        let last_fetched = fetched.last().cloned();
+        let ids: Vec<(String, RoomId)> = fetched
+            .into_iter()
+            .filter_map(|key| {
+                let id = paging::room_of_key(&key)?;
+                Some((key, id))
+            })
             .collect();
-        if ids.is_empty() {
-            let page = Page {
-                items: Vec::new(),
-                next: page.next,
-            };
-            return Ok((page, Vec::new()));
-        }
         let mut pipe = redis::pipe();
         for (_, id) in &ids {
             pipe.hmget(keys.room_key(id, "info"), &INFO_FIELDS);
         }
-        let infos: Vec<InfoFields> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(BackendError::redis)?;
-        let mut items = Vec::with_capacity(ids.len());
+        let infos: Vec<InfoFields> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut conn)
+                .await
+                .map_err(BackendError::redis)?
+        };
+        let mut live = Vec::with_capacity(ids.len());
         let mut ghosts = Vec::new();
         for ((key, id), fields) in ids.into_iter().zip(infos) {
             match room_info(id, fields)? {
-                Some(room) => items.push(room),
+                Some(room) => live.push((key, room)),
                 None => ghosts.push(key),
             }
         }
+        let mut page = split_page(live, limit, |(key, _)| key.clone());
+        if page.next.is_none() && more && !ghosts.is_empty() {
+            // Expired rooms hid whether more follow: the next page starts after all that
+            // was read (it may be empty; it is never skipped).
+            page.next = last_fetched;
+        }
         let page = Page {
-            items,
+            items: page.items.into_iter().map(|(_, room)| room).collect(),
             next: page.next,
         };
         Ok((page, ghosts))
     }
+
+    /// `add_member.lua`, within `cap` members if given.
     async fn add(
         &self,
         room: &RoomId,

@@ -151,3 +151,63 @@ async fn a_big_room_pages_and_reads_whole_past_lua_bounds() {
         "distinct, by id"
     );
 }
+
+#[tokio::test]
+async fn expired_rooms_leave_no_short_pages_and_no_ghosts_in_the_indexes() {
+    let (redis, backend) = fresh().await;
+    let ann = User::new("ann", "Ann");
+    for i in 0..12u32 {
+        let room = RoomInfo {
+            room_id: RoomId::new(format!("r{i:02}")),
+            name: format!("r{i:02}"),
+            created_at: format!("2026-01-01T00:00:{i:02}Z"),
+            visibility: if i % 4 == 0 {
+                Visibility::Private
+            } else {
+                Visibility::Public
+            },
+            owner: None,
+        };
+        backend.rooms.create(room.clone()).await.unwrap();
+        backend.rooms.add_member(&room.room_id, &ann).await.unwrap();
+    }
+    // Expire most of them as their TTL would (every key of the room gone), without telling
+    // the indexes: eight of the twelve, public and private, at the head and in the middle.
+    let mut conn = redis.conn().await;
+    let expired = ["r11", "r10", "r09", "r08", "r07", "r04", "r03", "r00"];
+    for id in expired {
+        for what in ["info", "members", "order"] {
+            let _: i64 = conn
+                .del(format!("roomcast:room:{{{id}}}:{what}"))
+                .await
+                .unwrap();
+        }
+    }
+    // Pages of 2: full but the last, whatever ghosts they met.
+    let pages = room_pages(&backend, "ann", 2).await;
+    assert_eq!(pages, [vec!["r06", "r05"], vec!["r02", "r01"]]);
+    // And the indexes keep none of them.
+    let public: Vec<String> = conn.zrange("roomcast:rooms:public", 0, -1).await.unwrap();
+    let private: Vec<String> = conn
+        .zrange("roomcast:user:{ann}:private", 0, -1)
+        .await
+        .unwrap();
+    for key in public.iter().chain(&private) {
+        assert!(!expired.iter().any(|id| key.contains(id)), "{key}");
+    }
+    assert_eq!(public.len() + private.len(), 4);
+    // A batch of the user's rooms skips (and drops) them too.
+    let rooms = backend
+        .rooms
+        .user_rooms(&UserId::new("ann"), 3)
+        .await
+        .unwrap();
+    assert_eq!(rooms.len(), 3);
+    assert!(rooms.iter().all(|r| !expired.contains(&r.as_str())));
+    let all = backend
+        .rooms
+        .user_rooms(&UserId::new("ann"), 100)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+}
