@@ -194,9 +194,11 @@ async function onJoinError(conv, frame, req) {
   if (frame.code === 'room_not_found') return roomGone(conv);
   showError(`Could not join ${conv.name}: ${frame.code}: ${frame.message}`);
   if (frame.code === 'unavailable' || frame.code === 'rate_limited') {
+    // Over the join limit the server says how long to wait (`retryAfterMs`).
+    const wait = frame.code === 'rate_limited' && frame.retryAfterMs > 0 ? frame.retryAfterMs : 2000;
     setTimeout(() => {
       if (socket.isOpen() && state.convs.get(conv.key) === conv && !conv.joined) sendJoin(conv);
-    }, 2000);
+    }, wait);
   }
 }
 

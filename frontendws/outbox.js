@@ -1,5 +1,6 @@
 // The user's own messages on their way out: queued while they cannot be sent, sent with a
-// clientMsgId, confirmed by the server's ack (or failed by its error), and retried on demand.
+// clientMsgId, confirmed by the server's ack (or failed by its error), and retried on demand
+// with the same clientMsgId (the server does not publish it twice).
 
 import { insertItem, removeItem } from './conversations.js';
 import { updateStatus } from './message-list.js';
@@ -28,7 +29,10 @@ function transmit(conv, item) {
     removeItem(conv, item);
     insertItem(conv, item);
   }
-  item.clientMsgId = randomId();
+  // One id per message, kept across retries: the server publishes a clientMsgId it saw in the
+  // last 2 minutes only once (the retry gets the first one's ack), so retrying a message
+  // whose ack was lost (unavailable, a dropped connection) never leaves two copies.
+  if (!item.clientMsgId) item.clientMsgId = randomId();
   item.status = 'pending';
   item.error = null;
   state.pending.set(item.clientMsgId, { conv, item });

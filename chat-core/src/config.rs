@@ -15,6 +15,13 @@ pub struct ChatConfig {
     pub max_frame_bytes: usize,
     /// Longest `clientMsgId`, in bytes; longer ones are a `bad_frame`. Default 128.
     pub max_client_msg_id: usize,
+    /// How long a sent `clientMsgId` is remembered per sender and target (room, or recipient
+    /// of a direct message): a `message` or `direct` sent again with it within this window is
+    /// not published again and gets the first one's `ack` (same `id`). Remembered in the
+    /// backend (Redis: a key with this TTL, checked in the script that appends and publishes),
+    /// so a retry on another instance is caught too. `Duration::ZERO` turns it off. Default
+    /// 2 minutes.
+    pub dedup_window: Duration,
     /// Frames that may wait in one connection's outgoing queue. A connection whose queue is
     /// full when a frame arrives is closed with close code 4008 (slow consumer) rather than
     /// letting server memory grow. Default 1,024.
@@ -39,10 +46,48 @@ pub struct ChatConfig {
     /// A connection from which nothing (not even a pong) arrived for this long is closed.
     /// Default 60 s.
     pub idle_timeout: Duration,
-    /// Sustained frames per second one connection may send. Default 20.
+    /// The per-connection flood guard: sustained frames per second one connection may send,
+    /// whatever they are (pings, leaves, bad frames as well as what the per-user limits
+    /// below count). Past it the session stops reading that socket until a token is back
+    /// (TCP pushes back on the client; nothing is dropped or refused), so no connection can
+    /// keep a core busy. Above the per-user limits on purpose: those answer `rate_limited`,
+    /// this only paces. Default 50.
     pub rate_per_second: u32,
-    /// Frames one connection may send in a burst above the sustained rate. Default 40.
+    /// Frames one connection may send in a burst above [`Self::rate_per_second`].
+    /// Default 100.
     pub rate_burst: u32,
+    /// Per user, across all of that user's connections on this node: sustained room
+    /// messages per second. Over it a `message` is answered `rate_limited` with
+    /// `retryAfterMs`. Default 20.
+    pub user_messages_per_second: u32,
+    /// Per user: room messages in a burst above [`Self::user_messages_per_second`].
+    /// Default 40.
+    pub user_messages_burst: u32,
+    /// Per user, on this node: sustained joins per second, WebSocket `join` and REST
+    /// `POST /join-room` alike (`rate_limited` or 429 over it). Default 10.
+    pub user_joins_per_second: u32,
+    /// Per user: joins in a burst above [`Self::user_joins_per_second`]. Default 20.
+    pub user_joins_burst: u32,
+    /// A join with `since` costs one join token more per this many messages it replays
+    /// (counted after the replay, as a debt the next joins wait for): the default is the
+    /// default history page, so catching up through a join costs what a join and the same
+    /// pages over REST would; a full replay (about `outgoing_queue` messages) then costs
+    /// about one burst of joins. Default 50.
+    pub join_replay_per_token: usize,
+    /// Per user, on this node: sustained direct messages per second. Lower than room
+    /// messages: a direct message lands with one person who did not choose to be in a room
+    /// with the sender's traffic. Default 10.
+    pub user_directs_per_second: u32,
+    /// Per user: direct messages in a burst above [`Self::user_directs_per_second`].
+    /// Default 20.
+    pub user_directs_burst: u32,
+    /// Per user, on this node: rooms a user may create a minute (a bucket of that many,
+    /// refilled evenly over the minute); over it `POST /create-room` is a 429 with
+    /// `Retry-After`. Default 10.
+    pub user_rooms_per_minute: u32,
+    /// Per user, on this node: open WebSockets. The next upgrade is refused with 429 and
+    /// `Retry-After` before upgrading; the open ones carry on. Default 32.
+    pub max_connections_per_user: usize,
     /// Messages per history page when the request names no limit. Default 50.
     pub history_page_default: usize,
     /// Largest history page. Default 200.
@@ -60,6 +105,20 @@ pub struct ChatConfig {
     /// those messages. Pick an id that none of your users has. Default
     /// `{"id": "system", "name": "System"}`.
     pub system_user: User,
+    /// For the host's HTTP server (`chat_tower::serve`, which the demo uses): how long a
+    /// client has to send a request's whole header, from the connection's start or the end
+    /// of the previous response (so also how long an idle keep-alive connection stays open).
+    /// A connection past it is closed. `Duration::ZERO` turns it off. Default 10 s.
+    pub http_header_read_timeout: Duration,
+    /// For the host's HTTP server: a connection on which no byte went either way for this
+    /// long is closed (a request body or a response that stalls; upgraded WebSockets too,
+    /// whose pings every [`ping_interval`](Self::ping_interval) keep them active, so keep it
+    /// above that). `Duration::ZERO` turns it off. Default 60 s.
+    pub http_idle_timeout: Duration,
+    /// For the host's HTTP server: open connections (WebSockets included) at most. Past it
+    /// the server stops accepting: new connections wait in the listen backlog until one
+    /// closes. Default 50,000.
+    pub http_max_connections: usize,
 }
 
 impl Default for ChatConfig {
@@ -68,18 +127,31 @@ impl Default for ChatConfig {
             max_body_chars: 4_000,
             max_frame_bytes: 64 * 1024,
             max_client_msg_id: 128,
+            dedup_window: Duration::from_secs(120),
             outgoing_queue: 1_024,
             write_coalesce: Duration::from_millis(2),
             write_coalesce_max: Duration::from_millis(8),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
-            rate_per_second: 20,
-            rate_burst: 40,
+            rate_per_second: 50,
+            rate_burst: 100,
+            user_messages_per_second: 20,
+            user_messages_burst: 40,
+            user_joins_per_second: 10,
+            user_joins_burst: 20,
+            join_replay_per_token: 50,
+            user_directs_per_second: 10,
+            user_directs_burst: 20,
+            user_rooms_per_minute: 10,
+            max_connections_per_user: 32,
             history_page_default: 50,
             history_page_max: 200,
             max_rooms_per_connection: 100,
             max_members_per_room: 10_000,
             system_user: User::new("system", "System"),
+            http_header_read_timeout: Duration::from_secs(10),
+            http_idle_timeout: Duration::from_secs(60),
+            http_max_connections: 50_000,
         }
     }
 }

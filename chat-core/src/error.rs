@@ -1,6 +1,16 @@
 //! Errors: [`BackendError`] from the broker and stores, [`Error`] from engine operations.
 
+use std::time::Duration;
+
+pub use crate::limits::Limit;
 use crate::protocol::{ErrorCode, RoomId, UserId};
+
+/// A wait in whole milliseconds, rounded up (so that waiting that long is enough), at least 1.
+pub fn retry_after_ms(wait: Duration) -> u64 {
+    u64::try_from(wait.as_nanos().div_ceil(1_000_000))
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
 
 /// What a backend (broker, room store, presence, history) can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -82,11 +92,13 @@ pub enum Error {
         /// The configured limit, in characters.
         limit: usize,
     },
-    /// The connection sends too fast.
-    #[error("too many frames; at most {per_second} per second")]
+    /// Over a per-user limit ([`Limit`]): nothing was done; try again after `retry_after`.
+    #[error("too many {limit}; retry in {} ms", retry_after_ms(*retry_after))]
     RateLimited {
-        /// The configured sustained rate.
-        per_second: u32,
+        /// Which limit.
+        limit: Limit,
+        /// How long until the request would pass.
+        retry_after: Duration,
     },
     /// The recipient has no connection anywhere.
     #[error("user {0} is not connected")]
@@ -114,6 +126,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// How long to wait before trying again, for [`Error::RateLimited`].
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
     /// The contract error code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -129,6 +149,80 @@ impl Error {
             Self::Unavailable(_) | Self::ShuttingDown => ErrorCode::Unavailable,
             Self::RoomFull { .. } => ErrorCode::RoomFull,
         }
+    }
+}
+
+/// A new correlation id: it ties what a client is told about a failure (which never holds the
+/// backend's own text: it may name hosts, keys or Redis internals) to the log line that holds
+/// the real error. 32 hex digits, random.
+pub fn new_correlation_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// What a client may be told about an [`Error`] ([`Error::for_client`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientError {
+    /// The contract error code.
+    pub code: ErrorCode,
+    /// A message for people: the error's own text, or for a backend failure a generic text
+    /// that names the correlation id.
+    pub message: String,
+    /// For a backend failure: the id under which the real error was logged.
+    pub correlation_id: Option<String>,
+}
+
+impl Error {
+    /// Whether this is a failure of the backend (or of the node), whose text must not reach a
+    /// client: [`Error::Unavailable`] but for a bad cursor, which is the client's mistake.
+    pub fn is_backend_failure(&self) -> bool {
+        matches!(self, Self::Unavailable(err) if !matches!(err, BackendError::InvalidCursor))
+    }
+
+    /// What a client may be told. A backend failure ([`Error::is_backend_failure`]) is logged
+    /// here at `error` level with its cause and a new correlation id, and the client gets
+    /// `unavailable` with a generic message that names the id; any other error is told as it
+    /// is (its text holds only what the client sent and the contract's words).
+    pub fn for_client(&self) -> ClientError {
+        if self.is_backend_failure() {
+            let id = new_correlation_id();
+            tracing::error!(correlation_id = %id, cause = %self, "backend failure");
+            return ClientError {
+                code: self.code(),
+                message: format!(
+                    "the chat backend is unavailable; try again (correlation id {id})"
+                ),
+                correlation_id: Some(id),
+            };
+        }
+        ClientError {
+            code: self.code(),
+            message: self.to_string(),
+            correlation_id: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod client_tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_failure_is_told_without_its_text() {
+        let err = Error::Unavailable(BackendError::Unavailable("10.0.0.7:6379 NOAUTH".into()));
+        let told = err.for_client();
+        assert_eq!(told.code, ErrorCode::Unavailable);
+        let id = told.correlation_id.expect("a correlation id");
+        assert_eq!(id.len(), 32);
+        assert!(told.message.contains(&id), "{}", told.message);
+        assert!(!told.message.contains("NOAUTH") && !told.message.contains("6379"));
+        let cursor = Error::Unavailable(BackendError::InvalidCursor).for_client();
+        assert_eq!(cursor.correlation_id, None);
+        let empty = Error::EmptyBody.for_client();
+        assert_eq!(
+            (empty.code, empty.correlation_id),
+            (ErrorCode::EmptyBody, None)
+        );
     }
 }
 

@@ -11,7 +11,7 @@
 //! - `connection`: [`Connection`], one client on a node: join (with replay), leave, send,
 //!   and its teardown.
 //! - [`session`]: the per-connection `select!` loop over a generic stream and sink, the
-//!   transport adapter, frame handling and the rate limit.
+//!   transport adapter, frame handling and the per-connection flood guard.
 //! - `fanout`: node-local fan-out: the hub (who listens to what), each connection's outbox
 //!   (queue, inline writes, coalescing), the flush tick, and ref-counted broker subscriptions.
 //! - [`backend`]: what a node runs on: the [`Backend`] bundle of the [`backend::broker::Broker`]
@@ -19,7 +19,8 @@
 //!   beside them their implementations, [`backend::memory`] (default) and `backend::redis`
 //!   (feature `redis`).
 //! - [`error`]: [`BackendError`] from a backend, [`Error`] from an engine operation.
-//! - [`hooks`]: the policy hooks; [`config`]: limits with documented defaults.
+//! - [`hooks`]: the policy hooks; [`config`]: limits with documented defaults; `limits`: the
+//!   node's per-user limits (messages, joins, direct messages, room creation, connections).
 //!
 //! ## A message's path
 //! Connection on node A → [`Connection::send_message`] →
@@ -36,6 +37,7 @@ mod connection;
 pub mod error;
 mod fanout;
 pub mod hooks;
+mod limits;
 mod node;
 pub mod protocol;
 pub mod session;
@@ -45,7 +47,7 @@ pub use backend::{Backend, BoxFuture};
 pub use caller::Caller;
 pub use config::ChatConfig;
 pub use connection::Connection;
-pub use error::{BackendError, Error};
+pub use error::{BackendError, ClientError, Error, Limit};
 pub use node::{
     Chat, MemberPage, MessagePage, RoomDetails, RoomHandle, RoomPage, RoomSummary, UserHandle,
     ROOM_DETAILS_MEMBERS,

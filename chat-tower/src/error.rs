@@ -4,6 +4,8 @@ use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -29,6 +31,14 @@ pub struct Problem {
     /// Machine-readable code (an extension member; the same codes as WebSocket errors where
     /// they apply).
     pub code: String,
+    /// On a 5xx only (an extension member): the id under which the server logged what
+    /// really went wrong; the `detail` is generic and names it too.
+    #[serde(
+        rename = "correlationId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub correlation_id: Option<String>,
 }
 
 /// What a chat HTTP endpoint can fail with; renders as [`Problem`].
@@ -53,6 +63,9 @@ pub enum ChatRejection {
     /// 413: the request body is too large.
     #[error("{0}")]
     TooLarge(String),
+    /// 415: a request body that is not sent as `application/json`.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 404: no such room.
     #[error("{0}")]
     NotFound(String),
@@ -68,9 +81,14 @@ pub enum ChatRejection {
         /// What happened.
         detail: String,
     },
-    /// 429: over a limit.
-    #[error("{0}")]
-    TooManyRequests(String),
+    /// 429: over a limit; answered with `Retry-After` (whole seconds, rounded up).
+    #[error("{detail}")]
+    TooManyRequests {
+        /// What happened.
+        detail: String,
+        /// How long until the request would pass.
+        retry_after: Duration,
+    },
     /// 503: the chat backend is down.
     #[error("{0}")]
     Unavailable(String),
@@ -90,23 +108,34 @@ impl ChatRejection {
             Self::NotFound(_) => (404, "room_not_found", "Room not found"),
             Self::UserNotFound(_) => (404, "user_not_found", "User not found"),
             Self::Conflict { code, .. } => (409, code, "Conflict"),
-            Self::TooManyRequests(_) => (429, "rate_limited", "Too many requests"),
+            Self::TooManyRequests { .. } => (429, "rate_limited", "Too many requests"),
             Self::MethodNotAllowed(_) => (405, "method_not_allowed", "Method not allowed"),
             Self::TooLarge(_) => (413, "body_too_large", "Request body too large"),
+            Self::UnsupportedMediaType(_) => {
+                (415, "unsupported_media_type", "Unsupported media type")
+            }
             Self::Unavailable(_) => (503, "unavailable", "Chat backend unavailable"),
             Self::Internal(_) => (500, "internal", "Internal error"),
         }
     }
 
-    /// The problem document for this error.
+    /// The problem document for this error. A 5xx's own text (a backend error may name
+    /// hosts, keys or Redis internals) is not in it: its `detail` is generic. The response
+    /// ([`IntoResponse`]) also logs the real error under a correlation id and names the id.
     pub fn problem(&self) -> Problem {
         let (status, code, title) = self.parts();
+        let detail = match self {
+            Self::Unavailable(_) => "the chat backend is unavailable; try again".to_owned(),
+            Self::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        };
         Problem {
             type_uri: format!("urn:roomcast:problem:{code}"),
             title: title.into(),
             status,
-            detail: self.to_string(),
+            detail,
             code: code.into(),
+            correlation_id: None,
         }
     }
 }
@@ -130,7 +159,10 @@ impl From<chat_core::Error> for ChatRejection {
                 code: "room_full",
                 detail,
             },
-            Error::RateLimited { .. } => Self::TooManyRequests(detail),
+            Error::RateLimited { retry_after, .. } => Self::TooManyRequests {
+                detail,
+                retry_after,
+            },
             Error::BadCursor => Self::BadRequest(detail),
             Error::Unavailable(BackendError::InvalidCursor) => {
                 Self::BadRequest("`before` is not a message id of this room".into())
@@ -147,9 +179,17 @@ impl From<chat_core::Error> for ChatRejection {
 
 impl IntoResponse for ChatRejection {
     fn into_response(self) -> Response {
-        let problem = self.problem();
+        let mut problem = self.problem();
+        let retry_after = match &self {
+            Self::TooManyRequests { retry_after, .. } => Some(retry_after_secs(*retry_after)),
+            _ => None,
+        };
         if problem.status >= 500 {
-            tracing::error!(detail = %problem.detail, "request failed");
+            // The real error goes to the log only, under an id the client can quote.
+            let id = chat_core::error::new_correlation_id();
+            tracing::error!(correlation_id = %id, status = problem.status, cause = %self, "request failed");
+            problem.detail = format!("{} (correlation id {id})", problem.detail);
+            problem.correlation_id = Some(id);
         }
         let status =
             StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -164,8 +204,19 @@ impl IntoResponse for ChatRejection {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
+}
+
+/// `Retry-After` in whole seconds, rounded up so that waiting that long is enough; at least 1.
+fn retry_after_secs(wait: Duration) -> u64 {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    seconds.max(1)
 }
 
 #[cfg(test)]
@@ -193,7 +244,10 @@ mod tests {
                 StatusCode::CONFLICT,
             ),
             (
-                ChatRejection::TooManyRequests(s()),
+                ChatRejection::TooManyRequests {
+                    detail: s(),
+                    retry_after: Duration::from_millis(1),
+                },
                 StatusCode::TOO_MANY_REQUESTS,
             ),
             (
@@ -201,6 +255,10 @@ mod tests {
                 StatusCode::METHOD_NOT_ALLOWED,
             ),
             (ChatRejection::TooLarge(s()), StatusCode::PAYLOAD_TOO_LARGE),
+            (
+                ChatRejection::UnsupportedMediaType(s()),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ),
             (
                 ChatRejection::Unavailable(s()),
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -218,5 +276,55 @@ mod tests {
                 "application/problem+json"
             );
         }
+    }
+
+    #[test]
+    fn a_backend_failure_reaches_the_client_as_a_correlation_id_only() {
+        use chat_core::{BackendError, Error};
+        let raw = "redis: Connection refused (os error 111) at 10.0.0.7:6379";
+        let rejection =
+            ChatRejection::from(Error::Unavailable(BackendError::Unavailable(raw.into())));
+        assert!(!rejection.problem().detail.contains("6379"));
+        let response = rejection.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = futures_util::FutureExt::now_or_never(axum::body::to_bytes(
+            response.into_body(),
+            usize::MAX,
+        ))
+        .and_then(Result::ok)
+        .unwrap_or_default();
+        let problem: Problem = serde_json::from_slice(&body).unwrap_or_else(|_| Problem {
+            type_uri: String::new(),
+            title: String::new(),
+            status: 0,
+            detail: String::new(),
+            code: String::new(),
+            correlation_id: None,
+        });
+        assert_eq!(problem.code, "unavailable");
+        let id = problem.correlation_id.unwrap_or_default();
+        assert_eq!(id.len(), 32);
+        assert!(problem.detail.contains(&id));
+        assert!(!problem.detail.contains("6379") && !problem.detail.contains("refused"));
+    }
+
+    #[test]
+    fn a_429_says_how_many_whole_seconds_to_wait_rounded_up() {
+        for (wait, header) in [
+            (1, "1"),
+            (999, "1"),
+            (1_000, "1"),
+            (1_001, "2"),
+            (5_900, "6"),
+        ] {
+            let rejection = ChatRejection::TooManyRequests {
+                detail: String::new(),
+                retry_after: Duration::from_millis(wait),
+            };
+            let response = rejection.into_response();
+            assert_eq!(response.headers()[header::RETRY_AFTER], header, "{wait} ms");
+        }
+        let response = ChatRejection::BadRequest(String::new()).into_response();
+        assert!(!response.headers().contains_key(header::RETRY_AFTER));
     }
 }

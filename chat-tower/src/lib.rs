@@ -14,9 +14,9 @@
 //!     .nest("/chat", chat_router)
 //!     .with_state(AppState {});
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-//! axum::serve(listener, app)
-//!     .with_graceful_shutdown(async move { chat.shutdown().await })
-//!     .await
+//! // Header-read and idle timeouts and a connection cap (`ChatConfig::http_*`).
+//! let config = chat.chat().config().clone();
+//! chat_tower::serve(listener, app, &config, async move { chat.shutdown().await }).await
 //! # }
 //! ```
 //!
@@ -40,6 +40,8 @@
 //! - `ws`: the WebSocket endpoint (`upgrade`) and axum's socket as the session's transport
 //!   (`socket`, for `chat_core::session::serve`).
 //! - [`error`]: [`ChatRejection`], rendered as RFC 9457 problem+json ([`Problem`]).
+//! - [`serve`](mod@serve): [`serve()`], an HTTP/1 server with a header-read timeout, an idle
+//!   timeout and a connection cap (`ChatConfig::http_*`), WebSocket upgrades kept.
 //! - [`openapi`]: the OpenAPI document, the problem responses endpoints share (`problems`),
 //!   and the WebSocket frame schemas with the AsyncAPI document (`asyncapi`).
 
@@ -56,6 +58,7 @@ mod origin;
 pub mod rest;
 mod router;
 mod sends;
+pub mod serve;
 mod state;
 mod ws;
 
@@ -66,6 +69,7 @@ pub use identity::{
     FromExtension, FromExtractor, IdentityExtractor, NoIdentity, TokenSigner, VerifiedToken,
 };
 pub use origin::AllowedOrigins;
+pub use serve::serve;
 
 /// The README's code blocks, compiled as doc tests so that they stay true.
 #[doc = include_str!("../../README.md")]

@@ -4,10 +4,11 @@
 //! ```text
 //! demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S]
 //!             [--presence-ttl-secs N] [--write-coalesce-ms MS] [--write-coalesce-max-ms MS]
-//!             [--auth guest|jwt] [--jwt-secret S | --jwt-public-key FILE [--jwt-alg ALG]]
+//!             [--dedup-window-secs N] [--auth guest|jwt] [--jwt-secret S | --jwt-public-key FILE [--jwt-alg ALG]]
 //!             [--jwt-issuer ISS] [--jwt-audience AUD] [--jwt-name-claim CLAIM]
 //!             [--room-ttl-secs N] [--history-max-age-secs N] [--max-members-per-room N]
 //!             [--event-queue N]
+//!             [--header-read-timeout-secs N] [--http-idle-timeout-secs N] [--max-connections N]
 //! ```
 //! Each flag also reads an environment variable: `LISTEN_ADDR` (default `127.0.0.1:3000`),
 //! `REDIS_URL` (absent: in memory, one instance), `STATIC_DIR` (default: the repository's
@@ -16,12 +17,21 @@
 //! `WRITE_COALESCE_MS` (default 2: the shortest period of the flush tick that batches frames
 //! for a WebSocket written less than a period ago; 0 writes every frame at once),
 //! `WRITE_COALESCE_MAX_MS` (default 8: the longest period, which heavy fan-out adapts up to;
-//! set it to `WRITE_COALESCE_MS` for a fixed period).
+//! set it to `WRITE_COALESCE_MS` for a fixed period), `DEDUP_WINDOW_SECS` (default 120: how
+//! long a sent `clientMsgId` is remembered, so that a retry is not published twice).
 //! Growth: `ROOM_TTL_SECS` (default 604800, 7 days: a room with nobody online and no
 //! activity for this long is deleted), `HISTORY_MAX_AGE_SECS` (default 2592000, 30 days:
 //! older messages are not served and are trimmed), `MAX_MEMBERS_PER_ROOM` (default 10000:
 //! more is `room_full`), `EVENT_QUEUE` (default 65536: events an instance's dispatcher may
 //! have waiting; past it, the rooms concerned get `resync`).
+//!
+//! HTTP serving (`chat_tower::serve`: hyper's HTTP/1 connections, a semaphore-capped accept
+//! loop): `HEADER_READ_TIMEOUT_SECS` (default 10: a connection that has not sent a whole
+//! request header this long after it opened or after its previous response is closed),
+//! `HTTP_IDLE_TIMEOUT_SECS` (default 60: no byte either way this long closes a connection,
+//! WebSockets too; keep it above their 20 s ping), `MAX_CONNECTIONS` (default 50,000 open
+//! connections, WebSockets included; past it new ones wait in the listen backlog of 4,096).
+//! 0 turns a timeout off.
 //!
 //! Identity: `AUTH` (default `guest`: anyone picks a display name with `POST /guests`).
 //! `jwt`: no guests; every client sends a JWT from the identity provider as
@@ -31,11 +41,20 @@
 //! `JWT_ISSUER` and `JWT_AUDIENCE` (then required in every token), `JWT_NAME_CLAIM` (the
 //! display name's claim, default `name`, else `sub`). `sub` is the user id; `exp` is
 //! required (30 s leeway).
+//!
+//! Per-user limits (each a `ChatConfig` field; `demo-server --help` lists them with their
+//! defaults and environment variables): `--user-messages-per-second`, `--user-messages-burst`,
+//! `--user-joins-per-second`, `--user-joins-burst`, `--join-replay-per-token`,
+//! `--user-directs-per-second`, `--user-directs-burst`, `--user-rooms-per-minute`,
+//! `--max-connections-per-user`, and the per-connection flood guard
+//! `--frame-rate-per-second`, `--frame-burst` (see `limits.rs`).
+
+mod limits;
 
 use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context as _;
-use axum::{serve::ListenerExt, Router};
+use axum::Router;
 use chat_tower::{
     identity::{JwtAlgorithm, JwtIdentity},
     ChatBuilder,
@@ -43,6 +62,9 @@ use chat_tower::{
 use tower_http::{services::ServeDir, trace::TraceLayer};
 use tracing_subscriber::EnvFilter;
 use utoipa_swagger_ui::{Config, SwaggerUi};
+
+mod pages;
+mod redact;
 
 struct Args {
     listen: SocketAddr,
@@ -53,8 +75,15 @@ struct Args {
     write_coalesce_ms: Option<f64>,
     write_coalesce_max_ms: Option<f64>,
     growth: Growth,
+    /// How long a sent `clientMsgId` is remembered (`ChatConfig::dedup_window`).
+    dedup_window_secs: Option<f64>,
+    header_read_timeout: Option<f64>,
+    http_idle_timeout: Option<f64>,
+    max_connections: Option<usize>,
     /// `None`: guest mode.
     jwt: Option<JwtIdentity>,
+    /// Per-user limits as `(flag, value)`, environment first (see `limits.rs`).
+    limits: Vec<(&'static str, String)>,
 }
 
 /// The bounded-growth settings, as given (flags or environment); `None`: the default.
@@ -101,10 +130,12 @@ impl Growth {
 
 const USAGE: &str =
     "demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S] \
-[--presence-ttl-secs N] [--write-coalesce-ms MS] [--write-coalesce-max-ms MS] [--auth guest|jwt] \
+[--presence-ttl-secs N] [--write-coalesce-ms MS] [--write-coalesce-max-ms MS] \
+[--dedup-window-secs N (default 120)] [--auth guest|jwt] \
 [--jwt-secret S | --jwt-public-key FILE [--jwt-alg RS256|ES256|EdDSA]] [--jwt-issuer ISS] \
 [--jwt-audience AUD] [--jwt-name-claim CLAIM] [--room-ttl-secs N] [--history-max-age-secs N] \
-[--max-members-per-room N] [--event-queue N]";
+[--max-members-per-room N] [--event-queue N] [--header-read-timeout-secs N] \
+[--http-idle-timeout-secs N] [--max-connections N]";
 
 /// The JWT settings, as given (flags or environment).
 #[derive(Default)]
@@ -188,6 +219,15 @@ fn parse_ms(what: &str, value: Option<String>) -> anyhow::Result<Option<f64>> {
         .transpose()
 }
 
+fn parse_secs(what: &str, value: Option<String>) -> anyhow::Result<Option<f64>> {
+    value
+        .map(|s| match s.parse::<f64>() {
+            Ok(secs) if secs.is_finite() && (0.0..=86_400.0).contains(&secs) => Ok(secs),
+            _ => Err(anyhow::anyhow!("bad {what} {s} (seconds, 0 to 86400)")),
+        })
+        .transpose()
+}
+
 fn parse_args() -> anyhow::Result<Args> {
     let mut listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let mut redis_url = std::env::var("REDIS_URL").ok().filter(|s| !s.is_empty());
@@ -202,11 +242,16 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut history_max_age = std::env::var("HISTORY_MAX_AGE_SECS").ok();
     let mut max_members = std::env::var("MAX_MEMBERS_PER_ROOM").ok();
     let mut event_queue = std::env::var("EVENT_QUEUE").ok();
+    let mut dedup_window = std::env::var("DEDUP_WINDOW_SECS").ok();
+    let mut header_read_timeout = std::env::var("HEADER_READ_TIMEOUT_SECS").ok();
+    let mut http_idle_timeout = std::env::var("HTTP_IDLE_TIMEOUT_SECS").ok();
+    let mut max_connections = std::env::var("MAX_CONNECTIONS").ok();
     let mut auth = std::env::var("AUTH")
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "guest".into());
     let mut jwt = JwtArgs::from_env();
+    let mut limit_args = limits::from_env();
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -222,6 +267,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--history-max-age-secs" => history_max_age = Some(value()?),
             "--max-members-per-room" => max_members = Some(value()?),
             "--event-queue" => event_queue = Some(value()?),
+            "--dedup-window-secs" => dedup_window = Some(value()?),
+            "--header-read-timeout-secs" => header_read_timeout = Some(value()?),
+            "--http-idle-timeout-secs" => http_idle_timeout = Some(value()?),
+            "--max-connections" => max_connections = Some(value()?),
             "--auth" => auth = value()?,
             "--jwt-secret" => jwt.secret = Some(value()?),
             "--jwt-public-key" => jwt.public_key = Some(PathBuf::from(value()?)),
@@ -229,8 +278,12 @@ fn parse_args() -> anyhow::Result<Args> {
             "--jwt-issuer" => jwt.issuer = Some(value()?),
             "--jwt-audience" => jwt.audience = Some(value()?),
             "--jwt-name-claim" => jwt.name_claim = Some(value()?),
+            name if limits::flag(name).is_some() => {
+                let given = value()?;
+                limit_args.extend(limits::flag(name).map(|f| (f, given)));
+            }
             "-h" | "--help" => {
-                println!("{USAGE}");
+                println!("{USAGE} [LIMIT N]...\nlimits:\n{}", limits::usage());
                 std::process::exit(0);
             }
             other => anyhow::bail!("unknown argument {other} (try --help)"),
@@ -260,17 +313,41 @@ fn parse_args() -> anyhow::Result<Args> {
         write_coalesce_ms: parse_ms("write coalesce", write_coalesce)?,
         write_coalesce_max_ms: parse_ms("write coalesce max", write_coalesce_max)?,
         growth: Growth::parse(room_ttl, history_max_age, max_members, event_queue)?,
+        dedup_window_secs: parse_secs("dedup window", dedup_window)?,
+        header_read_timeout: parse_secs("header read timeout", header_read_timeout)?,
+        http_idle_timeout: parse_secs("HTTP idle timeout", http_idle_timeout)?,
+        max_connections: max_connections
+            .map(|s| match s.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(anyhow::anyhow!("bad max connections {s} (1 or more)")),
+            })
+            .transpose()?,
         jwt,
+        limits: limit_args,
     })
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // The error may quote the Redis URL: redacted like the logs.
+            eprintln!("Error: {}", redact::redact(&format!("{err:?}")));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    // Logs go to stderr, every line through `redact` (passwords and tokens, whoever logs them).
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info")),
         )
+        .with_writer(|| redact::Redacting(std::io::stderr()))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut args = parse_args()?;
 
@@ -283,23 +360,33 @@ async fn main() -> anyhow::Result<()> {
         }
         None => tracing::info!("identity: guests (pass --auth jwt for JWT bearer tokens)"),
     }
-    if args.write_coalesce_ms.is_some()
-        || args.write_coalesce_max_ms.is_some()
-        || args.growth.max_members_per_room.is_some()
-    {
-        let mut config = chat_tower::chat_core::ChatConfig::default();
-        if let Some(n) = args.growth.max_members_per_room {
-            config.max_members_per_room = n;
-        }
-        let ms = |ms: f64| std::time::Duration::from_secs_f64(ms / 1_000.0);
-        if let Some(min) = args.write_coalesce_ms {
-            config.write_coalesce = ms(min);
-        }
-        if let Some(max) = args.write_coalesce_max_ms {
-            config.write_coalesce_max = ms(max);
-        }
-        builder = builder.config(config);
+    let mut config = chat_tower::chat_core::ChatConfig::default();
+    for (flag, value) in &args.limits {
+        limits::apply(&mut config, flag, value)?;
     }
+    if let Some(n) = args.growth.max_members_per_room {
+        config.max_members_per_room = n;
+    }
+    let ms = |ms: f64| std::time::Duration::from_secs_f64(ms / 1_000.0);
+    if let Some(min) = args.write_coalesce_ms {
+        config.write_coalesce = ms(min);
+    }
+    if let Some(max) = args.write_coalesce_max_ms {
+        config.write_coalesce_max = ms(max);
+    }
+    if let Some(secs) = args.dedup_window_secs {
+        config.dedup_window = std::time::Duration::from_secs_f64(secs);
+    }
+    if let Some(secs) = args.header_read_timeout {
+        config.http_header_read_timeout = std::time::Duration::from_secs_f64(secs);
+    }
+    if let Some(secs) = args.http_idle_timeout {
+        config.http_idle_timeout = std::time::Duration::from_secs_f64(secs);
+    }
+    if let Some(n) = args.max_connections {
+        config.http_max_connections = n;
+    }
+    builder = builder.config(config.clone());
     if let Some(secret) = &args.token_secret {
         builder = builder.token_secret(secret.as_bytes().to_vec());
     }
@@ -323,8 +410,8 @@ async fn main() -> anyhow::Result<()> {
             builder = builder
                 .redis_with(url, config)
                 .await
-                .with_context(|| format!("connecting to Redis at {url}"))?;
-            tracing::info!(%url, "backend: redis");
+                .with_context(|| format!("connecting to Redis at {}", redact::redact(url)))?;
+            tracing::info!(url = %redact::redact(url), "backend: redis");
         }
         None => {
             use chat_tower::chat_core::backend::memory::{MemoryCluster, MemoryConfig};
@@ -348,37 +435,32 @@ async fn main() -> anyhow::Result<()> {
     let docs: Router = SwaggerUi::new("/docs")
         .config(Config::from("/openapi.json"))
         .into();
-    let app = Router::new()
-        .merge(chat_router)
-        .merge(docs)
-        .fallback_service(ServeDir::new(&args.static_dir))
-        // The span names the path only: a query may carry a token (`/ws?token=`), and tokens
-        // never go to the logs.
-        .layer(TraceLayer::new_for_http().make_span_with(
-            |request: &axum::http::Request<axum::body::Body>| {
-                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
-            },
-        ));
+    let app = pages::with_headers(
+        Router::new()
+            .merge(chat_router)
+            .merge(docs)
+            .fallback_service(ServeDir::new(&args.static_dir)),
+    )
+    // The span names the path only: a query may carry a token (`/ws?token=`), and tokens
+    // never go to the logs.
+    .layer(TraceLayer::new_for_http().make_span_with(
+        |request: &axum::http::Request<axum::body::Body>| {
+            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+        },
+    ));
 
     let listener = listen(args.listen).with_context(|| format!("binding {}", args.listen))?;
     tracing::info!(addr = %listener.local_addr()?, static_dir = %args.static_dir.display(), "listening");
 
-    let chat_for_signal = chat.clone();
-    // TCP_NODELAY on every accepted socket: chat frames are small and latency-bound; with
-    // Nagle's algorithm a frame can wait for the previous one's delayed ACK (p99 33 ms vs 1.4 ms
-    // in chat-bench's light fan-out).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(cause = %err, "TCP_NODELAY not set");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: closing WebSockets (1001)");
-            chat_for_signal.shutdown().await;
-        })
-        .await?;
+    // `chat_tower::serve`: the HTTP limits of `config`, and TCP_NODELAY on every accepted
+    // socket (chat frames are small and latency-bound; with Nagle's algorithm a frame can wait
+    // for the previous one's delayed ACK: p99 33 ms vs 1.4 ms in chat-bench's light fan-out).
+    chat_tower::serve(listener, app, &config, async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: closing WebSockets (1001)");
+        chat.shutdown().await;
+    })
+    .await?;
     tracing::info!("bye");
     Ok(())
 }

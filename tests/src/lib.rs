@@ -490,11 +490,19 @@ impl Client {
     }
 }
 
-/// A chat config without rate limits, for tests that send fast.
+/// A chat config without rate limits (per connection and per user), for tests that send fast.
 pub fn unlimited() -> chat_tower::chat_core::ChatConfig {
     chat_tower::chat_core::ChatConfig {
         rate_per_second: 100_000,
         rate_burst: 100_000,
+        user_messages_per_second: 100_000,
+        user_messages_burst: 100_000,
+        user_joins_per_second: 100_000,
+        user_joins_burst: 100_000,
+        user_directs_per_second: 100_000,
+        user_directs_burst: 100_000,
+        user_rooms_per_minute: 100_000,
+        max_connections_per_user: 100_000,
         ..Default::default()
     }
 }

@@ -47,6 +47,9 @@ impl RedisServer {
                 "no",
                 "--protected-mode",
                 "no",
+                // DEBUG SLEEP stalls it in the tests (refused by default since Redis 7).
+                "--enable-debug-command",
+                "local",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

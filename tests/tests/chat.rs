@@ -198,8 +198,8 @@ async fn a_client_cannot_set_from_or_id() {
 async fn every_request_error_code_and_the_connection_carries_on() {
     let config = chat_tower::chat_core::ChatConfig {
         max_body_chars: 10,
-        rate_per_second: 1,
-        rate_burst: 30,
+        user_messages_per_second: 1,
+        user_messages_burst: 30,
         ..Default::default()
     };
     let server = Server::start(ChatBuilder::new().config(config)).await;
@@ -271,7 +271,8 @@ async fn every_request_error_code_and_the_connection_carries_on() {
     // Still fine after all that.
     alice.say(&room, "ok").await;
 
-    // Burst of 30, then 1/s: the rest of a fast burst is rate limited, each answered.
+    // Burst of 30 messages, then 1/s: the rest of a fast burst is rate limited, each
+    // answered with how long to wait.
     let mut limited = 0;
     for i in 0..40 {
         alice.send(json!({"type": "message", "room": room, "body": format!("b{i}"), "clientMsgId": format!("b{i}")})).await;
@@ -283,6 +284,7 @@ async fn every_request_error_code_and_the_connection_carries_on() {
             Some("error") => {
                 assert_eq!(frame["code"], "rate_limited");
                 assert!(frame["clientMsgId"].as_str().unwrap().starts_with('b'));
+                assert!(frame["retryAfterMs"].as_u64().unwrap() > 0, "{frame}");
                 limited += 1;
             }
             _ => panic!("unexpected {frame}"),

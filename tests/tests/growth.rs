@@ -15,7 +15,8 @@ use chat_tower::{
     ChatBuilder,
 };
 use roomcast_tests::{
-    redis_instance, redis_instance_with, redis_server::RedisServer, unlimited, Client, Server,
+    redis_instance, redis_instance_with, redis_server::RedisServer, unlimited, Client, DemoProcess,
+    Server,
 };
 use serde_json::{json, Value};
 
@@ -188,13 +189,23 @@ async fn idle_rooms_expire_on_redis_with_their_keys_while_active_rooms_stay() {
             assert!(ttl_ms > 0 && ttl_ms <= 3_000, "{what}: PTTL {ttl_ms}");
         }
     }
-    for what in ["presence", "online"] {
+    // Presence too: the users' counts and each node's connections in the room.
+    let conns: Vec<String> = redis::cmd("KEYS")
+        .arg(key(&active, "conns:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(conns.len(), 1, "the stayer's node: {conns:?}");
+    for presence_key in conns.iter().cloned().chain([key(&active, "online")]) {
         let ttl_ms: i64 = redis::cmd("PTTL")
-            .arg(key(&active, what))
+            .arg(&presence_key)
             .query_async(&mut conn)
             .await
             .unwrap();
-        assert!(ttl_ms > 0 && ttl_ms <= 3_000, "{what}: PTTL {ttl_ms}");
+        assert!(
+            ttl_ms > 0 && ttl_ms <= 3_000,
+            "{presence_key}: PTTL {ttl_ms}"
+        );
     }
     assert!(listed(&a).await.contains(&idle));
     // So do the nodes' room sets (for the reaper), from the next heartbeat on.
@@ -221,7 +232,7 @@ async fn idle_rooms_expire_on_redis_with_their_keys_while_active_rooms_stay() {
     .await;
 
     // The idle room goes: keys, details on both instances.
-    let idle_keys: Vec<String> = ["info", "members", "order", "log", "presence", "online"]
+    let idle_keys: Vec<String> = ["info", "members", "order", "log", "online"]
         .iter()
         .map(|what| key(&idle, what))
         .collect();
@@ -237,6 +248,23 @@ async fn idle_rooms_expire_on_redis_with_their_keys_while_active_rooms_stay() {
         }
     })
     .await;
+    // Nothing else of it is left but the visitor's sent `clientMsgId`, which goes with the
+    // dedup window (2 minutes) rather than the room: no node's connections, nothing without
+    // a TTL.
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("roomcast:room:{{{idle}}}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for leftover in &left {
+        assert!(leftover.contains(":sent:"), "{leftover} outlived its room");
+        let ttl_ms: i64 = redis::cmd("PTTL")
+            .arg(leftover)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl_ms > 0 && ttl_ms <= 120_000, "{leftover}: PTTL {ttl_ms}");
+    }
     for server in [&a, &b] {
         let (status, body) = server.api.get(&format!("/rooms/{idle}")).await;
         assert_eq!(status, 404, "{body}");
@@ -271,6 +299,15 @@ async fn idle_rooms_expire_on_redis_with_their_keys_while_active_rooms_stay() {
         .await
         .unwrap();
     assert!(ttl_ms > 0, "PTTL {ttl_ms}");
+    // Its presence too: the node's connections and the count, still there and with a TTL.
+    for presence_key in conns.iter().cloned().chain([key(&active, "online")]) {
+        let ttl_ms: i64 = redis::cmd("PTTL")
+            .arg(&presence_key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(ttl_ms > 0, "{presence_key}: PTTL {ttl_ms}");
+    }
     let (history, _) = a.api.history(&active, "").await;
     assert_eq!(history.len(), 1);
     stayer.say(&active, "and still").await;
@@ -437,4 +474,78 @@ async fn a_full_room_refuses_new_members_with_room_full_on_both_instances() {
     assert_eq!(status, 204);
     dora.send(json!({"type": "join", "room": room})).await;
     assert_eq!(dora.expect("joined").await["room"], room.as_str());
+}
+
+/// Every instance down for longer than four presence TTLs (a whole-cluster restart): the
+/// first instance back still reaps the dead one's users (its room set lives as long as its
+/// rooms' presence keys), so nobody stays online in a room that lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reap_after_a_long_outage_of_every_instance_leaves_nobody_online() {
+    let redis = RedisServer::start().await;
+    let doomed =
+        DemoProcess::start(&["--redis-url", &redis.url(), "--presence-ttl-secs", "0.3"]).await;
+    let room = doomed.api.create_room("restart").await;
+    let joined = doomed.api.join_room(&room, "bob").await;
+    let token = joined["token"].as_str().unwrap();
+    let mut bob = Client::connect(doomed.addr, &format!("/ws?token={token}")).await;
+    bob.join(&room).await;
+    let bob_id = joined["user"]["id"].as_str().unwrap().to_owned();
+    let mut conn = redis.conn().await;
+    let count: Option<i64> = redis::cmd("HGET")
+        .arg(key(&room, "online"))
+        .arg(&bob_id)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(count, Some(1));
+    // Killed once it has beaten with Bob in the room (its room set has its TTL by then).
+    eventually("the doomed node's room set carries its TTL", || {
+        let mut conn = conn.clone();
+        async move {
+            let sets: Vec<String> = redis::cmd("KEYS")
+                .arg("roomcast:node:*:rooms")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            let mut ttl_ms = -1;
+            if let [set] = sets.as_slice() {
+                ttl_ms = redis::cmd("PTTL")
+                    .arg(set)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            ttl_ms > 0
+        }
+    })
+    .await;
+    doomed.kill().await;
+    // The outage: nobody beats or reaps for five presence TTLs.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    let back = redis_instance(
+        &redis,
+        RedisConfig {
+            presence_ttl: Duration::from_millis(300),
+            ..RedisConfig::default()
+        },
+    )
+    .await;
+    eventually("bob is offline after the reap", || async {
+        let (status, details) = back.api.get(&format!("/rooms/{room}")).await;
+        assert_eq!(status, 200, "{details}");
+        details["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["online"] == false)
+    })
+    .await;
+    let conns: Vec<String> = redis::cmd("KEYS")
+        .arg(key(&room, "conns:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(conns.is_empty(), "{conns:?}");
+    drop(bob);
 }

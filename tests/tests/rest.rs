@@ -158,12 +158,7 @@ async fn bad_requests_are_problems() {
 
 #[tokio::test]
 async fn history_pages_oldest_first() {
-    let config = chat_tower::chat_core::ChatConfig {
-        rate_per_second: 10_000,
-        rate_burst: 10_000,
-        ..Default::default()
-    };
-    let server = Server::start(ChatBuilder::new().config(config)).await;
+    let server = Server::start(ChatBuilder::new().config(roomcast_tests::unlimited())).await;
     let room = server.api.create_room("h").await;
     let (mut alice, _) = server.guest_in_room(&room, "alice").await;
     let mut ids = Vec::new();

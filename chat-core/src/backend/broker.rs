@@ -18,12 +18,12 @@
 //! [`super::memory::MemoryCluster`] (the default, in-process) and, with the `redis` feature,
 //! `super::redis::RedisBackend`.
 
-use std::fmt;
+use std::{fmt, time::Duration};
 
 use bytes::Bytes;
 
 use super::Reply;
-use crate::protocol::{RoomId, RoomMessage, User, UserId};
+use crate::protocol::{MessageId, RoomId, RoomMessage, User, UserId};
 
 /// The id of one chat instance (node). Random per process start.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -117,6 +117,56 @@ pub struct NewRoomMessage {
     pub body: String,
     /// Unix epoch milliseconds.
     pub ts: i64,
+    /// Publish it only if its sender did not send this `clientMsgId` to this room within the
+    /// window; otherwise the first one is returned and nothing is published or stored.
+    pub dedup: Option<Dedup>,
+}
+
+/// What makes a send idempotent (contract v2, "Retrying is safe"): the sender's
+/// `clientMsgId`, remembered with the first send's id and timestamp for `window`.
+///
+/// A backend checks it in the same atomic step as the append and publish, so that a retry
+/// after a send whose reply was lost (a timed-out script that ran) finds the first copy. It is
+/// scoped to the sender and the target (the room, or the recipient of a direct message): the
+/// same id sent to another room is another message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dedup {
+    /// The client's id of the message, as the client sent it.
+    pub client_msg_id: String,
+    /// How long it is remembered (`ChatConfig::dedup_window`).
+    pub window: Duration,
+}
+
+/// The deduplication of one direct message: who sent it, to whom, its [`Dedup`], and the id
+/// and timestamp to remember if it is published.
+#[derive(Clone, Copy, Debug)]
+pub struct DirectDedup<'a> {
+    /// The sender.
+    pub from: &'a UserId,
+    /// The recipient.
+    pub to: &'a UserId,
+    /// The client's id and the window.
+    pub dedup: &'a Dedup,
+    /// This message's id.
+    pub id: &'a MessageId,
+    /// This message's timestamp (Unix epoch milliseconds).
+    pub ts: i64,
+}
+
+/// What [`Broker::publish_direct`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DirectSent {
+    /// Published; the recipient's topic reached this many nodes (0: the recipient is not
+    /// connected anywhere, no copy was sent and nothing was remembered for deduplication).
+    Published(usize),
+    /// The sender sent this `clientMsgId` to this recipient within the window and it was
+    /// delivered: nothing was published again. The first one's id and timestamp.
+    Duplicate {
+        /// The first message's id.
+        id: MessageId,
+        /// The first message's timestamp (Unix epoch milliseconds).
+        ts: i64,
+    },
 }
 
 /// An order of the host about one user, published to the user's topic: every node with a
@@ -179,6 +229,10 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Appends a room message to the room's history, which assigns its id, and publishes it to
     /// the room's topic, as one atomic step: history order = id order = delivery order.
+    ///
+    /// With [`NewRoomMessage::dedup`], a message whose sender sent the same `clientMsgId` to
+    /// the room within the window is neither stored nor published: the first one's id and
+    /// timestamp are returned (the same check, in the same atomic step).
     fn publish_room_message(&self, message: NewRoomMessage) -> Reply<'_, RoomMessage>;
 
     /// Publishes a direct message to the recipient's topic and, if that reached any node, a
@@ -187,7 +241,19 @@ pub trait Broker: Send + Sync + 'static {
     /// no copy was sent). The default makes two `publish` calls and always sends the copy; a
     /// backend may do it in one round trip, and skip a copy nobody would receive (see
     /// [`SenderCopy::here`]).
-    fn publish_direct(&self, envelope: Envelope, copy_to: Option<SenderCopy>) -> Reply<'_, usize> {
+    ///
+    /// With `dedup` ([`DirectDedup`]), a direct message that reached the recipient is
+    /// remembered (its id and ts) for the window, and a later one with the same `clientMsgId`
+    /// from the same sender to the same recipient is not published: [`DirectSent::Duplicate`]
+    /// with the first one's id and timestamp. A backend that deduplicates checks in the same
+    /// atomic step as the publish; the default ignores `dedup`.
+    fn publish_direct<'a>(
+        &'a self,
+        envelope: Envelope,
+        copy_to: Option<SenderCopy>,
+        dedup: Option<DirectDedup<'a>>,
+    ) -> Reply<'a, DirectSent> {
+        let _ = dedup;
         Box::pin(async move {
             let copy = copy_to.map(|copy| copy.envelope(&envelope));
             let reached = self.publish(envelope).await?;
@@ -196,7 +262,7 @@ pub trait Broker: Send + Sync + 'static {
                     tracing::warn!(cause = %err, "direct message delivered, but not to the sender's other connections");
                 }
             }
-            Ok(reached)
+            Ok(DirectSent::Published(reached))
         })
     }
 

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{broker::NodeId, Reply};
+use super::{
+    broker::{ConnId, Envelope, NodeId},
+    Reply,
+};
 use crate::protocol::{RoomId, User, UserId};
 
 /// Who may see and join a room.
@@ -147,13 +150,34 @@ pub trait RoomStore: Send + Sync + 'static {
 
 /// Who is online in which room, counted per connection and per node, so that `user_joined` and
 /// `user_left` are sent once per user (not per tab) and a crashed node's users can be removed.
+///
+/// Entering and exiting are per connection and idempotent: a connection counted in already
+/// is not counted twice, and the exit of a connection that is not counted (it exited already,
+/// or its node was reaped) changes nothing. So a failed exit can be retried until it lands
+/// (and an exit whose reply was lost, but which happened, is not counted twice).
 pub trait PresenceStore: Send + Sync + 'static {
-    /// Counts one more connection of `user` in `room` on `node`. Returns `true` when this is
-    /// the user's first connection in the room anywhere (send `user_joined`).
-    fn enter<'a>(&'a self, room: &'a RoomId, user: &'a User, node: NodeId) -> Reply<'a, bool>;
-    /// Counts one connection less. Returns `true` when it was the user's last connection in the
-    /// room anywhere (send `user_left`).
-    fn exit<'a>(&'a self, room: &'a RoomId, user: &'a User, node: NodeId) -> Reply<'a, bool>;
+    /// Counts connection `conn` of `user` in `room` on `node`. Returns `true` when this is
+    /// the user's first connection in the room anywhere (send `user_joined`); `false` as well
+    /// for a connection counted already.
+    fn enter<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a User,
+        node: NodeId,
+        conn: ConnId,
+    ) -> Reply<'a, bool>;
+    /// Counts connection `conn` out. When it was the user's last connection in the room
+    /// anywhere, publishes `left` (the room's `user_left`) in the same step and returns
+    /// `true`: the announcement cannot be lost between the two, nor sent twice when the exit
+    /// is retried.
+    fn exit<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a User,
+        node: NodeId,
+        conn: ConnId,
+        left: Envelope,
+    ) -> Reply<'a, bool>;
     /// At most `limit` of the users online in `room` now (which ones is the store's choice;
     /// all of them, in id order, when there are no more than `limit`), and how many are online
     /// in all.

@@ -7,6 +7,7 @@ use crate::{
     backend::broker::Topic,
     error::{BackendError, Error},
     hooks::RoomEvent,
+    limits::Limit,
     protocol::{JoinedFrame, MessageId, ResyncFrame, RoomId, ServerFrame, SystemEvent},
 };
 
@@ -18,9 +19,16 @@ impl Connection {
     /// the room's other users get `user_joined` if this is the user's first connection there.
     /// Joining a room again just repeats the `joined` reply.
     ///
+    /// A join takes one of the user's join tokens on this node; a join with `since` is
+    /// charged one more per [`crate::ChatConfig::join_replay_per_token`] messages it replayed.
+    ///
     /// # Errors
-    /// [`Error::RoomNotFound`], [`Error::Forbidden`], [`Error::Unavailable`].
+    /// [`Error::RateLimited`], [`Error::RoomNotFound`], [`Error::Forbidden`],
+    /// [`Error::Unavailable`].
     pub async fn join(&mut self, room: &RoomId, since: Option<&MessageId>) -> Result<(), Error> {
+        self.chat
+            .limits()
+            .check(&self.caller.user.id, Limit::Joins)?;
         // A room the host took this connection out of is left before it is joined again.
         self.leave_evicted_now().await;
         let chat = self.chat.clone();
@@ -39,7 +47,7 @@ impl Connection {
             .await?;
         let first = match backend
             .presence
-            .enter(room, &self.caller.user, chat.node_id())
+            .enter(room, &self.caller.user, chat.node_id(), self.id)
             .await
         {
             Ok(first) => first,
@@ -49,10 +57,7 @@ impl Connection {
             }
         };
         if let Err(err) = self.enter(room, since).await {
-            let _ = backend
-                .presence
-                .exit(room, &self.caller.user, chat.node_id())
-                .await;
+            super::leave::exit_presence(&chat, self.id, &self.caller.user, room).await;
             chat.subscriptions().release(&*backend.broker, &topic).await;
             return Err(err);
         }
@@ -145,6 +150,11 @@ impl Connection {
                 )),
                 other => other.into(),
             })?;
+        // The replay is read now, whatever comes of the join: its cost is a debt on the
+        // user's joins (the next ones wait for it).
+        self.chat
+            .limits()
+            .charge_replay(&self.caller.user.id, replay.len());
         frames.extend(replay);
         if more {
             let resync = ServerFrame::Resync(ResyncFrame {

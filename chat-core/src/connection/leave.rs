@@ -8,7 +8,7 @@ use crate::{
     backend::broker::{ConnId, Topic},
     error::Error,
     fanout::Alarm,
-    node::Chat,
+    node::{Chat, FailedExit},
     protocol::{LeftFrame, RoomId, ServerFrame, SystemEvent, User},
 };
 
@@ -89,12 +89,29 @@ async fn exit_room(chat: &Chat, conn: ConnId, user: &User, room: &RoomId) {
     chat.subscriptions()
         .release(&*backend.broker, &Topic::Room(room.clone()))
         .await;
-    match backend.presence.exit(room, user, chat.node_id()).await {
-        Ok(true) => {
-            chat.publish_system(Some(conn), user, room, SystemEvent::UserLeft)
-                .await
-        }
-        Ok(false) => {}
-        Err(err) => warn!(cause = %err, %room, "presence not updated on leave"),
-    }
+    exit_presence(chat, conn, user, room).await;
+}
+
+/// Counts the connection out of the room's presence; the store publishes `user_left` in the
+/// same step if it was the user's last connection there. An exit that fails (the backend is
+/// unreachable, or slower than its timeout) goes to the node's retries (`node::tasks`), tried
+/// again with backoff until it lands: the exit is idempotent, so one that ran although its
+/// reply was lost is not counted twice, and `user_left` goes out once. (On Redis, the
+/// heartbeat's reconcile also removes a connection whose exit never landed.)
+pub(super) async fn exit_presence(chat: &Chat, conn: ConnId, user: &User, room: &RoomId) {
+    let left = chat.system_envelope(Some(conn), user, room, SystemEvent::UserLeft);
+    let presence = &chat.backend().presence;
+    let Err(err) = presence
+        .exit(room, user, chat.node_id(), conn, left.clone())
+        .await
+    else {
+        return;
+    };
+    warn!(cause = %err, %room, "presence not updated on leave; retrying in the background");
+    chat.retry_exit(FailedExit {
+        room: room.clone(),
+        user: user.clone(),
+        conn,
+        left,
+    });
 }

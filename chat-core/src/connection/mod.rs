@@ -27,6 +27,7 @@ use crate::{
     error::Error,
     fanout::{Outbox, Outgoing},
     hooks::{Decision, MessageEvent, Moderation, Target},
+    limits::{ConnectionPermit, Limit},
     node::Chat,
     protocol::{AckFrame, RoomId, SendDirectFrame, SendMessageFrame, ServerFrame, User},
     session::EndSignal,
@@ -49,6 +50,8 @@ pub struct Connection {
     closed: bool,
     /// Held until the teardown is over: [`Chat::shutdown`] waits for every one to go.
     done: mpsc::Sender<()>,
+    /// Counts this connection in its user's limit of open connections until it is dropped.
+    _permit: ConnectionPermit,
 }
 
 impl std::fmt::Debug for Connection {
@@ -68,6 +71,7 @@ impl Connection {
         caller: Caller,
         outbox: Arc<Outbox>,
         done: mpsc::Sender<()>,
+        permit: ConnectionPermit,
     ) -> Self {
         Self {
             chat,
@@ -78,6 +82,7 @@ impl Connection {
             replayed: ReplayFilter::default(),
             closed: false,
             done,
+            _permit: permit,
         }
     }
 
@@ -167,6 +172,7 @@ impl Connection {
     ///
     /// # Errors
     /// [`Error::BadFrame`] (too long a `clientMsgId`), [`Error::NotInRoom`],
+    /// [`Error::RateLimited`] (the user's room messages, on this node),
     /// [`Error::EmptyBody`], [`Error::BodyTooLarge`], [`Error::Forbidden`],
     /// [`Error::Unavailable`].
     pub async fn send_message(&mut self, frame: SendMessageFrame) -> Result<AckFrame, Error> {
@@ -175,11 +181,20 @@ impl Connection {
         if !self.rooms.contains(&frame.room) {
             return Err(Error::NotInRoom(frame.room));
         }
+        self.chat
+            .limits()
+            .check(&self.caller.user.id, Limit::Messages)?;
         let room = frame.room.clone();
         let body = self.vet(Target::Room(frame.room), frame.body).await?;
         let message = self
             .chat
-            .publish_room(Some(self.id), &room, self.caller.user.clone(), body)
+            .publish_room(
+                Some(self.id),
+                &room,
+                self.caller.user.clone(),
+                body,
+                frame.client_msg_id.as_deref(),
+            )
             .await?;
         Ok(AckFrame {
             client_msg_id: frame.client_msg_id,
@@ -192,12 +207,16 @@ impl Connection {
     /// connections. Returns the `ack` for the client.
     ///
     /// # Errors
-    /// [`Error::BadFrame`], [`Error::EmptyBody`], [`Error::BodyTooLarge`],
+    /// [`Error::BadFrame`], [`Error::RateLimited`] (the user's direct messages, on this
+    /// node), [`Error::EmptyBody`], [`Error::BodyTooLarge`],
     /// [`Error::Forbidden`] (by default: the users share no room), [`Error::UserNotFound`]
     /// (nobody by that id ever connected or joined), [`Error::RecipientOffline`],
     /// [`Error::Unavailable`].
     pub async fn send_direct(&mut self, frame: SendDirectFrame) -> Result<AckFrame, Error> {
         self.check_client_msg_id(frame.client_msg_id.as_deref())?;
+        self.chat
+            .limits()
+            .check(&self.caller.user.id, Limit::Directs)?;
         let to = frame.to.clone();
         let body = self.vet(Target::User(frame.to), frame.body).await?;
         self.chat

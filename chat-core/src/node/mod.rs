@@ -16,6 +16,7 @@ use std::sync::{
     atomic::{AtomicBool, AtomicU64, Ordering},
     Arc, Mutex,
 };
+pub(crate) use tasks::FailedExit;
 
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -31,6 +32,7 @@ use crate::{
     error::Error,
     fanout::{Alarm, Hub, Outbox, Subscriptions},
     hooks::{DefaultPolicy, Policy},
+    limits::UserLimits,
     sync::lock,
     Caller,
 };
@@ -50,6 +52,8 @@ struct Inner {
     policy: Arc<dyn Policy>,
     hub: Arc<Hub>,
     subscriptions: Subscriptions,
+    /// Per-user limits, shared by all of a user's connections on this node.
+    limits: Arc<UserLimits>,
     node: NodeId,
     next_conn: AtomicU64,
     /// Set once by `shutdown`, before every connection's alarm is raised.
@@ -87,8 +91,9 @@ impl Chat {
         let (backend, events) = backend.into_parts();
         let node = backend.broker.node_id();
         let hub = Arc::new(Hub::new(node));
-        let tasks = tasks::Tasks::spawn(&hub, events, &config);
+        let tasks = tasks::Tasks::spawn(&hub, events, &config, backend.presence.clone(), node);
         let (done_tx, done_rx) = mpsc::channel(1);
+        let limits = Arc::new(UserLimits::new(&config));
         Self {
             inner: Arc::new(Inner {
                 tasks,
@@ -97,6 +102,7 @@ impl Chat {
                 policy,
                 hub,
                 subscriptions: Subscriptions::default(),
+                limits,
                 node,
                 next_conn: AtomicU64::new(1),
                 shutting_down: AtomicBool::new(false),
@@ -126,8 +132,9 @@ impl Chat {
     /// rooms and sends.
     ///
     /// # Errors
-    /// [`Error::ShuttingDown`] after [`Chat::shutdown`]; [`Error::Unavailable`] if the broker
-    /// cannot subscribe to the user's topic.
+    /// [`Error::ShuttingDown`] after [`Chat::shutdown`]; [`Error::RateLimited`] if the user
+    /// has [`ChatConfig::max_connections_per_user`] open on this node already;
+    /// [`Error::Unavailable`] if the broker cannot subscribe to the user's topic.
     pub async fn connect(&self, caller: impl Into<Caller>) -> Result<Connection, Error> {
         let caller = caller.into();
         let user = &caller.user;
@@ -135,6 +142,7 @@ impl Chat {
             .clone()
             .ok_or(Error::ShuttingDown)?;
         let inner = &self.inner;
+        let permit = inner.limits.open(&user.id)?;
         inner.backend.rooms.remember_user(user).await?;
         let topic = Topic::User(user.id.clone());
         self.subscriptions()
@@ -150,7 +158,14 @@ impl Chat {
             outbox.alarm.raise(Alarm::SHUTDOWN);
         }
         debug!(conn = id, user = %user.id, "connected");
-        Ok(Connection::new(self.clone(), id, caller, outbox, done))
+        Ok(Connection::new(
+            self.clone(),
+            id,
+            caller,
+            outbox,
+            done,
+            permit,
+        ))
     }
 
     /// Stops the chat: every connection is told to close (close code 1001) after finishing
@@ -172,8 +187,17 @@ impl Chat {
         &*self.inner.policy
     }
 
+    pub(crate) fn limits(&self) -> &UserLimits {
+        &self.inner.limits
+    }
+
     pub(crate) fn hub(&self) -> &Hub {
         &self.inner.hub
+    }
+
+    /// Hands a failed presence exit to the node's retries (`tasks`).
+    pub(crate) fn retry_exit(&self, exit: tasks::FailedExit) {
+        self.inner.tasks.retry_exit(exit);
     }
 
     pub(crate) fn subscriptions(&self) -> &Subscriptions {

@@ -95,13 +95,17 @@ impl Chat {
     /// defaults to "Room " and the first 8 characters of its id.
     ///
     /// # Errors
-    /// [`Error::Forbidden`] if the policy refuses; [`Error::Unavailable`] if a store fails.
+    /// [`Error::RateLimited`] over the caller's room-creation quota on this node
+    /// ([`crate::ChatConfig::user_rooms_per_minute`]); [`Error::Forbidden`] if the policy
+    /// refuses; [`Error::Unavailable`] if a store fails.
     pub async fn create_room(
         &self,
         caller: &Caller,
         name: Option<String>,
         visibility: Visibility,
     ) -> Result<RoomInfo, Error> {
+        self.limits()
+            .check(&caller.user.id, crate::limits::Limit::RoomCreations)?;
         let id = uuid::Uuid::new_v4().to_string();
         let name = name.unwrap_or_else(|| format!("Room {}", &id[..8]));
         let event = CreateRoomEvent::new(caller.clone(), name.clone(), visibility);
@@ -292,14 +296,17 @@ impl Chat {
     /// `invited`: the caller presented a valid invite to this room.
     ///
     /// # Errors
-    /// [`Error::RoomNotFound`] (also a private room the caller may not join: its existence
-    /// is not revealed), [`Error::Forbidden`], [`Error::Unavailable`].
+    /// [`Error::RateLimited`] (the caller's joins on this node, shared with the WebSocket
+    /// `join`), [`Error::RoomNotFound`] (also a private room the caller may not join: its
+    /// existence is not revealed), [`Error::Forbidden`], [`Error::Unavailable`].
     pub async fn join_room(
         &self,
         caller: &Caller,
         room: &RoomId,
         invited: bool,
     ) -> Result<RoomInfo, Error> {
+        self.limits()
+            .check(&caller.user.id, crate::limits::Limit::Joins)?;
         let info = self.room_info(room).await?;
         let is_member = self
             .backend()
@@ -409,8 +416,8 @@ impl Chat {
     /// A page of a room's history, oldest first, if `caller` may read the room.
     ///
     /// # Errors
-    /// [`Error::RoomNotFound`]; [`Error::Unavailable`] wrapping
-    /// [`BackendError::InvalidCursor`] for a `before` this chat never issued.
+    /// [`Error::RoomNotFound`]; [`Error::BadCursor`] for a `before` this chat never issued;
+    /// [`Error::Unavailable`] if the backend fails.
     pub async fn history(
         &self,
         caller: &Caller,
@@ -420,6 +427,10 @@ impl Chat {
     ) -> Result<HistoryPage, Error> {
         self.readable(caller, room).await?;
         let limit = limit.clamp(1, self.config().history_page_max);
-        Ok(self.backend().history.page(room, before, limit).await?)
+        self.backend()
+            .history
+            .page(room, before, limit)
+            .await
+            .map_err(bad_cursor)
     }
 }

@@ -5,7 +5,9 @@ use tracing::warn;
 
 use super::Chat;
 use crate::{
-    backend::broker::{ConnId, Envelope, NewRoomMessage, SenderCopy, Topic},
+    backend::broker::{
+        ConnId, Dedup, DirectDedup, DirectSent, Envelope, NewRoomMessage, SenderCopy, Topic,
+    },
     error::Error,
     protocol::{
         now_ms, AckFrame, DirectMessage, MessageId, RoomId, RoomMessage, ServerFrame, SystemEvent,
@@ -52,7 +54,7 @@ impl RoomHandle<'_> {
         self.chat.check_body(&body)?;
         self.chat.room_info(self.room).await?;
         self.chat
-            .publish_room(None, self.room, from.clone(), body)
+            .publish_room(None, self.room, from.clone(), body, None)
             .await
     }
 
@@ -169,12 +171,25 @@ impl Chat {
         Ok(())
     }
 
+    /// The deduplication of a send with this `clientMsgId` (none without one, or with a
+    /// zero window).
+    fn dedup(&self, client_msg_id: Option<&str>) -> Option<Dedup> {
+        let window = self.config().dedup_window;
+        client_msg_id.filter(|_| !window.is_zero()).map(|id| Dedup {
+            client_msg_id: id.to_owned(),
+            window,
+        })
+    }
+
+    /// Publishes a room message; with a `clientMsgId`, a second send of it within the
+    /// window returns the first message instead (see [`Dedup`]).
     pub(crate) async fn publish_room(
         &self,
         conn: Option<ConnId>,
         room: &RoomId,
         from: User,
         body: String,
+        client_msg_id: Option<&str>,
     ) -> Result<RoomMessage, Error> {
         let message = NewRoomMessage {
             origin: self.origin(conn),
@@ -182,6 +197,7 @@ impl Chat {
             from,
             body,
             ts: now_ms(),
+            dedup: self.dedup(client_msg_id),
         };
         Ok(self.backend().broker.publish_room_message(message).await?)
     }
@@ -202,7 +218,8 @@ impl Chat {
             body,
             ts: now_ms(),
         };
-        let ack = AckFrame {
+        let dedup = self.dedup(client_msg_id.as_deref());
+        let mut ack = AckFrame {
             client_msg_id,
             id: message.id.clone(),
             ts: message.ts,
@@ -218,11 +235,30 @@ impl Chat {
         // The sender's other connections (tabs) see what they sent; not for server-side sends
         // or a note to oneself (the recipient's topic already covers that). The backend skips
         // the copy if nobody else would get it.
+        let sent_by = sender.clone();
         let copy_to = (sender != to && conn.is_some()).then(|| SenderCopy {
             here: self.hub().user_connections(&sender) > 1,
             topic: Topic::User(sender),
         });
-        let reached = backend.broker.publish_direct(envelope, copy_to).await?;
+        let check = dedup.as_ref().map(|dedup| DirectDedup {
+            from: &sent_by,
+            to: &to,
+            dedup,
+            id: &ack.id,
+            ts: ack.ts,
+        });
+        let sent = backend
+            .broker
+            .publish_direct(envelope, copy_to, check)
+            .await?;
+        let reached = match sent {
+            DirectSent::Published(reached) => reached,
+            DirectSent::Duplicate { id, ts } => {
+                ack.id = id;
+                ack.ts = ts;
+                return Ok(ack);
+            }
+        };
         if reached == 0 {
             // Nobody is subscribed to the recipient's topic: no connection anywhere. Only now
             // pay for the lookup that tells "unknown" from "offline".
@@ -244,6 +280,20 @@ impl Chat {
         room: &RoomId,
         event: SystemEvent,
     ) {
+        let envelope = self.system_envelope(conn, user, room, event);
+        if let Err(err) = self.backend().broker.publish(envelope).await {
+            warn!(cause = %err, %room, ?event, "system message not published");
+        }
+    }
+
+    /// The envelope of a system message (`user_joined`, `user_left`) in a room, now.
+    pub(crate) fn system_envelope(
+        &self,
+        conn: Option<ConnId>,
+        user: &User,
+        room: &RoomId,
+        event: SystemEvent,
+    ) -> Envelope {
         let frame = ServerFrame::System(SystemMessage {
             room: room.clone(),
             event,
@@ -251,13 +301,10 @@ impl Chat {
             ts: now_ms(),
         })
         .encode();
-        let envelope = Envelope {
+        Envelope {
             origin: self.origin(conn),
             topic: Topic::Room(room.clone()),
             frame,
-        };
-        if let Err(err) = self.backend().broker.publish(envelope).await {
-            warn!(cause = %err, %room, ?event, "system message not published");
         }
     }
 }

@@ -1,20 +1,40 @@
 //! The node's background tasks: the dispatcher (the one consumer of the broker's events),
-//! the flush tick (coalesced writes) and the keepalive sweep.
+//! the flush tick (coalesced writes), the keepalive sweep, and the retries of presence exits
+//! that failed.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::VecDeque, sync::Arc, time::Duration};
 
-use tokio::task::JoinHandle;
+use tokio::{sync::mpsc, task::JoinHandle};
+use tracing::{debug, info};
 
 use crate::{
     backend::{
-        broker::{BrokerEvent, Envelope, Origin},
+        broker::{BrokerEvent, ConnId, Envelope, NodeId, Origin},
         events::Missed,
+        store::PresenceStore,
         Events,
     },
     config::ChatConfig,
     fanout::{FlushTick, Hub},
-    protocol::{ResyncFrame, ServerFrame},
+    protocol::{ResyncFrame, RoomId, ServerFrame, User},
 };
+
+/// First wait before failed presence exits are tried again; doubled while they keep failing.
+const EXIT_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest wait between two rounds of retries.
+const EXIT_RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// A presence exit that failed (the backend was unreachable, or slower than its timeout): it
+/// is tried again until it lands. The exit is idempotent and publishes `left` itself when it
+/// was the user's last connection, so a retry of one that had run all the same changes
+/// nothing and `user_left` goes out once.
+pub(crate) struct FailedExit {
+    pub(crate) room: RoomId,
+    pub(crate) user: User,
+    pub(crate) conn: ConnId,
+    /// The `user_left` envelope to publish in the same step.
+    pub(crate) left: Envelope,
+}
 
 /// The keepalive sweep is spread over this many slices of the ping interval, so that the
 /// node's connections are not all pinged at the same moment.
@@ -26,22 +46,41 @@ pub(super) struct Tasks {
     /// The node's flush tick and its task, when writes are coalesced.
     tick: Option<(Arc<FlushTick>, JoinHandle<()>)>,
     keepalive: JoinHandle<()>,
+    /// Failed presence exits go here, to the task that retries them.
+    exits: mpsc::UnboundedSender<FailedExit>,
+    exit_retries: JoinHandle<()>,
 }
 
 impl Tasks {
     /// Spawns the node's tasks on the current tokio runtime.
-    pub(super) fn spawn(hub: &Arc<Hub>, events: Events, config: &ChatConfig) -> Self {
+    pub(super) fn spawn(
+        hub: &Arc<Hub>,
+        events: Events,
+        config: &ChatConfig,
+        presence: Arc<dyn PresenceStore>,
+        node: NodeId,
+    ) -> Self {
         let dispatcher = tokio::spawn(dispatch(hub.clone(), events));
         let tick = (!config.write_coalesce.is_zero()).then(|| {
             let tick = FlushTick::new(config.write_coalesce, config.write_coalesce_max);
             (tick.clone(), tokio::spawn(tick.run()))
         });
         let keepalive = tokio::spawn(keepalive(hub.clone(), config.ping_interval));
+        let (exits, failed) = mpsc::unbounded_channel();
+        let exit_retries = tokio::spawn(retry_exits(presence, node, failed));
         Self {
             dispatcher,
             tick,
             keepalive,
+            exits,
+            exit_retries,
         }
+    }
+
+    /// Hands a failed presence exit to the task that retries it.
+    pub(super) fn retry_exit(&self, exit: FailedExit) {
+        // Err only once the task is gone: the node is being dropped.
+        let _ = self.exits.send(exit);
     }
 
     /// The flush tick, when writes are coalesced.
@@ -58,6 +97,59 @@ impl Drop for Tasks {
             tick.stop();
         }
         self.keepalive.abort();
+        self.exit_retries.abort();
+    }
+}
+
+/// Retries failed presence exits, oldest first, with backoff: a round stops at the first
+/// failure (the backend is still away) and the next one waits twice as long (up to
+/// [`EXIT_RETRY_MAX`]); one at a time, so a backend coming back is not met by a burst of
+/// everything that failed meanwhile. Unbounded channel: one entry per connection that left
+/// while the backend was away, each dropped once it lands.
+async fn retry_exits(
+    presence: Arc<dyn PresenceStore>,
+    node: NodeId,
+    mut failed: mpsc::UnboundedReceiver<FailedExit>,
+) {
+    let mut pending = VecDeque::new();
+    let mut wait = EXIT_RETRY_FIRST;
+    loop {
+        if pending.is_empty() {
+            let Some(exit) = failed.recv().await else {
+                return;
+            };
+            pending.push_back(exit);
+            wait = EXIT_RETRY_FIRST;
+        }
+        // Back off, taking in what fails meanwhile.
+        let backoff = tokio::time::sleep(wait);
+        tokio::pin!(backoff);
+        loop {
+            tokio::select! {
+                () = &mut backoff => break,
+                exit = failed.recv() => match exit {
+                    Some(exit) => pending.push_back(exit),
+                    None => return,
+                },
+            }
+        }
+        while let Some(exit) = pending.pop_front() {
+            let FailedExit {
+                room,
+                user,
+                conn,
+                left,
+            } = &exit;
+            match presence.exit(room, user, node, *conn, left.clone()).await {
+                Ok(_) => info!(%room, user = %user.id, "presence exit landed after a retry"),
+                Err(err) => {
+                    debug!(cause = %err, pending = pending.len() + 1, "presence exit retry failed");
+                    pending.push_front(exit);
+                    wait = (wait * 2).min(EXIT_RETRY_MAX);
+                    break;
+                }
+            }
+        }
     }
 }
 

@@ -127,6 +127,9 @@ pub struct ErrorFrame {
     /// The `clientMsgId` of the frame that failed, if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_msg_id: Option<String>,
+    /// With `rate_limited`: milliseconds to wait before the request would pass (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 /// `{"type":"resync","reason"}`: messages may have been missed (addition to v1).
@@ -157,6 +160,7 @@ mod tests {
             code: ErrorCode::RecipientOffline,
             message: "m".into(),
             client_msg_id: None,
+            retry_after_ms: None,
         });
         assert_eq!(
             std::str::from_utf8(&err.encode()).unwrap(),

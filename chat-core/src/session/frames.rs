@@ -2,7 +2,7 @@
 
 use crate::{
     connection::Connection,
-    error::Error,
+    error::{retry_after_ms, Error},
     protocol::{AckFrame, ClientFrame, ErrorFrame, ServerFrame},
 };
 
@@ -52,12 +52,15 @@ fn ack_or_error(result: Result<AckFrame, Error>, client_msg_id: Option<String>) 
     }
 }
 
-/// The `error` frame for an error.
+/// The `error` frame for an error: a backend failure's own text stays in the log, under the
+/// correlation id that the frame's message names ([`Error::for_client`]).
 pub fn error_frame(err: &Error, client_msg_id: Option<String>) -> ServerFrame {
+    let told = err.for_client();
     ServerFrame::Error(ErrorFrame {
-        code: err.code(),
-        message: err.to_string(),
+        code: told.code,
+        message: told.message,
         client_msg_id,
+        retry_after_ms: err.retry_after().map(retry_after_ms),
     })
 }
 

@@ -9,7 +9,8 @@
 //! one is read, so a connection's requests are answered in order.
 //!
 //! - `transport`: the socket as the session and the dispatcher's inline writes share it;
-//! - `frames`: decoding and handling client frames; `rate`: the rate limit;
+//! - `frames`: decoding and handling client frames; `rate`: the per-connection flood guard
+//!   (per-user limits are the node's, checked where each request is handled);
 //! - `end`: why a session ends ([`SessionEnd`]) and the [`EndSignal`].
 
 mod end;
@@ -20,17 +21,17 @@ mod transport;
 #[cfg(test)]
 mod tests;
 
-use std::time::Duration;
+use std::{pin::Pin, time::Duration};
 
 use bytes::Bytes;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tracing::debug;
 
 pub use self::end::{EndSignal, SessionEnd};
 use self::{
-    frames::{client_msg_id_of, error_frame, handle_text},
-    rate::RateLimiter,
+    frames::{error_frame, handle_text},
+    rate::FloodGuard,
     transport::{Duplex, Transport},
 };
 use crate::{
@@ -95,7 +96,9 @@ where
     let outbox = conn.outbox().clone();
     let mut transport = Transport::attach(transport, &outbox);
     let config = conn.chat().config().clone();
-    let mut limiter = RateLimiter::new(config.rate_per_second, config.rate_burst);
+    let mut guard = FloodGuard::new(config.rate_per_second, config.rate_burst);
+    // Set while the flood guard holds reading back (boxed: rare, and idle sessions stay small).
+    let mut paused: Option<Pin<Box<Sleep>>> = None;
     // Pings are due when the node's keepalive sweep says so (no timer per connection).
     let mut chores_registered = None;
     let mut last_seen = Instant::now();
@@ -122,8 +125,12 @@ where
                     Err(cause) => break finish(&mut conn, io, cause).await,
                 }
             }
-            message = io.next() => {
+            () = resume(&mut paused), if paused.is_some() => paused = None,
+            message = io.next(), if paused.is_none() => {
                 last_seen = Instant::now();
+                if let Some(until) = guard.count() {
+                    paused = Some(Box::pin(tokio::time::sleep_until(until)));
+                }
                 match message {
                     None | Some(Inbound::Close) => break SessionEnd::ClientClosed,
                     Some(Inbound::Error(err)) => {
@@ -143,14 +150,9 @@ where
                             send_close(io, close_code::TOO_BIG, "frame too large").await;
                             break SessionEnd::TooLarge;
                         }
-                        if limiter.allow() {
-                            // Boxed: the handling futures (join, publish) are large, and inline
-                            // they would make every idle connection's session that large too.
-                            Box::pin(handle_text(&mut conn, &text)).await;
-                        } else {
-                            let err = Error::RateLimited { per_second: config.rate_per_second };
-                            conn.reply(&error_frame(&err, client_msg_id_of(&text, config.max_client_msg_id)));
-                        }
+                        // Boxed: the handling futures (join, publish) are large, and inline
+                        // they would make every idle connection's session that large too.
+                        Box::pin(handle_text(&mut conn, &text)).await;
                     }
                 }
             }
@@ -180,6 +182,14 @@ where
     Box::pin(conn.close()).await;
     let _ = tokio::time::timeout(CLOSE_GRACE, transport.close()).await;
     end
+}
+
+/// Completes when the flood guard's pause is over (never, when there is none).
+async fn resume(paused: &mut Option<Pin<Box<Sleep>>>) {
+    match paused {
+        Some(sleep) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs `work` (a write) unless the connection must end first. A client that stops reading

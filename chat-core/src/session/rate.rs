@@ -1,52 +1,54 @@
-//! The per-connection rate limit on client frames.
+//! The per-connection flood guard: every frame a client sends (pings, leaves and bad frames
+//! as well as what the per-user limits count) takes a token; with none left the session
+//! stops reading the socket until one is back. Nothing is refused or dropped: TCP pushes
+//! back on the client, and a flooding connection costs at most its rate in frames handled.
 
 use tokio::time::Instant;
 
+use crate::limits::bucket::{Bucket, Rate};
+
 /// A token bucket: `per_second` sustained, `burst` at once.
 #[derive(Debug)]
-pub(super) struct RateLimiter {
-    tokens: f64,
-    burst: f64,
-    per_second: f64,
-    last: Instant,
+pub(super) struct FloodGuard {
+    rate: Rate,
+    bucket: Bucket,
 }
 
-impl RateLimiter {
+impl FloodGuard {
     pub(super) fn new(per_second: u32, burst: u32) -> Self {
-        let burst = f64::from(burst.max(1));
+        let rate = Rate::per_second(per_second, burst);
         Self {
-            tokens: burst,
-            burst,
-            per_second: f64::from(per_second.max(1)),
-            last: Instant::now(),
+            rate,
+            bucket: Bucket::full(rate, Instant::now()),
         }
     }
 
-    pub(super) fn allow(&mut self) -> bool {
+    /// Counts a frame that arrived; `Some(until)` if the session must not read the next one
+    /// before then.
+    pub(super) fn count(&mut self) -> Option<Instant> {
         let now = Instant::now();
-        let elapsed = now.duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.bucket.charge(self.rate, 1, now);
+        let wait = self.bucket.wait(self.rate, now);
+        (!wait.is_zero()).then(|| now + wait)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test(start_paused = true)]
-    async fn rate_limiter_allows_burst_then_rate() {
-        let mut limiter = RateLimiter::new(10, 3);
-        assert!(limiter.allow() && limiter.allow() && limiter.allow());
-        assert!(!limiter.allow());
-        tokio::time::advance(std::time::Duration::from_millis(100)).await;
-        assert!(limiter.allow());
-        assert!(!limiter.allow());
+    async fn the_guard_allows_a_burst_then_paces_at_the_rate() {
+        let mut guard = FloodGuard::new(10, 3);
+        assert_eq!(guard.count(), None);
+        assert_eq!(guard.count(), None);
+        let until = guard.count().unwrap();
+        assert_eq!(until - Instant::now(), Duration::from_millis(100));
+        tokio::time::sleep_until(until).await;
+        // One token is back: one frame, then a pause again.
+        let until = guard.count().unwrap();
+        assert_eq!(until - Instant::now(), Duration::from_millis(100));
     }
 }

@@ -59,6 +59,7 @@ impl Sink<Outbound> for Stuck {
 async fn a_slow_consumer_is_cut_off_instead_of_buffering_forever() {
     let chat = chat(ChatConfig {
         outgoing_queue: 8,
+        user_messages_burst: 1_000,
         ..ChatConfig::default()
     });
     let room = public_room(&chat).await;
@@ -178,6 +179,7 @@ async fn inline_writes_hand_a_blocked_flush_to_the_session_and_keep_the_order() 
     for coalesce_ms in [0, 2] {
         let (room, socket, session, mut sender) = reader_and_sender(ChatConfig {
             write_coalesce: Duration::from_millis(coalesce_ms),
+            user_messages_burst: 1_000,
             ..ChatConfig::default()
         })
         .await;
@@ -326,4 +328,49 @@ async fn shutdown_sends_going_away_after_what_is_queued() {
         ))
     );
     assert_eq!(session.await.unwrap(), SessionEnd::Shutdown);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_flood_guard_paces_a_flooding_connection_and_answers_every_frame() {
+    let chat = chat(ChatConfig {
+        rate_per_second: 10,
+        rate_burst: 5,
+        ..ChatConfig::default()
+    });
+    let conn = chat.connect(User::new("f", "F")).await.unwrap();
+    let (in_tx, in_rx) = fmpsc::unbounded();
+    let (out_tx, mut out_rx) = fmpsc::unbounded::<Outbound>();
+    // Frames that no per-user limit counts: leaves of a room it is not in, and garbage.
+    for i in 0..25 {
+        let text = if i % 2 == 0 {
+            r#"{"type":"leave","room":"r"}"#
+        } else {
+            "not json"
+        };
+        in_tx.unbounded_send(Inbound::Text(text.into())).unwrap();
+    }
+    let start = Instant::now();
+    let session = tokio::spawn(run(conn, in_rx, out_tx));
+    let mut answered = 0;
+    while answered < 25 {
+        match out_rx.next().await {
+            Some(Outbound::Text(frame)) => {
+                let frame: serde_json::Value = serde_json::from_slice(&frame).unwrap();
+                assert_eq!(frame["type"], "error", "{frame}");
+                assert_ne!(frame["code"], "rate_limited", "{frame}");
+                answered += 1;
+            }
+            Some(Outbound::Ping) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Five at once, then ten a second: the 25th is read two seconds after the first. Paused
+    // time: this measures the pacing, not the machine.
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(2_100),
+        "{took:?}"
+    );
+    drop(in_tx);
+    assert_eq!(session.await.unwrap(), SessionEnd::ClientClosed);
 }

@@ -154,6 +154,27 @@ impl fmt::Debug for JwtIdentity {
     }
 }
 
+/// The display name for a token without a valid name claim: its `sub` if that is a valid
+/// name, else `sub` without its control, format and private-use characters (cut to the
+/// longest name), else `user`. `sub` is the identity provider's, and a name must not carry
+/// a bidi override or a zero-width character to the other users.
+fn name_from_sub(sub: &str) -> String {
+    use chat_core::protocol::text;
+    if let Ok(name) = check_name("sub", sub, USER_NAME_MAX) {
+        return name;
+    }
+    let cleaned: String = sub
+        .chars()
+        .filter(|&c| !c.is_control() && !text::is_format(c) && !text::is_private_use(c))
+        .collect();
+    check_name(
+        "sub",
+        &cleaned.chars().take(USER_NAME_MAX).collect::<String>(),
+        USER_NAME_MAX,
+    )
+    .unwrap_or_else(|_| "user".to_owned())
+}
+
 impl JwtIdentity {
     /// Verifies HS256 tokens signed with `secret` (use at least 32 random bytes).
     ///
@@ -297,7 +318,7 @@ impl JwtIdentity {
             .get(&self.name_claim)
             .and_then(Value::as_str)
             .and_then(|name| check_name(&self.name_claim, name, USER_NAME_MAX).ok())
-            .unwrap_or_else(|| sub.to_owned());
+            .unwrap_or_else(|| name_from_sub(sub));
         Ok(User {
             id: UserId::new(sub),
             name,
@@ -413,6 +434,17 @@ fn reason(kind: &ErrorKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sub_is_a_name_only_without_format_characters() {
+        assert_eq!(name_from_sub("alice"), "alice");
+        assert_eq!(name_from_sub("evil\u{202E}gpj.exe"), "evilgpj.exe");
+        assert_eq!(name_from_sub("\u{200B}\u{2060}\u{FEFF}"), "user");
+        assert_eq!(
+            name_from_sub(&"x".repeat(40)).chars().count(),
+            USER_NAME_MAX
+        );
+    }
 
     #[test]
     fn shapes_and_names() {

@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 
 use utoipa::{
-    openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder},
+    openapi::{
+        header::HeaderBuilder, schema::Type, ContentBuilder, ObjectBuilder, Ref, RefOr, Response,
+        ResponseBuilder,
+    },
     IntoResponses,
 };
 
@@ -38,8 +41,8 @@ macro_rules! problem_responses {
 }
 
 problem_responses! {
-    /// 400 and 413: an endpoint that reads a JSON body (see `rest::body`).
-    BodyRejected: (400, "The body is not JSON"), (413, "The body is larger than 16 KiB");
+    /// 400, 413 and 415: an endpoint that reads a JSON body (see `rest::body`).
+    BodyRejected: (400, "The body is not JSON"), (413, "The body is larger than 16 KiB"), (415, "A body (or a `Content-Type`) that is not `application/json`");
     /// 401: neither a valid token nor a host identity.
     Unidentified: (401, "No identity, or a bad or expired token");
     /// 404: the path names a room that does not exist, or one the caller may not see.
@@ -48,4 +51,55 @@ problem_responses! {
     BadPage: (400, "Bad `cursor` or `limit`");
     /// 503: the backend (e.g. Redis) cannot be reached.
     BackendDown: (503, "The chat backend is down");
+}
+
+/// 429: over one of the caller's limits (`description`), with `Retry-After`.
+fn rate_limited(description: &str) -> BTreeMap<String, RefOr<Response>> {
+    let seconds = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1));
+    let retry_after = HeaderBuilder::new()
+        .schema(Some(seconds))
+        .description(Some(
+            "Seconds to wait before the request would pass (rounded up)",
+        ))
+        .build();
+    let response = ResponseBuilder::new()
+        .description(description)
+        .header("Retry-After", retry_after)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build();
+    BTreeMap::from([("429".to_string(), response.into())])
+}
+
+/// 429 on `POST /create-room`: the caller's room-creation quota.
+pub(crate) struct CreationQuota;
+
+impl IntoResponses for CreationQuota {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        rate_limited("Over the caller's room-creation quota (`rate_limited`; default 10 a minute)")
+    }
+}
+
+/// 429 on a join: the caller's joins.
+pub(crate) struct JoinLimit;
+
+impl IntoResponses for JoinLimit {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        rate_limited("Over the caller's join rate (`rate_limited`; default 10 a second, burst 20, shared with the WebSocket `join`)")
+    }
+}
+
+/// 429 on `GET /ws`: the caller's open WebSockets.
+pub(crate) struct ConnectionLimit;
+
+impl IntoResponses for ConnectionLimit {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        rate_limited("The caller has the most WebSockets open on this instance (`rate_limited`; default 32); the open ones carry on")
+    }
 }

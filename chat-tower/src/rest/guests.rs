@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    body::{check_name, json_body, read_body},
+    body::{check_name, json_request},
     TAG,
 };
 use crate::{
@@ -77,7 +77,7 @@ pub(crate) async fn create_guest(
     if !state.inner.guests {
         return Err(ChatRejection::NotFound("guest mode is off".into()));
     }
-    let body: GuestRequest = json_body(&read_body(request.into_body()).await?)?;
+    let (_, body): (_, GuestRequest) = json_request(request).await?;
     let name = check_name("name", &body.name, USER_NAME_MAX)?;
     let (caller, token, exp) = new_guest(&state, name);
     state.chat().remember(&caller.user).await?;

@@ -9,14 +9,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    body::{check_name, json_body, read_body},
+    body::{check_name, json_request},
     guests::{new_guest, USER_NAME_MAX},
     mount_prefix, TAG,
 };
 use crate::{
     error::{ChatRejection, Problem},
     identity::resolve::MaybeCaller,
-    openapi::problems::{BackendDown, BodyRejected, NoSuchRoom, Unidentified},
+    openapi::problems::{BackendDown, BodyRejected, JoinLimit, NoSuchRoom, Unidentified},
     state::ChatState,
 };
 
@@ -66,6 +66,7 @@ pub struct JoinRoomResponse {
         NoSuchRoom,
         (status = 409, description = "The room is full (`room_full`: it has `max_members_per_room` members)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The name is not 1 to 32 characters", body = Problem, content_type = "application/problem+json"),
+        JoinLimit,
         BackendDown,
     ),
     security(("bearer" = []), ()))]
@@ -75,9 +76,8 @@ pub(crate) async fn join_room(
     Path(room_id): Path<String>,
     request: Request,
 ) -> Result<Json<JoinRoomResponse>, ChatRejection> {
-    let (parts, body) = request.into_parts();
     let room = RoomId::new(room_id);
-    let body: JoinRoomRequest = json_body(&read_body(body).await?)?;
+    let (parts, body): (_, JoinRoomRequest) = json_request(request).await?;
     let (caller, token) = match caller {
         Some(caller) => {
             let (token, _) = state.inner.tokens.issue(&caller);

@@ -87,7 +87,8 @@ pub(crate) async fn room_messages(
     let Query(query) = query.map_err(|e| ChatRejection::BadRequest(e.body_text()))?;
     let chat = state.chat();
     let limit = super::rooms::page_limit(query.limit, &state)?;
-    let before = query.before.filter(|b| !b.is_empty()).map(MessageId::new);
+    // An empty `before=` is a malformed cursor like any other (400), not "no cursor".
+    let before = query.before.map(MessageId::new);
     let page = chat
         .history(&caller, &RoomId::new(room_id), before.as_ref(), limit)
         .await?;

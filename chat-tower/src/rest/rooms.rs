@@ -13,13 +13,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    body::{check_name, json_body, read_body},
+    body::{check_name, json_request},
     TAG,
 };
 use crate::{
     error::{ChatRejection, Problem},
     identity::resolve::Authenticated,
-    openapi::problems::{BackendDown, BadPage, BodyRejected, NoSuchRoom, Unidentified},
+    openapi::problems::{
+        BackendDown, BadPage, BodyRejected, CreationQuota, NoSuchRoom, Unidentified,
+    },
     state::ChatState,
 };
 
@@ -99,6 +101,7 @@ impl FromRequestParts<ChatState> for Page {
         Unidentified,
         (status = 403, description = "The policy refuses", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The name is not 1 to 64 characters, or holds control, format or private-use characters", body = Problem, content_type = "application/problem+json"),
+        CreationQuota,
         BackendDown,
     ),
     security(("bearer" = [])))]
@@ -107,7 +110,7 @@ pub(crate) async fn create_room(
     Authenticated(caller): Authenticated,
     request: Request,
 ) -> Result<Response, ChatRejection> {
-    let request: CreateRoomRequest = json_body(&read_body(request.into_body()).await?)?;
+    let (_, request): (_, CreateRoomRequest) = json_request(request).await?;
     let name = match request.name {
         Some(name) => Some(check_name("name", &name, ROOM_NAME_MAX)?),
         None => None,

@@ -12,7 +12,7 @@ use super::socket::Socket;
 use crate::{
     error::{ChatRejection, Problem},
     identity::resolve::{recheck_token, Authenticated},
-    openapi::problems::Unidentified,
+    openapi::problems::{ConnectionLimit, Unidentified},
     rest::TAG,
     state::ChatState,
 };
@@ -35,6 +35,7 @@ const WRITE_BUFFER: usize = 8 * 1024;
         (status = 400, description = "Not a WebSocket upgrade request", body = Problem, content_type = "application/problem+json"),
         Unidentified,
         (status = 403, description = "Origin not allowed", body = Problem, content_type = "application/problem+json"),
+        ConnectionLimit,
         (status = 503, description = "The chat backend is down or shutting down", body = Problem, content_type = "application/problem+json"),
     ),
     security(("token" = []), ("bearer" = [])))]

@@ -30,5 +30,10 @@ test('the docs page /docs/ renders the endpoints', async () => {
   }
   assert.ok(await user.page.getByText('/create-room').first().isVisible(), '"/create-room" is visible');
   assert.deepEqual(foreign, [], 'nothing is fetched from another origin');
+  // The demo's Content-Security-Policy (issue 15) lets Swagger UI run: no violation.
+  const response = await user.page.request.get('/docs/');
+  assert.match(response.headers()['content-security-policy'] ?? '', /default-src 'self'/);
+  const blocked = user.consoleErrors.filter((e) => /Content Security Policy/i.test(e));
+  assert.deepEqual(blocked, [], 'nothing is blocked by the CSP');
   await screenshot(user.page, 'docs', { fullPage: false });
 });

@@ -4,7 +4,8 @@
 //! The sweep runs as the store is used (`create`, `get`, `list`), at most once per
 //! `room_ttl / 10` or per minute, whichever is shorter, so no task of its own is needed; `get` also
 //! checks the room it reads, so an expired room is gone at once to whoever asks for it.
-//! Locks are taken in one order, rooms → pub/sub → presence, and only here nested.
+//! Locks are taken in one order, rooms → presence → pub/sub (a presence exit publishes its
+//! `user_left` under the presence lock), and nested only here and there.
 
 use std::time::{Duration, Instant};
 
@@ -38,8 +39,8 @@ impl MemoryNode {
         let (now, ttl) = (Instant::now(), self.cluster.config.room_ttl);
         let old = |at: Instant| now.saturating_duration_since(at) >= ttl;
         let mut rooms = lock(&self.cluster.rooms);
-        let mut pubsub = lock(&self.cluster.pubsub);
         let presence = lock(&self.cluster.presence);
+        let mut pubsub = lock(&self.cluster.pubsub);
         let idle = |id: &RoomId, active: Instant| {
             old(active)
                 && !presence.anyone_in(id)

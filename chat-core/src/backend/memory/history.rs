@@ -138,8 +138,33 @@ impl HistoryStore for MemoryNode {
     }
 }
 
+/// A message id as this store issues them: a decimal `u64` from 1, no sign or leading zero.
 fn parse_seq(id: &MessageId) -> Result<u64, BackendError> {
-    id.as_str()
-        .parse::<u64>()
-        .map_err(|_| BackendError::InvalidCursor)
+    let s = id.as_str();
+    s.parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0 && n.to_string() == s)
+        .ok_or(BackendError::InvalidCursor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_are_the_ids_this_store_issues() {
+        assert_eq!(parse_seq(&MessageId::new("17")).ok(), Some(17));
+        for bad in [
+            "0",
+            "0-0",
+            "01",
+            "+1",
+            "-1",
+            "",
+            "abc",
+            "18446744073709551616",
+        ] {
+            assert!(parse_seq(&MessageId::new(bad)).is_err(), "{bad}");
+        }
+    }
 }

@@ -18,8 +18,10 @@
 //! `history_max_age`.
 //!
 //! One file per store: `pubsub` (the broker, and the room logs it appends to),
-//! `rooms`, `presence`, `history`; `expiry` (the sweep of idle rooms).
+//! `dedup` (the `clientMsgId`s it checks in the same step), `rooms`, `presence`, `history`;
+//! `expiry` (the sweep of idle rooms).
 
+mod dedup;
 mod expiry;
 mod history;
 mod presence;

@@ -4,19 +4,23 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::{ready, MemoryNode};
 use crate::{
-    backend::{broker::NodeId, store::PresenceStore, Reply},
+    backend::{
+        broker::{ConnId, Envelope, NodeId},
+        store::PresenceStore,
+        Reply,
+    },
     protocol::{RoomId, User, UserId},
     sync::lock,
 };
 
-/// A user online in a room, with their connections per node. A Vec, not a map: a user is
-/// almost always on one node, and this entry exists per user and room (bytes per connection).
-type OnlineUser = (User, Vec<(NodeId, u32)>);
+/// A user online in a room, with their connections (node, connection). A Vec, not a map: a
+/// user has few connections, and this entry exists per user and room (bytes per connection).
+type OnlineUser = (User, Vec<(NodeId, ConnId)>);
 
 #[derive(Default)]
 pub(super) struct Presence {
-    /// room -> user -> (user, connections per node). The user's entry exists while any count
-    /// is above zero; BTreeMap keeps `online` in a stable order.
+    /// room -> user -> (user, connections). The user's entry exists while it has a
+    /// connection; BTreeMap keeps `online` in a stable order.
     rooms: HashMap<RoomId, BTreeMap<UserId, OnlineUser>>,
 }
 
@@ -47,41 +51,56 @@ impl Presence {
 }
 
 impl PresenceStore for MemoryNode {
-    fn enter<'a>(&'a self, room: &'a RoomId, user: &'a User, node: NodeId) -> Reply<'a, bool> {
+    fn enter<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a User,
+        node: NodeId,
+        conn: ConnId,
+    ) -> Reply<'a, bool> {
         let mut presence = lock(&self.cluster.presence);
         let users = presence.rooms.entry(room.clone()).or_default();
-        let (_, per_node) = users
+        let (_, conns) = users
             .entry(user.id.clone())
             .or_insert_with(|| (user.clone(), Vec::with_capacity(1)));
-        let first = per_node.is_empty();
-        match per_node.iter_mut().find(|(n, _)| *n == node) {
-            Some((_, count)) => *count += 1,
-            None => per_node.push((node, 1)),
+        let first = conns.is_empty();
+        if !conns.contains(&(node, conn)) {
+            conns.push((node, conn));
         }
         drop(presence);
         lock(&self.cluster.rooms).touch(room);
         ready(Ok(first))
     }
 
-    fn exit<'a>(&'a self, room: &'a RoomId, user: &'a User, node: NodeId) -> Reply<'a, bool> {
+    fn exit<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a User,
+        node: NodeId,
+        conn: ConnId,
+        left: Envelope,
+    ) -> Reply<'a, bool> {
         let mut presence = lock(&self.cluster.presence);
         let mut last = false;
         if let Some(users) = presence.rooms.get_mut(room) {
-            if let Some((_, per_node)) = users.get_mut(&user.id) {
-                if let Some(i) = per_node.iter().position(|(n, _)| *n == node) {
-                    per_node[i].1 = per_node[i].1.saturating_sub(1);
-                    if per_node[i].1 == 0 {
-                        per_node.swap_remove(i);
-                    }
+            if let Some((_, conns)) = users.get_mut(&user.id) {
+                if let Some(i) = conns.iter().position(|c| *c == (node, conn)) {
+                    conns.swap_remove(i);
+                    last = conns.is_empty();
                 }
-                if per_node.is_empty() {
+                if conns.is_empty() {
                     users.remove(&user.id);
-                    last = true;
                 }
             }
             if users.is_empty() {
                 presence.rooms.remove(room);
             }
+        }
+        if last {
+            // Under the presence lock (then the pub/sub lock, always in this order: see
+            // `expiry`), so that the exit and its announcement are one step, as in the Redis
+            // script.
+            let _ = self.publish_locked(left);
         }
         drop(presence);
         // The room's idle time counts from its last user's leaving.

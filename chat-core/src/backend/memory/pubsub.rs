@@ -3,11 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{history::RoomLog, ready, MemoryNode};
+use super::{dedup, history::RoomLog, ready, MemoryNode};
 use crate::{
     backend::{
         broker::{
-            Broker, BrokerEvent, Control, Envelope, NewRoomMessage, NodeId, SenderCopy, Topic,
+            Broker, BrokerEvent, Control, DirectDedup, DirectSent, Envelope, NewRoomMessage,
+            NodeId, SenderCopy, Topic,
         },
         events::EventSender,
         Reply,
@@ -22,6 +23,8 @@ pub(super) struct PubSub {
     subscribers: HashMap<Topic, HashSet<NodeId>>,
     /// Under this lock, not the history's own: the append and the publish are one step.
     pub(super) logs: HashMap<RoomId, RoomLog>,
+    /// Sent `clientMsgId`s (idempotent sends), under this lock for the same reason.
+    pub(super) sent: dedup::Sent,
 }
 
 impl PubSub {
@@ -61,18 +64,44 @@ impl PubSub {
     }
 }
 
+impl MemoryNode {
+    /// Publishes under the pub/sub lock; returns how many nodes it reached.
+    pub(super) fn publish_locked(&self, envelope: Envelope) -> usize {
+        lock(&self.cluster.pubsub).deliver(envelope)
+    }
+}
+
 impl Broker for MemoryNode {
     fn node_id(&self) -> NodeId {
         self.id
     }
 
     fn publish(&self, envelope: Envelope) -> Reply<'_, usize> {
-        ready(Ok(lock(&self.cluster.pubsub).deliver(envelope)))
+        ready(Ok(self.publish_locked(envelope)))
     }
 
     fn publish_room_message(&self, msg: NewRoomMessage) -> Reply<'_, RoomMessage> {
         let config = &self.cluster.config;
         let mut ps = lock(&self.cluster.pubsub);
+        let dedup = msg.dedup.as_ref().map(|dedup| {
+            let target = Topic::Room(msg.room.clone());
+            (
+                dedup::key(&msg.from.id, target, &dedup.client_msg_id),
+                dedup.window,
+            )
+        });
+        if let Some((key, _)) = &dedup {
+            if let Some((id, ts)) = ps.sent.get(key) {
+                drop(ps);
+                return ready(Ok(RoomMessage {
+                    id,
+                    room: msg.room,
+                    from: msg.from,
+                    body: msg.body,
+                    ts,
+                }));
+            }
+        }
         let log = ps.logs.entry(msg.room.clone()).or_default();
         let seq = log.next_seq();
         let id = seq.to_string();
@@ -95,12 +124,30 @@ impl Broker for MemoryNode {
             topic: Topic::Room(message.room.clone()),
             frame,
         });
+        if let Some((key, window)) = dedup {
+            ps.sent
+                .remember(key, message.id.clone(), message.ts, window);
+        }
         drop(ps);
         ready(Ok(message))
     }
 
-    fn publish_direct(&self, envelope: Envelope, copy_to: Option<SenderCopy>) -> Reply<'_, usize> {
-        let ps = lock(&self.cluster.pubsub);
+    fn publish_direct<'a>(
+        &'a self,
+        envelope: Envelope,
+        copy_to: Option<SenderCopy>,
+        dedup: Option<DirectDedup<'a>>,
+    ) -> Reply<'a, DirectSent> {
+        let mut ps = lock(&self.cluster.pubsub);
+        let key = dedup.map(|d| {
+            let target = Topic::User(d.to.clone());
+            (dedup::key(d.from, target, &d.dedup.client_msg_id), d)
+        });
+        if let Some((key, _)) = &key {
+            if let Some((id, ts)) = ps.sent.get(key) {
+                return ready(Ok(DirectSent::Duplicate { id, ts }));
+            }
+        }
         let copy = copy_to.filter(|copy| {
             // Needed if the sender has other connections here or another node listens.
             copy.here
@@ -114,8 +161,12 @@ impl Broker for MemoryNode {
         if let (true, Some(copy)) = (reached > 0, copy) {
             ps.deliver(copy);
         }
+        // Only what reached the recipient: a retry of an undelivered one is tried again.
+        if let (true, Some((key, d))) = (reached > 0, key) {
+            ps.sent.remember(key, d.id.clone(), d.ts, d.dedup.window);
+        }
         drop(ps);
-        ready(Ok(reached))
+        ready(Ok(DirectSent::Published(reached)))
     }
 
     fn publish_control(&self, control: Control) -> Reply<'_, usize> {

@@ -5,7 +5,9 @@ use bytes::Bytes;
 
 use super::*;
 use crate::{
-    backend::broker::{BrokerEvent, Envelope, NewRoomMessage, Origin, SenderCopy, Topic},
+    backend::broker::{
+        BrokerEvent, DirectSent, Envelope, NewRoomMessage, Origin, SenderCopy, Topic,
+    },
     error::BackendError,
     protocol::{MessageId, RoomId, User, UserId},
 };
@@ -19,6 +21,7 @@ fn msg(backend: &Backend, room: &RoomId, body: &str) -> NewRoomMessage {
         from: User::new("u", "U"),
         body: body.into(),
         ts: 1,
+        dedup: None,
     }
 }
 
@@ -111,7 +114,7 @@ async fn a_direct_copy_goes_only_where_another_tab_can_get_it() {
             topic: sender.clone(),
             here,
         };
-        a.broker.publish_direct(envelope, Some(copy))
+        a.broker.publish_direct(envelope, Some(copy), None)
     };
     let topics = |rx: &mut crate::backend::Events| {
         let mut topics = Vec::new();
@@ -121,16 +124,16 @@ async fn a_direct_copy_goes_only_where_another_tab_can_get_it() {
         topics
     };
     // Ann's only connection sent it: no copy.
-    assert_eq!(send(false).await.unwrap(), 1);
+    assert_eq!(send(false).await.unwrap(), DirectSent::Published(1));
     assert_eq!(topics(&mut rx_a), vec![]);
     assert_eq!(topics(&mut rx_b), vec![recipient.clone()]);
     // Another of Ann's connections on A: the copy, to A.
-    assert_eq!(send(true).await.unwrap(), 1);
+    assert_eq!(send(true).await.unwrap(), DirectSent::Published(1));
     assert_eq!(topics(&mut rx_a), vec![sender.clone()]);
     assert_eq!(topics(&mut rx_b), vec![recipient.clone()]);
     // Another of Ann's connections on B: the copy, to both nodes listening.
     b.broker.subscribe(vec![sender.clone()]).await.unwrap();
-    assert_eq!(send(false).await.unwrap(), 1);
+    assert_eq!(send(false).await.unwrap(), DirectSent::Published(1));
     assert_eq!(topics(&mut rx_a), vec![sender.clone()]);
     assert_eq!(topics(&mut rx_b), vec![recipient.clone(), sender.clone()]);
 }
@@ -142,9 +145,17 @@ async fn presence_counts_users_not_connections() {
     let room = RoomId::new("r");
     let ann = User::new("ann", "Ann");
     let (na, nb) = (a.broker.node_id(), b.broker.node_id());
-    assert!(a.presence.enter(&room, &ann, na).await.unwrap());
-    assert!(!b.presence.enter(&room, &ann, nb).await.unwrap());
-    assert!(!a.presence.enter(&room, &ann, na).await.unwrap());
+    let left = || Envelope {
+        origin: Origin {
+            node: na,
+            conn: None,
+        },
+        topic: Topic::Room(room.clone()),
+        frame: Bytes::from_static(b"{}"),
+    };
+    assert!(a.presence.enter(&room, &ann, na, 1).await.unwrap());
+    assert!(!b.presence.enter(&room, &ann, nb, 1).await.unwrap());
+    assert!(!a.presence.enter(&room, &ann, na, 2).await.unwrap());
     assert_eq!(
         a.presence
             .online_counts(std::slice::from_ref(&room))
@@ -152,10 +163,25 @@ async fn presence_counts_users_not_connections() {
             .unwrap(),
         vec![1]
     );
-    assert!(!a.presence.exit(&room, &ann, na).await.unwrap());
-    assert!(!a.presence.exit(&room, &ann, na).await.unwrap());
+    assert!(!a.presence.exit(&room, &ann, na, 1, left()).await.unwrap());
+    assert!(!a.presence.exit(&room, &ann, na, 2, left()).await.unwrap());
     assert_eq!(cluster.remove_node(nb), vec![(room.clone(), ann.clone())]);
     assert_eq!(a.presence.online(&room, 10).await.unwrap(), (vec![], 0));
+}
+
+#[tokio::test]
+async fn sent_client_ids_expire() {
+    let mut sent = dedup::Sent::default();
+    let key = |id: &str| dedup::key(&UserId::new("u"), Topic::Room(RoomId::new("r")), id);
+    let window = std::time::Duration::from_millis(30);
+    sent.remember(key("a"), MessageId::new("1"), 1, window);
+    assert_eq!(sent.get(&key("a")), Some((MessageId::new("1"), 1)));
+    assert_eq!(sent.get(&key("b")), None);
+    tokio::time::sleep(window * 2).await;
+    // Expired entries go as new ones come: bounded by what was sent within the window.
+    sent.remember(key("b"), MessageId::new("2"), 2, window);
+    assert_eq!(sent.get(&key("a")), None);
+    assert_eq!(sent.len(), 1);
 }
 
 crate::backend::store_suite::store_tests!(async { ((), Backend::memory()) });

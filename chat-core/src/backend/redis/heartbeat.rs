@@ -1,22 +1,19 @@
-//! This node's heartbeat, and the loop that refreshes it and reaps dead nodes.
+//! This node's heartbeat, and the loop that refreshes it, reconciles the node's presence
+//! with Redis, keeps the TTLs of its room set and of the rooms it has users in, and reaps dead
+//! nodes.
 
 use std::{
-    collections::HashSet,
+    collections::{BTreeSet, HashMap},
     time::{Duration, Instant},
 };
 
 use redis::{aio::ConnectionManager, AsyncCommands};
 use tracing::{debug, warn};
 
-use super::{reaper, Shared};
-use crate::{
-    error::BackendError,
-    protocol::{RoomId, User},
-    sync::lock,
-};
+use super::{presence, reaper, Shared};
+use crate::{backend::broker::ConnId, error::BackendError, protocol::RoomId, sync::lock};
 
-/// Refreshes this node's heartbeat; if the node had been reaped (it was cut off for longer
-/// than the TTL), restores its presence.
+/// Refreshes this node's heartbeat.
 pub(super) async fn heartbeat(
     shared: &Shared,
     conn: &mut ConnectionManager,
@@ -34,26 +31,28 @@ pub(super) async fn heartbeat(
         .zadd(shared.keys.nodes(), shared.node.to_string(), now)
         .await
         .map_err(BackendError::redis)?;
-    if added == 1 {
-        let local: Vec<(RoomId, User, u32)> = lock(&shared.presence)
-            .iter()
-            .map(|((room, _), (user, n))| (room.clone(), user.clone(), *n))
-            .collect();
-        if !local.is_empty() {
-            warn!(
-                entries = local.len(),
-                "this node was reaped while cut off; restoring its presence"
-            );
-        }
-        for (room, user, n) in local {
-            shared.scripts.enter(shared, conn, &room, &user, n).await?;
-        }
+    if added == 1 && !lock(&shared.presence).is_empty() {
+        warn!("this node was reaped while cut off; its reconcile restores its presence");
     }
+    Ok(())
+}
+
+/// The TTLs that a live node keeps up, after its reconcile (which may have written the node's
+/// room set anew): its room set's, and its rooms' (see [`refresh_rooms`]).
+pub(super) async fn refresh_ttls(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+) -> Result<(), BackendError> {
     // The rooms the reaper reads if this node dies: kept while it beats, gone by itself if
     // nobody is left to reap it (an instance back after longer than this restores its
-    // presence above, and the set with it).
-    let node_rooms_ttl = u64::try_from((shared.config.presence_ttl * 4).as_millis())
-        .unwrap_or(u64::MAX)
+    // presence with its reconcile, and the set with it). As long as the rooms' TTL: this
+    // node's `:conns:<N>` keys, which the reaper finds through the set, live that long after
+    // its last beat, so a reap after a long outage of every instance (no reaper meanwhile)
+    // still finds them all and nobody stays online; after that everything of the node is gone.
+    let node_rooms_ttl = shared
+        .config
+        .room_ttl_ms()
+        .max(u64::try_from((shared.config.presence_ttl * 4).as_millis()).unwrap_or(u64::MAX))
         .clamp(1, i64::MAX as u64 / 2);
     let _: bool = redis::cmd("PEXPIRE")
         .arg(shared.keys.node_rooms(shared.node))
@@ -65,16 +64,15 @@ pub(super) async fn heartbeat(
 }
 
 /// Users online are activity even when nothing else happens: the keys of every room with a
-/// connection on this node get the room TTL again once a quarter of it has passed, so that a
-/// room never expires under its users (pipelined; a room costs this once per `room_ttl / 4`).
+/// connection on this node (the room's shared keys and this node's connections there) get
+/// the room TTL again once a quarter of it has passed, so that a room never expires under its
+/// users (pipelined; a room costs this once per `room_ttl / 4`). Each node refreshes its own
+/// `:conns:<N>` key; a dead node's is removed by its reaper.
 async fn refresh_rooms(shared: &Shared, conn: &mut ConnectionManager) -> Result<(), BackendError> {
     let every = shared.config.room_ttl / 4;
     let now = Instant::now();
     let due: Vec<RoomId> = {
-        let rooms: HashSet<RoomId> = lock(&shared.presence)
-            .keys()
-            .map(|(room, _)| room.clone())
-            .collect();
+        let rooms: BTreeSet<RoomId> = lock(&shared.presence).keys().cloned().collect();
         let mut refreshed = lock(&shared.refreshed);
         refreshed.retain(|room, _| rooms.contains(room));
         rooms
@@ -92,7 +90,7 @@ async fn refresh_rooms(shared: &Shared, conn: &mut ConnectionManager) -> Result<
     let ttl = shared.config.room_ttl_ms();
     let mut pipe = redis::pipe();
     for room in &due {
-        for key in shared.keys.room_keys(room) {
+        for key in shared.keys.room_keys(room, shared.node) {
             pipe.cmd("PEXPIRE").arg(key).arg(ttl).ignore();
         }
     }
@@ -104,12 +102,126 @@ async fn refresh_rooms(shared: &Shared, conn: &mut ConnectionManager) -> Result<
     Ok(())
 }
 
+/// Makes this node's presence in Redis what the node has, room by room: the rooms it has
+/// connections in and the rooms Redis lists for it. Removes what Redis holds and the node
+/// does not (`user_left` where it was the user's last connection: an exit that never landed,
+/// an enter whose reply was lost), restores what the node has and Redis lost (a reap while
+/// the node was cut off, lost data) without a second `user_joined`.
+///
+/// Each room is synced under the gate (see [`Shared`]): its snapshot and its script see no
+/// enter or exit of this node in flight.
+pub(super) async fn reconcile(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+) -> Result<(), BackendError> {
+    let listed: Vec<String> = conn
+        .smembers(shared.keys.node_rooms(shared.node))
+        .await
+        .map_err(BackendError::redis)?;
+    let listed: BTreeSet<RoomId> = listed.into_iter().map(RoomId::new).collect();
+    let mut rooms = listed.clone();
+    rooms.extend(lock(&shared.presence).keys().cloned());
+    let (mut left, mut restored) = (0, 0);
+    for room in rooms {
+        let _gate = shared.gate.write().await;
+        let have: Vec<(ConnId, String)> = lock(&shared.presence)
+            .get(&room)
+            .map(|conns| {
+                conns
+                    .iter()
+                    .map(|(id, user)| (*id, user.id.as_str().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if in_step(shared, conn, &room, &have, listed.contains(&room)).await? {
+            continue;
+        }
+        let (l, r) = presence::sync_room(shared, conn, &room, shared.node, &have).await?;
+        left += l;
+        restored += r;
+    }
+    if left > 0 || restored > 0 {
+        warn!(
+            users_left = left,
+            connections_restored = restored,
+            "presence reconciled with Redis"
+        );
+    }
+    Ok(())
+}
+
+/// Whether Redis holds `have` (this node's connections in `room`) exactly, counts each of
+/// their users at least as often and lists the room for the node (`listed`): then nothing is
+/// written (reads only, so that the steady state costs no script call). A room listed for the
+/// node where neither has anything is dropped from the node's rooms here. A room that is gone
+/// (expired) while the node has connections in it and Redis none counts as in step once the
+/// node's rooms no longer list it: nothing would be restored into it.
+async fn in_step(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+    room: &RoomId,
+    have: &[(ConnId, String)],
+    listed: bool,
+) -> Result<bool, BackendError> {
+    let keys = &shared.keys;
+    let held: HashMap<String, String> = conn
+        .hgetall(keys.node_conns(room, shared.node))
+        .await
+        .map_err(BackendError::redis)?;
+    if held.len() != have.len()
+        || have
+            .iter()
+            .any(|(id, user)| held.get(&id.to_string()) != Some(user))
+    {
+        // Nothing held of what the node has, in a room that expired (or that Redis lost
+        // with all its keys): the sync would restore nothing (see `sync.lua`), so it is not
+        // run every beat for nothing.
+        if held.is_empty() {
+            let exists: bool = conn
+                .exists(keys.room_key(room, "info"))
+                .await
+                .map_err(BackendError::redis)?;
+            return Ok(!exists && !listed);
+        }
+        return Ok(false);
+    }
+    if have.is_empty() {
+        if !listed {
+            return Ok(true);
+        }
+        let _: i64 = conn
+            .srem(keys.node_rooms(shared.node), room.as_str())
+            .await
+            .map_err(BackendError::redis)?;
+        return Ok(true);
+    }
+    if !listed {
+        return Ok(false);
+    }
+    let mut own: HashMap<&str, i64> = HashMap::new();
+    for (_, user) in have {
+        *own.entry(user.as_str()).or_default() += 1;
+    }
+    let users: Vec<&str> = own.keys().copied().collect();
+    let counts: Vec<Option<i64>> = redis::cmd("HMGET")
+        .arg(keys.room_key(room, "online"))
+        .arg(&users)
+        .query_async(conn)
+        .await
+        .map_err(BackendError::redis)?;
+    Ok(users
+        .iter()
+        .zip(counts)
+        .all(|(user, count)| count.unwrap_or(0) >= own.get(user).copied().unwrap_or(0)))
+}
+
 /// How often a node beats: three times per presence TTL.
 pub(super) fn period(config: &super::RedisConfig) -> Duration {
     (config.presence_ttl / 3).max(Duration::from_millis(100))
 }
 
-/// Heartbeat and reaper loop. Holds only a weak reference so that dropping the backend stops it.
+/// Heartbeat, reconcile, TTL and reaper loop. Holds only a weak reference so that dropping
+/// the backend stops it.
 pub(super) async fn liveness(shared: std::sync::Weak<Shared>) {
     let period = match shared.upgrade() {
         Some(s) => period(&s.config),
@@ -126,6 +238,12 @@ pub(super) async fn liveness(shared: std::sync::Weak<Shared>) {
         if let Err(err) = heartbeat(&shared, &mut conn).await {
             debug!(cause = %err, "heartbeat failed");
             continue;
+        }
+        if let Err(err) = reconcile(&shared, &mut conn).await {
+            debug!(cause = %err, "presence reconcile failed");
+        }
+        if let Err(err) = refresh_ttls(&shared, &mut conn).await {
+            debug!(cause = %err, "refreshing TTLs failed");
         }
         if let Err(err) = reaper::reap_dead_nodes(&shared, &mut conn).await {
             debug!(cause = %err, "reaping failed");

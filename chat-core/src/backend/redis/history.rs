@@ -13,14 +13,18 @@ use crate::{
     protocol::{wire, MessageId, RoomId},
 };
 
-/// A stream id (`ms-seq`), or `InvalidCursor`.
+/// A stream id as Redis issues them (`ms-seq`, both decimal `u64` without sign or leading
+/// zero), or `InvalidCursor`. `0-0` and `MAX-MAX` are refused too: Redis never issues them,
+/// and as the exclusive bound of a range (`(0-0`, `(MAX-MAX`) they are a Redis error, which
+/// would turn a client's bad cursor into a 5xx.
 fn stream_id(id: &MessageId) -> Result<&str, BackendError> {
     let s = id.as_str();
     let (ms, seq) = s.split_once('-').ok_or(BackendError::InvalidCursor)?;
-    if ms.parse::<u64>().is_ok() && seq.parse::<u64>().is_ok() {
-        Ok(s)
-    } else {
-        Err(BackendError::InvalidCursor)
+    let part = |p: &str| p.parse::<u64>().ok().filter(|n| n.to_string() == p);
+    match (part(ms), part(seq)) {
+        (Some(0), Some(0)) | (Some(u64::MAX), Some(u64::MAX)) => Err(BackendError::InvalidCursor),
+        (Some(_), Some(_)) => Ok(s),
+        _ => Err(BackendError::InvalidCursor),
     }
 }
 
@@ -126,5 +130,20 @@ mod tests {
         assert!(stream_id(&MessageId::new("12-3")).is_ok());
         assert!(stream_id(&MessageId::new("12")).is_err());
         assert!(stream_id(&MessageId::new("a-b")).is_err());
+        let max = u64::MAX;
+        for bad in [
+            "0-0".to_owned(),
+            format!("{max}-{max}"),
+            "18446744073709551616-0".into(),
+            "01-0".into(),
+            "+1-0".into(),
+            "1-".into(),
+            "".into(),
+            "1-2-3".into(),
+            "9".repeat(5000),
+        ] {
+            assert!(stream_id(&MessageId::new(bad.clone())).is_err(), "{bad}");
+        }
+        assert!(stream_id(&MessageId::new("0-1")).is_ok());
     }
 }

@@ -6,8 +6,8 @@ use crate::{
     protocol::{RoomId, UserId},
 };
 
-/// The suffixes of a room's keys (see [`Keys::room_keys`]).
-pub(super) const ROOM_KEYS: [&str; 6] = ["info", "members", "order", "log", "presence", "online"];
+/// The suffixes of the keys of a room that every node shares (see [`Keys::room_keys`]).
+pub(super) const ROOM_KEYS: [&str; 5] = ["info", "members", "order", "log", "online"];
 
 /// Key and channel names (see the module docs).
 #[derive(Clone, Debug)]
@@ -28,10 +28,19 @@ impl Keys {
     pub(super) fn room_key(&self, room: &RoomId, what: &str) -> String {
         format!("{}:room:{{{}}}:{what}", self.prefix, room)
     }
-    /// Every key of a room, which all carry the room's TTL: `info`, `members`, `order`,
-    /// `log`, `presence`, `online`.
-    pub(super) fn room_keys(&self, room: &RoomId) -> [String; 6] {
-        ROOM_KEYS.map(|what| self.room_key(room, what))
+    /// The keys of a room that carry the room's TTL and that `node` refreshes: `info`,
+    /// `members`, `order`, `log`, `online`, and `node`'s connections in the room
+    /// (`:conns:<N>`: each node refreshes its own).
+    pub(super) fn room_keys(&self, room: &RoomId, node: NodeId) -> [String; 6] {
+        let [info, members, order, log, online] = ROOM_KEYS.map(|what| self.room_key(room, what));
+        [
+            info,
+            members,
+            order,
+            log,
+            online,
+            self.node_conns(room, node),
+        ]
     }
     pub(super) fn user_channel(&self, user: &UserId) -> String {
         format!("{}:user:{{{}}}", self.prefix, user)
@@ -53,6 +62,31 @@ impl Keys {
     }
     pub(super) fn node_rooms(&self, node: NodeId) -> String {
         format!("{}:node:{{{node}}}:rooms", self.prefix)
+    }
+    /// A node's connections in a room (conn id -> user id), in the room's slot.
+    pub(super) fn node_conns(&self, room: &RoomId, node: NodeId) -> String {
+        format!("{}{node}", self.node_conns_prefix(room))
+    }
+    /// What precedes the node id in [`Keys::node_conns`] (the sync script counts a user's
+    /// connections on every node with it).
+    pub(super) fn node_conns_prefix(&self, room: &RoomId) -> String {
+        self.room_key(room, "conns:")
+    }
+    /// Who is reaping a dead node (a claim with a TTL: a reaper that stops half-way leaves
+    /// the rest to the next one).
+    pub(super) fn node_reaper(&self, node: NodeId) -> String {
+        format!("{}:node:{{{node}}}:reaper", self.prefix)
+    }
+    /// A sent `clientMsgId` of `user` to a room (its first id and timestamp), in the room's
+    /// slot. Length-prefixed: no user id and client id pair reads as another.
+    pub(super) fn room_sent(&self, room: &RoomId, user: &UserId, client_msg_id: &str) -> String {
+        let sent = format!("sent:{}:{user}:{client_msg_id}", user.as_str().len());
+        self.room_key(room, &sent)
+    }
+    /// A sent `clientMsgId` of a direct message from `from` to `to`, in the sender's slot.
+    pub(super) fn direct_sent(&self, from: &UserId, to: &UserId, client_msg_id: &str) -> String {
+        let sent = format!("sent:{}:{to}:{client_msg_id}", to.as_str().len());
+        self.user_key(from, &sent)
     }
     pub(super) fn secret(&self) -> String {
         format!("{}:secret", self.prefix)

@@ -15,19 +15,26 @@
 //! its channel carry the room id as a hash tag, so that they will share one slot on Redis
 //! Cluster: `P:room:{R}` (channel), `P:room:{R}:info` (name, createdAt, visibility, owner,
 //! `key`: the room's sort key, `joins`: its join counter), `:members` (id -> name), `:order`
-//! (members scored by join number), `:log` (the history stream), `:presence` (connections per
-//! node and user), `:online` (connections per user). A user's channel is `P:user:{U}`, and
+//! (members scored by join number), `:log` (the history stream), `:conns:<N>` (node N's
+//! connections in the room: conn id -> user id), `:online` (connections per user),
+//! `:sent:<len>:<user>:<clientMsgId>` (a sent client id's first `id` and `ts`, with the dedup
+//! window as TTL). A user's channel is `P:user:{U}`, and
 //! its keys `P:user:{U}:rooms` and `:private` (the sort keys of the user's rooms, and of the
 //! private ones, one score: read by lex), and `:revoked` (up to when the user's tokens are
-//! void, with the tokens' lifetime as its TTL). Global: `P:rooms:public` (the public rooms' sort
-//! keys), `P:users`, `P:nodes` (node heartbeats), `P:node:{N}:rooms`, `P:secret`.
+//! void, with the tokens' lifetime as its TTL), `:sent:<len>:<to>:<clientMsgId>` (a direct
+//! message's, as for rooms). Global: `P:rooms:public` (the public rooms' sort
+//! keys), `P:users`, `P:nodes` (node heartbeats), `P:node:{N}:rooms`,
+//! `P:node:{N}:reaper` (a reaper's claim on dead node N, with a TTL), `P:secret`.
 //!
 //! # Growth
 //! Every key of a room carries [`RedisConfig::room_ttl`] (default 7 days), given again by the
 //! scripts that are its activity (`create_room`, `add_member`, `enter`, `exit`,
 //! `append_publish`: inside the script, so a message is still one command) and, for rooms
-//! with users on a node, by that node's heartbeat (`heartbeat::refresh_rooms`). An idle room
-//! thus vanishes by itself; the indexes that name it (`P:rooms:public`, a user's `:private`
+//! with users on a node, by that node's heartbeat (`heartbeat::refresh_rooms`). A node's
+//! `:conns:<N>` key is refreshed by that node only (its scripts and heartbeat); the `sync`
+//! script of the reconcile and the reaper never restores presence into a room whose `info`
+//! is gone, and gives what it restores the room TTL. The `:sent:` keys carry the dedup window
+//! instead. An idle room thus vanishes by itself; the indexes that name it (`P:rooms:public`, a user's `:private`
 //! and `:rooms`) are cleaned when a listing or a user's room batch meets it. History keeps
 //! `history_per_room` entries (`MAXLEN ~`) and none older than `history_max_age` (not read,
 //! and `XTRIM MINID ~` in `append_publish`). The Pub/Sub reader hands pushes to a bounded
@@ -37,25 +44,40 @@
 //! Multi-slot today (Redis Cluster is a later step): `create_room.lua` (the room and
 //! `P:rooms:public`), `add_member.lua` (the room, `P:users` and the user's keys),
 //! `remove_member.lua` (the room and the user's keys), `share_a_room` (`ZINTERCARD` over two
-//! users' keys), and the room scripts that write `P:node:{N}:rooms`.
+//! users' keys), the room scripts that write `P:node:{N}:rooms`, and `sync.lua` (which also
+//! reads `P:nodes` and, only to recount a user whose count was lost, every node's
+//! `:conns:<N>` of the room).
 //!
 //! # Ordering
 //! A room message is appended to the room's stream and published by one Lua script (XADD with
 //! `MAXLEN ~`, then PUBLISH of the frame carrying the entry id): the entry id is the message
 //! id, so history order = id order = delivery order, whichever node published. One script
-//! call per room message, whatever the room size or the number of nodes.
+//! call per room message, whatever the room size or the number of nodes. The same script
+//! checks the sender's `clientMsgId` (idempotent sends): one sent within the window returns
+//! the first message's id and ts and appends and publishes nothing, so a retry after a call
+//! that timed out but ran finds the first copy.
 //!
 //! # Presence and crashed nodes
+//! Presence is counted per connection, by idempotent scripts: an enter of a counted connection
+//! and an exit of one not counted change nothing, and an exit publishes `user_left` in the same
+//! step when it was the user's last connection in the room. A failed exit is retried by the
+//! caller until it lands (`connection::leave`); `user_left` still goes out once.
+//!
 //! Each node refreshes its heartbeat in `P:nodes` (a sorted set scored by time) every third of
-//! the presence TTL. Every node also reaps: a node whose heartbeat is older than the TTL is
-//! claimed by whoever removes it from `P:nodes` first (ZREM is atomic, so exactly one node
-//! wins), which then removes the dead node's connections from presence and publishes
-//! `user_left` for each user who has no connection left anywhere: once.
+//! the presence TTL, then reconciles: room by room, Redis is made to hold the node's
+//! connections as the node has them (`heartbeat::reconcile`, the `sync` script): what the node
+//! does not have is removed (with `user_left` where it was the user's last connection), what
+//! Redis lost is restored without a second `user_joined`. Every node also reaps: a node whose
+//! heartbeat is older than the TTL is claimed for a TTL (`SET NX PX`: one reaper at a time),
+//! its rooms are synced to "no connections" (`user_left` from the script, once per user), and
+//! only then is it removed from `P:nodes`. A reaper that stops half-way leaves the node listed:
+//! the next one finishes it once the claim expires, and what was done is not done twice.
 //!
 //! # Files
 //! `config` ([`RedisConfig`]), `keys` (names), `connection` (fail-fast settings, watchdog,
 //! pushes → events), `envelope` (the Pub/Sub payload), one file per store (`pubsub`,
-//! `rooms`, `presence`, `history`), `heartbeat` and `reaper`, `revocation` (a user's
+//! `rooms`, `presence` with the local mirror and the room sync, `history`), `heartbeat` (and
+//! the reconcile) and `reaper`, `revocation` (a user's
 //! revocation record and rooms, for the host's revocations and removals), and `scripts` (the
 //! Lua, in `scripts/*.lua`).
 
@@ -90,15 +112,7 @@ use heartbeat::{heartbeat, liveness};
 use keys::Keys;
 
 use super::{broker::NodeId, Backend, Events};
-use crate::{
-    error::BackendError,
-    protocol::{RoomId, User, UserId},
-    sync::lock,
-};
-
-/// Local mirror of this node's presence counts, to restore them if the node was reaped while
-/// cut off from Redis (its heartbeat then finds itself gone).
-type LocalPresence = HashMap<(RoomId, UserId), (User, u32)>;
+use crate::{error::BackendError, protocol::RoomId, sync::lock};
 
 /// What a node's backend handles and background tasks share.
 struct Shared {
@@ -110,7 +124,13 @@ struct Shared {
     /// The one Pub/Sub connection of this node.
     pubsub: ConnectionManager,
     scripts: scripts::Scripts,
-    presence: Mutex<LocalPresence>,
+    /// This node's connections per room: what the heartbeat's reconcile makes Redis hold.
+    presence: Mutex<presence::LocalPresence>,
+    /// Entering and exiting hold it shared across their script, the reconcile of a room
+    /// exclusively: a reconcile then sees the local mirror and Redis agree on everything in
+    /// flight (a connection that entered locally but not yet in Redis is not taken for one
+    /// that Redis lost, and the reverse). Held for one script at a time.
+    gate: tokio::sync::RwLock<()>,
     /// When the heartbeat last gave the keys of a room with local users the room TTL again.
     refreshed: Mutex<HashMap<RoomId, std::time::Instant>>,
     /// The token secret this node signs with, once `shared_secret` read it: every heartbeat
@@ -182,6 +202,7 @@ impl RedisBackend {
             pubsub,
             scripts: scripts::Scripts::new(),
             presence: Mutex::new(HashMap::new()),
+            gate: tokio::sync::RwLock::new(()),
             refreshed: Mutex::new(HashMap::new()),
             secret: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),

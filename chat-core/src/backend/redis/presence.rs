@@ -1,57 +1,97 @@
-//! The Redis presence store: connections per node and user (`:presence`) and per user
-//! (`:online`) in each room, mirrored locally so that a reaped node can restore its own.
+//! The Redis presence store: each node's connections per room (`:conns:<node>`, conn id →
+//! user id) and the users' counts (`:online`), mirrored locally so that the heartbeat can
+//! reconcile Redis with what the node has (see `heartbeat`).
+//!
+//! Entering and exiting are idempotent scripts, and an exit publishes its `user_left` in the
+//! same step: a failed exit is retried by the caller until it lands, and the reconcile removes
+//! whatever a lost exit left behind, so nobody stays online and nobody is announced twice.
 
-use super::RedisNode;
+use std::collections::HashMap;
+
+use super::{envelope, RedisNode, Shared};
 use crate::{
-    backend::{broker::NodeId, store::PresenceStore, Reply},
+    backend::{
+        broker::{ConnId, Envelope, NodeId, Origin},
+        store::PresenceStore,
+        Reply,
+    },
     error::BackendError,
-    protocol::{RoomId, User, UserId},
+    protocol::{now_ms, RoomId, ServerFrame, SystemEvent, SystemMessage, User, UserId},
     sync::lock,
 };
 
+/// This node's connections per room, as the node has them: what the reconcile makes Redis
+/// hold. Changed before the script that tells Redis (under the reconcile gate, see
+/// [`Shared`]), so that a reconcile never sees Redis ahead of it.
+pub(super) type LocalPresence = HashMap<RoomId, HashMap<ConnId, User>>;
+
 impl PresenceStore for RedisNode {
-    fn enter<'a>(&'a self, room: &'a RoomId, user: &'a User, node: NodeId) -> Reply<'a, bool> {
+    fn enter<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a User,
+        node: NodeId,
+        conn: ConnId,
+    ) -> Reply<'a, bool> {
         Box::pin(async move {
             debug_assert_eq!(node, self.shared.node);
-            let total = self
-                .shared
-                .scripts
-                .enter(&self.shared, &mut self.conn(), room, user, 1)
-                .await?;
+            let _gate = self.shared.gate.read().await;
             lock(&self.shared.presence)
-                .entry((room.clone(), user.id.clone()))
-                .or_insert_with(|| (user.clone(), 0))
-                .1 += 1;
-            Ok(total == 1)
+                .entry(room.clone())
+                .or_default()
+                .insert(conn, user.clone());
+            let keys = &self.shared.keys;
+            let mut enter = self.shared.scripts.enter.prepare_invoke();
+            enter
+                .key(keys.node_conns(room, node))
+                .key(keys.room_key(room, "online"))
+                .key(keys.node_rooms(node))
+                .key(keys.room_key(room, "info"))
+                .key(keys.room_key(room, "members"))
+                .key(keys.room_key(room, "order"))
+                .key(keys.room_key(room, "log"))
+                .arg(conn)
+                .arg(user.id.as_str())
+                .arg(room.as_str())
+                .arg(self.shared.config.room_ttl_ms());
+            match self.invoke::<i64>(&enter).await {
+                Ok(first) => Ok(first == 1),
+                Err(err) => {
+                    // Not in the room: if the script ran all the same, the reconcile removes
+                    // the connection from Redis.
+                    forget(&self.shared, room, conn);
+                    Err(err)
+                }
+            }
         })
     }
 
-    fn exit<'a>(&'a self, room: &'a RoomId, user: &'a User, node: NodeId) -> Reply<'a, bool> {
+    fn exit<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a User,
+        node: NodeId,
+        conn: ConnId,
+        left: Envelope,
+    ) -> Reply<'a, bool> {
         Box::pin(async move {
-            {
-                let mut local = lock(&self.shared.presence);
-                let key = (room.clone(), user.id.clone());
-                if let Some(entry) = local.get_mut(&key) {
-                    entry.1 = entry.1.saturating_sub(1);
-                    if entry.1 == 0 {
-                        local.remove(&key);
-                    }
-                }
-            }
+            let _gate = self.shared.gate.read().await;
+            forget(&self.shared, room, conn);
             let keys = &self.shared.keys;
             let mut exit = self.shared.scripts.exit.prepare_invoke();
-            exit.key(keys.room_key(room, "presence"))
+            exit.key(keys.node_conns(room, node))
                 .key(keys.room_key(room, "online"))
                 .key(keys.room_key(room, "info"))
                 .key(keys.room_key(room, "members"))
                 .key(keys.room_key(room, "order"))
                 .key(keys.room_key(room, "log"))
-                .arg(format!("{node}|{}", user.id))
+                .arg(conn)
                 .arg(user.id.as_str())
+                .arg(keys.channel(&left.topic))
+                .arg(envelope::payload(left.origin, &left.frame))
                 .arg(self.shared.config.room_ttl_ms());
-            // 1: the user's last connection in the room; 0: not; -1: already reaped.
-            let result: i64 = self.invoke(&exit).await?;
-            Ok(result == 1)
+            let published: i64 = self.invoke(&exit).await?;
+            Ok(published == 1)
         })
     }
 
@@ -97,5 +137,78 @@ impl PresenceStore for RedisNode {
                 .await
                 .map_err(BackendError::redis)
         })
+    }
+}
+
+/// Takes a connection out of the local mirror.
+fn forget(shared: &Shared, room: &RoomId, conn: ConnId) {
+    let mut local = lock(&shared.presence);
+    if let Some(conns) = local.get_mut(room) {
+        conns.remove(&conn);
+        if conns.is_empty() {
+            local.remove(room);
+        }
+    }
+}
+
+/// Makes `node`'s connections in `room` in Redis what `have` says (none for a dead node):
+/// what Redis holds and `have` does not is removed, with `user_left` published by the script
+/// where it was the user's last connection; what `have` holds and Redis lost is restored
+/// without an announcement, unless the room expired (then nothing is restored), and with the
+/// room TTL. Idempotent. Returns (users who left, connections restored).
+pub(super) async fn sync_room(
+    shared: &Shared,
+    conn: &mut redis::aio::ConnectionManager,
+    room: &RoomId,
+    node: NodeId,
+    have: &[(ConnId, String)],
+) -> Result<(i64, i64), BackendError> {
+    let keys = &shared.keys;
+    let (head, tail) = user_left_template(shared, room);
+    let mut sync = shared.scripts.sync.prepare_invoke();
+    sync.key(keys.node_conns(room, node))
+        .key(keys.room_key(room, "online"))
+        .key(keys.room_key(room, "members"))
+        .key(keys.node_rooms(node))
+        .key(keys.nodes())
+        .key(keys.room_key(room, "info"))
+        .arg(room.as_str())
+        .arg(keys.room_channel(room))
+        .arg(head)
+        .arg(tail)
+        .arg(keys.node_conns_prefix(room))
+        .arg(shared.config.room_ttl_ms());
+    for (id, user) in have {
+        sync.arg(*id).arg(user.as_str());
+    }
+    sync.invoke_async(conn).await.map_err(BackendError::redis)
+}
+
+/// The payload of a `user_left` in `room` published by this node (no connection), cut where
+/// the user object goes: the sync script puts each user who left in between.
+fn user_left_template(shared: &Shared, room: &RoomId) -> (Vec<u8>, Vec<u8>) {
+    let placeholder = User::new("@", "@");
+    let frame = ServerFrame::System(SystemMessage {
+        room: room.clone(),
+        event: SystemEvent::UserLeft,
+        user: placeholder.clone(),
+        ts: now_ms(),
+    })
+    .encode();
+    let origin = Origin {
+        node: shared.node,
+        conn: None,
+    };
+    let payload = envelope::payload(origin, &frame);
+    // The user comes after the room and before `ts` (a number): the last match is the user.
+    let user = serde_json::to_vec(&placeholder).unwrap_or_default();
+    match payload
+        .windows(user.len().max(1))
+        .rposition(|w| w == user.as_slice())
+    {
+        Some(at) => (payload[..at].to_vec(), payload[at + user.len()..].to_vec()),
+        // Not reachable (the frame holds the user it was made with). An empty head tells the
+        // script to publish nothing rather than something malformed; it still removes.
+        None => (Vec::new(), Vec::new()),
     }
 }

@@ -6,7 +6,10 @@ use redis::AsyncCommands;
 use super::{envelope, RedisNode};
 use crate::{
     backend::{
-        broker::{Broker, Control, Envelope, NewRoomMessage, NodeId, SenderCopy, Topic},
+        broker::{
+            Broker, Control, Dedup, DirectDedup, DirectSent, Envelope, NewRoomMessage, NodeId,
+            SenderCopy, Topic,
+        },
         Reply,
     },
     error::BackendError,
@@ -54,59 +57,80 @@ impl Broker for RedisNode {
                 wire::Unnumbered::new(&message.room, &message.from, &message.body, message.ts);
             let mut head = envelope::header(message.origin);
             head.push_str(wire::BEFORE_ID);
-            let id: String = self
-                .invoke(
-                    self.shared
-                        .scripts
-                        .append_publish
-                        .key(keys.room_key(&message.room, "log"))
-                        .key(keys.room_key(&message.room, "info"))
-                        .key(keys.room_key(&message.room, "members"))
-                        .key(keys.room_key(&message.room, "order"))
-                        .key(keys.room_key(&message.room, "presence"))
-                        .key(keys.room_key(&message.room, "online"))
-                        .arg(self.shared.config.history_per_room)
-                        .arg(unnumbered.rest())
-                        .arg(keys.room_channel(&message.room))
-                        .arg(head)
-                        .arg(wire::AFTER_ID)
-                        .arg(self.shared.config.room_ttl_ms())
-                        .arg(self.shared.config.oldest_entry()),
-                )
-                .await?;
+            let room = &message.room;
+            let mut script = self.shared.scripts.append_publish.prepare_invoke();
+            // A message is activity: the script gives the room's keys the room TTL again and
+            // trims entries older than `history_max_age`, all in this one call.
+            script
+                .key(keys.room_key(room, "log"))
+                .key(keys.room_key(room, "info"))
+                .key(keys.room_key(room, "members"))
+                .key(keys.room_key(room, "order"))
+                .key(keys.room_key(room, "online"))
+                .key(keys.node_conns(room, self.shared.node))
+                .arg(self.shared.config.history_per_room)
+                .arg(unnumbered.rest())
+                .arg(keys.room_channel(room))
+                .arg(head)
+                .arg(wire::AFTER_ID)
+                .arg(self.shared.config.room_ttl_ms())
+                .arg(self.shared.config.oldest_entry())
+                .arg(message.ts);
+            if let Some(dedup) = &message.dedup {
+                script
+                    .key(keys.room_sent(room, &message.from.id, &dedup.client_msg_id))
+                    .arg(window_ms(dedup));
+            }
+            // The new message's id and ts, or a first send's (idempotent sends).
+            let (id, ts): (String, i64) = self.invoke(&script).await?;
             Ok(RoomMessage {
                 id: MessageId::new(id),
                 room: message.room,
                 from: message.from,
                 body: message.body,
-                ts: message.ts,
+                ts,
             })
         })
     }
 
-    fn publish_direct(&self, envelope: Envelope, copy_to: Option<SenderCopy>) -> Reply<'_, usize> {
+    fn publish_direct<'a>(
+        &'a self,
+        envelope: Envelope,
+        copy_to: Option<SenderCopy>,
+        dedup: Option<DirectDedup<'a>>,
+    ) -> Reply<'a, DirectSent> {
         // One round trip instead of two, and the copy only when the recipient was reached and
         // someone will get it (see the script).
         Box::pin(async move {
             let keys = &self.shared.keys;
             let payload = envelope::payload(envelope.origin, &envelope.frame);
-            let reached: usize = self
-                .invoke(
-                    self.shared
-                        .scripts
-                        .direct
-                        .arg(keys.channel(&envelope.topic))
-                        .arg(
-                            copy_to
-                                .as_ref()
-                                .map(|copy| keys.channel(&copy.topic))
-                                .unwrap_or_default(),
-                        )
-                        .arg(payload)
-                        .arg(u8::from(copy_to.is_some_and(|copy| copy.here))),
+            let mut script = self.shared.scripts.direct.prepare_invoke();
+            script
+                .arg(keys.channel(&envelope.topic))
+                .arg(
+                    copy_to
+                        .as_ref()
+                        .map(|copy| keys.channel(&copy.topic))
+                        .unwrap_or_default(),
                 )
-                .await?;
-            Ok(reached)
+                .arg(payload)
+                .arg(u8::from(copy_to.is_some_and(|copy| copy.here)));
+            if let Some(d) = dedup {
+                script
+                    .key(keys.direct_sent(d.from, d.to, &d.dedup.client_msg_id))
+                    .arg(d.id.as_str())
+                    .arg(d.ts)
+                    .arg(window_ms(d.dedup));
+            }
+            // -1: a duplicate, with the first one's id and ts.
+            let (reached, id, ts): (i64, String, i64) = self.invoke(&script).await?;
+            Ok(match usize::try_from(reached) {
+                Ok(reached) => DirectSent::Published(reached),
+                Err(_) => DirectSent::Duplicate {
+                    id: MessageId::new(id),
+                    ts,
+                },
+            })
         })
     }
 
@@ -129,4 +153,11 @@ impl Broker for RedisNode {
     fn unsubscribe(&self, topics: Vec<Topic>) -> Reply<'_, ()> {
         self.set_subscribed(topics, false)
     }
+}
+
+/// A dedup window in milliseconds for PEXPIRE (at least 1: 0 is refused).
+fn window_ms(dedup: &Dedup) -> u64 {
+    u64::try_from(dedup.window.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1)
 }

@@ -1,84 +1,80 @@
 //! The reaper: the users of a node that stopped beating leave presence, once.
+//!
+//! A dead node stays in `P:nodes` until its reap is over. A reaper claims it for a while
+//! (`SET NX PX`, the presence TTL): one reaper at a time, and one that stops half-way (it
+//! crashed, Redis went away) leaves the node to the next reaper once the claim expires. Each
+//! room is reaped by the sync script (the node has no connections), which publishes the
+//! `user_left`s in the same step and is idempotent: the next reaper finishes what is left, and
+//! nobody is announced twice.
 
 use redis::{aio::ConnectionManager, AsyncCommands};
 
-use super::{envelope, Shared};
+use super::{presence, Shared};
 use crate::{
-    backend::broker::{NodeId, Origin},
+    backend::broker::NodeId,
     error::BackendError,
-    protocol::{now_ms, RoomId, ServerFrame, SystemEvent, SystemMessage, User, UserId},
+    protocol::{now_ms, RoomId},
 };
 
-/// Finds nodes whose heartbeat is older than the TTL, claims each (ZREM: one winner), and
-/// removes its connections from presence, publishing `user_left` for users with none left.
+/// Finds nodes whose heartbeat is older than the TTL and reaps each that it can claim.
 pub(super) async fn reap_dead_nodes(
     shared: &Shared,
     conn: &mut ConnectionManager,
 ) -> Result<(), BackendError> {
     let keys = &shared.keys;
-    let deadline = now_ms() - shared.config.presence_ttl.as_millis() as i64;
+    let ttl = shared.config.presence_ttl;
+    let deadline = now_ms() - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
     let dead: Vec<String> = conn
         .zrangebyscore(keys.nodes(), "-inf", deadline)
         .await
         .map_err(BackendError::redis)?;
     for node in dead {
-        let claimed: i64 = conn
-            .zrem(keys.nodes(), &node)
-            .await
-            .map_err(BackendError::redis)?;
-        if claimed != 1 {
-            continue; // another node is reaping it
-        }
         let Ok(node_id) = uuid::Uuid::parse_str(&node).map(NodeId) else {
             continue;
         };
-        let rooms_key = keys.node_rooms(node_id);
+        if node_id == shared.node {
+            continue;
+        }
+        let claim: Option<String> = redis::cmd("SET")
+            .arg(keys.node_reaper(node_id))
+            .arg(shared.node.to_string())
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+            .query_async(conn)
+            .await
+            .map_err(BackendError::redis)?;
+        if claim.is_none() {
+            continue; // another reaper has it
+        }
         let rooms: Vec<String> = conn
-            .smembers(&rooms_key)
+            .smembers(keys.node_rooms(node_id))
             .await
             .map_err(BackendError::redis)?;
         let mut left = 0;
         for room in rooms {
             let room = RoomId::new(room);
-            let gone: Vec<String> = shared
-                .scripts
-                .reap
-                .key(keys.room_key(&room, "presence"))
-                .key(keys.room_key(&room, "online"))
-                .arg(format!("{node}|"))
-                .invoke_async(conn)
-                .await
-                .map_err(BackendError::redis)?;
-            for uid in gone {
-                let name: Option<String> = conn
-                    .hget(keys.room_key(&room, "members"), &uid)
-                    .await
-                    .map_err(BackendError::redis)?;
-                let user = User {
-                    name: name.unwrap_or_else(|| uid.clone()),
-                    id: UserId::new(uid),
-                };
-                let frame = ServerFrame::System(SystemMessage {
-                    room: room.clone(),
-                    event: SystemEvent::UserLeft,
-                    user,
-                    ts: now_ms(),
-                })
-                .encode();
-                let origin = Origin {
-                    node: shared.node,
-                    conn: None,
-                };
-                let payload = envelope::payload(origin, &frame);
-                let _: usize = conn
-                    .publish(keys.room_channel(&room), payload)
-                    .await
-                    .map_err(BackendError::redis)?;
-                left += 1;
-            }
+            left += presence::sync_room(shared, conn, &room, node_id, &[])
+                .await?
+                .0;
         }
-        let _: () = conn.del(&rooms_key).await.map_err(BackendError::redis)?;
-        tracing::info!(%node, users_left = left, "reaped a dead node");
+        let forgotten: i64 = shared
+            .scripts
+            .forget_node
+            .key(keys.nodes())
+            .key(keys.node_rooms(node_id))
+            .key(keys.node_reaper(node_id))
+            .arg(&node)
+            .arg(deadline)
+            .invoke_async(conn)
+            .await
+            .map_err(BackendError::redis)?;
+        tracing::info!(
+            %node,
+            users_left = left,
+            came_back = forgotten == 0,
+            "reaped a dead node"
+        );
     }
     Ok(())
 }

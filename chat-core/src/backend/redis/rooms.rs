@@ -328,7 +328,6 @@ impl RedisNode {
         let mut add = self.membership(&self.shared.scripts.add_member, room, &user.id);
         add.key(keys.users())
             .key(keys.room_key(room, "log"))
-            .key(keys.room_key(room, "presence"))
             .key(keys.room_key(room, "online"))
             .arg(&user.name)
             .arg(self.shared.config.room_ttl_ms());

@@ -4,11 +4,7 @@
 
 use redis::{aio::ConnectionManager, Script};
 
-use super::Shared;
-use crate::{
-    error::BackendError,
-    protocol::{RoomId, User},
-};
+use crate::error::BackendError;
 
 /// Declares [`Scripts`] with one field per script file, and `all()` to load them.
 macro_rules! scripts {
@@ -34,12 +30,14 @@ scripts! {
     append_publish = "scripts/append_publish.lua";
     /// PUBLISH a direct message, and the sender's copy where a tab can get it.
     direct = "scripts/direct.lua";
-    /// One more connection of a user in a room on a node.
+    /// One more connection of a user in a room on a node (idempotent).
     enter = "scripts/enter.lua";
-    /// One connection less.
+    /// One connection less, and `user_left` if it was the user's last (idempotent).
     exit = "scripts/exit.lua";
-    /// A dead node's connections out of one room.
-    reap = "scripts/reap.lua";
+    /// A node's connections in one room made what the node has (reconcile; reap: none).
+    sync = "scripts/sync.lua";
+    /// A reaped node forgotten, unless it came back; its reaper's claim released.
+    forget_node = "scripts/forget_node.lua";
     /// A room, unless it exists, into the public index if public.
     create_room = "scripts/create_room.lua";
     /// A member into an existing room.
@@ -63,33 +61,5 @@ impl Scripts {
                 .map_err(BackendError::redis)?;
         }
         Ok(())
-    }
-
-    /// Counts `n` connections of `user` in `room` on this node; returns the user's total.
-    pub(super) async fn enter(
-        &self,
-        shared: &Shared,
-        conn: &mut ConnectionManager,
-        room: &RoomId,
-        user: &User,
-        n: u32,
-    ) -> Result<i64, BackendError> {
-        let keys = &shared.keys;
-        self.enter
-            .key(keys.room_key(room, "presence"))
-            .key(keys.room_key(room, "online"))
-            .key(keys.node_rooms(shared.node))
-            .key(keys.room_key(room, "info"))
-            .key(keys.room_key(room, "members"))
-            .key(keys.room_key(room, "order"))
-            .key(keys.room_key(room, "log"))
-            .arg(format!("{}|{}", shared.node, user.id))
-            .arg(user.id.as_str())
-            .arg(room.as_str())
-            .arg(n)
-            .arg(shared.config.room_ttl_ms())
-            .invoke_async(conn)
-            .await
-            .map_err(BackendError::redis)
     }
 }

@@ -103,11 +103,15 @@ pub(crate) async fn online_is_limited_and_counted(backend: &Backend) {
     assert_eq!(backend.presence.online(&r, 5).await.unwrap(), (vec![], 0));
     let node = backend.broker.node_id();
     let users = ["u2", "u3", "u1"].map(|id| User::new(id, format!("name {id}")));
-    for user in &users {
+    for (conn, user) in (1..).zip(&users) {
         backend.rooms.add_member(&r, user).await.unwrap();
-        backend.presence.enter(&r, user, node).await.unwrap();
+        backend.presence.enter(&r, user, node, conn).await.unwrap();
     }
-    backend.presence.enter(&r, &users[0], node).await.unwrap();
+    backend
+        .presence
+        .enter(&r, &users[0], node, 4)
+        .await
+        .unwrap();
     let (some, total) = backend.presence.online(&r, 2).await.unwrap();
     assert_eq!((some.len(), total), (2, 3));
     assert!(some.iter().all(|u| users.contains(u)) && some[0] != some[1]);
@@ -117,7 +121,12 @@ pub(crate) async fn online_is_limited_and_counted(backend: &Backend) {
     assert_eq!(ids, ["u1", "u2", "u3"], "all of them, by id");
     assert_eq!(all[0].name, "name u1");
     assert_eq!(backend.presence.online(&r, 0).await.unwrap(), (vec![], 3));
-    assert!(backend.presence.exit(&r, &users[1], node).await.unwrap());
+    let left = super::user_left(backend, &users[1], &r);
+    assert!(backend
+        .presence
+        .exit(&r, &users[1], node, 2, left)
+        .await
+        .unwrap());
     assert_eq!(backend.presence.online(&r, 9).await.unwrap().1, 2);
 }
 
@@ -176,7 +185,7 @@ pub(crate) async fn the_member_cap_refuses_only_new_members(backend: &Backend) {
     // Online flags are looked up for the users asked about only.
     let node = backend.broker.node_id();
     let u1 = User::new("u1", "u1");
-    backend.presence.enter(&r, &u1, node).await.unwrap();
+    backend.presence.enter(&r, &u1, node, 1).await.unwrap();
     let ids = [UserId::new("u2"), UserId::new("u1"), UserId::new("nobody")];
     let flags = backend.presence.are_online(&r, &ids).await.unwrap();
     assert_eq!(flags, [false, true, false]);

@@ -6,6 +6,7 @@
 mod access;
 mod listing;
 mod membership;
+mod presence;
 
 use std::future::Future;
 
@@ -19,12 +20,14 @@ pub(crate) use membership::{
     bad_cursors_are_invalid, members_page_in_join_order, online_is_limited_and_counted,
     share_a_room_follows_memberships, the_member_cap_refuses_only_new_members,
 };
+pub(crate) use presence::{exits_are_idempotent_and_announce_once, sends_are_deduplicated};
 
 use super::{
+    broker::{Envelope, Origin, Topic},
     store::{Page, RoomInfo, Visibility},
     Backend,
 };
-use crate::protocol::{RoomId, UserId};
+use crate::protocol::{now_ms, RoomId, ServerFrame, SystemEvent, SystemMessage, User, UserId};
 
 /// Declares one `#[tokio::test]` per suite function, each on a fresh backend from `$make`
 /// (an async block giving `(guard, Backend)`; the guard lives as long as the test, e.g. a
@@ -36,13 +39,14 @@ macro_rules! store_tests {
             private_rooms_are_listed_to_members, members_page_in_join_order,
             share_a_room_follows_memberships, online_is_limited_and_counted,
             bad_cursors_are_invalid, user_rooms_come_in_batches_until_none_is_left,
-            revocations_are_kept_for_their_ttl, the_member_cap_refuses_only_new_members);
+            revocations_are_kept_for_their_ttl, the_member_cap_refuses_only_new_members,
+            exits_are_idempotent_and_announce_once, sends_are_deduplicated);
     };
     (@each $make:expr; $($name:ident),*) => {$(
         #[tokio::test]
         async fn $name() {
-            let (_guard, backend) = $make.await;
-            $crate::backend::store_suite::$name(&backend).await;
+            let (_guard, mut backend) = $make.await;
+            $crate::backend::store_suite::$name(&mut backend).await;
         }
     )*};
 }
@@ -56,6 +60,24 @@ fn room(id: &str, at: u32, visibility: Visibility) -> RoomInfo {
         created_at: format!("2026-01-01T00:{:02}:{:02}Z", at / 60, at % 60),
         visibility,
         owner: (visibility == Visibility::Private).then(|| UserId::new("ann")),
+    }
+}
+
+/// The `user_left` envelope of `user` in `room`, published by `backend`'s node.
+fn user_left(backend: &Backend, user: &User, room: &RoomId) -> Envelope {
+    let frame = ServerFrame::System(SystemMessage {
+        room: room.clone(),
+        event: SystemEvent::UserLeft,
+        user: user.clone(),
+        ts: now_ms(),
+    });
+    Envelope {
+        origin: Origin {
+            node: backend.broker.node_id(),
+            conn: None,
+        },
+        topic: Topic::Room(room.clone()),
+        frame: frame.encode(),
     }
 }
 

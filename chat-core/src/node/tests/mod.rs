@@ -1,5 +1,7 @@
-//! The node's tests: the host's controls (`access`) and server-side sends (`sends`).
+//! The node's tests: the host's controls (`access`), failed presence exits retried
+//! (`presence`) and server-side sends (`sends`).
 
 mod access;
 mod overflow;
+mod presence;
 mod sends;

@@ -5,7 +5,7 @@
 -- refreshed. Rooms stored before v2 have no sort key: they are not indexed per user. A join
 -- is activity: every key of the room gets the room TTL again.
 -- KEYS: info, members, order, user's rooms, user's private rooms, users, then the room's
--- log, presence, online. ARGV: user id, name, TTL in ms, cap.
+-- log, online. ARGV: user id, name, TTL in ms, cap.
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if ARGV[4] and redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0
   and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[4]) then return -1 end
@@ -18,5 +18,5 @@ if redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) == 1 then
   end
 end
 redis.call('HSET', KEYS[6], ARGV[1], ARGV[2])
-for _, i in ipairs({1, 2, 3, 7, 8, 9}) do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+for _, i in ipairs({1, 2, 3, 7, 8}) do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
 return 1

@@ -142,7 +142,8 @@ async fn a_big_room_pages_and_reads_whole_past_lua_bounds() {
     let node = backend.broker.node_id();
     let enters = users[..300]
         .iter()
-        .map(|u| backend.presence.enter(&room, u, node));
+        .zip(1..)
+        .map(|(u, conn)| backend.presence.enter(&room, u, node, conn));
     futures_util::future::join_all(enters).await;
     let (some, total) = backend.presence.online(&room, 100).await.unwrap();
     assert_eq!((some.len(), total), (100, 300));
@@ -210,4 +211,103 @@ async fn expired_rooms_leave_no_short_pages_and_no_ghosts_in_the_indexes() {
         .await
         .unwrap();
     assert_eq!(all.len(), 4);
+}
+
+/// Heal's presence keys under growth's expiry: a node's connections and the users' counts
+/// carry the room TTL when entered and when the reconcile restores them, and neither the
+/// reconcile, a late exit nor a reap brings back keys of a room that expired.
+#[tokio::test]
+async fn presence_carries_the_room_ttl_and_nothing_resurrects_an_expired_room() {
+    use std::time::Duration;
+
+    use super::{heartbeat, presence, RedisBackend, RedisConfig};
+    use crate::backend::broker::{Envelope, NodeId, Origin, Topic};
+
+    let redis = TestRedis::start().await;
+    let config = RedisConfig {
+        room_ttl: Duration::from_secs(60),
+        ..RedisConfig::default()
+    };
+    let node = RedisBackend::connect(&redis.url, config).await.unwrap();
+    let shared = node.shared.clone();
+    let backend = node.into_backend();
+    let id = shared.node;
+    let room = RoomId::new("r");
+    let ann = User::new("ann", "Ann");
+    backend
+        .rooms
+        .create(RoomInfo {
+            room_id: room.clone(),
+            name: "r".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            visibility: Visibility::Public,
+            owner: None,
+        })
+        .await
+        .unwrap();
+    backend.rooms.add_member(&room, &ann).await.unwrap();
+    assert!(backend.presence.enter(&room, &ann, id, 1).await.unwrap());
+
+    let mut conn = redis.conn().await;
+    let conns = format!("roomcast:room:{{r}}:conns:{id}");
+    let online = "roomcast:room:{r}:online".to_owned();
+    let room_ttl = |conn: &mut redis::aio::MultiplexedConnection, key: String| {
+        let mut conn = conn.clone();
+        async move {
+            let ttl: i64 = conn.pttl(&key).await.unwrap();
+            assert!(ttl > 0 && ttl <= 60_000, "{key}: PTTL {ttl}");
+        }
+    };
+    for key in [&conns, &online] {
+        room_ttl(&mut conn, key.clone()).await;
+    }
+
+    // Lost (as if Redis lost them): the reconcile restores them, with the room TTL.
+    let _: () = conn.del(&[&conns, &online]).await.unwrap();
+    let mut cmd = shared.cmd.clone();
+    heartbeat::reconcile(&shared, &mut cmd).await.unwrap();
+    let held: Option<String> = conn.hget(&conns, 1).await.unwrap();
+    assert_eq!(held.as_deref(), Some("ann"));
+    let count: Option<i64> = conn.hget(&online, "ann").await.unwrap();
+    assert_eq!(count, Some(1));
+    for key in [&conns, &online] {
+        room_ttl(&mut conn, key.clone()).await;
+    }
+
+    // The room expired (every key of it gone) while the node still has Ann: the reconcile
+    // restores nothing into it, a late exit and a reap of a dead node write nothing back.
+    let all: Vec<String> = conn.keys("roomcast:room:{r}*").await.unwrap();
+    let _: () = conn.del(&all).await.unwrap();
+    for _ in 0..2 {
+        heartbeat::reconcile(&shared, &mut cmd).await.unwrap();
+        let left: Vec<String> = conn.keys("roomcast:room:{r}*").await.unwrap();
+        assert!(left.is_empty(), "{left:?}");
+    }
+    // And the node's rooms no longer list it (so the reconcile leaves it be from now on).
+    let listed: bool = conn
+        .sismember(format!("roomcast:node:{{{id}}}:rooms"), "r")
+        .await
+        .unwrap();
+    assert!(!listed);
+    let user_left = Envelope {
+        origin: Origin {
+            node: id,
+            conn: None,
+        },
+        topic: Topic::Room(room.clone()),
+        frame: bytes::Bytes::from_static(b"{}"),
+    };
+    assert!(!backend
+        .presence
+        .exit(&room, &ann, id, 1, user_left)
+        .await
+        .unwrap());
+    let dead = NodeId::random();
+    let dead_conns = format!("roomcast:room:{{r}}:conns:{dead}");
+    let _: () = conn.hset(&dead_conns, 7, "bob").await.unwrap();
+    presence::sync_room(&shared, &mut cmd, &room, dead, &[])
+        .await
+        .unwrap();
+    let left: Vec<String> = conn.keys("roomcast:room:{r}*").await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
 }
