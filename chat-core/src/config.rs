@@ -94,6 +94,12 @@ pub struct ChatConfig {
     pub history_page_max: usize,
     /// Rooms one connection may have joined at once. Default 100.
     pub max_rooms_per_connection: usize,
+    /// Members a room may have. A user who is not a member yet is refused with `room_full`
+    /// (REST 409, WebSocket `error`) once a room has this many, by `join-room` and by a
+    /// WebSocket `join` (the host's `Chat::add_member` is not capped). With rooms that expire
+    /// when idle (the backend's `room_ttl`), this bounds what a room's member set holds over
+    /// its life; members leave with `DELETE /rooms/{roomId}/members/me`. Default 10,000.
+    pub max_members_per_room: usize,
     /// Who server-side messages come from when the host names no sender
     /// ([`crate::Chat::to_room`], [`crate::Chat::to_user`]): clients see it as the `from` of
     /// those messages. Pick an id that none of your users has. Default
@@ -145,6 +151,7 @@ impl Default for ChatConfig {
             history_page_default: 50,
             history_page_max: 200,
             max_rooms_per_connection: 100,
+            max_members_per_room: 10_000,
             system_user: User::new("system", "System"),
             http_header_read_timeout: Duration::from_secs(10),
             http_idle_timeout: Duration::from_secs(60),

@@ -115,6 +115,14 @@ pub enum Error {
     /// The chat is shutting down and takes no new work.
     #[error("the chat is shutting down")]
     ShuttingDown,
+    /// The room has as many members as it may have (`ChatConfig::max_members_per_room`).
+    #[error("room {room} is full: it has {limit} members")]
+    RoomFull {
+        /// The room.
+        room: RoomId,
+        /// The configured cap.
+        limit: usize,
+    },
 }
 
 impl Error {
@@ -139,6 +147,7 @@ impl Error {
             Self::RecipientOffline(_) => ErrorCode::RecipientOffline,
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::Unavailable(_) | Self::ShuttingDown => ErrorCode::Unavailable,
+            Self::RoomFull { .. } => ErrorCode::RoomFull,
         }
     }
 }

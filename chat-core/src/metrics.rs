@@ -28,6 +28,7 @@ pub(crate) struct Metrics {
     pub(crate) resyncs_reconnect: Counter,
     pub(crate) resyncs_replay: Counter,
     pub(crate) resyncs_truncated: Counter,
+    pub(crate) resyncs_overloaded: Counter,
     pub(crate) frames_paced: Counter,
     pub(crate) connections_opened: Counter,
     rate_limited: [Counter; 5],
@@ -83,6 +84,7 @@ impl Metrics {
             resyncs_reconnect: counter!("roomcast_resyncs_total", "reason" => "broker_reconnected"),
             resyncs_replay: counter!("roomcast_resyncs_total", "reason" => "replay_overflow"),
             resyncs_truncated: counter!("roomcast_resyncs_total", "reason" => "replay_truncated"),
+            resyncs_overloaded: counter!("roomcast_resyncs_total", "reason" => "node_overloaded"),
             frames_paced: counter!("roomcast_frames_paced_total"),
             connections_opened: counter!("roomcast_connections_opened_total"),
             rate_limited: LIMITS

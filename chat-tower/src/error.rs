@@ -73,7 +73,7 @@ pub enum ChatRejection {
     #[error("{0}")]
     UserNotFound(String),
     /// 409: the request conflicts with the chat's state (`code`: `not_in_room`,
-    /// `recipient_offline`).
+    /// `recipient_offline`, `room_full`).
     #[error("{detail}")]
     Conflict {
         /// The contract error code.
@@ -153,6 +153,10 @@ impl From<chat_core::Error> for ChatRejection {
             },
             Error::RecipientOffline(_) => Self::Conflict {
                 code: "recipient_offline",
+                detail,
+            },
+            Error::RoomFull { .. } => Self::Conflict {
+                code: "room_full",
                 detail,
             },
             Error::RateLimited { retry_after, .. } => Self::TooManyRequests {

@@ -6,6 +6,8 @@
 //!             [--presence-ttl-secs N] [--write-coalesce-ms MS] [--write-coalesce-max-ms MS]
 //!             [--dedup-window-secs N] [--auth guest|jwt] [--jwt-secret S | --jwt-public-key FILE [--jwt-alg ALG]]
 //!             [--jwt-issuer ISS] [--jwt-audience AUD] [--jwt-name-claim CLAIM]
+//!             [--room-ttl-secs N] [--history-max-age-secs N] [--max-members-per-room N]
+//!             [--event-queue N]
 //!             [--header-read-timeout-secs N] [--http-idle-timeout-secs N] [--max-connections N]
 //!             [--drain-timeout-secs N]
 //! ```
@@ -18,6 +20,11 @@
 //! `WRITE_COALESCE_MAX_MS` (default 8: the longest period, which heavy fan-out adapts up to;
 //! set it to `WRITE_COALESCE_MS` for a fixed period), `DEDUP_WINDOW_SECS` (default 120: how
 //! long a sent `clientMsgId` is remembered, so that a retry is not published twice).
+//! Growth: `ROOM_TTL_SECS` (default 604800, 7 days: a room with nobody online and no
+//! activity for this long is deleted), `HISTORY_MAX_AGE_SECS` (default 2592000, 30 days:
+//! older messages are not served and are trimmed), `MAX_MEMBERS_PER_ROOM` (default 10000:
+//! more is `room_full`), `EVENT_QUEUE` (default 65536: events an instance's dispatcher may
+//! have waiting; past it, the rooms concerned get `resync`).
 //!
 //! HTTP serving (`chat_tower::serve`: hyper's HTTP/1 connections, a semaphore-capped accept
 //! loop): `HEADER_READ_TIMEOUT_SECS` (default 10: a connection that has not sent a whole
@@ -73,6 +80,7 @@ struct Args {
     presence_ttl: Option<f64>,
     write_coalesce_ms: Option<f64>,
     write_coalesce_max_ms: Option<f64>,
+    growth: Growth,
     /// How long a sent `clientMsgId` is remembered (`ChatConfig::dedup_window`).
     dedup_window_secs: Option<f64>,
     header_read_timeout: Option<f64>,
@@ -86,12 +94,55 @@ struct Args {
     limits: Vec<(&'static str, String)>,
 }
 
+/// The bounded-growth settings, as given (flags or environment); `None`: the default.
+#[derive(Default)]
+struct Growth {
+    room_ttl: Option<std::time::Duration>,
+    history_max_age: Option<std::time::Duration>,
+    max_members_per_room: Option<usize>,
+    event_queue: Option<usize>,
+}
+
+impl Growth {
+    fn parse(
+        room_ttl: Option<String>,
+        max_age: Option<String>,
+        members: Option<String>,
+        queue: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let secs = |what: &str, v: Option<String>| -> anyhow::Result<Option<std::time::Duration>> {
+            v.map(|s| {
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|n| *n > 0.0)
+                    .and_then(|n| std::time::Duration::try_from_secs_f64(n).ok())
+                    .ok_or_else(|| anyhow::anyhow!("bad {what} {s} (seconds, above 0)"))
+            })
+            .transpose()
+        };
+        let count = |what: &str, v: Option<String>| -> anyhow::Result<Option<usize>> {
+            v.map(|s| match s.parse::<usize>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(anyhow::anyhow!("bad {what} {s} (a count, above 0)")),
+            })
+            .transpose()
+        };
+        Ok(Self {
+            room_ttl: secs("room TTL", room_ttl)?,
+            history_max_age: secs("history max age", max_age)?,
+            max_members_per_room: count("max members per room", members)?,
+            event_queue: count("event queue", queue)?,
+        })
+    }
+}
+
 const USAGE: &str =
     "demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S] \
 [--presence-ttl-secs N] [--write-coalesce-ms MS] [--write-coalesce-max-ms MS] \
 [--dedup-window-secs N (default 120)] [--auth guest|jwt] \
 [--jwt-secret S | --jwt-public-key FILE [--jwt-alg RS256|ES256|EdDSA]] [--jwt-issuer ISS] \
-[--jwt-audience AUD] [--jwt-name-claim CLAIM] [--header-read-timeout-secs N] \
+[--jwt-audience AUD] [--jwt-name-claim CLAIM] [--room-ttl-secs N] [--history-max-age-secs N] \
+[--max-members-per-room N] [--event-queue N] [--header-read-timeout-secs N] \
 [--http-idle-timeout-secs N] [--max-connections N] [--drain-timeout-secs N (default 10)]";
 
 /// The JWT settings, as given (flags or environment).
@@ -195,6 +246,10 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut presence_ttl = std::env::var("PRESENCE_TTL_SECS").ok();
     let mut write_coalesce = std::env::var("WRITE_COALESCE_MS").ok();
     let mut write_coalesce_max = std::env::var("WRITE_COALESCE_MAX_MS").ok();
+    let mut room_ttl = std::env::var("ROOM_TTL_SECS").ok();
+    let mut history_max_age = std::env::var("HISTORY_MAX_AGE_SECS").ok();
+    let mut max_members = std::env::var("MAX_MEMBERS_PER_ROOM").ok();
+    let mut event_queue = std::env::var("EVENT_QUEUE").ok();
     let mut dedup_window = std::env::var("DEDUP_WINDOW_SECS").ok();
     let mut header_read_timeout = std::env::var("HEADER_READ_TIMEOUT_SECS").ok();
     let mut http_idle_timeout = std::env::var("HTTP_IDLE_TIMEOUT_SECS").ok();
@@ -217,6 +272,10 @@ fn parse_args() -> anyhow::Result<Args> {
             "--presence-ttl-secs" => presence_ttl = Some(value()?),
             "--write-coalesce-ms" => write_coalesce = Some(value()?),
             "--write-coalesce-max-ms" => write_coalesce_max = Some(value()?),
+            "--room-ttl-secs" => room_ttl = Some(value()?),
+            "--history-max-age-secs" => history_max_age = Some(value()?),
+            "--max-members-per-room" => max_members = Some(value()?),
+            "--event-queue" => event_queue = Some(value()?),
             "--dedup-window-secs" => dedup_window = Some(value()?),
             "--header-read-timeout-secs" => header_read_timeout = Some(value()?),
             "--http-idle-timeout-secs" => http_idle_timeout = Some(value()?),
@@ -263,6 +322,7 @@ fn parse_args() -> anyhow::Result<Args> {
             .transpose()?,
         write_coalesce_ms: parse_ms("write coalesce", write_coalesce)?,
         write_coalesce_max_ms: parse_ms("write coalesce max", write_coalesce_max)?,
+        growth: Growth::parse(room_ttl, history_max_age, max_members, event_queue)?,
         dedup_window_secs: parse_secs("dedup window", dedup_window)?,
         header_read_timeout: parse_secs("header read timeout", header_read_timeout)?,
         http_idle_timeout: parse_secs("HTTP idle timeout", http_idle_timeout)?,
@@ -317,6 +377,9 @@ async fn run() -> anyhow::Result<()> {
     for (flag, value) in &args.limits {
         limits::apply(&mut config, flag, value)?;
     }
+    if let Some(n) = args.growth.max_members_per_room {
+        config.max_members_per_room = n;
+    }
     let ms = |ms: f64| std::time::Duration::from_secs_f64(ms / 1_000.0);
     if let Some(min) = args.write_coalesce_ms {
         config.write_coalesce = ms(min);
@@ -349,6 +412,16 @@ async fn run() -> anyhow::Result<()> {
             if let Some(ttl) = args.presence_ttl {
                 config.presence_ttl = std::time::Duration::from_secs_f64(ttl);
             }
+            let growth = &args.growth;
+            if let Some(ttl) = growth.room_ttl {
+                config.room_ttl = ttl;
+            }
+            if let Some(age) = growth.history_max_age {
+                config.history_max_age = age;
+            }
+            if let Some(n) = growth.event_queue {
+                config.event_queue = n;
+            }
             // One call: the backend, and the secret shared through Redis unless one was set.
             builder = builder
                 .redis_with(url, config)
@@ -356,7 +429,22 @@ async fn run() -> anyhow::Result<()> {
                 .with_context(|| format!("connecting to Redis at {}", redact::redact(url)))?;
             tracing::info!(url = %redact::redact(url), "backend: redis");
         }
-        None => tracing::info!("backend: in memory (one instance; pass --redis-url to scale out)"),
+        None => {
+            use chat_tower::chat_core::backend::memory::{MemoryCluster, MemoryConfig};
+            let growth = &args.growth;
+            let mut config = MemoryConfig::default();
+            if let Some(ttl) = growth.room_ttl {
+                config.room_ttl = ttl;
+            }
+            if let Some(age) = growth.history_max_age {
+                config.history_max_age = age;
+            }
+            if let Some(n) = growth.event_queue {
+                config.event_queue = n;
+            }
+            builder = builder.backend(MemoryCluster::with_config(config).node());
+            tracing::info!("backend: in memory (one instance; pass --redis-url to scale out)");
+        }
     }
     let (chat_router, chat) = builder.build();
 

@@ -8,6 +8,7 @@
 //!   both backends list by, so that they list in the same order; `store_suite` (tests): the
 //!   store tests every backend runs;
 //! - [`history`]: [`HistoryStore`] (room history pages);
+//! - [`events`]: a node's bounded event stream, and what it does on overflow;
 //! - [`memory`]: the in-process backend (default), [`memory::MemoryCluster`];
 //! - `redis` (feature `redis`): the Redis backend, `redis::RedisBackend`.
 //!
@@ -16,9 +17,8 @@
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
-use tokio::sync::mpsc;
-
 pub mod broker;
+pub mod events;
 pub mod history;
 pub mod memory;
 mod paging;
@@ -28,7 +28,7 @@ pub mod store;
 #[cfg(test)]
 mod store_suite;
 
-use broker::{Broker, BrokerEvent};
+use broker::Broker;
 use history::HistoryStore;
 use memory::MemoryCluster;
 use store::{PresenceStore, RoomStore};
@@ -41,8 +41,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// What a backend call returns: a [`BoxFuture`] of its result.
 pub type Reply<'a, T> = BoxFuture<'a, Result<T, BackendError>>;
 
-/// A node's event stream: what its broker receives on the topics it subscribed to.
-pub type Events = mpsc::UnboundedReceiver<BrokerEvent>;
+/// A node's event stream: what its broker receives on the topics it subscribed to (bounded;
+/// see [`events`] for what overflow does).
+pub use events::Events;
 
 /// Everything a node needs from outside itself. Build one with [`Backend::memory`] (a
 /// single-node chat), [`MemoryCluster::node`] (several nodes in one process) or, with the

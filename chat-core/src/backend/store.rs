@@ -68,6 +68,17 @@ pub struct Member {
     pub online: bool,
 }
 
+/// What [`RoomStore::add_member_capped`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddMember {
+    /// The user is a member (now, or already was).
+    Member,
+    /// There is no such room.
+    NoRoom,
+    /// The room has as many members as it may have; the user is not one of them.
+    Full,
+}
+
 /// Rooms, their members, and the users the chat has seen.
 ///
 /// Listings are paged with cursors that only the store that issued them reads: every page
@@ -97,6 +108,15 @@ pub trait RoomStore: Send + Sync + 'static {
     /// Makes `user` a member of `room` (idempotent; refreshes the display name). Returns
     /// `false` if the room does not exist.
     fn add_member<'a>(&'a self, room: &'a RoomId, user: &'a User) -> Reply<'a, bool>;
+    /// [`RoomStore::add_member`] for a client, within the room's member cap: a user who is
+    /// not a member yet is refused ([`AddMember::Full`]) when the room has `max_members`
+    /// already, checked in the same step as the insert.
+    fn add_member_capped<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a User,
+        max_members: usize,
+    ) -> Reply<'a, AddMember>;
     /// Ends a membership; false if `user` was not a member (or no such room).
     fn remove_member<'a>(&'a self, room: &'a RoomId, user: &'a UserId) -> Reply<'a, bool>;
     /// Whether `user` is a member of `room`.
@@ -162,6 +182,9 @@ pub trait PresenceStore: Send + Sync + 'static {
     /// all of them, in id order, when there are no more than `limit`), and how many are online
     /// in all.
     fn online<'a>(&'a self, room: &'a RoomId, limit: usize) -> Reply<'a, (Vec<User>, usize)>;
+    /// Whether each of `users` is online in `room` now: work in proportion to `users`,
+    /// whatever the room's size.
+    fn are_online<'a>(&'a self, room: &'a RoomId, users: &'a [UserId]) -> Reply<'a, Vec<bool>>;
     /// How many users are online in each of `rooms`.
     fn online_counts<'a>(&'a self, rooms: &'a [RoomId]) -> Reply<'a, Vec<usize>>;
 }

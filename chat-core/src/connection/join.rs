@@ -88,8 +88,8 @@ impl Connection {
         let event = RoomEvent::new(self.caller.clone(), info).member(is_member);
         self.chat.admit(&event).await?;
         if !is_member {
-            rooms
-                .add_member(&event.room.room_id, &self.caller.user)
+            self.chat
+                .add_member_capped(&event.room.room_id, &self.caller.user)
                 .await?;
         }
         Ok(())

@@ -89,6 +89,11 @@ impl Hub {
         }
     }
 
+    /// This node's id.
+    pub(crate) fn node(&self) -> NodeId {
+        self.node
+    }
+
     /// Fans one envelope out to the local connections on its topic, skipping its origin
     /// connection. Returns how many connections it was written or queued for.
     ///

@@ -1,14 +1,12 @@
 //! The REST side of a node: rooms, membership and history, each asked by a [`Caller`] and
 //! decided by the policy, and the types it answers with.
 
-use std::collections::HashSet;
-
 use serde::{Deserialize, Serialize};
 
 use super::Chat;
 use crate::{
     backend::history::HistoryPage,
-    backend::store::{Member, RoomInfo, Visibility},
+    backend::store::{AddMember, Member, RoomInfo, Visibility},
     error::{BackendError, Error},
     hooks::{CreateRoomEvent, Decision, RoomEvent},
     protocol::{MessageId, RoomId, User, UserId},
@@ -18,9 +16,6 @@ use crate::{
 /// Members listed with a room's details (`GET /rooms/{roomId}`); the rest page through
 /// `GET /rooms/{roomId}/members`.
 pub const ROOM_DETAILS_MEMBERS: usize = 100;
-
-/// How many online users a members page looks through for the `online` flags.
-const ONLINE_LOOKUP: usize = 1_000;
 
 /// A room with how many users are online in it now (`GET /rooms`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,14 +247,16 @@ impl Chat {
             .members(room, cursor, limit)
             .await
             .map_err(bad_cursor)?;
-        let (online, _) = backend.presence.online(room, ONLINE_LOOKUP).await?;
-        let online: HashSet<UserId> = online.into_iter().map(|u| u.id).collect();
+        // The page's users only: a room's size never matters.
+        let ids: Vec<UserId> = page.items.iter().map(|u| u.id.clone()).collect();
+        let online = backend.presence.are_online(room, &ids).await?;
         Ok(MemberPage {
             members: page
                 .items
                 .into_iter()
-                .map(|u| Member {
-                    online: online.contains(&u.id),
+                .zip(online.into_iter().chain(std::iter::repeat(false)))
+                .map(|(u, online)| Member {
+                    online,
                     id: u.id,
                     name: u.name,
                 })
@@ -320,7 +317,7 @@ impl Chat {
             .member(is_member)
             .invited(invited);
         self.admit(&event).await?;
-        self.add_member(room, &caller.user).await?;
+        self.add_member_capped(room, &caller.user).await?;
         Ok(event.room)
     }
 
@@ -378,6 +375,25 @@ impl Chat {
             return Err(Error::RoomNotFound(room.clone()));
         }
         Ok(())
+    }
+
+    /// Makes `user` a member of `room` within `ChatConfig::max_members_per_room` (for
+    /// clients: `join-room`, a WebSocket `join`).
+    pub(crate) async fn add_member_capped(&self, room: &RoomId, user: &User) -> Result<(), Error> {
+        let limit = self.config().max_members_per_room;
+        match self
+            .backend()
+            .rooms
+            .add_member_capped(room, user, limit)
+            .await?
+        {
+            AddMember::Member => Ok(()),
+            AddMember::NoRoom => Err(Error::RoomNotFound(room.clone())),
+            AddMember::Full => Err(Error::RoomFull {
+                room: room.clone(),
+                limit,
+            }),
+        }
     }
 
     /// Records that `user` exists (so that direct messages to it tell "offline" from

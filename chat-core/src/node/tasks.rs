@@ -9,7 +9,8 @@ use tracing::{debug, info};
 
 use crate::{
     backend::{
-        broker::{BrokerEvent, ConnId, Envelope, NodeId},
+        broker::{BrokerEvent, ConnId, Envelope, NodeId, Origin},
+        events::Missed,
         store::PresenceStore,
         Events,
     },
@@ -171,6 +172,10 @@ async fn keepalive(hub: Arc<Hub>, ping_interval: Duration) {
 /// The node's dispatcher: the one consumer of the broker's event stream.
 async fn dispatch(hub: Arc<Hub>, mut events: Events) {
     while let Some(event) = events.recv().await {
+        // Before the event: what overflowed gets its `resync` ahead of later frames.
+        if let Some(missed) = events.take_missed() {
+            resync_missed(&hub, missed);
+        }
         match event {
             BrokerEvent::Envelope(envelope) => {
                 // Inline writes to idle connections while keeping up; with a backlog, the
@@ -202,5 +207,34 @@ async fn dispatch(hub: Arc<Hub>, mut events: Events) {
                 hub.broadcast_all(&frame);
             }
         }
+    }
+}
+
+/// The `resync` (reason `node_overloaded`) for what the node's full event channel dropped,
+/// and the host's orders it kept aside (see `backend::events`).
+fn resync_missed(hub: &Hub, missed: Missed) {
+    let frame = ServerFrame::Resync(ResyncFrame {
+        reason: "node_overloaded".into(),
+    })
+    .encode();
+    let resyncs = &crate::metrics::metrics().resyncs_overloaded;
+    if missed.all {
+        resyncs.increment(hub.connection_count() as u64);
+        hub.broadcast_all(&frame);
+    } else {
+        for topic in missed.topics {
+            let envelope = Envelope {
+                origin: Origin {
+                    node: hub.node(),
+                    conn: None,
+                },
+                topic,
+                frame: frame.clone(),
+            };
+            resyncs.increment(hub.deliver(&envelope, false) as u64);
+        }
+    }
+    for control in missed.controls {
+        hub.control(&control);
     }
 }

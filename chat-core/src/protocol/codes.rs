@@ -27,6 +27,8 @@ pub enum ErrorCode {
     Forbidden,
     /// The broker is down: the message was not sent.
     Unavailable,
+    /// The room has as many members as it may have; a new member is refused.
+    RoomFull,
 }
 
 impl ErrorCode {
@@ -43,6 +45,7 @@ impl ErrorCode {
             Self::RecipientOffline => "recipient_offline",
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
+            Self::RoomFull => "room_full",
         }
     }
 }
@@ -88,6 +91,7 @@ mod tests {
             ErrorCode::RecipientOffline,
             ErrorCode::Forbidden,
             ErrorCode::Unavailable,
+            ErrorCode::RoomFull,
         ] {
             assert_eq!(
                 serde_json::to_string(&code).unwrap(),

@@ -64,6 +64,7 @@ pub struct JoinRoomResponse {
         Unidentified,
         (status = 403, description = "The policy refuses", body = Problem, content_type = "application/problem+json"),
         NoSuchRoom,
+        (status = 409, description = "The room is full (`room_full`: it has `max_members_per_room` members)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The name is not 1 to 32 characters", body = Problem, content_type = "application/problem+json"),
         JoinLimit,
         BackendDown,

@@ -1,6 +1,11 @@
-//! The memory history store: a bounded log per room, ids counting up from 1.
+//! The memory history store: a bounded log per room, ids counting up from 1, capped by count
+//! and by age (an entry older than `history_max_age` is not served, and dropped at the next
+//! append).
 
-use std::collections::VecDeque;
+use std::{
+    collections::VecDeque,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 
@@ -15,11 +20,14 @@ use crate::{
     sync::lock,
 };
 
-/// One room's messages: `(id, frame)` in ascending id order, the oldest dropped past the cap.
+/// One room's messages: `(id, frame, when appended)` in ascending id order, the oldest
+/// dropped past the caps.
 #[derive(Default)]
 pub(super) struct RoomLog {
     next_seq: u64,
-    entries: VecDeque<(u64, Bytes)>,
+    entries: VecDeque<(u64, Bytes, Instant)>,
+    /// Entries appended before this are too old to serve (`None`: all may be served).
+    max_age: Option<Duration>,
 }
 
 impl RoomLog {
@@ -29,26 +37,49 @@ impl RoomLog {
         self.next_seq
     }
 
-    /// Keeps `frame` as message `seq`, dropping the oldest if `cap` are kept already.
-    pub(super) fn push(&mut self, cap: usize, seq: u64, frame: Bytes) {
+    /// Keeps `frame` as message `seq`, dropping the oldest if `cap` are kept already and
+    /// those older than `max_age`.
+    pub(super) fn push(&mut self, cap: usize, max_age: Duration, seq: u64, frame: Bytes) {
+        self.max_age = Some(max_age);
+        let fresh = self.fresh_from();
+        self.entries.drain(..fresh);
         if self.entries.len() >= cap {
             self.entries.pop_front();
         }
-        self.entries.push_back((seq, frame));
+        self.entries.push_back((seq, frame, Instant::now()));
+    }
+
+    /// When the last message was appended.
+    pub(super) fn last_append(&self) -> Option<Instant> {
+        self.entries.back().map(|(_, _, at)| *at)
+    }
+
+    /// The index of the first entry young enough to be served.
+    fn fresh_from(&self) -> usize {
+        let Some(max_age) = self.max_age else {
+            return 0;
+        };
+        // Ages, not `now - max_age`: an `Instant` may not reach back that far (on Linux it
+        // counts from boot).
+        let now = Instant::now();
+        self.entries
+            .partition_point(|(_, _, at)| now.saturating_duration_since(*at) > max_age)
     }
 
     fn page(&self, before: Option<u64>, limit: usize) -> HistoryPage {
         // Entries are in ascending seq order: find where `before` cuts, take `limit` back.
+        let first = self.fresh_from();
         let end = match before {
-            Some(b) => self.entries.partition_point(|(seq, _)| *seq < b),
+            Some(b) => self.entries.partition_point(|(seq, _, _)| *seq < b),
             None => self.entries.len(),
-        };
-        let start = end.saturating_sub(limit);
-        let next_before = (start > 0)
+        }
+        .max(first);
+        let start = end.saturating_sub(limit).max(first);
+        let next_before = (start > first)
             .then(|| {
                 self.entries
                     .get(start)
-                    .map(|(seq, _)| MessageId::new(seq.to_string()))
+                    .map(|(seq, _, _)| MessageId::new(seq.to_string()))
             })
             .flatten();
         HistoryPage {
@@ -58,7 +89,10 @@ impl RoomLog {
     }
 
     fn after(&self, after: u64, limit: usize) -> (Vec<Bytes>, bool) {
-        let start = self.entries.partition_point(|(seq, _)| *seq <= after);
+        let start = self
+            .entries
+            .partition_point(|(seq, _, _)| *seq <= after)
+            .max(self.fresh_from());
         let end = (start + limit).min(self.entries.len());
         (self.frames(start, end), end < self.entries.len())
     }
@@ -66,7 +100,7 @@ impl RoomLog {
     fn frames(&self, start: usize, end: usize) -> Vec<Bytes> {
         self.entries
             .range(start..end)
-            .map(|(_, f)| f.clone())
+            .map(|(_, f, _)| f.clone())
             .collect()
     }
 }

@@ -6,15 +6,23 @@
 //! multi-instance paths (loop prevention, once-per-user system events) without Redis.
 //!
 //! Locks are `std::sync::Mutex`es held for a few map operations and never across an `.await`.
-//! Publishing sends into each subscribed node's unbounded channel while holding the pub/sub
+//! Publishing sends into each subscribed node's event channel while holding the pub/sub
 //! lock: that is what makes the order of a topic the same on every node, like Redis does.
-//! The channel is unbounded because a publisher must not wait on a receiver; the receiver (the
-//! node's dispatcher) only moves bytes into bounded per-connection queues, so it keeps up.
+//! A publisher must not wait on a receiver: the channel is bounded ([`MemoryConfig::event_queue`])
+//! and what does not fit is recorded for a `resync` (see [`super::events`]).
+//!
+//! Growth is bounded like on Redis ([`MemoryConfig`]): a room idle for `room_ttl` (nobody
+//! online, no message, no join) is removed with its members and history by a sweep that runs
+//! as the store is used (at most once per `room_ttl / 10` or per minute, whichever is
+//! shorter) and is looked up as gone at once; history keeps `history_per_room` messages, none older than
+//! `history_max_age`.
 //!
 //! One file per store: `pubsub` (the broker, and the room logs it appends to),
-//! `dedup` (the `clientMsgId`s it checks in the same step), `rooms`, `presence`, `history`.
+//! `dedup` (the `clientMsgId`s it checks in the same step), `rooms`, `presence`, `history`;
+//! `expiry` (the sweep of idle rooms).
 
 mod dedup;
+mod expiry;
 mod history;
 mod presence;
 mod pubsub;
@@ -22,11 +30,12 @@ mod rooms;
 #[cfg(test)]
 mod tests;
 
-use std::sync::{Arc, Mutex};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use tokio::sync::mpsc;
-
-use super::{broker::NodeId, Backend, Reply};
+use super::{broker::NodeId, events, Backend, Reply};
 use crate::{
     error::BackendError,
     protocol::{RoomId, User},
@@ -36,6 +45,34 @@ use crate::{
 /// Room messages kept per room unless [`MemoryCluster::with_history_per_room`] says otherwise.
 pub const DEFAULT_HISTORY_PER_ROOM: usize = 1_000;
 
+/// Settings of a [`MemoryCluster`], each with a documented default (the same as
+/// `RedisConfig`'s).
+#[derive(Clone, Debug)]
+pub struct MemoryConfig {
+    /// Room messages kept per room (at least 1). Default 1,000.
+    pub history_per_room: usize,
+    /// A room with nobody online and no message or join for this long is deleted with its
+    /// members and history. Default 7 days: a week covers a weekly meeting's room and
+    /// weekends, while a room made and abandoned (or by a flood) is gone within a week.
+    pub room_ttl: Duration,
+    /// Room messages older than this are no longer served and are dropped. Default 30 days.
+    pub history_max_age: Duration,
+    /// Events a node's channel holds before it drops them for a `resync`
+    /// (see [`super::events`]). Default [`events::DEFAULT_EVENT_QUEUE`] (65,536).
+    pub event_queue: usize,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            history_per_room: DEFAULT_HISTORY_PER_ROOM,
+            room_ttl: Duration::from_secs(7 * 24 * 3600),
+            history_max_age: Duration::from_secs(30 * 24 * 3600),
+            event_queue: events::DEFAULT_EVENT_QUEUE,
+        }
+    }
+}
+
 /// Shared in-memory state for one or more nodes. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct MemoryCluster {
@@ -44,23 +81,34 @@ pub struct MemoryCluster {
 
 #[derive(Default)]
 struct Inner {
-    history_per_room: Option<usize>,
+    config: MemoryConfig,
     pubsub: Mutex<pubsub::PubSub>,
     rooms: Mutex<rooms::Rooms>,
     presence: Mutex<presence::Presence>,
+    /// When idle rooms were last swept.
+    swept: Mutex<Option<std::time::Instant>>,
 }
 
 impl MemoryCluster {
-    /// An empty cluster keeping [`DEFAULT_HISTORY_PER_ROOM`] messages per room.
+    /// An empty cluster with the default [`MemoryConfig`].
     pub fn new() -> Self {
         Self::default()
     }
 
     /// An empty cluster keeping `n` messages per room (at least 1).
     pub fn with_history_per_room(n: usize) -> Self {
+        Self::with_config(MemoryConfig {
+            history_per_room: n,
+            ..MemoryConfig::default()
+        })
+    }
+
+    /// An empty cluster with these settings.
+    pub fn with_config(mut config: MemoryConfig) -> Self {
+        config.history_per_room = config.history_per_room.max(1);
         Self {
             inner: Arc::new(Inner {
-                history_per_room: Some(n.max(1)),
+                config,
                 ..Inner::default()
             }),
         }
@@ -72,7 +120,7 @@ impl MemoryCluster {
             id: NodeId::random(),
             cluster: self.inner.clone(),
         });
-        let (tx, events) = mpsc::unbounded_channel();
+        let (tx, events) = events::channel(self.inner.config.event_queue);
         lock(&self.inner.pubsub).nodes.insert(node.id, tx);
         Backend {
             broker: node.clone(),

@@ -25,6 +25,13 @@ pub(super) struct Presence {
 }
 
 impl Presence {
+    /// Whether anybody is online in `room`.
+    pub(super) fn anyone_in(&self, room: &RoomId) -> bool {
+        self.rooms.contains_key(room)
+    }
+}
+
+impl Presence {
     /// Removes every connection on `node`; returns the `(room, user)` pairs that had no other.
     pub(super) fn remove_node(&mut self, node: NodeId) -> Vec<(RoomId, User)> {
         let mut gone = Vec::new();
@@ -60,6 +67,8 @@ impl PresenceStore for MemoryNode {
         if !conns.contains(&(node, conn)) {
             conns.push((node, conn));
         }
+        drop(presence);
+        lock(&self.cluster.rooms).touch(room);
         ready(Ok(first))
     }
 
@@ -88,11 +97,14 @@ impl PresenceStore for MemoryNode {
             }
         }
         if last {
-            // Under the presence lock (then the pub/sub lock, always in this order), so that
-            // the exit and its announcement are one step, as in the Redis script.
+            // Under the presence lock (then the pub/sub lock, always in this order: see
+            // `expiry`), so that the exit and its announcement are one step, as in the Redis
+            // script.
             let _ = self.publish_locked(left);
         }
         drop(presence);
+        // The room's idle time counts from its last user's leaving.
+        lock(&self.cluster.rooms).touch(room);
         ready(Ok(last))
     }
 
@@ -106,6 +118,16 @@ impl PresenceStore for MemoryNode {
             })
             .unwrap_or_default();
         ready(Ok(online))
+    }
+
+    fn are_online<'a>(&'a self, room: &'a RoomId, users: &'a [UserId]) -> Reply<'a, Vec<bool>> {
+        let presence = lock(&self.cluster.presence);
+        let online = presence.rooms.get(room);
+        let flags = users
+            .iter()
+            .map(|u| online.is_some_and(|o| o.contains_key(u)))
+            .collect();
+        ready(Ok(flags))
     }
 
     fn online_counts<'a>(&'a self, rooms: &'a [RoomId]) -> Reply<'a, Vec<usize>> {

@@ -3,15 +3,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tokio::sync::mpsc;
-
-use super::{dedup, history::RoomLog, ready, MemoryNode, DEFAULT_HISTORY_PER_ROOM};
+use super::{dedup, history::RoomLog, ready, MemoryNode};
 use crate::{
     backend::{
         broker::{
             Broker, BrokerEvent, Control, DirectDedup, DirectSent, Envelope, NewRoomMessage,
             NodeId, SenderCopy, Topic,
         },
+        events::EventSender,
         Reply,
     },
     protocol::{wire, MessageId, RoomId, RoomMessage},
@@ -20,7 +19,7 @@ use crate::{
 
 #[derive(Default)]
 pub(super) struct PubSub {
-    pub(super) nodes: HashMap<NodeId, mpsc::UnboundedSender<BrokerEvent>>,
+    pub(super) nodes: HashMap<NodeId, EventSender>,
     subscribers: HashMap<Topic, HashSet<NodeId>>,
     /// Under this lock, not the history's own: the append and the publish are one step.
     pub(super) logs: HashMap<RoomId, RoomLog>,
@@ -82,10 +81,7 @@ impl Broker for MemoryNode {
     }
 
     fn publish_room_message(&self, msg: NewRoomMessage) -> Reply<'_, RoomMessage> {
-        let cap = self
-            .cluster
-            .history_per_room
-            .unwrap_or(DEFAULT_HISTORY_PER_ROOM);
+        let config = &self.cluster.config;
         let mut ps = lock(&self.cluster.pubsub);
         let dedup = msg.dedup.as_ref().map(|dedup| {
             let target = Topic::Room(msg.room.clone());
@@ -110,7 +106,12 @@ impl Broker for MemoryNode {
         let seq = log.next_seq();
         let id = seq.to_string();
         let frame = wire::room_message(&id, &msg.room, &msg.from, &msg.body, msg.ts);
-        log.push(cap, seq, frame.clone());
+        log.push(
+            config.history_per_room,
+            config.history_max_age,
+            seq,
+            frame.clone(),
+        );
         let message = RoomMessage {
             id: MessageId::new(id),
             room: msg.room,

@@ -12,7 +12,7 @@ use super::{ready, MemoryNode};
 use crate::{
     backend::{
         paging::{self, fetch, split_page},
-        store::{Page, RoomInfo, RoomStore, Visibility},
+        store::{AddMember, Page, RoomInfo, RoomStore, Visibility},
         Reply,
     },
     protocol::{RoomId, User, UserId},
@@ -21,7 +21,7 @@ use crate::{
 
 #[derive(Default)]
 pub(super) struct Rooms {
-    rooms: HashMap<RoomId, RoomRecord>,
+    pub(super) rooms: HashMap<RoomId, RoomRecord>,
     /// Sort keys of the public rooms.
     public: BTreeSet<String>,
     /// Each user's memberships.
@@ -33,8 +33,10 @@ pub(super) struct Rooms {
     revoked: HashMap<UserId, (i64, Option<Instant>)>,
 }
 
-struct RoomRecord {
+pub(super) struct RoomRecord {
     info: RoomInfo,
+    /// The last create, join or presence change (see `expiry`).
+    pub(super) active: Instant,
     /// Its place in `list` (`paging::room_key`).
     key: String,
     /// Member -> join number.
@@ -54,12 +56,16 @@ struct Memberships {
 }
 
 impl Rooms {
-    /// Adds `user` to `room`, or refreshes their display name if they are a member already.
-    /// Returns `false` if there is no such room.
-    fn add_member(&mut self, room: &RoomId, user: &User) -> bool {
+    /// Adds `user` to `room`, or refreshes their display name if they are a member already;
+    /// a new member only while the room has fewer than `max_members`.
+    fn add_member(&mut self, room: &RoomId, user: &User, max_members: usize) -> AddMember {
         let Some(record) = self.rooms.get_mut(room) else {
-            return false;
+            return AddMember::NoRoom;
         };
+        if !record.members.contains_key(&user.id) && record.members.len() >= max_members {
+            return AddMember::Full;
+        }
+        record.active = Instant::now();
         match record.members.get(&user.id) {
             Some(n) => {
                 record.order.insert(*n, user.clone());
@@ -76,7 +82,31 @@ impl Rooms {
             }
         }
         self.users.insert(user.id.clone(), user.clone());
-        true
+        AddMember::Member
+    }
+
+    /// Marks `room` active now (presence changed), if it exists.
+    pub(super) fn touch(&mut self, room: &RoomId) {
+        if let Some(record) = self.rooms.get_mut(room) {
+            record.active = Instant::now();
+        }
+    }
+
+    /// Deletes a room with its memberships and its place in the listing.
+    pub(super) fn delete(&mut self, room: &RoomId) {
+        let Some(record) = self.rooms.remove(room) else {
+            return;
+        };
+        self.public.remove(&record.key);
+        for user in record.members.keys() {
+            if let Some(mine) = self.memberships.get_mut(user) {
+                mine.rooms.remove(room);
+                mine.private.remove(&record.key);
+                if mine.rooms.is_empty() {
+                    self.memberships.remove(user);
+                }
+            }
+        }
     }
 
     /// Ends a membership; `false` if there was none.
@@ -127,6 +157,7 @@ impl MemoryNode {
 
 impl RoomStore for MemoryNode {
     fn create(&self, room: RoomInfo) -> Reply<'_, ()> {
+        self.sweep_if_due();
         let mut rooms = lock(&self.cluster.rooms);
         if !rooms.rooms.contains_key(&room.room_id) {
             let key = paging::room_key(&room.room_id, &room.created_at);
@@ -137,6 +168,7 @@ impl RoomStore for MemoryNode {
                 room.room_id.clone(),
                 RoomRecord {
                     info: room,
+                    active: Instant::now(),
                     key,
                     members: HashMap::new(),
                     order: BTreeMap::new(),
@@ -148,6 +180,8 @@ impl RoomStore for MemoryNode {
     }
 
     fn get<'a>(&'a self, room: &'a RoomId) -> Reply<'a, Option<RoomInfo>> {
+        self.sweep_if_due();
+        self.expire_if_idle(room);
         ready(Ok(self.with_room(room, |r| r.map(|r| r.info.clone()))))
     }
 
@@ -161,6 +195,7 @@ impl RoomStore for MemoryNode {
             Ok(cursor) => cursor,
             Err(err) => return ready(Err(err)),
         };
+        self.sweep_if_due();
         let rooms = lock(&self.cluster.rooms);
         let keys = rooms.keys_for(viewer, cursor, fetch(limit));
         let page = split_page(keys, limit, String::clone);
@@ -177,7 +212,21 @@ impl RoomStore for MemoryNode {
     }
 
     fn add_member<'a>(&'a self, room: &'a RoomId, user: &'a User) -> Reply<'a, bool> {
-        ready(Ok(lock(&self.cluster.rooms).add_member(room, user)))
+        let added = lock(&self.cluster.rooms).add_member(room, user, usize::MAX);
+        ready(Ok(added != AddMember::NoRoom))
+    }
+
+    fn add_member_capped<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a User,
+        max_members: usize,
+    ) -> Reply<'a, AddMember> {
+        ready(Ok(lock(&self.cluster.rooms).add_member(
+            room,
+            user,
+            max_members,
+        )))
     }
 
     fn remove_member<'a>(&'a self, room: &'a RoomId, user: &'a UserId) -> Reply<'a, bool> {

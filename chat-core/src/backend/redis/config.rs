@@ -2,6 +2,21 @@
 
 use std::time::Duration;
 
+impl RedisConfig {
+    /// `room_ttl` in milliseconds, for `PEXPIRE` (at least 1).
+    pub(super) fn room_ttl_ms(&self) -> u64 {
+        u64::try_from(self.room_ttl.as_millis())
+            .unwrap_or(u64::MAX)
+            .clamp(1, i64::MAX as u64 / 2)
+    }
+
+    /// The oldest stream id still served (`history_max_age` ago), as `ms-0`.
+    pub(super) fn oldest_entry(&self) -> String {
+        let age = i64::try_from(self.history_max_age.as_millis()).unwrap_or(i64::MAX);
+        format!("{}-0", crate::protocol::now_ms().saturating_sub(age).max(0))
+    }
+}
+
 /// Settings of the Redis backend, each with a documented default.
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
@@ -15,6 +30,19 @@ pub struct RedisConfig {
     pub presence_ttl: Duration,
     /// Room messages kept per room (approximately: `MAXLEN ~`). Default 1,000.
     pub history_per_room: usize,
+    /// Every key of a room carries this TTL, refreshed by activity: its creation, a join, a
+    /// message, a connection entering or leaving, and (while anybody is online in it) the
+    /// node heartbeat. A room with nobody online and no activity for this long is gone with
+    /// its members and history. Default 7 days: a week covers a weekly meeting's room and
+    /// weekends, while a room made and abandoned (or by a flood) is gone within a week. Keep
+    /// it well above the heartbeat period (`presence_ttl / 3`).
+    pub room_ttl: Duration,
+    /// Room messages older than this are not served, and are trimmed at the next message
+    /// (`XTRIM MINID ~`). Default 30 days.
+    pub history_max_age: Duration,
+    /// Events (pushed messages) the node's channel to its dispatcher holds; past it, they
+    /// are dropped and their rooms get `resync` (see `backend::events`). Default 65,536.
+    pub event_queue: usize,
 }
 
 impl Default for RedisConfig {
@@ -23,6 +51,9 @@ impl Default for RedisConfig {
             prefix: "roomcast".into(),
             presence_ttl: Duration::from_secs(15),
             history_per_room: 1_000,
+            room_ttl: Duration::from_secs(7 * 24 * 3600),
+            history_max_age: Duration::from_secs(30 * 24 * 3600),
+            event_queue: crate::backend::events::DEFAULT_EVENT_QUEUE,
         }
     }
 }

@@ -13,11 +13,10 @@ use redis::{
     aio::{ConnectionManager, ConnectionManagerConfig},
     PushInfo, PushKind, Value,
 };
-use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use super::{envelope, keys::Keys};
-use crate::backend::broker::BrokerEvent;
+use crate::backend::{broker::BrokerEvent, events::EventSender};
 
 /// Connection settings that make a sender hear `unavailable` within about a second while
 /// Redis is down, instead of waiting.
@@ -35,18 +34,14 @@ pub(super) fn fast_failing() -> ConnectionManagerConfig {
 /// [`BrokerEvent::Reconnected`]. Runs on the redis crate's task, so it never waits.
 pub(super) struct Pushes {
     keys: Keys,
-    events: mpsc::UnboundedSender<BrokerEvent>,
+    events: EventSender,
     /// Set from the loss of the Pub/Sub connection until its resubscription (shared with the
     /// readiness probe).
     disconnected: Arc<AtomicBool>,
 }
 
 impl Pushes {
-    pub(super) fn new(
-        keys: Keys,
-        events: mpsc::UnboundedSender<BrokerEvent>,
-        disconnected: Arc<AtomicBool>,
-    ) -> Self {
+    pub(super) fn new(keys: Keys, events: EventSender, disconnected: Arc<AtomicBool>) -> Self {
         Self {
             keys,
             events,

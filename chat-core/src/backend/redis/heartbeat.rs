@@ -1,9 +1,10 @@
 //! This node's heartbeat, and the loop that refreshes it, reconciles the node's presence
-//! with Redis and reaps dead nodes.
+//! with Redis, keeps the TTLs of its room set and of the rooms it has users in, and reaps dead
+//! nodes.
 
 use std::{
     collections::{BTreeSet, HashMap},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use redis::{aio::ConnectionManager, AsyncCommands};
@@ -32,6 +33,71 @@ pub(super) async fn heartbeat(
         .map_err(BackendError::redis)?;
     if added == 1 && !lock(&shared.presence).is_empty() {
         warn!("this node was reaped while cut off; its reconcile restores its presence");
+    }
+    Ok(())
+}
+
+/// The TTLs that a live node keeps up, after its reconcile (which may have written the node's
+/// room set anew): its room set's, and its rooms' (see [`refresh_rooms`]).
+pub(super) async fn refresh_ttls(
+    shared: &Shared,
+    conn: &mut ConnectionManager,
+) -> Result<(), BackendError> {
+    // The rooms the reaper reads if this node dies: kept while it beats, gone by itself if
+    // nobody is left to reap it (an instance back after longer than this restores its
+    // presence with its reconcile, and the set with it). As long as the rooms' TTL: this
+    // node's `:conns:<N>` keys, which the reaper finds through the set, live that long after
+    // its last beat, so a reap after a long outage of every instance (no reaper meanwhile)
+    // still finds them all and nobody stays online; after that everything of the node is gone.
+    let node_rooms_ttl = shared
+        .config
+        .room_ttl_ms()
+        .max(u64::try_from((shared.config.presence_ttl * 4).as_millis()).unwrap_or(u64::MAX))
+        .clamp(1, i64::MAX as u64 / 2);
+    let _: bool = redis::cmd("PEXPIRE")
+        .arg(shared.keys.node_rooms(shared.node))
+        .arg(node_rooms_ttl)
+        .query_async(conn)
+        .await
+        .map_err(BackendError::redis)?;
+    refresh_rooms(shared, conn).await
+}
+
+/// Users online are activity even when nothing else happens: the keys of every room with a
+/// connection on this node (the room's shared keys and this node's connections there) get
+/// the room TTL again once a quarter of it has passed, so that a room never expires under its
+/// users (pipelined; a room costs this once per `room_ttl / 4`). Each node refreshes its own
+/// `:conns:<N>` key; a dead node's is removed by its reaper.
+async fn refresh_rooms(shared: &Shared, conn: &mut ConnectionManager) -> Result<(), BackendError> {
+    let every = shared.config.room_ttl / 4;
+    let now = Instant::now();
+    let due: Vec<RoomId> = {
+        let rooms: BTreeSet<RoomId> = lock(&shared.presence).keys().cloned().collect();
+        let mut refreshed = lock(&shared.refreshed);
+        refreshed.retain(|room, _| rooms.contains(room));
+        rooms
+            .into_iter()
+            .filter(|room| {
+                refreshed
+                    .get(room)
+                    .is_none_or(|at| now.duration_since(*at) >= every)
+            })
+            .collect()
+    };
+    if due.is_empty() {
+        return Ok(());
+    }
+    let ttl = shared.config.room_ttl_ms();
+    let mut pipe = redis::pipe();
+    for room in &due {
+        for key in shared.keys.room_keys(room, shared.node) {
+            pipe.cmd("PEXPIRE").arg(key).arg(ttl).ignore();
+        }
+    }
+    let () = pipe.query_async(conn).await.map_err(BackendError::redis)?;
+    let mut refreshed = lock(&shared.refreshed);
+    for room in due {
+        refreshed.insert(room, now);
     }
     Ok(())
 }
@@ -87,7 +153,9 @@ pub(super) async fn reconcile(
 /// Whether Redis holds `have` (this node's connections in `room`) exactly, counts each of
 /// their users at least as often and lists the room for the node (`listed`): then nothing is
 /// written (reads only, so that the steady state costs no script call). A room listed for the
-/// node where neither has anything is dropped from the node's rooms here.
+/// node where neither has anything is dropped from the node's rooms here. A room that is gone
+/// (expired) while the node has connections in it and Redis none counts as in step once the
+/// node's rooms no longer list it: nothing would be restored into it.
 async fn in_step(
     shared: &Shared,
     conn: &mut ConnectionManager,
@@ -105,6 +173,16 @@ async fn in_step(
             .iter()
             .any(|(id, user)| held.get(&id.to_string()) != Some(user))
     {
+        // Nothing held of what the node has, in a room that expired (or that Redis lost
+        // with all its keys): the sync would restore nothing (see `sync.lua`), so it is not
+        // run every beat for nothing.
+        if held.is_empty() {
+            let exists: bool = conn
+                .exists(keys.room_key(room, "info"))
+                .await
+                .map_err(BackendError::redis)?;
+            return Ok(!exists && !listed);
+        }
         return Ok(false);
     }
     if have.is_empty() {
@@ -142,7 +220,8 @@ pub(super) fn period(config: &super::RedisConfig) -> Duration {
     (config.presence_ttl / 3).max(Duration::from_millis(100))
 }
 
-/// Heartbeat, reconcile and reaper loop. Holds only a weak reference so that dropping the backend stops it.
+/// Heartbeat, reconcile, TTL and reaper loop. Holds only a weak reference so that dropping
+/// the backend stops it.
 pub(super) async fn liveness(shared: std::sync::Weak<Shared>) {
     let period = match shared.upgrade() {
         Some(s) => period(&s.config),
@@ -162,6 +241,9 @@ pub(super) async fn liveness(shared: std::sync::Weak<Shared>) {
         }
         if let Err(err) = reconcile(&shared, &mut conn).await {
             debug!(cause = %err, "presence reconcile failed");
+        }
+        if let Err(err) = refresh_ttls(&shared, &mut conn).await {
+            debug!(cause = %err, "refreshing TTLs failed");
         }
         if let Err(err) = reaper::reap_dead_nodes(&shared, &mut conn).await {
             debug!(cause = %err, "reaping failed");

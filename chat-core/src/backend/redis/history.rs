@@ -28,6 +28,13 @@ fn stream_id(id: &MessageId) -> Result<&str, BackendError> {
     }
 }
 
+/// The milliseconds of a stream id (checked by `stream_id`).
+fn entry_ms(id: &str) -> u64 {
+    id.split_once('-')
+        .and_then(|(ms, _)| ms.parse().ok())
+        .unwrap_or(0)
+}
+
 type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
 
 fn entry_frames(entries: Entries) -> Vec<(String, Bytes)> {
@@ -53,9 +60,16 @@ impl HistoryStore for RedisNode {
                 Some(id) => format!("({}", stream_id(id)?),
                 None => "+".to_owned(),
             };
+            // Nothing older than `history_max_age`, trimmed or not yet.
+            let oldest = self.shared.config.oldest_entry();
             let entries: Entries = self
                 .conn()
-                .xrevrange_count(self.shared.keys.room_key(room, "log"), end, "-", limit + 1)
+                .xrevrange_count(
+                    self.shared.keys.room_key(room, "log"),
+                    end,
+                    oldest,
+                    limit + 1,
+                )
                 .await
                 .map_err(BackendError::redis)?;
             let mut frames = entry_frames(entries);
@@ -81,7 +95,14 @@ impl HistoryStore for RedisNode {
         limit: usize,
     ) -> Reply<'a, (Vec<Bytes>, bool)> {
         Box::pin(async move {
-            let start = format!("({}", stream_id(after)?);
+            let after = stream_id(after)?;
+            let oldest = self.shared.config.oldest_entry();
+            // The later of the two: after `after`, and nothing older than `history_max_age`.
+            let start = if entry_ms(after) < entry_ms(&oldest) {
+                oldest
+            } else {
+                format!("({after}")
+            };
             let entries: Entries = self
                 .conn()
                 .xrange_count(

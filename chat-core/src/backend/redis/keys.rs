@@ -6,6 +6,9 @@ use crate::{
     protocol::{RoomId, UserId},
 };
 
+/// The suffixes of the keys of a room that every node shares (see [`Keys::room_keys`]).
+pub(super) const ROOM_KEYS: [&str; 5] = ["info", "members", "order", "log", "online"];
+
 /// Key and channel names (see the module docs).
 #[derive(Clone, Debug)]
 pub(super) struct Keys {
@@ -24,6 +27,20 @@ impl Keys {
     }
     pub(super) fn room_key(&self, room: &RoomId, what: &str) -> String {
         format!("{}:room:{{{}}}:{what}", self.prefix, room)
+    }
+    /// The keys of a room that carry the room's TTL and that `node` refreshes: `info`,
+    /// `members`, `order`, `log`, `online`, and `node`'s connections in the room
+    /// (`:conns:<N>`: each node refreshes its own).
+    pub(super) fn room_keys(&self, room: &RoomId, node: NodeId) -> [String; 6] {
+        let [info, members, order, log, online] = ROOM_KEYS.map(|what| self.room_key(room, what));
+        [
+            info,
+            members,
+            order,
+            log,
+            online,
+            self.node_conns(room, node),
+        ]
     }
     pub(super) fn user_channel(&self, user: &UserId) -> String {
         format!("{}:user:{{{}}}", self.prefix, user)

@@ -26,6 +26,21 @@
 //! keys), `P:users`, `P:nodes` (node heartbeats), `P:node:{N}:rooms`,
 //! `P:node:{N}:reaper` (a reaper's claim on dead node N, with a TTL), `P:secret`.
 //!
+//! # Growth
+//! Every key of a room carries [`RedisConfig::room_ttl`] (default 7 days), given again by the
+//! scripts that are its activity (`create_room`, `add_member`, `enter`, `exit`,
+//! `append_publish`: inside the script, so a message is still one command) and, for rooms
+//! with users on a node, by that node's heartbeat (`heartbeat::refresh_rooms`). A node's
+//! `:conns:<N>` key is refreshed by that node only (its scripts and heartbeat); the `sync`
+//! script of the reconcile and the reaper never restores presence into a room whose `info`
+//! is gone, and gives what it restores the room TTL. The `:sent:` keys carry the dedup window
+//! instead. An idle room thus vanishes by itself; the indexes that name it (`P:rooms:public`, a user's `:private`
+//! and `:rooms`) are cleaned when a listing or a user's room batch meets it. History keeps
+//! `history_per_room` entries (`MAXLEN ~`) and none older than `history_max_age` (not read,
+//! and `XTRIM MINID ~` in `append_publish`). The Pub/Sub reader hands pushes to a bounded
+//! channel (`backend::events`): it must never stop reading, or Redis disconnects it at
+//! `client-output-buffer-limit pubsub` and every room of the node misses messages.
+//!
 //! Multi-slot today (Redis Cluster is a later step): `create_room.lua` (the room and
 //! `P:rooms:public`), `add_member.lua` (the room, `P:users` and the user's keys),
 //! `remove_member.lua` (the room and the user's keys), `share_a_room` (`ZINTERCARD` over two
@@ -88,7 +103,7 @@ use std::{
 };
 
 use redis::{aio::ConnectionManager, AsyncCommands, Client, IntoConnectionInfo, ProtocolVersion};
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::task::JoinHandle;
 use tracing::info;
 
 pub use config::RedisConfig;
@@ -97,7 +112,7 @@ use heartbeat::{heartbeat, liveness};
 use keys::Keys;
 
 use super::{broker::NodeId, Backend, Events};
-use crate::{error::BackendError, sync::lock};
+use crate::{error::BackendError, protocol::RoomId, sync::lock};
 
 /// What a node's backend handles and background tasks share.
 struct Shared {
@@ -118,6 +133,8 @@ struct Shared {
     /// flight (a connection that entered locally but not yet in Redis is not taken for one
     /// that Redis lost, and the reverse). Held for one script at a time.
     gate: tokio::sync::RwLock<()>,
+    /// When the heartbeat last gave the keys of a room with local users the room TTL again.
+    refreshed: Mutex<HashMap<RoomId, std::time::Instant>>,
     /// The token secret this node signs with, once `shared_secret` read it: every heartbeat
     /// writes it back if Redis lost it (SET NX), so that a node started later gets the same.
     secret: Mutex<Option<String>>,
@@ -166,7 +183,7 @@ impl RedisBackend {
             .await
             .map_err(BackendError::redis)?;
         let keys = Keys::new(config.prefix.clone());
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = super::events::channel(config.event_queue);
         // Pushes are turned into events on the connection's own task: a channel and a task
         // of ours in between cost one more wake-up per message.
         let pubsub_lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -190,6 +207,7 @@ impl RedisBackend {
             scripts: scripts::Scripts::new(),
             presence: Mutex::new(HashMap::new()),
             gate: tokio::sync::RwLock::new(()),
+            refreshed: Mutex::new(HashMap::new()),
             secret: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         });

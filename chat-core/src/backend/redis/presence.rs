@@ -16,7 +16,7 @@ use crate::{
         Reply,
     },
     error::BackendError,
-    protocol::{now_ms, RoomId, ServerFrame, SystemEvent, SystemMessage, User},
+    protocol::{now_ms, RoomId, ServerFrame, SystemEvent, SystemMessage, User, UserId},
     sync::lock,
 };
 
@@ -46,9 +46,14 @@ impl PresenceStore for RedisNode {
                 .key(keys.node_conns(room, node))
                 .key(keys.room_key(room, "online"))
                 .key(keys.node_rooms(node))
+                .key(keys.room_key(room, "info"))
+                .key(keys.room_key(room, "members"))
+                .key(keys.room_key(room, "order"))
+                .key(keys.room_key(room, "log"))
                 .arg(conn)
                 .arg(user.id.as_str())
-                .arg(room.as_str());
+                .arg(room.as_str())
+                .arg(self.shared.config.room_ttl_ms());
             match self.invoke::<i64>(&enter).await {
                 Ok(first) => Ok(first == 1),
                 Err(err) => {
@@ -76,10 +81,15 @@ impl PresenceStore for RedisNode {
             let mut exit = self.shared.scripts.exit.prepare_invoke();
             exit.key(keys.node_conns(room, node))
                 .key(keys.room_key(room, "online"))
+                .key(keys.room_key(room, "info"))
+                .key(keys.room_key(room, "members"))
+                .key(keys.room_key(room, "order"))
+                .key(keys.room_key(room, "log"))
                 .arg(conn)
                 .arg(user.id.as_str())
                 .arg(keys.channel(&left.topic))
-                .arg(envelope::payload(left.origin, &left.frame));
+                .arg(envelope::payload(left.origin, &left.frame))
+                .arg(self.shared.config.room_ttl_ms());
             let published: i64 = self.invoke(&exit).await?;
             Ok(published == 1)
         })
@@ -94,6 +104,23 @@ impl PresenceStore for RedisNode {
                 .first()
                 .map_or(0, |&n| usize::try_from(n).unwrap_or(usize::MAX));
             Ok((users, total))
+        })
+    }
+
+    fn are_online<'a>(&'a self, room: &'a RoomId, users: &'a [UserId]) -> Reply<'a, Vec<bool>> {
+        Box::pin(async move {
+            if users.is_empty() {
+                return Ok(Vec::new());
+            }
+            let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
+            // HMGET of the given users only: one field each.
+            let counts: Vec<Option<i64>> = redis::cmd("HMGET")
+                .arg(self.shared.keys.room_key(room, "online"))
+                .arg(&ids)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(BackendError::redis)?;
+            Ok(counts.into_iter().map(|c| c.unwrap_or(0) > 0).collect())
         })
     }
 
@@ -127,7 +154,8 @@ fn forget(shared: &Shared, room: &RoomId, conn: ConnId) {
 /// Makes `node`'s connections in `room` in Redis what `have` says (none for a dead node):
 /// what Redis holds and `have` does not is removed, with `user_left` published by the script
 /// where it was the user's last connection; what `have` holds and Redis lost is restored
-/// without an announcement. Idempotent. Returns (users who left, connections restored).
+/// without an announcement, unless the room expired (then nothing is restored), and with the
+/// room TTL. Idempotent. Returns (users who left, connections restored).
 pub(super) async fn sync_room(
     shared: &Shared,
     conn: &mut redis::aio::ConnectionManager,
@@ -143,11 +171,13 @@ pub(super) async fn sync_room(
         .key(keys.room_key(room, "members"))
         .key(keys.node_rooms(node))
         .key(keys.nodes())
+        .key(keys.room_key(room, "info"))
         .arg(room.as_str())
         .arg(keys.room_channel(room))
         .arg(head)
         .arg(tail)
-        .arg(keys.node_conns_prefix(room));
+        .arg(keys.node_conns_prefix(room))
+        .arg(shared.config.room_ttl_ms());
     for (id, user) in have {
         sync.arg(*id).arg(user.as_str());
     }

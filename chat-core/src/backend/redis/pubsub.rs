@@ -57,18 +57,28 @@ impl Broker for RedisNode {
                 wire::Unnumbered::new(&message.room, &message.from, &message.body, message.ts);
             let mut head = envelope::header(message.origin);
             head.push_str(wire::BEFORE_ID);
+            let room = &message.room;
             let mut script = self.shared.scripts.append_publish.prepare_invoke();
+            // A message is activity: the script gives the room's keys the room TTL again and
+            // trims entries older than `history_max_age`, all in this one call.
             script
-                .key(keys.room_key(&message.room, "log"))
+                .key(keys.room_key(room, "log"))
+                .key(keys.room_key(room, "info"))
+                .key(keys.room_key(room, "members"))
+                .key(keys.room_key(room, "order"))
+                .key(keys.room_key(room, "online"))
+                .key(keys.node_conns(room, self.shared.node))
                 .arg(self.shared.config.history_per_room)
                 .arg(unnumbered.rest())
-                .arg(keys.room_channel(&message.room))
+                .arg(keys.room_channel(room))
                 .arg(head)
                 .arg(wire::AFTER_ID)
+                .arg(self.shared.config.room_ttl_ms())
+                .arg(self.shared.config.oldest_entry())
                 .arg(message.ts);
             if let Some(dedup) = &message.dedup {
                 script
-                    .key(keys.room_sent(&message.room, &message.from.id, &dedup.client_msg_id))
+                    .key(keys.room_sent(room, &message.from.id, &dedup.client_msg_id))
                     .arg(window_ms(dedup));
             }
             // The new message's id and ts, or a first send's (idempotent sends).

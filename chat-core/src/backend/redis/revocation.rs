@@ -14,19 +14,64 @@ use crate::{
 };
 
 impl RedisNode {
-    /// Up to `limit` of the user's rooms: the first entries of their sort keys.
+    /// Up to `limit` of the user's rooms: the first entries of their sort keys. Entries of
+    /// rooms that expired (`RedisConfig::room_ttl`) are removed from the user's index on the
+    /// way, so that a batch is never only ghosts.
     pub(super) async fn first_user_rooms(
         &self,
         user: &UserId,
         limit: usize,
     ) -> Result<Vec<RoomId>, BackendError> {
         let last = isize::try_from(limit.max(1)).unwrap_or(isize::MAX) - 1;
-        let keys: Vec<String> = self
-            .conn()
-            .zrange(self.shared.keys.user_key(user, "rooms"), 0, last)
+        let index = self.shared.keys.user_key(user, "rooms");
+        let mut conn = self.conn();
+        loop {
+            let keys: Vec<String> = conn
+                .zrange(&index, 0, last)
+                .await
+                .map_err(BackendError::redis)?;
+            let rooms: Vec<(String, RoomId)> = keys
+                .into_iter()
+                .filter_map(|k| paging::room_of_key(&k).map(|r| (k, r)))
+                .collect();
+            let ghosts = self.ghosts(&rooms).await?;
+            if ghosts.is_empty() {
+                return Ok(rooms.into_iter().map(|(_, r)| r).collect());
+            }
+            let mut pipe = redis::pipe();
+            pipe.zrem(&index, &ghosts)
+                .ignore()
+                .zrem(self.shared.keys.user_key(user, "private"), &ghosts)
+                .ignore();
+            let () = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(BackendError::redis)?;
+        }
+    }
+
+    /// The sort keys of those rooms that no longer exist (expired).
+    pub(super) async fn ghosts(
+        &self,
+        rooms: &[(String, RoomId)],
+    ) -> Result<Vec<String>, BackendError> {
+        if rooms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (_, room) in rooms {
+            pipe.exists(self.shared.keys.room_key(room, "info"));
+        }
+        let exists: Vec<bool> = pipe
+            .query_async(&mut self.conn())
             .await
             .map_err(BackendError::redis)?;
-        Ok(keys.iter().filter_map(|k| paging::room_of_key(k)).collect())
+        Ok(rooms
+            .iter()
+            .zip(exists)
+            .filter(|(_, exists)| !exists)
+            .map(|((key, _), _)| key.clone())
+            .collect())
     }
 
     /// `SET P:user:{U}:revoked <until_ms> PX <ttl>`.

@@ -12,7 +12,7 @@ use super::RedisNode;
 use crate::{
     backend::{
         paging::{self, fetch, split_page},
-        store::{Page, RoomInfo, RoomStore, Visibility},
+        store::{AddMember, Page, RoomInfo, RoomStore, Visibility},
         Reply,
     },
     error::BackendError,
@@ -61,6 +61,9 @@ fn stored(visibility: Visibility) -> &'static str {
     }
 }
 
+/// How many times a listing page is read again after removing expired rooms from the indexes.
+const GHOST_ROUNDS: usize = 4;
+
 /// A Redis `LIMIT` count for `n` items.
 fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -77,7 +80,8 @@ impl RoomStore for RedisNode {
                 .arg(&room.name)
                 .arg(&room.created_at)
                 .arg(stored(room.visibility))
-                .arg(paging::room_key(&room.room_id, &room.created_at));
+                .arg(paging::room_key(&room.room_id, &room.created_at))
+                .arg(self.shared.config.room_ttl_ms());
             if let Some(owner) = &room.owner {
                 create.arg(owner.as_str());
             }
@@ -104,72 +108,45 @@ impl RoomStore for RedisNode {
         limit: usize,
     ) -> Reply<'a, Page<RoomInfo>> {
         Box::pin(async move {
-            let keys = &self.shared.keys;
             let below = match cursor {
                 Some(cursor) => format!("({}", paging::room_cursor(cursor)?),
                 None => "+".to_owned(),
             };
-            let n = fetch(limit);
-            let mut pipe = redis::pipe();
-            for index in [keys.public_rooms(), keys.user_key(viewer, "private")] {
-                pipe.cmd("ZRANGE")
-                    .arg(index)
-                    .arg(&below)
-                    .arg("-")
-                    .arg("BYLEX")
-                    .arg("REV")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(count(n));
+            // Rooms expire (`RedisConfig::room_ttl`) without telling the indexes: a page
+            // that met expired rooms removes them from the indexes and is read again, so it
+            // is full unless it is the last. Bounded: after a few rounds the page goes out
+            // with what it has, and its cursor.
+            for _ in 0..GHOST_ROUNDS {
+                let (page, ghosts) = self.list_once(viewer, &below, limit).await?;
+                if ghosts.is_empty() {
+                    return Ok(page);
+                }
+                let keys = &self.shared.keys;
+                let mut pipe = redis::pipe();
+                pipe.zrem(keys.public_rooms(), &ghosts)
+                    .ignore()
+                    .zrem(keys.user_key(viewer, "private"), &ghosts)
+                    .ignore();
+                let () = pipe
+                    .query_async(&mut self.conn())
+                    .await
+                    .map_err(BackendError::redis)?;
             }
-            let mut conn = self.conn();
-            let (public, private): (Vec<String>, Vec<String>) = pipe
-                .query_async(&mut conn)
-                .await
-                .map_err(BackendError::redis)?;
-            let page = split_page(
-                paging::merge_newest_first(public, private, n),
-                limit,
-                String::clone,
-            );
-            let ids: Vec<RoomId> = page
-                .items
-                .iter()
-                .filter_map(|key| paging::room_of_key(key))
-                .collect();
-            if ids.is_empty() {
-                return Ok(Page {
-                    items: Vec::new(),
-                    next: page.next,
-                });
-            }
-            let mut pipe = redis::pipe();
-            for id in &ids {
-                pipe.hmget(keys.room_key(id, "info"), &INFO_FIELDS);
-            }
-            let infos: Vec<InfoFields> = pipe
-                .query_async(&mut conn)
-                .await
-                .map_err(BackendError::redis)?;
-            let mut items = Vec::with_capacity(ids.len());
-            for (id, fields) in ids.into_iter().zip(infos) {
-                items.extend(room_info(id, fields)?);
-            }
-            Ok(Page {
-                items,
-                next: page.next,
-            })
+            Ok(self.list_once(viewer, &below, limit).await?.0)
         })
     }
 
     fn add_member<'a>(&'a self, room: &'a RoomId, user: &'a User) -> Reply<'a, bool> {
-        Box::pin(async move {
-            let scripts = &self.shared.scripts;
-            let mut add = self.membership(&scripts.add_member, room, &user.id);
-            add.key(self.shared.keys.users()).arg(&user.name);
-            let added: i64 = self.invoke(&add).await?;
-            Ok(added == 1)
-        })
+        Box::pin(async move { Ok(self.add(room, user, None).await? != AddMember::NoRoom) })
+    }
+
+    fn add_member_capped<'a>(
+        &'a self,
+        room: &'a RoomId,
+        user: &'a User,
+        max_members: usize,
+    ) -> Reply<'a, AddMember> {
+        Box::pin(self.add(room, user, Some(max_members)))
     }
 
     fn remove_member<'a>(&'a self, room: &'a RoomId, user: &'a UserId) -> Reply<'a, bool> {
@@ -271,6 +248,99 @@ impl RoomStore for RedisNode {
 }
 
 impl RedisNode {
+    /// One read of a listing page: the rooms, and the sort keys of the expired rooms met.
+    async fn list_once(
+        &self,
+        viewer: &UserId,
+        below: &str,
+        limit: usize,
+    ) -> Result<(Page<RoomInfo>, Vec<String>), BackendError> {
+        let keys = &self.shared.keys;
+        let n = fetch(limit);
+        let mut pipe = redis::pipe();
+        for index in [keys.public_rooms(), keys.user_key(viewer, "private")] {
+            pipe.cmd("ZRANGE")
+                .arg(index)
+                .arg(below)
+                .arg("-")
+                .arg("BYLEX")
+                .arg("REV")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(count(n));
+        }
+        let mut conn = self.conn();
+        let (public, private): (Vec<String>, Vec<String>) = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(BackendError::redis)?;
+        let fetched = paging::merge_newest_first(public, private, n);
+        // Whether the indexes hold more than was fetched.
+        let more = fetched.len() >= n;
+        let last_fetched = fetched.last().cloned();
+        let ids: Vec<(String, RoomId)> = fetched
+            .into_iter()
+            .filter_map(|key| {
+                let id = paging::room_of_key(&key)?;
+                Some((key, id))
+            })
+            .collect();
+        let mut pipe = redis::pipe();
+        for (_, id) in &ids {
+            pipe.hmget(keys.room_key(id, "info"), &INFO_FIELDS);
+        }
+        let infos: Vec<InfoFields> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut conn)
+                .await
+                .map_err(BackendError::redis)?
+        };
+        let mut live = Vec::with_capacity(ids.len());
+        let mut ghosts = Vec::new();
+        for ((key, id), fields) in ids.into_iter().zip(infos) {
+            match room_info(id, fields)? {
+                Some(room) => live.push((key, room)),
+                None => ghosts.push(key),
+            }
+        }
+        let mut page = split_page(live, limit, |(key, _)| key.clone());
+        if page.next.is_none() && more && !ghosts.is_empty() {
+            // Expired rooms hid whether more follow: the next page starts after all that
+            // was read (it may be empty; it is never skipped).
+            page.next = last_fetched;
+        }
+        let page = Page {
+            items: page.items.into_iter().map(|(_, room)| room).collect(),
+            next: page.next,
+        };
+        Ok((page, ghosts))
+    }
+
+    /// `add_member.lua`, within `cap` members if given.
+    async fn add(
+        &self,
+        room: &RoomId,
+        user: &User,
+        cap: Option<usize>,
+    ) -> Result<AddMember, BackendError> {
+        let keys = &self.shared.keys;
+        let mut add = self.membership(&self.shared.scripts.add_member, room, &user.id);
+        add.key(keys.users())
+            .key(keys.room_key(room, "log"))
+            .key(keys.room_key(room, "online"))
+            .arg(&user.name)
+            .arg(self.shared.config.room_ttl_ms());
+        if let Some(cap) = cap {
+            add.arg(count(cap));
+        }
+        Ok(match self.invoke::<i64>(&add).await? {
+            1 => AddMember::Member,
+            -1 => AddMember::Full,
+            _ => AddMember::NoRoom,
+        })
+    }
+
     /// A call of a membership script with the keys and argument that `add_member.lua` and
     /// `remove_member.lua` share: the room's info, members and order, the user's rooms and
     /// private rooms; the user id.

@@ -158,3 +158,41 @@ pub(crate) async fn bad_cursors_are_invalid(backend: &Backend) {
         assert!(invalid, "members {cursor:?}: {got:?}");
     }
 }
+
+pub(crate) async fn the_member_cap_refuses_only_new_members(backend: &Backend) {
+    use crate::backend::store::AddMember;
+    let r = RoomId::new("capped");
+    let add = |id: &'static str| {
+        let r = &r;
+        async move {
+            let user = User::new(id, id);
+            backend.rooms.add_member_capped(r, &user, 2).await.unwrap()
+        }
+    };
+    assert_eq!(add("u1").await, AddMember::NoRoom);
+    create(backend, &[("capped", 1, Visibility::Public)]).await;
+    assert_eq!(add("u1").await, AddMember::Member);
+    assert_eq!(add("u2").await, AddMember::Member);
+    assert_eq!(add("u3").await, AddMember::Full);
+    // A member joins again (a name refresh) at the cap.
+    assert_eq!(add("u1").await, AddMember::Member);
+    assert_eq!(backend.rooms.member_count(&r).await.unwrap(), 2);
+    assert!(!backend
+        .rooms
+        .is_member(&r, &UserId::new("u3"))
+        .await
+        .unwrap());
+    // Online flags are looked up for the users asked about only.
+    let node = backend.broker.node_id();
+    let u1 = User::new("u1", "u1");
+    backend.presence.enter(&r, &u1, node, 1).await.unwrap();
+    let ids = [UserId::new("u2"), UserId::new("u1"), UserId::new("nobody")];
+    let flags = backend.presence.are_online(&r, &ids).await.unwrap();
+    assert_eq!(flags, [false, true, false]);
+    assert!(backend
+        .presence
+        .are_online(&r, &[])
+        .await
+        .unwrap()
+        .is_empty());
+}

@@ -18,7 +18,7 @@ pub(crate) use listing::{
 };
 pub(crate) use membership::{
     bad_cursors_are_invalid, members_page_in_join_order, online_is_limited_and_counted,
-    share_a_room_follows_memberships,
+    share_a_room_follows_memberships, the_member_cap_refuses_only_new_members,
 };
 pub(crate) use presence::{exits_are_idempotent_and_announce_once, sends_are_deduplicated};
 
@@ -39,8 +39,8 @@ macro_rules! store_tests {
             private_rooms_are_listed_to_members, members_page_in_join_order,
             share_a_room_follows_memberships, online_is_limited_and_counted,
             bad_cursors_are_invalid, user_rooms_come_in_batches_until_none_is_left,
-            revocations_are_kept_for_their_ttl, exits_are_idempotent_and_announce_once,
-            sends_are_deduplicated);
+            revocations_are_kept_for_their_ttl, the_member_cap_refuses_only_new_members,
+            exits_are_idempotent_and_announce_once, sends_are_deduplicated);
     };
     (@each $make:expr; $($name:ident),*) => {$(
         #[tokio::test]

@@ -2,5 +2,6 @@
 //! (`presence`) and server-side sends (`sends`).
 
 mod access;
+mod overflow;
 mod presence;
 mod sends;

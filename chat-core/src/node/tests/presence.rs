@@ -21,7 +21,7 @@ use crate::{
         Reply,
     },
     error::BackendError,
-    protocol::{RoomId, SendMessageFrame},
+    protocol::{RoomId, SendMessageFrame, UserId},
     session::{run, Outbound},
     Caller, Chat, ChatConfig, User,
 };
@@ -67,6 +67,10 @@ impl PresenceStore for FailingExits {
 
     fn online<'a>(&'a self, room: &'a RoomId, limit: usize) -> Reply<'a, (Vec<User>, usize)> {
         self.inner.online(room, limit)
+    }
+
+    fn are_online<'a>(&'a self, room: &'a RoomId, users: &'a [UserId]) -> Reply<'a, Vec<bool>> {
+        self.inner.are_online(room, users)
     }
 
     fn online_counts<'a>(&'a self, rooms: &'a [RoomId]) -> Reply<'a, Vec<usize>> {

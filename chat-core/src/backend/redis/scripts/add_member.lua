@@ -1,9 +1,14 @@
--- Adds a member if the room exists. Returns 1, or 0 for no such room. A new member gets the
+-- Adds a member if the room exists. Returns 1, 0 for no such room, or -1 when the user is not
+-- a member and the room has ARGV[4] members already (absent: no cap). A new member gets the
 -- room's next join number (its place in the join order) and the room's sort key goes into
 -- the user's rooms (and private rooms, if private). A known member only gets its name
--- refreshed. Rooms stored before v2 have no sort key: they are not indexed per user.
--- KEYS: info, members, order, user's rooms, user's private rooms, users. ARGV: user id, name.
+-- refreshed. Rooms stored before v2 have no sort key: they are not indexed per user. A join
+-- is activity: every key of the room gets the room TTL again.
+-- KEYS: info, members, order, user's rooms, user's private rooms, users, then the room's
+-- log, online. ARGV: user id, name, TTL in ms, cap.
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[4] and redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0
+  and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[4]) then return -1 end
 if redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) == 1 then
   redis.call('ZADD', KEYS[3], redis.call('HINCRBY', KEYS[1], 'joins', 1), ARGV[1])
   local room = redis.call('HMGET', KEYS[1], 'key', 'visibility')
@@ -13,4 +18,5 @@ if redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) == 1 then
   end
 end
 redis.call('HSET', KEYS[6], ARGV[1], ARGV[2])
+for _, i in ipairs({1, 2, 3, 7, 8}) do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
 return 1

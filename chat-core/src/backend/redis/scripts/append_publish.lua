@@ -1,14 +1,16 @@
 -- XADD a room message (without its id) to the room's stream, then PUBLISH its frame with the
 -- entry id spliced in. Returns {id, ts}. The frame's bytes are built in Rust (protocol::wire):
--- this only concatenates head .. id .. after_id .. rest.
+-- this only concatenates head .. id .. after_id .. rest. Entries older than ARGV[7] are
+-- trimmed, and a message is activity: the room's keys get the room TTL again.
 -- Idempotent sends: with a `sent` key (the sender's clientMsgId in this room), a message whose
 -- key holds a first send is neither appended nor published; the first one's {id, ts} is
 -- returned. Checked here, in the step that appends, so that a retry after a timed-out call
 -- that ran all the same finds the first copy.
 -- `sent` holds "<id> <ts>" (ids hold no space).
--- KEYS: stream, sent (optional). ARGV: maxlen, rest, channel, head (envelope header and the
--- frame up to the id), after_id, ts, window in ms (with `sent`).
-local sent = KEYS[2]
+-- KEYS: stream, then the room's info, members, order, online, this node's connections in the
+-- room, then sent (optional). ARGV: maxlen, rest, channel, head (envelope header and the frame
+-- up to the id), after_id, TTL in ms, min id, ts, window in ms (with `sent`).
+local sent = KEYS[7]
 if sent then
   local first = redis.call('GET', sent)
   if first then
@@ -17,8 +19,10 @@ if sent then
   end
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'r', ARGV[2])
+redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[7])
+for i = 1, 6 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
 redis.call('PUBLISH', ARGV[3], ARGV[4] .. id .. ARGV[5] .. ARGV[2])
 if sent then
-  redis.call('SET', sent, id .. ' ' .. ARGV[6], 'PX', ARGV[7])
+  redis.call('SET', sent, id .. ' ' .. ARGV[8], 'PX', ARGV[9])
 end
-return {id, ARGV[6]}
+return {id, ARGV[8]}

@@ -7,13 +7,16 @@
 --   from every live node's connections (it may have been lost with them, or not).
 -- Idempotent: running it again changes nothing, so a reap that stopped half-way is finished
 -- by running it again, and nobody is announced twice.
+-- Room expiry: nothing is restored into a room that is gone (its info expired), and what is
+-- restored gets the room TTL, so that this never brings back keys of an expired room, nor
+-- keys without a TTL. Removing writes nothing back (an emptied hash is deleted).
 -- Returns {users who left, connections restored}.
--- KEYS: node's connections in the room, online, members, node rooms, nodes.
+-- KEYS: node's connections in the room, online, members, node rooms, nodes, info.
 -- ARGV: room id, channel, user_left head (envelope header and the frame up to the user
--- object; '' publishes nothing), user_left tail (after it), prefix of the room's per-node connection keys, then
--- conn, user pairs: the node's connections in the room.
+-- object; '' publishes nothing), user_left tail (after it), prefix of the room's per-node
+-- connection keys, room TTL in ms, then conn, user pairs: the node's connections in the room.
 local want = {}
-for i = 6, #ARGV, 2 do want[ARGV[i]] = ARGV[i + 1] end
+for i = 7, #ARGV, 2 do want[ARGV[i]] = ARGV[i + 1] end
 local have = redis.call('HGETALL', KEYS[1])
 local left, restored, mine = 0, 0, {}
 for i = 1, #have, 2 do
@@ -35,14 +38,16 @@ for i = 1, #have, 2 do
   end
 end
 local recount = {}
-for conn, uid in pairs(want) do
-  redis.call('HSET', KEYS[1], conn, uid)
-  restored = restored + 1
-  recount[uid] = true
-end
--- A count below this node's own connections was lost too: recount that user as well.
-for uid, n in pairs(mine) do
-  if (tonumber(redis.call('HGET', KEYS[2], uid)) or 0) < n then recount[uid] = true end
+if redis.call('EXISTS', KEYS[6]) == 1 then
+  for conn, uid in pairs(want) do
+    redis.call('HSET', KEYS[1], conn, uid)
+    restored = restored + 1
+    recount[uid] = true
+  end
+  -- A count below this node's own connections was lost too: recount that user as well.
+  for uid, n in pairs(mine) do
+    if (tonumber(redis.call('HGET', KEYS[2], uid)) or 0) < n then recount[uid] = true end
+  end
 end
 if next(recount) then
   local nodes = redis.call('ZRANGE', KEYS[5], 0, -1)
@@ -56,6 +61,8 @@ if next(recount) then
     end
     if total > 0 then redis.call('HSET', KEYS[2], uid, total) end
   end
+  redis.call('PEXPIRE', KEYS[1], ARGV[6])
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('SADD', KEYS[4], ARGV[1])

@@ -152,3 +152,162 @@ async fn a_big_room_pages_and_reads_whole_past_lua_bounds() {
         "distinct, by id"
     );
 }
+
+#[tokio::test]
+async fn expired_rooms_leave_no_short_pages_and_no_ghosts_in_the_indexes() {
+    let (redis, backend) = fresh().await;
+    let ann = User::new("ann", "Ann");
+    for i in 0..12u32 {
+        let room = RoomInfo {
+            room_id: RoomId::new(format!("r{i:02}")),
+            name: format!("r{i:02}"),
+            created_at: format!("2026-01-01T00:00:{i:02}Z"),
+            visibility: if i % 4 == 0 {
+                Visibility::Private
+            } else {
+                Visibility::Public
+            },
+            owner: None,
+        };
+        backend.rooms.create(room.clone()).await.unwrap();
+        backend.rooms.add_member(&room.room_id, &ann).await.unwrap();
+    }
+    // Expire most of them as their TTL would (every key of the room gone), without telling
+    // the indexes: eight of the twelve, public and private, at the head and in the middle.
+    let mut conn = redis.conn().await;
+    let expired = ["r11", "r10", "r09", "r08", "r07", "r04", "r03", "r00"];
+    for id in expired {
+        for what in ["info", "members", "order"] {
+            let _: i64 = conn
+                .del(format!("roomcast:room:{{{id}}}:{what}"))
+                .await
+                .unwrap();
+        }
+    }
+    // Pages of 2: full but the last, whatever ghosts they met.
+    let pages = room_pages(&backend, "ann", 2).await;
+    assert_eq!(pages, [vec!["r06", "r05"], vec!["r02", "r01"]]);
+    // And the indexes keep none of them.
+    let public: Vec<String> = conn.zrange("roomcast:rooms:public", 0, -1).await.unwrap();
+    let private: Vec<String> = conn
+        .zrange("roomcast:user:{ann}:private", 0, -1)
+        .await
+        .unwrap();
+    for key in public.iter().chain(&private) {
+        assert!(!expired.iter().any(|id| key.contains(id)), "{key}");
+    }
+    assert_eq!(public.len() + private.len(), 4);
+    // A batch of the user's rooms skips (and drops) them too.
+    let rooms = backend
+        .rooms
+        .user_rooms(&UserId::new("ann"), 3)
+        .await
+        .unwrap();
+    assert_eq!(rooms.len(), 3);
+    assert!(rooms.iter().all(|r| !expired.contains(&r.as_str())));
+    let all = backend
+        .rooms
+        .user_rooms(&UserId::new("ann"), 100)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+}
+
+/// Heal's presence keys under growth's expiry: a node's connections and the users' counts
+/// carry the room TTL when entered and when the reconcile restores them, and neither the
+/// reconcile, a late exit nor a reap brings back keys of a room that expired.
+#[tokio::test]
+async fn presence_carries_the_room_ttl_and_nothing_resurrects_an_expired_room() {
+    use std::time::Duration;
+
+    use super::{heartbeat, presence, RedisBackend, RedisConfig};
+    use crate::backend::broker::{Envelope, NodeId, Origin, Topic};
+
+    let redis = TestRedis::start().await;
+    let config = RedisConfig {
+        room_ttl: Duration::from_secs(60),
+        ..RedisConfig::default()
+    };
+    let node = RedisBackend::connect(&redis.url, config).await.unwrap();
+    let shared = node.shared.clone();
+    let backend = node.into_backend();
+    let id = shared.node;
+    let room = RoomId::new("r");
+    let ann = User::new("ann", "Ann");
+    backend
+        .rooms
+        .create(RoomInfo {
+            room_id: room.clone(),
+            name: "r".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            visibility: Visibility::Public,
+            owner: None,
+        })
+        .await
+        .unwrap();
+    backend.rooms.add_member(&room, &ann).await.unwrap();
+    assert!(backend.presence.enter(&room, &ann, id, 1).await.unwrap());
+
+    let mut conn = redis.conn().await;
+    let conns = format!("roomcast:room:{{r}}:conns:{id}");
+    let online = "roomcast:room:{r}:online".to_owned();
+    let room_ttl = |conn: &mut redis::aio::MultiplexedConnection, key: String| {
+        let mut conn = conn.clone();
+        async move {
+            let ttl: i64 = conn.pttl(&key).await.unwrap();
+            assert!(ttl > 0 && ttl <= 60_000, "{key}: PTTL {ttl}");
+        }
+    };
+    for key in [&conns, &online] {
+        room_ttl(&mut conn, key.clone()).await;
+    }
+
+    // Lost (as if Redis lost them): the reconcile restores them, with the room TTL.
+    let _: () = conn.del(&[&conns, &online]).await.unwrap();
+    let mut cmd = shared.cmd.clone();
+    heartbeat::reconcile(&shared, &mut cmd).await.unwrap();
+    let held: Option<String> = conn.hget(&conns, 1).await.unwrap();
+    assert_eq!(held.as_deref(), Some("ann"));
+    let count: Option<i64> = conn.hget(&online, "ann").await.unwrap();
+    assert_eq!(count, Some(1));
+    for key in [&conns, &online] {
+        room_ttl(&mut conn, key.clone()).await;
+    }
+
+    // The room expired (every key of it gone) while the node still has Ann: the reconcile
+    // restores nothing into it, a late exit and a reap of a dead node write nothing back.
+    let all: Vec<String> = conn.keys("roomcast:room:{r}*").await.unwrap();
+    let _: () = conn.del(&all).await.unwrap();
+    for _ in 0..2 {
+        heartbeat::reconcile(&shared, &mut cmd).await.unwrap();
+        let left: Vec<String> = conn.keys("roomcast:room:{r}*").await.unwrap();
+        assert!(left.is_empty(), "{left:?}");
+    }
+    // And the node's rooms no longer list it (so the reconcile leaves it be from now on).
+    let listed: bool = conn
+        .sismember(format!("roomcast:node:{{{id}}}:rooms"), "r")
+        .await
+        .unwrap();
+    assert!(!listed);
+    let user_left = Envelope {
+        origin: Origin {
+            node: id,
+            conn: None,
+        },
+        topic: Topic::Room(room.clone()),
+        frame: bytes::Bytes::from_static(b"{}"),
+    };
+    assert!(!backend
+        .presence
+        .exit(&room, &ann, id, 1, user_left)
+        .await
+        .unwrap());
+    let dead = NodeId::random();
+    let dead_conns = format!("roomcast:room:{{r}}:conns:{dead}");
+    let _: () = conn.hset(&dead_conns, 7, "bob").await.unwrap();
+    presence::sync_room(&shared, &mut cmd, &room, dead, &[])
+        .await
+        .unwrap();
+    let left: Vec<String> = conn.keys("roomcast:room:{r}*").await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}
