@@ -41,6 +41,7 @@ pub(crate) struct Metrics {
     pub(crate) queued_frames: Gauge,
     pub(crate) queue_max: Gauge,
     pub(crate) draining: Gauge,
+    pub(crate) runtime_tasks: Gauge,
 }
 
 /// The `reason` label of `roomcast_connections_closed_total`, in [`SessionEnd`] order.
@@ -99,6 +100,7 @@ impl Metrics {
             queued_frames: gauge!("roomcast_outgoing_queued_frames"),
             queue_max: gauge!("roomcast_outgoing_queue_max"),
             draining: gauge!("roomcast_draining"),
+            runtime_tasks: gauge!("roomcast_runtime_tasks"),
         }
     }
 

@@ -161,11 +161,8 @@ async fn with_request_id(mut request: Request, next: Next) -> Response {
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
     let _enter = span.enter();
-    if status.is_server_error() {
-        tracing::warn!(status = status.as_u16(), "request failed");
-    } else {
-        tracing::debug!(status = status.as_u16(), "request done");
-    }
+    // A 5xx was logged already, with its correlation id, inside this span.
+    tracing::debug!(status = status.as_u16(), "request done");
     drop(_enter);
     with_id(response, &id).await
 }

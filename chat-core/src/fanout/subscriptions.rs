@@ -2,7 +2,7 @@
 //! topic is subscribed once per node, never once per connection.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex},
 };
 
@@ -19,6 +19,10 @@ pub(crate) struct Subscriptions {
     /// UNSUBSCRIBE can never overtake a later join's SUBSCRIBE); the std mutex around the map
     /// is only held to find or create a topic's slot.
     topics: Mutex<HashMap<Topic, Arc<tokio::sync::Mutex<usize>>>>,
+    /// Topics whose last release could not unsubscribe (the broker was away): tried again by
+    /// [`Subscriptions::retry_stale`]. Without it a Redis connection that resubscribes what
+    /// it still tracks would keep them forever (found by the soak test).
+    stale: Mutex<HashSet<Topic>>,
 }
 
 impl Subscriptions {
@@ -36,6 +40,8 @@ impl Subscriptions {
         let mut count = slot.lock().await;
         if *count == 0 {
             broker.subscribe(vec![topic.clone()]).await?;
+            // Wanted again: no stale unsubscribe may run for it (it takes this slot's lock).
+            lock(&self.stale).remove(topic);
         }
         *count += 1;
         Ok(())
@@ -50,17 +56,50 @@ impl Subscriptions {
             return;
         }
         if let Err(err) = broker.unsubscribe(vec![topic.clone()]).await {
-            // The subscription may linger in the broker: its frames then find no local
-            // connection and are dropped, which is harmless.
-            tracing::warn!(cause = %err, ?topic, "unsubscribe failed");
+            // Meanwhile its frames find no local connection and are dropped; it is tried
+            // again until the broker takes it.
+            tracing::warn!(cause = %err, ?topic, "unsubscribe failed; retrying it later");
+            lock(&self.stale).insert(topic.clone());
         }
         drop(count);
+        self.forget_if_idle(topic, &slot);
+    }
+
+    /// Tries again the unsubscribes that failed; each under its topic's lock, and only if
+    /// nobody acquired the topic since. Returns how many are still pending.
+    pub(crate) async fn retry_stale(&self, broker: &dyn Broker) -> usize {
+        let stale: Vec<Topic> = lock(&self.stale).iter().cloned().collect();
+        for topic in stale {
+            let slot = self.slot(&topic);
+            let count = slot.lock().await;
+            if *count == 0 {
+                match broker.unsubscribe(vec![topic.clone()]).await {
+                    Ok(()) => {
+                        lock(&self.stale).remove(&topic);
+                    }
+                    Err(_) => {
+                        drop(count);
+                        self.forget_if_idle(&topic, &slot);
+                        break; // still away: the next round
+                    }
+                }
+            } else {
+                lock(&self.stale).remove(&topic);
+            }
+            drop(count);
+            self.forget_if_idle(&topic, &slot);
+        }
+        lock(&self.stale).len()
+    }
+
+    /// Drops `topic`'s slot from the map when nobody else holds or waits on it.
+    fn forget_if_idle(&self, topic: &Topic, slot: &Arc<tokio::sync::Mutex<usize>>) {
         let mut topics = lock(&self.topics);
         // Two references left (the map's and `slot`) means nobody is waiting on this topic, so
         // the entry can go; new acquirers clone under this same lock, so this cannot race.
-        if Arc::strong_count(&slot) == 2 {
+        if Arc::strong_count(slot) == 2 {
             if let Some(current) = topics.get(topic) {
-                if Arc::ptr_eq(current, &slot) {
+                if Arc::ptr_eq(current, slot) {
                     topics.remove(topic);
                 }
             }

@@ -51,7 +51,7 @@ struct Inner {
     config: ChatConfig,
     policy: Arc<dyn Policy>,
     hub: Arc<Hub>,
-    subscriptions: Subscriptions,
+    subscriptions: Arc<Subscriptions>,
     /// Per-user limits, shared by all of a user's connections on this node.
     limits: Arc<UserLimits>,
     node: NodeId,
@@ -93,7 +93,15 @@ impl Chat {
         let (backend, events) = backend.into_parts();
         let node = backend.broker.node_id();
         let hub = Arc::new(Hub::new(node));
-        let tasks = tasks::Tasks::spawn(&hub, events, &config, backend.presence.clone(), node);
+        let subscriptions = Arc::new(Subscriptions::default());
+        let tasks = tasks::Tasks::spawn(
+            &hub,
+            events,
+            &config,
+            backend.presence.clone(),
+            node,
+            (subscriptions.clone(), backend.broker.clone()),
+        );
         let (done_tx, done_rx) = mpsc::channel(1);
         let limits = Arc::new(UserLimits::new(&config));
         // The metrics' handles, registered with whatever recorder the host installed.
@@ -105,7 +113,7 @@ impl Chat {
                 config,
                 policy,
                 hub,
-                subscriptions: Subscriptions::default(),
+                subscriptions,
                 limits,
                 node,
                 next_conn: AtomicU64::new(1),
@@ -245,7 +253,8 @@ impl Chat {
 
     /// Sets the engine's gauges (`roomcast_connections`, `roomcast_room_memberships`,
     /// `roomcast_rooms_local`, `roomcast_subscriptions`, `roomcast_outgoing_queued_frames`,
-    /// `roomcast_outgoing_queue_max`) from this node's state. Call it right before rendering
+    /// `roomcast_outgoing_queue_max`, `roomcast_draining`, `roomcast_runtime_tasks`) from this
+    /// node's state. Call it right before rendering
     /// the metrics (chat-tower's metrics router does): the hot path keeps no gauge up to date.
     /// One node per process is what the gauges describe.
     pub fn record_gauges(&self) {
@@ -262,6 +271,12 @@ impl Chat {
         metrics
             .draining
             .set(if self.is_draining() { 1.0 } else { 0.0 });
+        // Leaked tasks show here (the process's whole runtime: the host's tasks too).
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            metrics
+                .runtime_tasks
+                .set(runtime.metrics().num_alive_tasks() as f64);
+        }
     }
 
     /// Local subscriptions to broker topics (rooms and users with a connection here).

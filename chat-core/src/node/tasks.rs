@@ -9,13 +9,13 @@ use tracing::{debug, info};
 
 use crate::{
     backend::{
-        broker::{BrokerEvent, ConnId, Envelope, NodeId, Origin},
+        broker::{Broker, BrokerEvent, ConnId, Envelope, NodeId, Origin},
         events::Missed,
         store::PresenceStore,
         Events,
     },
     config::ChatConfig,
-    fanout::{FlushTick, Hub},
+    fanout::{FlushTick, Hub, Subscriptions},
     protocol::{ResyncFrame, RoomId, ServerFrame, User},
 };
 
@@ -49,6 +49,8 @@ pub(super) struct Tasks {
     /// Failed presence exits go here, to the task that retries them.
     exits: mpsc::UnboundedSender<FailedExit>,
     exit_retries: JoinHandle<()>,
+    /// Retries unsubscribes that failed (`Subscriptions::retry_stale`).
+    unsubscribes: JoinHandle<()>,
 }
 
 impl Tasks {
@@ -59,6 +61,7 @@ impl Tasks {
         config: &ChatConfig,
         presence: Arc<dyn PresenceStore>,
         node: NodeId,
+        subscriptions: (Arc<Subscriptions>, Arc<dyn Broker>),
     ) -> Self {
         let dispatcher = tokio::spawn(dispatch(hub.clone(), events));
         let tick = (!config.write_coalesce.is_zero()).then(|| {
@@ -68,12 +71,15 @@ impl Tasks {
         let keepalive = tokio::spawn(keepalive(hub.clone(), config.ping_interval));
         let (exits, failed) = mpsc::unbounded_channel();
         let exit_retries = tokio::spawn(retry_exits(presence, node, failed));
+        let (subscriptions, broker) = subscriptions;
+        let unsubscribes = tokio::spawn(retry_unsubscribes(subscriptions, broker));
         Self {
             dispatcher,
             tick,
             keepalive,
             exits,
             exit_retries,
+            unsubscribes,
         }
     }
 
@@ -98,6 +104,7 @@ impl Drop for Tasks {
         }
         self.keepalive.abort();
         self.exit_retries.abort();
+        self.unsubscribes.abort();
     }
 }
 
@@ -149,6 +156,24 @@ async fn retry_exits(
                     break;
                 }
             }
+        }
+    }
+}
+
+/// How often unsubscribes that failed (the broker was away) are tried again.
+const UNSUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
+
+/// Tries again, every [`UNSUBSCRIBE_RETRY`], the unsubscribes that failed: a topic nobody
+/// here wants must not stay subscribed (a Redis connection resubscribes what it still tracks
+/// after an outage). A check of an empty set per second when nothing failed.
+async fn retry_unsubscribes(subscriptions: Arc<Subscriptions>, broker: Arc<dyn Broker>) {
+    let mut tick = tokio::time::interval(UNSUBSCRIBE_RETRY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let pending = subscriptions.retry_stale(&*broker).await;
+        if pending > 0 {
+            debug!(pending, "unsubscribes still failing");
         }
     }
 }
