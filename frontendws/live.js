@@ -104,19 +104,36 @@ function onDirect(frame) {
   insertItem(conv, messageItem(frame));
 }
 
+// A user's "left" line waits this long: if they join again meanwhile (a reload, a reconnect
+// to another instance after a drain) neither line is shown, so reloads do not flood the room.
+const LEAVE_GRACE_MS = 3000;
+
 function onSystem(frame) {
   const conv = roomConv(frame.room);
   if (!conv || !frame.user) return;
   if (me() && frame.user.id === me().id) return;
+  conv.pendingLeaves ??= new Map();
+  const pending = conv.pendingLeaves.get(frame.user.id);
   if (frame.event === 'user_joined') {
     if (!conv.members.has(frame.user.id)) conv.onlineCount += 1;
     conv.members.set(frame.user.id, frame.user);
-    insertItem(conv, { kind: 'system', event: 'joined', text: `${frame.user.name} joined`, ts: frame.ts });
+    if (pending) {
+      // Back within the grace: the leave and this join show as nothing.
+      clearTimeout(pending);
+      conv.pendingLeaves.delete(frame.user.id);
+    } else {
+      insertItem(conv, { kind: 'system', event: 'joined', text: `${frame.user.name} joined`, ts: frame.ts });
+    }
     refreshRoom(conv); // perhaps a new member: the count changes
   } else if (frame.event === 'user_left') {
     conv.onlineCount = Math.max(conv.onlineCount - 1, conv.members.size - 1, 0);
     conv.members.delete(frame.user.id);
-    insertItem(conv, { kind: 'system', event: 'left', text: `${frame.user.name} left`, ts: frame.ts });
+    if (pending) clearTimeout(pending);
+    const item = { kind: 'system', event: 'left', text: `${frame.user.name} left`, ts: frame.ts };
+    conv.pendingLeaves.set(frame.user.id, setTimeout(() => {
+      conv.pendingLeaves.delete(frame.user.id);
+      insertItem(conv, item);
+    }, LEAVE_GRACE_MS));
   } else {
     return;
   }

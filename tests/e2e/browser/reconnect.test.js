@@ -35,12 +35,13 @@ test('a restarted instance: status shown, automatic reconnect, missed and queued
   const lastId = await alice.page.locator(tid('message'), { hasText: 'before the restart' }).getAttribute('data-id');
   assert.ok(lastId, 'the acknowledged message carries its server id');
 
-  // Alice's instance goes away (graceful shutdown: close code 1001).
+  // Alice's instance goes away (SIGTERM drains it: close code 1012).
   await server.stop('SIGTERM');
   const status = alice.page.locator(tid('conn-status'));
   await alice.page.locator(`${tid('conn-status')}[data-state="reconnecting"]`).waitFor();
-  // 1001 reads "the server is restarting"; a retry that failed since reads "the connection was lost".
-  assert.match(await status.innerText(), /Disconnected: (the server is restarting|the connection was lost)\. Retrying in \d+ s/);
+  // 1012 reads "the server is moving you to another one"; a retry that failed since (the
+  // only instance it knows is down) reads "the connection was lost".
+  assert.match(await status.innerText(), /Disconnected: (the server is moving you to another one|the connection was lost)\. Retrying in \d+ s/);
   await alice.page.locator(tid('retry-now')).waitFor();
   await waitSystem(bob.page, 'alice left');
 
