@@ -3,7 +3,7 @@
 //!
 //! - `Content-Security-Policy`: scripts, styles and connections from this origin only (the
 //!   client's WebSocket is same-origin, which `connect-src 'self'` allows in Chromium and
-//!   Firefox), images also as `data:` (the client's empty favicon, Swagger UI's icons), no
+//!   Firefox), images also as `data:` (Swagger UI's icons; the client's favicon is `favicon.svg`), no
 //!   plugins, no `<base>`, forms post here only, and no framing (`frame-ancestors 'none'`,
 //!   with `X-Frame-Options: DENY` for older browsers).
 //! - `X-Content-Type-Options: nosniff`: a response is only ever what its type says.

@@ -1,9 +1,9 @@
-//! The demo-server binary: serves the client and the docs, shuts down gracefully.
+//! The demo-server binary: serves the client and the docs, drains on SIGTERM (1012).
 
 use roomcast_tests::{Client, DemoProcess};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_closes_websockets_with_1001_and_exits_cleanly() {
+async fn sigterm_drains_websockets_with_1012_and_exits_cleanly() {
     let demo = DemoProcess::start(&[]).await;
     let room = demo.api.create_room("bye").await;
     let joined = demo.api.join_room(&room, "alice").await;
@@ -22,7 +22,7 @@ async fn sigterm_closes_websockets_with_1001_and_exits_cleanly() {
     let status = {
         let close = tokio::spawn(async move { alice.expect_close().await });
         let status = demo.terminate().await;
-        assert_eq!(close.await.unwrap(), 1001);
+        assert_eq!(close.await.unwrap(), 1012, "SIGTERM drains (issue 16)");
         status
     };
     assert!(status.success(), "{status:?}");
