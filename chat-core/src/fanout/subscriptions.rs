@@ -111,3 +111,93 @@ impl Subscriptions {
         lock(&self.topics).len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+    use crate::{
+        backend::{
+            broker::{Control, Envelope, NewRoomMessage, NodeId},
+            Reply,
+        },
+        protocol::{RoomId, RoomMessage},
+    };
+
+    /// A broker that only (un)subscribes, and fails while `away`.
+    #[derive(Default)]
+    struct Topics {
+        away: AtomicBool,
+        subscribed: Mutex<HashSet<Topic>>,
+    }
+
+    impl Topics {
+        fn set(&self, topics: Vec<Topic>, on: bool) -> Reply<'_, ()> {
+            let result = if self.away.load(Ordering::SeqCst) {
+                Err(BackendError::Unavailable("away".into()))
+            } else {
+                let mut subscribed = lock(&self.subscribed);
+                for topic in topics {
+                    if on {
+                        subscribed.insert(topic);
+                    } else {
+                        subscribed.remove(&topic);
+                    }
+                }
+                Ok(())
+            };
+            Box::pin(std::future::ready(result))
+        }
+    }
+
+    fn unused<T: Send + 'static>() -> Reply<'static, T> {
+        Box::pin(std::future::ready(Err(BackendError::Unavailable(
+            "not in this test".into(),
+        ))))
+    }
+
+    impl Broker for Topics {
+        fn node_id(&self) -> NodeId {
+            NodeId(uuid::Uuid::nil())
+        }
+        fn publish(&self, _: Envelope) -> Reply<'_, usize> {
+            unused()
+        }
+        fn publish_room_message(&self, _: NewRoomMessage) -> Reply<'_, RoomMessage> {
+            unused()
+        }
+        fn publish_control(&self, _: Control) -> Reply<'_, usize> {
+            unused()
+        }
+        fn subscribe(&self, topics: Vec<Topic>) -> Reply<'_, ()> {
+            self.set(topics, true)
+        }
+        fn unsubscribe(&self, topics: Vec<Topic>) -> Reply<'_, ()> {
+            self.set(topics, false)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unsubscribe_that_failed_is_retried_unless_the_topic_is_wanted_again() {
+        let broker = Topics::default();
+        let subs = Subscriptions::default();
+        let (a, b) = (
+            Topic::Room(RoomId::new("a".to_owned())),
+            Topic::Room(RoomId::new("b".to_owned())),
+        );
+        subs.acquire(&broker, &a).await.unwrap();
+        subs.acquire(&broker, &b).await.unwrap();
+        broker.away.store(true, Ordering::SeqCst);
+        subs.release(&broker, &a).await;
+        subs.release(&broker, &b).await;
+        assert_eq!(subs.retry_stale(&broker).await, 2, "still away");
+        broker.away.store(false, Ordering::SeqCst);
+        // `b` is wanted again before the retry: it must stay subscribed.
+        subs.acquire(&broker, &b).await.unwrap();
+        assert_eq!(subs.retry_stale(&broker).await, 0);
+        let subscribed = lock(&broker.subscribed).clone();
+        assert_eq!(subscribed, HashSet::from([b.clone()]));
+        assert_eq!(subs.count(), 1);
+    }
+}
