@@ -283,7 +283,7 @@ async fn wave(
     n: usize,
     totals: &mut Totals,
 ) {
-    let (token, room) = retry(|| async {
+    let room = retry(|| async {
         let guest = post(
             http,
             format!("http://{survivor}/guests"),
@@ -299,10 +299,9 @@ async fn wave(
             json!({"name": format!("wave {n}"), "visibility": "public"}),
         )
         .await?;
-        Some((token, room["roomId"].as_str()?.to_owned()))
+        Some(room["roomId"].as_str()?.to_owned())
     })
     .await;
-    let _ = token;
     let mut peers = Vec::new();
     for i in 0..CLIENTS_PER_WAVE {
         let name = format!("w{n}c{i}");
