@@ -14,3 +14,12 @@ export const code: ErrorCode = "not_in_rooom"; // WRONG: typo of `not_in_room`
 export function relogin(problem: Problem): boolean {
   return problem.code === "token_expired"; // WRONG: no such ProblemCode
 }
+
+export function explain(problem: Problem): string {
+  switch (problem.code) {
+    case "room_not_foud": // WRONG: typo of `room_not_found`
+      return "not there";
+    default:
+      return "error";
+  }
+}
