@@ -2,7 +2,8 @@
 # The whole test suite, on a fresh machine: installs what the tests need where it is missing
 # (redis-server; Chromium and npm packages for the browser tests; PyPI packages for the
 # contract tests), then runs every Rust test (unit, property, integration, several instances
-# on real redis-server processes), the browser tests and the OpenAPI contract tests.
+# on real redis-server processes), the browser tests, the OpenAPI contract tests and the
+# TypeScript SDK tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,3 +28,6 @@ cargo test --workspace --all-features
 # schemathesis; each starts its own servers and installs its own packages (npm, PyPI).
 DEMO_SERVER_BIN="$PWD/target/debug/demo-server" bash tests/e2e/browser/run.sh
 DEMO_SERVER_BIN="$PWD/target/debug/demo-server" bash tests/e2e/contract/run.sh
+# The contract as a TypeScript SDK: types generated from the checked-in openapi/ files, a
+# strict client run against a live demo, programs tsc must reject (npm packages, pinned).
+DEMO_SERVER_BIN="$PWD/target/debug/demo-server" bash tests/e2e/sdk-ts/run.sh

@@ -29,7 +29,9 @@ pub struct Problem {
     /// What went wrong in this occurrence.
     pub detail: String,
     /// Machine-readable code (an extension member; the same codes as WebSocket errors where
-    /// they apply).
+    /// they apply). Documented as the `ProblemCode` enum: every [`ErrorCode`](chat_core::ErrorCode)
+    /// and every code of [`HTTP_PROBLEM_CODES`].
+    #[schema(schema_with = problem_code_schema)]
     pub code: String,
     /// On a 5xx only (an extension member): the id under which the server logged what
     /// really went wrong; the `detail` is generic and names it too.
@@ -39,6 +41,42 @@ pub struct Problem {
         skip_serializing_if = "Option::is_none"
     )]
     pub correlation_id: Option<String>,
+}
+
+/// The `code`s of problems that are not WebSocket error codes, with what each means: with
+/// every [`ErrorCode`](chat_core::ErrorCode), the `ProblemCode` enum of the OpenAPI document.
+pub const HTTP_PROBLEM_CODES: &[(&str, &str)] = &[
+    (
+        "bad_request",
+        "The request is malformed: a bad query, cursor or JSON body.",
+    ),
+    ("invalid_value", "Well-formed, but a value is out of range."),
+    ("unauthorized", "No identity, or a bad or expired token."),
+    (
+        "method_not_allowed",
+        "The path exists, the method does not.",
+    ),
+    (
+        "unsupported_media_type",
+        "A body that is not sent as `application/json`.",
+    ),
+    ("not_found", "No such path."),
+    (
+        "not_ready",
+        "`/readyz` (mounted by the host): the backend is unreachable or the instance is draining.",
+    ),
+    (
+        "internal",
+        "A bug or a broken backend; see `correlationId`.",
+    ),
+];
+
+/// `Problem.code` in the OpenAPI document: a reference to the `ProblemCode` enum, which
+/// `openapi::openapi` builds from [`chat_core::ErrorCode`] and [`HTTP_PROBLEM_CODES`].
+fn problem_code_schema() -> utoipa::openapi::Ref {
+    let mut reference = utoipa::openapi::Ref::from_schema_name("ProblemCode");
+    reference.description = "Machine-readable code (an extension member; the same codes as WebSocket errors where they apply).".into();
+    reference
 }
 
 /// What a chat HTTP endpoint can fail with; renders as [`Problem`].
@@ -72,6 +110,9 @@ pub enum ChatRejection {
     /// 404: no such user.
     #[error("{0}")]
     UserNotFound(String),
+    /// 404: no such path (the router's fallback).
+    #[error("{0}")]
+    NoSuchPath(String),
     /// 409: the request conflicts with the chat's state (`code`: `not_in_room`,
     /// `recipient_offline`, `room_full`).
     #[error("{detail}")]
@@ -107,6 +148,7 @@ impl ChatRejection {
             Self::Forbidden(_) => (403, "forbidden", "Forbidden"),
             Self::NotFound(_) => (404, "room_not_found", "Room not found"),
             Self::UserNotFound(_) => (404, "user_not_found", "User not found"),
+            Self::NoSuchPath(_) => (404, "not_found", "Not found"),
             Self::Conflict { code, .. } => (409, code, "Conflict"),
             Self::TooManyRequests { .. } => (429, "rate_limited", "Too many requests"),
             Self::MethodNotAllowed(_) => (405, "method_not_allowed", "Method not allowed"),
@@ -236,9 +278,17 @@ mod tests {
             (ChatRejection::Forbidden(s()), StatusCode::FORBIDDEN),
             (ChatRejection::NotFound(s()), StatusCode::NOT_FOUND),
             (ChatRejection::UserNotFound(s()), StatusCode::NOT_FOUND),
+            (ChatRejection::NoSuchPath(s()), StatusCode::NOT_FOUND),
             (
                 ChatRejection::Conflict {
                     code: "not_in_room",
+                    detail: s(),
+                },
+                StatusCode::CONFLICT,
+            ),
+            (
+                ChatRejection::Conflict {
+                    code: "recipient_offline",
                     detail: s(),
                 },
                 StatusCode::CONFLICT,
@@ -268,7 +318,14 @@ mod tests {
                 StatusCode::INTERNAL_SERVER_ERROR,
             ),
         ];
+        let documented: Vec<String> = crate::openapi::problem_codes()
+            .into_iter()
+            .map(|(code, _)| code)
+            .collect();
         for (rejection, status) in cases {
+            // Every code the server emits is in the documented `ProblemCode` enum.
+            let code = rejection.problem().code;
+            assert!(documented.contains(&code), "{code} is not documented");
             let response = rejection.into_response();
             assert_eq!(response.status(), status);
             assert_eq!(

@@ -30,7 +30,6 @@ pub(crate) fn api_router() -> OpenApiRouter<ChatState> {
         .routes(routes!(rest::messages::room_messages))
         .routes(routes!(rest::contract::openapi_json))
         .routes(routes!(rest::contract::asyncapi_json))
-        .routes(routes!(ws::upgrade::ws_handler))
 }
 
 /// The routes, generic over the host's state so that they nest anywhere.
@@ -95,4 +94,7 @@ where
                 "this path does not take that method".into(),
             )
         })
+        // Unknown paths answer a problem too. Nested under a prefix, this sees only the paths
+        // under it; merged at the root, a host's own `fallback` (set after the merge) wins.
+        .fallback(|| async { crate::error::ChatRejection::NoSuchPath("no such path".into()) })
 }

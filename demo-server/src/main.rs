@@ -457,7 +457,13 @@ async fn run() -> anyhow::Result<()> {
             .merge(chat_tower::ops::health(chat.clone()))
             .merge(chat_tower::ops::metrics(chat.clone(), prometheus))
             .merge(docs)
-            .fallback_service(ServeDir::new(&args.static_dir)),
+            // A path that is neither the API nor a file of the client: the chat's own
+            // `not_found` problem (problem+json, like every other API error).
+            .fallback_service(ServeDir::new(&args.static_dir).fallback(
+                axum::handler::HandlerWithoutStateExt::into_service(|| async {
+                    chat_tower::ChatRejection::NoSuchPath("no such path".into())
+                }),
+            )),
     )
     // The span names the path only: a query may carry a token (`/ws?token=`), and tokens
     // never go to the logs.

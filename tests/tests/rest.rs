@@ -293,8 +293,11 @@ async fn nested_under_a_prefix_in_a_host_app_with_its_own_state() {
     let (status, asyncapi) = api.get("/asyncapi.json").await;
     assert_eq!(
         (status, asyncapi["asyncapi"].as_str()),
-        (200, Some("3.0.0"))
+        (200, Some("3.1.0"))
     );
+    // An unknown path under the prefix is the chat's problem; the host's `/` is still the host's.
+    let (status, problem) = api.get("/no-such-path").await;
+    assert_eq!((status, problem["code"].as_str()), (404, Some("not_found")));
 }
 
 #[tokio::test]

@@ -6,26 +6,27 @@
 //! contract files; `asyncapi` the WebSocket side: frame schemas and the AsyncAPI document.
 
 use utoipa::{
-    openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme},
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
     Modify, OpenApi,
 };
 
 use crate::rest::TAG;
 
 mod asyncapi;
+mod frames;
+mod polish;
 pub(crate) mod problems;
 
-pub use asyncapi::{asyncapi, client_frames_schema, server_frames_schema};
+pub use asyncapi::{
+    asyncapi, client_frames_json, client_frames_schema, server_frames_json, server_frames_schema,
+};
+pub use polish::problem_codes;
 
 struct Security;
 
 impl Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "token",
-            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("token"))),
-        );
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
@@ -50,6 +51,9 @@ impl Modify for Security {
     // The shared `problems` responses refer to `Problem` without registering it.
     components(schemas(crate::Problem)),
     modifiers(&Security),
+    // The served document names the mount prefix; at the root (as the demo serves it) that is
+    // `/`, which is what the checked-in file says.
+    servers((url = "/", description = "Where the chat router is mounted")),
     tags((name = TAG, description = "Rooms, membership and history"))
 )]
 pub(crate) struct ApiDoc;
@@ -71,6 +75,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
             }
         }
     }
+    polish::polish(&mut doc);
     doc
 }
 
@@ -82,11 +87,11 @@ pub fn contract_files() -> Vec<(&'static str, String)> {
         ("openapi.json", pretty(&doc)),
         (
             "ws-client-frames.schema.json",
-            pretty(&serde_json::to_value(client_frames_schema()).unwrap_or_default()),
+            pretty(&client_frames_json()),
         ),
         (
             "ws-server-frames.schema.json",
-            pretty(&serde_json::to_value(server_frames_schema()).unwrap_or_default()),
+            pretty(&server_frames_json()),
         ),
         ("asyncapi.json", pretty(&asyncapi())),
     ]

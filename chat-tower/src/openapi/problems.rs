@@ -94,12 +94,3 @@ impl IntoResponses for JoinLimit {
         rate_limited("Over the caller's join rate (`rate_limited`; default 10 a second, burst 20, shared with the WebSocket `join`)")
     }
 }
-
-/// 429 on `GET /ws`: the caller's open WebSockets.
-pub(crate) struct ConnectionLimit;
-
-impl IntoResponses for ConnectionLimit {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        rate_limited("The caller has the most WebSockets open on this instance (`rate_limited`; default 32); the open ones carry on")
-    }
-}

@@ -11,8 +11,8 @@ use axum::{
 use super::{mount_prefix, TAG};
 use crate::state::ChatState;
 
-/// The AsyncAPI 3.0 document of the WebSocket: every frame type with its JSON Schema.
-#[utoipa::path(get, path = "/asyncapi.json", tag = TAG,
+/// The AsyncAPI 3.1 document of the WebSocket: every frame type with its JSON Schema.
+#[utoipa::path(get, path = "/asyncapi.json", tag = TAG, operation_id = "getAsyncApi", security(()),
     responses((status = 200, description = "The AsyncAPI document", content_type = "application/json", body = Object)))]
 pub(crate) async fn asyncapi_json() -> Response {
     static DOC: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
@@ -22,13 +22,17 @@ pub(crate) async fn asyncapi_json() -> Response {
 }
 
 /// The OpenAPI 3.1 document of this API.
-#[utoipa::path(get, path = "/openapi.json", tag = TAG,
+#[utoipa::path(get, path = "/openapi.json", tag = TAG, operation_id = "getOpenApi", security(()),
     responses((status = 200, description = "The OpenAPI document", content_type = "application/json", body = Object)))]
 pub(crate) async fn openapi_json(State(state): State<ChatState>, request: Request) -> Response {
     let mut doc = state.inner.openapi.clone();
-    let base = Some(mount_prefix(request.extensions()))
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "/".into());
-    doc.servers = Some(vec![utoipa::openapi::Server::new(base)]);
+    // At the root the document is served as generated (its server is `/`, as in the
+    // checked-in file); nested, the server is the mount prefix.
+    let prefix = mount_prefix(request.extensions());
+    if !prefix.is_empty() {
+        for server in doc.servers.iter_mut().flatten() {
+            server.url = prefix.clone();
+        }
+    }
     Json(doc).into_response()
 }

@@ -60,7 +60,7 @@ pub(crate) fn new_guest(state: &ChatState, name: String) -> (Caller, String, i64
 
 /// Become a guest: a display name gets a new user id and a token (guest mode only: 404
 /// where the host identifies users itself).
-#[utoipa::path(post, path = "/guests", tag = TAG, operation_id = "create_guest",
+#[utoipa::path(post, path = "/guests", tag = TAG, operation_id = "createGuest",
     request_body(content = GuestRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "The guest and its token", body = GuestResponse),

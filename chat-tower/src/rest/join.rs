@@ -35,8 +35,10 @@ pub struct JoinRoomRequest {
     pub user: Option<String>,
 }
 
-/// `POST /join-room/{roomId}` response.
+/// `POST /join-room/{roomId}` response (named `JoinedRoom` in the documents: generators
+/// derive `JoinRoomResponse` from the operation id themselves).
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[schema(as = JoinedRoom)]
 #[schema(example = json!({"roomId": "0b7a2c1e-6a3f-4f7e-9d2b-5c8e1f4a9b30", "user": {"id": "5f0c9a9e-2d4b-4f1a-8c3e-7b6d5a4c3b21", "name": "alice"}, "token": "eyJzdWIiOi....c2lnbmF0dXJl", "websocketUrl": "/ws?token=eyJzdWIiOi....c2lnbmF0dXJl"}))]
 #[serde(rename_all = "camelCase")]
 pub struct JoinRoomResponse {
@@ -55,8 +57,8 @@ pub struct JoinRoomResponse {
 ///
 /// A private room needs an invite (or membership); without one it answers 404, as for a
 /// room that does not exist. v1 guests without an identity may send `{"user": name}`.
-#[utoipa::path(post, path = "/join-room/{roomId}", tag = TAG,
-    params(("roomId" = String, Path, description = "The room id")),
+#[utoipa::path(post, path = "/join-room/{roomId}", tag = TAG, operation_id = "joinRoom",
+    params(("roomId" = RoomId, Path, description = "The room id")),
     request_body(content = JoinRoomRequest, description = "An invite for a private room; v1 guests: the display name", content_type = "application/json"),
     responses(
         (status = 200, description = "Joined", body = JoinRoomResponse),

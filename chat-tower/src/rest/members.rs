@@ -42,8 +42,8 @@ pub struct InviteResponse {
 
 /// A page of a room's members, in the order they joined, with who is online. A private
 /// room's members are visible to its members only (404 for everyone else).
-#[utoipa::path(get, path = "/rooms/{roomId}/members", tag = TAG,
-    params(("roomId" = String, Path, description = "The room id"), PageQuery),
+#[utoipa::path(get, path = "/rooms/{roomId}/members", tag = TAG, operation_id = "listRoomMembers",
+    params(("roomId" = RoomId, Path, description = "The room id"), PageQuery),
     responses(
         (status = 200, description = "A page of members", body = MemberPage),
         BadPage,
@@ -68,8 +68,8 @@ pub(crate) async fn list_members(
 
 /// Leave a room for good: the caller stops being a member (the WebSocket `leave` only stops
 /// the live feed).
-#[utoipa::path(delete, path = "/rooms/{roomId}/members/me", tag = TAG,
-    params(("roomId" = String, Path, description = "The room id")),
+#[utoipa::path(delete, path = "/rooms/{roomId}/members/me", tag = TAG, operation_id = "leaveRoom",
+    params(("roomId" = RoomId, Path, description = "The room id")),
     responses(
         (status = 204, description = "No longer a member"),
         Unidentified,
@@ -91,8 +91,8 @@ pub(crate) async fn leave_room(
 
 /// An invite to a room, for a member to share: it admits its holder to the room (needed for
 /// private rooms) for 7 days.
-#[utoipa::path(post, path = "/rooms/{roomId}/invites", tag = TAG,
-    params(("roomId" = String, Path, description = "The room id")),
+#[utoipa::path(post, path = "/rooms/{roomId}/invites", tag = TAG, operation_id = "createInvite",
+    params(("roomId" = RoomId, Path, description = "The room id")),
     responses(
         (status = 201, description = "The invite", body = InviteResponse),
         Unidentified,

@@ -68,8 +68,8 @@ pub struct HistoryResponse {
 }
 
 /// A page of a room's history, oldest first. Page backwards with `before=nextBefore`.
-#[utoipa::path(get, path = "/rooms/{roomId}/messages", tag = TAG,
-    params(("roomId" = String, Path, description = "The room id"), HistoryQuery),
+#[utoipa::path(get, path = "/rooms/{roomId}/messages", tag = TAG, operation_id = "listRoomMessages",
+    params(("roomId" = RoomId, Path, description = "The room id"), HistoryQuery),
     responses(
         (status = 200, description = "A page of history", body = HistoryResponse),
         (status = 400, description = "Bad `before` or `limit`", body = Problem, content_type = "application/problem+json"),
@@ -82,9 +82,10 @@ pub(crate) async fn room_messages(
     State(state): State<ChatState>,
     Authenticated(caller): Authenticated,
     Path(room_id): Path<String>,
+    uri: axum::http::Uri,
     query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ChatRejection> {
-    let Query(query) = query.map_err(|e| ChatRejection::BadRequest(e.body_text()))?;
+    let Query(query) = query.map_err(|_| super::rooms::bad_query(&uri, &state))?;
     let chat = state.chat();
     let limit = super::rooms::page_limit(query.limit, &state)?;
     // An empty `before=` is a malformed cursor like any other (400), not "no cursor".

@@ -68,6 +68,25 @@ pub(crate) fn page_limit(limit: Option<u32>, state: &ChatState) -> Result<usize,
     }
 }
 
+/// 400 for a query string that does not deserialize, with a detail a person can act on
+/// rather than the deserializer's message (which names Rust types, e.g. `limit=1.5`).
+pub(crate) fn bad_query(uri: &axum::http::Uri, state: &ChatState) -> ChatRejection {
+    let max = state.chat().config().history_page_max;
+    let pairs = Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|Query(pairs)| pairs)
+        .unwrap_or_default();
+    if pairs
+        .iter()
+        .any(|(key, value)| key == "limit" && value.parse::<u32>().is_err())
+    {
+        ChatRejection::BadRequest(format!("`limit` must be a whole number from 1 to {max}"))
+    } else {
+        ChatRejection::BadRequest(
+            "the query string is not valid: each parameter at most once, URL-encoded".into(),
+        )
+    }
+}
+
 /// The `?cursor=&limit=` of a list request, checked (400 for a malformed query or a limit
 /// out of range).
 pub(crate) struct Page {
@@ -84,7 +103,7 @@ impl FromRequestParts<ChatState> for Page {
     ) -> Result<Self, ChatRejection> {
         let Query(query) = Query::<PageQuery>::from_request_parts(parts, state)
             .await
-            .map_err(|e| ChatRejection::BadRequest(e.body_text()))?;
+            .map_err(|_| bad_query(&parts.uri, state))?;
         Ok(Self {
             limit: page_limit(query.limit, state)?,
             cursor: query.cursor,
@@ -93,7 +112,7 @@ impl FromRequestParts<ChatState> for Page {
 }
 
 /// Create a room; the caller is its owner and first member.
-#[utoipa::path(post, path = "/create-room", tag = TAG,
+#[utoipa::path(post, path = "/create-room", tag = TAG, operation_id = "createRoom",
     request_body(content = CreateRoomRequest, description = "Optional; an empty body creates a public room with a default name", content_type = "application/json"),
     responses(
         (status = 201, description = "The room was created", body = RoomInfo),
@@ -122,7 +141,7 @@ pub(crate) async fn create_room(
 
 /// List rooms, newest first, page by page: the public rooms and the private rooms the caller
 /// is a member of, with how many users are online in each (across all instances).
-#[utoipa::path(get, path = "/rooms", tag = TAG,
+#[utoipa::path(get, path = "/rooms", tag = TAG, operation_id = "listRooms",
     params(PageQuery),
     responses(
         (status = 200, description = "A page of rooms", body = RoomPage),
@@ -145,8 +164,8 @@ pub(crate) async fn list_rooms(
 
 /// A room with its member count and first 100 members, with who is online. A private room
 /// is visible to its members only (404 for everyone else).
-#[utoipa::path(get, path = "/rooms/{roomId}", tag = TAG,
-    params(("roomId" = String, Path, description = "The room id")),
+#[utoipa::path(get, path = "/rooms/{roomId}", tag = TAG, operation_id = "getRoom",
+    params(("roomId" = RoomId, Path, description = "The room id")),
     responses(
         (status = 200, description = "The room", body = RoomDetails),
         Unidentified,

@@ -10,10 +10,8 @@ use tracing::Instrument;
 
 use super::socket::Socket;
 use crate::{
-    error::{ChatRejection, Problem},
+    error::ChatRejection,
     identity::resolve::{recheck_token, Authenticated},
-    openapi::problems::{ConnectionLimit, Unidentified},
-    rest::TAG,
     state::ChatState,
 };
 
@@ -27,18 +25,8 @@ const READ_BUFFER: usize = 512;
 /// segment per frame. Figures: see docs/perf.md.
 const WRITE_BUFFER: usize = 8 * 1024;
 
-/// Open the chat WebSocket (JSON text frames; see the WebSocket frame schemas).
-#[utoipa::path(get, path = "/ws", tag = TAG,
-    params(("token" = Option<String>, Query, description = "The token from `POST /join-room/{roomId}` (or send `Authorization: Bearer`, or rely on the host's identity)")),
-    responses(
-        (status = 101, description = "Switching to the WebSocket protocol"),
-        (status = 400, description = "Not a WebSocket upgrade request", body = Problem, content_type = "application/problem+json"),
-        Unidentified,
-        (status = 403, description = "Origin not allowed", body = Problem, content_type = "application/problem+json"),
-        ConnectionLimit,
-        (status = 503, description = "The chat backend is down or shutting down", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("token" = []), ("bearer" = [])))]
+/// Open the chat WebSocket (JSON text frames; see the WebSocket frame schemas). Described by
+/// the AsyncAPI document only: as a REST operation it could only fail.
 pub(crate) async fn ws_handler(
     State(state): State<ChatState>,
     request: Request,

@@ -9,17 +9,20 @@
 # 2. uses the demo-server at $DEMO_SERVER_BIN (a path relative to the repository root or
 #    absolute; unset: target/debug/demo-server, built or refreshed with
 #    `cargo build -p demo-server`) and starts it in memory on a free port;
-# 3. checks that the live GET /openapi.json equals openapi/openapi.json apart from `servers`
+# 3. checks that the live GET /openapi.json equals openapi/openapi.json, `servers` included
 #    (a difference is printed and fails the test of that name, without stopping the run);
 # 4. generates a Python SDK from the live document with openapi-python-client into a temporary
 #    directory (never committed);
 # 5. runs pytest: test_contract_sdk.py drives the REST API through that SDK as guests of
 #    POST /guests with `Authorization: Bearer` (401 without a valid identity on every endpoint,
 #    rooms, private rooms and invites, leaving, rooms and members paged with nextCursor,
-#    history paged with nextBefore after posting over the WebSocket, typed problem errors),
+#    history paged with nextBefore after posting over the WebSocket, a direct message and a
+#    typed error frame over two WebSockets, typed problem errors (`ProblemCode`), problems for
+#    unknown paths and a clean detail for `limit=1.5`),
 #    then test_schemathesis.py runs schemathesis with a fresh guest token against the live
 #    document (not_a_server_error, response_schema_conformance, status_code_conformance,
-#    content_type_conformance; /ws excluded) and prints how many test cases it ran.
+#    content_type_conformance) and prints how many test cases it ran. /ws is not in the
+#    OpenAPI document (the AsyncAPI document describes it); the SDK test drives it raw.
 #
 # Knobs: ST_MAX_EXAMPLES (default 50), ST_SEED (replay a schemathesis run), ST_WORKERS (2),
 # ST_CHECKS (schemathesis checks; default the four above, `all` to explore),

@@ -49,11 +49,10 @@ from roomcast_client.api.chat import (  # noqa: E402
     get_room,
     join_room,
     leave_room,
-    list_members,
+    list_room_members,
     list_rooms,
-    openapi_json,
-    room_messages,
-    ws_handler,
+    get_open_api,
+    list_room_messages,
 )
 from roomcast_client.models import (  # noqa: E402
     CreateRoomRequest,
@@ -63,10 +62,11 @@ from roomcast_client.models import (  # noqa: E402
     HistoryResponse,
     InviteResponse,
     JoinRoomRequest,
-    JoinRoomResponse,
+    JoinedRoom,
     Member,
     MemberPage,
     Problem,
+    ProblemCode,
     RoomDetails,
     RoomInfo,
     RoomPage,
@@ -104,7 +104,7 @@ def anon() -> Client:
     return Client(base_url=BASE_URL, raise_on_unexpected_status=True, timeout=httpx.Timeout(10.0))
 
 
-def sdk(token: str | GuestResponse | JoinRoomResponse, prefix: str = "Bearer") -> AuthenticatedClient:
+def sdk(token: str | GuestResponse | JoinedRoom, prefix: str = "Bearer") -> AuthenticatedClient:
     """A generated client that sends `Authorization: Bearer <token>` and raises on any status
     the document does not list."""
     if not isinstance(token, str):
@@ -162,6 +162,31 @@ def assert_problem(resp: Response[Any], path: str, method: str, status: int, cod
     return problem
 
 
+def assert_raw_problem(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """A problem answered outside the documented operations (the WebSocket's plain-HTTP
+    refusals, unknown paths): status, problem+json, and a body that is the documented Problem."""
+    assert resp.status_code == status, f"expected {status}, got {resp.status_code}: {resp.text!r}"
+    assert resp.headers["content-type"].startswith("application/problem+json"), resp.headers
+    body = resp.json()
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "components": SPEC["components"],
+        "$ref": "#/components/schemas/Problem",
+    }
+    errors_ = [e.message for e in jsonschema_rs.validator_for(schema).iter_errors(body)]
+    assert not errors_, f"not a documented Problem: {errors_}: {body}"
+    assert body["code"] == code and body["type"] == f"urn:roomcast:problem:{code}", body
+    return body
+
+
+def ws_plain(token: str | None = None, bearer: str | None = None) -> httpx.Response:
+    """GET /ws as plain HTTP (no upgrade): the WebSocket is AsyncAPI's, not an operation of
+    the OpenAPI document, so this goes around the SDK."""
+    headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    params = {"token": token} if token is not None else {}
+    return httpx.get(f"{BASE_URL}/ws", params=params, headers=headers, timeout=10.0)
+
+
 def new_guest(name: str) -> GuestResponse:
     resp = create_guest.sync_detailed(client=anon(), body=GuestRequest(name=name))
     raw = conforms(resp, "/guests", "post")
@@ -190,7 +215,7 @@ def new_room(owner: GuestResponse, name: str | None = None, visibility: Visibili
     return room
 
 
-def join(room_id: str, who: GuestResponse | JoinRoomResponse, invite: str | None = None) -> JoinRoomResponse:
+def join(room_id: str, who: GuestResponse | JoinedRoom, invite: str | None = None) -> JoinedRoom:
     if invite is None:
         resp = join_room.sync_detailed(room_id, client=sdk(who))
     else:
@@ -198,12 +223,12 @@ def join(room_id: str, who: GuestResponse | JoinRoomResponse, invite: str | None
     conforms(resp, "/join-room/{roomId}", "post")
     assert int(resp.status_code) == 200, resp.content
     joined = resp.parsed
-    assert isinstance(joined, JoinRoomResponse)
+    assert isinstance(joined, JoinedRoom)
     assert joined.room_id == room_id
     return joined
 
 
-def details(room_id: str, who: GuestResponse | JoinRoomResponse) -> RoomDetails:
+def details(room_id: str, who: GuestResponse | JoinedRoom) -> RoomDetails:
     resp = get_room.sync_detailed(room_id, client=sdk(who))
     conforms(resp, "/rooms/{roomId}", "get")
     assert int(resp.status_code) == 200, resp.content
@@ -211,7 +236,7 @@ def details(room_id: str, who: GuestResponse | JoinRoomResponse) -> RoomDetails:
     return resp.parsed
 
 
-def rooms_page(who: GuestResponse | JoinRoomResponse, **query: Any) -> RoomPage:
+def rooms_page(who: GuestResponse | JoinedRoom, **query: Any) -> RoomPage:
     resp = list_rooms.sync_detailed(client=sdk(who), **query)
     raw = conforms(resp, "/rooms", "get")
     assert int(resp.status_code) == 200, resp.content
@@ -221,7 +246,7 @@ def rooms_page(who: GuestResponse | JoinRoomResponse, **query: Any) -> RoomPage:
     return resp.parsed
 
 
-def all_rooms(who: GuestResponse | JoinRoomResponse, limit: int = 200) -> tuple[list[RoomSummary], list[str]]:
+def all_rooms(who: GuestResponse | JoinedRoom, limit: int = 200) -> tuple[list[RoomSummary], list[str]]:
     """Walks `GET /rooms` page by page; returns the rooms and the cursors it followed."""
     rooms: list[RoomSummary] = []
     cursors: list[str] = []
@@ -239,8 +264,8 @@ def all_rooms(who: GuestResponse | JoinRoomResponse, limit: int = 200) -> tuple[
     pytest.fail("GET /rooms: nextCursor never became null")
 
 
-def members_page(room_id: str, who: GuestResponse | JoinRoomResponse, **query: Any) -> MemberPage:
-    resp = list_members.sync_detailed(room_id, client=sdk(who), **query)
+def members_page(room_id: str, who: GuestResponse | JoinedRoom, **query: Any) -> MemberPage:
+    resp = list_room_members.sync_detailed(room_id, client=sdk(who), **query)
     raw = conforms(resp, "/rooms/{roomId}/members", "get")
     assert int(resp.status_code) == 200, resp.content
     assert "nextCursor" in raw, f"the contract's `nextCursor` (string or null) is missing: {raw!r}"
@@ -249,7 +274,7 @@ def members_page(room_id: str, who: GuestResponse | JoinRoomResponse, **query: A
     return resp.parsed
 
 
-def all_members(room_id: str, who: GuestResponse | JoinRoomResponse, limit: int) -> tuple[list[Member], list[str]]:
+def all_members(room_id: str, who: GuestResponse | JoinedRoom, limit: int) -> tuple[list[Member], list[str]]:
     members: list[Member] = []
     cursors: list[str] = []
     cursor: str | None = None
@@ -267,8 +292,8 @@ def all_members(room_id: str, who: GuestResponse | JoinRoomResponse, limit: int)
     pytest.fail("GET /rooms/{roomId}/members: nextCursor never became null")
 
 
-def page(room_id: str, who: GuestResponse | JoinRoomResponse, **query: Any) -> tuple[HistoryResponse, dict[str, Any]]:
-    resp = room_messages.sync_detailed(room_id, client=sdk(who), **query)
+def page(room_id: str, who: GuestResponse | JoinedRoom, **query: Any) -> tuple[HistoryResponse, dict[str, Any]]:
+    resp = list_room_messages.sync_detailed(room_id, client=sdk(who), **query)
     raw = conforms(resp, "/rooms/{roomId}/messages", "get")
     assert int(resp.status_code) == 200, resp.content
     assert isinstance(resp.parsed, HistoryResponse)
@@ -342,17 +367,17 @@ STATE: dict[str, Any] = {}
 
 def test_live_document_is_the_committed_one():
     """GET /openapi.json is anonymous, is OpenAPI 3.1, and is the committed openapi/openapi.json."""
-    resp = openapi_json.sync_detailed(client=anon())
+    resp = get_open_api.sync_detailed(client=anon())
     doc = conforms(resp, "/openapi.json", "get")
     assert int(resp.status_code) == 200
     assert doc["openapi"].startswith("3.1")
     assert doc == SPEC, "the document served changed during the run"
-    assert doc.get("servers") == [{"url": "/"}], doc.get("servers")
+    assert [server["url"] for server in doc.get("servers", [])] == ["/"], doc.get("servers")
     with open(os.environ["RC_COMMITTED_SPEC"], encoding="utf-8") as fd:
         committed = json.load(fd)
-    live = {k: v for k, v in doc.items() if k != "servers"}
-    committed.pop("servers", None)
+    live = doc
     missing = sorted(set(live["paths"]) - set(committed["paths"]))
+    # servers included: the checked-in file is what a generator pointed at the demo reads.
     assert live == committed, (
         "the live /openapi.json is not the committed openapi/openapi.json "
         f"(paths missing from the committed one: {missing}); run.sh printed the diff"
@@ -363,11 +388,14 @@ def test_asyncapi_document_is_anonymous():
     import importlib
 
     assert "/asyncapi.json" in SPEC["paths"]
-    asyncapi_json = importlib.import_module("roomcast_client.api.chat.asyncapi_json")
-    resp = asyncapi_json.sync_detailed(client=anon())
+    get_async_api = importlib.import_module("roomcast_client.api.chat.get_async_api")
+    resp = get_async_api.sync_detailed(client=anon())
     doc = conforms(resp, "/asyncapi.json", "get")
     assert int(resp.status_code) == 200
     assert str(doc.get("asyncapi", "")).startswith("3."), doc.get("asyncapi")
+    assert doc["servers"]["chat"]["protocol"] == "ws"
+    with open(os.path.join(os.path.dirname(os.environ["RC_COMMITTED_SPEC"]), "asyncapi.json"), encoding="utf-8") as fd:
+        assert doc == json.load(fd), "the live /asyncapi.json is not the committed openapi/asyncapi.json"
 
 
 def test_create_guest():
@@ -403,11 +431,10 @@ def _endpoints(room_id: str) -> list[tuple[str, str, Any]]:
         ("/join-room/{roomId}", "post", lambda c: join_room.sync_detailed(room_id, client=c)),
         ("/rooms", "get", lambda c: list_rooms.sync_detailed(client=c)),
         ("/rooms/{roomId}", "get", lambda c: get_room.sync_detailed(room_id, client=c)),
-        ("/rooms/{roomId}/members", "get", lambda c: list_members.sync_detailed(room_id, client=c)),
+        ("/rooms/{roomId}/members", "get", lambda c: list_room_members.sync_detailed(room_id, client=c)),
         ("/rooms/{roomId}/members/me", "delete", lambda c: leave_room.sync_detailed(room_id, client=c)),
         ("/rooms/{roomId}/invites", "post", lambda c: create_invite.sync_detailed(room_id, client=c)),
-        ("/rooms/{roomId}/messages", "get", lambda c: room_messages.sync_detailed(room_id, client=c)),
-        ("/ws", "get", lambda c: ws_handler.sync_detailed(client=c)),
+        ("/rooms/{roomId}/messages", "get", lambda c: list_room_messages.sync_detailed(room_id, client=c)),
     ]
 
 
@@ -468,7 +495,7 @@ def test_an_expired_token_is_refused_everywhere():
             assert_problem(call(sdk(expired)), path, method, 401, "unauthorized")
         except AssertionError as e:
             failures.append(str(e).splitlines()[0])
-    assert_problem(ws_handler.sync_detailed(client=anon(), token=expired), "/ws", "get", 401, "unauthorized")
+    assert_raw_problem(ws_plain(token=expired), 401, "unauthorized")
     assert not failures, "\n".join(failures)
 
 
@@ -590,7 +617,7 @@ def test_v1_guest_join_without_an_identity_still_works():
     conforms(resp, "/join-room/{roomId}", "post")
     assert int(resp.status_code) == 200, resp.content
     carol = resp.parsed
-    assert isinstance(carol, JoinRoomResponse) and carol.user.name == "carol"
+    assert isinstance(carol, JoinedRoom) and carol.user.name == "carol"
     # The token it hands out is an identity for REST too.
     assert carol.user.id in {m.id for m in details(room.room_id, carol).members}
 
@@ -649,11 +676,11 @@ def test_unknown_room_is_a_typed_404():
     for room_id in (str(uuid.uuid4()), "not a uuid"):
         assert_problem(get_room.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}", "get", 404, "room_not_found")
         assert_problem(
-            room_messages.sync_detailed(room_id, client=sdk(bob), limit=5),
+            list_room_messages.sync_detailed(room_id, client=sdk(bob), limit=5),
             "/rooms/{roomId}/messages", "get", 404, "room_not_found",
         )
         assert_problem(
-            list_members.sync_detailed(room_id, client=sdk(bob)),
+            list_room_members.sync_detailed(room_id, client=sdk(bob)),
             "/rooms/{roomId}/members", "get", 404, "room_not_found",
         )
         assert_problem(
@@ -678,13 +705,40 @@ def test_problems_come_out_of_the_sdk_as_typed_errors():
     assert isinstance(problem, Problem) and problem.status == 400 and problem.code == "bad_request"
     problem = create_guest.sync(client=anon(), body=GuestRequest(name=""))
     assert isinstance(problem, Problem) and problem.status == 422 and problem.code == "invalid_value"
-    # And an undocumented status is an error, not a silent None (the SDK's own guard).
-    with pytest.raises(errors.UnexpectedStatus):
-        list_rooms.sync_detailed(
-            client=AuthenticatedClient(
-                base_url=BASE_URL + "/no-such-prefix", token=bob.token, raise_on_unexpected_status=True
-            )
+    assert isinstance(problem.code, ProblemCode), "the code is the documented enum"
+    # Every operation documents a `default` problem: any other status (here a 404 for a path
+    # that does not exist) still comes out typed, not as UnexpectedStatus or a silent None.
+    resp = list_rooms.sync_detailed(
+        client=AuthenticatedClient(
+            base_url=BASE_URL + "/no-such-prefix", token=bob.token, raise_on_unexpected_status=True
         )
+    )
+    assert int(resp.status_code) == 404
+    assert isinstance(resp.parsed, Problem) and resp.parsed.code == ProblemCode.NOT_FOUND
+    # Every code the server emits is in the enum (error.rs's codes, checked there too).
+    for code in ("bad_request", "invalid_value", "unauthorized", "method_not_allowed", "internal",
+                 "unsupported_media_type", "not_found", "room_not_found", "rate_limited", "unavailable"):
+        assert ProblemCode(code).value == code
+
+
+def test_unknown_paths_are_problems():
+    """No route: 404 `not_found` as problem+json (it used to be an empty body)."""
+    lenient = httpx.Client(base_url=BASE_URL, timeout=10.0)
+    for path in ("/no/such/path", "/rooms/x/y/z", "/openapi.yaml"):
+        assert_raw_problem(lenient.get(path), 404, "not_found")
+    assert_raw_problem(lenient.delete("/rooms"), 405, "method_not_allowed")
+
+
+def test_a_fractional_limit_has_a_clean_detail():
+    """`limit=1.5` is a 400 whose detail a person can act on, not the deserializer's message."""
+    alice = STATE["alice"]
+    room_id = new_room(alice, "limits").room_id
+    for resp, path in (
+        (list_room_messages.sync_detailed(room_id, client=sdk(alice), limit=1.5), "/rooms/{roomId}/messages"),
+        (list_rooms.sync_detailed(client=sdk(alice), limit=1.5), "/rooms"),
+    ):
+        problem = assert_problem(resp, path, "get", 400, "bad_request")
+        assert problem.detail == "`limit` must be a whole number from 1 to 200", problem.detail
 
 
 def test_private_room_is_hidden_from_non_members():
@@ -694,10 +748,10 @@ def test_private_room_is_hidden_from_non_members():
     bob = STATE["bob"]
     assert_problem(get_room.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}", "get", 404, "room_not_found")
     assert_problem(
-        list_members.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}/members", "get", 404, "room_not_found"
+        list_room_members.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}/members", "get", 404, "room_not_found"
     )
     assert_problem(
-        room_messages.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}/messages", "get", 404, "room_not_found"
+        list_room_messages.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}/messages", "get", 404, "room_not_found"
     )
     assert_problem(
         join_room.sync_detailed(room_id, client=sdk(bob)), "/join-room/{roomId}", "post", 404, "room_not_found"
@@ -778,7 +832,7 @@ def test_leaving_a_private_room_for_good():
     )
     assert_problem(get_room.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}", "get", 404, "room_not_found")
     assert_problem(
-        list_members.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}/members", "get", 404, "room_not_found"
+        list_room_members.sync_detailed(room_id, client=sdk(bob)), "/rooms/{roomId}/members", "get", 404, "room_not_found"
     )
     assert room_id not in {r.room_id for r in all_rooms(bob)[0]}
     assert bob.user.id not in {m.id for m in details(room_id, STATE["alice"]).members}
@@ -877,7 +931,7 @@ def test_members_pagination_errors():
     room_id = STATE["crowded"].room_id
     bob = STATE["bob"]
     for query in ({"cursor": "not-a-cursor"}, {"cursor": ""}, {"limit": 0}, {"limit": 201}, {"limit": -1}):
-        assert_problem(list_members.sync_detailed(room_id, client=sdk(bob), **query), path, "get", 400, "bad_request")
+        assert_problem(list_room_members.sync_detailed(room_id, client=sdk(bob), **query), path, "get", 400, "bad_request")
 
 
 def test_empty_history():
@@ -890,7 +944,7 @@ def test_empty_history():
 N_MESSAGES = 5
 
 
-async def _post_messages(room_id: str, alice: JoinRoomResponse, bob: JoinRoomResponse):
+async def _post_messages(room_id: str, alice: JoinedRoom, bob: JoinedRoom):
     async with ws_connect(ws_url(alice.websocket_url)) as a, ws_connect(ws_url(bob.websocket_url)) as b:
         await a.send(json.dumps({"type": "join", "room": room_id}))
         joined = await recv_frame(a, "joined")
@@ -943,6 +997,35 @@ def test_guest_token_opens_the_websocket_too():
     assert joined["room"] == STATE["room"].room_id
 
 
+def test_direct_message_and_a_typed_error_frame_over_two_websockets():
+    """Two guests on two WebSockets: a direct message arrives, typed by the frame schema (the
+    `direct` definition carries its own `type`); a message to a room not joined is an `error`
+    frame whose code is one of the schema's `ErrorCode` enum."""
+    alice, bob = STATE["alice"], STATE["bob"]
+    with open(os.environ["RC_WS_SCHEMA"], encoding="utf-8") as fd:
+        schema = json.load(fd)
+    error_codes = schema["$defs"]["ErrorCode"]["enum"]
+    assert schema["$defs"]["DirectMessage"]["properties"]["type"]["const"] == "direct"
+
+    async def run():
+        async with ws_connect(ws_url(f"/ws?token={alice.token}")) as a, \
+                ws_connect(ws_url(f"/ws?token={bob.token}")) as b:
+            await b.send(json.dumps({"type": "direct", "to": alice.user.id, "body": "psst", "clientMsgId": "d1"}))
+            ack = await recv_frame(b, "ack")
+            direct = await recv_frame(a, "direct")
+            await b.send(json.dumps({"type": "message", "room": "not-joined", "body": "x", "clientMsgId": "e1"}))
+            raw = await asyncio.wait_for(b.recv(), WS_TIMEOUT)
+            return ack, direct, json.loads(raw)
+
+    ack, direct, error = asyncio.run(run())
+    assert ack["clientMsgId"] == "d1" and direct["id"] == ack["id"]
+    assert direct["from"] == {"id": bob.user.id, "name": "bob"} and direct["to"] == alice.user.id
+    assert direct["body"] == "psst"
+    assert not [e.message for e in WS_SERVER_FRAME.iter_errors(error)], error
+    assert error["type"] == "error" and error["clientMsgId"] == "e1"
+    assert error["code"] in error_codes and error["code"] in ("not_in_room", "room_not_found"), error
+
+
 def test_history_pages_back_with_next_before():
     room_id = STATE["room"].room_id
     bob = STATE["bob"]
@@ -990,9 +1073,9 @@ def test_history_errors():
     room_id = STATE["room"].room_id
     bob = STATE["bob"]
     for limit in (0, 201):
-        assert_problem(room_messages.sync_detailed(room_id, client=sdk(bob), limit=limit), path, "get", 400, "bad_request")
+        assert_problem(list_room_messages.sync_detailed(room_id, client=sdk(bob), limit=limit), path, "get", 400, "bad_request")
     assert_problem(
-        room_messages.sync_detailed(room_id, client=sdk(bob), before="not-a-message-id"),
+        list_room_messages.sync_detailed(room_id, client=sdk(bob), before="not-a-message-id"),
         path, "get", 400, "bad_request",
     )
     # Limits inside 1..=200 are fine, a cursor at the oldest message gives an empty last page.
@@ -1004,18 +1087,14 @@ def test_history_errors():
 
 
 def test_websocket_endpoint_answers_plain_http_with_problems():
-    path = "/ws"
-    assert_problem(ws_handler.sync_detailed(client=anon()), path, "get", 401, "unauthorized")
-    assert_problem(ws_handler.sync_detailed(client=anon(), token="forged"), path, "get", 401, "unauthorized")
-    assert_problem(
-        ws_handler.sync_detailed(client=anon(), token=tampered(STATE["bob"].token, exp=1_000_000_000)),
-        path, "get", 401, "unauthorized",
-    )
+    """GET /ws without an upgrade: 401 without a valid identity, 400 with one; problems both."""
+    assert_raw_problem(ws_plain(), 401, "unauthorized")
+    assert_raw_problem(ws_plain(token="forged"), 401, "unauthorized")
+    assert_raw_problem(ws_plain(token=tampered(STATE["bob"].token, exp=1_000_000_000)), 401, "unauthorized")
     # A valid token (query or header) on a request that is not an upgrade: 400.
-    assert_problem(
-        ws_handler.sync_detailed(client=anon(), token=STATE["bob"].token), path, "get", 400, "bad_request"
-    )
-    assert_problem(ws_handler.sync_detailed(client=sdk(STATE["bob"])), path, "get", 400, "bad_request")
+    assert_raw_problem(ws_plain(token=STATE["bob"].token), 400, "bad_request")
+    assert_raw_problem(ws_plain(bearer=STATE["bob"].token), 400, "bad_request")
+    assert "/ws" not in SPEC["paths"], "the WebSocket is described by the AsyncAPI document only"
 
 
 def test_websocket_upgrade_without_a_valid_token_is_a_401():
