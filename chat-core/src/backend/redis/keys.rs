@@ -172,6 +172,10 @@ impl RoomNames {
         self.buf.push_str(client_msg_id);
         &self.buf
     }
+    /// The longest name the buffer holds without growing.
+    pub(super) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
     /// The room's channel (as [`Keys::room_channel`]): the buffer without its last `:`.
     pub(super) fn channel(&self) -> &str {
         &self.buf[..self.base - 1]

@@ -354,9 +354,13 @@ impl RedisNode {
     }
 }
 
-/// `EVALSHA <script's hash> <numkeys>`: the start of a command for [`RedisNode::eval`].
-fn evalsha(script: &redis::Script, numkeys: usize) -> redis::Cmd {
-    let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(script.get_hash()).arg(numkeys);
+/// `EVALSHA <script's hash> <numkeys>`: the start of a command for [`RedisNode::eval`], with
+/// room for `args` keys and arguments of `bytes` bytes in all (an estimate: the command
+/// grows past it if need be).
+fn evalsha(script: &redis::Script, numkeys: usize, args: usize, bytes: usize) -> redis::Cmd {
+    let hash = script.get_hash();
+    let mut cmd = redis::Cmd::with_capacity(3 + args, 8 + hash.len() + 4 + bytes);
+    cmd.arg("EVALSHA");
+    cmd.arg(hash).arg(numkeys);
     cmd
 }

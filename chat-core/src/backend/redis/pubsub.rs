@@ -73,7 +73,10 @@ impl Broker for RedisNode {
                 }),
             );
             let script = &self.shared.scripts.append_publish;
-            let mut cmd = evalsha(script, if dedup.is_some() { 7 } else { 6 });
+            // Seven keys at most, each no longer than the buffer; nine arguments at most, two of
+            // them the frame's parts and the other ones short.
+            let bytes = 7 * names.capacity() + unnumbered.rest().len() + head.len() + 128;
+            let mut cmd = evalsha(script, if dedup.is_some() { 7 } else { 6 }, 16, bytes);
             // A message is activity: the script gives the room's keys the room TTL again and
             // trims entries older than `history_max_age`, all in this one call.
             for what in ["log", "info", "members", "order", "online"] {
