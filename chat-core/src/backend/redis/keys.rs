@@ -1,6 +1,8 @@
 //! Key and channel names: everything under the prefix, a room's keys hash-tagged by its id
 //! (see the module docs of `redis`).
 
+use std::fmt::Write as _;
+
 use crate::{
     backend::broker::{NodeId, Topic},
     protocol::{RoomId, UserId},
@@ -23,10 +25,28 @@ impl Keys {
     }
 
     pub(super) fn room_channel(&self, room: &RoomId) -> String {
-        format!("{}:room:{{{}}}", self.prefix, room)
+        let mut name = self.room_names(room, 0);
+        name.buf.truncate(name.base - 1);
+        name.buf
     }
     pub(super) fn room_key(&self, room: &RoomId, what: &str) -> String {
-        format!("{}:room:{{{}}}:{what}", self.prefix, room)
+        let mut name = self.room_names(room, what.len());
+        name.buf.push_str(what);
+        name.buf
+    }
+    /// A builder of `room`'s key names in one buffer (`extra`: room reserved for the longest
+    /// suffix): the names a message's script takes cost no allocation each (see
+    /// [`RoomNames`]). `room_key`, `room_channel` and `node_conns` are built with it,
+    /// so that the names are the same whichever way they are made.
+    pub(super) fn room_names(&self, room: &RoomId, extra: usize) -> RoomNames {
+        let room = room.as_str();
+        let mut buf = String::with_capacity(self.prefix.len() + room.len() + 9 + extra);
+        buf.push_str(&self.prefix);
+        buf.push_str(":room:{");
+        buf.push_str(room);
+        buf.push_str("}:");
+        let base = buf.len();
+        RoomNames { buf, base }
     }
     /// The keys of a room that carry the room's TTL and that `node` refreshes: `info`,
     /// `members`, `order`, `log`, `online`, and `node`'s connections in the room
@@ -65,7 +85,9 @@ impl Keys {
     }
     /// A node's connections in a room (conn id -> user id), in the room's slot.
     pub(super) fn node_conns(&self, room: &RoomId, node: NodeId) -> String {
-        format!("{}{node}", self.node_conns_prefix(room))
+        let mut name = self.room_names(room, NODE_CONNS_EXTRA);
+        name.node_conns(node);
+        name.buf
     }
     /// What precedes the node id in [`Keys::node_conns`] (the sync script counts a user's
     /// connections on every node with it).
@@ -76,12 +98,6 @@ impl Keys {
     /// the rest to the next one).
     pub(super) fn node_reaper(&self, node: NodeId) -> String {
         format!("{}:node:{{{node}}}:reaper", self.prefix)
-    }
-    /// A sent `clientMsgId` of `user` to a room (its first id and timestamp), in the room's
-    /// slot. Length-prefixed: no user id and client id pair reads as another.
-    pub(super) fn room_sent(&self, room: &RoomId, user: &UserId, client_msg_id: &str) -> String {
-        let sent = format!("sent:{}:{user}:{client_msg_id}", user.as_str().len());
-        self.room_key(room, &sent)
     }
     /// A sent `clientMsgId` of a direct message from `from` to `to`, in the sender's slot.
     pub(super) fn direct_sent(&self, from: &UserId, to: &UserId, client_msg_id: &str) -> String {
@@ -111,6 +127,61 @@ impl Keys {
     }
 }
 
+/// Room for `conns:<node id>` (a node id is 32 hex digits).
+pub(super) const NODE_CONNS_EXTRA: usize = 6 + 32;
+
+/// Room for `sent:<len>:<user>:<clientMsgId>`.
+pub(super) fn sent_extra(user: &UserId, client_msg_id: &str) -> usize {
+    5 + 20 + 1 + user.as_str().len() + 1 + client_msg_id.len()
+}
+
+/// One room's key names, one at a time in one buffer that holds `prefix:room:{R}:` once:
+/// each call replaces the previous suffix and lends the whole name out, so a script call
+/// that names several of the room's keys allocates no string per key (a room message names
+/// six or seven of them: `pubsub`).
+pub(super) struct RoomNames {
+    buf: String,
+    /// The length of `prefix:room:{R}:`.
+    base: usize,
+}
+
+impl RoomNames {
+    /// The room's key `what` (as [`Keys::room_key`]).
+    pub(super) fn key(&mut self, what: &str) -> &str {
+        self.buf.truncate(self.base);
+        self.buf.push_str(what);
+        &self.buf
+    }
+    /// `node`'s connections in the room (as [`Keys::node_conns`]).
+    pub(super) fn node_conns(&mut self, node: NodeId) -> &str {
+        self.buf.truncate(self.base);
+        self.buf.push_str("conns:");
+        // Writing to a String does not fail.
+        let _ = write!(self.buf, "{node}");
+        &self.buf
+    }
+    /// A sent `clientMsgId` of `user` to the room (its first id and timestamp), in the room's
+    /// slot. Length-prefixed: no user id and client id pair reads as another.
+    pub(super) fn sent(&mut self, user: &UserId, client_msg_id: &str) -> &str {
+        self.buf.truncate(self.base);
+        self.buf.push_str("sent:");
+        let _ = write!(self.buf, "{}", user.as_str().len());
+        self.buf.push(':');
+        self.buf.push_str(user.as_str());
+        self.buf.push(':');
+        self.buf.push_str(client_msg_id);
+        &self.buf
+    }
+    /// The longest name the buffer holds without growing.
+    pub(super) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+    /// The room's channel (as [`Keys::room_channel`]): the buffer without its last `:`.
+    pub(super) fn channel(&self) -> &str {
+        &self.buf[..self.base - 1]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,5 +195,39 @@ mod tests {
         assert_eq!(keys.topic(&keys.channel(&room)), Some(room));
         assert_eq!(keys.topic(&keys.channel(&user)), Some(user));
         assert_eq!(keys.topic("other:room:{x}"), None);
+    }
+
+    /// The names built in one buffer are the names `format!` made before (the keys a
+    /// running deployment holds), whatever order they are asked for in.
+    #[test]
+    fn room_names_are_the_formatted_names() {
+        let keys = Keys::new("P");
+        let node = NodeId::random();
+        let user = UserId::new("u:{odd}\u{e9}");
+        for room in [
+            RoomId::new("r-1"),
+            RoomId::new(""),
+            RoomId::new("{x}:\u{1F600}"),
+        ] {
+            let mut names = keys.room_names(&room, 0);
+            assert_eq!(names.channel(), format!("P:room:{{{room}}}"));
+            assert_eq!(names.key("log"), format!("P:room:{{{room}}}:log"));
+            assert_eq!(
+                names.sent(&user, "c.1"),
+                format!("P:room:{{{room}}}:sent:{}:{user}:c.1", user.as_str().len())
+            );
+            assert_eq!(names.key("info"), format!("P:room:{{{room}}}:info"));
+            assert_eq!(
+                names.node_conns(node),
+                format!("P:room:{{{room}}}:conns:{node}")
+            );
+            assert_eq!(names.channel(), keys.room_channel(&room));
+            assert_eq!(names.key("members"), keys.room_key(&room, "members"));
+            assert_eq!(names.node_conns(node), keys.node_conns(&room, node));
+            assert_eq!(
+                keys.node_conns(&room, node),
+                format!("{}{node}", keys.node_conns_prefix(&room))
+            );
+        }
     }
 }

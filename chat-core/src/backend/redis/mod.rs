@@ -325,4 +325,42 @@ impl RedisNode {
             .await
             .map_err(BackendError::redis)
     }
+
+    /// Runs `script` as `evalsha`, a command the caller built (`EVALSHA <hash> <numkeys>`
+    /// from [`evalsha`], then the keys and arguments), loading the script and trying once
+    /// more on NOSCRIPT (a restarted Redis), as [`RedisNode::invoke`] does. For the calls
+    /// made per message: a `ScriptInvocation` holds every key and argument in a buffer of
+    /// its own, then copies them into the command.
+    async fn eval<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        evalsha: &redis::Cmd,
+    ) -> Result<T, BackendError> {
+        let mut conn = self.conn();
+        match evalsha.query_async(&mut conn).await {
+            Err(err)
+                if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                let _: String = script
+                    .prepare_invoke()
+                    .load_async(&mut conn)
+                    .await
+                    .map_err(BackendError::redis)?;
+                evalsha.query_async(&mut conn).await
+            }
+            result => result,
+        }
+        .map_err(BackendError::redis)
+    }
+}
+
+/// `EVALSHA <script's hash> <numkeys>`: the start of a command for [`RedisNode::eval`], with
+/// room for `args` keys and arguments of `bytes` bytes in all (an estimate: the command
+/// grows past it if need be).
+fn evalsha(script: &redis::Script, numkeys: usize, args: usize, bytes: usize) -> redis::Cmd {
+    let hash = script.get_hash();
+    let mut cmd = redis::Cmd::with_capacity(3 + args, 8 + hash.len() + 4 + bytes);
+    cmd.arg("EVALSHA");
+    cmd.arg(hash).arg(numkeys);
+    cmd
 }

@@ -3,7 +3,7 @@
 
 use redis::AsyncCommands;
 
-use super::{envelope, RedisNode};
+use super::{envelope, evalsha, keys, RedisNode};
 use crate::{
     backend::{
         broker::{
@@ -58,31 +58,46 @@ impl Broker for RedisNode {
             let mut head = envelope::header(message.origin);
             head.push_str(wire::BEFORE_ID);
             let room = &message.room;
-            let mut script = self.shared.scripts.append_publish.prepare_invoke();
+            let dedup = message.dedup.as_ref().map(|dedup| {
+                (
+                    dedup,
+                    keys::sent_extra(&message.from.id, &dedup.client_msg_id),
+                )
+            });
+            // The room's names are built in one buffer and the command straight from it: this
+            // runs once per message, with six or seven keys (see `RedisNode::eval`).
+            let mut names = keys.room_names(
+                room,
+                dedup.map_or(keys::NODE_CONNS_EXTRA, |(_, extra)| {
+                    extra.max(keys::NODE_CONNS_EXTRA)
+                }),
+            );
+            let script = &self.shared.scripts.append_publish;
+            // Seven keys at most, each no longer than the buffer; nine arguments at most, two of
+            // them the frame's parts and the other ones short.
+            let bytes = 7 * names.capacity() + unnumbered.rest().len() + head.len() + 128;
+            let mut cmd = evalsha(script, if dedup.is_some() { 7 } else { 6 }, 16, bytes);
             // A message is activity: the script gives the room's keys the room TTL again and
             // trims entries older than `history_max_age`, all in this one call.
-            script
-                .key(keys.room_key(room, "log"))
-                .key(keys.room_key(room, "info"))
-                .key(keys.room_key(room, "members"))
-                .key(keys.room_key(room, "order"))
-                .key(keys.room_key(room, "online"))
-                .key(keys.node_conns(room, self.shared.node))
-                .arg(self.shared.config.history_per_room)
+            for what in ["log", "info", "members", "order", "online"] {
+                cmd.arg(names.key(what));
+            }
+            cmd.arg(names.node_conns(self.shared.node));
+            if let Some((dedup, _)) = dedup {
+                cmd.arg(names.sent(&message.from.id, &dedup.client_msg_id));
+            }
+            cmd.arg(self.shared.config.history_per_room)
                 .arg(unnumbered.rest())
-                .arg(keys.room_channel(room))
+                .arg(names.channel())
                 .arg(head)
                 .arg(wire::AFTER_ID)
                 .arg(self.shared.config.room_ttl_ms())
                 .arg(self.shared.config.oldest_entry())
                 .arg(message.ts);
-            if let Some(dedup) = &message.dedup {
-                script
-                    .key(keys.room_sent(room, &message.from.id, &dedup.client_msg_id))
-                    .arg(window_ms(dedup));
+            if let Some((dedup, _)) = dedup {
+                cmd.arg(window_ms(dedup));
             }
-            // The new message's id and ts, or a first send's (idempotent sends).
-            let (id, ts): (String, i64) = self.invoke(&script).await?;
+            let (id, ts): (String, i64) = self.eval(script, &cmd).await?;
             Ok(RoomMessage {
                 id: MessageId::new(id),
                 room: message.room,

@@ -311,3 +311,100 @@ async fn presence_carries_the_room_ttl_and_nothing_resurrects_an_expired_room() 
     let left: Vec<String> = conn.keys("roomcast:room:{r}*").await.unwrap();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A room message's script call is built by hand (`RedisNode::eval`): it still loads the
+/// script when Redis lost it (NOSCRIPT after a restart or SCRIPT FLUSH), and names the keys
+/// the rest of the backend uses: the stream, the keys the room TTL is refreshed on, and the
+/// `sent` record of an idempotent send, which a retry then finds.
+#[tokio::test]
+async fn a_room_message_reloads_a_lost_script_and_names_the_room_keys() {
+    use std::time::Duration;
+
+    use super::{RedisBackend, RedisConfig};
+    use crate::backend::broker::{Dedup, NewRoomMessage, Origin};
+
+    let redis = TestRedis::start().await;
+    let config = RedisConfig {
+        room_ttl: Duration::from_secs(60),
+        ..RedisConfig::default()
+    };
+    let node = RedisBackend::connect(&redis.url, config).await.unwrap();
+    let id = node.shared.node;
+    let backend = node.into_backend();
+    let room = RoomId::new("r");
+    let ann = User::new("ann", "Ann");
+    backend
+        .rooms
+        .create(RoomInfo {
+            room_id: room.clone(),
+            name: "r".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            visibility: Visibility::Public,
+            owner: None,
+        })
+        .await
+        .unwrap();
+    backend.rooms.add_member(&room, &ann).await.unwrap();
+    assert!(backend.presence.enter(&room, &ann, id, 1).await.unwrap());
+    let message = |client_msg_id: Option<&str>| NewRoomMessage {
+        origin: Origin {
+            node: id,
+            conn: None,
+        },
+        room: room.clone(),
+        from: ann.clone(),
+        body: "hi".into(),
+        ts: 1_000,
+        dedup: client_msg_id.map(|c| Dedup {
+            client_msg_id: c.into(),
+            window: Duration::from_secs(30),
+        }),
+    };
+
+    let mut conn = redis.conn().await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let first = backend
+        .broker
+        .publish_room_message(message(Some("c.1")))
+        .await
+        .unwrap();
+
+    let log = "roomcast:room:{r}:log";
+    let len: usize = conn.xlen(log).await.unwrap();
+    assert_eq!(len, 1);
+    for key in [
+        log.to_owned(),
+        "roomcast:room:{r}:info".to_owned(),
+        "roomcast:room:{r}:members".to_owned(),
+        "roomcast:room:{r}:order".to_owned(),
+        "roomcast:room:{r}:online".to_owned(),
+        format!("roomcast:room:{{r}}:conns:{id}"),
+    ] {
+        let ttl: i64 = conn.pttl(&key).await.unwrap();
+        assert!(ttl > 0 && ttl <= 60_000, "{key}: PTTL {ttl}");
+    }
+    let sent: Option<String> = conn.get("roomcast:room:{r}:sent:3:ann:c.1").await.unwrap();
+    assert_eq!(sent, Some(format!("{} 1000", first.id.as_str())));
+    let ttl: i64 = conn.pttl("roomcast:room:{r}:sent:3:ann:c.1").await.unwrap();
+    assert!(ttl > 0 && ttl <= 30_000, "sent: PTTL {ttl}");
+
+    // The retry finds the first send; a message without a client id is a new one.
+    let again = backend
+        .broker
+        .publish_room_message(message(Some("c.1")))
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    let other = backend
+        .broker
+        .publish_room_message(message(None))
+        .await
+        .unwrap();
+    assert_ne!(other.id, first.id);
+    let len: usize = conn.xlen(log).await.unwrap();
+    assert_eq!(len, 2);
+}
