@@ -10,6 +10,14 @@ impl RedisConfig {
             .clamp(1, i64::MAX as u64 / 2)
     }
 
+    /// How often a message's script gives its room's keys the room TTL again and trims the
+    /// history by age, per node and room (the messages between skip that upkeep): a tenth of
+    /// the shorter of `room_ttl` and `history_max_age`, at most a minute. Neither needs a
+    /// finer grain, and the upkeep is most of the script's work (7 calls of 12).
+    pub(super) fn upkeep_period(&self) -> Duration {
+        (self.room_ttl.min(self.history_max_age) / 10).min(Duration::from_secs(60))
+    }
+
     /// The oldest stream id still served (`history_max_age` ago), as `ms-0`.
     pub(super) fn oldest_entry(&self) -> String {
         let age = i64::try_from(self.history_max_age.as_millis()).unwrap_or(i64::MAX);

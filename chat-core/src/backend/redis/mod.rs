@@ -135,6 +135,9 @@ struct Shared {
     gate: tokio::sync::RwLock<()>,
     /// When the heartbeat last gave the keys of a room with local users the room TTL again.
     refreshed: Mutex<HashMap<RoomId, std::time::Instant>>,
+    /// The rooms whose keys a message of this node gave the room TTL (and trimmed by age)
+    /// in the current upkeep period: see `pubsub::Upkeep`.
+    upkeep: Mutex<pubsub::Upkeep>,
     /// The token secret this node signs with, once `shared_secret` read it: every heartbeat
     /// writes it back if Redis lost it (SET NX), so that a node started later gets the same.
     secret: Mutex<Option<String>>,
@@ -208,6 +211,7 @@ impl RedisBackend {
             presence: Mutex::new(HashMap::new()),
             gate: tokio::sync::RwLock::new(()),
             refreshed: Mutex::new(HashMap::new()),
+            upkeep: Mutex::new(pubsub::Upkeep::default()),
             secret: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         });

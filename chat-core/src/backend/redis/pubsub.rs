@@ -1,6 +1,11 @@
 //! The Redis broker: Pub/Sub through the node's two connections, room messages through the
 //! append-and-publish script, direct messages through one script call.
 
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
+
 use redis::AsyncCommands;
 
 use super::{envelope, evalsha, keys, RedisNode};
@@ -13,7 +18,8 @@ use crate::{
         Reply,
     },
     error::BackendError,
-    protocol::{wire, MessageId, RoomMessage},
+    protocol::{wire, MessageId, RoomId, RoomMessage},
+    sync::lock,
 };
 
 impl RedisNode {
@@ -78,7 +84,8 @@ impl Broker for RedisNode {
             let bytes = 7 * names.capacity() + unnumbered.rest().len() + head.len() + 128;
             let mut cmd = evalsha(script, if dedup.is_some() { 7 } else { 6 }, 16, bytes);
             // A message is activity: the script gives the room's keys the room TTL again and
-            // trims entries older than `history_max_age`, all in this one call.
+            // trims entries older than `history_max_age`, all in this one call (once per upkeep
+            // period and room on this node).
             for what in ["log", "info", "members", "order", "online"] {
                 cmd.arg(names.key(what));
             }
@@ -91,7 +98,14 @@ impl Broker for RedisNode {
                 .arg(names.channel())
                 .arg(head)
                 .arg(wire::AFTER_ID)
-                .arg(self.shared.config.room_ttl_ms())
+                // 0: this node did the upkeep for the room less than a period ago.
+                .arg(
+                    if lock(&self.shared.upkeep).due(room, self.shared.config.upkeep_period()) {
+                        self.shared.config.room_ttl_ms()
+                    } else {
+                        0
+                    },
+                )
                 .arg(self.shared.config.oldest_entry())
                 .arg(message.ts);
             if let Some((dedup, _)) = dedup {
@@ -198,4 +212,57 @@ fn window_ms(dedup: &Dedup) -> u64 {
     u64::try_from(dedup.window.as_millis())
         .unwrap_or(u64::MAX)
         .max(1)
+}
+
+/// Which rooms had their upkeep (the room TTL given again, history trimmed by age) from a
+/// message of this node in the current period. A room's first message in a period does it;
+/// the others skip it, which saves 7 of the script's 12 calls. The set is emptied when a period
+/// ends, so it holds at most the rooms that had messages here within one period.
+#[derive(Debug)]
+pub(super) struct Upkeep {
+    since: Instant,
+    rooms: HashSet<RoomId>,
+}
+
+impl Default for Upkeep {
+    fn default() -> Self {
+        Self {
+            since: Instant::now(),
+            rooms: HashSet::new(),
+        }
+    }
+}
+
+impl Upkeep {
+    /// Whether a message in `room` should do the upkeep now (and, if so, records it).
+    pub(super) fn due(&mut self, room: &RoomId, period: Duration) -> bool {
+        let now = Instant::now();
+        if now.duration_since(self.since) >= period {
+            self.rooms.clear();
+            self.since = now;
+        }
+        if self.rooms.contains(room) {
+            return false;
+        }
+        self.rooms.insert(room.clone());
+        true
+    }
+}
+
+#[cfg(test)]
+mod upkeep_tests {
+    use super::*;
+
+    #[test]
+    fn a_room_does_its_upkeep_once_per_period() {
+        let (a, b) = (RoomId::new("a"), RoomId::new("b"));
+        let mut upkeep = Upkeep::default();
+        let hour = Duration::from_secs(3600);
+        assert!(upkeep.due(&a, hour));
+        assert!(!upkeep.due(&a, hour));
+        assert!(upkeep.due(&b, hour));
+        // A zero period (or a period that ended) starts over: every room is due again.
+        assert!(upkeep.due(&a, Duration::ZERO));
+        assert!(upkeep.due(&a, Duration::ZERO));
+    }
 }

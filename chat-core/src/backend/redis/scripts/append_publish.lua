@@ -1,7 +1,8 @@
 -- XADD a room message (without its id) to the room's stream, then PUBLISH its frame with the
 -- entry id spliced in. Returns {id, ts}. The frame's bytes are built in Rust (protocol::wire):
 -- this only concatenates head .. id .. after_id .. rest. Entries older than ARGV[7] are
--- trimmed, and a message is activity: the room's keys get the room TTL again.
+-- trimmed, and a message is activity: the room's keys get the room TTL again (ARGV[6] '0':
+-- this node did that for the room less than an upkeep period ago; skipped).
 -- Idempotent sends: with a `sent` key (the sender's clientMsgId in this room), a message whose
 -- key holds a first send is neither appended nor published; the first one's {id, ts} is
 -- returned. Checked here, in the step that appends, so that a retry after a timed-out call
@@ -19,8 +20,10 @@ if sent then
   end
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'r', ARGV[2])
-redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[7])
-for i = 1, 6 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
+if ARGV[6] ~= '0' then
+  redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[7])
+  for i = 1, 6 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
+end
 redis.call('PUBLISH', ARGV[3], ARGV[4] .. id .. ARGV[5] .. ARGV[2])
 if sent then
   redis.call('SET', sent, id .. ' ' .. ARGV[8], 'PX', ARGV[9])
