@@ -110,10 +110,13 @@ pub struct ChatConfig {
     /// of the previous response (so also how long an idle keep-alive connection stays open).
     /// A connection past it is closed. `Duration::ZERO` turns it off. Default 10 s.
     pub http_header_read_timeout: Duration,
-    /// For the host's HTTP server: a connection on which no byte went either way for this
-    /// long is closed (a request body or a response that stalls; upgraded WebSockets too,
-    /// whose pings every [`ping_interval`](Self::ping_interval) keep them active, so keep it
-    /// above that). `Duration::ZERO` turns it off. Default 60 s.
+    /// For the host's HTTP server: how long a request body may stop arriving, or a write
+    /// stay blocked on a client that does not read (a response, or a WebSocket's frames),
+    /// before the connection is closed (a stalled body gets no response). A timer runs only
+    /// during such a wait, none per idle connection: an idle keep-alive connection is
+    /// closed by [`http_header_read_timeout`](Self::http_header_read_timeout), an idle
+    /// WebSocket by [`idle_timeout`](Self::idle_timeout). `Duration::ZERO` turns it off.
+    /// Default 60 s.
     pub http_idle_timeout: Duration,
     /// For the host's HTTP server: open connections (WebSockets included) at most. Past it
     /// the server stops accepting: new connections wait in the listen backlog until one

@@ -4,30 +4,40 @@
 //!
 //! Built on hyper's HTTP/1 connection builder (`header_read_timeout` with hyper-util's
 //! `TokioTimer`, `serve_connection(..).with_upgrades()` for the WebSocket) and an accept
-//! loop capped by a semaphore. The semaphore's permit and the idle timer live in the
-//! connection's I/O object, which moves into the WebSocket on an upgrade: a WebSocket holds
-//! its permit until it closes, and counts against the cap like any connection.
-
+//! loop capped by a semaphore. The semaphore's permit lives in the connection's I/O object,
+//! which moves into the WebSocket on an upgrade: a WebSocket holds its permit until it
+//! closes, and counts against the cap like any connection.
+//!
+//! The idle timeout keeps no timer per connection (an idle connection costs none): a timer
+//! exists only while something waits on the client, made when the wait starts and dropped
+//! when it ends. A request body that stops arriving ([`IdleBody`], while the handler waits
+//! for its next bytes) closes the connection with no response; so does a write the client
+//! does not read ([`Guarded`], while a write is blocked: a response or a WebSocket's
+//! frames). An idle keep-alive connection is hyper's header-read timeout's (it runs from
+//! the end of the previous response); an idle WebSocket is the chat's (its pings and
+//! `ChatConfig::idle_timeout`, from the node's keepalive sweep).
 use std::{
+    convert::Infallible,
     future::Future,
     io,
     pin::Pin,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     task::{Context, Poll},
     time::Duration,
 };
 
-use axum::Router;
+use axum::{body::Bytes, extract::Request, response::Response, BoxError, Router};
 use chat_core::ChatConfig;
-use hyper_util::{
-    rt::{TokioIo, TokioTimer},
-    service::TowerToHyperService,
-};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
     io::{AsyncRead, AsyncWrite, ReadBuf},
     net::{TcpListener, TcpStream},
     sync::{watch, OwnedSemaphorePermit, Semaphore},
-    time::{Instant, Sleep},
+    time::Sleep,
 };
 
 /// Serves `app` on `listener` until `shutdown` completes, with the HTTP limits of `config`:
@@ -91,9 +101,11 @@ where
             tracing::debug!(cause = %err, "TCP_NODELAY not set");
         }
         let io = TokioIo::new(Guarded::new(tcp, permit, idle));
-        let conn = http
-            .serve_connection(io, TowerToHyperService::new(app.clone()))
-            .with_upgrades();
+        let service = App {
+            router: app.clone(),
+            idle,
+        };
+        let conn = http.serve_connection(io, service).with_upgrades();
         let signal_tx = signal_tx.clone();
         let closed_rx = closed_rx.clone();
         tokio::spawn(async move {
@@ -143,17 +155,105 @@ async fn accept_error(err: io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-/// An accepted socket with its share of the connection cap and its idle timer.
-///
-/// The timer is checked where the connection waits for the client (a read that would block):
-/// both hyper and an upgraded WebSocket always have a read pending. It is re-armed lazily, so
-/// that a busy connection costs a clock read per I/O call and no timer operation.
+/// The app as hyper calls it: each request's body is an [`IdleBody`], and a request whose
+/// body stalled ends the connection instead of being answered.
+#[derive(Clone)]
+struct App {
+    router: Router,
+    idle: Option<Duration>,
+}
+
+impl hyper::service::Service<axum::http::Request<Incoming>> for App {
+    type Response = Response;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Response>> + Send>>;
+
+    fn call(&self, request: axum::http::Request<Incoming>) -> Self::Future {
+        let stalled = Arc::new(AtomicBool::new(false));
+        let idle = self.idle;
+        let request: Request = request.map(|body| {
+            axum::body::Body::new(IdleBody {
+                body,
+                idle,
+                timer: None,
+                stalled: stalled.clone(),
+            })
+        });
+        let response = tower::ServiceExt::oneshot(self.router.clone(), request);
+        Box::pin(async move {
+            let response: Result<Response, Infallible> = response.await;
+            let Ok(response) = response;
+            if stalled.load(Ordering::Relaxed) {
+                // No answer: the client stopped sending, and gets the connection closed.
+                return Err(timed_out("request body stalled past the idle timeout"));
+            }
+            Ok(response)
+        })
+    }
+}
+
+fn timed_out(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, what)
+}
+
+/// A request body that fails once no byte of it came for the idle timeout. Its timer exists
+/// only while the handler waits for the body's next bytes.
+struct IdleBody {
+    body: Incoming,
+    idle: Option<Duration>,
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Set when it failed: the request ends the connection (see [`App`]).
+    stalled: Arc<AtomicBool>,
+}
+
+impl HttpBody for IdleBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            this.timer = None;
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        let Some(idle) = this.idle else {
+            return Poll::Pending;
+        };
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        this.timer = None;
+        this.stalled.store(true, Ordering::Relaxed);
+        Poll::Ready(Some(Err(timed_out(
+            "request body stalled past the idle timeout",
+        )
+        .into())))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// An accepted socket with its share of the connection cap, and a timer while a write is
+/// blocked: a write that the client leaves unread for the idle timeout fails (`TimedOut`),
+/// which ends the connection (hyper's, or the WebSocket's session).
 struct Guarded {
     tcp: TcpStream,
     _permit: OwnedSemaphorePermit,
     idle: Option<Duration>,
-    last_active: Instant,
-    timer: Option<Pin<Box<Sleep>>>,
+    /// Made when a write blocks, dropped when one goes through.
+    blocked: Option<Pin<Box<Sleep>>>,
 }
 
 impl Guarded {
@@ -162,40 +262,30 @@ impl Guarded {
             tcp,
             _permit: permit,
             idle,
-            last_active: Instant::now(),
-            timer: None,
+            blocked: None,
         }
     }
 
-    fn touch(&mut self) {
-        if self.idle.is_some() {
-            self.last_active = Instant::now();
+    /// `result` of a write or flush, or `TimedOut` once writes blocked for the idle timeout.
+    fn written<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if result.is_ready() {
+            self.blocked = None;
+            return result;
         }
-    }
-
-    /// `Ready(Err(TimedOut))` once nothing went either way for the idle timeout.
-    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let Some(idle) = self.idle else {
             return Poll::Pending;
         };
-        loop {
-            let deadline = self.last_active + idle;
-            let timer = self
-                .timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-            if timer.deadline() != deadline && Instant::now() < deadline {
-                timer.as_mut().reset(deadline);
-            }
-            if timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            if Instant::now() >= self.last_active + idle {
-                return Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "connection idle past the idle timeout",
-                )));
-            }
+        let timer = self
+            .blocked
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
         }
+        Poll::Ready(Err(timed_out("a write blocked past the idle timeout")))
     }
 }
 
@@ -205,14 +295,7 @@ impl AsyncRead for Guarded {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.tcp).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                this.touch();
-                Poll::Ready(result)
-            }
-            Poll::Pending => this.poll_idle(cx),
-        }
+        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
     }
 }
 
@@ -224,10 +307,7 @@ impl AsyncWrite for Guarded {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.tcp).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.touch();
-        }
-        result
+        this.written(cx, result)
     }
 
     fn poll_write_vectored(
@@ -237,10 +317,7 @@ impl AsyncWrite for Guarded {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            this.touch();
-        }
-        result
+        this.written(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -248,7 +325,9 @@ impl AsyncWrite for Guarded {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.tcp).poll_flush(cx);
+        this.written(cx, result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -273,19 +352,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_silent_connection_times_out_and_activity_defers_it() {
+    async fn a_write_the_client_leaves_unread_times_out_and_an_idle_one_does_not() {
         let idle = Duration::from_millis(300);
         let (mut server, mut client) = guarded(idle).await;
+        // Idle, with a read pending past the idle timeout: nothing times out.
         let mut buf = [0u8; 8];
-        tokio::time::sleep(idle / 2).await;
+        let read = tokio::time::timeout(2 * idle, server.read(&mut buf)).await;
+        assert!(read.is_err(), "an idle connection was cut: {read:?}");
         client.write_all(b"hi").await.unwrap();
-        let n = server.read(&mut buf).await.unwrap();
-        assert_eq!(&buf[..n], b"hi");
-        let active = Instant::now();
-        let err = server.read(&mut buf).await.unwrap_err();
+        assert_eq!(server.read(&mut buf).await.unwrap(), 2);
+        // The client reads nothing: once the socket buffers are full a write blocks, and
+        // fails after the idle timeout.
+        let chunk = vec![0u8; 64 * 1024];
+        let err = loop {
+            match server.write(&chunk).await {
+                Ok(_) => continue,
+                Err(err) => break err,
+            }
+        };
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
-        // Not before the idle time counted from the last byte (a bound, not a measurement).
-        assert!(active.elapsed() >= idle - Duration::from_millis(5));
         drop(client);
     }
 }

@@ -3,7 +3,12 @@
 //! - `bucket`: the token bucket ([`bucket::Rate`], [`bucket::Bucket`]) on tokio's clock.
 //!
 //! [`UserLimits`] holds, per user id, one bucket per [`Limit`] that refills (messages, joins,
-//! direct messages, room creations) and the count of the user's open connections. It is
+//! direct messages, room creations) and the count of the user's open connections, in one
+//! 32-byte [`Entry`] keyed by a 64-bit keyed hash of the user id (40 bytes a user in the
+//! map, no allocation of its own: in an idle node every connected user has one). Two user
+//! ids of a node whose hashes collide would share their limits; the hash is SipHash with a
+//! key random per node, so nobody can aim at that, and by chance it is about n²/2^65 for
+//! n users (1e-8 for a million). It is
 //! sharded (a std mutex per shard, never held across an `.await`) so that users do not
 //! contend with each other, and bounded: an entry whose buckets are all full again and that
 //! has no open connection is no different from no entry, and goes at the shard's next sweep
@@ -19,7 +24,7 @@ pub(crate) mod bucket;
 
 use std::{
     collections::HashMap,
-    hash::BuildHasher,
+    hash::{BuildHasher, BuildHasherDefault, Hasher},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -79,22 +84,49 @@ const SHARDS: usize = 16;
 #[derive(Debug)]
 pub(crate) struct UserLimits {
     rates: [Rate; 4],
-    max_connections: usize,
+    max_connections: u32,
     replay_per_token: usize,
     hasher: std::collections::hash_map::RandomState,
+    /// What the entries' stamps count from.
+    epoch: Instant,
     shards: Box<[Mutex<Shard>]>,
 }
 
 #[derive(Debug)]
 struct Shard {
-    users: HashMap<UserId, Entry>,
+    users: HashMap<u64, Entry, BuildHasherDefault<KeyHasher>>,
     swept: Instant,
 }
 
+/// A user's limits: 32 bytes.
 #[derive(Debug)]
 struct Entry {
+    /// When the buckets were last refilled: nanoseconds since [`UserLimits::epoch`] (8 bytes
+    /// where an `Instant` is 16; a u64 of nanoseconds lasts 584 years).
+    refilled: u64,
     buckets: [Bucket; 4],
-    connections: usize,
+    connections: u32,
+}
+
+/// The map's keys are hashes already (SipHash, keyed per node): they are their own hash.
+#[derive(Debug, Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (the keys are u64); fold anything else in anyway.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 impl UserLimits {
@@ -107,13 +139,15 @@ impl UserLimits {
                 Rate::per_second(config.user_directs_per_second, config.user_directs_burst),
                 Rate::per_minute(config.user_rooms_per_minute),
             ],
-            max_connections: config.max_connections_per_user.max(1),
+            max_connections: u32::try_from(config.max_connections_per_user.max(1))
+                .unwrap_or(u32::MAX),
             replay_per_token: config.join_replay_per_token.max(1),
             hasher: Default::default(),
+            epoch: now,
             shards: (0..SHARDS)
                 .map(|_| {
                     Mutex::new(Shard {
-                        users: HashMap::new(),
+                        users: HashMap::default(),
                         swept: now,
                     })
                 })
@@ -121,24 +155,34 @@ impl UserLimits {
         }
     }
 
-    /// Runs `f` on `user`'s entry (made if missing), sweeping the shard first when it is due.
-    fn with_entry<T>(&self, user: &UserId, f: impl FnOnce(&mut Entry, Instant) -> T) -> T {
+    /// `user`'s key in the registry.
+    fn key(&self, user: &UserId) -> u64 {
+        self.hasher.hash_one(user)
+    }
+
+    /// Runs `f` on the entry of the user with `key` (made if missing) once its buckets are
+    /// refilled to now, sweeping the shard first when it is due.
+    fn with_entry<T>(&self, key: u64, f: impl FnOnce(&mut Entry) -> T) -> T {
         let now = Instant::now();
-        let index = (self.hasher.hash_one(user) as usize) % self.shards.len();
+        let stamp =
+            u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
+        // The shard from bits the map's own bucket index does not use (it takes the low ones).
+        let index = ((key >> 32) as usize) % self.shards.len();
         let mut shard = lock(&self.shards[index]);
+        let rates = &self.rates;
         if now.saturating_duration_since(shard.swept) >= SWEEP_EVERY {
             shard.swept = now;
-            let rates = self.rates;
-            shard.users.retain(|_, entry| !entry.is_idle(&rates, now));
+            shard.users.retain(|_, entry| {
+                entry.refill(rates, stamp);
+                !entry.is_idle(rates)
+            });
         }
-        let entry = match shard.users.get_mut(user) {
-            Some(entry) => entry,
-            None => shard
-                .users
-                .entry(user.clone())
-                .or_insert_with(|| Entry::new(&self.rates, now)),
-        };
-        f(entry, now)
+        let entry = shard
+            .users
+            .entry(key)
+            .or_insert_with(|| Entry::new(rates, stamp));
+        entry.refill(rates, stamp);
+        f(entry)
     }
 
     /// Takes one token of `limit` (one of the refilling ones) for `user`.
@@ -150,7 +194,7 @@ impl UserLimits {
             return Ok(());
         };
         let rate = self.rates[i];
-        self.with_entry(user, |entry, now| entry.buckets[i].take(rate, 1, now))
+        self.with_entry(self.key(user), |entry| entry.buckets[i].take(rate, 1))
             .map_err(|retry_after| {
                 crate::metrics::metrics().rate_limited(limit);
                 Error::RateLimited { limit, retry_after }
@@ -165,7 +209,7 @@ impl UserLimits {
             return;
         }
         let rate = self.rates[1];
-        self.with_entry(user, |entry, now| entry.buckets[1].charge(rate, cost, now));
+        self.with_entry(self.key(user), |entry| entry.buckets[1].charge(rate, cost));
     }
 
     /// Counts a new connection of `user`; the permit uncounts it when dropped.
@@ -174,7 +218,8 @@ impl UserLimits {
     /// [`Error::RateLimited`] ([`Limit::Connections`]) when the user has the most open.
     pub(crate) fn open(self: &Arc<Self>, user: &UserId) -> Result<ConnectionPermit, Error> {
         let max = self.max_connections;
-        let admitted = self.with_entry(user, |entry, _| {
+        let key = self.key(user);
+        let admitted = self.with_entry(key, |entry| {
             let admitted = entry.connections < max;
             if admitted {
                 entry.connections += 1;
@@ -190,7 +235,7 @@ impl UserLimits {
         }
         Ok(ConnectionPermit {
             limits: self.clone(),
-            user: user.clone(),
+            key,
         })
     }
 
@@ -202,21 +247,32 @@ impl UserLimits {
 }
 
 impl Entry {
-    fn new(rates: &[Rate; 4], now: Instant) -> Self {
+    fn new(rates: &[Rate; 4], stamp: u64) -> Self {
         Self {
-            buckets: rates.map(|rate| Bucket::full(rate, now)),
+            refilled: stamp,
+            buckets: rates.map(Bucket::full),
             connections: 0,
         }
     }
 
-    /// No open connection and every bucket full: the same as no entry.
-    fn is_idle(&mut self, rates: &[Rate; 4], now: Instant) -> bool {
+    /// Refills every bucket for the time since the last refill (`stamp`: nanoseconds since
+    /// the registry's epoch).
+    fn refill(&mut self, rates: &[Rate; 4], stamp: u64) {
+        let elapsed = Duration::from_nanos(stamp.saturating_sub(self.refilled));
+        self.refilled = self.refilled.max(stamp);
+        for (bucket, rate) in self.buckets.iter_mut().zip(rates) {
+            bucket.refill(*rate, elapsed);
+        }
+    }
+
+    /// No open connection and every bucket full (refilled already): the same as no entry.
+    fn is_idle(&self, rates: &[Rate; 4]) -> bool {
         self.connections == 0
             && self
                 .buckets
-                .iter_mut()
+                .iter()
                 .zip(rates)
-                .all(|(bucket, rate)| bucket.is_full(*rate, now))
+                .all(|(bucket, rate)| bucket.is_full(*rate))
     }
 }
 
@@ -224,12 +280,13 @@ impl Entry {
 #[derive(Debug)]
 pub(crate) struct ConnectionPermit {
     limits: Arc<UserLimits>,
-    user: UserId,
+    /// The user's key in the registry (no copy of the id).
+    key: u64,
 }
 
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
-        self.limits.with_entry(&self.user, |entry, _| {
+        self.limits.with_entry(self.key, |entry| {
             entry.connections = entry.connections.saturating_sub(1);
         });
     }

@@ -139,3 +139,10 @@ async fn idle_users_are_evicted_and_connected_or_limited_ones_kept() {
     let permits: Vec<_> = (0..40).filter_map(|_| limits.open(&alice).ok()).collect();
     assert_eq!(permits.len(), 31, "alice's open connection was forgotten");
 }
+
+#[test]
+fn an_entry_is_32_bytes_and_a_permit_16() {
+    // What an idle node pays per connected user (beside the map's slack) and per connection.
+    assert_eq!(std::mem::size_of::<Entry>(), 32);
+    assert_eq!(std::mem::size_of::<ConnectionPermit>(), 16);
+}

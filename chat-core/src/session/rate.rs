@@ -12,6 +12,7 @@ use crate::limits::bucket::{Bucket, Rate};
 pub(super) struct FloodGuard {
     rate: Rate,
     bucket: Bucket,
+    last: Instant,
 }
 
 impl FloodGuard {
@@ -19,7 +20,8 @@ impl FloodGuard {
         let rate = Rate::per_second(per_second, burst);
         Self {
             rate,
-            bucket: Bucket::full(rate, Instant::now()),
+            bucket: Bucket::full(rate),
+            last: Instant::now(),
         }
     }
 
@@ -27,8 +29,11 @@ impl FloodGuard {
     /// before then.
     pub(super) fn count(&mut self) -> Option<Instant> {
         let now = Instant::now();
-        self.bucket.charge(self.rate, 1, now);
-        let wait = self.bucket.wait(self.rate, now);
+        self.bucket
+            .refill(self.rate, now.saturating_duration_since(self.last));
+        self.last = now;
+        self.bucket.charge(self.rate, 1);
+        let wait = self.bucket.wait(self.rate);
         (!wait.is_zero()).then(|| now + wait)
     }
 }
