@@ -586,3 +586,22 @@ pub async fn since_replay_scenario(talk: &Server, rejoin: &Server) {
         "every message exactly once, in the room's order"
     );
 }
+
+/// Polls `check` until it is true, failing the test after 15 s: a guard against hangs while
+/// waiting for something that happens in the background (a heartbeat, a reap, a drain), not
+/// a timing assertion.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    const DEADLINE: Duration = Duration::from_secs(15);
+    let start = tokio::time::Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "not within {DEADLINE:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}

@@ -14,30 +14,12 @@ use chat_tower::{
     },
     ChatBuilder,
 };
+use roomcast_tests::eventually;
 use roomcast_tests::{
     redis_instance, redis_instance_with, redis_server::RedisServer, unlimited, Client, DemoProcess,
     Server,
 };
 use serde_json::{json, Value};
-
-/// A guard against hangs while polling for a condition: not a timing assertion.
-const DEADLINE: Duration = Duration::from_secs(15);
-
-/// Polls `check` until it holds, failing after [`DEADLINE`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "not within {DEADLINE:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// The key of a room's `what` under the default prefix.
 fn key(room: &str, what: &str) -> String {

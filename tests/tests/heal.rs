@@ -12,35 +12,17 @@ use std::time::{Duration, Instant};
 
 use chat_tower::chat_core::backend::redis::RedisConfig;
 use redis::aio::MultiplexedConnection;
+use roomcast_tests::eventually;
 use roomcast_tests::{redis_instance, redis_server::RedisServer, Api, Client, Server};
 use serde_json::{json, Value};
 
 const PREFIX: &str = "roomcast";
-
-/// How long a condition may take to come true before the test fails: a hang guard.
-const DEADLINE: Duration = Duration::from_secs(10);
 
 /// A short TTL: heartbeats (and reconciles, and reaps) every 300 ms.
 fn fast_ttl() -> RedisConfig {
     RedisConfig {
         presence_ttl: Duration::from_millis(900),
         ..RedisConfig::default()
-    }
-}
-
-/// Polls `check` until it is true; fails after [`DEADLINE`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "not within {DEADLINE:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -6,27 +6,9 @@
 use std::time::{Duration, Instant};
 
 use chat_tower::{ops, ChatBuilder};
+use roomcast_tests::eventually;
 use roomcast_tests::{redis_server::RedisServer, serve, Api, Client, DemoProcess};
 use serde_json::{json, Value};
-
-/// How long a condition may take to come true before the test fails: a hang guard.
-const DEADLINE: Duration = Duration::from_secs(15);
-
-/// Polls `check` until it is true; fails after [`DEADLINE`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !check().await {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "not within {DEADLINE:?}: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// Demo flags that lift the per-user limits and the flood guard (a test that sends fast).
 const UNLIMITED: [&str; 6] = [
