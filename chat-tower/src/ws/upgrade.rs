@@ -2,13 +2,21 @@
 //! sizes, and the session over the upgraded socket.
 
 use axum::{
+    body::Body,
     extract::{ws::WebSocket, FromRequestParts, Request, State, WebSocketUpgrade},
+    http::{header, HeaderValue, StatusCode, Version},
     response::{IntoResponse, Response},
 };
 use chat_core::session;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::{
+    tungstenite::{handshake::derive_accept_key, protocol::Role, protocol::WebSocketConfig},
+    WebSocketStream,
+};
 use tracing::Instrument;
 
-use super::socket::Socket;
+use super::{io::WsIo, raw::RawSocket, socket::Socket};
 use crate::{
     error::ChatRejection,
     identity::resolve::{recheck_token, Authenticated},
@@ -20,9 +28,10 @@ use crate::{
 /// allocates and zeroes it up front). A larger frame grows it as needed. Figures: see
 /// docs/perf.md.
 const READ_BUFFER: usize = 512;
-/// Frames fed to the socket collect in tungstenite's write buffer until the session flushes
-/// (or this much is pending), so a batch leaves in one write rather than one syscall and TCP
-/// segment per frame. Figures: see docs/perf.md.
+/// Frames fed to axum's socket (HTTP/2) collect in tungstenite's write buffer until the session
+/// flushes (or this much is pending), so a batch leaves in one write rather than one syscall
+/// and TCP segment per frame. Figures: see docs/perf.md. On HTTP/1.1 the text frames bypass
+/// tungstenite's buffer (`io`), and its own frames are written at once.
 const WRITE_BUFFER: usize = 8 * 1024;
 
 /// Open the chat WebSocket (JSON text frames; see the WebSocket frame schemas). Described by
@@ -34,6 +43,9 @@ pub(crate) async fn ws_handler(
     let (mut parts, _body) = request.into_parts();
     state.inner.origins.check(&parts)?;
     let Authenticated(caller) = Authenticated::from_request_parts(&mut parts, &state).await?;
+    // axum's extractor checks the request (and takes the upgrade out of it); on HTTP/1.1 the
+    // session runs on the upgrade itself (`RawSocket`), so keep a handle to it first.
+    let on_upgrade = parts.extensions.get::<OnUpgrade>().cloned();
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &state)
         .await
         .map_err(|e| ChatRejection::BadRequest(e.body_text()))?;
@@ -45,6 +57,38 @@ pub(crate) async fn ws_handler(
     // A debug span: it is entered on every poll of the session, and only debug events use it
     // (cost at info level: see docs/perf.md).
     let span = tracing::debug_span!("ws", conn = conn.id(), user = %conn.user().id);
+    let key = parts.headers.get(header::SEC_WEBSOCKET_KEY);
+    if let (true, Some(on_upgrade), Some(key)) =
+        (parts.version <= Version::HTTP_11, on_upgrade, key)
+    {
+        let accept = derive_accept_key(key.as_bytes());
+        drop(upgrade);
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(limit))
+            .max_frame_size(Some(limit))
+            .read_buffer_size(READ_BUFFER)
+            // Every frame tungstenite writes goes to `WsIo` at once (which never refuses it),
+            // so nothing waits in tungstenite's buffer behind or ahead of the text frames.
+            .write_buffer_size(0);
+        tokio::spawn(
+            async move {
+                let upgraded = match on_upgrade.await {
+                    Ok(upgraded) => upgraded,
+                    Err(err) => {
+                        tracing::debug!(cause = %err, "websocket upgrade failed");
+                        return;
+                    }
+                };
+                let io = WsIo::new(TokioIo::new(upgraded));
+                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                tracing::debug!("open");
+                let end = session::serve(conn, RawSocket::new(ws)).await;
+                tracing::debug!(?end, "closed");
+            }
+            .instrument(span),
+        );
+        return Ok(switching_protocols(&accept));
+    }
     Ok(upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
@@ -55,7 +99,20 @@ pub(crate) async fn ws_handler(
         .into_response())
 }
 
-/// The session over one upgraded socket, with its open and close logged at debug level.
+/// The `101 Switching Protocols` answer to an HTTP/1.1 upgrade.
+fn switching_protocols(accept: &str) -> Response {
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
+}
+
+/// The session over axum's socket (HTTP/2), with its open and close logged at debug level.
 async fn serve(conn: chat_core::Connection, socket: WebSocket) {
     tracing::debug!("open");
     let end = session::serve(conn, Socket::new(socket)).await;
