@@ -26,20 +26,17 @@ pub struct ChatConfig {
     /// full when a frame arrives is closed with close code 4008 (slow consumer) rather than
     /// letting server memory grow. Default 1,024.
     pub outgoing_queue: usize,
-    /// Write coalescing: the shortest period of the node's flush tick. A frame for a
-    /// connection that was written less than a period ago waits for the next tick (at most a
-    /// period) and leaves with whatever is queued for it meanwhile: one syscall and one TCP
-    /// segment instead of one each. The first frame after a quiet spell is written at once.
-    /// `Duration::ZERO` writes as frames come (no tick). Default 2 ms.
+    /// Write coalescing: the period of the node's flush tick while the node keeps up. A frame
+    /// for a connection that was written less than a period ago waits for the next tick (at
+    /// most a period) and leaves with whatever is queued for it meanwhile: one syscall and one
+    /// TCP segment instead of one each. The first frame after a quiet spell is written at
+    /// once. `Duration::ZERO` writes as frames come (no tick). Default 1 ms.
     pub write_coalesce: Duration,
-    /// The longest period of the flush tick. The period starts at `write_coalesce` and
-    /// switches to this while the batches it releases hold 1.5 frames or more on average
-    /// (connections receiving frames faster than the period: heavy fan-out, where writes are
-    /// most of the CPU); it switches back when they hold fewer than 1.25, and a quiet spell
-    /// resets it. Set it to `write_coalesce` (or less) for a fixed period: this default
-    /// applies whatever `write_coalesce` is. Longer trades latency for CPU under heavy
-    /// fan-out; light traffic keeps the shortest period's latency (figures in
-    /// `docs/perf.md`, "Write coalescing"). Default 8 ms.
+    /// The period of the flush tick while the node is behind: the dispatcher has a backlog,
+    /// or the runtime wakes the tick late (see `fanout::tick`). Longer batches cost fewer
+    /// syscalls per frame, which is what a node short of CPU needs; a node with headroom stays
+    /// at `write_coalesce`, whatever its traffic. Set it to `write_coalesce` (or less) for a
+    /// fixed period. Figures in `docs/perf.md` ("Flush tick"). Default 8 ms.
     pub write_coalesce_max: Duration,
     /// How often the server pings an idle connection. Default 20 s.
     pub ping_interval: Duration,
@@ -136,7 +133,7 @@ impl Default for ChatConfig {
             max_client_msg_id: 128,
             dedup_window: Duration::from_secs(120),
             outgoing_queue: 1_024,
-            write_coalesce: Duration::from_millis(2),
+            write_coalesce: Duration::from_millis(1),
             write_coalesce_max: Duration::from_millis(8),
             ping_interval: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),

@@ -159,6 +159,11 @@ impl Events {
         self.rx.is_empty()
     }
 
+    /// Events waiting: the dispatcher's backlog.
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
     /// What was dropped since the last call, if anything (see the module docs).
     pub fn take_missed(&self) -> Option<Missed> {
         if !self.missed.any.swap(false, Ordering::Acquire) {

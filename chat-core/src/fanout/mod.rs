@@ -34,7 +34,7 @@ pub(crate) use self::{
     outbox::Outbox,
     subscriptions::Subscriptions,
     tick::FlushTick,
-    write::{Inline, InlineWrite, Outgoing, Writing},
+    write::{Flushed, Inline, InlineWrite, Outgoing, Writing},
 };
 use crate::{
     backend::broker::{ConnId, Envelope, NodeId, Topic},

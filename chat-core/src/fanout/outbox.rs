@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use tokio::time::Instant;
 
-use super::{Alarm, FlushTick, Inline, InlineWrite, Outgoing, Writing};
+use super::{Alarm, FlushTick, Flushed, Inline, InlineWrite, Outgoing, Writing};
 use crate::sync::lock;
 
 /// One connection's outgoing queue and its alarm, in one allocation shared by the hub (which
@@ -343,16 +343,62 @@ impl Outbox {
         }
     }
 
-    /// The flush tick came: what is queued may be written now. Returns how many frames wait.
+    /// The flush tick came: what is queued is written now, inline by the caller (the tick's
+    /// task) when the session is idle, else by the session, which is woken. Returns how many
+    /// frames were waiting.
     pub(super) fn release(&self) -> usize {
         let mut queue = self.queue();
         queue.scheduled = false;
         let queued = queue.frames.len();
+        if queued == 0 {
+            return 0;
+        }
+        let wake = if queue.writing || queue.filtering || queue.closed {
+            true
+        } else {
+            self.write_queued_inline(&mut queue)
+        };
+        let spare = (queue.frames.is_empty() && queue.frames.capacity() > RETAINED_SLOTS)
+            .then(|| std::mem::take(&mut queue.frames));
         drop(queue);
-        if queued > 0 {
+        drop(spare);
+        if wake {
             self.waker.wake();
         }
         queued
+    }
+
+    /// Writes the whole queue to the attached transport in one flush. Returns whether the
+    /// session must take over (no transport, a held one, a full socket, a failure).
+    fn write_queued_inline(&self, queue: &mut Queue) -> bool {
+        let Queue {
+            writer,
+            frames,
+            last_write,
+            ..
+        } = queue;
+        let Some(writer) = writer else {
+            return true;
+        };
+        match writer.try_write_queued(frames) {
+            Flushed::Written => {
+                *last_write = Some(Instant::now());
+                false
+            }
+            Flushed::Busy => true,
+            Flushed::Unflushed => {
+                queue.flush_pending = true;
+                queue.writing = true;
+                queue.last_write = Some(Instant::now());
+                true
+            }
+            // Not frames dropped quietly: the session ends the connection.
+            Flushed::Failed => {
+                queue.failed = true;
+                queue.writing = true;
+                true
+            }
+        }
     }
 
     /// Frames waiting in the queue now (metrics, read at scrape time).

@@ -7,7 +7,7 @@ use std::{
 use tokio::time::Instant;
 
 use super::{
-    tick::{Window, ADAPT_MIN_BATCHES},
+    tick::{Window, BEHIND_BACKLOG, BEHIND_LATE},
     *,
 };
 use crate::backend::broker::Origin;
@@ -83,6 +83,12 @@ impl InlineWrite for Taker {
         self.0.fetch_add(1, Ordering::SeqCst);
         Inline::Written
     }
+
+    fn try_write_queued(&self, frames: &mut std::collections::VecDeque<Bytes>) -> Flushed {
+        self.0.fetch_add(frames.len(), Ordering::SeqCst);
+        frames.clear();
+        Flushed::Written
+    }
 }
 
 #[test]
@@ -147,63 +153,52 @@ async fn frames_soon_after_a_write_wait_for_the_tick_and_leave_together() {
     assert_eq!(counter.0.load(Ordering::SeqCst), 0);
     assert!(outbox.poll_take(&mut cx).is_pending(), "held for the tick");
     tokio::time::sleep(period + Duration::from_millis(1)).await;
+    // The tick wrote the batch itself, in one write: the session was not woken.
+    assert_eq!(taker.0.load(Ordering::SeqCst), 4);
+    assert_eq!(counter.0.load(Ordering::SeqCst), 0);
+    // A frame while the session is writing waits for the next tick, which wakes the session
+    // to take it.
+    let writing = outbox.begin_write();
+    assert!(outbox.offer(frame(4)));
+    tokio::time::sleep(period + Duration::from_millis(1)).await;
     assert_eq!(
         counter.0.load(Ordering::SeqCst),
         1,
         "one wake for the batch"
     );
-    for i in 1..4 {
-        assert_eq!(
-            outbox.poll_take(&mut cx),
-            Poll::Ready(Some(Outgoing::Frame(frame(i))))
-        );
-    }
-    // A frame while the batch is being written waits for the next tick too.
-    assert!(outbox.offer(frame(4)));
-    outbox.end_write();
-    assert!(outbox.poll_take(&mut cx).is_pending());
-    tokio::time::sleep(period + Duration::from_millis(1)).await;
-    assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+    drop(writing);
     take_one(&outbox, &mut cx, frame(4));
     // After a quiet period the next frame is written at once again.
     tokio::time::sleep(period).await;
     assert!(outbox.offer(frame(5)));
-    assert_eq!(taker.0.load(Ordering::SeqCst), 2);
-    assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+    assert_eq!(taker.0.load(Ordering::SeqCst), 5);
+    assert_eq!(counter.0.load(Ordering::SeqCst), 1);
     task.abort();
     tick.stop();
 }
 
 #[test]
-fn the_tick_period_goes_long_under_dense_traffic_and_short_under_light() {
+fn the_tick_period_goes_long_only_while_the_node_is_behind() {
     let ms = Duration::from_millis;
-    let (min, max) = (ms(2), ms(32));
-    let window = |batches, frames| Window {
+    let (min, max) = (ms(1), ms(8));
+    let window = |backlog, late| Window {
         start: Instant::now(),
-        batches,
-        frames,
+        backlog,
+        late,
     };
-    // 1.5 frames per batch or more: the longest period, in one step.
-    assert_eq!(window(100, 150).adapt(ms(2), min, max), Some(ms(32)));
-    assert_eq!(window(100, 400).adapt(ms(32), min, max), None);
-    // Between 1.25 and 1.5: kept.
-    assert_eq!(window(100, 140).adapt(ms(32), min, max), None);
-    assert_eq!(window(100, 140).adapt(ms(2), min, max), None);
-    // Below 1.25, or too few batches to matter: the shortest, in one step.
-    assert_eq!(window(100, 110).adapt(ms(32), min, max), Some(ms(2)));
+    // Keeping up: the shortest period, however dense the traffic was.
+    assert_eq!(window(0, ms(0)).adapt(min, min, max), None);
     assert_eq!(
-        window(ADAPT_MIN_BATCHES - 1, 200).adapt(ms(2), min, max),
-        None
+        window(BEHIND_BACKLOG - 1, ms(1)).adapt(max, min, max),
+        Some(min)
     );
-    assert_eq!(window(1, 30).adapt(ms(32), min, max), Some(ms(2)));
-    assert_eq!(window(0, 0).adapt(ms(2), min, max), None);
-    // "Few" is counted at the shortest period: one busy connection makes 50 batches per
-    // window at 2 ms and 3 at 32 ms, and keeps its long period.
-    assert_eq!(window(50, 200).adapt(ms(2), min, max), Some(ms(32)));
-    assert_eq!(window(3, 30).adapt(ms(32), min, max), None);
-    // A period set between the ends (none is, but the rule holds) moves to one of them.
-    assert_eq!(window(100, 400).adapt(ms(8), min, max), Some(ms(32)));
-    assert_eq!(window(100, 100).adapt(ms(8), min, max), Some(ms(2)));
+    // A backlog, or a late tick: the longest, in one step.
+    assert_eq!(
+        window(BEHIND_BACKLOG, ms(0)).adapt(min, min, max),
+        Some(max)
+    );
+    assert_eq!(window(0, BEHIND_LATE).adapt(min, min, max), Some(max));
+    assert_eq!(window(10_000, ms(50)).adapt(max, min, max), None);
 }
 
 /// The session takes `expected`, finds nothing more, and ends its write.
@@ -246,9 +241,9 @@ fn running_tick(min: Duration, max: Duration, n: usize) -> (RunningTick, Vec<Arc
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_tick_lengthens_while_connections_receive_faster_than_it() {
+async fn the_tick_lengthens_while_the_dispatcher_is_behind_and_not_for_dense_traffic() {
     let ms = Duration::from_millis;
-    let (running, peers) = running_tick(ms(2), ms(32), 64);
+    let (running, peers) = running_tick(ms(1), ms(8), 64);
     let tick = &running.tick;
     let pump = |peers: &[Arc<Outbox>]| {
         // Each connection gets two frames soon after its last write: held for the tick.
@@ -257,8 +252,17 @@ async fn the_tick_lengthens_while_connections_receive_faster_than_it() {
             assert!(peer.send(frame(0)) && peer.send(frame(1)));
         }
     };
-    let mut seen = Vec::new();
+    // Dense batches, no backlog: the shortest period throughout.
     for _ in 0..200 {
+        pump(&peers);
+        tokio::time::sleep(tick.period() + ms(1)).await;
+        drain(&peers);
+        assert_eq!(tick.period(), ms(1));
+    }
+    // The dispatcher falls behind: the longest period from the next window on.
+    let mut seen = vec![tick.period()];
+    for _ in 0..100 {
+        tick.note_backlog(BEHIND_BACKLOG);
         pump(&peers);
         tokio::time::sleep(tick.period() + ms(1)).await;
         drain(&peers);
@@ -266,38 +270,14 @@ async fn the_tick_lengthens_while_connections_receive_faster_than_it() {
             seen.push(tick.period());
         }
     }
-    assert_eq!(seen, vec![ms(2), ms(32)], "straight to the maximum");
-    // Light traffic: a frame now and then; the period comes back down.
+    assert_eq!(seen, vec![ms(1), ms(8)], "straight to the maximum");
+    // Caught up: back to the shortest.
     for _ in 0..40 {
-        peers[0].end_write();
-        assert!(peers[0].send(frame(0)));
-        tokio::time::sleep(ms(20)).await;
-        drain(&peers);
-    }
-    assert_eq!(tick.period(), ms(2));
-}
-
-#[tokio::test(start_paused = true)]
-async fn frames_a_writing_session_took_do_not_count_as_batches() {
-    let ms = Duration::from_millis;
-    let (running, peers) = running_tick(ms(2), ms(8), 64);
-    let tick = &running.tick;
-    for _ in 0..200 {
-        for (i, peer) in peers.iter().enumerate() {
-            peer.end_write();
-            for n in 0..4 {
-                assert!(peer.send(frame(n)));
-            }
-            // Three in four were taken by their session's batch before the tick: the
-            // tick finds them empty, and only the others say how well frames batch.
-            if i % 4 != 0 {
-                while peer.try_pop().is_some() {}
-            }
-        }
+        pump(&peers);
         tokio::time::sleep(tick.period() + ms(1)).await;
         drain(&peers);
     }
-    assert_eq!(tick.period(), ms(8));
+    assert_eq!(tick.period(), ms(1));
 }
 
 #[tokio::test(start_paused = true)]

@@ -2,7 +2,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard,
     },
     task::{Context, Poll},
@@ -17,17 +17,19 @@ use crate::sync::lock;
 
 /// The node's flush tick. An outbox that gets a frame less than a period after its last write
 /// (or while being written) is handed over with [`FlushTick::schedule`] and its session is
-/// not woken; [`FlushTick::run`] wakes every such session a period after the first of them was
-/// handed over, and each writes what it has queued in one write: per batch, one wake-up and
-/// no timer.
+/// not woken; [`FlushTick::run`] writes every such outbox's queue at most a period after the
+/// first of them was handed over (inline, from the tick's task, in one write per connection;
+/// a connection whose session is writing is woken instead): per batch, no wake-up and no
+/// timer.
 ///
-/// **The period adapts to the traffic**: it is `write_coalesce` or `write_coalesce_max`.
-/// Every [`ADAPT_EVERY`] the tick looks at the batches it released: 1.5 frames or more on
-/// average means connections receive frames faster than the period, so the longest period
-/// buys proportionally fewer writes; below 1.25 frames, or with few batches, it goes back to
-/// the shortest, as it does after a quiet spell. There are no steps in between, because
-/// batches grow with the period; so at middling rates either end can be stable. The figures
-/// behind this are in `docs/perf.md` ("Flush tick").
+/// **The period follows the node's load, not the traffic's shape**: it is `write_coalesce`
+/// while the node keeps up, and `write_coalesce_max` while it is behind: the dispatcher found
+/// [`BEHIND_BACKLOG`] events waiting, or the tick itself woke [`BEHIND_LATE`] after its
+/// deadline (the runtime is busy), in the last [`ADAPT_EVERY`]. It goes back to the shortest
+/// once a window passes with neither, or after a quiet spell. So a node with headroom adds at
+/// most the shortest period to a frame, however dense its rooms, and batches harder only when
+/// that buys back the CPU it is short of. The figures behind this are in `docs/perf.md`
+/// ("Flush tick").
 pub(crate) struct FlushTick {
     min: Duration,
     max: Duration,
@@ -38,6 +40,8 @@ pub(crate) struct FlushTick {
     due: Mutex<Due>,
     /// The tick's task, while it waits for the first outbox of the next batch.
     waker: AtomicWaker,
+    /// The dispatcher's longest backlog since the tick last looked ([`FlushTick::note_backlog`]).
+    backlog: CacheLine<AtomicUsize>,
 }
 
 /// The outboxes waiting for the next tick.
@@ -57,9 +61,16 @@ struct CacheLine<T>(T);
 /// How often the tick adapts its period, and how long a quiet spell resets it.
 pub(super) const ADAPT_EVERY: Duration = Duration::from_millis(100);
 
-/// Fewer batches than this in a window (counted at the shortest period: twice as many at a
-/// period twice as long count the same): coalescing is rare, the period shrinks.
-pub(super) const ADAPT_MIN_BATCHES: usize = 32;
+/// Events waiting for the dispatcher that mean the node is behind.
+pub(crate) const BEHIND_BACKLOG: usize = 64;
+
+/// A tick this late after its deadline means the node is behind (its runtime did not get to
+/// the timer).
+pub(super) const BEHIND_LATE: Duration = Duration::from_millis(2);
+
+/// tokio's timers fire on whole milliseconds, rounding a deadline up: a sleep this much
+/// shorter than the period ends within the period, never up to a millisecond past it.
+const TIMER_GRAIN: Duration = Duration::from_micros(999);
 
 impl std::fmt::Debug for FlushTick {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,7 +93,16 @@ impl FlushTick {
             period_ns: CacheLine(AtomicU64::new(nanos(min))),
             due: Mutex::default(),
             waker: AtomicWaker::new(),
+            backlog: CacheLine(AtomicUsize::new(0)),
         })
+    }
+
+    /// The dispatcher saw `events` waiting (called for each event it takes: one load, and a
+    /// store only when it is the longest backlog of the window).
+    pub(crate) fn note_backlog(&self, events: usize) {
+        if events > self.backlog.0.load(Ordering::Relaxed) {
+            self.backlog.0.store(events, Ordering::Relaxed);
+        }
     }
 
     /// The current period: a connection written less than this long ago waits for the tick.
@@ -145,24 +165,22 @@ impl FlushTick {
                 self.set_period(self.min);
                 window = Window::new(now);
             }
-            tokio::time::sleep(self.period()).await;
+            let deadline = now + self.period();
+            tokio::time::sleep_until(deadline - TIMER_GRAIN.min(self.period())).await;
+            let woke = Instant::now();
+            window.late = window.late.max(woke.saturating_duration_since(deadline));
             std::mem::swap(&mut batch, &mut self.due().outboxes);
             for outbox in batch.drain(..) {
-                // A session that was writing when its frames came took them with its batch:
-                // nothing left, no write, nothing learnt about batching.
-                let frames = outbox.release();
-                if frames > 0 {
-                    window.batches += 1;
-                    window.frames += frames;
-                }
+                outbox.release();
             }
             let now = Instant::now();
             if now >= window.start + ADAPT_EVERY {
+                window.backlog = self.backlog.0.swap(0, Ordering::Relaxed);
                 if let Some(period) = window.adapt(self.period(), self.min, self.max) {
                     tracing::debug!(
                         ?period,
-                        batches = window.batches,
-                        frames = window.frames,
+                        backlog = window.backlog,
+                        late = ?window.late,
                         "flush tick period"
                     );
                     self.set_period(period);
@@ -204,41 +222,30 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// What the tick released since `start`.
+/// What the tick saw of the node's load since `start`.
 #[derive(Debug)]
 pub(super) struct Window {
     pub(super) start: Instant,
-    /// Connections woken (one write each).
-    pub(super) batches: usize,
-    /// Frames they had queued.
-    pub(super) frames: usize,
+    /// The dispatcher's longest backlog, in events.
+    pub(super) backlog: usize,
+    /// How late the tick woke after its deadline, at worst.
+    pub(super) late: Duration,
 }
 
 impl Window {
     pub(super) fn new(start: Instant) -> Self {
         Self {
             start,
-            batches: 0,
-            frames: 0,
+            backlog: 0,
+            late: Duration::ZERO,
         }
     }
 
-    /// The next period, if it changes: the longest when batches average 1.5 frames or more,
-    /// the shortest below 1.25 or when there were few batches (coalescing is rare: the
-    /// traffic is light), kept between 1.25 and 1.5. "Few" is counted in batches of the
-    /// shortest period: a longer one makes fewer batches of the same traffic, and must not
-    /// read that as the traffic getting lighter.
+    /// The next period, if it changes: the longest while the node is behind (a backlog of
+    /// [`BEHIND_BACKLOG`] events, or a tick [`BEHIND_LATE`] late), the shortest otherwise.
     pub(super) fn adapt(&self, period: Duration, min: Duration, max: Duration) -> Option<Duration> {
-        let scaled = self.batches as u128 * period.as_nanos();
-        let next = if scaled < ADAPT_MIN_BATCHES as u128 * min.as_nanos() {
-            min
-        } else if self.frames * 2 >= self.batches * 3 {
-            max
-        } else if self.frames * 4 < self.batches * 5 {
-            min
-        } else {
-            period
-        };
+        let behind = self.backlog >= BEHIND_BACKLOG || self.late >= BEHIND_LATE;
+        let next = if behind { max } else { min };
         (next != period).then_some(next)
     }
 }

@@ -18,11 +18,27 @@ pub(crate) enum Inline {
     Failed,
 }
 
-/// A connection's transport as the dispatcher writes to it, outside the connection's
-/// session (the session's transport adapter implements it). One attempt that must not wait:
-/// a lock held elsewhere or a full socket is [`Inline::Busy`] or [`Inline::Unflushed`].
+/// What an inline write of a connection's whole queue did ([`InlineWrite::try_write_queued`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flushed {
+    /// All written and flushed.
+    Written,
+    /// Some or all taken, but the socket is full: the session flushes and writes the rest.
+    Unflushed,
+    /// Nothing taken (the session holds the transport).
+    Busy,
+    /// The transport failed; the session finds out on its next read or write.
+    Failed,
+}
+
+/// A connection's transport as the dispatcher (or the flush tick) writes to it, outside the
+/// connection's session (the session's transport adapter implements it). One attempt that
+/// must not wait: a lock held elsewhere or a full socket is [`Inline::Busy`] or
+/// [`Inline::Unflushed`].
 pub(crate) trait InlineWrite: Send + Sync {
     fn try_write(&self, frame: Bytes) -> Inline;
+    /// Writes what `frames` holds, front first, in one flush, taking what the socket accepts.
+    fn try_write_queued(&self, frames: &mut std::collections::VecDeque<Bytes>) -> Flushed;
 }
 
 /// What the session takes from its outbox.

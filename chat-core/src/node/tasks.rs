@@ -63,11 +63,15 @@ impl Tasks {
         node: NodeId,
         subscriptions: (Arc<Subscriptions>, Arc<dyn Broker>),
     ) -> Self {
-        let dispatcher = tokio::spawn(dispatch(hub.clone(), events));
         let tick = (!config.write_coalesce.is_zero()).then(|| {
             let tick = FlushTick::new(config.write_coalesce, config.write_coalesce_max);
             (tick.clone(), tokio::spawn(tick.run()))
         });
+        let dispatcher = tokio::spawn(dispatch(
+            hub.clone(),
+            events,
+            tick.as_ref().map(|(tick, _)| tick.clone()),
+        ));
         let keepalive = tokio::spawn(keepalive(hub.clone(), config.ping_interval));
         let (exits, failed) = mpsc::unbounded_channel();
         let exit_retries = tokio::spawn(retry_exits(presence, node, failed));
@@ -194,9 +198,14 @@ async fn keepalive(hub: Arc<Hub>, ping_interval: Duration) {
     }
 }
 
-/// The node's dispatcher: the one consumer of the broker's event stream.
-async fn dispatch(hub: Arc<Hub>, mut events: Events) {
+/// The node's dispatcher: the one consumer of the broker's event stream. Its backlog tells
+/// the flush tick whether the node is behind.
+async fn dispatch(hub: Arc<Hub>, mut events: Events, tick: Option<Arc<FlushTick>>) {
     while let Some(event) = events.recv().await {
+        let backlog = events.len();
+        if let Some(tick) = &tick {
+            tick.note_backlog(backlog);
+        }
         // Before the event: what overflowed gets its `resync` ahead of later frames.
         if let Some(missed) = events.take_missed() {
             resync_missed(&hub, missed);
@@ -205,7 +214,7 @@ async fn dispatch(hub: Arc<Hub>, mut events: Events) {
             BrokerEvent::Envelope(envelope) => {
                 // Inline writes to idle connections while keeping up; with a backlog, the
                 // connections' own tasks write (on every core) and this only queues.
-                let delivered = hub.deliver(&envelope, events.is_empty());
+                let delivered = hub.deliver(&envelope, backlog == 0);
                 // Per envelope, not per delivery: one add, and one latency sample from the
                 // frame's own `ts` (publish time) when it has one.
                 if delivered > 0 {

@@ -5,6 +5,7 @@
 //! before the session closes the socket (nothing may follow a close frame) and when dropped.
 
 use std::{
+    collections::VecDeque,
     pin::Pin,
     sync::{Arc, Mutex, MutexGuard, TryLockError},
     task::{Context, Poll, Waker},
@@ -15,7 +16,7 @@ use futures_util::{Sink, Stream};
 
 use super::{Inbound, Outbound};
 use crate::{
-    fanout::{Inline, InlineWrite, Outbox},
+    fanout::{Flushed, Inline, InlineWrite, Outbox},
     sync::lock,
 };
 
@@ -106,6 +107,11 @@ where
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.write_now(frame)))
             .unwrap_or(Inline::Failed)
     }
+
+    fn try_write_queued(&self, frames: &mut VecDeque<Bytes>) -> Flushed {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.write_queued(frames)))
+            .unwrap_or(Flushed::Failed)
+    }
 }
 
 impl<T: Sink<Outbound> + Unpin> Locked<T> {
@@ -133,6 +139,41 @@ impl<T: Sink<Outbound> + Unpin> Locked<T> {
             Poll::Ready(Ok(())) => Inline::Written,
             Poll::Ready(Err(_)) => Inline::Failed,
             Poll::Pending => Inline::Unflushed,
+        }
+    }
+}
+
+impl<T: Sink<Outbound> + Unpin> Locked<T> {
+    fn write_queued(&self, frames: &mut VecDeque<Bytes>) -> Flushed {
+        let mut transport = match self.0.try_lock() {
+            Ok(transport) => transport,
+            Err(TryLockError::WouldBlock) => return Flushed::Busy,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        };
+        let mut transport = Pin::new(&mut *transport);
+        let mut cx = Context::from_waker(Waker::noop());
+        while !frames.is_empty() {
+            match transport.as_mut().poll_ready(&mut cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return Flushed::Failed,
+                // Backed up: the session flushes, then writes the rest.
+                Poll::Pending => return Flushed::Unflushed,
+            }
+            let Some(frame) = frames.pop_front() else {
+                break;
+            };
+            if transport
+                .as_mut()
+                .start_send(Outbound::Text(frame))
+                .is_err()
+            {
+                return Flushed::Failed;
+            }
+        }
+        match transport.poll_flush(&mut cx) {
+            Poll::Ready(Ok(())) => Flushed::Written,
+            Poll::Ready(Err(_)) => Flushed::Failed,
+            Poll::Pending => Flushed::Unflushed,
         }
     }
 }
