@@ -51,7 +51,7 @@ type UserOutboxes = Vec<(ConnId, Arc<Outbox>)>;
 /// bigger room the others are queued first, so that their tasks write on the other cores
 /// while the dispatcher writes the last few. 64 keeps a typical room wholly inline
 /// (measurements in `docs/perf.md`, "Inline writes per envelope").
-const INLINE_PER_ENVELOPE: usize = 64;
+pub(super) const INLINE_PER_ENVELOPE: usize = 64;
 
 /// A snapshot of a [`Hub`] for the metrics.
 #[derive(Debug, Default, Clone, Copy)]

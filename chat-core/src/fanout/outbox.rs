@@ -204,7 +204,7 @@ impl Outbox {
         match (then, &self.tick) {
             (Then::Schedule, Some(tick)) => {
                 if let Err(outbox) = tick.schedule(self.clone()) {
-                    outbox.release();
+                    outbox.release(false);
                 }
             }
             // The consumer drains to empty before it waits, so only the transition from empty
@@ -343,17 +343,17 @@ impl Outbox {
         }
     }
 
-    /// The flush tick came: what is queued is written now, inline by the caller (the tick's
-    /// task) when the session is idle, else by the session, which is woken. Returns how many
-    /// frames were waiting.
-    pub(super) fn release(&self) -> usize {
+    /// The flush tick came: what is queued is written now, with `inline` by the caller (the
+    /// tick's task) when the session is idle, else by the session, which is woken. Returns how
+    /// many frames were waiting.
+    pub(super) fn release(&self, inline: bool) -> usize {
         let mut queue = self.queue();
         queue.scheduled = false;
         let queued = queue.frames.len();
         if queued == 0 {
             return 0;
         }
-        let wake = if queue.writing || queue.filtering || queue.closed {
+        let wake = if !inline || queue.writing || queue.filtering || queue.closed {
             true
         } else {
             self.write_queued_inline(&mut queue)

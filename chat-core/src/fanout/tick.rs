@@ -12,7 +12,7 @@ use std::{
 use futures_util::task::AtomicWaker;
 use tokio::time::Instant;
 
-use super::Outbox;
+use super::{Outbox, INLINE_PER_ENVELOPE};
 use crate::sync::lock;
 
 /// The node's flush tick. An outbox that gets a frame less than a period after its last write
@@ -170,8 +170,11 @@ impl FlushTick {
             let woke = Instant::now();
             window.late = window.late.max(woke.saturating_duration_since(deadline));
             std::mem::swap(&mut batch, &mut self.due().outboxes);
-            for outbox in batch.drain(..) {
-                outbox.release();
+            // As in `Hub::deliver`: in a big batch the first ones' sessions are woken to write
+            // on the other cores, and only the last few are written here.
+            let inline_from = batch.len().saturating_sub(INLINE_PER_ENVELOPE);
+            for (i, outbox) in batch.drain(..).enumerate() {
+                outbox.release(i >= inline_from);
             }
             let now = Instant::now();
             if now >= window.start + ADAPT_EVERY {
@@ -213,7 +216,7 @@ impl FlushTick {
             std::mem::take(&mut due.outboxes)
         };
         for outbox in outboxes {
-            outbox.release();
+            outbox.release(false);
         }
     }
 }
