@@ -29,7 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 pub(super) const BACKED_UP: usize = 64 * 1024;
 
 /// Chunks handed to one `writev`: 2 slices each (header and payload).
-const WRITEV_CHUNKS: usize = 32;
+const WRITEV_CHUNKS: usize = 16;
 
 /// One frame (or a run of tungstenite's bytes, with no header) waiting to be written.
 struct Chunk {
@@ -157,20 +157,26 @@ impl<T: AsyncWrite + Unpin> WsIo<T> {
     /// Writes what is queued: one `writev` per [`WRITEV_CHUNKS`] frames. `Pending` (with the
     /// waker registered) while the socket is full.
     pub(super) fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while !self.pending.is_empty() {
-            let mut slices = [IoSlice::new(&[]); 2 * WRITEV_CHUNKS];
-            let mut count = 0;
-            for chunk in self.pending.iter().take(WRITEV_CHUNKS) {
-                let (head, body) = chunk.rest();
-                for part in [head, body] {
-                    if !part.is_empty() {
-                        slices[count] = IoSlice::new(part);
-                        count += 1;
+        while let Some(front) = self.pending.front() {
+            let written = if self.pending.len() == 1 {
+                // The common case (an inline write): one frame, two slices on the stack.
+                let (head, body) = front.rest();
+                let slices = [IoSlice::new(head), IoSlice::new(body)];
+                ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, &slices))?
+            } else {
+                let mut slices = [IoSlice::new(&[]); 2 * WRITEV_CHUNKS];
+                let mut count = 0;
+                for chunk in self.pending.iter().take(WRITEV_CHUNKS) {
+                    let (head, body) = chunk.rest();
+                    for part in [head, body] {
+                        if !part.is_empty() {
+                            slices[count] = IoSlice::new(part);
+                            count += 1;
+                        }
                     }
                 }
-            }
-            let written =
-                ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, &slices[..count]))?;
+                ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, &slices[..count]))?
+            };
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
