@@ -27,7 +27,9 @@ pub(super) type Upgrade = WebSocketStream<WsIo<TokioIo<Upgraded>>>;
 
 /// The session's transport over an upgraded HTTP/1.1 connection.
 pub(super) struct RawSocket {
-    ws: Upgrade,
+    /// Boxed: the session's future keeps room for its transport argument after moving it into
+    /// the shared transport, so an inline socket would be paid twice per connection.
+    ws: Box<Upgrade>,
     /// A close frame was received or sent: text frames are refused, as tungstenite refuses
     /// what it is given after a close (they would follow the close frame on the wire).
     closed: bool,
@@ -35,7 +37,10 @@ pub(super) struct RawSocket {
 
 impl RawSocket {
     pub(super) fn new(ws: Upgrade) -> Self {
-        Self { ws, closed: false }
+        Self {
+            ws: Box::new(ws),
+            closed: false,
+        }
     }
 }
 
@@ -44,7 +49,7 @@ impl Stream for RawSocket {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
         let this = &mut *self;
-        Pin::new(&mut this.ws).poll_next(cx).map(|message| {
+        Pin::new(&mut *this.ws).poll_next(cx).map(|message| {
             if !matches!(
                 message,
                 Some(Ok(Message::Text(_)
@@ -95,7 +100,7 @@ impl Sink<Outbound> for RawSocket {
             }
         };
         // Written through `WsIo` at once (the write buffer size is 0), behind the text frames.
-        Pin::new(&mut self.ws).start_send(message)
+        Pin::new(&mut *self.ws).start_send(message)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
@@ -106,6 +111,6 @@ impl Sink<Outbound> for RawSocket {
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         ready!(self.ws.get_mut().poll_drain(cx))?;
-        Pin::new(&mut self.ws).poll_close(cx)
+        Pin::new(&mut *self.ws).poll_close(cx)
     }
 }

@@ -8,6 +8,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chat_core::session;
+use futures_util::{future::Either, FutureExt as _};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::{
@@ -70,23 +71,34 @@ pub(crate) async fn ws_handler(
             // Every frame tungstenite writes goes to `WsIo` at once (which never refuses it),
             // so nothing waits in tungstenite's buffer behind or ahead of the text frames.
             .write_buffer_size(0);
-        tokio::spawn(
-            async move {
-                let upgraded = match on_upgrade.await {
-                    Ok(upgraded) => upgraded,
-                    Err(err) => {
-                        tracing::debug!(cause = %err, "websocket upgrade failed");
-                        return;
-                    }
-                };
-                let io = WsIo::new(TokioIo::new(upgraded));
-                let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-                tracing::debug!("open");
-                let end = session::serve(conn, RawSocket::new(ws)).await;
-                tracing::debug!(?end, "closed");
-            }
-            .instrument(span),
-        );
+        // Boxed until the upgrade completes, and the task's future is one state at a time
+        // (`then`: the upgrade, then the session), so an idle connection's task holds the
+        // session's future and nothing beside it (no async block keeping the moved-from
+        // connection and socket for the connection's life).
+        let session = Box::new((conn, span));
+        tokio::spawn(on_upgrade.then(move |upgraded| {
+            let (conn, span) = *session;
+            let upgraded = match upgraded {
+                Ok(upgraded) => upgraded,
+                Err(err) => {
+                    span.in_scope(|| tracing::debug!(cause = %err, "websocket upgrade failed"));
+                    return Either::Left(std::future::ready(()));
+                }
+            };
+            let io = WsIo::new(TokioIo::new(upgraded));
+            // tokio-tungstenite's constructor is async but does no I/O: ready when first polled.
+            let Some(ws) =
+                WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).now_or_never()
+            else {
+                return Either::Left(std::future::ready(()));
+            };
+            span.in_scope(|| tracing::debug!("open"));
+            Either::Right(
+                session::serve(conn, RawSocket::new(ws))
+                    .map(|end| tracing::debug!(?end, "closed"))
+                    .instrument(span),
+            )
+        }));
         return Ok(switching_protocols(&accept));
     }
     Ok(upgrade
