@@ -15,6 +15,7 @@ mod cluster;
 mod conns;
 mod report;
 mod traffic;
+mod ws;
 
 use anyhow::Context as _;
 
