@@ -240,6 +240,8 @@ pub(crate) struct Report {
     pub(crate) redis: Option<RedisReport>,
     /// CPU seconds of the bench process itself in the window (it shares the machine).
     pub(crate) bench_cpu_s: f64,
+    /// The bench's runtime threads (`null`: one worker per core).
+    pub(crate) bench_threads: Option<usize>,
     pub(crate) bench_nofile_soft: Option<String>,
     pub(crate) warnings: Vec<String>,
     pub(crate) server_log: Vec<String>,
@@ -435,8 +437,16 @@ impl Report {
         if let Some(d) = self.delivered_per_server_cpu_s {
             let _ = writeln!(
                 o,
-                "  efficiency {:.0} deliveries per server CPU-second (server CPU {:.2} s, {:.2} s of it user space; bench CPU {:.2} s)",
-                d, self.server_cpu_s, self.server_user_cpu_s, self.bench_cpu_s
+                "  efficiency {:.0} deliveries per server CPU-second (server CPU {:.2} s, {:.2} s of it user space; bench CPU {:.2} s, {})",
+                d,
+                self.server_cpu_s,
+                self.server_user_cpu_s,
+                self.bench_cpu_s,
+                match self.bench_threads {
+                    Some(1) => "1 thread".to_string(),
+                    Some(n) => format!("{n} threads"),
+                    None => "1 thread per core".to_string(),
+                }
             );
             if let Some(u) = self.delivered_per_server_user_cpu_s {
                 let _ = writeln!(
