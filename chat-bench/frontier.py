@@ -29,7 +29,8 @@ Columns: deliveries per server CPU-second (all instances, user + kernel; Redis n
 server user-space µs per delivery, end-to-end latency p50/p99 (ranges over the rounds), lost
 deliveries that nobody was told about (roomcast: of messages that were not refused; the
 peer has no acks, so all its loss is silent), messages refused with an error frame (roomcast
-only), duplicates, and the load generator's own CPU per second of the window.
+only), duplicates, and the load generator's own CPU: per second of the window and per
+delivery.
 """
 
 import json
@@ -142,6 +143,7 @@ def run_roomcast(extra, args, rate, opts):
         "dup": t["duplicates"],
         "reordered": t["reordered"],
         "bench_per_s": rep.get("bench_cpu_s", 0.0) / max(rep.get("window_s", 0.0), 1e-9),
+        "bench_us": rep.get("bench_cpu_s", 0.0) * 1e6 / max(t["delivered"], 1),
         "notes": ([f"closed {t['closed']}"] if t["closed"] else [])
         + (["drain timed out"] if t["drain_timed_out"] else [])
         + ([f"{t['unanswered']} unanswered"] if t["unanswered"] else [])
@@ -225,6 +227,7 @@ def run_sio(rate, opts):
         "dup": rep["duplicates"],
         "reordered": None,
         "bench_per_s": rep["bench_cpu_per_s"],
+        "bench_us": rep["bench_cpu_s"] * 1e6 / max(rep["delivered"], 1),
         "notes": notes,
         "raw": rep,
     }
@@ -264,19 +267,21 @@ def main():
                 print(f"round {r + 1} {label} {fmt_rate(rate)}/s: {row['per_cpu'] / 1000:.0f}k/CPU-s "
                       f"user {row['user_us']:.2f} µs p50 {row['p50']:.1f} p99 {row['p99']:.1f} ms "
                       f"lost {row['lost']} rejected {row['rejected']} dup {row['dup']} "
-                      f"bench {row['bench_per_s']:.2f} CPU-s/s {' '.join(row['notes'])}",
+                      f"bench {row['bench_per_s']:.2f} CPU-s/s {row['bench_us']:.2f} µs/delivery "
+                      f"{' '.join(row['notes'])}",
                       file=sys.stderr, flush=True)
     print(f"W1: {ROOMS} rooms x {CLIENTS // ROOMS} clients, {INSTANCES} instances + Redis, "
           f"{BODY}-byte bodies, ~{opts['seconds']:g} s of sending per run, {opts['rounds']} round(s)")
     print()
     print("| variant | rate/s | runs | deliveries per server CPU-s | server user µs/delivery "
-          "| p50 ms | p99 ms | lost (silent) | rejected (reported) | dup | bench CPU-s per s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "| p50 ms | p99 ms | lost (silent) | rejected (reported) | dup | bench CPU-s per s "
+          "| bench µs per delivery |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for rate in opts["rates"]:
         for _, label, _, _ in variants:
             rows = results.get((label, rate), [])
             if not rows:
-                print(f"| {label} | {fmt_rate(rate)} | 0 | failed | | | | | | | |")
+                print(f"| {label} | {fmt_rate(rate)} | 0 | failed | | | | | | | | |")
                 continue
             c = {k: [row[k] for row in rows] for k in rows[0]}
             rejected = "n/a" if c["rejected"][0] is None else str(sum(c["rejected"]))
@@ -286,7 +291,8 @@ def main():
                   f"| {span(c['user_us'], lambda x: f'{x:.2f}')} "
                   f"| {span(c['p50'], lambda x: f'{x:.1f}')} | {span(c['p99'], lambda x: f'{x:.1f}')} "
                   f"| {sum(c['lost'])} | {rejected} | {sum(c['dup'])} "
-                  f"| {span(c['bench_per_s'], lambda x: f'{x:.2f}')} |"
+                  f"| {span(c['bench_per_s'], lambda x: f'{x:.2f}')} "
+                  f"| {span(c['bench_us'], lambda x: f'{x:.2f}')} |"
                   + (f" {'; '.join(notes)}" if notes else ""))
 
 
