@@ -147,6 +147,9 @@ def run_roomcast(extra, args, rate, opts):
         "notes": ([f"closed {t['closed']}"] if t["closed"] else [])
         + (["drain timed out"] if t["drain_timed_out"] else [])
         + ([f"{t['unanswered']} unanswered"] if t["unanswered"] else [])
+        + ([f"rejected {t['rejected']}"] if t["rejected"] else [])
+        + ([f"{t['refused_delivered']} copies of refused messages delivered"]
+           if t.get("refused_delivered") else [])
         + ([f"{t['reordered']} reordered"] if t["reordered"] else [])
         + ([f"{t['foreign']} foreign"] if t["foreign"] else []),
         "raw": rep,

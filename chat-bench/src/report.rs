@@ -67,6 +67,9 @@ pub(crate) struct Traffic {
     pub(crate) messages_with_loss: u64,
     /// Deliveries beyond the expected count, summed per message.
     pub(crate) duplicates: u64,
+    /// Of the duplicates, copies of messages the server refused (an `error` frame told the
+    /// sender it was not sent, yet it was delivered).
+    pub(crate) refused_delivered: u64,
     /// Deliveries that arrived at a receiver after a later message of the same sender.
     pub(crate) reordered: u64,
     /// Received message frames whose body was not the bench's.
@@ -349,7 +352,7 @@ impl Report {
             );
             let _ = writeln!(
                 o,
-                "  delivered {} of {} expected ({:.0}/s over {:.2} s); lost {} ({:.4}%, {} messages), duplicates {}, reordered {}{}",
+                "  delivered {} of {} expected ({:.0}/s over {:.2} s); lost {} ({:.4}%, {} messages), duplicates {}{}, reordered {}{}",
                 t.delivered,
                 t.expected_deliveries,
                 t.delivered_per_s,
@@ -358,6 +361,11 @@ impl Report {
                 t.loss_pct,
                 t.messages_with_loss,
                 t.duplicates,
+                if t.refused_delivered > 0 {
+                    format!(" ({} of them copies of refused messages)", t.refused_delivered)
+                } else {
+                    String::new()
+                },
                 t.reordered,
                 if t.drain_timed_out { " [drain timed out]" } else { "" }
             );

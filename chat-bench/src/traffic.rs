@@ -656,6 +656,9 @@ pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Re
         let got = u64::from(sh.received[k].load(Relaxed));
         if st == UNSENT || st == REJECTED {
             t.duplicates += got;
+            if st == REJECTED {
+                t.refused_delivered += got;
+            }
             continue;
         }
         if st == SENT {
