@@ -122,13 +122,12 @@ impl Rest {
 /// How long a WebSocket handshake may take before the client counts as failed.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Opens a WebSocket to `addr` at `path` (the `websocketUrl` from join-room), from `source`
-/// (a 127.0.0.x address, port chosen by the kernel) when given.
-pub(crate) async fn ws_connect(
+/// A TCP connection to `addr` from `source` (a 127.0.0.x address, port chosen by the kernel)
+/// when given, with `TCP_NODELAY`.
+pub(crate) async fn tcp_connect(
     addr: SocketAddr,
-    path: &str,
     source: Option<Ipv4Addr>,
-) -> anyhow::Result<Ws> {
+) -> anyhow::Result<TcpStream> {
     let socket = TcpSocket::new_v4()?;
     if let Some(ip) = source {
         socket
@@ -140,6 +139,18 @@ pub(crate) async fn ws_connect(
         .await
         .with_context(|| format!("connecting to {addr}"))?;
     stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Opens a tokio-tungstenite WebSocket to `addr` at `path` (the `websocketUrl` from
+/// join-room), from `source` when given: the connection scenarios' client (the message
+/// scenarios use the lighter [`crate::ws`]).
+pub(crate) async fn ws_connect(
+    addr: SocketAddr,
+    path: &str,
+    source: Option<Ipv4Addr>,
+) -> anyhow::Result<Ws> {
+    let stream = tcp_connect(addr, source).await?;
     // Small buffers: at tens of thousands of connections the defaults (128 KiB) would make the
     // bench, not the server, the memory hog.
     let config = WebSocketConfig::default()

@@ -15,6 +15,7 @@ mod cluster;
 mod conns;
 mod report;
 mod traffic;
+mod ws;
 
 use anyhow::Context as _;
 
@@ -42,37 +43,65 @@ fn raise_nofile() -> u64 {
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let nofile = raise_nofile();
-    let argv: Vec<String> = std::env::args().skip(1).collect();
-    if argv.first().map(String::as_str) == Some("__worker") {
-        if let Err(err) = conns::worker_main().await {
-            eprintln!("chat-bench worker: {err:#}");
-            std::process::exit(1);
-        }
-        return;
+/// Builds the runtime with `threads` threads (`None`: tokio's default, one worker per core)
+/// and runs `f` on it. One thread is the current-thread runtime: no work stealing and no
+/// wakeups across threads.
+fn block_on<F: std::future::Future<Output = ()>>(threads: Option<usize>, f: F) {
+    let mut runtime = if threads == Some(1) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    runtime.enable_all();
+    if let Some(n) = threads.filter(|n| *n > 1) {
+        runtime.worker_threads(n);
     }
-    if argv.first().map(String::as_str) == Some("__ceiling-server") {
-        if let Err(err) = ceiling::server_main().await {
-            eprintln!("chat-bench ceiling server: {err:#}");
-            std::process::exit(1);
-        }
-        return;
-    }
-    match run(argv, nofile).await {
-        Ok(()) => {}
+    match runtime.build() {
+        Ok(rt) => rt.block_on(f),
         Err(err) => {
-            eprintln!("chat-bench: {err:#}");
+            eprintln!("chat-bench: starting the runtime: {err}");
             std::process::exit(1);
         }
     }
 }
 
-async fn run(argv: Vec<String>, nofile: u64) -> anyhow::Result<()> {
-    let Some(args) = args::parse(argv)? else {
-        return Ok(());
-    };
+fn main() {
+    let nofile = raise_nofile();
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    match argv.first().map(String::as_str) {
+        Some("__worker") => block_on(None, async {
+            if let Err(err) = conns::worker_main().await {
+                eprintln!("chat-bench worker: {err:#}");
+                std::process::exit(1);
+            }
+        }),
+        Some("__ceiling-server") => block_on(None, async {
+            if let Err(err) = ceiling::server_main().await {
+                eprintln!("chat-bench ceiling server: {err:#}");
+                std::process::exit(1);
+            }
+        }),
+        _ => {
+            // Parsed before the runtime exists: the scenario decides its thread count.
+            let args = match args::parse(argv) {
+                Ok(Some(args)) => args,
+                Ok(None) => return,
+                Err(err) => {
+                    eprintln!("chat-bench: {err:#}");
+                    std::process::exit(1);
+                }
+            };
+            block_on(args.runtime_threads(), async move {
+                if let Err(err) = run(args, nofile).await {
+                    eprintln!("chat-bench: {err:#}");
+                    std::process::exit(1);
+                }
+            });
+        }
+    }
+}
+
+async fn run(args: args::Args, nofile: u64) -> anyhow::Result<()> {
     if args.scenario == args::Scenario::Ceiling {
         let report = ceiling::run(&args).await?;
         return print_report(&args, &report);
@@ -92,6 +121,7 @@ async fn run(argv: Vec<String>, nofile: u64) -> anyhow::Result<()> {
     report.warnings.extend(crashed);
     report.server_log = log;
     report.bench_nofile_soft = Some(nofile.to_string());
+    report.bench_threads = args.runtime_threads();
     print_report(&args, &report)
 }
 

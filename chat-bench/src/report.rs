@@ -67,6 +67,9 @@ pub(crate) struct Traffic {
     pub(crate) messages_with_loss: u64,
     /// Deliveries beyond the expected count, summed per message.
     pub(crate) duplicates: u64,
+    /// Of the duplicates, copies of messages the server refused (an `error` frame told the
+    /// sender it was not sent, yet it was delivered).
+    pub(crate) refused_delivered: u64,
     /// Deliveries that arrived at a receiver after a later message of the same sender.
     pub(crate) reordered: u64,
     /// Received message frames whose body was not the bench's.
@@ -240,6 +243,8 @@ pub(crate) struct Report {
     pub(crate) redis: Option<RedisReport>,
     /// CPU seconds of the bench process itself in the window (it shares the machine).
     pub(crate) bench_cpu_s: f64,
+    /// The bench's runtime threads (`null`: one worker per core).
+    pub(crate) bench_threads: Option<usize>,
     pub(crate) bench_nofile_soft: Option<String>,
     pub(crate) warnings: Vec<String>,
     pub(crate) server_log: Vec<String>,
@@ -347,7 +352,7 @@ impl Report {
             );
             let _ = writeln!(
                 o,
-                "  delivered {} of {} expected ({:.0}/s over {:.2} s); lost {} ({:.4}%, {} messages), duplicates {}, reordered {}{}",
+                "  delivered {} of {} expected ({:.0}/s over {:.2} s); lost {} ({:.4}%, {} messages), duplicates {}{}, reordered {}{}",
                 t.delivered,
                 t.expected_deliveries,
                 t.delivered_per_s,
@@ -356,6 +361,11 @@ impl Report {
                 t.loss_pct,
                 t.messages_with_loss,
                 t.duplicates,
+                if t.refused_delivered > 0 {
+                    format!(" ({} of them copies of refused messages)", t.refused_delivered)
+                } else {
+                    String::new()
+                },
                 t.reordered,
                 if t.drain_timed_out { " [drain timed out]" } else { "" }
             );
@@ -435,8 +445,16 @@ impl Report {
         if let Some(d) = self.delivered_per_server_cpu_s {
             let _ = writeln!(
                 o,
-                "  efficiency {:.0} deliveries per server CPU-second (server CPU {:.2} s, {:.2} s of it user space; bench CPU {:.2} s)",
-                d, self.server_cpu_s, self.server_user_cpu_s, self.bench_cpu_s
+                "  efficiency {:.0} deliveries per server CPU-second (server CPU {:.2} s, {:.2} s of it user space; bench CPU {:.2} s, {})",
+                d,
+                self.server_cpu_s,
+                self.server_user_cpu_s,
+                self.bench_cpu_s,
+                match self.bench_threads {
+                    Some(1) => "1 thread".to_string(),
+                    Some(n) => format!("{n} threads"),
+                    None => "1 thread per core".to_string(),
+                }
             );
             if let Some(u) = self.delivered_per_server_user_cpu_s {
                 let _ = writeln!(

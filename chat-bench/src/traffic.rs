@@ -10,29 +10,23 @@ use std::{
     collections::BTreeMap,
     sync::{
         atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed},
-        Arc, Mutex,
+        Arc, LazyLock, Mutex,
     },
-    task::Poll,
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context as _};
-use futures_util::{
-    stream::{SplitSink, SplitStream},
-    SinkExt, StreamExt,
-};
 use hdrhistogram::Histogram;
+use memchr::memmem;
 use tokio::sync::{oneshot, watch, Semaphore};
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
     args::{Args, Scenario},
-    client::{source_ip, ws_connect, Frame, Rest, Ws},
+    client::{source_ip, Frame, Rest},
     cluster::Cluster,
     report::{histogram, round3, Latency, Report, Traffic},
+    ws::{self, WsRead, WsWrite},
 };
-
-type Sink = SplitSink<Ws, Message>;
 
 const UNSENT: u8 = 0;
 const SENT: u8 = 1;
@@ -89,13 +83,25 @@ impl Shared {
     }
 }
 
-/// `t=..;s=..;n=..;` → (t, s, n).
+/// `t=..;s=..;n=..;` → (t, s, n). By hand: it runs once per delivery.
 pub(crate) fn parse_body(body: &str) -> Option<(u64, u32, u32)> {
-    let mut it = body.split(';');
-    let t = it.next()?.strip_prefix("t=")?.parse().ok()?;
-    let s = it.next()?.strip_prefix("s=")?.parse().ok()?;
-    let n = it.next()?.strip_prefix("n=")?.parse().ok()?;
-    Some((t, s, n))
+    /// `name` then decimal digits then `;` (or the end): the number and what follows.
+    fn field<'a>(b: &'a [u8], name: &[u8]) -> Option<(u64, &'a [u8])> {
+        let rest = b.strip_prefix(name)?;
+        let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 || !matches!(rest.get(digits), None | Some(b';')) {
+            return None;
+        }
+        let mut v = 0u64;
+        for &c in &rest[..digits] {
+            v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        }
+        Some((v, rest.get(digits + 1..).unwrap_or_default()))
+    }
+    let (t, rest) = field(body.as_bytes(), b"t=")?;
+    let (s, rest) = field(rest, b"s=")?;
+    let (n, _) = field(rest, b"n=")?;
+    Some((t, u32::try_from(s).ok()?, u32::try_from(n).ok()?))
 }
 
 /// `"s.n"` → (s, n).
@@ -111,16 +117,20 @@ fn parse_cmid(id: &str) -> Option<(u32, u32)> {
 /// quotes would be escaped). Anything else (acks, errors, system frames) gets `None` and the
 /// full parse.
 pub(crate) fn quick_delivery(text: &str) -> Option<(u64, u32, u32)> {
+    static BODY: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(br#""body":""#));
     let rest = text
         .strip_prefix(r#"{"type":"message","#)
         .or_else(|| text.strip_prefix(r#"{"type":"direct","#))?;
-    let at = rest.find(r#""body":""#)?;
-    parse_body(&rest[at + r#""body":""#.len()..])
+    let at = BODY.find(rest.as_bytes())?;
+    // `at` starts an ASCII match, so the slice after it is on a character boundary.
+    parse_body(rest.get(at + r#""body":""#.len()..)?)
 }
 
-/// What one reader received since it last published to [`Shared`]: the shared counters and
-/// the latency histogram (a lock both bench threads want) are updated once per batch of
-/// frames read rather than once per frame.
+/// What one reader received and has not yet published to [`Shared`]. The delivery count
+/// (which the drain watches) is published after every read; the latencies (the histogram is
+/// a lock every reader wants) once [`Tally::BATCH`] have gathered, and the rest when the
+/// reader ends: the run awaits its readers before it reads the histogram.
 #[derive(Default)]
 struct Tally {
     latency: Vec<u64>,
@@ -129,7 +139,7 @@ struct Tally {
 }
 
 impl Tally {
-    /// Publishes early past this many deliveries (a reader that never runs dry).
+    /// Latencies gathered per lock of the shared histogram.
     const BATCH: usize = 256;
 
     fn record(&mut self, sh: &Shared, latency_us: u64, now: u64) {
@@ -137,24 +147,30 @@ impl Tally {
         self.delivered += 1;
         self.last_us = now;
         if self.latency.len() >= Self::BATCH {
-            self.publish(sh);
+            self.publish_latencies(sh);
         }
     }
 
-    /// The histogram first: once the drain sees every delivery counted, their latencies are in.
+    fn publish_latencies(&mut self, sh: &Shared) {
+        let mut latency = lock(&sh.latency);
+        for v in self.latency.drain(..) {
+            let _ = latency.record(v);
+        }
+    }
+
+    /// After each read: the count the drain waits for.
+    fn publish_count(&mut self, sh: &Shared) {
+        if self.delivered > 0 {
+            sh.delivered.fetch_add(self.delivered, Relaxed);
+            self.delivered = 0;
+        }
+    }
+
+    /// When the reader ends.
     fn publish(&mut self, sh: &Shared) {
-        if self.delivered == 0 {
-            return;
-        }
-        {
-            let mut latency = lock(&sh.latency);
-            for v in self.latency.drain(..) {
-                let _ = latency.record(v);
-            }
-        }
+        self.publish_latencies(sh);
+        self.publish_count(sh);
         sh.last_delivery_us.fetch_max(self.last_us, Relaxed);
-        sh.delivered.fetch_add(self.delivered, Relaxed);
-        self.delivered = 0;
     }
 }
 
@@ -181,10 +197,23 @@ fn delivery(
     }
 }
 
+/// How a reader's connection ended before the run stopped it (counted under `closed`, and
+/// the join's answer if it was still awaited).
+fn ended(sh: &Shared, joined: &mut Option<oneshot::Sender<Result<(), String>>>, why: String) {
+    if sh.stopping.load(Relaxed) {
+        return;
+    }
+    Shared::count(&sh.closed, why.clone());
+    if let Some(j) = joined.take() {
+        let _ = j.send(Err(why));
+    }
+}
+
 /// Reads one connection until the run stops: records deliveries, acks and errors, and
-/// reports `joined` (or a join error) once.
+/// reports `joined` (or a join error) once. Every frame of one read is handled in one pass,
+/// timed with one clock reading taken when the read returned.
 async fn reader(
-    mut stream: SplitStream<Ws>,
+    mut ws: WsRead,
     sh: Arc<Shared>,
     mut joined: Option<oneshot::Sender<Result<(), String>>>,
     mut stop: watch::Receiver<bool>,
@@ -192,132 +221,132 @@ async fn reader(
     // Per sender: the last sequence number seen here, to count reordering.
     let mut last: Vec<u32> = vec![u32::MAX; sh.expected_per_sender.len()];
     let mut tally = Tally::default();
-    // One stop future for the reader's life: creating one per frame registered and dropped a
-    // waiter under the watch's lock for every delivery (3% of the bench's CPU, which shares
-    // the cores with the servers it measures).
+    // One stop future for the reader's life: creating one per read registers and drops a
+    // waiter under the watch's lock.
     let stop_signal = stop.changed();
     tokio::pin!(stop_signal);
     loop {
-        let msg = tokio::select! {
+        let read = tokio::select! {
             biased;
             _ = &mut stop_signal => break,
-            // Whenever the socket runs dry, what was read so far is published.
-            m = std::future::poll_fn(|cx| match stream.poll_next_unpin(cx) {
-                Poll::Pending => {
-                    tally.publish(&sh);
-                    Poll::Pending
-                }
-                ready => ready,
-            }) => m,
+            r = ws.fill() => r,
         };
-        let stopping = sh.stopping.load(Relaxed);
-        let text = match msg {
-            Some(Ok(Message::Text(t))) => t,
-            Some(Ok(Message::Close(frame))) => {
-                if !stopping {
-                    let why = frame.map_or_else(
-                        || "close (no code)".to_string(),
-                        |f| format!("close {} {}", u16::from(f.code), f.reason),
-                    );
-                    Shared::count(&sh.closed, why.clone());
-                    if let Some(j) = joined.take() {
-                        let _ = j.send(Err(why));
-                    }
-                }
+        match read {
+            Ok(0) => {
+                ended(&sh, &mut joined, "eof".into());
                 break;
             }
-            Some(Ok(_)) => continue,
-            Some(Err(err)) => {
-                if !stopping {
-                    Shared::count(&sh.closed, format!("error: {err}"));
-                    if let Some(j) = joined.take() {
-                        let _ = j.send(Err(err.to_string()));
-                    }
-                }
+            Ok(_) => {}
+            Err(err) => {
+                ended(&sh, &mut joined, format!("error: {err}"));
                 break;
             }
-            None => {
-                if !stopping {
-                    Shared::count(&sh.closed, "eof".into());
-                    if let Some(j) = joined.take() {
-                        let _ = j.send(Err("connection ended".into()));
-                    }
-                }
-                break;
-            }
-        };
-        let now = sh.now_us();
-        if let Some(fields) = quick_delivery(text.as_str()) {
-            delivery(&sh, &mut tally, &mut last, fields, now);
-            continue;
         }
-        let Ok(frame) = serde_json::from_str::<Frame<'_>>(text.as_str()) else {
-            sh.foreign.fetch_add(1, Relaxed);
-            continue;
-        };
-        match &*frame.ty {
-            "message" | "direct" => match frame.body.as_deref().and_then(parse_body) {
-                Some(fields) => delivery(&sh, &mut tally, &mut last, fields, now),
-                None => {
-                    sh.foreign.fetch_add(1, Relaxed);
-                }
-            },
-            "ack" => {
-                if let Some(k) = frame
-                    .client_msg_id
-                    .as_deref()
-                    .and_then(parse_cmid)
-                    .and_then(|(s, n)| sh.key(s, n))
-                {
-                    if sh.status[k]
-                        .compare_exchange(SENT, ACKED, Relaxed, Relaxed)
-                        .is_ok()
-                    {
-                        sh.acked.fetch_add(1, Relaxed);
-                        let at = sh.sent_at[k].load(Relaxed);
-                        let _ = lock(&sh.ack_latency).record(now.saturating_sub(at).max(1));
-                    }
-                }
+        let now = sh.now_us();
+        let end = ws.frames(|text| frame(&sh, &mut tally, &mut last, &mut joined, text, now));
+        tally.publish_count(&sh);
+        match end {
+            Ok(None) => {}
+            Ok(Some(close)) => {
+                let why = match close.code {
+                    Some(code) => format!("close {code} {}", close.reason),
+                    None => "close (no code)".to_string(),
+                };
+                ended(&sh, &mut joined, why);
+                break;
             }
-            "error" => {
-                let code = frame.code.as_deref().unwrap_or("?").to_string();
-                let key = frame
-                    .client_msg_id
-                    .as_deref()
-                    .and_then(parse_cmid)
-                    .and_then(|(s, n)| sh.key(s, n));
-                match key {
-                    Some(k) => {
-                        if sh.status[k]
-                            .compare_exchange(SENT, REJECTED, Relaxed, Relaxed)
-                            .is_ok()
-                        {
-                            sh.rejected.fetch_add(1, Relaxed);
-                        }
-                        Shared::count(&sh.errors, code);
-                    }
-                    None => {
-                        let what =
-                            format!("{code}: {}", frame.message.as_deref().unwrap_or_default());
-                        if let Some(j) = joined.take() {
-                            let _ = j.send(Err(what.clone()));
-                        }
-                        Shared::count(&sh.errors, what);
-                    }
-                }
+            Err(err) => {
+                ended(&sh, &mut joined, format!("error: {err}"));
+                break;
             }
-            "joined" => {
-                if let Some(j) = joined.take() {
-                    let _ = j.send(Ok(()));
-                }
+        }
+        if ws.has_pings() {
+            if let Err(err) = ws.answer_pings().await {
+                ended(&sh, &mut joined, format!("error: {err}"));
+                break;
             }
-            "system" => {
-                sh.system.fetch_add(1, Relaxed);
-            }
-            _ => {}
         }
     }
     tally.publish(&sh);
+}
+
+/// Handles one text frame received at `now`.
+fn frame(
+    sh: &Shared,
+    tally: &mut Tally,
+    last: &mut [u32],
+    joined: &mut Option<oneshot::Sender<Result<(), String>>>,
+    text: &str,
+    now: u64,
+) {
+    if let Some(fields) = quick_delivery(text) {
+        delivery(sh, tally, last, fields, now);
+        return;
+    }
+    let Ok(frame) = serde_json::from_str::<Frame<'_>>(text) else {
+        sh.foreign.fetch_add(1, Relaxed);
+        return;
+    };
+    match &*frame.ty {
+        "message" | "direct" => match frame.body.as_deref().and_then(parse_body) {
+            Some(fields) => delivery(sh, tally, last, fields, now),
+            None => {
+                sh.foreign.fetch_add(1, Relaxed);
+            }
+        },
+        "ack" => {
+            if let Some(k) = frame
+                .client_msg_id
+                .as_deref()
+                .and_then(parse_cmid)
+                .and_then(|(s, n)| sh.key(s, n))
+            {
+                if sh.status[k]
+                    .compare_exchange(SENT, ACKED, Relaxed, Relaxed)
+                    .is_ok()
+                {
+                    sh.acked.fetch_add(1, Relaxed);
+                    let at = sh.sent_at[k].load(Relaxed);
+                    let _ = lock(&sh.ack_latency).record(now.saturating_sub(at).max(1));
+                }
+            }
+        }
+        "error" => {
+            let code = frame.code.as_deref().unwrap_or("?").to_string();
+            let key = frame
+                .client_msg_id
+                .as_deref()
+                .and_then(parse_cmid)
+                .and_then(|(s, n)| sh.key(s, n));
+            match key {
+                Some(k) => {
+                    if sh.status[k]
+                        .compare_exchange(SENT, REJECTED, Relaxed, Relaxed)
+                        .is_ok()
+                    {
+                        sh.rejected.fetch_add(1, Relaxed);
+                    }
+                    Shared::count(&sh.errors, code);
+                }
+                None => {
+                    let what = format!("{code}: {}", frame.message.as_deref().unwrap_or_default());
+                    if let Some(j) = joined.take() {
+                        let _ = j.send(Err(what.clone()));
+                    }
+                    Shared::count(&sh.errors, what);
+                }
+            }
+        }
+        "joined" => {
+            if let Some(j) = joined.take() {
+                let _ = j.send(Ok(()));
+            }
+        }
+        "system" => {
+            sh.system.fetch_add(1, Relaxed);
+        }
+        _ => {}
+    }
 }
 
 /// Where a sender's messages go.
@@ -326,17 +355,18 @@ enum Target {
     User(String),
 }
 
-/// Sends `messages` frames at `period` intervals, starting at `start`.
+/// Sends `messages` frames at `period` intervals, starting at `start`. Returns why it stopped
+/// early, if it did.
 #[allow(clippy::too_many_arguments)]
 async fn sender(
-    mut sink: Sink,
+    ws: WsWrite,
     s: u32,
     target: Target,
     sh: Arc<Shared>,
     start: tokio::time::Instant,
     period: Duration,
     body_bytes: usize,
-) -> (Sink, Option<String>) {
+) -> Option<String> {
     let mut next = start;
     let mut failure = None;
     for n in 0..sh.messages as u32 {
@@ -360,7 +390,7 @@ async fn sender(
             sh.sent_at[k].store(t, Relaxed);
             sh.status[k].store(SENT, Relaxed);
         }
-        if let Err(err) = sink.send(Message::text(frame)).await {
+        if let Err(err) = ws.send_text(&frame).await {
             if let Some(k) = sh.key(s, n) {
                 sh.status[k].store(UNSENT, Relaxed);
             }
@@ -371,7 +401,7 @@ async fn sender(
         sh.last_send_us.fetch_max(sh.now_us(), Relaxed);
         next += period;
     }
-    (sink, failure)
+    failure
 }
 
 /// Placement of client `i`: (instance, room) for the scenario.
@@ -484,15 +514,14 @@ pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Re
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire().await;
             let ticket = rest.join_room(&base, &room_id, &format!("u{i}")).await?;
-            let ws = ws_connect(addr, &ticket.websocket_url, source_ip(i, source_ips)).await?;
-            let (mut sink, stream) = ws.split();
+            let (read, write) =
+                ws::connect(addr, &ticket.websocket_url, source_ip(i, source_ips)).await?;
             let (jtx, jrx) = oneshot::channel();
-            tokio::spawn(reader(stream, sh, Some(jtx), stop));
+            let reading = tokio::spawn(reader(read, sh, Some(jtx), stop));
             if !direct {
-                sink.send(Message::text(format!(
-                    r#"{{"type":"join","room":"{room_id}"}}"#
-                )))
-                .await?;
+                write
+                    .send_text(&format!(r#"{{"type":"join","room":"{room_id}"}}"#))
+                    .await?;
                 match tokio::time::timeout(Duration::from_secs(60), jrx).await {
                     Ok(Ok(Ok(()))) => {}
                     Ok(Ok(Err(e))) => bail!("client {i}: join failed: {e}"),
@@ -500,14 +529,16 @@ pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Re
                     Err(_) => bail!("client {i}: no joined within 60 s"),
                 }
             }
-            anyhow::Ok((sink, ticket.user_id))
+            anyhow::Ok((write, reading, ticket.user_id))
         }));
     }
-    let mut sinks: Vec<Option<Sink>> = Vec::with_capacity(clients);
+    let mut writers: Vec<WsWrite> = Vec::with_capacity(clients);
+    let mut readers = Vec::with_capacity(clients);
     let mut user_ids = Vec::with_capacity(clients);
     for (i, t) in tasks.into_iter().enumerate() {
-        let (sink, uid) = t.await?.with_context(|| format!("setting up client {i}"))?;
-        sinks.push(Some(sink));
+        let (write, reading, uid) = t.await?.with_context(|| format!("setting up client {i}"))?;
+        writers.push(write);
+        readers.push(reading);
         user_ids.push(uid);
     }
 
@@ -539,10 +570,7 @@ pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Re
     let t0 = tokio::time::Instant::now() + Duration::from_millis(50);
     let t0_us = sh.now_us() + 50_000;
     let mut send_tasks = Vec::with_capacity(senders);
-    for s in 0..senders {
-        let Some(sink) = sinks[s].take() else {
-            continue;
-        };
+    for (s, write) in writers.iter().enumerate().take(senders) {
         let target = if direct {
             Target::User(user_ids[s ^ 1].clone())
         } else {
@@ -550,24 +578,19 @@ pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Re
         };
         // Spread the senders' phases evenly over one period.
         let phase = period.mul_f64(s as f64 / senders as f64);
-        send_tasks.push((
-            s,
-            tokio::spawn(sender(
-                sink,
-                s as u32,
-                target,
-                sh.clone(),
-                t0 + phase,
-                period,
-                args.body_bytes,
-            )),
-        ));
+        send_tasks.push(tokio::spawn(sender(
+            write.clone(),
+            s as u32,
+            target,
+            sh.clone(),
+            t0 + phase,
+            period,
+            args.body_bytes,
+        )));
     }
     let mut warnings = Vec::new();
-    for (s, t) in send_tasks {
-        let (sink, failure) = t.await?;
-        sinks[s] = Some(sink);
-        if let Some(f) = failure {
+    for t in send_tasks {
+        if let Some(f) = t.await? {
             warnings.push(f);
         }
     }
@@ -605,13 +628,17 @@ pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Re
     }
     let end_snap = cluster.snapshot().await;
 
-    // Tear down: stop readers, close sockets politely.
+    // Tear down: stop readers, close sockets politely, and wait for the readers to publish
+    // what they hold.
     sh.stopping.store(true, Relaxed);
     let _ = stop_tx.send(true);
-    let closes = sinks.into_iter().flatten().map(|mut sink| async move {
-        let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
+    let closes = writers.iter().map(|w| async move {
+        let _ = tokio::time::timeout(Duration::from_secs(2), w.close()).await;
     });
     futures_util::future::join_all(closes).await;
+    for r in readers {
+        let _ = r.await;
+    }
 
     // Per-message accounting.
     let mut t = Traffic {
@@ -629,6 +656,9 @@ pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Re
         let got = u64::from(sh.received[k].load(Relaxed));
         if st == UNSENT || st == REJECTED {
             t.duplicates += got;
+            if st == REJECTED {
+                t.refused_delivered += got;
+            }
             continue;
         }
         if st == SENT {
@@ -714,6 +744,11 @@ mod tests {
     fn bodies_and_ids_parse() {
         assert_eq!(parse_body("t=12;s=3;n=4;xxxx"), Some((12, 3, 4)));
         assert_eq!(parse_body("hello"), None);
+        assert_eq!(parse_body("t=12;s=3;n=4"), Some((12, 3, 4)));
+        assert_eq!(parse_body("t=12;s=3;n=;"), None);
+        assert_eq!(parse_body("t=12;s=99999999999;n=4;"), None);
+        assert_eq!(parse_body("t=99999999999999999999;s=3;n=4;"), None);
+        assert_eq!(parse_body("t=1x;s=3;n=4;"), None);
         assert_eq!(parse_cmid("7.9"), Some((7, 9)));
         assert_eq!(parse_cmid("x"), None);
     }

@@ -1,6 +1,7 @@
 //! socket.io v5 / Engine.IO v4 (plain WebSocket) fan-out + idle-memory bench client.
 //!
-//! fanout --ports P1,P2 --pids PID1,PID2 [--clients 500 --rooms 10 --messages 20 --rate 10 --drain 10]
+//! fanout --ports P1,P2 --pids PID1,PID2 [--clients 500 --rooms 10 --messages 20 --rate 10
+//!        --body-bytes 64 --drain 10 --json]
 //! idle   --port P --pid PID [--clients 5000 --rooms 100 --hold 3]
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
@@ -13,6 +14,8 @@ use tokio_tungstenite::tungstenite::Message;
 struct Shared {
     base: Instant,
     messages: usize,
+    body_bytes: usize,
+    sent: AtomicU64,
     delivered: AtomicU64,
     table: Vec<AtomicU8>,
     lat_us: Mutex<Vec<u32>>,
@@ -132,7 +135,7 @@ async fn client(
     drop(permit);
     sh.joined.fetch_add(1, Relaxed);
 
-    let body = "x".repeat(64);
+    let body = "x".repeat(sh.body_bytes);
     let mut lat: Vec<u32> = Vec::with_capacity(1024);
     let mut t0: Option<Instant> = None;
     let mut sent = 0usize;
@@ -172,6 +175,7 @@ async fn client(
                 let f = format!(r#"42["msg",{{"room":"{room}","from":{i},"seq":{sent},"ts":{ts},"body":"{body}"}}]"#);
                 if tx.send(Message::text(f)).await.is_err() { break }
                 sent += 1;
+                sh.sent.fetch_add(1, Relaxed);
             }
             _ = stop_rx.changed() => break,
         }
@@ -194,6 +198,8 @@ async fn main() {
     let rooms: usize = arg(&args, "--rooms", if idle { "100" } else { "10" }).parse().unwrap();
     let messages: usize = if idle { 0 } else { arg(&args, "--messages", "20").parse().unwrap() };
     let rate: f64 = arg(&args, "--rate", "10").parse().unwrap();
+    let body_bytes: usize = arg(&args, "--body-bytes", "64").parse().unwrap();
+    let json = args.iter().any(|a| a == "--json");
     let ports: Vec<String> = if idle { vec![arg(&args, "--port", "4001")] } else {
         arg(&args, "--ports", "4001,4002").split(',').map(String::from).collect() };
     let pids: Vec<String> = if idle { vec![arg(&args, "--pid", "")] } else {
@@ -201,6 +207,8 @@ async fn main() {
     let sh = Arc::new(Shared {
         base: Instant::now(),
         messages,
+        body_bytes,
+        sent: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
         table: (0..clients * messages).map(|_| AtomicU8::new(0)).collect(),
         lat_us: Mutex::new(Vec::new()),
@@ -231,8 +239,10 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let joined = sh.joined.load(Relaxed);
-    println!("mode={mode} clients={clients} rooms={rooms} joined={joined} conn_errors={} join_resends={} setup_s={:.2}",
+    let setup_line = format!("mode={mode} clients={clients} rooms={rooms} joined={joined} conn_errors={} join_resends={} setup_s={:.2}",
         sh.conn_errors.load(Relaxed), sh.rejoins.load(Relaxed), setup.elapsed().as_secs_f64());
+    // With --json, stdout carries the one JSON object only.
+    if json { eprintln!("{setup_line}") } else { println!("{setup_line}") }
 
     if idle {
         let hold: f64 = arg(&args, "--hold", "3").parse().unwrap();
@@ -254,14 +264,18 @@ async fn main() {
     let start = Instant::now() + Duration::from_millis(20);
     let _ = start_tx.send(Some(start));
     let expected = (clients * messages * (clients / rooms - 1)) as u64;
-    let drain: f64 = arg(&args, "--drain", "10").parse().unwrap();
-    let deadline = start + interval * messages as u32 + Duration::from_millis(100) + Duration::from_secs_f64(drain);
+    // Drain: until every expected copy arrived, or (after the send schedule) nothing arrived
+    // for --drain seconds, as chat-bench's --drain-timeout.
+    let drain = Duration::from_secs_f64(arg(&args, "--drain", "5").parse().unwrap());
+    let schedule_end = start + interval * messages as u32 + Duration::from_millis(100);
     let mut last_change = Instant::now();
     let mut last = 0;
+    let mut timed_out = false;
     loop {
         let d = sh.delivered.load(Relaxed);
         if d != last { last = d; last_change = Instant::now(); }
-        if d >= expected || Instant::now() > deadline { break }
+        if d >= expected { break }
+        if Instant::now() > schedule_end && last_change.elapsed() > drain { timed_out = true; break }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let done_at = Instant::now();
@@ -283,16 +297,44 @@ async fn main() {
     let pct = |p: f64| if lat.is_empty() { 0.0 } else { lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1000.0 };
     let srv: Vec<f64> = cpu0.iter().zip(&cpu1).map(|(a, b)| b - a).collect();
     let srv_sum: f64 = srv.iter().sum();
+    let window_s = (done_at - start).as_secs_f64();
+    let user_s = user1 - user0;
+    if json {
+        let out = serde_json::json!({
+            "peer": "socketioxide",
+            "clients": clients, "rooms": rooms, "joined": joined,
+            "conn_errors": sh.conn_errors.load(Relaxed),
+            "messages_per_sender": messages, "rate_per_sender": rate, "body_bytes": body_bytes,
+            "messages_sent": sh.sent.load(Relaxed),
+            "expected_deliveries": expected, "delivered": delivered,
+            // No acks or refusals in this protocol: whatever is missing was lost silently.
+            "lost_deliveries": lost, "duplicates": dup,
+            "echoes": sh.echoes.load(Relaxed), "wrong_room": sh.wrong_room.load(Relaxed),
+            "drain_timed_out": timed_out,
+            "window_s": window_s,
+            "last_delivery_s": last_change.saturating_duration_since(start).as_secs_f64(),
+            "server_cpu_s": srv, "server_cpu_sum_s": srv_sum, "server_user_cpu_s": user_s,
+            "delivered_per_server_cpu_s": delivered as f64 / srv_sum,
+            "delivered_per_server_user_cpu_s": delivered as f64 / user_s,
+            "latency_ms": {"p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99), "p999": pct(0.999), "max": pct(1.0)},
+            "bench_cpu_s": self1 - self0,
+            "bench_cpu_per_s": (self1 - self0) / window_s,
+            "redis_cpu_s": redis1 - redis0,
+        });
+        println!("{out}");
+        return;
+    }
     println!("delivered={delivered}/{expected} lost={lost} dup={dup} echoes={} wrong_room={} pings={}",
         sh.echoes.load(Relaxed), sh.wrong_room.load(Relaxed), sh.pings.load(Relaxed));
     println!("window_s={:.3} (start..all delivered/timeout; last delivery {:.3}s after start)",
-        (done_at - start).as_secs_f64(), last_change.saturating_duration_since(start).as_secs_f64());
+        window_s, last_change.saturating_duration_since(start).as_secs_f64());
     println!("server_cpu_s={} sum={:.2}", srv.iter().map(|c| format!("{c:.2}")).collect::<Vec<_>>().join(","), srv_sum);
     println!("deliveries_per_server_cpu_s={:.0}", delivered as f64 / srv_sum);
     // The same split as chat-bench's report: on loopback the kernel part includes the clients'
     // TCP receive processing, which each server write carries.
     println!("server_user_cpu_s={:.2} deliveries_per_server_user_cpu_s={:.0} user_us_per_delivery={:.2}",
-        user1 - user0, delivered as f64 / (user1 - user0), (user1 - user0) * 1e6 / delivered as f64);
+        user_s, delivered as f64 / user_s, user_s * 1e6 / delivered as f64);
     println!("latency_ms p50={:.2} p99={:.2} max={:.2}", pct(0.5), pct(0.99), pct(1.0));
-    println!("bench_cpu_s={:.2} redis_cpu_s={:.2} (same window)", self1 - self0, redis1 - redis0);
+    println!("bench_cpu_s={:.2} redis_cpu_s={:.2} (same window){}", self1 - self0, redis1 - redis0,
+        if timed_out { " [drain timed out]" } else { "" });
 }
