@@ -106,8 +106,11 @@ pub enum Error {
     /// The policy said no.
     #[error("forbidden: {0}")]
     Forbidden(String),
-    /// The broker or a store is down: nothing was sent.
-    #[error("the chat backend is unavailable, nothing was sent: {0}")]
+    /// The broker or a store did not answer. Refused at once (the backend is down): nothing
+    /// was sent. Timed out: it may have been carried out all the same (a message published);
+    /// a message retried with the same `clientMsgId` is deduplicated, so the retry gets the
+    /// first copy's `ack` and nobody gets it twice.
+    #[error("the chat backend is unavailable (a call that timed out may have been carried out): {0}")]
     Unavailable(#[from] BackendError),
     /// A page cursor that this chat never issued.
     #[error("invalid cursor: pass the `nextCursor` of the previous page, or none")]

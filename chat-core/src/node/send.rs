@@ -38,7 +38,7 @@ impl RoomHandle<'_> {
     ///
     /// # Errors
     /// [`Error::RoomNotFound`]; [`Error::EmptyBody`] or [`Error::BodyTooLarge`] (the same
-    /// limits as clients'); [`Error::Unavailable`] if the backend is down (nothing was sent).
+    /// limits as clients'); [`Error::Unavailable`] if the backend is down or slower than its timeout (see there).
     pub async fn send(self, body: impl Into<String>) -> Result<RoomMessage, Error> {
         let from = self.chat.config().system_user.clone();
         self.send_as(&from, body).await
