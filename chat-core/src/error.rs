@@ -110,7 +110,9 @@ pub enum Error {
     /// was sent. Timed out: it may have been carried out all the same (a message published);
     /// a message retried with the same `clientMsgId` is deduplicated, so the retry gets the
     /// first copy's `ack` and nobody gets it twice.
-    #[error("the chat backend is unavailable (a call that timed out may have been carried out): {0}")]
+    #[error(
+        "the chat backend is unavailable (a call that timed out may have been carried out): {0}"
+    )]
     Unavailable(#[from] BackendError),
     /// A page cursor that this chat never issued.
     #[error("invalid cursor: pass the `nextCursor` of the previous page, or none")]

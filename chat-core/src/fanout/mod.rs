@@ -31,7 +31,7 @@ use bytes::Bytes;
 
 pub(crate) use self::{
     alarm::Alarm,
-    outbox::Outbox,
+    outbox::{Outbox, Push},
     subscriptions::Subscriptions,
     tick::FlushTick,
     write::{Flushed, Inline, InlineWrite, Outgoing, Writing},
@@ -97,9 +97,10 @@ impl Hub {
     /// Fans one envelope out to the local connections on its topic, skipping its origin
     /// connection. Returns how many connections it was written or queued for.
     ///
-    /// With `inline`, idle connections get the frame written to their socket on the spot
-    /// (see [`Outbox`]); the dispatcher asks for it only while it is keeping up.
-    pub(crate) fn deliver(&self, envelope: &Envelope, inline: bool) -> usize {
+    /// With [`Push::Inline`], idle connections get the frame written to their socket on the
+    /// spot (see [`Outbox`]); the dispatcher asks for it only while it is keeping up, and for
+    /// [`Push::Batch`] (the flush tick writes) while it has a backlog.
+    pub(crate) fn deliver(&self, envelope: &Envelope, how: Push) -> usize {
         // The sending connection, if it is on this node: it gets its `ack`, not an echo.
         let skip = envelope
             .origin
@@ -109,15 +110,23 @@ impl Hub {
         let send = |len: usize, outboxes: &mut dyn Iterator<Item = (ConnId, &Arc<Outbox>)>| {
             // In a big room, the first recipients are queued (their tasks start writing on the
             // other cores at once) and only the last few are written here.
-            let inline_from = if inline {
+            let inline_from = if how == Push::Inline {
                 len.saturating_sub(INLINE_PER_ENVELOPE)
             } else {
                 usize::MAX
             };
+            let other = if how == Push::Inline { Push::Wake } else { how };
             outboxes
                 .enumerate()
                 .filter(|(_, (conn, _))| Some(*conn) != skip)
-                .filter(|(i, (_, outbox))| outbox.push(frame.clone(), *i >= inline_from))
+                .filter(|(i, (_, outbox))| {
+                    let how = if *i >= inline_from {
+                        Push::Inline
+                    } else {
+                        other
+                    };
+                    outbox.push(frame.clone(), how)
+                })
                 .count()
         };
         match &envelope.topic {

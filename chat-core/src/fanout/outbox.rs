@@ -109,6 +109,18 @@ struct Written {
     wake: bool,
 }
 
+/// How [`Outbox::push`] hands a frame on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Push {
+    /// Queued, the session woken at once.
+    Wake,
+    /// Written to the socket on the spot if the connection is idle ([`Outbox::offer`]).
+    Inline,
+    /// Queued for the flush tick's next batch (the dispatcher is behind: the tick writes each
+    /// connection's frames in one go); without a tick, like [`Push::Wake`].
+    Batch,
+}
+
 /// Whom a queued frame must be announced to.
 enum Then {
     /// Nobody: earlier frames are waiting, their consumer already knows.
@@ -141,17 +153,17 @@ impl Outbox {
     /// then closes as a slow consumer instead of letting its backlog grow); a closed one
     /// refuses it. Returns whether it was queued.
     pub(crate) fn send(self: &Arc<Self>, frame: Bytes) -> bool {
-        self.push(frame, false)
+        self.push(frame, Push::Wake)
     }
 
     /// Like [`Outbox::send`], but an idle connection's frame is written to its socket at once
     /// (see the type's documentation). Returns whether it was written or queued.
     pub(crate) fn offer(self: &Arc<Self>, frame: Bytes) -> bool {
-        self.push(frame, true)
+        self.push(frame, Push::Inline)
     }
 
-    /// [`Outbox::offer`] when `inline`, else [`Outbox::send`].
-    pub(crate) fn push(self: &Arc<Self>, frame: Bytes, inline: bool) -> bool {
+    /// Queues `frame` (or writes it) as `how` says.
+    pub(crate) fn push(self: &Arc<Self>, frame: Bytes, how: Push) -> bool {
         let mut queue = self.queue();
         if queue.closed {
             return false;
@@ -165,11 +177,13 @@ impl Outbox {
         let then = match (&self.tick, now) {
             // Being written, or written less than a period ago: wait for the tick.
             (Some(tick), Some(now))
-                if queue.writing || queue.written_within(tick.period(), now) =>
+                if how == Push::Batch
+                    || queue.writing
+                    || queue.written_within(tick.period(), now) =>
             {
                 Then::Schedule
             }
-            _ if queue.writing || !inline || queue.filtering => Then::Wake,
+            _ if queue.writing || how != Push::Inline || queue.filtering => Then::Wake,
             _ => match self.write_inline(&mut queue, frame, now) {
                 Ok(Written { delivered, wake }) => {
                     drop(queue);

@@ -116,7 +116,7 @@ fn a_big_room_is_queued_but_for_its_last_recipients_and_the_sender_is_skipped() 
     let queued = |peers: &[(Arc<Outbox>, Arc<Taker>)]| -> usize {
         peers.iter().filter(|(p, _)| p.try_pop().is_some()).count()
     };
-    assert_eq!(hub.deliver(&envelope(None), true), 100);
+    assert_eq!(hub.deliver(&envelope(None), Push::Inline), 100);
     assert_eq!(direct(&peers), INLINE_PER_ENVELOPE);
     assert_eq!(queued(&peers), 100 - INLINE_PER_ENVELOPE);
     // Without the dispatcher's go-ahead, nothing is written inline; the sender's own
@@ -124,7 +124,7 @@ fn a_big_room_is_queued_but_for_its_last_recipients_and_the_sender_is_skipped() 
     for (peer, _) in &peers {
         peer.end_write();
     }
-    assert_eq!(hub.deliver(&envelope(Some(7)), false), 99);
+    assert_eq!(hub.deliver(&envelope(Some(7)), Push::Wake), 99);
     assert_eq!(direct(&peers), INLINE_PER_ENVELOPE);
     assert_eq!(queued(&peers), 99);
 }
@@ -318,4 +318,36 @@ fn a_drained_outbox_gives_back_what_a_burst_grew() {
     assert!(outbox.send(frame(0)));
     assert_eq!(outbox.try_pop(), Some(frame(0)));
     assert!(outbox.buffer_capacity() > 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_batched_frame_waits_for_the_tick_which_writes_it_with_the_next_ones() {
+    let period = Duration::from_millis(1);
+    let tick = FlushTick::new(period, period);
+    let task = tokio::spawn(tick.clone().run());
+    let outbox = Outbox::new(16, Some(tick.clone()));
+    let taker = Arc::new(Taker::default());
+    outbox.attach(taker.clone());
+    let counter = Arc::new(Counter::default());
+    let waker = counter.clone().into();
+    let mut cx = Context::from_waker(&waker);
+    assert!(outbox.poll_take(&mut cx).is_pending());
+    // The dispatcher is behind: even an idle connection's frame waits for the tick.
+    for i in 0..3 {
+        assert!(outbox.push(frame(i), Push::Batch));
+    }
+    assert_eq!(taker.0.load(Ordering::SeqCst), 0);
+    tokio::time::sleep(period + Duration::from_millis(1)).await;
+    assert_eq!(
+        taker.0.load(Ordering::SeqCst),
+        3,
+        "written together by the tick"
+    );
+    assert_eq!(
+        counter.0.load(Ordering::SeqCst),
+        0,
+        "the session was not woken"
+    );
+    task.abort();
+    tick.stop();
 }

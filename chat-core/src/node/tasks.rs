@@ -15,7 +15,7 @@ use crate::{
         Events,
     },
     config::ChatConfig,
-    fanout::{FlushTick, Hub, Subscriptions},
+    fanout::{FlushTick, Hub, Push, Subscriptions},
     protocol::{ResyncFrame, RoomId, ServerFrame, User},
 };
 
@@ -214,7 +214,14 @@ async fn dispatch(hub: Arc<Hub>, mut events: Events, tick: Option<Arc<FlushTick>
             BrokerEvent::Envelope(envelope) => {
                 // Inline writes to idle connections while keeping up; with a backlog, the
                 // connections' own tasks write (on every core) and this only queues.
-                let delivered = hub.deliver(&envelope, backlog == 0);
+                let how = if backlog == 0 {
+                    Push::Inline
+                } else {
+                    // Behind: the tick writes each connection's frames of the next
+                    // millisecond in one go, instead of a wake-up and a write per frame.
+                    Push::Batch
+                };
+                let delivered = hub.deliver(&envelope, how);
                 // Per envelope, not per delivery: one add, and one latency sample from the
                 // frame's own `ts` (publish time) when it has one.
                 if delivered > 0 {
@@ -265,7 +272,7 @@ fn resync_missed(hub: &Hub, missed: Missed) {
                 topic,
                 frame: frame.clone(),
             };
-            resyncs.increment(hub.deliver(&envelope, false) as u64);
+            resyncs.increment(hub.deliver(&envelope, Push::Wake) as u64);
         }
     }
     for control in missed.controls {
