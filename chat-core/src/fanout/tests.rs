@@ -7,7 +7,7 @@ use std::{
 use tokio::time::Instant;
 
 use super::{
-    tick::{Window, BEHIND_BACKLOG, BEHIND_LATE},
+    tick::{Window, BEHIND_BURST, BEHIND_MEAN, CALM_MEAN},
     *,
 };
 use crate::backend::broker::Origin;
@@ -181,24 +181,35 @@ async fn frames_soon_after_a_write_wait_for_the_tick_and_leave_together() {
 fn the_tick_period_goes_long_only_while_the_node_is_behind() {
     let ms = Duration::from_millis;
     let (min, max) = (ms(1), ms(8));
-    let window = |backlog, late| Window {
+    let window = |events: u64, mean: u64, backlog_max| Window {
         start: Instant::now(),
-        backlog,
-        late,
+        events,
+        backlog_sum: events * mean,
+        backlog_max,
     };
-    // Keeping up: the shortest period, however dense the traffic was.
-    assert_eq!(window(0, ms(0)).adapt(min, min, max), None);
+    // Keeping up: the shortest period, however much traffic there was.
+    assert_eq!(window(50_000, 0, 3).adapt(min, min, max), None);
+    assert_eq!(window(0, 0, 0).adapt(max, min, max), Some(min));
     assert_eq!(
-        window(BEHIND_BACKLOG - 1, ms(1)).adapt(max, min, max),
+        window(1_000, CALM_MEAN - 1, 100).adapt(max, min, max),
         Some(min)
     );
-    // A backlog, or a late tick: the longest, in one step.
+    // Behind on average, or one big burst: the longest, in one step.
     assert_eq!(
-        window(BEHIND_BACKLOG, ms(0)).adapt(min, min, max),
+        window(1_000, BEHIND_MEAN, 100).adapt(min, min, max),
         Some(max)
     );
-    assert_eq!(window(0, BEHIND_LATE).adapt(min, min, max), Some(max));
-    assert_eq!(window(10_000, ms(50)).adapt(max, min, max), None);
+    assert_eq!(
+        window(1_000, 0, BEHIND_BURST).adapt(min, min, max),
+        Some(max)
+    );
+    // In between: kept (no flapping at the edge).
+    assert_eq!(window(1_000, CALM_MEAN, 100).adapt(max, min, max), None);
+    assert_eq!(window(1_000, CALM_MEAN, 100).adapt(min, min, max), None);
+    assert_eq!(
+        window(1_000, 0, BEHIND_BURST / 2).adapt(max, min, max),
+        None
+    );
 }
 
 /// The session takes `expected`, finds nothing more, and ends its write.
@@ -262,7 +273,7 @@ async fn the_tick_lengthens_while_the_dispatcher_is_behind_and_not_for_dense_tra
     // The dispatcher falls behind: the longest period from the next window on.
     let mut seen = vec![tick.period()];
     for _ in 0..100 {
-        tick.note_backlog(BEHIND_BACKLOG);
+        tick.note_backlog(BEHIND_MEAN as usize);
         pump(&peers);
         tokio::time::sleep(tick.period() + ms(1)).await;
         drain(&peers);

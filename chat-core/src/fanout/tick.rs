@@ -23,10 +23,12 @@ use crate::sync::lock;
 /// timer.
 ///
 /// **The period follows the node's load, not the traffic's shape**: it is `write_coalesce`
-/// while the node keeps up, and `write_coalesce_max` while it is behind: the dispatcher found
-/// [`BEHIND_BACKLOG`] events waiting, or the tick itself woke [`BEHIND_LATE`] after its
-/// deadline (the runtime is busy), in the last [`ADAPT_EVERY`]. It goes back to the shortest
-/// once a window passes with neither, or after a quiet spell. So a node with headroom adds at
+/// while the node keeps up, and `write_coalesce_max` while it is behind: over the last
+/// [`ADAPT_EVERY`], the events the dispatcher found waiting averaged [`BEHIND_MEAN`] or more,
+/// or reached [`BEHIND_BURST`] at once. It goes back to the shortest once a window averages
+/// under [`CALM_MEAN`] (with no burst of a quarter of that), or after a quiet spell. The
+/// tick's own lateness is not a signal: on a shared host the OS delays a timer by a few
+/// milliseconds now and then, whatever the node's own load. So a node with headroom adds at
 /// most the shortest period to a frame, however dense its rooms, and batches harder only when
 /// that buys back the CPU it is short of. The figures behind this are in `docs/perf.md`
 /// ("Flush tick").
@@ -40,8 +42,8 @@ pub(crate) struct FlushTick {
     due: Mutex<Due>,
     /// The tick's task, while it waits for the first outbox of the next batch.
     waker: AtomicWaker,
-    /// The dispatcher's longest backlog since the tick last looked ([`FlushTick::note_backlog`]).
-    backlog: CacheLine<AtomicUsize>,
+    /// The dispatcher's backlog since the tick last looked ([`FlushTick::note_backlog`]).
+    backlog: CacheLine<Backlog>,
 }
 
 /// The outboxes waiting for the next tick.
@@ -61,12 +63,24 @@ struct CacheLine<T>(T);
 /// How often the tick adapts its period, and how long a quiet spell resets it.
 pub(super) const ADAPT_EVERY: Duration = Duration::from_millis(100);
 
-/// Events waiting for the dispatcher that mean the node is behind.
-pub(crate) const BEHIND_BACKLOG: usize = 64;
+/// The dispatcher's backlog as it takes events: their number, the sum and the longest of the
+/// backlogs it saw.
+#[derive(Debug, Default)]
+struct Backlog {
+    events: AtomicU64,
+    sum: AtomicU64,
+    max: AtomicUsize,
+}
 
-/// A tick this late after its deadline means the node is behind (its runtime did not get to
-/// the timer).
-pub(super) const BEHIND_LATE: Duration = Duration::from_millis(2);
+/// Events waiting for the dispatcher, on average over a window, that mean the node is behind.
+pub(crate) const BEHIND_MEAN: u64 = 8;
+
+/// A backlog this long, even once, means the node is behind (about 25,000 deliveries of work
+/// in a room of 25 local members).
+pub(crate) const BEHIND_BURST: usize = 1_024;
+
+/// The average backlog under which the node has caught up.
+pub(crate) const CALM_MEAN: u64 = 2;
 
 /// tokio's timers fire on whole milliseconds, rounding a deadline up: a sleep this much
 /// shorter than the period ends within the period, never up to a millisecond past it.
@@ -93,16 +107,29 @@ impl FlushTick {
             period_ns: CacheLine(AtomicU64::new(nanos(min))),
             due: Mutex::default(),
             waker: AtomicWaker::new(),
-            backlog: CacheLine(AtomicUsize::new(0)),
+            backlog: CacheLine(Backlog::default()),
         })
     }
 
-    /// The dispatcher saw `events` waiting (called for each event it takes: one load, and a
-    /// store only when it is the longest backlog of the window).
+    /// The dispatcher saw `events` waiting (called for each event it takes: two uncontended
+    /// adds, a load, and a store only for the longest backlog of the window).
     pub(crate) fn note_backlog(&self, events: usize) {
-        if events > self.backlog.0.load(Ordering::Relaxed) {
-            self.backlog.0.store(events, Ordering::Relaxed);
+        let backlog = &self.backlog.0;
+        backlog.events.fetch_add(1, Ordering::Relaxed);
+        backlog.sum.fetch_add(events as u64, Ordering::Relaxed);
+        if events > backlog.max.load(Ordering::Relaxed) {
+            backlog.max.store(events, Ordering::Relaxed);
         }
+    }
+
+    /// What the dispatcher saw since the last call: (events taken, sum of backlogs, longest).
+    fn take_backlog(&self) -> (u64, u64, usize) {
+        let backlog = &self.backlog.0;
+        (
+            backlog.events.swap(0, Ordering::Relaxed),
+            backlog.sum.swap(0, Ordering::Relaxed),
+            backlog.max.swap(0, Ordering::Relaxed),
+        )
     }
 
     /// The current period: a connection written less than this long ago waits for the tick.
@@ -167,8 +194,6 @@ impl FlushTick {
             }
             let deadline = now + self.period();
             tokio::time::sleep_until(deadline - TIMER_GRAIN.min(self.period())).await;
-            let woke = Instant::now();
-            window.late = window.late.max(woke.saturating_duration_since(deadline));
             std::mem::swap(&mut batch, &mut self.due().outboxes);
             // As in `Hub::deliver`: in a big batch the first ones' sessions are woken to write
             // on the other cores, and only the last few are written here.
@@ -178,12 +203,13 @@ impl FlushTick {
             }
             let now = Instant::now();
             if now >= window.start + ADAPT_EVERY {
-                window.backlog = self.backlog.0.swap(0, Ordering::Relaxed);
+                (window.events, window.backlog_sum, window.backlog_max) = self.take_backlog();
                 if let Some(period) = window.adapt(self.period(), self.min, self.max) {
                     tracing::debug!(
                         ?period,
-                        backlog = window.backlog,
-                        late = ?window.late,
+                        events = window.events,
+                        backlog_sum = window.backlog_sum,
+                        backlog_max = window.backlog_max,
                         "flush tick period"
                     );
                     self.set_period(period);
@@ -229,26 +255,37 @@ fn nanos(d: Duration) -> u64 {
 #[derive(Debug)]
 pub(super) struct Window {
     pub(super) start: Instant,
-    /// The dispatcher's longest backlog, in events.
-    pub(super) backlog: usize,
-    /// How late the tick woke after its deadline, at worst.
-    pub(super) late: Duration,
+    /// Events the dispatcher took.
+    pub(super) events: u64,
+    /// The sum of the backlogs it found as it took them.
+    pub(super) backlog_sum: u64,
+    /// The longest backlog.
+    pub(super) backlog_max: usize,
 }
 
 impl Window {
     pub(super) fn new(start: Instant) -> Self {
         Self {
             start,
-            backlog: 0,
-            late: Duration::ZERO,
+            events: 0,
+            backlog_sum: 0,
+            backlog_max: 0,
         }
     }
 
-    /// The next period, if it changes: the longest while the node is behind (a backlog of
-    /// [`BEHIND_BACKLOG`] events, or a tick [`BEHIND_LATE`] late), the shortest otherwise.
+    /// The next period, if it changes: the longest while the node is behind (an average
+    /// backlog of [`BEHIND_MEAN`] events, or [`BEHIND_BURST`] at once), the shortest once it
+    /// has caught up (an average under [`CALM_MEAN`] and no burst of a quarter of
+    /// [`BEHIND_BURST`]), else unchanged.
     pub(super) fn adapt(&self, period: Duration, min: Duration, max: Duration) -> Option<Duration> {
-        let behind = self.backlog >= BEHIND_BACKLOG || self.late >= BEHIND_LATE;
-        let next = if behind { max } else { min };
+        let mean_at_least = |n: u64| self.backlog_sum >= n * self.events.max(1);
+        let next = if mean_at_least(BEHIND_MEAN) || self.backlog_max >= BEHIND_BURST {
+            max
+        } else if !mean_at_least(CALM_MEAN) && self.backlog_max < BEHIND_BURST / 4 {
+            min
+        } else {
+            period
+        };
         (next != period).then_some(next)
     }
 }
