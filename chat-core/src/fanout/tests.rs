@@ -4,10 +4,8 @@ use std::{
     time::Duration,
 };
 
-use tokio::time::Instant;
-
 use super::{
-    tick::{Window, BEHIND_BURST, BEHIND_MEAN, CALM_MEAN},
+    tick::{next_period, BEHIND_MEAN, CALM_MEAN},
     *,
 };
 use crate::backend::broker::Origin;
@@ -181,35 +179,15 @@ async fn frames_soon_after_a_write_wait_for_the_tick_and_leave_together() {
 fn the_tick_period_goes_long_only_while_the_node_is_behind() {
     let ms = Duration::from_millis;
     let (min, max) = (ms(1), ms(8));
-    let window = |events: u64, mean: u64, backlog_max| Window {
-        start: Instant::now(),
-        events,
-        backlog_sum: events * mean,
-        backlog_max,
-    };
-    // Keeping up: the shortest period, however much traffic there was.
-    assert_eq!(window(50_000, 0, 3).adapt(min, min, max), None);
-    assert_eq!(window(0, 0, 0).adapt(max, min, max), Some(min));
-    assert_eq!(
-        window(1_000, CALM_MEAN - 1, 100).adapt(max, min, max),
-        Some(min)
-    );
-    // Behind on average, or one big burst: the longest, in one step.
-    assert_eq!(
-        window(1_000, BEHIND_MEAN, 100).adapt(min, min, max),
-        Some(max)
-    );
-    assert_eq!(
-        window(1_000, 0, BEHIND_BURST).adapt(min, min, max),
-        Some(max)
-    );
+    // Keeping up: the shortest period, however much traffic there is.
+    assert_eq!(next_period(min, 0, min, max), None);
+    assert_eq!(next_period(max, CALM_MEAN - 1, min, max), Some(min));
+    // Behind: the longest, in one step.
+    assert_eq!(next_period(min, BEHIND_MEAN, min, max), Some(max));
+    assert_eq!(next_period(max, 10_000, min, max), None);
     // In between: kept (no flapping at the edge).
-    assert_eq!(window(1_000, CALM_MEAN, 100).adapt(max, min, max), None);
-    assert_eq!(window(1_000, CALM_MEAN, 100).adapt(min, min, max), None);
-    assert_eq!(
-        window(1_000, 0, BEHIND_BURST / 2).adapt(max, min, max),
-        None
-    );
+    assert_eq!(next_period(max, CALM_MEAN, min, max), None);
+    assert_eq!(next_period(min, BEHIND_MEAN - 1, min, max), None);
 }
 
 /// The session takes `expected`, finds nothing more, and ends its write.
@@ -273,7 +251,9 @@ async fn the_tick_lengthens_while_the_dispatcher_is_behind_and_not_for_dense_tra
     // The dispatcher falls behind: the longest period from the next window on.
     let mut seen = vec![tick.period()];
     for _ in 0..100 {
-        tick.note_backlog(BEHIND_MEAN as usize);
+        for _ in 0..32 {
+            tick.note_backlog(BEHIND_MEAN as usize);
+        }
         pump(&peers);
         tokio::time::sleep(tick.period() + ms(1)).await;
         drain(&peers);
@@ -284,6 +264,9 @@ async fn the_tick_lengthens_while_the_dispatcher_is_behind_and_not_for_dense_tra
     assert_eq!(seen, vec![ms(1), ms(8)], "straight to the maximum");
     // Caught up: back to the shortest.
     for _ in 0..40 {
+        for _ in 0..32 {
+            tick.note_backlog(0);
+        }
         pump(&peers);
         tokio::time::sleep(tick.period() + ms(1)).await;
         drain(&peers);

@@ -2,7 +2,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, Ordering},
         Arc, Mutex, MutexGuard,
     },
     task::{Context, Poll},
@@ -23,12 +23,12 @@ use crate::sync::lock;
 /// timer.
 ///
 /// **The period follows the node's load, not the traffic's shape**: it is `write_coalesce`
-/// while the node keeps up, and `write_coalesce_max` while it is behind: over the last
-/// [`ADAPT_EVERY`], the events the dispatcher found waiting averaged [`BEHIND_MEAN`] or more,
-/// or reached [`BEHIND_BURST`] at once. It goes back to the shortest once a window averages
-/// under [`CALM_MEAN`] (with no burst of a quarter of that), or after a quiet spell. The
-/// tick's own lateness is not a signal: on a shared host the OS delays a timer by a few
-/// milliseconds now and then, whatever the node's own load. So a node with headroom adds at
+/// while the node keeps up, and `write_coalesce_max` while it is behind: the events the
+/// dispatcher found waiting average [`BEHIND_MEAN`] or more (a moving average over its last
+/// eight or so events, looked at as each batch starts). It goes back to the shortest once the
+/// average is under [`CALM_MEAN`], or after a quiet spell. So a burst is met at once and
+/// not remembered once drained. The tick's own lateness is not a signal: on a shared host the
+/// OS delays a timer by a few milliseconds now and then, whatever the node's own load. So a node with headroom adds at
 /// most the shortest period to a frame, however dense its rooms, and batches harder only when
 /// that buys back the CPU it is short of. The figures behind this are in `docs/perf.md`
 /// ("Flush tick").
@@ -42,8 +42,8 @@ pub(crate) struct FlushTick {
     due: Mutex<Due>,
     /// The tick's task, while it waits for the first outbox of the next batch.
     waker: AtomicWaker,
-    /// The dispatcher's backlog since the tick last looked ([`FlushTick::note_backlog`]).
-    backlog: CacheLine<Backlog>,
+    /// Eight times the moving average of the dispatcher's backlog ([`FlushTick::note_backlog`]).
+    backlog8: CacheLine<AtomicU64>,
 }
 
 /// The outboxes waiting for the next tick.
@@ -60,24 +60,11 @@ pub(super) struct Due {
 #[derive(Debug, Default)]
 struct CacheLine<T>(T);
 
-/// How often the tick adapts its period, and how long a quiet spell resets it.
-pub(super) const ADAPT_EVERY: Duration = Duration::from_millis(100);
+/// A pause this long with nothing to write resets the backlog's average.
+const QUIET: Duration = Duration::from_millis(100);
 
-/// The dispatcher's backlog as it takes events: their number, the sum and the longest of the
-/// backlogs it saw.
-#[derive(Debug, Default)]
-struct Backlog {
-    events: AtomicU64,
-    sum: AtomicU64,
-    max: AtomicUsize,
-}
-
-/// Events waiting for the dispatcher, on average over a window, that mean the node is behind.
+/// Events waiting for the dispatcher, on average, that mean the node is behind.
 pub(crate) const BEHIND_MEAN: u64 = 8;
-
-/// A backlog this long, even once, means the node is behind (about 25,000 deliveries of work
-/// in a room of 25 local members).
-pub(crate) const BEHIND_BURST: usize = 1_024;
 
 /// The average backlog under which the node has caught up.
 pub(crate) const CALM_MEAN: u64 = 2;
@@ -107,29 +94,21 @@ impl FlushTick {
             period_ns: CacheLine(AtomicU64::new(nanos(min))),
             due: Mutex::default(),
             waker: AtomicWaker::new(),
-            backlog: CacheLine(Backlog::default()),
+            backlog8: CacheLine(AtomicU64::new(0)),
         })
     }
 
-    /// The dispatcher saw `events` waiting (called for each event it takes: two uncontended
-    /// adds, a load, and a store only for the longest backlog of the window).
+    /// The dispatcher saw `events` waiting (called for each event it takes: a load and a
+    /// store of the moving average, `avg += (events - avg) / 8`).
     pub(crate) fn note_backlog(&self, events: usize) {
-        let backlog = &self.backlog.0;
-        backlog.events.fetch_add(1, Ordering::Relaxed);
-        backlog.sum.fetch_add(events as u64, Ordering::Relaxed);
-        if events > backlog.max.load(Ordering::Relaxed) {
-            backlog.max.store(events, Ordering::Relaxed);
-        }
+        let backlog8 = &self.backlog8.0;
+        let old = backlog8.load(Ordering::Relaxed);
+        backlog8.store(old - old / 8 + events as u64, Ordering::Relaxed);
     }
 
-    /// What the dispatcher saw since the last call: (events taken, sum of backlogs, longest).
-    fn take_backlog(&self) -> (u64, u64, usize) {
-        let backlog = &self.backlog.0;
-        (
-            backlog.events.swap(0, Ordering::Relaxed),
-            backlog.sum.swap(0, Ordering::Relaxed),
-            backlog.max.swap(0, Ordering::Relaxed),
-        )
+    /// The moving average of the dispatcher's backlog.
+    fn backlog(&self) -> u64 {
+        self.backlog8.0.load(Ordering::Relaxed) / 8
     }
 
     /// The current period: a connection written less than this long ago waits for the tick.
@@ -182,15 +161,18 @@ impl FlushTick {
 
     async fn ticks(&self) {
         let mut batch = Vec::new();
-        let mut window = Window::new(Instant::now());
         loop {
             let waiting = Instant::now();
             std::future::poll_fn(|cx| self.poll_due(cx)).await;
             let now = Instant::now();
-            if now >= waiting + ADAPT_EVERY {
-                // A quiet spell: start again from the shortest period.
-                self.set_period(self.min);
-                window = Window::new(now);
+            if now >= waiting + QUIET {
+                // A quiet spell: nothing is behind any more.
+                self.backlog8.0.store(0, Ordering::Relaxed);
+            }
+            let backlog = self.backlog();
+            if let Some(period) = next_period(self.period(), backlog, self.min, self.max) {
+                tracing::debug!(?period, backlog, "flush tick period");
+                self.set_period(period);
             }
             let deadline = now + self.period();
             tokio::time::sleep_until(deadline - TIMER_GRAIN.min(self.period())).await;
@@ -200,21 +182,6 @@ impl FlushTick {
             let inline_from = batch.len().saturating_sub(INLINE_PER_ENVELOPE);
             for (i, outbox) in batch.drain(..).enumerate() {
                 outbox.release(i >= inline_from);
-            }
-            let now = Instant::now();
-            if now >= window.start + ADAPT_EVERY {
-                (window.events, window.backlog_sum, window.backlog_max) = self.take_backlog();
-                if let Some(period) = window.adapt(self.period(), self.min, self.max) {
-                    tracing::debug!(
-                        ?period,
-                        events = window.events,
-                        backlog_sum = window.backlog_sum,
-                        backlog_max = window.backlog_max,
-                        "flush tick period"
-                    );
-                    self.set_period(period);
-                }
-                window = Window::new(now);
             }
         }
     }
@@ -251,41 +218,21 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// What the tick saw of the node's load since `start`.
-#[derive(Debug)]
-pub(super) struct Window {
-    pub(super) start: Instant,
-    /// Events the dispatcher took.
-    pub(super) events: u64,
-    /// The sum of the backlogs it found as it took them.
-    pub(super) backlog_sum: u64,
-    /// The longest backlog.
-    pub(super) backlog_max: usize,
-}
-
-impl Window {
-    pub(super) fn new(start: Instant) -> Self {
-        Self {
-            start,
-            events: 0,
-            backlog_sum: 0,
-            backlog_max: 0,
-        }
-    }
-
-    /// The next period, if it changes: the longest while the node is behind (an average
-    /// backlog of [`BEHIND_MEAN`] events, or [`BEHIND_BURST`] at once), the shortest once it
-    /// has caught up (an average under [`CALM_MEAN`] and no burst of a quarter of
-    /// [`BEHIND_BURST`]), else unchanged.
-    pub(super) fn adapt(&self, period: Duration, min: Duration, max: Duration) -> Option<Duration> {
-        let mean_at_least = |n: u64| self.backlog_sum >= n * self.events.max(1);
-        let next = if mean_at_least(BEHIND_MEAN) || self.backlog_max >= BEHIND_BURST {
-            max
-        } else if !mean_at_least(CALM_MEAN) && self.backlog_max < BEHIND_BURST / 4 {
-            min
-        } else {
-            period
-        };
-        (next != period).then_some(next)
-    }
+/// The period for the next batch, if it changes: the longest while the dispatcher's average
+/// backlog is [`BEHIND_MEAN`] events or more, the shortest once it is under [`CALM_MEAN`],
+/// else unchanged (no flapping at the edge).
+pub(super) fn next_period(
+    period: Duration,
+    backlog: u64,
+    min: Duration,
+    max: Duration,
+) -> Option<Duration> {
+    let next = if backlog >= BEHIND_MEAN {
+        max
+    } else if backlog < CALM_MEAN {
+        min
+    } else {
+        period
+    };
+    (next != period).then_some(next)
 }
