@@ -29,7 +29,7 @@ use crate::{
     args::{Args, Scenario},
     client::{source_ip, ws_connect, Frame, Rest, Ws},
     cluster::Cluster,
-    report::{histogram, round3, Latency, Report, Traffic},
+    report::{histogram, round3, Latency, Report, Traffic, TrafficMemory},
 };
 
 type Sink = SplitSink<Ws, Message>;
@@ -412,6 +412,8 @@ pub(crate) async fn create_rooms(
 
 /// Runs a message scenario end to end.
 pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Report> {
+    // The servers before any client: the base of the memory per connection.
+    let bare_snap = cluster.snapshot().await;
     let setup_start = Instant::now();
     let rest = Rest::new()?;
     let rooms = create_rooms(&rest, cluster, args.rooms).await?;
@@ -604,6 +606,13 @@ pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Re
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let end_snap = cluster.snapshot().await;
+    // What stays per connection once the traffic is over (buffers grown by it).
+    let held_snap = if args.hold_after.is_zero() {
+        None
+    } else {
+        tokio::time::sleep(args.hold_after).await;
+        Some(cluster.snapshot().await)
+    };
 
     // Tear down: stop readers, close sockets politely.
     sh.stopping.store(true, Relaxed);
@@ -682,6 +691,14 @@ pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Re
         t.messages_sent,
     );
     report.set_efficiency(t.delivered);
+    report.memory = Some(TrafficMemory::of(
+        &bare_snap,
+        &start_snap,
+        &end_snap,
+        held_snap.as_ref(),
+        clients,
+        args.hold_after.as_secs_f64(),
+    ));
     if args.rate > 20.0 {
         warnings.push(format!(
             "rate {}/s per sender exceeds the server's default limit (20/s, burst 40): expect rate_limited rejections",
