@@ -85,6 +85,9 @@ pub(crate) struct Args {
     pub(crate) redis_bin: String,
     /// How long idle connections are held before memory is read.
     pub(crate) hold: Duration,
+    /// Traffic scenarios: how long the connections are held after the traffic before server
+    /// memory is read again (zero: not held, not read).
+    pub(crate) hold_after: Duration,
     /// How long to wait for outstanding deliveries after the last send.
     pub(crate) drain_timeout: Duration,
     /// Setup requests (REST joins, WebSocket connects) in flight at once, per client process.
@@ -127,6 +130,8 @@ scenario sizes (defaults depend on the scenario; see README.md):
   --rate HZ          messages per second per sender (server limit: 20/s, burst 40)
   --body-bytes B     message body size (default 64)
   --hold SECS        idle: how long to hold the connections before reading memory (default 3)
+  --hold-after SECS  fanout/bigroom/direct: hold the connections this long after the traffic,
+                     then read server memory again (JSON `memory`; default 0: off)
   --drain-timeout S  give up waiting for deliveries after S seconds without progress (default 5)
 servers:
   --instances N      demo-server instances to start (default 1 in memory, 2 with --redis)
@@ -177,6 +182,7 @@ pub(crate) fn parse(argv: Vec<String>) -> anyhow::Result<Option<Args>> {
     let mut server_bin = None;
     let mut redis_bin = std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into());
     let mut hold = None;
+    let mut hold_after = 0.0f64;
     let mut drain = 5.0f64;
     let mut concurrency = 64usize;
     let mut source_ips = 0usize;
@@ -234,6 +240,7 @@ pub(crate) fn parse(argv: Vec<String>) -> anyhow::Result<Option<Args>> {
             "--redis-bin" => redis_bin = value()?,
             "--server-log" => server_log = value()?,
             "--hold" => hold = Some(num::<f64>(&flag, value()?)?),
+            "--hold-after" => hold_after = num(&flag, value()?)?,
             "--drain-timeout" => drain = num(&flag, value()?)?,
             "--concurrency" => concurrency = num(&flag, value()?)?,
             "--source-ips" => source_ips = num(&flag, value()?)?,
@@ -318,6 +325,7 @@ pub(crate) fn parse(argv: Vec<String>) -> anyhow::Result<Option<Args>> {
         server_bin: server_bin.unwrap_or_else(default_server_bin),
         redis_bin,
         hold: Duration::from_secs_f64(hold.unwrap_or(if smoke { 0.5 } else { 3.0 }).max(0.0)),
+        hold_after: Duration::from_secs_f64(hold_after.max(0.0)),
         drain_timeout: Duration::from_secs_f64(drain.max(0.5)),
         concurrency: concurrency.max(1),
         source_ips,

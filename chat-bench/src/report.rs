@@ -213,6 +213,43 @@ pub(crate) struct Conns {
     pub(crate) hold_s: f64,
 }
 
+/// Traffic scenarios: server memory per connection (RSS growth over the servers' RSS before
+/// any client, all instances, divided by the clients) once all joined, right after the
+/// traffic, and after `--hold-after` (what stays per connection once the traffic is over).
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct TrafficMemory {
+    pub(crate) rss_per_conn_joined_bytes: f64,
+    pub(crate) rss_per_conn_after_traffic_bytes: f64,
+    pub(crate) rss_per_conn_held_bytes: Option<f64>,
+    pub(crate) hold_after_s: f64,
+}
+
+impl TrafficMemory {
+    pub(crate) fn of(
+        bare: &Snapshot,
+        joined: &Snapshot,
+        after: &Snapshot,
+        held: Option<&Snapshot>,
+        clients: usize,
+        hold_after_s: f64,
+    ) -> Self {
+        let rss = |s: &Snapshot| -> f64 {
+            s.servers
+                .iter()
+                .flatten()
+                .map(|p| p.rss_kb as f64 * 1024.0)
+                .sum()
+        };
+        let per = |s: &Snapshot| ((rss(s) - rss(bare)) / clients.max(1) as f64).round();
+        Self {
+            rss_per_conn_joined_bytes: per(joined),
+            rss_per_conn_after_traffic_bytes: per(after),
+            rss_per_conn_held_bytes: held.map(per),
+            hold_after_s,
+        }
+    }
+}
+
 /// Everything one run measured.
 #[derive(Clone, Debug, Default, Serialize)]
 pub(crate) struct Report {
@@ -231,6 +268,8 @@ pub(crate) struct Report {
     /// The measured window, seconds.
     pub(crate) window_s: f64,
     pub(crate) traffic: Option<Traffic>,
+    /// Traffic scenarios: server memory per connection before and after the traffic.
+    pub(crate) memory: Option<TrafficMemory>,
     pub(crate) conns: Option<Conns>,
     pub(crate) servers: Vec<ServerStats>,
     pub(crate) server_cpu_s: f64,
@@ -384,6 +423,16 @@ impl Report {
             if !t.closed.is_empty() {
                 let _ = writeln!(o, "  closed    {:?}", t.closed);
             }
+        }
+        if let Some(m) = &self.memory {
+            let held = m.rss_per_conn_held_bytes.map_or(String::new(), |b| {
+                format!(", held {:.0} s: {b:.0} B", m.hold_after_s)
+            });
+            let _ = writeln!(
+                o,
+                "  memory    RSS per connection: joined {:.0} B, after the traffic {:.0} B{held}",
+                m.rss_per_conn_joined_bytes, m.rss_per_conn_after_traffic_bytes
+            );
         }
         if let Some(c) = &self.conns {
             let _ = writeln!(

@@ -24,7 +24,7 @@ use crate::{
     args::{Args, Scenario},
     client::{source_ip, Frame, Rest},
     cluster::Cluster,
-    report::{histogram, round3, Latency, Report, Traffic},
+    report::{histogram, round3, Latency, Report, Traffic, TrafficMemory},
     ws::{self, WsRead, WsWrite},
 };
 
@@ -442,6 +442,8 @@ pub(crate) async fn create_rooms(
 
 /// Runs a message scenario end to end.
 pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Report> {
+    // The servers before any client: the base of the memory per connection.
+    let bare_snap = cluster.snapshot().await;
     let setup_start = Instant::now();
     let rest = Rest::new()?;
     let rooms = create_rooms(&rest, cluster, args.rooms).await?;
@@ -627,6 +629,13 @@ pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Re
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let end_snap = cluster.snapshot().await;
+    // What stays per connection once the traffic is over (buffers grown by it).
+    let held_snap = if args.hold_after.is_zero() {
+        None
+    } else {
+        tokio::time::sleep(args.hold_after).await;
+        Some(cluster.snapshot().await)
+    };
 
     // Tear down: stop readers, close sockets politely, and wait for the readers to publish
     // what they hold.
@@ -712,6 +721,14 @@ pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Re
         t.messages_sent,
     );
     report.set_efficiency(t.delivered);
+    report.memory = Some(TrafficMemory::of(
+        &bare_snap,
+        &start_snap,
+        &end_snap,
+        held_snap.as_ref(),
+        clients,
+        args.hold_after.as_secs_f64(),
+    ));
     if args.rate > 20.0 {
         warnings.push(format!(
             "rate {}/s per sender exceeds the server's default limit (20/s, burst 40): expect rate_limited rejections",

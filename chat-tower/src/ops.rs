@@ -88,13 +88,33 @@ pub fn install_prometheus(
     const LATENCY: [f64; 12] = [
         0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
     ];
-    PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full("roomcast_delivery_latency_seconds".into()),
             &LATENCY,
         )?
-        .install_recorder()
+        .install_recorder()?;
+    // A histogram's samples wait in the recorder until an upkeep folds them into its buckets,
+    // and `install_recorder` leaves the upkeep to its caller: with only the scrape's (see
+    // `metrics`), an instance nobody scrapes would keep every delivery's latency sample (16
+    // bytes each) for good. One thread folds them every few seconds, scraped or not.
+    let upkeep = handle.clone();
+    let spawned = std::thread::Builder::new()
+        .name("prometheus-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(UPKEEP_PERIOD);
+            upkeep.run_upkeep();
+        });
+    if let Err(err) = spawned {
+        tracing::warn!(cause = %err, "no metrics upkeep thread: histograms fold at scrapes only");
+    }
+    Ok(handle)
 }
+
+/// How often the recorder's pending histogram samples are folded when nobody scrapes (the
+/// exporter's own default upkeep period).
+#[cfg(feature = "prometheus")]
+const UPKEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `GET /metrics`: the metrics in Prometheus text format. Sets the engine's gauges from the
 /// node first ([`chat_core::Chat::record_gauges`]), so that they cost the hot path nothing.

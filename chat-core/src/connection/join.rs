@@ -61,7 +61,9 @@ impl Connection {
             chat.subscriptions().release(&*backend.broker, &topic).await;
             return Err(err);
         }
-        self.rooms.insert(room.clone());
+        // Exactly one more: joins are rare, and most connections stay in one or two rooms.
+        self.rooms.reserve_exact(1);
+        self.rooms.push(room.clone());
         if first {
             chat.publish_system(
                 Some(self.id),

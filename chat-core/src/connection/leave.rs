@@ -18,9 +18,10 @@ impl Connection {
     /// # Errors
     /// [`Error::NotInRoom`].
     pub async fn leave(&mut self, room: &RoomId) -> Result<(), Error> {
-        if !self.rooms.remove(room) {
+        let Some(at) = self.rooms.iter().position(|r| r == room) else {
             return Err(Error::NotInRoom(room.clone()));
-        }
+        };
+        self.rooms.swap_remove(at);
         self.replayed.forget(room, &self.outbox);
         exit_room(&self.chat, self.id, &self.caller.user, room).await;
         self.reply(&ServerFrame::Left(LeftFrame { room: room.clone() }));

@@ -95,8 +95,16 @@ where
 {
     let outbox = conn.outbox().clone();
     let mut transport = Transport::attach(transport, &outbox);
-    let config = conn.chat().config().clone();
-    let mut guard = FloodGuard::new(config.rate_per_second, config.rate_burst);
+    // The two settings the loop reads, not a clone of the whole config (about 300 bytes and
+    // two allocations, held by every idle connection's session).
+    let (max_frame_bytes, idle_timeout) = {
+        let config = conn.chat().config();
+        (config.max_frame_bytes, config.idle_timeout)
+    };
+    let mut guard = {
+        let config = conn.chat().config();
+        FloodGuard::new(config.rate_per_second, config.rate_burst)
+    };
     // Set while the flood guard holds reading back (boxed: rare, and idle sessions stay small).
     let mut paused: Option<Pin<Box<Sleep>>> = None;
     // Pings are due when the node's keepalive sweep says so (no timer per connection).
@@ -147,7 +155,7 @@ where
                         conn.reply(&error_frame(&Error::BadFrame("binary frames are not part of the protocol; send JSON text frames".into()), None));
                     }
                     Some(Inbound::Text(text)) => {
-                        if text.len() > config.max_frame_bytes {
+                        if text.len() > max_frame_bytes {
                             send_close(io, close_code::TOO_BIG, "frame too large").await;
                             break SessionEnd::TooLarge;
                         }
@@ -165,7 +173,7 @@ where
                 if chores & Alarm::PING == 0 {
                     continue;
                 }
-                if last_seen.elapsed() >= config.idle_timeout {
+                if last_seen.elapsed() >= idle_timeout {
                     send_close(io, close_code::POLICY, "idle timeout").await;
                     break SessionEnd::Idle;
                 }

@@ -13,11 +13,16 @@ use futures_util::{Sink, Stream};
 /// axum's socket as the session's transport. One object rather than `split()` halves: the
 /// session reads and writes from one task, so the halves' lock (and the `with` adapter's
 /// per-frame future) was pure overhead on every delivered frame.
-pub(super) struct Socket(WebSocket);
+///
+/// Boxed: the session moves its transport into the allocation it shares with the node's
+/// inline writes, but its future keeps the argument's room (and so does the call that made
+/// it) for the connection's life. Inline the socket (368 bytes) would be paid three times
+/// by every idle connection; boxed it is 8 bytes in those places and once on the heap.
+pub(super) struct Socket(Box<WebSocket>);
 
 impl Socket {
     pub(super) fn new(socket: WebSocket) -> Self {
-        Self(socket)
+        Self(Box::new(socket))
     }
 }
 
@@ -25,7 +30,7 @@ impl Stream for Socket {
     type Item = Inbound;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Inbound>> {
-        Pin::new(&mut self.0).poll_next(cx).map(|message| {
+        Pin::new(&mut *self.0).poll_next(cx).map(|message| {
             message.map(|message| match message {
                 Ok(Message::Text(text)) => Inbound::Text(text.as_str().to_owned()),
                 Ok(Message::Binary(bytes)) => Inbound::Binary(bytes),
@@ -42,7 +47,7 @@ impl Sink<Outbound> for Socket {
     type Error = axum::Error;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Pin::new(&mut self.0).poll_ready(cx)
+        Pin::new(&mut *self.0).poll_ready(cx)
     }
 
     fn start_send(mut self: Pin<&mut Self>, out: Outbound) -> Result<(), Self::Error> {
@@ -56,15 +61,15 @@ impl Sink<Outbound> for Socket {
                 reason: Utf8Bytes::from_static(reason),
             })),
         };
-        Pin::new(&mut self.0).start_send(message)
+        Pin::new(&mut *self.0).start_send(message)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut *self.0).poll_flush(cx)
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Pin::new(&mut self.0).poll_close(cx)
+        Pin::new(&mut *self.0).poll_close(cx)
     }
 }
 

@@ -29,11 +29,17 @@ use crate::{
 /// allocates and zeroes it up front). A larger frame grows it as needed. Figures: see
 /// docs/perf.md.
 const READ_BUFFER: usize = 512;
-/// Frames fed to axum's socket (HTTP/2) collect in tungstenite's write buffer until the session
-/// flushes (or this much is pending), so a batch leaves in one write rather than one syscall
-/// and TCP segment per frame. Figures: see docs/perf.md. On HTTP/1.1 the text frames bypass
-/// tungstenite's buffer (`io`), and its own frames are written at once.
-const WRITE_BUFFER: usize = 8 * 1024;
+/// Frames fed to axum's socket (HTTP/2 only: on HTTP/1.1 the text frames bypass tungstenite's
+/// buffer, see `io`, and its own frames are written at once) collect in tungstenite's write
+/// buffer until the session flushes (or this much is pending), so a batch leaves in one write
+/// rather than one syscall and TCP segment per frame. Figures: see docs/perf.md.
+///
+/// 4 KiB, not 8: tungstenite never shrinks that buffer, and a burst (a big room's joins)
+/// leaves it at this size plus a frame, doubled, for the connection's life. In a room of
+/// 1,000 the buffer was 11 KB per connection at 8 KiB (RSS 21-23 KB per connection, 16-17
+/// KB at 4 KiB); fan-out at 10/s and `bigroom` showed no change in deliveries per CPU-second
+/// (a connection's batches stay far below 4 KiB there).
+const WRITE_BUFFER: usize = 4 * 1024;
 
 /// Open the chat WebSocket (JSON text frames; see the WebSocket frame schemas). Described by
 /// the AsyncAPI document only: as a REST operation it could only fail.
@@ -101,13 +107,22 @@ pub(crate) async fn ws_handler(
         }));
         return Ok(switching_protocols(&accept));
     }
+    // HTTP/2: axum's socket.
+    // Boxed until the upgrade completes: axum's upgrade task keeps the callback's captures
+    // beside the future the callback returns for the socket's whole life, so what the closure
+    // holds inline is paid twice by every idle connection (the connection and the span, 224
+    // bytes). Boxed it is 8 bytes there, and the box is freed when the session starts.
+    let session = Box::new((conn, span));
     Ok(upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .on_failed_upgrade(|err| tracing::debug!(cause = %err, "websocket upgrade failed"))
-        .on_upgrade(move |socket| serve(conn, socket).instrument(span))
+        .on_upgrade(move |socket| {
+            let (conn, span) = *session;
+            span.in_scope(|| serve(conn, socket)).instrument(span)
+        })
         .into_response())
 }
 
@@ -124,9 +139,16 @@ fn switching_protocols(accept: &str) -> Response {
     response
 }
 
-/// The session over axum's socket (HTTP/2), with its open and close logged at debug level.
-async fn serve(conn: chat_core::Connection, socket: WebSocket) {
+/// The session over axum's socket (HTTP/2), with its open and close logged at debug level (in
+/// the connection's span: the caller enters it, and instruments the future with it).
+///
+/// Not an `async fn`: one would keep its arguments (the connection and the socket, 550
+/// bytes) in its future beside the session's, which holds them again, for the connection's
+/// life. The session's future is the task's future here, with the close logged by `map`.
+fn serve(
+    conn: chat_core::Connection,
+    socket: WebSocket,
+) -> impl std::future::Future<Output = ()> + Send {
     tracing::debug!("open");
-    let end = session::serve(conn, Socket::new(socket)).await;
-    tracing::debug!(?end, "closed");
+    session::serve(conn, Socket::new(socket)).map(|end| tracing::debug!(?end, "closed"))
 }

@@ -129,7 +129,7 @@ pub(super) async fn reconcile(
             .map(|conns| {
                 conns
                     .iter()
-                    .map(|(id, user)| (*id, user.id.as_str().to_owned()))
+                    .map(|(id, user)| (*id, user.as_str().to_owned()))
                     .collect()
             })
             .unwrap_or_default();

@@ -23,7 +23,11 @@ use crate::{
 /// This node's connections per room, as the node has them: what the reconcile makes Redis
 /// hold. Changed before the script that tells Redis (under the reconcile gate, see
 /// [`Shared`]), so that a reconcile never sees Redis ahead of it.
-pub(super) type LocalPresence = HashMap<RoomId, HashMap<ConnId, User>>;
+///
+/// Each connection's user id only, which is all that `:conns:<node>` holds and the reconcile
+/// (`heartbeat::reconcile`, `sync.lua`) compares and restores: not the whole [`User`] (the
+/// display name is a second allocation per connection and room, for nothing).
+pub(super) type LocalPresence = HashMap<RoomId, HashMap<ConnId, UserId>>;
 
 impl PresenceStore for RedisNode {
     fn enter<'a>(
@@ -39,7 +43,7 @@ impl PresenceStore for RedisNode {
             lock(&self.shared.presence)
                 .entry(room.clone())
                 .or_default()
-                .insert(conn, user.clone());
+                .insert(conn, user.id.clone());
             let keys = &self.shared.keys;
             let mut enter = self.shared.scripts.enter.prepare_invoke();
             enter
