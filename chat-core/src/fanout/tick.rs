@@ -24,11 +24,13 @@ use crate::sync::lock;
 ///
 /// **The period follows the node's load, not the traffic's shape**: it is `write_coalesce`
 /// while the node keeps up, and `write_coalesce_max` while it is behind: the events the
-/// dispatcher found waiting average [`BEHIND_MEAN`] or more (a moving average over its last
-/// eight or so events, looked at as each batch starts). It goes back to the shortest once the
-/// average is under [`CALM_MEAN`], or after a quiet spell. So a burst is met at once and
-/// not remembered once drained. The tick's own lateness is not a signal: on a shared host the
-/// OS delays a timer by a few milliseconds now and then, whatever the node's own load. So a node with headroom adds at
+/// dispatcher found waiting average [`BEHIND_MEAN`] or more, or the frames it dispatches are
+/// already [`BEHIND_AGE_MS`] old on average (from their publish time: the host's cores are
+/// busy, so frames queue before the dispatcher ever sees a backlog). Both are moving averages
+/// over the dispatcher's last eight or so events, looked at as each batch starts. It goes back
+/// to the shortest once both are under their calm marks ([`CALM_MEAN`], [`CALM_AGE_MS`]), or
+/// after a quiet spell. So a burst is met at once and not remembered once drained. The tick's
+/// own lateness is no signal: tokio's timer wakes up to a millisecond late on an idle runtime. So a node with headroom adds at
 /// most the shortest period to a frame, however dense its rooms, and batches harder only when
 /// that buys back the CPU it is short of. The figures behind this are in `docs/perf.md`
 /// ("Flush tick").
@@ -44,6 +46,9 @@ pub(crate) struct FlushTick {
     waker: AtomicWaker,
     /// Eight times the moving average of the dispatcher's backlog ([`FlushTick::note_backlog`]).
     backlog8: CacheLine<AtomicU64>,
+    /// Eight times the moving average of the dispatched frames' age in milliseconds
+    /// ([`FlushTick::note_age`]).
+    age8: CacheLine<AtomicU64>,
 }
 
 /// The outboxes waiting for the next tick.
@@ -68,6 +73,15 @@ pub(crate) const BEHIND_MEAN: u64 = 8;
 
 /// The average backlog under which the node has caught up.
 pub(crate) const CALM_MEAN: u64 = 2;
+
+/// Frames this old on average when dispatched (milliseconds since their publish time) mean
+/// the node is behind. A node with spare cores dispatches a frame well under a millisecond
+/// after its publish; clocks of instances on different hosts that disagree by more than this
+/// make a node batch harder than it needs to (more latency, never a loss).
+pub(crate) const BEHIND_AGE_MS: u64 = 2;
+
+/// The average age under which the node has caught up, in eighths of a millisecond (1 ms).
+pub(crate) const CALM_AGE8: u64 = 8;
 
 /// tokio's timers fire on whole milliseconds, rounding a deadline up: a sleep this much
 /// shorter than the period ends within the period, never up to a millisecond past it.
@@ -95,6 +109,7 @@ impl FlushTick {
             due: Mutex::default(),
             waker: AtomicWaker::new(),
             backlog8: CacheLine(AtomicU64::new(0)),
+            age8: CacheLine(AtomicU64::new(0)),
         })
     }
 
@@ -109,6 +124,14 @@ impl FlushTick {
     /// The moving average of the dispatcher's backlog.
     fn backlog(&self) -> u64 {
         self.backlog8.0.load(Ordering::Relaxed) / 8
+    }
+
+    /// The dispatcher delivered a frame published `ms` milliseconds ago (per envelope with a
+    /// `ts`; the same reading as the latency metric's).
+    pub(crate) fn note_age(&self, ms: u64) {
+        let age8 = &self.age8.0;
+        let old = age8.load(Ordering::Relaxed);
+        age8.store(old - old / 8 + ms.min(10_000), Ordering::Relaxed);
     }
 
     /// The current period: a connection written less than this long ago waits for the tick.
@@ -168,10 +191,17 @@ impl FlushTick {
             if now >= waiting + QUIET {
                 // A quiet spell: nothing is behind any more.
                 self.backlog8.0.store(0, Ordering::Relaxed);
+                self.age8.0.store(0, Ordering::Relaxed);
             }
             let backlog = self.backlog();
-            if let Some(period) = next_period(self.period(), backlog, self.min, self.max) {
-                tracing::debug!(?period, backlog, "flush tick period");
+            let age8 = self.age8.0.load(Ordering::Relaxed);
+            if let Some(period) = next_period(self.period(), backlog, age8, self.min, self.max) {
+                tracing::debug!(
+                    ?period,
+                    backlog,
+                    age_ms = age8 as f64 / 8.0,
+                    "flush tick period"
+                );
                 self.set_period(period);
             }
             let deadline = now + self.period();
@@ -219,17 +249,19 @@ fn nanos(d: Duration) -> u64 {
 }
 
 /// The period for the next batch, if it changes: the longest while the dispatcher's average
-/// backlog is [`BEHIND_MEAN`] events or more, the shortest once it is under [`CALM_MEAN`],
-/// else unchanged (no flapping at the edge).
+/// backlog is [`BEHIND_MEAN`] events or more or its frames' average age (`age8`, in eighths of
+/// a millisecond) is [`BEHIND_AGE_MS`] or more, the shortest once both are under their calm
+/// marks, else unchanged (no flapping at the edge).
 pub(super) fn next_period(
     period: Duration,
     backlog: u64,
+    age8: u64,
     min: Duration,
     max: Duration,
 ) -> Option<Duration> {
-    let next = if backlog >= BEHIND_MEAN {
+    let next = if backlog >= BEHIND_MEAN || age8 >= BEHIND_AGE_MS * 8 {
         max
-    } else if backlog < CALM_MEAN {
+    } else if backlog < CALM_MEAN && age8 < CALM_AGE8 {
         min
     } else {
         period

@@ -230,6 +230,9 @@ async fn dispatch(hub: Arc<Hub>, mut events: Events, tick: Option<Arc<FlushTick>
                     if let Some(ts) = crate::metrics::frame_ts(&envelope.frame) {
                         let ms = crate::protocol::now_ms().saturating_sub(ts).max(0);
                         metrics.delivery_latency.record(ms as f64 / 1_000.0);
+                        if let Some(tick) = &tick {
+                            tick.note_age(ms.unsigned_abs());
+                        }
                     }
                 }
             }
