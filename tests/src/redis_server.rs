@@ -11,7 +11,31 @@ pub struct RedisServer {
     child: Option<Child>,
 }
 
+/// A free port below the kernel's ephemeral range, so that it stays free while the server is
+/// down for a fault test: a port from that range (what binding port 0 gives) can be taken
+/// meanwhile by an outgoing connection, even by a client reconnecting to it (on loopback a
+/// connection from port P to port P connects to itself), and the restart could not bind.
 fn free_port() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let (from, to) = (low.saturating_sub(12_000).max(1_024), low);
+    // Tests of one process start servers at once: a counter keeps their picks apart.
+    static PICKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let pick = PICKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id().rotate_left(16)
+        ^ pick.wrapping_mul(2_654_435_761);
+    let span = u32::from(to - from);
+    for i in 0..span {
+        let port = from + ((seed.wrapping_add(i.wrapping_mul(7_919))) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
