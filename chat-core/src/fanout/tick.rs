@@ -28,12 +28,14 @@ use crate::sync::lock;
 /// already [`BEHIND_AGE_MS`] old on average (from their publish time: the host's cores are
 /// busy, so frames queue before the dispatcher ever sees a backlog). Both are moving averages
 /// over the dispatcher's last eight or so events, looked at as each batch starts. It goes back
-/// to the shortest once both are under their calm marks ([`CALM_MEAN`], [`CALM_AGE_MS`]), or
-/// after a quiet spell. So a burst is met at once and not remembered once drained. The tick's
-/// own lateness is no signal: tokio's timer wakes up to a millisecond late on an idle runtime. So a node with headroom adds at
-/// most the shortest period to a frame, however dense its rooms, and batches harder only when
-/// that buys back the CPU it is short of. The figures behind this are in `docs/perf.md`
-/// ("Flush tick").
+/// to the shortest once both are under their calm marks ([`CALM_MEAN`], [`CALM_AGE8`]), or
+/// after a quiet spell. So a burst is met at once and not remembered once drained, and a node
+/// with headroom adds at most the shortest period to a frame, however dense its rooms. The
+/// tick's own lateness is no signal: tokio's timer wakes up to a millisecond late on an idle
+/// runtime. The figures behind this are in `docs/perf.md` (session 8).
+///
+/// The wait ends inside the period: tokio's timers fire on whole milliseconds and round a
+/// deadline up, so the tick sleeps [`TIMER_GRAIN`] less than the period.
 pub(crate) struct FlushTick {
     min: Duration,
     max: Duration,
