@@ -283,7 +283,10 @@ async fn wave(
     n: usize,
     totals: &mut Totals,
 ) {
-    let room = retry(|| async {
+    // The room and its members in one step, retried whole: a room made just before an
+    // outage is lost with Redis's data (it keeps nothing on disk here), so its joins would
+    // answer 404 for good; the retry makes a new one.
+    let (room, joined) = retry(|| async {
         let guest = post(
             http,
             format!("http://{survivor}/guests"),
@@ -299,24 +302,27 @@ async fn wave(
             json!({"name": format!("wave {n}"), "visibility": "public"}),
         )
         .await?;
-        Some(room["roomId"].as_str()?.to_owned())
-    })
-    .await;
-    let mut peers = Vec::new();
-    for i in 0..CLIENTS_PER_WAVE {
-        let name = format!("w{n}c{i}");
-        let joined = retry(|| {
-            post(
+        let room = room["roomId"].as_str()?.to_owned();
+        let mut joined = Vec::new();
+        for i in 0..CLIENTS_PER_WAVE {
+            let name = format!("w{n}c{i}");
+            let ticket = post(
                 http,
                 format!("http://{survivor}/join-room/{room}"),
                 None,
                 json!({"user": name}),
             )
-        })
-        .await;
+            .await?;
+            joined.push((name, ticket["token"].as_str()?.to_owned()));
+        }
+        Some((room, joined))
+    })
+    .await;
+    let mut peers = Vec::new();
+    for (name, token) in joined {
         peers.push(Peer {
-            name: name.clone(),
-            token: joined["token"].as_str().unwrap().to_owned(),
+            name,
+            token,
             ws: None,
             received: HashMap::new(),
             resynced: false,
