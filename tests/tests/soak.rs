@@ -150,6 +150,21 @@ enum Reply {
 }
 
 impl Peer {
+    /// A client that joined as `name` and holds `token`, not connected yet.
+    fn new(name: String, token: String) -> Self {
+        Self {
+            name,
+            token,
+            ws: None,
+            received: HashMap::new(),
+            resynced: false,
+            closed: false,
+            acked: Vec::new(),
+            reported: 0,
+            unanswered: 0,
+        }
+    }
+
     fn note(&mut self, frame: &Value) {
         match frame["type"].as_str() {
             Some("message") => {
@@ -318,20 +333,10 @@ async fn wave(
         Some((room, joined))
     })
     .await;
-    let mut peers = Vec::new();
-    for (name, token) in joined {
-        peers.push(Peer {
-            name,
-            token,
-            ws: None,
-            received: HashMap::new(),
-            resynced: false,
-            closed: false,
-            acked: Vec::new(),
-            reported: 0,
-            unanswered: 0,
-        });
-    }
+    let mut peers: Vec<Peer> = joined
+        .into_iter()
+        .map(|(name, token)| Peer::new(name, token))
+        .collect();
     // Connect: half on each instance; one refused (draining, or gone) goes to the survivor.
     let connected =
         futures_util::future::join_all(peers.iter_mut().enumerate().map(|(i, peer)| {
@@ -605,17 +610,10 @@ async fn lurkers_on(http: &reqwest::Client, addr: SocketAddr, n: usize) -> Vec<P
             )
         })
         .await;
-        let mut peer = Peer {
-            name: format!("lurker{i}"),
-            token: joined["token"].as_str().unwrap().to_owned(),
-            ws: None,
-            received: HashMap::new(),
-            resynced: false,
-            closed: false,
-            acked: Vec::new(),
-            reported: 0,
-            unanswered: 0,
-        };
+        let mut peer = Peer::new(
+            format!("lurker{i}"),
+            joined["token"].as_str().unwrap().to_owned(),
+        );
         assert!(peer.connect(addr, &room).await);
         lurkers.push(peer);
     }

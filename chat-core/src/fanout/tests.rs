@@ -127,15 +127,41 @@ fn a_big_room_is_queued_but_for_its_last_recipients_and_the_sender_is_skipped() 
     assert_eq!(queued(&peers), 99);
 }
 
-#[tokio::test(start_paused = true)]
-async fn frames_soon_after_a_write_wait_for_the_tick_and_leave_together() {
-    let period = Duration::from_millis(5);
+/// A fixed-period flush tick on its own task, and one outbox on it whose transport takes every
+/// inline write (`taker` counts them) and whose consumer's wake-ups `counter` counts.
+struct TickedOutbox {
+    tick: Arc<FlushTick>,
+    task: tokio::task::JoinHandle<()>,
+    outbox: Arc<Outbox>,
+    taker: Arc<Taker>,
+    counter: Arc<Counter>,
+}
+
+fn ticked_outbox(period: Duration) -> TickedOutbox {
     let tick = FlushTick::new(period, period);
     let task = tokio::spawn(tick.clone().run());
     let outbox = Outbox::new(16, Some(tick.clone()));
     let taker = Arc::new(Taker::default());
     outbox.attach(taker.clone());
-    let counter = Arc::new(Counter::default());
+    TickedOutbox {
+        tick,
+        task,
+        outbox,
+        taker,
+        counter: Arc::new(Counter::default()),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn frames_soon_after_a_write_wait_for_the_tick_and_leave_together() {
+    let period = Duration::from_millis(5);
+    let TickedOutbox {
+        tick,
+        task,
+        outbox,
+        taker,
+        counter,
+    } = ticked_outbox(period);
     let waker = counter.clone().into();
     let mut cx = Context::from_waker(&waker);
     assert!(outbox.poll_take(&mut cx).is_pending());
@@ -325,12 +351,13 @@ fn a_drained_outbox_gives_back_what_a_burst_grew() {
 #[tokio::test(start_paused = true)]
 async fn a_batched_frame_waits_for_the_tick_which_writes_it_with_the_next_ones() {
     let period = Duration::from_millis(1);
-    let tick = FlushTick::new(period, period);
-    let task = tokio::spawn(tick.clone().run());
-    let outbox = Outbox::new(16, Some(tick.clone()));
-    let taker = Arc::new(Taker::default());
-    outbox.attach(taker.clone());
-    let counter = Arc::new(Counter::default());
+    let TickedOutbox {
+        tick,
+        task,
+        outbox,
+        taker,
+        counter,
+    } = ticked_outbox(period);
     let waker = counter.clone().into();
     let mut cx = Context::from_waker(&waker);
     assert!(outbox.poll_take(&mut cx).is_pending());
