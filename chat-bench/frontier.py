@@ -8,7 +8,12 @@ about 10% within the hour). One markdown table at the end.
 
 Usage:
   python3 chat-bench/frontier.py [--rounds 3] [--rates 10,20,40] [--seconds 3]
-      [--no-peer] [--no-defaults] [--keep-limits] [--jsonl FILE] ['label|ENV=a,ENV2=b|args' ...]
+      [--rooms 10] [--no-peer] [--no-defaults] [--keep-limits] [--jsonl FILE]
+      ['label|ENV=a,ENV2=b|args' ...]
+
+--rooms N runs N rooms of 50 (W1 is 10): fewer rooms keep each connection's traffic (and so
+what batching can gain per write) the same while the box has cores to spare, which is how a
+host with more cores than this one sees W1.
 
 Variants:
   roomcast default      chat-bench fanout with the servers' defaults
@@ -49,7 +54,7 @@ SIO_SERVER = os.environ.get("SIO_SERVER", os.path.join(SIO, "sio-server", "targe
 SIO_CLIENT = os.environ.get("SIO_CLIENT", os.path.join(SIO, "sio-client", "target", "release", "sio-client"))
 REDIS = os.environ.get("REDIS_SERVER_BIN", "redis-server")
 
-ROOMS, CLIENTS, INSTANCES, BODY = 10, 500, 2, 128
+ROOMS, PER_ROOM, INSTANCES, BODY = 10, 50, 2, 128
 
 
 def usage(msg=None):
@@ -59,12 +64,14 @@ def usage(msg=None):
 
 
 def parse_args(argv):
-    opts = {"rounds": 3, "rates": [10, 20, 40], "seconds": 3.0, "peer": True,
+    opts = {"rooms": ROOMS, "rounds": 3, "rates": [10, 20, 40], "seconds": 3.0, "peer": True,
             "defaults": True, "keep_limits": False, "jsonl": None, "variants": []}
     it = iter(argv)
     for a in it:
         if a in ("-h", "--help"):
             usage()
+        elif a == "--rooms":
+            opts["rooms"] = int(next(it))
         elif a == "--rounds":
             opts["rounds"] = int(next(it))
         elif a == "--rates":
@@ -124,8 +131,9 @@ def run_roomcast(extra, args, rate, opts):
         env.update(limits_env(rate))
     env.update(extra)
     bench = env.pop("BENCH", BENCH)
-    argv = [bench, "fanout", "--redis", "--instances", str(INSTANCES), "--rooms", str(ROOMS),
-            "--clients", str(CLIENTS), "--body-bytes", str(BODY), "--rate", fmt_rate(rate),
+    argv = [bench, "fanout", "--redis", "--instances", str(INSTANCES),
+            "--rooms", str(opts["rooms"]), "--clients", str(opts["rooms"] * PER_ROOM),
+            "--body-bytes", str(BODY), "--rate", fmt_rate(rate),
             "--messages", str(messages_for(rate, opts["seconds"])), *args, "--json"]
     out = subprocess.run(argv, env=env, capture_output=True, text=True)
     if out.returncode != 0:
@@ -197,7 +205,8 @@ def run_sio(rate, opts):
             pids.append(str(srv.pid))
         time.sleep(0.5)
         argv = [SIO_CLIENT, "fanout", "--ports", ",".join(ports), "--pids", ",".join(pids),
-                "--redis-pid", str(redis.pid), "--clients", str(CLIENTS), "--rooms", str(ROOMS),
+                "--redis-pid", str(redis.pid), "--clients", str(opts["rooms"] * PER_ROOM),
+                "--rooms", str(opts["rooms"]),
                 "--messages", str(messages_for(rate, opts["seconds"])), "--rate", fmt_rate(rate),
                 "--body-bytes", str(BODY), "--json"]
         out = subprocess.run(argv, capture_output=True, text=True)
@@ -214,7 +223,7 @@ def run_sio(rate, opts):
             except subprocess.TimeoutExpired:
                 p.kill()
     notes = []
-    if rep["conn_errors"] or rep["joined"] != CLIENTS:
+    if rep["conn_errors"] or rep["joined"] != opts["rooms"] * PER_ROOM:
         notes.append(f"joined {rep['joined']}, {rep['conn_errors']} connect errors")
     if rep["echoes"] or rep["wrong_room"]:
         notes.append(f"echoes {rep['echoes']}, wrong room {rep['wrong_room']}")
@@ -273,7 +282,8 @@ def main():
                       f"bench {row['bench_per_s']:.2f} CPU-s/s {row['bench_us']:.2f} µs/delivery "
                       f"{' '.join(row['notes'])}",
                       file=sys.stderr, flush=True)
-    print(f"W1: {ROOMS} rooms x {CLIENTS // ROOMS} clients, {INSTANCES} instances + Redis, "
+    shape = "W1" if opts["rooms"] == ROOMS else "W1's per-room shape"
+    print(f"{shape}: {opts['rooms']} rooms x {PER_ROOM} clients, {INSTANCES} instances + Redis, "
           f"{BODY}-byte bodies, ~{opts['seconds']:g} s of sending per run, {opts['rounds']} round(s)")
     print()
     print("| variant | rate/s | runs | deliveries per server CPU-s | server user µs/delivery "
