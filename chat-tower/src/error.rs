@@ -133,6 +133,10 @@ pub enum ChatRejection {
     /// 503: the chat backend is down.
     #[error("{0}")]
     Unavailable(String),
+    /// 503: this instance is draining (shutting down): expected, not a failure, so it is
+    /// logged at debug level and has no correlation id. Same `code` as [`Self::Unavailable`].
+    #[error("{0}")]
+    Draining(String),
     /// 500: a bug or a broken backend.
     #[error("{0}")]
     Internal(String),
@@ -157,6 +161,7 @@ impl ChatRejection {
                 (415, "unsupported_media_type", "Unsupported media type")
             }
             Self::Unavailable(_) => (503, "unavailable", "Chat backend unavailable"),
+            Self::Draining(_) => (503, "unavailable", "Instance draining"),
             Self::Internal(_) => (500, "internal", "Internal error"),
         }
     }
@@ -168,6 +173,10 @@ impl ChatRejection {
         let (status, code, title) = self.parts();
         let detail = match self {
             Self::Unavailable(_) => "the chat backend is unavailable; try again".to_owned(),
+            Self::Draining(_) => {
+                "this instance is shutting down; try again (another instance will answer)"
+                    .to_owned()
+            }
             Self::Internal(_) => "internal error".to_owned(),
             other => other.to_string(),
         };
@@ -209,7 +218,8 @@ impl From<chat_core::Error> for ChatRejection {
             Error::Unavailable(BackendError::InvalidCursor) => {
                 Self::BadRequest("`before` is not a message id of this room".into())
             }
-            Error::Unavailable(_) | Error::ShuttingDown => Self::Unavailable(detail),
+            Error::Unavailable(_) => Self::Unavailable(detail),
+            Error::ShuttingDown => Self::Draining(detail),
             Error::Forbidden(_) => Self::Forbidden(detail),
             Error::BadFrame(_) | Error::EmptyBody | Error::BodyTooLarge { .. } => {
                 Self::Unprocessable(detail)
@@ -226,7 +236,9 @@ impl IntoResponse for ChatRejection {
             Self::TooManyRequests { retry_after, .. } => Some(retry_after_secs(*retry_after)),
             _ => None,
         };
-        if problem.status >= 500 {
+        if let Self::Draining(cause) = &self {
+            tracing::debug!(%cause, "refused: draining");
+        } else if problem.status >= 500 {
             // The real error goes to the log only, under an id the client can quote.
             let id = chat_core::error::new_correlation_id();
             tracing::error!(correlation_id = %id, status = problem.status, cause = %self, "request failed");
@@ -314,6 +326,10 @@ mod tests {
                 StatusCode::SERVICE_UNAVAILABLE,
             ),
             (
+                ChatRejection::Draining(s()),
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
                 ChatRejection::Internal(s()),
                 StatusCode::INTERNAL_SERVER_ERROR,
             ),
@@ -333,6 +349,25 @@ mod tests {
                 "application/problem+json"
             );
         }
+    }
+
+    #[test]
+    fn a_draining_instance_answers_503_unavailable_without_a_correlation_id() {
+        let rejection = ChatRejection::from(chat_core::Error::ShuttingDown);
+        let problem = rejection.problem();
+        assert_eq!(
+            (problem.status, problem.code.as_str()),
+            (503, "unavailable")
+        );
+        assert!(
+            problem.detail.contains("shutting down"),
+            "{}",
+            problem.detail
+        );
+        // Expected during a deploy: not logged as a failure, nothing for support to quote.
+        assert_eq!(problem.correlation_id, None);
+        let response = rejection.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 
     #[test]

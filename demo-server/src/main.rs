@@ -65,7 +65,10 @@ use chat_tower::{
     identity::{JwtAlgorithm, JwtIdentity},
     ChatBuilder,
 };
-use tower_http::{services::ServeDir, trace::TraceLayer};
+use tower_http::{
+    services::ServeDir,
+    trace::{DefaultOnFailure, TraceLayer},
+};
 use tracing_subscriber::EnvFilter;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
@@ -466,12 +469,16 @@ async fn run() -> anyhow::Result<()> {
             )),
     )
     // The span names the path only: a query may carry a token (`/ws?token=`), and tokens
-    // never go to the logs.
-    .layer(TraceLayer::new_for_http().make_span_with(
-        |request: &axum::http::Request<axum::body::Body>| {
-            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
-        },
-    ));
+    // never go to the logs. A 5xx is not logged here as an error: the chat logs its real
+    // failures itself (once, under the correlation id the client sees), while a 503 from
+    // `/readyz` during an outage or from a draining instance is expected, not a failure.
+    .layer(
+        TraceLayer::new_for_http()
+            .make_span_with(|request: &axum::http::Request<axum::body::Body>| {
+                tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+            })
+            .on_failure(DefaultOnFailure::new().level(tracing::Level::DEBUG)),
+    );
     // Outermost: every request (and the WebSocket sessions it starts) in a span with its id.
     let app = chat_tower::ops::request_id(app);
 
