@@ -531,3 +531,83 @@ async fn a_reap_after_a_long_outage_of_every_instance_leaves_nobody_online() {
     assert!(conns.is_empty(), "{conns:?}");
     drop(bob);
 }
+
+/// A direct message from `from` to `to` answered with the error `code`.
+async fn direct_refused(from: &mut Client, to: &Value, code: &str) {
+    from.send(json!({"type": "direct", "to": to["id"], "body": "there?"}))
+        .await;
+    from.expect_error(code).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_not_seen_for_the_room_ttl_is_forgotten_on_redis_and_in_memory() {
+    let ttl = Duration::from_secs(2);
+    let redis = RedisServer::start().await;
+    let on_redis = redis_instance(
+        &redis,
+        RedisConfig {
+            room_ttl: ttl,
+            presence_ttl: Duration::from_millis(1_000),
+            ..RedisConfig::default()
+        },
+    )
+    .await;
+    let cluster = MemoryCluster::with_config(MemoryConfig {
+        room_ttl: ttl,
+        ..MemoryConfig::default()
+    });
+    let in_memory = Server::start(ChatBuilder::new().backend(cluster.node())).await;
+    let mut conn = redis.conn().await;
+
+    for server in [&on_redis, &in_memory] {
+        // Alice stays online (so the room stays); carol joined once and never connected.
+        let room = server.api.create_room("lobby").await;
+        let (mut alice, _) = server.guest_in_room(&room, "alice").await;
+        let carol_joined = server.api.join_room(&room, "carol").await;
+        let carol = carol_joined["user"].clone();
+        // A guest who only ever got a token.
+        let (status, dave) = server
+            .api
+            .anonymous()
+            .post("/guests", Some(json!({"name": "dave"})))
+            .await;
+        assert_eq!(status, 201, "{dave}");
+        direct_refused(&mut alice, &carol, "recipient_offline").await;
+        let seen = Instant::now();
+
+        if std::ptr::eq(server, &on_redis) {
+            // One key per user with the room TTL, no hash of every user ever seen.
+            for user in [&carol, &dave["user"]] {
+                let seen_key = format!("roomcast:user:{{{}}}:seen", user["id"].as_str().unwrap());
+                let ttl_ms: i64 = redis::cmd("PTTL")
+                    .arg(&seen_key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                assert!(ttl_ms > 0 && ttl_ms <= 2_000, "{seen_key}: PTTL {ttl_ms}");
+            }
+            let hash: bool = redis::cmd("EXISTS")
+                .arg("roomcast:users")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(!hash, "the old hash of every user is not written");
+        }
+
+        while seen.elapsed() < ttl + Duration::from_millis(300) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Carol is still a member of the room alice keeps alive, but the chat has not seen
+        // her for the TTL: she is unknown again, like an id it never saw.
+        direct_refused(&mut alice, &carol, "user_not_found").await;
+        // Seen again (she joins once more): offline, not unknown.
+        let (status, body) = server
+            .api
+            .with_token(carol_joined["token"].as_str().unwrap())
+            .post(&format!("/join-room/{room}"), None)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        direct_refused(&mut alice, &carol, "recipient_offline").await;
+        alice.barrier(&room).await;
+    }
+}

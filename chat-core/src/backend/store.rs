@@ -133,9 +133,10 @@ pub trait RoomStore: Send + Sync + 'static {
     fn member_count<'a>(&'a self, room: &'a RoomId) -> Reply<'a, usize>;
     /// Whether the two users are members of at least one common room.
     fn share_a_room<'a>(&'a self, a: &'a UserId, b: &'a UserId) -> Reply<'a, bool>;
-    /// Records that a user exists (on token issue and on connect).
+    /// Records that a user exists (on token issue, on connect, and on a join, which the store
+    /// records by itself), for the store's room TTL from now.
     fn remember_user<'a>(&'a self, user: &'a User) -> Reply<'a, ()>;
-    /// Whether the chat has seen this user.
+    /// Whether the chat has seen this user within the room TTL.
     fn user_known<'a>(&'a self, user: &'a UserId) -> Reply<'a, bool>;
     /// Up to `limit` of the rooms `user` is a member of (which ones is the store's choice):
     /// for ending a user's memberships in batches, each batch costing its size.

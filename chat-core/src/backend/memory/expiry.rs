@@ -1,7 +1,8 @@
 //! Idle rooms go away: a room with nobody online, and no create, join, presence change or
-//! message for `MemoryConfig::room_ttl`, is deleted with its members and its history.
+//! message for `MemoryConfig::room_ttl`, is deleted with its members and its history; a user
+//! not seen (token, connection, join) for as long is forgotten.
 //!
-//! The sweep runs as the store is used (`create`, `get`, `list`), at most once per
+//! The sweep runs as the store is used (`create`, `get`, `list`, `remember_user`), at most once per
 //! `room_ttl / 10` or per minute, whichever is shorter, so no task of its own is needed; `get` also
 //! checks the room it reads, so an expired room is gone at once to whoever asks for it.
 //! Locks are taken in one order, rooms → presence → pub/sub (a presence exit publishes its
@@ -68,6 +69,9 @@ impl MemoryNode {
         for id in &gone {
             rooms.delete(id);
             pubsub.logs.remove(id);
+        }
+        if only.is_none() {
+            rooms.users.retain(|_, seen| !old(*seen));
         }
         if !gone.is_empty() {
             tracing::debug!(rooms = gone.len(), "idle rooms expired");

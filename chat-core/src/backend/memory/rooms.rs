@@ -26,7 +26,9 @@ pub(super) struct Rooms {
     public: BTreeSet<String>,
     /// Each user's memberships.
     memberships: HashMap<UserId, Memberships>,
-    users: HashMap<UserId, User>,
+    /// When each user was last seen (a token, a connection, a join): known for `room_ttl`
+    /// since then, then dropped by the sweep.
+    pub(super) users: HashMap<UserId, Instant>,
     /// Token revocations: up to when (Unix ms) a user's tokens are void, and until when the
     /// record is kept (`None`: for good, a lifetime beyond what an `Instant` holds). An
     /// expired record is dropped when it is next read.
@@ -81,7 +83,7 @@ impl Rooms {
                 }
             }
         }
-        self.users.insert(user.id.clone(), user.clone());
+        self.users.insert(user.id.clone(), Instant::now());
         AddMember::Member
     }
 
@@ -290,14 +292,19 @@ impl RoomStore for MemoryNode {
     }
 
     fn remember_user<'a>(&'a self, user: &'a User) -> Reply<'a, ()> {
+        // Guests that only ever get a token still age out: the sweep runs from here too.
+        self.sweep_if_due();
         lock(&self.cluster.rooms)
             .users
-            .insert(user.id.clone(), user.clone());
+            .insert(user.id.clone(), Instant::now());
         ready(Ok(()))
     }
 
     fn user_known<'a>(&'a self, user: &'a UserId) -> Reply<'a, bool> {
-        ready(Ok(lock(&self.cluster.rooms).users.contains_key(user)))
+        let ttl = self.cluster.config.room_ttl;
+        let rooms = lock(&self.cluster.rooms);
+        let seen = rooms.users.get(user);
+        ready(Ok(seen.is_some_and(|at| at.elapsed() < ttl)))
     }
 
     fn user_rooms<'a>(&'a self, user: &'a UserId, limit: usize) -> Reply<'a, Vec<RoomId>> {

@@ -74,8 +74,12 @@ impl Keys {
     pub(super) fn user_key(&self, user: &UserId, what: &str) -> String {
         format!("{}:user:{{{}}}:{what}", self.prefix, user)
     }
-    pub(super) fn users(&self) -> String {
-        format!("{}:users", self.prefix)
+    /// That the chat has seen `user` (a guest token, a connection, a join), for the room TTL
+    /// since then: what tells `recipient_offline` from `user_not_found`. One key per user with
+    /// its own TTL, so users who never come back do not pile up (before, one hash of every
+    /// user ever seen, `{prefix}:users`, which an upgraded deployment may delete).
+    pub(super) fn user_seen(&self, user: &UserId) -> String {
+        self.user_key(user, "seen")
     }
     pub(super) fn nodes(&self) -> String {
         format!("{}:nodes", self.prefix)

@@ -20,10 +20,11 @@
 //! `:sent:<len>:<user>:<clientMsgId>` (a sent client id's first `id` and `ts`, with the dedup
 //! window as TTL). A user's channel is `P:user:{U}`, and
 //! its keys `P:user:{U}:rooms` and `:private` (the sort keys of the user's rooms, and of the
-//! private ones, one score: read by lex), and `:revoked` (up to when the user's tokens are
+//! private ones, one score: read by lex), `:seen` (the user was seen: a token, a connection, a
+//! join; with the room TTL), and `:revoked` (up to when the user's tokens are
 //! void, with the tokens' lifetime as its TTL), `:sent:<len>:<to>:<clientMsgId>` (a direct
 //! message's, as for rooms). Global: `P:rooms:public` (the public rooms' sort
-//! keys), `P:users`, `P:nodes` (node heartbeats), `P:node:{N}:rooms`,
+//! keys), `P:nodes` (node heartbeats), `P:node:{N}:rooms`,
 //! `P:node:{N}:reaper` (a reaper's claim on dead node N, with a TTL), `P:secret`.
 //!
 //! # Growth
@@ -42,7 +43,7 @@
 //! `client-output-buffer-limit pubsub` and every room of the node misses messages.
 //!
 //! Multi-slot today (Redis Cluster is a later step): `create_room.lua` (the room and
-//! `P:rooms:public`), `add_member.lua` (the room, `P:users` and the user's keys),
+//! `P:rooms:public`), `add_member.lua` (the room and the user's keys),
 //! `remove_member.lua` (the room and the user's keys), `share_a_room` (`ZINTERCARD` over two
 //! users' keys), the room scripts that write `P:node:{N}:rooms`, and `sync.lua` (which also
 //! reads `P:nodes` and, only to recount a user whose count was lost, every node's

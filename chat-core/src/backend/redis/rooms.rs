@@ -1,7 +1,8 @@
 //! The Redis room store: each room's `:info` (name, creation time, visibility, owner, sort
 //! key, join counter), `:members` (id -> name) and `:order` (members scored by join number);
 //! `P:rooms:public` (the public rooms' sort keys); per user `P:user:{U}:rooms` and `:private`
-//! (the sort keys of the user's rooms, and of the private ones); and `P:users`. Every listing
+//! (the sort keys of the user's rooms, and of the private ones) and `:seen` (that the chat has
+//! seen the user, with the room TTL). Every listing
 //! reads one page (`ZRANGE ... LIMIT`), never a whole set: see `backend::paging`.
 
 use std::time::Duration;
@@ -218,7 +219,11 @@ impl RoomStore for RedisNode {
         Box::pin(async move {
             let _: () = self
                 .conn()
-                .hset(self.shared.keys.users(), user.id.as_str(), &user.name)
+                .pset_ex(
+                    self.shared.keys.user_seen(&user.id),
+                    1,
+                    self.shared.config.room_ttl_ms(),
+                )
                 .await
                 .map_err(BackendError::redis)?;
             Ok(())
@@ -228,7 +233,7 @@ impl RoomStore for RedisNode {
     fn user_known<'a>(&'a self, user: &'a UserId) -> Reply<'a, bool> {
         Box::pin(async move {
             self.conn()
-                .hexists(self.shared.keys.users(), user.as_str())
+                .exists(self.shared.keys.user_seen(user))
                 .await
                 .map_err(BackendError::redis)
         })
@@ -326,7 +331,7 @@ impl RedisNode {
     ) -> Result<AddMember, BackendError> {
         let keys = &self.shared.keys;
         let mut add = self.membership(&self.shared.scripts.add_member, room, &user.id);
-        add.key(keys.users())
+        add.key(keys.user_seen(&user.id))
             .key(keys.room_key(room, "log"))
             .key(keys.room_key(room, "online"))
             .arg(&user.name)
