@@ -98,8 +98,9 @@ impl Hub {
     /// connection. Returns how many connections it was written or queued for.
     ///
     /// With [`Push::Inline`], idle connections get the frame written to their socket on the
-    /// spot (see [`Outbox`]); the dispatcher asks for it only while it is keeping up, and for
-    /// [`Push::Batch`] (the flush tick writes) while it has a backlog.
+    /// spot (see [`Outbox`]); the dispatcher asks for it while it keeps up, and for
+    /// [`Push::Batch`] (the flush tick writes) when it is behind (8 events or more waiting:
+    /// `node::tasks::BATCH_BACKLOG`).
     pub(crate) fn deliver(&self, envelope: &Envelope, how: Push) -> usize {
         // The sending connection, if it is on this node: it gets its `ack`, not an echo.
         let skip = envelope

@@ -80,7 +80,14 @@ pub(crate) const CALM_MEAN: u64 = 2;
 /// the node is behind. A node with spare cores dispatches a frame well under a millisecond
 /// after its publish; clocks of instances on different hosts that disagree by more than this
 /// make a node batch harder than it needs to (more latency, never a loss).
-pub(crate) const BEHIND_AGE_MS: u64 = 2;
+///
+/// Four, not two: on a host whose cores are merely busy (W1 at 10/s on two cores), frames are
+/// 2–3 ms old when dispatched, and batching at `write_coalesce_max` then bought nothing (one
+/// frame every 2 ms per connection, written alone either way) for five more milliseconds of
+/// p99: 276k–283k deliveries per CPU-s at p99 9.5–9.8 ms with 2, 271k–274k at 4.0–4.4 ms with
+/// 4, interleaved; the same at 20 and 40/s per client, where the backlog says "behind" on its
+/// own (`docs/perf.md`, session 9).
+pub(crate) const BEHIND_AGE_MS: u64 = 4;
 
 /// The average age under which the node has caught up, in eighths of a millisecond (1 ms).
 pub(crate) const CALM_AGE8: u64 = 8;

@@ -198,6 +198,17 @@ async fn keepalive(hub: Arc<Hub>, ping_interval: Duration) {
     }
 }
 
+/// Events waiting behind the one being dispatched from which the dispatcher stops writing
+/// inline and hands frames to the flush tick (or, without one, to the connections' tasks).
+///
+/// Not at the first event waiting: Redis hands over the pushes of one read together, so a
+/// backlog of one or two is the normal case at moderate load, and queueing then made a third
+/// of the deliveries a wake-up, a task poll and a write each instead of one inline write
+/// (W1's rooms on spare cores at 10/s, docs/perf.md session 9: 199k–210k deliveries per CPU-s
+/// and p99 2.1–2.3 ms with batching from a backlog of one, 214k–232k and 1.4–1.8 ms from
+/// eight; W1 on this box unchanged within noise at 10, 20 and 40/s).
+pub(crate) const BATCH_BACKLOG: usize = 8;
+
 /// The node's dispatcher: the one consumer of the broker's event stream. Its backlog tells
 /// the flush tick whether the node is behind.
 async fn dispatch(hub: Arc<Hub>, mut events: Events, tick: Option<Arc<FlushTick>>) {
@@ -212,9 +223,9 @@ async fn dispatch(hub: Arc<Hub>, mut events: Events, tick: Option<Arc<FlushTick>
         }
         match event {
             BrokerEvent::Envelope(envelope) => {
-                // Inline writes to idle connections while keeping up; with a backlog, the
+                // Inline writes to idle connections while keeping up; when behind, the
                 // connections' own tasks write (on every core) and this only queues.
-                let how = if backlog == 0 {
+                let how = if backlog < BATCH_BACKLOG {
                     Push::Inline
                 } else {
                     // Behind: the tick writes each connection's frames of the next
