@@ -289,6 +289,52 @@ async fn the_heartbeat_restores_lost_presence_and_removes_stale_presence() {
     assert!(is_online(&b.api, &room, &kept_user).await);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_back_after_being_reaped_announces_its_users_again() {
+    let redis = RedisServer::start().await;
+    let a = redis_instance(&redis, fast_ttl()).await;
+    let b = redis_instance(&redis, fast_ttl()).await;
+    let room = a.api.create_room("reaped-alive").await;
+    let (mut observer, _) = b.guest_in_room(&room, "observer").await;
+    let (mut back, back_user) = a.guest_in_room(&room, "back").await;
+    assert_eq!(
+        as_system(&observer.expect("system").await),
+        system("user_joined", &room, &back_user)
+    );
+    let node = node_of(&a);
+    let mut conn = redis.conn().await;
+
+    // What another node's reaper leaves of instance a when a was cut off for longer than the
+    // presence TTL (its user_left went out then): a is no longer listed, and nothing says its
+    // users are here. Instance a never stopped: its user is still connected.
+    let _: () = redis::pipe()
+        .atomic()
+        .zrem(format!("{PREFIX}:nodes"), &node)
+        .del(format!("{PREFIX}:room:{{{room}}}:conns:{node}"))
+        .hdel(
+            format!("{PREFIX}:room:{{{room}}}:online"),
+            back_user["id"].as_str().unwrap(),
+        )
+        .del(format!("{PREFIX}:node:{{{node}}}:rooms"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    // Its next heartbeat finds it was reaped; its reconcile restores the user and, since the
+    // others were told the user left, tells them the user is back: once.
+    assert_eq!(
+        as_system(&next_not_resync(&mut observer).await),
+        system("user_joined", &room, &back_user)
+    );
+    assert!(is_online(&b.api, &room, &back_user).await);
+    let frames = frames_before_marker(&mut back, &mut observer, &room, "still here").await;
+    assert!(frames.is_empty(), "announced more than once: {frames:?}");
+    // And the heartbeats after it say nothing more.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let frames = frames_before_marker(&mut back, &mut observer, &room, "and still").await;
+    assert!(frames.is_empty(), "{frames:?}");
+}
+
 /// Sends a frame and returns the sender's reply (`ack` or `error`), `resync`s left out.
 async fn send_for_reply(client: &mut Client, frame: Value) -> Value {
     client.send(frame).await;

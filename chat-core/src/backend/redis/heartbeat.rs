@@ -4,6 +4,7 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
+    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
@@ -33,6 +34,7 @@ pub(super) async fn heartbeat(
         .map_err(BackendError::redis)?;
     if added == 1 && !lock(&shared.presence).is_empty() {
         warn!("this node was reaped while cut off; its reconcile restores its presence");
+        shared.reaped.store(true, Ordering::Relaxed);
     }
     Ok(())
 }
@@ -105,8 +107,10 @@ async fn refresh_rooms(shared: &Shared, conn: &mut ConnectionManager) -> Result<
 /// Makes this node's presence in Redis what the node has, room by room: the rooms it has
 /// connections in and the rooms Redis lists for it. Removes what Redis holds and the node
 /// does not (`user_left` where it was the user's last connection: an exit that never landed,
-/// an enter whose reply was lost), restores what the node has and Redis lost (a reap while
-/// the node was cut off, lost data) without a second `user_joined`.
+/// an enter whose reply was lost), restores what the node has and Redis lost. After lost
+/// data nobody was told anything, so the restore says nothing; after a reap while the node
+/// was cut off (`Shared::reaped`) the others were told its users left, so a user counted
+/// nowhere else is announced back with `user_joined`.
 ///
 /// Each room is synced under the gate (see [`Shared`]): its snapshot and its script see no
 /// enter or exit of this node in flight.
@@ -122,6 +126,9 @@ pub(super) async fn reconcile(
     let mut rooms = listed.clone();
     rooms.extend(lock(&shared.presence).keys().cloned());
     let (mut left, mut restored) = (0, 0);
+    // Cleared only once every room is synced: a reconcile that fails half-way leaves the
+    // rest of the announcements to the next one.
+    let reaped = shared.reaped.load(Ordering::Relaxed);
     for room in rooms {
         let _gate = shared.gate.write().await;
         let have: Vec<(ConnId, String)> = lock(&shared.presence)
@@ -136,9 +143,12 @@ pub(super) async fn reconcile(
         if in_step(shared, conn, &room, &have, listed.contains(&room)).await? {
             continue;
         }
-        let (l, r) = presence::sync_room(shared, conn, &room, shared.node, &have).await?;
+        let (l, r) = presence::sync_room(shared, conn, &room, shared.node, &have, reaped).await?;
         left += l;
         restored += r;
+    }
+    if reaped {
+        shared.reaped.store(false, Ordering::Relaxed);
     }
     if left > 0 || restored > 0 {
         warn!(

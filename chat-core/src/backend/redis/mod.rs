@@ -68,7 +68,9 @@
 //! the presence TTL, then reconciles: room by room, Redis is made to hold the node's
 //! connections as the node has them (`heartbeat::reconcile`, the `sync` script): what the node
 //! does not have is removed (with `user_left` where it was the user's last connection), what
-//! Redis lost is restored without a second `user_joined`. Every node also reaps: a node whose
+//! Redis lost is restored without a second `user_joined` (lost data: nobody was told anything),
+//! or, when the heartbeat found the node reaped while it was cut off (the others were told its
+//! users left), with a `user_joined` for each user counted nowhere else. Every node also reaps: a node whose
 //! heartbeat is older than the TTL is claimed for a TTL (`SET NX PX`: one reaper at a time),
 //! its rooms are synced to "no connections" (`user_left` from the script, once per user), and
 //! only then is it removed from `P:nodes`. A reaper that stops half-way leaves the node listed:
@@ -126,6 +128,10 @@ struct Shared {
     pubsub: ConnectionManager,
     /// Set while the Pub/Sub connection is lost and not yet resubscribed (readiness).
     pubsub_lost: Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the heartbeat finds that this node was reaped while cut off (its users were
+    /// announced as gone), until a reconcile has restored every room: the restored users are
+    /// announced back.
+    reaped: std::sync::atomic::AtomicBool,
     scripts: scripts::Scripts,
     /// This node's connections per room: what the heartbeat's reconcile makes Redis hold.
     presence: Mutex<presence::LocalPresence>,
@@ -208,6 +214,7 @@ impl RedisBackend {
             cmd,
             pubsub,
             pubsub_lost,
+            reaped: std::sync::atomic::AtomicBool::new(false),
             scripts: scripts::Scripts::new(),
             presence: Mutex::new(HashMap::new()),
             gate: tokio::sync::RwLock::new(()),

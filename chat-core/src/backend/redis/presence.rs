@@ -157,18 +157,26 @@ fn forget(shared: &Shared, room: &RoomId, conn: ConnId) {
 
 /// Makes `node`'s connections in `room` in Redis what `have` says (none for a dead node):
 /// what Redis holds and `have` does not is removed, with `user_left` published by the script
-/// where it was the user's last connection; what `have` holds and Redis lost is restored
-/// without an announcement, unless the room expired (then nothing is restored), and with the
-/// room TTL. Idempotent. Returns (users who left, connections restored).
+/// where it was the user's last connection; what `have` holds and Redis lost is restored,
+/// unless the room expired (then nothing is restored), and with the room TTL: without an
+/// announcement, or with `announce_restored` a `user_joined` for each user whom Redis counted
+/// nowhere (the others were told they left: a reap while this node was cut off).
+/// Idempotent. Returns (users who left, connections restored).
 pub(super) async fn sync_room(
     shared: &Shared,
     conn: &mut redis::aio::ConnectionManager,
     room: &RoomId,
     node: NodeId,
     have: &[(ConnId, String)],
+    announce_restored: bool,
 ) -> Result<(i64, i64), BackendError> {
     let keys = &shared.keys;
-    let (head, tail) = user_left_template(shared, room);
+    let (head, tail) = system_template(shared, room, SystemEvent::UserLeft);
+    let (joined_head, joined_tail) = if announce_restored {
+        system_template(shared, room, SystemEvent::UserJoined)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let mut sync = shared.scripts.sync.prepare_invoke();
     sync.key(keys.node_conns(room, node))
         .key(keys.room_key(room, "online"))
@@ -181,20 +189,23 @@ pub(super) async fn sync_room(
         .arg(head)
         .arg(tail)
         .arg(keys.node_conns_prefix(room))
-        .arg(shared.config.room_ttl_ms());
+        .arg(shared.config.room_ttl_ms())
+        .arg(joined_head)
+        .arg(joined_tail);
     for (id, user) in have {
         sync.arg(*id).arg(user.as_str());
     }
     sync.invoke_async(conn).await.map_err(BackendError::redis)
 }
 
-/// The payload of a `user_left` in `room` published by this node (no connection), cut where
-/// the user object goes: the sync script puts each user who left in between.
-fn user_left_template(shared: &Shared, room: &RoomId) -> (Vec<u8>, Vec<u8>) {
+/// The payload of a system message (`user_left`, `user_joined`) in `room` published by this
+/// node (no connection), cut where the user object goes: the sync script puts each user in
+/// between.
+fn system_template(shared: &Shared, room: &RoomId, event: SystemEvent) -> (Vec<u8>, Vec<u8>) {
     let placeholder = User::new("@", "@");
     let frame = ServerFrame::System(SystemMessage {
         room: room.clone(),
-        event: SystemEvent::UserLeft,
+        event,
         user: placeholder.clone(),
         ts: now_ms(),
     })

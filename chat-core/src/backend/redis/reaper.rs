@@ -54,7 +54,7 @@ pub(super) async fn reap_dead_nodes(
         let mut left = 0;
         for room in rooms {
             let room = RoomId::new(room);
-            left += presence::sync_room(shared, conn, &room, node_id, &[])
+            left += presence::sync_room(shared, conn, &room, node_id, &[], false)
                 .await?
                 .0;
         }

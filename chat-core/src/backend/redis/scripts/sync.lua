@@ -3,7 +3,9 @@
 -- - A connection Redis holds and the node does not is removed, and `user_left` is published
 --   here, in the same step, where it was the user's last connection in the room.
 -- - A connection the node has and Redis lost is restored without an announcement (its
---   `user_joined` went out when it joined). The user's count in the room is then recounted
+--   `user_joined` went out when it joined), or, when ARGV[7] is not empty (the node was
+--   reaped while cut off, and the others were told its users left), with a `user_joined` for
+--   each user Redis counted nowhere before. The user's count in the room is then recounted
 --   from every live node's connections (it may have been lost with them, or not).
 -- Idempotent: running it again changes nothing, so a reap that stopped half-way is finished
 -- by running it again, and nobody is announced twice.
@@ -14,9 +16,15 @@
 -- KEYS: node's connections in the room, online, members, node rooms, nodes, info.
 -- ARGV: room id, channel, user_left head (envelope header and the frame up to the user
 -- object; '' publishes nothing), user_left tail (after it), prefix of the room's per-node
--- connection keys, room TTL in ms, then conn, user pairs: the node's connections in the room.
+-- connection keys, room TTL in ms, user_joined head and tail (as for user_left; '' announces
+-- nothing), then conn, user pairs: the node's connections in the room.
+local function announce(head, tail, uid)
+  local name = redis.call('HGET', KEYS[3], uid) or uid
+  redis.call('PUBLISH', ARGV[2], head .. '{"id":' .. cjson.encode(uid) .. ',"name":'
+    .. cjson.encode(name) .. '}' .. tail)
+end
 local want = {}
-for i = 7, #ARGV, 2 do want[ARGV[i]] = ARGV[i + 1] end
+for i = 9, #ARGV, 2 do want[ARGV[i]] = ARGV[i + 1] end
 local have = redis.call('HGETALL', KEYS[1])
 local left, restored, mine = 0, 0, {}
 for i = 1, #have, 2 do
@@ -28,11 +36,7 @@ for i = 1, #have, 2 do
     redis.call('HDEL', KEYS[1], conn)
     if redis.call('HINCRBY', KEYS[2], uid, -1) <= 0 then
       redis.call('HDEL', KEYS[2], uid)
-      if ARGV[3] ~= '' then
-        local name = redis.call('HGET', KEYS[3], uid) or uid
-        redis.call('PUBLISH', ARGV[2], ARGV[3] .. '{"id":' .. cjson.encode(uid) .. ',"name":'
-          .. cjson.encode(name) .. '}' .. ARGV[4])
-      end
+      if ARGV[3] ~= '' then announce(ARGV[3], ARGV[4], uid) end
       left = left + 1
     end
   end
@@ -52,6 +56,7 @@ end
 if next(recount) then
   local nodes = redis.call('ZRANGE', KEYS[5], 0, -1)
   for uid in pairs(recount) do
+    local before = tonumber(redis.call('HGET', KEYS[2], uid)) or 0
     local total = 0
     for _, node in ipairs(nodes) do
       local conns = redis.call('HVALS', ARGV[5] .. node)
@@ -59,7 +64,10 @@ if next(recount) then
         if v == uid then total = total + 1 end
       end
     end
-    if total > 0 then redis.call('HSET', KEYS[2], uid, total) end
+    if total > 0 then
+      redis.call('HSET', KEYS[2], uid, total)
+      if before <= 0 and ARGV[7] ~= '' then announce(ARGV[7], ARGV[8], uid) end
+    end
   end
   redis.call('PEXPIRE', KEYS[1], ARGV[6])
   redis.call('PEXPIRE', KEYS[2], ARGV[6])

@@ -305,7 +305,7 @@ async fn presence_carries_the_room_ttl_and_nothing_resurrects_an_expired_room() 
     let dead = NodeId::random();
     let dead_conns = format!("roomcast:room:{{r}}:conns:{dead}");
     let _: () = conn.hset(&dead_conns, 7, "bob").await.unwrap();
-    presence::sync_room(&shared, &mut cmd, &room, dead, &[])
+    presence::sync_room(&shared, &mut cmd, &room, dead, &[], false)
         .await
         .unwrap();
     let left: Vec<String> = conn.keys("roomcast:room:{r}*").await.unwrap();
