@@ -38,6 +38,7 @@ pub mod error;
 mod fanout;
 pub mod hooks;
 mod limits;
+mod logs;
 mod metrics;
 mod node;
 pub mod protocol;

@@ -8,6 +8,7 @@ use crate::{
     backend::broker::{ConnId, Topic},
     error::Error,
     fanout::Alarm,
+    logs::Throttled,
     node::{Chat, FailedExit},
     protocol::{LeftFrame, RoomId, ServerFrame, SystemEvent, User},
 };
@@ -108,7 +109,16 @@ pub(super) async fn exit_presence(chat: &Chat, conn: ConnId, user: &User, room: 
     else {
         return;
     };
-    warn!(cause = %err, %room, "presence not updated on leave; retrying in the background");
+    static FAILED: Throttled = Throttled::new();
+    match FAILED.admit() {
+        Some(held_back) => warn!(
+            cause = %err,
+            %room,
+            more_since_last_line = held_back,
+            "presence not updated on leave; retrying in the background"
+        ),
+        None => debug!(cause = %err, %room, "presence not updated on leave; retrying"),
+    }
     chat.retry_exit(FailedExit {
         room: room.clone(),
         user: user.clone(),

@@ -9,6 +9,7 @@ use std::{
 use crate::{
     backend::broker::{Broker, Topic},
     error::BackendError,
+    logs::Throttled,
     sync::lock,
 };
 
@@ -58,7 +59,16 @@ impl Subscriptions {
         if let Err(err) = broker.unsubscribe(vec![topic.clone()]).await {
             // Meanwhile its frames find no local connection and are dropped; it is tried
             // again until the broker takes it.
-            tracing::warn!(cause = %err, ?topic, "unsubscribe failed; retrying it later");
+            static FAILED: Throttled = Throttled::new();
+            match FAILED.admit() {
+                Some(held_back) => tracing::warn!(
+                    cause = %err,
+                    ?topic,
+                    more_since_last_line = held_back,
+                    "unsubscribe failed; retrying it later"
+                ),
+                None => tracing::debug!(cause = %err, ?topic, "unsubscribe failed; retrying"),
+            }
             lock(&self.stale).insert(topic.clone());
         }
         drop(count);

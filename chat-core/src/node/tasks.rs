@@ -124,8 +124,14 @@ async fn retry_exits(
 ) {
     let mut pending = VecDeque::new();
     let mut wait = EXIT_RETRY_FIRST;
+    // Exits that landed since the queue was last empty: one line for all of them.
+    let mut landed = 0u64;
     loop {
         if pending.is_empty() {
+            if landed > 0 {
+                info!(exits = landed, "presence exits landed after retries");
+                landed = 0;
+            }
             let Some(exit) = failed.recv().await else {
                 return;
             };
@@ -152,7 +158,10 @@ async fn retry_exits(
                 left,
             } = &exit;
             match presence.exit(room, user, node, *conn, left.clone()).await {
-                Ok(_) => info!(%room, user = %user.id, "presence exit landed after a retry"),
+                Ok(_) => {
+                    debug!(%room, user = %user.id, "presence exit landed after a retry");
+                    landed += 1;
+                }
                 Err(err) => {
                     debug!(cause = %err, pending = pending.len() + 1, "presence exit retry failed");
                     pending.push_front(exit);

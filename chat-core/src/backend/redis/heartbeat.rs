@@ -14,24 +14,22 @@ use tracing::{debug, warn};
 use super::{presence, reaper, Shared};
 use crate::{backend::broker::ConnId, error::BackendError, protocol::RoomId, sync::lock};
 
-/// Refreshes this node's heartbeat.
+/// Refreshes this node's heartbeat: one round trip, the beat first. Sent whole even when the
+/// reply times out, so a Redis that is slow rather than gone still gets it (two calls in a
+/// row used to stop at the first timeout, and a node beating into an overloaded Redis was
+/// reaped while alive: 100,000 connections on 6 instances, docs/perf.md session 9).
 pub(super) async fn heartbeat(
     shared: &Shared,
     conn: &mut ConnectionManager,
 ) -> Result<(), BackendError> {
-    let secret = lock(&shared.secret).clone();
-    if let Some(secret) = secret {
-        // Back into Redis if Redis lost it (see `RedisBackend::shared_secret`).
-        let _: bool = conn
-            .set_nx(shared.keys.secret(), secret)
-            .await
-            .map_err(BackendError::redis)?;
-    }
     let now = crate::protocol::now_ms();
-    let added: i64 = conn
-        .zadd(shared.keys.nodes(), shared.node.to_string(), now)
-        .await
-        .map_err(BackendError::redis)?;
+    let mut beat = redis::pipe();
+    beat.zadd(shared.keys.nodes(), shared.node.to_string(), now);
+    if let Some(secret) = lock(&shared.secret).clone() {
+        // Back into Redis if Redis lost it (see `RedisBackend::shared_secret`).
+        beat.set_nx(shared.keys.secret(), secret).ignore();
+    }
+    let (added,): (i64,) = beat.query_async(conn).await.map_err(BackendError::redis)?;
     if added == 1 && !lock(&shared.presence).is_empty() {
         warn!("this node was reaped while cut off; its reconcile restores its presence");
         shared.reaped.store(true, Ordering::Relaxed);
@@ -126,9 +124,10 @@ pub(super) async fn reconcile(
     let mut rooms = listed.clone();
     rooms.extend(lock(&shared.presence).keys().cloned());
     let (mut left, mut restored) = (0, 0);
-    // Cleared only once every room is synced: a reconcile that fails half-way leaves the
-    // rest of the announcements to the next one.
-    let reaped = shared.reaped.load(Ordering::Relaxed);
+    // Cleared only by a reconcile that saw it from its start and synced every room: one that
+    // fails half-way, or that the heartbeat's finding overtook, leaves the announcements to
+    // the next one. Read again for each room (the beats run on their own).
+    let reaped_from_start = shared.reaped.load(Ordering::Relaxed);
     for room in rooms {
         let _gate = shared.gate.write().await;
         let have: Vec<(ConnId, String)> = lock(&shared.presence)
@@ -143,11 +142,12 @@ pub(super) async fn reconcile(
         if in_step(shared, conn, &room, &have, listed.contains(&room)).await? {
             continue;
         }
+        let reaped = shared.reaped.load(Ordering::Relaxed);
         let (l, r) = presence::sync_room(shared, conn, &room, shared.node, &have, reaped).await?;
         left += l;
         restored += r;
     }
-    if reaped {
+    if reaped_from_start {
         shared.reaped.store(false, Ordering::Relaxed);
     }
     if left > 0 || restored > 0 {
@@ -230,9 +230,11 @@ pub(super) fn period(config: &super::RedisConfig) -> Duration {
     (config.presence_ttl / 3).max(Duration::from_millis(100))
 }
 
-/// Heartbeat, reconcile, TTL and reaper loop. Holds only a weak reference so that dropping
-/// the backend stops it.
-pub(super) async fn liveness(shared: std::sync::Weak<Shared>) {
+/// The heartbeat loop, on a timer of its own: a reconcile or a reap that takes long (a node
+/// with thousands of rooms, a Redis answering slowly) must not delay the beat that keeps this
+/// node from being taken for dead. Holds only a weak reference so that dropping the backend
+/// stops it.
+pub(super) async fn beats(shared: std::sync::Weak<Shared>) {
     let period = match shared.upgrade() {
         Some(s) => period(&s.config),
         None => return,
@@ -247,8 +249,25 @@ pub(super) async fn liveness(shared: std::sync::Weak<Shared>) {
         let mut conn = shared.cmd.clone();
         if let Err(err) = heartbeat(&shared, &mut conn).await {
             debug!(cause = %err, "heartbeat failed");
-            continue;
         }
+    }
+}
+
+/// Reconcile, TTL and reaper loop, one round per heartbeat period (the beats run on their
+/// own: [`beats`]). Holds only a weak reference so that dropping the backend stops it.
+pub(super) async fn liveness(shared: std::sync::Weak<Shared>) {
+    let period = match shared.upgrade() {
+        Some(s) => period(&s.config),
+        None => return,
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let mut conn = shared.cmd.clone();
         if let Err(err) = reconcile(&shared, &mut conn).await {
             debug!(cause = %err, "presence reconcile failed");
         }

@@ -111,7 +111,7 @@ use tracing::info;
 
 pub use config::RedisConfig;
 use connection::{fast_failing, watchdog, Pushes};
-use heartbeat::{heartbeat, liveness};
+use heartbeat::{beats, heartbeat, liveness};
 use keys::Keys;
 
 use super::{broker::NodeId, Backend, Events};
@@ -229,6 +229,7 @@ impl RedisBackend {
         let tasks = vec![
             tokio::spawn(watchdog(shared.pubsub.clone())),
             tokio::spawn(watchdog(shared.cmd.clone())),
+            tokio::spawn(beats(Arc::downgrade(&shared))),
             tokio::spawn(liveness(Arc::downgrade(&shared))),
         ];
         *lock(&shared.tasks) = tasks;
