@@ -408,3 +408,61 @@ async fn a_room_message_reloads_a_lost_script_and_names_the_room_keys() {
     let len: usize = conn.xlen(log).await.unwrap();
     assert_eq!(len, 2);
 }
+
+/// The heartbeat has its own task: a reconcile that cannot go on (here: stuck behind an enter
+/// that holds the presence gate; in the 100,000-connection run, thousands of rooms on a
+/// saturated Redis) does not stop the beat that keeps the node from being reaped.
+#[tokio::test]
+async fn a_stuck_reconcile_does_not_stop_the_heartbeat() {
+    use std::time::Duration;
+
+    use super::{RedisBackend, RedisConfig};
+
+    let redis = TestRedis::start().await;
+    let config = RedisConfig {
+        // A beat (and a reconcile round) every 200 ms.
+        presence_ttl: Duration::from_millis(600),
+        ..RedisConfig::default()
+    };
+    let node = RedisBackend::connect(&redis.url, config).await.unwrap();
+    let shared = node.shared.clone();
+    let backend = node.into_backend();
+    let room = RoomId::new("r");
+    let ann = User::new("ann", "Ann");
+    backend
+        .rooms
+        .create(RoomInfo {
+            room_id: room.clone(),
+            name: "r".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            visibility: Visibility::Public,
+            owner: None,
+        })
+        .await
+        .unwrap();
+    assert!(backend
+        .presence
+        .enter(&room, &ann, shared.node, 1)
+        .await
+        .unwrap());
+
+    // An enter in flight, for three presence TTLs: every reconcile waits for it.
+    let held = shared.gate.read().await;
+    let mut conn = redis.conn().await;
+    let node_id = shared.node.to_string();
+    let score = |conn: &mut redis::aio::MultiplexedConnection| {
+        let (mut conn, node_id) = (conn.clone(), node_id.clone());
+        async move {
+            let score: Option<f64> = conn.zscore("roomcast:nodes", &node_id).await.unwrap();
+            score.unwrap_or(0.0)
+        }
+    };
+    let mut last = score(&mut conn).await;
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = score(&mut conn).await;
+        assert!(now > last, "the heartbeat stopped: {now} after {last}");
+        last = now;
+    }
+    drop(held);
+}
