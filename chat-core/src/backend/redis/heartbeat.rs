@@ -11,7 +11,10 @@ use std::{
 use redis::{aio::ConnectionManager, AsyncCommands};
 use tracing::{debug, warn};
 
-use super::{presence, reaper, Shared};
+use super::{
+    presence::{self, SyncBy},
+    reaper, Shared,
+};
 use crate::{backend::broker::ConnId, error::BackendError, protocol::RoomId, sync::lock};
 
 /// Refreshes this node's heartbeat: one round trip, the beat first. Sent whole even when the
@@ -24,15 +27,20 @@ pub(super) async fn heartbeat(
 ) -> Result<(), BackendError> {
     let now = crate::protocol::now_ms();
     let mut beat = redis::pipe();
-    beat.zadd(shared.keys.nodes(), shared.node.to_string(), now);
+    beat.zadd(shared.keys.nodes(), shared.node.to_string(), now)
+        .ignore()
+        // A reap told the others this node's users left (`sync.lua`): take the mark, and
+        // the reconcile announces them back. Not "the beat added the node anew": that is
+        // also a Redis restored from an old snapshot, where nobody was told anything.
+        .get_del(shared.keys.node_reaped(shared.node));
     if let Some(secret) = lock(&shared.secret).clone() {
         // Back into Redis if Redis lost it (see `RedisBackend::shared_secret`).
         beat.set_nx(shared.keys.secret(), secret).ignore();
     }
-    let (added,): (i64,) = beat.query_async(conn).await.map_err(BackendError::redis)?;
-    if added == 1 && !lock(&shared.presence).is_empty() {
-        warn!("this node was reaped while cut off; its reconcile restores its presence");
-        shared.reaped.store(true, Ordering::Relaxed);
+    let (mark,): (Option<String>,) = beat.query_async(conn).await.map_err(BackendError::redis)?;
+    if mark.is_some() {
+        warn!("this node was reaped while cut off; its reconcile restores its presence and announces its users again");
+        shared.reaps.found.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
 }
@@ -107,8 +115,8 @@ async fn refresh_rooms(shared: &Shared, conn: &mut ConnectionManager) -> Result<
 /// does not (`user_left` where it was the user's last connection: an exit that never landed,
 /// an enter whose reply was lost), restores what the node has and Redis lost. After lost
 /// data nobody was told anything, so the restore says nothing; after a reap while the node
-/// was cut off (`Shared::reaped`) the others were told its users left, so a user counted
-/// nowhere else is announced back with `user_joined`.
+/// was cut off (`Shared::reaps`, from the beat) the others were told its users left, so a
+/// user counted nowhere else is announced back with `user_joined`.
 ///
 /// Each room is synced under the gate (see [`Shared`]): its snapshot and its script see no
 /// enter or exit of this node in flight.
@@ -124,10 +132,10 @@ pub(super) async fn reconcile(
     let mut rooms = listed.clone();
     rooms.extend(lock(&shared.presence).keys().cloned());
     let (mut left, mut restored) = (0, 0);
-    // Cleared only by a reconcile that saw it from its start and synced every room: one that
-    // fails half-way, or that the heartbeat's finding overtook, leaves the announcements to
-    // the next one. Read again for each room (the beats run on their own).
-    let reaped_from_start = shared.reaped.load(Ordering::Relaxed);
+    // Reaps found by the beats (which run on their own) and not yet answered by a whole
+    // reconcile: looked at for each room; only those found before this reconcile started
+    // count as answered at its end, and only if it synced every room.
+    let found_at_start = shared.reaps.found.load(Ordering::Relaxed);
     for room in rooms {
         let _gate = shared.gate.write().await;
         let have: Vec<(ConnId, String)> = lock(&shared.presence)
@@ -142,14 +150,18 @@ pub(super) async fn reconcile(
         if in_step(shared, conn, &room, &have, listed.contains(&room)).await? {
             continue;
         }
-        let reaped = shared.reaped.load(Ordering::Relaxed);
-        let (l, r) = presence::sync_room(shared, conn, &room, shared.node, &have, reaped).await?;
+        let by = SyncBy::Node {
+            announce_restored: shared.reaps.found.load(Ordering::Relaxed)
+                > shared.reaps.answered.load(Ordering::Relaxed),
+        };
+        let (l, r) = presence::sync_room(shared, conn, &room, shared.node, &have, by).await?;
         left += l;
         restored += r;
     }
-    if reaped_from_start {
-        shared.reaped.store(false, Ordering::Relaxed);
-    }
+    shared
+        .reaps
+        .answered
+        .fetch_max(found_at_start, Ordering::Relaxed);
     if left > 0 || restored > 0 {
         warn!(
             users_left = left,

@@ -98,6 +98,12 @@ impl Keys {
     pub(super) fn node_conns_prefix(&self, room: &RoomId) -> String {
         self.room_key(room, "conns:")
     }
+    /// That a reap told the others a node's users left (set by the reap's `sync.lua` with the
+    /// room TTL; taken by the node's next beat, if it was alive after all, so that it announces
+    /// them back).
+    pub(super) fn node_reaped(&self, node: NodeId) -> String {
+        format!("{}:node:{{{node}}}:reaped", self.prefix)
+    }
     /// Who is reaping a dead node (a claim with a TTL: a reaper that stops half-way leaves
     /// the rest to the next one).
     pub(super) fn node_reaper(&self, node: NodeId) -> String {

@@ -155,24 +155,37 @@ fn forget(shared: &Shared, room: &RoomId, conn: ConnId) {
     }
 }
 
+/// Whose sync [`sync_room`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SyncBy {
+    /// The node itself (its reconcile); `announce_restored` after it was reaped while cut off.
+    Node { announce_restored: bool },
+    /// A reaper, for a node that stopped beating: a `user_left` it publishes marks the node as
+    /// reaped (`Keys::node_reaped`), for the node's beat if it was alive after all.
+    Reaper,
+}
+
 /// Makes `node`'s connections in `room` in Redis what `have` says (none for a dead node):
 /// what Redis holds and `have` does not is removed, with `user_left` published by the script
 /// where it was the user's last connection; what `have` holds and Redis lost is restored,
 /// unless the room expired (then nothing is restored), and with the room TTL: without an
-/// announcement, or with `announce_restored` a `user_joined` for each user whom Redis counted
-/// nowhere (the others were told they left: a reap while this node was cut off).
-/// Idempotent. Returns (users who left, connections restored).
+/// announcement, or (`SyncBy::Node { announce_restored: true }`) with a `user_joined` for
+/// each user whom Redis counted nowhere (the others were told they left: a reap while this
+/// node was cut off). Idempotent. Returns (users who left, connections restored).
 pub(super) async fn sync_room(
     shared: &Shared,
     conn: &mut redis::aio::ConnectionManager,
     room: &RoomId,
     node: NodeId,
     have: &[(ConnId, String)],
-    announce_restored: bool,
+    by: SyncBy,
 ) -> Result<(i64, i64), BackendError> {
     let keys = &shared.keys;
     let (head, tail) = system_template(shared, room, SystemEvent::UserLeft);
-    let (joined_head, joined_tail) = if announce_restored {
+    let (joined_head, joined_tail) = if by
+        == (SyncBy::Node {
+            announce_restored: true,
+        }) {
         system_template(shared, room, SystemEvent::UserJoined)
     } else {
         (Vec::new(), Vec::new())
@@ -183,8 +196,11 @@ pub(super) async fn sync_room(
         .key(keys.room_key(room, "members"))
         .key(keys.node_rooms(node))
         .key(keys.nodes())
-        .key(keys.room_key(room, "info"))
-        .arg(room.as_str())
+        .key(keys.room_key(room, "info"));
+    if by == SyncBy::Reaper {
+        sync.key(keys.node_reaped(node));
+    }
+    sync.arg(room.as_str())
         .arg(keys.room_channel(room))
         .arg(head)
         .arg(tail)

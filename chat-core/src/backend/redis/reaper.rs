@@ -9,7 +9,10 @@
 
 use redis::{aio::ConnectionManager, AsyncCommands};
 
-use super::{presence, Shared};
+use super::{
+    presence::{self, SyncBy},
+    Shared,
+};
 use crate::{
     backend::broker::NodeId,
     error::BackendError,
@@ -54,7 +57,7 @@ pub(super) async fn reap_dead_nodes(
         let mut left = 0;
         for room in rooms {
             let room = RoomId::new(room);
-            left += presence::sync_room(shared, conn, &room, node_id, &[], false)
+            left += presence::sync_room(shared, conn, &room, node_id, &[], SyncBy::Reaper)
                 .await?
                 .0;
         }

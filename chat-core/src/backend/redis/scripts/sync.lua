@@ -6,14 +6,18 @@
 --   `user_joined` went out when it joined), or, when ARGV[7] is not empty (the node was
 --   reaped while cut off, and the others were told its users left), with a `user_joined` for
 --   each user Redis counted nowhere before. The user's count in the room is then recounted
---   from every live node's connections (it may have been lost with them, or not).
+--   from this node's connections and every other live node's (it may have been lost with
+--   them, or not; this node counts even before its beat lists it again).
+-- - A reap (KEYS[7] given) that tells the others a user left marks the node as reaped
+--   (KEYS[7], with the room TTL): if it was alive after all, its next beat finds the mark.
 -- Idempotent: running it again changes nothing, so a reap that stopped half-way is finished
 -- by running it again, and nobody is announced twice.
 -- Room expiry: nothing is restored into a room that is gone (its info expired), and what is
 -- restored gets the room TTL, so that this never brings back keys of an expired room, nor
 -- keys without a TTL. Removing writes nothing back (an emptied hash is deleted).
 -- Returns {users who left, connections restored}.
--- KEYS: node's connections in the room, online, members, node rooms, nodes, info.
+-- KEYS: node's connections in the room, online, members, node rooms, nodes, info, and for a
+-- reap the node's reaped mark.
 -- ARGV: room id, channel, user_left head (envelope header and the frame up to the user
 -- object; '' publishes nothing), user_left tail (after it), prefix of the room's per-node
 -- connection keys, room TTL in ms, user_joined head and tail (as for user_left; '' announces
@@ -37,6 +41,7 @@ for i = 1, #have, 2 do
     if redis.call('HINCRBY', KEYS[2], uid, -1) <= 0 then
       redis.call('HDEL', KEYS[2], uid)
       if ARGV[3] ~= '' then announce(ARGV[3], ARGV[4], uid) end
+      if KEYS[7] then redis.call('SET', KEYS[7], 1, 'PX', ARGV[6]) end
       left = left + 1
     end
   end
@@ -55,13 +60,17 @@ if redis.call('EXISTS', KEYS[6]) == 1 then
 end
 if next(recount) then
   local nodes = redis.call('ZRANGE', KEYS[5], 0, -1)
+  local own = {}
+  for _, v in ipairs(redis.call('HVALS', KEYS[1])) do own[v] = (own[v] or 0) + 1 end
   for uid in pairs(recount) do
     local before = tonumber(redis.call('HGET', KEYS[2], uid)) or 0
-    local total = 0
+    local total = own[uid] or 0
     for _, node in ipairs(nodes) do
-      local conns = redis.call('HVALS', ARGV[5] .. node)
-      for _, v in ipairs(conns) do
-        if v == uid then total = total + 1 end
+      local key = ARGV[5] .. node
+      if key ~= KEYS[1] then
+        for _, v in ipairs(redis.call('HVALS', key)) do
+          if v == uid then total = total + 1 end
+        end
       end
     end
     if total > 0 then

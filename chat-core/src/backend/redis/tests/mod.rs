@@ -305,9 +305,16 @@ async fn presence_carries_the_room_ttl_and_nothing_resurrects_an_expired_room() 
     let dead = NodeId::random();
     let dead_conns = format!("roomcast:room:{{r}}:conns:{dead}");
     let _: () = conn.hset(&dead_conns, 7, "bob").await.unwrap();
-    presence::sync_room(&shared, &mut cmd, &room, dead, &[], false)
-        .await
-        .unwrap();
+    presence::sync_room(
+        &shared,
+        &mut cmd,
+        &room,
+        dead,
+        &[],
+        presence::SyncBy::Reaper,
+    )
+    .await
+    .unwrap();
     let left: Vec<String> = conn.keys("roomcast:room:{r}*").await.unwrap();
     assert!(left.is_empty(), "{left:?}");
 }
@@ -465,4 +472,122 @@ async fn a_stuck_reconcile_does_not_stop_the_heartbeat() {
         last = now;
     }
     drop(held);
+}
+
+/// A node that a reaper took for dead while it was alive (cut off from Redis for longer than
+/// the presence TTL): the reap tells the others its users left and leaves the node a mark; the
+/// node's next beat takes it and its reconcile restores its connections and announces back,
+/// once, the users it restored who were counted nowhere else (not one who still had a
+/// connection on another node, whom the reap did not announce as gone).
+#[tokio::test]
+async fn a_node_reaped_while_alive_announces_back_the_users_the_reap_announced_gone() {
+    use std::time::Duration;
+
+    use futures_util::StreamExt;
+
+    use super::{heartbeat, reaper, RedisBackend, RedisConfig};
+
+    let redis = TestRedis::start().await;
+    // Long enough that no timer of the nodes' own runs during the test (only the first
+    // round, at connect).
+    let config = RedisConfig {
+        presence_ttl: Duration::from_secs(60),
+        ..RedisConfig::default()
+    };
+    let a = RedisBackend::connect(&redis.url, config.clone())
+        .await
+        .unwrap();
+    let b = RedisBackend::connect(&redis.url, config).await.unwrap();
+    let (node_a, node_b) = (a.shared.clone(), b.shared.clone());
+    let (backend_a, backend_b) = (a.into_backend(), b.into_backend());
+    let room = RoomId::new("r");
+    let (ann, bob) = (User::new("ann", "Ann"), User::new("bob", "Bob"));
+    backend_a
+        .rooms
+        .create(RoomInfo {
+            room_id: room.clone(),
+            name: "r".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            visibility: Visibility::Public,
+            owner: None,
+        })
+        .await
+        .unwrap();
+    for user in [&ann, &bob] {
+        backend_a.rooms.add_member(&room, user).await.unwrap();
+    }
+    // Ann on node a only; Bob on a and on b.
+    let (a_id, b_id) = (node_a.node, node_b.node);
+    assert!(backend_a
+        .presence
+        .enter(&room, &ann, a_id, 1)
+        .await
+        .unwrap());
+    assert!(backend_a
+        .presence
+        .enter(&room, &bob, a_id, 2)
+        .await
+        .unwrap());
+    assert!(!backend_b
+        .presence
+        .enter(&room, &bob, b_id, 3)
+        .await
+        .unwrap());
+
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut listener = client.get_async_pubsub().await.unwrap();
+    listener
+        .subscribe(node_a.keys.room_channel(&room))
+        .await
+        .unwrap();
+    let mut published = listener.into_on_message();
+    let mut next_system = async || {
+        let message = tokio::time::timeout(Duration::from_secs(2), published.next())
+            .await
+            .ok()??;
+        let payload: Vec<u8> = message.get_payload().ok()?;
+        let text = String::from_utf8_lossy(&payload).into_owned();
+        let event = ["user_left", "user_joined"]
+            .into_iter()
+            .find(|e| text.contains(&format!("\"event\":\"{e}\"")))?;
+        let user = ["ann", "bob"]
+            .into_iter()
+            .find(|u| text.contains(&format!("\"id\":\"{u}\"")))?;
+        Some((event, user))
+    };
+
+    // Node a looks dead (its beat two minutes old); node b reaps it.
+    let mut conn = redis.conn().await;
+    let old = crate::protocol::now_ms() - 120_000;
+    let _: () = conn
+        .zadd("roomcast:nodes", a_id.to_string(), old)
+        .await
+        .unwrap();
+    reaper::reap_dead_nodes(&node_b, &mut node_b.cmd.clone())
+        .await
+        .unwrap();
+    assert_eq!(next_system().await, Some(("user_left", "ann")));
+    let mark: bool = conn
+        .exists(format!("roomcast:node:{{{a_id}}}:reaped"))
+        .await
+        .unwrap();
+    assert!(mark, "the reap marks the node");
+
+    // Node a was alive: its beat takes the mark, its reconcile announces Ann back.
+    let mut cmd_a = node_a.cmd.clone();
+    heartbeat::heartbeat(&node_a, &mut cmd_a).await.unwrap();
+    heartbeat::reconcile(&node_a, &mut cmd_a).await.unwrap();
+    assert_eq!(next_system().await, Some(("user_joined", "ann")));
+    let counts: (Option<i64>, Option<i64>) = (
+        conn.hget("roomcast:room:{r}:online", "ann").await.unwrap(),
+        conn.hget("roomcast:room:{r}:online", "bob").await.unwrap(),
+    );
+    assert_eq!(counts, (Some(1), Some(2)));
+
+    // Once: the next rounds say nothing.
+    for _ in 0..2 {
+        heartbeat::heartbeat(&node_a, &mut cmd_a).await.unwrap();
+        heartbeat::reconcile(&node_a, &mut cmd_a).await.unwrap();
+    }
+    assert_eq!(next_system().await, None);
 }
