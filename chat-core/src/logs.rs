@@ -4,7 +4,27 @@
 //! at once on 6 instances (docs/perf.md, session 9); [`Throttled`] lets one through per
 //! interval and counts the rest into it.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::{
+    sync::{
+        atomic::{AtomicI64, AtomicU64, Ordering},
+        OnceLock,
+    },
+    time::Instant,
+};
+
+/// Presence exits that failed (`connection::leave`); the retry task reports what it held back
+/// when its queue is empty again.
+pub(crate) static EXIT_FAILURES: Throttled = Throttled::new();
+/// Unsubscribes that failed (`fanout::subscriptions`); likewise.
+pub(crate) static UNSUBSCRIBE_FAILURES: Throttled = Throttled::new();
+
+/// Milliseconds on the monotonic clock since the first call (a wall clock stepped back would
+/// hold lines back for as long).
+fn monotonic_ms() -> i64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let elapsed = EPOCH.get_or_init(Instant::now).elapsed();
+    i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+}
 
 /// At most one log line per interval for one kind of failure; the others are counted.
 #[derive(Debug)]
@@ -29,7 +49,13 @@ impl Throttled {
     /// Whether this failure gets its line, with how many were held back since the last one
     /// (`Some(n)`); `None`: counted, not logged.
     pub(crate) fn admit(&self) -> Option<u64> {
-        self.admit_at(crate::protocol::now_ms())
+        self.admit_at(monotonic_ms())
+    }
+
+    /// How many were held back since the last line, now counted as reported (for a summary
+    /// line when the failures are over).
+    pub(crate) fn take_held_back(&self) -> u64 {
+        self.held_back.swap(0, Ordering::Relaxed)
     }
 
     fn admit_at(&self, now_ms: i64) -> Option<u64> {
@@ -64,5 +90,8 @@ mod tests {
         assert_eq!(failures.admit_at(11_000), Some(500));
         assert_eq!(failures.admit_at(11_001), None);
         assert_eq!(failures.admit_at(13_000), Some(1));
+        assert_eq!(failures.admit_at(13_001), None);
+        assert_eq!(failures.take_held_back(), 1);
+        assert_eq!(failures.take_held_back(), 0);
     }
 }

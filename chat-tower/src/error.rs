@@ -365,9 +365,30 @@ mod tests {
             problem.detail
         );
         // Expected during a deploy: not logged as a failure, nothing for support to quote.
-        assert_eq!(problem.correlation_id, None);
         let response = rejection.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = futures_util::FutureExt::now_or_never(axum::body::to_bytes(
+            response.into_body(),
+            usize::MAX,
+        ))
+        .expect("a buffered body")
+        .expect("readable");
+        let sent: serde_json::Value = serde_json::from_slice(&body).expect("problem+json");
+        assert_eq!(sent["code"], "unavailable");
+        assert!(sent.get("correlationId").is_none(), "{sent}");
+        // A backend failure's 503 does name one (the test below): the difference is the point.
+        let failure = ChatRejection::from(chat_core::Error::Unavailable(
+            chat_core::BackendError::Unavailable("down".into()),
+        ))
+        .into_response();
+        let body = futures_util::FutureExt::now_or_never(axum::body::to_bytes(
+            failure.into_body(),
+            usize::MAX,
+        ))
+        .expect("a buffered body")
+        .expect("readable");
+        let sent: serde_json::Value = serde_json::from_slice(&body).expect("problem+json");
+        assert!(sent["correlationId"].is_string(), "{sent}");
     }
 
     #[test]

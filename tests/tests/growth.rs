@@ -600,6 +600,25 @@ async fn a_user_not_seen_for_the_room_ttl_is_forgotten_on_redis_and_in_memory() 
         // Carol is still a member of the room alice keeps alive, but the chat has not seen
         // her for the TTL: she is unknown again, like an id it never saw.
         direct_refused(&mut alice, &carol, "user_not_found").await;
+        if std::ptr::eq(server, &on_redis) {
+            // A user that a version before the per-user keys recorded (the hash of every
+            // user seen, still read after an upgrade) is offline, not unknown.
+            let carol_id = carol["id"].as_str().unwrap();
+            let _: () = redis::cmd("HSET")
+                .arg("roomcast:users")
+                .arg(carol_id)
+                .arg("carol")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            direct_refused(&mut alice, &carol, "recipient_offline").await;
+            let _: () = redis::cmd("DEL")
+                .arg("roomcast:users")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            direct_refused(&mut alice, &carol, "user_not_found").await;
+        }
         // Seen again (she joins once more): offline, not unknown.
         let (status, body) = server
             .api

@@ -8,7 +8,7 @@ use crate::{
     backend::broker::{ConnId, Topic},
     error::Error,
     fanout::Alarm,
-    logs::Throttled,
+    logs::EXIT_FAILURES,
     node::{Chat, FailedExit},
     protocol::{LeftFrame, RoomId, ServerFrame, SystemEvent, User},
 };
@@ -109,8 +109,7 @@ pub(super) async fn exit_presence(chat: &Chat, conn: ConnId, user: &User, room: 
     else {
         return;
     };
-    static FAILED: Throttled = Throttled::new();
-    match FAILED.admit() {
+    match EXIT_FAILURES.admit() {
         Some(held_back) => warn!(
             cause = %err,
             %room,

@@ -9,7 +9,7 @@ use std::{
 use crate::{
     backend::broker::{Broker, Topic},
     error::BackendError,
-    logs::Throttled,
+    logs::UNSUBSCRIBE_FAILURES,
     sync::lock,
 };
 
@@ -59,8 +59,7 @@ impl Subscriptions {
         if let Err(err) = broker.unsubscribe(vec![topic.clone()]).await {
             // Meanwhile its frames find no local connection and are dropped; it is tried
             // again until the broker takes it.
-            static FAILED: Throttled = Throttled::new();
-            match FAILED.admit() {
+            match UNSUBSCRIBE_FAILURES.admit() {
                 Some(held_back) => tracing::warn!(
                     cause = %err,
                     ?topic,

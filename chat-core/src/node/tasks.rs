@@ -129,7 +129,11 @@ async fn retry_exits(
     loop {
         if pending.is_empty() {
             if landed > 0 {
-                info!(exits = landed, "presence exits landed after retries");
+                info!(
+                    exits = landed,
+                    failures_not_logged = crate::logs::EXIT_FAILURES.take_held_back(),
+                    "presence exits landed after retries"
+                );
                 landed = 0;
             }
             let Some(exit) = failed.recv().await else {
@@ -182,11 +186,18 @@ const UNSUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
 async fn retry_unsubscribes(subscriptions: Arc<Subscriptions>, broker: Arc<dyn Broker>) {
     let mut tick = tokio::time::interval(UNSUBSCRIBE_RETRY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
     loop {
         tick.tick().await;
         let pending = subscriptions.retry_stale(&*broker).await;
         if pending > 0 {
             debug!(pending, "unsubscribes still failing");
+            failing = true;
+        } else if std::mem::take(&mut failing) {
+            info!(
+                failures_not_logged = crate::logs::UNSUBSCRIBE_FAILURES.take_held_back(),
+                "failed unsubscribes landed after retries"
+            );
         }
     }
 }

@@ -185,3 +185,38 @@ async fn sent_client_ids_expire() {
 }
 
 crate::backend::store_suite::store_tests!(async { ((), Backend::memory()) });
+
+/// Known users do not pile up: one not seen for the room TTL is unknown, and the sweep (run
+/// as the store is used, `remember_user` included) drops it from the map.
+#[tokio::test]
+async fn users_not_seen_for_the_room_ttl_are_forgotten_and_swept() {
+    let cluster = MemoryCluster::with_config(MemoryConfig {
+        room_ttl: std::time::Duration::from_millis(100),
+        ..MemoryConfig::default()
+    });
+    let backend = cluster.node();
+    for i in 0..50 {
+        let user = User::new(format!("guest-{i}").as_str(), "g");
+        backend.rooms.remember_user(&user).await.unwrap();
+    }
+    assert!(backend
+        .rooms
+        .user_known(&UserId::new("guest-7"))
+        .await
+        .unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    assert!(!backend
+        .rooms
+        .user_known(&UserId::new("guest-7"))
+        .await
+        .unwrap());
+    // The next use of the store sweeps: only the one seen since is left.
+    backend
+        .rooms
+        .remember_user(&User::new("late", "l"))
+        .await
+        .unwrap();
+    let users = &crate::sync::lock(&cluster.inner.rooms).users;
+    assert_eq!(users.len(), 1, "{:?}", users.keys().collect::<Vec<_>>());
+    assert!(users.contains_key(&UserId::new("late")));
+}

@@ -1,6 +1,7 @@
-//! This node's heartbeat, and the loop that refreshes it, reconciles the node's presence
-//! with Redis, keeps the TTLs of its room set and of the rooms it has users in, and reaps dead
-//! nodes.
+//! This node's heartbeat and the loop that refreshes it (`beats`), and the loop that
+//! reconciles the node's presence with Redis, keeps the TTLs of its room set and of the rooms
+//! it has users in, and reaps dead nodes (`liveness`): two tasks, so that a slow reconcile
+//! never delays a beat.
 
 use std::{
     collections::{BTreeSet, HashMap},

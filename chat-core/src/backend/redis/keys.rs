@@ -77,9 +77,15 @@ impl Keys {
     /// That the chat has seen `user` (a guest token, a connection, a join), for the room TTL
     /// since then: what tells `recipient_offline` from `user_not_found`. One key per user with
     /// its own TTL, so users who never come back do not pile up (before, one hash of every
-    /// user ever seen, `{prefix}:users`, which an upgraded deployment may delete).
+    /// user ever seen, `{prefix}:users`, still read: [`Keys::legacy_users`]).
     pub(super) fn user_seen(&self, user: &UserId) -> String {
         self.user_key(user, "seen")
+    }
+    /// The hash of every user seen, as versions before [`Keys::user_seen`] kept it: read (never
+    /// written) so that users seen before an upgrade are not unknown at once; it can be
+    /// deleted one room TTL after the upgrade.
+    pub(super) fn legacy_users(&self) -> String {
+        format!("{}:users", self.prefix)
     }
     pub(super) fn nodes(&self) -> String {
         format!("{}:nodes", self.prefix)

@@ -65,7 +65,8 @@
 //! caller until it lands (`connection::leave`); `user_left` still goes out once.
 //!
 //! Each node refreshes its heartbeat in `P:nodes` (a sorted set scored by time) every third of
-//! the presence TTL, then reconciles: room by room, Redis is made to hold the node's
+//! the presence TTL, on a task of its own (`heartbeat::beats`), and as often, on another
+//! (`heartbeat::liveness`), reconciles: room by room, Redis is made to hold the node's
 //! connections as the node has them (`heartbeat::reconcile`, the `sync` script): what the node
 //! does not have is removed (with `user_left` where it was the user's last connection), what
 //! Redis lost is restored without a second `user_joined` (lost data: nobody was told anything),

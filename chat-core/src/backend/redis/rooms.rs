@@ -232,10 +232,14 @@ impl RoomStore for RedisNode {
 
     fn user_known<'a>(&'a self, user: &'a UserId) -> Reply<'a, bool> {
         Box::pin(async move {
-            self.conn()
+            // Only when a direct message reached nobody: one round trip, both keys.
+            let (seen, before_upgrade): (bool, bool) = redis::pipe()
                 .exists(self.shared.keys.user_seen(user))
+                .hexists(self.shared.keys.legacy_users(), user.as_str())
+                .query_async(&mut self.conn())
                 .await
-                .map_err(BackendError::redis)
+                .map_err(BackendError::redis)?;
+            Ok(seen || before_upgrade)
         })
     }
 
