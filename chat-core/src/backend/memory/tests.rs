@@ -191,7 +191,7 @@ crate::backend::store_suite::store_tests!(async { ((), Backend::memory()) });
 #[tokio::test]
 async fn users_not_seen_for_the_room_ttl_are_forgotten_and_swept() {
     let cluster = MemoryCluster::with_config(MemoryConfig {
-        room_ttl: std::time::Duration::from_millis(100),
+        room_ttl: std::time::Duration::from_millis(300),
         ..MemoryConfig::default()
     });
     let backend = cluster.node();
@@ -204,7 +204,7 @@ async fn users_not_seen_for_the_room_ttl_are_forgotten_and_swept() {
         .user_known(&UserId::new("guest-7"))
         .await
         .unwrap());
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     assert!(!backend
         .rooms
         .user_known(&UserId::new("guest-7"))

@@ -5,7 +5,6 @@
 
 use std::{
     collections::{BTreeSet, HashMap},
-    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
@@ -29,20 +28,12 @@ pub(super) async fn heartbeat(
     let now = crate::protocol::now_ms();
     let mut beat = redis::pipe();
     beat.zadd(shared.keys.nodes(), shared.node.to_string(), now)
-        .ignore()
-        // A reap told the others this node's users left (`sync.lua`): take the mark, and
-        // the reconcile announces them back. Not "the beat added the node anew": that is
-        // also a Redis restored from an old snapshot, where nobody was told anything.
-        .get_del(shared.keys.node_reaped(shared.node));
+        .ignore();
     if let Some(secret) = lock(&shared.secret).clone() {
         // Back into Redis if Redis lost it (see `RedisBackend::shared_secret`).
         beat.set_nx(shared.keys.secret(), secret).ignore();
     }
-    let (mark,): (Option<String>,) = beat.query_async(conn).await.map_err(BackendError::redis)?;
-    if mark.is_some() {
-        warn!("this node was reaped while cut off; its reconcile restores its presence and announces its users again");
-        shared.reaps.found.fetch_add(1, Ordering::Relaxed);
-    }
+    let () = beat.query_async(conn).await.map_err(BackendError::redis)?;
     Ok(())
 }
 
@@ -116,8 +107,8 @@ async fn refresh_rooms(shared: &Shared, conn: &mut ConnectionManager) -> Result<
 /// does not (`user_left` where it was the user's last connection: an exit that never landed,
 /// an enter whose reply was lost), restores what the node has and Redis lost. After lost
 /// data nobody was told anything, so the restore says nothing; after a reap while the node
-/// was cut off (`Shared::reaps`, from the beat) the others were told its users left, so a
-/// user counted nowhere else is announced back with `user_joined`.
+/// was cut off the others were told its users left (the reap left the node a mark in the same
+/// step), so a user counted nowhere else is announced back with `user_joined`.
 ///
 /// Each room is synced under the gate (see [`Shared`]): its snapshot and its script see no
 /// enter or exit of this node in flight.
@@ -133,10 +124,14 @@ pub(super) async fn reconcile(
     let mut rooms = listed.clone();
     rooms.extend(lock(&shared.presence).keys().cloned());
     let (mut left, mut restored) = (0, 0);
-    // Reaps found by the beats (which run on their own) and not yet answered by a whole
-    // reconcile: looked at for each room; only those found before this reconcile started
-    // count as answered at its end, and only if it synced every room.
-    let found_at_start = shared.reaps.found.load(Ordering::Relaxed);
+    // A reap's mark (`sync.lua` sets it with the `user_left`s it publishes, and each room's
+    // sync below announces back what it restores while the mark is there): cleared at the
+    // end if this round synced every room and no reap touched it meanwhile.
+    let mark_key = shared.keys.node_reaped(shared.node);
+    let mark: Option<i64> = conn.get(&mark_key).await.map_err(BackendError::redis)?;
+    if mark.is_some() {
+        warn!("this node was reaped while cut off; restoring its presence and announcing its users again");
+    }
     for room in rooms {
         let _gate = shared.gate.write().await;
         let have: Vec<(ConnId, String)> = lock(&shared.presence)
@@ -151,18 +146,21 @@ pub(super) async fn reconcile(
         if in_step(shared, conn, &room, &have, listed.contains(&room)).await? {
             continue;
         }
-        let by = SyncBy::Node {
-            announce_restored: shared.reaps.found.load(Ordering::Relaxed)
-                > shared.reaps.answered.load(Ordering::Relaxed),
-        };
-        let (l, r) = presence::sync_room(shared, conn, &room, shared.node, &have, by).await?;
+        let (l, r) =
+            presence::sync_room(shared, conn, &room, shared.node, &have, SyncBy::Node).await?;
         left += l;
         restored += r;
     }
-    shared
-        .reaps
-        .answered
-        .fetch_max(found_at_start, Ordering::Relaxed);
+    if let Some(mark) = mark {
+        let _: i64 = shared
+            .scripts
+            .answered_reap
+            .key(&mark_key)
+            .arg(mark)
+            .invoke_async(conn)
+            .await
+            .map_err(BackendError::redis)?;
+    }
     if left > 0 || restored > 0 {
         warn!(
             users_left = left,

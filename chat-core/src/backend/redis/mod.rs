@@ -70,9 +70,10 @@
 //! connections as the node has them (`heartbeat::reconcile`, the `sync` script): what the node
 //! does not have is removed (with `user_left` where it was the user's last connection), what
 //! Redis lost is restored without a second `user_joined` (lost data: nobody was told anything),
-//! or, when the beat found the node reaped while it was cut off (the reap's `sync` left the
-//! node a `P:node:{N}:reaped` mark: the others were told its users left), with a `user_joined`
-//! for each user counted nowhere else. Every node also reaps: a node whose
+//! or, while the node carries a reap's mark (`P:node:{N}:reaped`, set by the reap's `sync` with
+//! the `user_left`s it published while the node was cut off), with a `user_joined` for each
+//! user counted nowhere else; a reconcile that synced every room clears the mark unless a reap
+//! touched it meanwhile. Every node also reaps: a node whose
 //! heartbeat is older than the TTL is claimed for a TTL (`SET NX PX`: one reaper at a time),
 //! its rooms are synced to "no connections" (`user_left` from the script, once per user), and
 //! only then is it removed from `P:nodes`. A reaper that stops half-way leaves the node listed:
@@ -119,15 +120,6 @@ use keys::Keys;
 use super::{broker::NodeId, Backend, Events};
 use crate::{error::BackendError, protocol::RoomId, sync::lock};
 
-/// Counts of reaps of this node found by its beats and answered by its reconcile (see
-/// `heartbeat::reconcile`): counts rather than a flag, so that a reap found while a reconcile
-/// runs is not cleared by it.
-#[derive(Debug, Default)]
-struct Reaps {
-    found: std::sync::atomic::AtomicU64,
-    answered: std::sync::atomic::AtomicU64,
-}
-
 /// What a node's backend handles and background tasks share.
 struct Shared {
     node: NodeId,
@@ -139,10 +131,6 @@ struct Shared {
     pubsub: ConnectionManager,
     /// Set while the Pub/Sub connection is lost and not yet resubscribed (readiness).
     pubsub_lost: Arc<std::sync::atomic::AtomicBool>,
-    /// Reaps of this node while it was cut off (its users were announced as gone) that its
-    /// beats found, and how many of them a whole reconcile has answered (the restored users
-    /// announced back).
-    reaps: Reaps,
     scripts: scripts::Scripts,
     /// This node's connections per room: what the heartbeat's reconcile makes Redis hold.
     presence: Mutex<presence::LocalPresence>,
@@ -225,7 +213,6 @@ impl RedisBackend {
             cmd,
             pubsub,
             pubsub_lost,
-            reaps: Reaps::default(),
             scripts: scripts::Scripts::new(),
             presence: Mutex::new(HashMap::new()),
             gate: tokio::sync::RwLock::new(()),

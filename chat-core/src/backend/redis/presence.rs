@@ -158,20 +158,21 @@ fn forget(shared: &Shared, room: &RoomId, conn: ConnId) {
 /// Whose sync [`sync_room`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum SyncBy {
-    /// The node itself (its reconcile); `announce_restored` after it was reaped while cut off.
-    Node { announce_restored: bool },
-    /// A reaper, for a node that stopped beating: a `user_left` it publishes marks the node as
-    /// reaped (`Keys::node_reaped`), for the node's beat if it was alive after all.
-    Reaper,
+    /// The node itself (its reconcile): what it restores of a reap is announced back.
+    Node,
+    /// A reaper, for a node whose beat is older than `deadline` (Unix ms; the script does
+    /// nothing if the node beat since): a `user_left` it publishes marks the node as reaped
+    /// (`Keys::node_reaped`), for the node's reconcile if it was alive after all.
+    Reaper { deadline: i64 },
 }
 
 /// Makes `node`'s connections in `room` in Redis what `have` says (none for a dead node):
 /// what Redis holds and `have` does not is removed, with `user_left` published by the script
 /// where it was the user's last connection; what `have` holds and Redis lost is restored,
 /// unless the room expired (then nothing is restored), and with the room TTL: without an
-/// announcement, or (`SyncBy::Node { announce_restored: true }`) with a `user_joined` for
-/// each user whom Redis counted nowhere (the others were told they left: a reap while this
-/// node was cut off). Idempotent. Returns (users who left, connections restored).
+/// announcement, or, while the node carries a reap's mark, with a `user_joined` for each user
+/// whom Redis counted nowhere (the others were told they left: a reap while this node was cut
+/// off). Idempotent. Returns (users who left, connections restored).
 pub(super) async fn sync_room(
     shared: &Shared,
     conn: &mut redis::aio::ConnectionManager,
@@ -182,13 +183,17 @@ pub(super) async fn sync_room(
 ) -> Result<(i64, i64), BackendError> {
     let keys = &shared.keys;
     let (head, tail) = system_template(shared, room, SystemEvent::UserLeft);
-    let (joined_head, joined_tail) = if by
-        == (SyncBy::Node {
-            announce_restored: true,
-        }) {
-        system_template(shared, room, SystemEvent::UserJoined)
-    } else {
-        (Vec::new(), Vec::new())
+    let (joined_head, joined_tail, reaped_node, deadline) = match by {
+        SyncBy::Node => {
+            let (head, tail) = system_template(shared, room, SystemEvent::UserJoined);
+            (head, tail, String::new(), String::new())
+        }
+        SyncBy::Reaper { deadline } => (
+            Vec::new(),
+            Vec::new(),
+            node.to_string(),
+            deadline.to_string(),
+        ),
     };
     let mut sync = shared.scripts.sync.prepare_invoke();
     sync.key(keys.node_conns(room, node))
@@ -196,18 +201,18 @@ pub(super) async fn sync_room(
         .key(keys.room_key(room, "members"))
         .key(keys.node_rooms(node))
         .key(keys.nodes())
-        .key(keys.room_key(room, "info"));
-    if by == SyncBy::Reaper {
-        sync.key(keys.node_reaped(node));
-    }
-    sync.arg(room.as_str())
+        .key(keys.room_key(room, "info"))
+        .key(keys.node_reaped(node))
+        .arg(room.as_str())
         .arg(keys.room_channel(room))
         .arg(head)
         .arg(tail)
         .arg(keys.node_conns_prefix(room))
         .arg(shared.config.room_ttl_ms())
         .arg(joined_head)
-        .arg(joined_tail);
+        .arg(joined_tail)
+        .arg(reaped_node)
+        .arg(deadline);
     for (id, user) in have {
         sync.arg(*id).arg(user.as_str());
     }

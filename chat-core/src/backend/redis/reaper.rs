@@ -57,9 +57,16 @@ pub(super) async fn reap_dead_nodes(
         let mut left = 0;
         for room in rooms {
             let room = RoomId::new(room);
-            left += presence::sync_room(shared, conn, &room, node_id, &[], SyncBy::Reaper)
-                .await?
-                .0;
+            left += presence::sync_room(
+                shared,
+                conn,
+                &room,
+                node_id,
+                &[],
+                SyncBy::Reaper { deadline },
+            )
+            .await?
+            .0;
         }
         let forgotten: i64 = shared
             .scripts

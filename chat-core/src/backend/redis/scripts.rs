@@ -38,6 +38,8 @@ scripts! {
     sync = "scripts/sync.lua";
     /// A reaped node forgotten, unless it came back; its reaper's claim released.
     forget_node = "scripts/forget_node.lua";
+    /// A node's reaped mark cleared by a whole reconcile, unless a reap touched it meanwhile.
+    answered_reap = "scripts/answered_reap.lua";
     /// A room, unless it exists, into the public index if public.
     create_room = "scripts/create_room.lua";
     /// A member into an existing room.

@@ -3,32 +3,40 @@
 -- - A connection Redis holds and the node does not is removed, and `user_left` is published
 --   here, in the same step, where it was the user's last connection in the room.
 -- - A connection the node has and Redis lost is restored without an announcement (its
---   `user_joined` went out when it joined), or, when ARGV[7] is not empty (the node was
---   reaped while cut off, and the others were told its users left), with a `user_joined` for
+--   `user_joined` went out when it joined), or, when the node carries a reaped mark (KEYS[7]:
+--   a reap told the others its users left while it was cut off), with a `user_joined` for
 --   each user Redis counted nowhere before. The user's count in the room is then recounted
 --   from this node's connections and every other live node's (it may have been lost with
 --   them, or not; this node counts even before its beat lists it again).
--- - A reap (KEYS[7] given) that tells the others a user left marks the node as reaped
---   (KEYS[7], with the room TTL): if it was alive after all, its next beat finds the mark.
+-- - A reap (ARGV[7] empty: no `user_joined` to give) that tells the others a user left marks
+--   the node (INCR KEYS[7], with the room TTL), in the same step: whenever the node restores
+--   what the reap removed, the mark is there. The node's reconcile clears it once it has
+--   synced every room (`answered_reap.lua`).
 -- Idempotent: running it again changes nothing, so a reap that stopped half-way is finished
 -- by running it again, and nobody is announced twice.
 -- Room expiry: nothing is restored into a room that is gone (its info expired), and what is
 -- restored gets the room TTL, so that this never brings back keys of an expired room, nor
 -- keys without a TTL. Removing writes nothing back (an emptied hash is deleted).
 -- Returns {users who left, connections restored}.
--- KEYS: node's connections in the room, online, members, node rooms, nodes, info, and for a
--- reap the node's reaped mark.
+-- KEYS: node's connections in the room, online, members, node rooms, nodes, info, the node's
+-- reaped mark.
 -- ARGV: room id, channel, user_left head (envelope header and the frame up to the user
 -- object; '' publishes nothing), user_left tail (after it), prefix of the room's per-node
--- connection keys, room TTL in ms, user_joined head and tail (as for user_left; '' announces
--- nothing), then conn, user pairs: the node's connections in the room.
+-- connection keys, room TTL in ms, user_joined head and tail (as for user_left; '': a reap,
+-- which restores and announces nothing), for a reap the node's id and the deadline its beat
+-- must be older than ('' '' otherwise: a reaper that read the dead list before the node beat
+-- again does nothing), then conn, user pairs: the node's connections in the room.
 local function announce(head, tail, uid)
   local name = redis.call('HGET', KEYS[3], uid) or uid
   redis.call('PUBLISH', ARGV[2], head .. '{"id":' .. cjson.encode(uid) .. ',"name":'
     .. cjson.encode(name) .. '}' .. tail)
 end
 local want = {}
-for i = 9, #ARGV, 2 do want[ARGV[i]] = ARGV[i + 1] end
+if ARGV[9] ~= '' then
+  local beat = tonumber(redis.call('ZSCORE', KEYS[5], ARGV[9]))
+  if beat and beat > tonumber(ARGV[10]) then return {0, 0} end
+end
+for i = 11, #ARGV, 2 do want[ARGV[i]] = ARGV[i + 1] end
 local have = redis.call('HGETALL', KEYS[1])
 local left, restored, mine = 0, 0, {}
 for i = 1, #have, 2 do
@@ -41,7 +49,10 @@ for i = 1, #have, 2 do
     if redis.call('HINCRBY', KEYS[2], uid, -1) <= 0 then
       redis.call('HDEL', KEYS[2], uid)
       if ARGV[3] ~= '' then announce(ARGV[3], ARGV[4], uid) end
-      if KEYS[7] then redis.call('SET', KEYS[7], 1, 'PX', ARGV[6]) end
+      if ARGV[7] == '' then
+        redis.call('INCR', KEYS[7])
+        redis.call('PEXPIRE', KEYS[7], ARGV[6])
+      end
       left = left + 1
     end
   end
@@ -59,6 +70,7 @@ if redis.call('EXISTS', KEYS[6]) == 1 then
   end
 end
 if next(recount) then
+  local reaped = ARGV[7] ~= '' and redis.call('EXISTS', KEYS[7]) == 1
   local nodes = redis.call('ZRANGE', KEYS[5], 0, -1)
   local own = {}
   for _, v in ipairs(redis.call('HVALS', KEYS[1])) do own[v] = (own[v] or 0) + 1 end
@@ -75,7 +87,7 @@ if next(recount) then
     end
     if total > 0 then
       redis.call('HSET', KEYS[2], uid, total)
-      if before <= 0 and ARGV[7] ~= '' then announce(ARGV[7], ARGV[8], uid) end
+      if before <= 0 and reaped then announce(ARGV[7], ARGV[8], uid) end
     end
   end
   redis.call('PEXPIRE', KEYS[1], ARGV[6])
