@@ -8,7 +8,7 @@
 --   each user Redis counted nowhere before. The user's count in the room is then recounted
 --   from this node's connections and every other live node's (it may have been lost with
 --   them, or not; this node counts even before its beat lists it again).
--- - A reap (ARGV[7] empty: no `user_joined` to give) that tells the others a user left marks
+-- - A reap (ARGV[9], the reaped node's id, given) that tells the others a user left marks
 --   the node (INCR KEYS[7], with the room TTL), in the same step: whenever the node restores
 --   what the reap removed, the mark is there. The node's reconcile clears it once it has
 --   synced every room (`answered_reap.lua`).
@@ -49,7 +49,7 @@ for i = 1, #have, 2 do
     if redis.call('HINCRBY', KEYS[2], uid, -1) <= 0 then
       redis.call('HDEL', KEYS[2], uid)
       if ARGV[3] ~= '' then announce(ARGV[3], ARGV[4], uid) end
-      if ARGV[7] == '' then
+      if ARGV[9] ~= '' then
         redis.call('INCR', KEYS[7])
         redis.call('PEXPIRE', KEYS[7], ARGV[6])
       end
@@ -70,7 +70,7 @@ if redis.call('EXISTS', KEYS[6]) == 1 then
   end
 end
 if next(recount) then
-  local reaped = ARGV[7] ~= '' and redis.call('EXISTS', KEYS[7]) == 1
+  local reaped = ARGV[9] == '' and ARGV[7] ~= '' and redis.call('EXISTS', KEYS[7]) == 1
   local nodes = redis.call('ZRANGE', KEYS[5], 0, -1)
   local own = {}
   for _, v in ipairs(redis.call('HVALS', KEYS[1])) do own[v] = (own[v] or 0) + 1 end
