@@ -277,6 +277,17 @@ fn retry_after_secs(wait: Duration) -> u64 {
 mod tests {
     use super::*;
 
+    /// A response's problem document as JSON (the body is buffered: read at once).
+    fn problem_json(response: Response) -> serde_json::Value {
+        let body = futures_util::FutureExt::now_or_never(axum::body::to_bytes(
+            response.into_body(),
+            usize::MAX,
+        ))
+        .expect("a buffered body")
+        .expect("readable");
+        serde_json::from_slice(&body).expect("problem+json")
+    }
+
     #[test]
     fn each_rejection_answers_its_status_as_problem_json() {
         let s = String::new;
@@ -367,13 +378,7 @@ mod tests {
         // Expected during a deploy: not logged as a failure, nothing for support to quote.
         let response = rejection.into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        let body = futures_util::FutureExt::now_or_never(axum::body::to_bytes(
-            response.into_body(),
-            usize::MAX,
-        ))
-        .expect("a buffered body")
-        .expect("readable");
-        let sent: serde_json::Value = serde_json::from_slice(&body).expect("problem+json");
+        let sent = problem_json(response);
         assert_eq!(sent["code"], "unavailable");
         assert!(sent.get("correlationId").is_none(), "{sent}");
         // A backend failure's 503 does name one (the test below): the difference is the point.
@@ -381,13 +386,7 @@ mod tests {
             chat_core::BackendError::Unavailable("down".into()),
         ))
         .into_response();
-        let body = futures_util::FutureExt::now_or_never(axum::body::to_bytes(
-            failure.into_body(),
-            usize::MAX,
-        ))
-        .expect("a buffered body")
-        .expect("readable");
-        let sent: serde_json::Value = serde_json::from_slice(&body).expect("problem+json");
+        let sent = problem_json(failure);
         assert!(sent["correlationId"].is_string(), "{sent}");
     }
 

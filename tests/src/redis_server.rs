@@ -47,6 +47,15 @@ fn binary() -> String {
     std::env::var("REDIS_SERVER_BIN").unwrap_or_else(|_| "redis-server".into())
 }
 
+/// The key's `PTTL` (milliseconds; -1 without a TTL, -2 if there is no such key).
+pub async fn pttl(conn: &mut redis::aio::MultiplexedConnection, key: impl AsRef<str>) -> i64 {
+    redis::cmd("PTTL")
+        .arg(key.as_ref())
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
 impl RedisServer {
     /// Starts one on a free port and waits until it answers.
     pub async fn start() -> Self {

@@ -16,8 +16,9 @@ use chat_tower::{
 };
 use roomcast_tests::eventually;
 use roomcast_tests::{
-    redis_instance, redis_instance_with, redis_server::RedisServer, unlimited, Client, DemoProcess,
-    Server,
+    redis_instance, redis_instance_with,
+    redis_server::{pttl, RedisServer},
+    unlimited, Client, DemoProcess, Server,
 };
 use serde_json::{json, Value};
 
@@ -163,11 +164,7 @@ async fn idle_rooms_expire_on_redis_with_their_keys_while_active_rooms_stay() {
     // Every key of a room carries the room TTL.
     for what in ["info", "members", "order", "log"] {
         for room in [&idle, &active] {
-            let ttl_ms: i64 = redis::cmd("PTTL")
-                .arg(key(room, what))
-                .query_async(&mut conn)
-                .await
-                .unwrap();
+            let ttl_ms = pttl(&mut conn, key(room, what)).await;
             assert!(ttl_ms > 0 && ttl_ms <= 3_000, "{what}: PTTL {ttl_ms}");
         }
     }
@@ -179,11 +176,7 @@ async fn idle_rooms_expire_on_redis_with_their_keys_while_active_rooms_stay() {
         .unwrap();
     assert_eq!(conns.len(), 1, "the stayer's node: {conns:?}");
     for presence_key in conns.iter().cloned().chain([key(&active, "online")]) {
-        let ttl_ms: i64 = redis::cmd("PTTL")
-            .arg(&presence_key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let ttl_ms = pttl(&mut conn, &presence_key).await;
         assert!(
             ttl_ms > 0 && ttl_ms <= 3_000,
             "{presence_key}: PTTL {ttl_ms}"
@@ -201,11 +194,7 @@ async fn idle_rooms_expire_on_redis_with_their_keys_while_active_rooms_stay() {
                 .unwrap();
             let mut all = !sets.is_empty();
             for set in sets {
-                let ttl_ms: i64 = redis::cmd("PTTL")
-                    .arg(&set)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
+                let ttl_ms = pttl(&mut conn, &set).await;
                 all &= ttl_ms > 0;
             }
             all
@@ -240,11 +229,7 @@ async fn idle_rooms_expire_on_redis_with_their_keys_while_active_rooms_stay() {
         .unwrap();
     for leftover in &left {
         assert!(leftover.contains(":sent:"), "{leftover} outlived its room");
-        let ttl_ms: i64 = redis::cmd("PTTL")
-            .arg(leftover)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let ttl_ms = pttl(&mut conn, leftover).await;
         assert!(ttl_ms > 0 && ttl_ms <= 120_000, "{leftover}: PTTL {ttl_ms}");
     }
     for server in [&a, &b] {
@@ -275,19 +260,11 @@ async fn idle_rooms_expire_on_redis_with_their_keys_while_active_rooms_stay() {
         assert_eq!(status, 200, "{details}");
         assert!(listed(server).await.contains(&active));
     }
-    let ttl_ms: i64 = redis::cmd("PTTL")
-        .arg(key(&active, "info"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let ttl_ms = pttl(&mut conn, key(&active, "info")).await;
     assert!(ttl_ms > 0, "PTTL {ttl_ms}");
     // Its presence too: the node's connections and the count, still there and with a TTL.
     for presence_key in conns.iter().cloned().chain([key(&active, "online")]) {
-        let ttl_ms: i64 = redis::cmd("PTTL")
-            .arg(&presence_key)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let ttl_ms = pttl(&mut conn, &presence_key).await;
         assert!(ttl_ms > 0, "{presence_key}: PTTL {ttl_ms}");
     }
     let (history, _) = a.api.history(&active, "").await;
@@ -491,11 +468,7 @@ async fn a_reap_after_a_long_outage_of_every_instance_leaves_nobody_online() {
                 .unwrap();
             let mut ttl_ms = -1;
             if let [set] = sets.as_slice() {
-                ttl_ms = redis::cmd("PTTL")
-                    .arg(set)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
+                ttl_ms = pttl(&mut conn, set).await;
             }
             ttl_ms > 0
         }
@@ -579,11 +552,7 @@ async fn a_user_not_seen_for_the_room_ttl_is_forgotten_on_redis_and_in_memory() 
             // One key per user with the room TTL, no hash of every user ever seen.
             for user in [&carol, &dave["user"]] {
                 let seen_key = format!("roomcast:user:{{{}}}:seen", user["id"].as_str().unwrap());
-                let ttl_ms: i64 = redis::cmd("PTTL")
-                    .arg(&seen_key)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
+                let ttl_ms = pttl(&mut conn, &seen_key).await;
                 assert!(ttl_ms > 0 && ttl_ms <= 2_000, "{seen_key}: PTTL {ttl_ms}");
             }
             let hash: bool = redis::cmd("EXISTS")

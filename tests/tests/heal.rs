@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 use chat_tower::chat_core::backend::redis::RedisConfig;
 use redis::aio::MultiplexedConnection;
 use roomcast_tests::eventually;
-use roomcast_tests::{redis_instance, redis_server::RedisServer, Api, Client, Server};
+use roomcast_tests::{
+    redis_instance,
+    redis_server::{pttl, RedisServer},
+    Api, Client, Server,
+};
 use serde_json::{json, Value};
 
 const PREFIX: &str = "roomcast";
@@ -229,26 +233,55 @@ async fn a_half_finished_reap_is_finished_by_the_next_reaper() {
         .unwrap();
     let mark = format!("{PREFIX}:node:{{{dead}}}:reaped");
     assert_eq!(leftovers, vec![mark.clone()]);
-    let ttl_ms: i64 = redis::cmd("PTTL")
-        .arg(&mark)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let ttl_ms = pttl(&mut conn, &mark).await;
     assert!(ttl_ms > 0, "PTTL {ttl_ms}");
+}
+
+/// Two instances with a short TTL on a fresh Redis, a room, an observer in it on b, and a
+/// user in it on a whose `user_joined` the observer got.
+struct Watched {
+    redis: RedisServer,
+    a: Server,
+    b: Server,
+    room: String,
+    observer: Client,
+    client: Client,
+    user: Value,
+}
+
+async fn watched(room_name: &str, user_name: &str) -> Watched {
+    let redis = RedisServer::start().await;
+    let a = redis_instance(&redis, fast_ttl()).await;
+    let b = redis_instance(&redis, fast_ttl()).await;
+    let room = a.api.create_room(room_name).await;
+    let (mut observer, _) = b.guest_in_room(&room, "observer").await;
+    let (client, user) = a.guest_in_room(&room, user_name).await;
+    assert_eq!(
+        as_system(&observer.expect("system").await),
+        system("user_joined", &room, &user)
+    );
+    Watched {
+        redis,
+        a,
+        b,
+        room,
+        observer,
+        client,
+        user,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_heartbeat_restores_lost_presence_and_removes_stale_presence() {
-    let redis = RedisServer::start().await;
-    let a = redis_instance(&redis, fast_ttl()).await;
-    let b = redis_instance(&redis, fast_ttl()).await;
-    let room = a.api.create_room("reconciled").await;
-    let (mut observer, _) = b.guest_in_room(&room, "observer").await;
-    let (mut kept, kept_user) = a.guest_in_room(&room, "kept").await;
-    assert_eq!(
-        as_system(&observer.expect("system").await),
-        system("user_joined", &room, &kept_user)
-    );
+    let Watched {
+        redis,
+        a,
+        b,
+        room,
+        mut observer,
+        client: mut kept,
+        user: kept_user,
+    } = watched("reconciled", "kept").await;
     let kept_id = kept_user["id"].as_str().unwrap();
     let node = node_of(&a);
     let conns = format!("{PREFIX}:room:{{{room}}}:conns:{node}");
@@ -300,16 +333,15 @@ async fn the_heartbeat_restores_lost_presence_and_removes_stale_presence() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_back_after_being_reaped_announces_its_users_again() {
-    let redis = RedisServer::start().await;
-    let a = redis_instance(&redis, fast_ttl()).await;
-    let b = redis_instance(&redis, fast_ttl()).await;
-    let room = a.api.create_room("reaped-alive").await;
-    let (mut observer, _) = b.guest_in_room(&room, "observer").await;
-    let (mut back, back_user) = a.guest_in_room(&room, "back").await;
-    assert_eq!(
-        as_system(&observer.expect("system").await),
-        system("user_joined", &room, &back_user)
-    );
+    let Watched {
+        redis,
+        a,
+        b,
+        room,
+        mut observer,
+        client: mut back,
+        user: back_user,
+    } = watched("reaped-alive", "back").await;
     let node = node_of(&a);
     let mut conn = redis.conn().await;
 

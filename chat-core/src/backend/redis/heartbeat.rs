@@ -241,14 +241,14 @@ pub(super) fn period(config: &super::RedisConfig) -> Duration {
     (config.presence_ttl / 3).max(Duration::from_millis(100))
 }
 
-/// The heartbeat loop, on a timer of its own: a reconcile or a reap that takes long (a node
-/// with thousands of rooms, a Redis answering slowly) must not delay the beat that keeps this
-/// node from being taken for dead. Holds only a weak reference so that dropping the backend
-/// stops it.
-pub(super) async fn beats(shared: std::sync::Weak<Shared>) {
-    let period = match shared.upgrade() {
-        Some(s) => period(&s.config),
-        None => return,
+/// Runs `round` once per heartbeat period while the backend lives. Holds only a weak
+/// reference between rounds, so that dropping the backend stops it.
+async fn every_period(
+    shared: std::sync::Weak<Shared>,
+    mut round: impl AsyncFnMut(&Shared, &mut ConnectionManager),
+) {
+    let Some(period) = shared.upgrade().map(|s| period(&s.config)) else {
+        return;
     };
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -258,35 +258,35 @@ pub(super) async fn beats(shared: std::sync::Weak<Shared>) {
             return;
         };
         let mut conn = shared.cmd.clone();
-        if let Err(err) = heartbeat(&shared, &mut conn).await {
-            debug!(cause = %err, "heartbeat failed");
-        }
+        round(&shared, &mut conn).await;
     }
 }
 
+/// The heartbeat loop, on a timer of its own: a reconcile or a reap that takes long (a node
+/// with thousands of rooms, a Redis answering slowly) must not delay the beat that keeps this
+/// node from being taken for dead.
+pub(super) async fn beats(shared: std::sync::Weak<Shared>) {
+    every_period(shared, async |shared, conn| {
+        if let Err(err) = heartbeat(shared, conn).await {
+            debug!(cause = %err, "heartbeat failed");
+        }
+    })
+    .await;
+}
+
 /// Reconcile, TTL and reaper loop, one round per heartbeat period (the beats run on their
-/// own: [`beats`]). Holds only a weak reference so that dropping the backend stops it.
+/// own: [`beats`]).
 pub(super) async fn liveness(shared: std::sync::Weak<Shared>) {
-    let period = match shared.upgrade() {
-        Some(s) => period(&s.config),
-        None => return,
-    };
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let mut conn = shared.cmd.clone();
-        if let Err(err) = reconcile(&shared, &mut conn).await {
+    every_period(shared, async |shared, conn| {
+        if let Err(err) = reconcile(shared, conn).await {
             debug!(cause = %err, "presence reconcile failed");
         }
-        if let Err(err) = refresh_ttls(&shared, &mut conn).await {
+        if let Err(err) = refresh_ttls(shared, conn).await {
             debug!(cause = %err, "refreshing TTLs failed");
         }
-        if let Err(err) = reaper::reap_dead_nodes(&shared, &mut conn).await {
+        if let Err(err) = reaper::reap_dead_nodes(shared, conn).await {
             debug!(cause = %err, "reaping failed");
         }
-    }
+    })
+    .await;
 }

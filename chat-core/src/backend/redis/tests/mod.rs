@@ -24,6 +24,21 @@ async fn fresh() -> (TestRedis, Backend) {
 
 crate::backend::store_suite::store_tests!(fresh());
 
+/// Creates `room` (public, named after its id) in `backend`'s store.
+async fn public_room(backend: &Backend, room: &RoomId) {
+    backend
+        .rooms
+        .create(RoomInfo {
+            room_id: room.clone(),
+            name: room.as_str().into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            visibility: Visibility::Public,
+            owner: None,
+        })
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn lists_in_the_same_order_as_memory() {
     let (_redis, redis) = fresh().await;
@@ -234,17 +249,7 @@ async fn presence_carries_the_room_ttl_and_nothing_resurrects_an_expired_room() 
     let id = shared.node;
     let room = RoomId::new("r");
     let ann = User::new("ann", "Ann");
-    backend
-        .rooms
-        .create(RoomInfo {
-            room_id: room.clone(),
-            name: "r".into(),
-            created_at: "2026-01-01T00:00:00Z".into(),
-            visibility: Visibility::Public,
-            owner: None,
-        })
-        .await
-        .unwrap();
+    public_room(&backend, &room).await;
     backend.rooms.add_member(&room, &ann).await.unwrap();
     assert!(backend.presence.enter(&room, &ann, id, 1).await.unwrap());
 
@@ -342,17 +347,7 @@ async fn a_room_message_reloads_a_lost_script_and_names_the_room_keys() {
     let backend = node.into_backend();
     let room = RoomId::new("r");
     let ann = User::new("ann", "Ann");
-    backend
-        .rooms
-        .create(RoomInfo {
-            room_id: room.clone(),
-            name: "r".into(),
-            created_at: "2026-01-01T00:00:00Z".into(),
-            visibility: Visibility::Public,
-            owner: None,
-        })
-        .await
-        .unwrap();
+    public_room(&backend, &room).await;
     backend.rooms.add_member(&room, &ann).await.unwrap();
     assert!(backend.presence.enter(&room, &ann, id, 1).await.unwrap());
     let message = |client_msg_id: Option<&str>| NewRoomMessage {
@@ -438,17 +433,7 @@ async fn a_stuck_reconcile_does_not_stop_the_heartbeat() {
     let backend = node.into_backend();
     let room = RoomId::new("r");
     let ann = User::new("ann", "Ann");
-    backend
-        .rooms
-        .create(RoomInfo {
-            room_id: room.clone(),
-            name: "r".into(),
-            created_at: "2026-01-01T00:00:00Z".into(),
-            visibility: Visibility::Public,
-            owner: None,
-        })
-        .await
-        .unwrap();
+    public_room(&backend, &room).await;
     assert!(backend
         .presence
         .enter(&room, &ann, shared.node, 1)
@@ -514,17 +499,7 @@ async fn a_node_reaped_while_alive_announces_back_the_users_the_reap_announced_g
     let (backend_a, backend_b) = (a.into_backend(), b.into_backend());
     let room = RoomId::new("r");
     let (ann, bob) = (User::new("ann", "Ann"), User::new("bob", "Bob"));
-    backend_a
-        .rooms
-        .create(RoomInfo {
-            room_id: room.clone(),
-            name: "r".into(),
-            created_at: "2026-01-01T00:00:00Z".into(),
-            visibility: Visibility::Public,
-            owner: None,
-        })
-        .await
-        .unwrap();
+    public_room(&backend_a, &room).await;
     for user in [&ann, &bob] {
         backend_a.rooms.add_member(&room, user).await.unwrap();
     }
