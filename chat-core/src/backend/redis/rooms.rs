@@ -2,8 +2,8 @@
 //! key, join counter), `:members` (id -> name) and `:order` (members scored by join number);
 //! `P:rooms:public` (the public rooms' sort keys); per user `P:user:{U}:rooms` and `:private`
 //! (the sort keys of the user's rooms, and of the private ones) and `:seen` (that the chat has
-//! seen the user, with the room TTL). Every listing
-//! reads one page (`ZRANGE ... LIMIT`), never a whole set: see `backend::paging`.
+//! seen the user, with the room TTL). Every listing reads one page (`ZRANGE ... LIMIT`), never
+//! a whole set: see `backend::paging`.
 
 use std::time::Duration;
 
