@@ -82,6 +82,13 @@ pub struct ChatConfig {
     /// refilled evenly over the minute); over it `POST /create-room` is a 429 with
     /// `Retry-After`. Default 10.
     pub user_rooms_per_minute: u32,
+    /// Per client address, on this node: guests created a minute (`POST /guests`, and a v1
+    /// guest's `POST /join-room`; a bucket of that many, refilled evenly over the minute; an
+    /// IPv6 address counts by its /64 prefix). Over it the request is a 429 with
+    /// `Retry-After`. Which address a request comes from is the HTTP layer's to say
+    /// (`chat-tower`: the peer, or behind a proxy on the same host its `X-Forwarded-For`).
+    /// Default 30.
+    pub guests_per_minute: u32,
     /// Per user, on this node: open WebSockets. The next upgrade is refused with 429 and
     /// `Retry-After` before upgrading; the open ones carry on. Default 32.
     pub max_connections_per_user: usize,
@@ -147,6 +154,7 @@ impl Default for ChatConfig {
             user_directs_per_second: 10,
             user_directs_burst: 20,
             user_rooms_per_minute: 10,
+            guests_per_minute: 30,
             max_connections_per_user: 32,
             history_page_default: 50,
             history_page_max: 200,

@@ -31,7 +31,7 @@ pub(crate) struct Metrics {
     pub(crate) resyncs_overloaded: Counter,
     pub(crate) frames_paced: Counter,
     pub(crate) connections_opened: Counter,
-    rate_limited: [Counter; 5],
+    rate_limited: [Counter; 6],
     closed: [Counter; 9],
     pub(crate) delivery_latency: Histogram,
     pub(crate) connections: Gauge,
@@ -58,12 +58,13 @@ const CLOSE_REASONS: [&str; 9] = [
 ];
 
 /// The `limit` label of `roomcast_rate_limited_total`, in [`Limit`] order.
-const LIMITS: [&str; 5] = [
+const LIMITS: [&str; 6] = [
     "messages",
     "joins",
     "directs",
     "room_creations",
     "connections",
+    "guests",
 ];
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
@@ -112,6 +113,7 @@ impl Metrics {
             Limit::Directs => 2,
             Limit::RoomCreations => 3,
             Limit::Connections => 4,
+            Limit::Guests => 5,
         };
         self.rate_limited[i].increment(1);
     }

@@ -11,6 +11,7 @@ use axum::Router;
 use chat_core::{hooks::Policy, Backend, Chat, ChatConfig, User};
 
 use crate::{
+    client_addr::TrustedProxies,
     identity::{resolve::Access, IdentityExtractor, NoIdentity, TokenSigner},
     openapi, router, state, AllowedOrigins, ChatHandle,
 };
@@ -27,6 +28,7 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// - policy: [`chat_core::hooks::DefaultPolicy`];
 /// - token secret: random per process (set one shared secret for several instances);
 /// - origins: [`AllowedOrigins::SameHost`];
+/// - trusted proxies (whose `X-Forwarded-For` names a guest's address): loopback only;
 /// - system user (the sender of server-side messages): `{"id": "system", "name": "System"}`.
 #[must_use]
 pub struct ChatBuilder<S = ()> {
@@ -35,6 +37,7 @@ pub struct ChatBuilder<S = ()> {
     identity: Option<Arc<dyn IdentityExtractor<S>>>,
     policy: Option<Arc<dyn Policy>>,
     guests: Option<bool>,
+    proxies: TrustedProxies,
     secret: Option<Vec<u8>>,
     token_ttl: Duration,
     origins: AllowedOrigins,
@@ -53,6 +56,7 @@ impl<S> std::fmt::Debug for ChatBuilder<S> {
         f.debug_struct("ChatBuilder")
             .field("config", &self.config)
             .field("guests", &self.guests)
+            .field("proxies", &self.proxies)
             .field("origins", &self.origins)
             .finish_non_exhaustive()
     }
@@ -67,6 +71,7 @@ impl<S: Clone + Send + Sync + 'static> ChatBuilder<S> {
             identity: None,
             policy: None,
             guests: None,
+            proxies: TrustedProxies::default(),
             secret: None,
             token_ttl: DEFAULT_TOKEN_TTL,
             origins: AllowedOrigins::default(),
@@ -105,6 +110,15 @@ impl<S: Clone + Send + Sync + 'static> ChatBuilder<S> {
     /// with one.
     pub fn guests(mut self, allow: bool) -> Self {
         self.guests = Some(allow);
+        self
+    }
+
+    /// The proxies in front of the chat whose `X-Forwarded-For` names the client, for the
+    /// per-address guest limit ([`ChatConfig::guests_per_minute`]). Default: loopback only (a
+    /// proxy on the same host). Behind a load balancer elsewhere, name its network here, or
+    /// every guest counts as coming from the load balancer.
+    pub fn trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.proxies = proxies;
         self
     }
 
@@ -160,6 +174,7 @@ impl<S: Clone + Send + Sync + 'static> ChatBuilder<S> {
                 chat: chat.clone(),
                 tokens: tokens.clone(),
                 guests: self.guests.unwrap_or(self.identity.is_none()),
+                proxies: self.proxies,
                 origins: self.origins,
                 openapi: openapi::openapi(),
             }),

@@ -54,6 +54,7 @@
 pub use chat_core;
 
 mod builder;
+mod client_addr;
 pub mod error;
 mod handle;
 pub mod identity;
@@ -68,6 +69,7 @@ mod state;
 mod ws;
 
 pub use builder::{ChatBuilder, DEFAULT_TOKEN_TTL};
+pub use client_addr::{BadNetwork, TrustedProxies};
 pub use error::{ChatRejection, Problem};
 pub use handle::ChatHandle;
 pub use identity::{

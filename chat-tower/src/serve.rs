@@ -16,10 +16,14 @@
 //! frames). An idle keep-alive connection is hyper's header-read timeout's (it runs from
 //! the end of the previous response); an idle WebSocket is the chat's (its pings and
 //! `ChatConfig::idle_timeout`, from the node's keepalive sweep).
+//!
+//! Every request carries the connection's peer as axum's [`ConnectInfo<SocketAddr>`], as
+//! `into_make_service_with_connect_info` would give it (the guest limit reads it).
 use std::{
     convert::Infallible,
     future::Future,
     io,
+    net::SocketAddr,
     pin::Pin,
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -29,7 +33,12 @@ use std::{
     time::Duration,
 };
 
-use axum::{body::Bytes, extract::Request, response::Response, BoxError, Router};
+use axum::{
+    body::Bytes,
+    extract::{ConnectInfo, Request},
+    response::Response,
+    BoxError, Router,
+};
 use chat_core::ChatConfig;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -87,9 +96,9 @@ where
             },
             () = signal_tx.closed() => break,
         };
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(err) => {
                     accept_error(err).await;
                     continue;
@@ -104,6 +113,7 @@ where
         let service = App {
             router: app.clone(),
             idle,
+            peer,
         };
         let conn = http.serve_connection(io, service).with_upgrades();
         let signal_tx = signal_tx.clone();
@@ -161,6 +171,8 @@ async fn accept_error(err: io::Error) {
 struct App {
     router: Router,
     idle: Option<Duration>,
+    /// The client's address, for handlers that read [`ConnectInfo`] (the guest limit).
+    peer: SocketAddr,
 }
 
 impl hyper::service::Service<axum::http::Request<Incoming>> for App {
@@ -171,7 +183,7 @@ impl hyper::service::Service<axum::http::Request<Incoming>> for App {
     fn call(&self, request: axum::http::Request<Incoming>) -> Self::Future {
         let stalled = Arc::new(AtomicBool::new(false));
         let idle = self.idle;
-        let request: Request = request.map(|body| {
+        let mut request: Request = request.map(|body| {
             axum::body::Body::new(IdleBody {
                 body,
                 idle,
@@ -179,6 +191,7 @@ impl hyper::service::Service<axum::http::Request<Incoming>> for App {
                 stalled: stalled.clone(),
             })
         });
+        request.extensions_mut().insert(ConnectInfo(self.peer));
         let response = tower::ServiceExt::oneshot(self.router.clone(), request);
         Box::pin(async move {
             let response: Result<Response, Infallible> = response.await;

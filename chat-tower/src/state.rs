@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chat_core::Chat;
 
-use crate::{identity::TokenSigner, origin::AllowedOrigins};
+use crate::{client_addr::TrustedProxies, identity::TokenSigner, origin::AllowedOrigins};
 
 /// What every handler gets: one `Arc`, so cloning it per request is cheap.
 #[derive(Clone)]
@@ -18,6 +18,8 @@ pub(crate) struct StateInner {
     pub(crate) tokens: TokenSigner,
     /// Guest mode: `POST /guests` (and the v1 guest join) make users from display names.
     pub(crate) guests: bool,
+    /// Whose `X-Forwarded-For` names the client, for the per-address guest limit.
+    pub(crate) proxies: TrustedProxies,
     pub(crate) origins: AllowedOrigins,
     pub(crate) openapi: utoipa::openapi::OpenApi,
 }

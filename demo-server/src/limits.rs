@@ -47,6 +47,11 @@ pub(crate) const FLAGS: &[(&str, &str, &str)] = &[
         "rooms a user may create a minute (default 10)",
     ),
     (
+        "--guests-per-minute",
+        "GUESTS_PER_MINUTE",
+        "guests one client address may create a minute (default 30; see --trusted-proxies)",
+    ),
+    (
         "--max-connections-per-user",
         "MAX_CONNECTIONS_PER_USER",
         "open WebSockets per user (default 32)",
@@ -107,6 +112,7 @@ pub(crate) fn apply(config: &mut ChatConfig, flag: &str, value: &str) -> anyhow:
         "--user-directs-per-second" => config.user_directs_per_second = n,
         "--user-directs-burst" => config.user_directs_burst = n,
         "--user-rooms-per-minute" => config.user_rooms_per_minute = n,
+        "--guests-per-minute" => config.guests_per_minute = n,
         "--max-connections-per-user" => config.max_connections_per_user = size,
         "--frame-rate-per-second" => config.rate_per_second = n,
         "--frame-burst" => config.rate_burst = n,

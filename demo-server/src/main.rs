@@ -93,6 +93,8 @@ struct Args {
     drain_timeout: Option<f64>,
     /// `None`: guest mode.
     jwt: Option<JwtIdentity>,
+    /// Whose `X-Forwarded-For` names a guest's address (loopback always).
+    proxies: chat_tower::TrustedProxies,
     /// Per-user limits as `(flag, value)`, environment first (see `limits.rs`).
     limits: Vec<(&'static str, String)>,
 }
@@ -146,7 +148,8 @@ const USAGE: &str =
 [--jwt-secret S | --jwt-public-key FILE [--jwt-alg RS256|ES256|EdDSA]] [--jwt-issuer ISS] \
 [--jwt-audience AUD] [--jwt-name-claim CLAIM] [--room-ttl-secs N] [--history-max-age-secs N] \
 [--max-members-per-room N] [--event-queue N] [--header-read-timeout-secs N] \
-[--http-idle-timeout-secs N] [--max-connections N] [--drain-timeout-secs N (default 10)]";
+[--http-idle-timeout-secs N] [--max-connections N] [--drain-timeout-secs N (default 10)] \
+[--trusted-proxies NETS (proxies whose X-Forwarded-For names a guest's address; loopback always)]";
 
 /// The JWT settings, as given (flags or environment).
 #[derive(Default)]
@@ -258,6 +261,7 @@ fn parse_args() -> anyhow::Result<Args> {
     let mut http_idle_timeout = std::env::var("HTTP_IDLE_TIMEOUT_SECS").ok();
     let mut max_connections = std::env::var("MAX_CONNECTIONS").ok();
     let mut drain_timeout = std::env::var("DRAIN_TIMEOUT_SECS").ok();
+    let mut proxies = std::env::var("TRUSTED_PROXIES").unwrap_or_default();
     let mut auth = std::env::var("AUTH")
         .ok()
         .filter(|s| !s.is_empty())
@@ -284,6 +288,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--http-idle-timeout-secs" => http_idle_timeout = Some(value()?),
             "--max-connections" => max_connections = Some(value()?),
             "--drain-timeout-secs" => drain_timeout = Some(value()?),
+            "--trusted-proxies" => proxies = value()?,
             "--auth" => auth = value()?,
             "--jwt-secret" => jwt.secret = Some(value()?),
             "--jwt-public-key" => jwt.public_key = Some(PathBuf::from(value()?)),
@@ -337,6 +342,7 @@ fn parse_args() -> anyhow::Result<Args> {
             })
             .transpose()?,
         jwt,
+        proxies: chat_tower::TrustedProxies::parse(&proxies).context("--trusted-proxies")?,
         limits: limit_args,
     })
 }
@@ -367,7 +373,7 @@ async fn run() -> anyhow::Result<()> {
     // Before the chat is built: the engine registers its metrics with the recorder it finds.
     let prometheus = chat_tower::ops::install_prometheus()?;
 
-    let mut builder = ChatBuilder::new();
+    let mut builder = ChatBuilder::new().trusted_proxies(args.proxies.clone());
     match args.jwt.take() {
         // Plugging in an identity turns guest mode off: `POST /guests` answers 404.
         Some(identity) => {

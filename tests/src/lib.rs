@@ -21,12 +21,18 @@ use tokio_tungstenite::{
 /// How long a test waits for a frame before failing: a hang guard, not a timing assertion.
 pub const FRAME_WAIT: Duration = Duration::from_secs(10);
 
-/// Serves `app` on 127.0.0.1:0; returns the address.
+/// Serves `app` on 127.0.0.1:0, with each request's peer address (`ConnectInfo`, as a host
+/// should serve the chat); returns the address.
 pub async fn serve(app: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
     addr
 }

@@ -373,3 +373,80 @@ async fn rest_and_websocket_joins_share_one_budget_and_direct_messages_have_thei
     }
     bob.say(&room, "room messages still go").await;
 }
+
+/// `POST /guests` on `server` as forwarded by a proxy on its host (`forwarded`: the
+/// `X-Forwarded-For` it sends; none: the host's own process), or `POST /join-room/{room}` as a
+/// v1 guest: status, `Retry-After`, body.
+async fn new_guest(
+    server: &Server,
+    forwarded: Option<&str>,
+    v1_room: Option<&str>,
+) -> (u16, Option<String>, Value) {
+    let (path, body) = match v1_room {
+        Some(room) => (format!("/join-room/{room}"), json!({ "user": "v1" })),
+        None => ("/guests".to_owned(), json!({ "name": "g" })),
+    };
+    let mut request = server
+        .api
+        .http
+        .post(format!("{}{path}", server.api.base))
+        .json(&body);
+    if let Some(forwarded) = forwarded {
+        request = request.header("x-forwarded-for", forwarded);
+    }
+    let res = request.send().await.unwrap();
+    let status = res.status().as_u16();
+    let retry_after = res
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, retry_after, res.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn guests_are_limited_per_client_address_and_the_hosts_own_processes_are_not() {
+    let config = ChatConfig {
+        guests_per_minute: 3,
+        ..ChatConfig::default()
+    };
+    let server = Server::start(chat_tower::ChatBuilder::new().config(config)).await;
+    let client = Some("198.51.100.1");
+    for _ in 0..3 {
+        assert_eq!(new_guest(&server, client, None).await.0, 201);
+    }
+    let (status, retry_after, body) = new_guest(&server, client, None).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["code"], "rate_limited");
+    // 3 a minute: the next one is due within 20 s.
+    let seconds: u64 = retry_after.expect("no Retry-After").parse().unwrap();
+    assert!((1..=20).contains(&seconds), "Retry-After: {seconds}");
+    // What the client wrote itself, left of what the proxy saw, buys it nothing.
+    let forged = new_guest(&server, Some("203.0.113.9, 198.51.100.1"), None).await;
+    assert_eq!(forged.0, 429);
+    // The v1 guest join makes a guest too: same limit.
+    let (status, room) = server.api.post("/create-room", None).await;
+    assert_eq!(status, 201);
+    let room = room["roomId"].as_str().unwrap();
+    assert_eq!(new_guest(&server, client, Some(room)).await.0, 429);
+    // Another client is not limited by that one; an IPv6 client counts by its /64.
+    assert_eq!(
+        new_guest(&server, Some("198.51.100.2"), Some(room)).await.0,
+        200
+    );
+    for host in ["2001:db8::1", "2001:db8::2", "[2001:db8::3]"] {
+        assert_eq!(new_guest(&server, Some(host), None).await.0, 201);
+    }
+    assert_eq!(
+        new_guest(&server, Some("2001:db8::ffff"), None).await.0,
+        429
+    );
+    assert_eq!(
+        new_guest(&server, Some("2001:db8:0:1::1"), None).await.0,
+        201
+    );
+    // A process on the server's own host, not forwarded by a proxy (a load generator, the
+    // tests themselves), is not limited.
+    for _ in 0..10 {
+        assert_eq!(new_guest(&server, None, None).await.0, 201);
+    }
+}

@@ -1,6 +1,7 @@
 //! Per-user limits on a node: every connection of a user on this node shares them.
 //!
-//! - `bucket`: the token bucket ([`bucket::Rate`], [`bucket::Bucket`]) on tokio's clock.
+//! - `bucket`: the token bucket ([`bucket::Rate`], [`bucket::Bucket`]) on tokio's clock;
+//! - `guests`: [`GuestLimits`], guests created per client address (no user to key them on).
 //!
 //! [`UserLimits`] holds, per user id, one bucket per [`Limit`] that refills (messages, joins,
 //! direct messages, room creations) and the count of the user's open connections, in one
@@ -21,6 +22,9 @@
 //! the tests pause.
 
 pub(crate) mod bucket;
+mod guests;
+
+pub(crate) use self::guests::GuestLimits;
 
 use std::{
     collections::HashMap,
@@ -48,6 +52,9 @@ pub enum Limit {
     RoomCreations,
     /// Open WebSockets: [`ChatConfig::max_connections_per_user`].
     Connections,
+    /// Guests created from one client address (`POST /guests`):
+    /// [`ChatConfig::guests_per_minute`]. Per address, not per user.
+    Guests,
 }
 
 impl std::fmt::Display for Limit {
@@ -58,6 +65,7 @@ impl std::fmt::Display for Limit {
             Self::Directs => "direct messages",
             Self::RoomCreations => "room creations",
             Self::Connections => "open connections",
+            Self::Guests => "guests from one address",
         })
     }
 }

@@ -146,3 +146,31 @@ fn an_entry_is_32_bytes_and_a_permit_16() {
     assert_eq!(std::mem::size_of::<Entry>(), 32);
     assert_eq!(std::mem::size_of::<ConnectionPermit>(), 16);
 }
+
+#[tokio::test(start_paused = true)]
+async fn guests_are_limited_per_address_an_ipv6_client_by_its_64_and_idle_addresses_swept() {
+    let guests = GuestLimits::new(ChatConfig::default().guests_per_minute);
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let passes =
+        |address: &str, n: usize| (0..n).filter(|_| guests.check(ip(address)).is_ok()).count();
+    // The documented default: 30 at once, then one every 2 s.
+    assert_eq!(passes("198.51.100.1", 40), 30);
+    let Err(Error::RateLimited { limit, retry_after }) = guests.check(ip("198.51.100.1")) else {
+        panic!("not limited");
+    };
+    assert_eq!(limit, Limit::Guests);
+    assert!(retry_after <= Duration::from_secs(2), "{retry_after:?}");
+    // Another address has its own; an IPv4-mapped IPv6 one is the IPv4 one.
+    assert_eq!(passes("198.51.100.2", 1), 1);
+    assert_eq!(passes("::ffff:198.51.100.1", 1), 0);
+    // An IPv6 client counts by its /64.
+    assert_eq!(passes("2001:db8::1", 20) + passes("2001:db8::2:3", 20), 30);
+    assert_eq!(passes("2001:db8:0:1::1", 1), 1);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(passes("198.51.100.1", 5), 1);
+    // A minute later every bucket is full again: the next sweep drops them all but the one
+    // that checks.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert_eq!(passes("203.0.113.1", 1), 1);
+    assert_eq!(guests.len(), 1);
+}

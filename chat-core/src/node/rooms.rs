@@ -396,6 +396,18 @@ impl Chat {
         }
     }
 
+    /// Lets a client at `address` create one more guest, within
+    /// [`ChatConfig::guests_per_minute`](crate::ChatConfig::guests_per_minute) for its address
+    /// (an IPv6 one by its /64 prefix). The caller (the HTTP layer) says which address that
+    /// is; clients it cannot tell apart share one address, and so one limit.
+    ///
+    /// # Errors
+    /// [`Error::RateLimited`] ([`Limit::Guests`](crate::Limit::Guests)) with how long to
+    /// wait.
+    pub fn admit_guest(&self, address: std::net::IpAddr) -> Result<(), Error> {
+        self.guest_limits().check(address)
+    }
+
     /// Records that `user` exists (so that direct messages to it tell "offline" from
     /// "unknown").
     ///

@@ -18,10 +18,14 @@ async fn main() -> std::io::Result<()> {
     let (app, chat) = app::app();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            chat.shutdown().await;
-        })
-        .await
+    // With each request's peer address: the chat's per-address guest limit reads it.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        chat.shutdown().await;
+    })
+    .await
 }

@@ -91,6 +91,15 @@ pub(crate) struct JoinLimit;
 
 impl IntoResponses for JoinLimit {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        rate_limited("Over the caller's join rate (`rate_limited`; default 10 a second, burst 20, shared with the WebSocket `join`)")
+        rate_limited("Over the caller's join rate (`rate_limited`; default 10 a second, burst 20, shared with the WebSocket `join`), or for a v1 guest join, its address's guest creations (default 30 a minute)")
+    }
+}
+
+/// 429 on `POST /guests`: guests created from the client's address.
+pub(crate) struct GuestLimit;
+
+impl IntoResponses for GuestLimit {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        rate_limited("Too many guests created from the client's address (`rate_limited`; default 30 a minute; an IPv6 client by its /64)")
     }
 }

@@ -1,8 +1,13 @@
 //! Guest mode: a display name gets a user id and a token (`POST /guests`).
 
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    sync::atomic::{AtomicBool, Ordering},
+};
+
 use axum::{
     extract::{Request, State},
-    http::StatusCode,
+    http::{request::Parts, StatusCode},
     response::{IntoResponse, Response},
     Json,
 };
@@ -15,8 +20,9 @@ use super::{
     TAG,
 };
 use crate::{
+    client_addr::{client_address, ClientAddress},
     error::{ChatRejection, Problem},
-    openapi::problems::{BackendDown, BodyRejected},
+    openapi::problems::{BackendDown, BodyRejected, GuestLimit},
     state::ChatState,
 };
 
@@ -58,6 +64,28 @@ pub(crate) fn new_guest(state: &ChatState, name: String) -> (Caller, String, i64
     (caller, token, exp)
 }
 
+/// Takes one guest creation from the per-address limit of the client `parts` came from
+/// (`ChatConfig::guests_per_minute`; see `client_addr` for which address that is). A local
+/// process that no proxy forwarded is not limited.
+pub(crate) fn admit_guest(state: &ChatState, parts: &Parts) -> Result<(), ChatRejection> {
+    let address = match client_address(parts, &state.inner.proxies) {
+        ClientAddress::Remote(address) => address,
+        ClientAddress::Local => return Ok(()),
+        ClientAddress::Unknown => {
+            static WARNED: AtomicBool = AtomicBool::new(false);
+            if !WARNED.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "a guest from an unknown address: all such guests share one limit \
+                     (serve with chat_tower::serve or axum's ConnectInfo, and name the proxies \
+                     in front with ChatBuilder::trusted_proxies)"
+                );
+            }
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        }
+    };
+    Ok(state.chat().admit_guest(address)?)
+}
+
 /// Become a guest: a display name gets a new user id and a token (guest mode only: 404
 /// where the host identifies users itself).
 #[utoipa::path(post, path = "/guests", tag = TAG, operation_id = "createGuest",
@@ -67,6 +95,7 @@ pub(crate) fn new_guest(state: &ChatState, name: String) -> (Caller, String, i64
         BodyRejected,
         (status = 404, description = "Guest mode is off", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The name is not 1 to 32 characters, or holds control, format or private-use characters", body = Problem, content_type = "application/problem+json"),
+        GuestLimit,
         BackendDown,
     ),
     security(()))]
@@ -77,8 +106,9 @@ pub(crate) async fn create_guest(
     if !state.inner.guests {
         return Err(ChatRejection::NotFound("guest mode is off".into()));
     }
-    let (_, body): (_, GuestRequest) = json_request(request).await?;
+    let (parts, body): (_, GuestRequest) = json_request(request).await?;
     let name = check_name("name", &body.name, USER_NAME_MAX)?;
+    admit_guest(&state, &parts)?;
     let (caller, token, exp) = new_guest(&state, name);
     state.chat().remember(&caller.user).await?;
     let response = GuestResponse {

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::{
     body::{check_name, json_request},
-    guests::{new_guest, USER_NAME_MAX},
+    guests::{admit_guest, new_guest, USER_NAME_MAX},
     mount_prefix, TAG,
 };
 use crate::{
@@ -87,8 +87,9 @@ pub(crate) async fn join_room(
         }
         None => match body.user.as_deref().filter(|_| state.inner.guests) {
             Some(name) => {
-                let (caller, token, _) =
-                    new_guest(&state, check_name("user", name, USER_NAME_MAX)?);
+                let name = check_name("user", name, USER_NAME_MAX)?;
+                admit_guest(&state, &parts)?;
+                let (caller, token, _) = new_guest(&state, name);
                 (caller, token)
             }
             None => {
