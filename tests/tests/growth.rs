@@ -599,3 +599,58 @@ async fn a_user_not_seen_for_the_room_ttl_is_forgotten_on_redis_and_in_memory() 
         alice.barrier(&room).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_who_shared_only_a_room_that_expired_may_not_message_each_other() {
+    let ttl = Duration::from_secs(2);
+    let redis = RedisServer::start().await;
+    let on_redis = redis_instance(
+        &redis,
+        RedisConfig {
+            room_ttl: ttl,
+            ..RedisConfig::default()
+        },
+    )
+    .await;
+    let cluster = MemoryCluster::with_config(MemoryConfig {
+        room_ttl: ttl,
+        ..MemoryConfig::default()
+    });
+    let in_memory = Server::start(ChatBuilder::new().backend(cluster.node())).await;
+    let mut conn = redis.conn().await;
+
+    for server in [&on_redis, &in_memory] {
+        let room = server.api.create_room("once").await;
+        let a = server.api.join_room(&room, "alice").await;
+        let b = server.api.join_room(&room, "bob").await;
+        // Both online, in no room: nothing keeps the room alive.
+        let mut alice = Client::connect(server.addr, a["websocketUrl"].as_str().unwrap()).await;
+        let mut bob = Client::connect(server.addr, b["websocketUrl"].as_str().unwrap()).await;
+        let joined = Instant::now();
+        // Members of one room: the default policy lets them message each other.
+        alice
+            .send(json!({"type": "direct", "to": b["user"]["id"], "body": "hi"}))
+            .await;
+        alice.expect("ack").await;
+        assert_eq!(bob.expect("direct").await["body"], "hi");
+
+        while joined.elapsed() < ttl + Duration::from_millis(300) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The room expired: they share nothing any more.
+        direct_refused(&mut alice, &b["user"], "forbidden").await;
+        direct_refused(&mut bob, &a["user"], "forbidden").await;
+        if std::ptr::eq(server, &on_redis) {
+            // The expired room's entry left both users' indexes on the way.
+            for user in [&a["user"], &b["user"]] {
+                let index = format!("roomcast:user:{{{}}}:rooms", user["id"].as_str().unwrap());
+                let left: usize = redis::cmd("ZCARD")
+                    .arg(&index)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                assert_eq!(left, 0, "{index}");
+            }
+        }
+    }
+}

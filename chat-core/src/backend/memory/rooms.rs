@@ -275,19 +275,33 @@ impl RoomStore for MemoryNode {
     }
 
     fn share_a_room<'a>(&'a self, a: &'a UserId, b: &'a UserId) -> Reply<'a, bool> {
-        let rooms = lock(&self.cluster.rooms);
-        let shared = match (rooms.memberships.get(a), rooms.memberships.get(b)) {
-            (Some(a), Some(b)) => {
-                // Look the smaller side up in the larger: O(the smaller side).
-                let (small, large) = if a.rooms.len() <= b.rooms.len() {
-                    (a, b)
-                } else {
-                    (b, a)
-                };
-                small.rooms.iter().any(|r| large.rooms.contains(r))
+        let common: Vec<RoomId> = {
+            let rooms = lock(&self.cluster.rooms);
+            match (rooms.memberships.get(a), rooms.memberships.get(b)) {
+                (Some(a), Some(b)) => {
+                    // Look the smaller side up in the larger: O(the smaller side).
+                    let (small, large) = if a.rooms.len() <= b.rooms.len() {
+                        (a, b)
+                    } else {
+                        (b, a)
+                    };
+                    small
+                        .rooms
+                        .iter()
+                        .filter(|r| large.rooms.contains(*r))
+                        .cloned()
+                        .collect()
+                }
+                _ => Vec::new(),
             }
-            _ => false,
         };
+        // As `get` does: a common room that is idle past its TTL is deleted now rather than
+        // at the next sweep, so an expired room never lets its former members keep messaging
+        // each other. The first one still there answers.
+        let shared = common.iter().any(|room| {
+            self.expire_if_idle(room);
+            lock(&self.cluster.rooms).rooms.contains_key(room)
+        });
         ready(Ok(shared))
     }
 

@@ -44,7 +44,7 @@
 //!
 //! Multi-slot today (Redis Cluster is a later step): `create_room.lua` (the room and
 //! `P:rooms:public`), `add_member.lua` (the room and the user's keys),
-//! `remove_member.lua` (the room and the user's keys), `share_a_room` (`ZINTERCARD` over two
+//! `remove_member.lua` (the room and the user's keys), `share_a_room` (`ZINTER` over two
 //! users' keys), the room scripts that write `P:node:{N}:rooms`, and `sync.lua` (which also
 //! reads `P:nodes` and, only to recount a user whose count was lost, every node's
 //! `:conns:<N>` of the room).

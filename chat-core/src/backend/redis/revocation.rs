@@ -1,6 +1,8 @@
 //! A user's access, as the host ends it: the token revocation record `P:user:{U}:revoked`
 //! (up to when, in Unix ms, the user's tokens are void; it expires with the tokens it voids),
-//! and the user's rooms read in batches from `P:user:{U}:rooms` to end their memberships.
+//! and the user's rooms read from `P:user:{U}:rooms`: in batches to end their memberships,
+//! and the two users' common ones to tell whether they share a room (the default policy for
+//! direct messages), entries of expired rooms dropped as either meets them.
 
 use std::time::Duration;
 
@@ -12,6 +14,9 @@ use crate::{
     error::BackendError,
     protocol::{RoomId, UserId},
 };
+
+/// Common rooms of two users checked for existence per round trip.
+const SHARED_ROOMS_CHECKED: usize = 16;
 
 impl RedisNode {
     /// Up to `limit` of the user's rooms: the first entries of their sort keys. Entries of
@@ -48,6 +53,53 @@ impl RedisNode {
                 .await
                 .map_err(BackendError::redis)?;
         }
+    }
+
+    /// Whether `a` and `b` are members of a common room that still exists. A user's `:rooms`
+    /// index keeps an expired room's entry until something meets it: the common rooms are
+    /// checked, a few at a time, until one exists, and the expired ones met are dropped from
+    /// both users' indexes, so an idle room that expired never lets its former members keep
+    /// messaging each other. One `ZINTER` (bounded by the smaller membership) and one
+    /// pipelined check per few common rooms; only for a direct message under the default
+    /// policy.
+    pub(super) async fn share_a_live_room(
+        &self,
+        a: &UserId,
+        b: &UserId,
+    ) -> Result<bool, BackendError> {
+        let keys = &self.shared.keys;
+        let mut conn = self.conn();
+        let common: Vec<String> = redis::cmd("ZINTER")
+            .arg(2)
+            .arg(keys.user_key(a, "rooms"))
+            .arg(keys.user_key(b, "rooms"))
+            .query_async(&mut conn)
+            .await
+            .map_err(BackendError::redis)?;
+        for chunk in common.chunks(SHARED_ROOMS_CHECKED) {
+            let rooms: Vec<(String, RoomId)> = chunk
+                .iter()
+                .filter_map(|key| paging::room_of_key(key).map(|room| (key.clone(), room)))
+                .collect();
+            let ghosts = self.ghosts(&rooms).await?;
+            if !ghosts.is_empty() {
+                let mut pipe = redis::pipe();
+                for user in [a, b] {
+                    pipe.zrem(keys.user_key(user, "rooms"), &ghosts)
+                        .ignore()
+                        .zrem(keys.user_key(user, "private"), &ghosts)
+                        .ignore();
+                }
+                let () = pipe
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(BackendError::redis)?;
+            }
+            if ghosts.len() < rooms.len() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The sort keys of those rooms that no longer exist (expired).

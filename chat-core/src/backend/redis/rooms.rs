@@ -197,22 +197,7 @@ impl RoomStore for RedisNode {
     }
 
     fn share_a_room<'a>(&'a self, a: &'a UserId, b: &'a UserId) -> Reply<'a, bool> {
-        // One command, in Redis: ZINTERCARD walks the smaller of the two users' rooms, looks
-        // each up in the other, and stops at the first common one (LIMIT 1). Nothing is
-        // loaded into the app; the work is bounded by the smaller membership.
-        Box::pin(async move {
-            let keys = &self.shared.keys;
-            let common: i64 = redis::cmd("ZINTERCARD")
-                .arg(2)
-                .arg(keys.user_key(a, "rooms"))
-                .arg(keys.user_key(b, "rooms"))
-                .arg("LIMIT")
-                .arg(1)
-                .query_async(&mut self.conn())
-                .await
-                .map_err(BackendError::redis)?;
-            Ok(common > 0)
-        })
+        Box::pin(self.share_a_live_room(a, b))
     }
 
     fn remember_user<'a>(&'a self, user: &'a User) -> Reply<'a, ()> {
