@@ -8,10 +8,12 @@
 -- returned. Checked here, in the step that appends, so that a retry after a timed-out call
 -- that ran all the same finds the first copy.
 -- `sent` holds "<id> <ts>" (ids hold no space).
--- KEYS: stream, then the room's info, members, order, online, this node's connections in the
--- room, then sent (optional). ARGV: maxlen, rest, channel, head (envelope header and the frame
--- up to the id), after_id, TTL in ms, min id, ts, window in ms (with `sent`).
-local sent = KEYS[7]
+-- KEYS: stream, then (only with the upkeep: ARGV[6] not '0') the room's info, members, order,
+-- online, this node's connections in the room, then sent (optional). ARGV: maxlen, rest,
+-- channel, head (envelope header and the frame up to the id), after_id, TTL in ms (or '0'),
+-- min id, ts, window in ms (with `sent`).
+local upkeep = ARGV[6] ~= '0'
+local sent = KEYS[upkeep and 7 or 2]
 if sent then
   local first = redis.call('GET', sent)
   if first then
@@ -20,7 +22,7 @@ if sent then
   end
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'r', ARGV[2])
-if ARGV[6] ~= '0' then
+if upkeep then
   redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[7])
   for i = 1, 6 do redis.call('PEXPIRE', KEYS[i], ARGV[6]) end
 end
