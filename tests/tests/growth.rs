@@ -505,6 +505,17 @@ async fn a_reap_after_a_long_outage_of_every_instance_leaves_nobody_online() {
     drop(bob);
 }
 
+/// One instance on `redis` with `config`, and one in memory with the same room TTL (the time
+/// after which idle rooms and unseen users are gone).
+async fn expiring(redis: &RedisServer, config: RedisConfig) -> (Server, Server) {
+    let cluster = MemoryCluster::with_config(MemoryConfig {
+        room_ttl: config.room_ttl,
+        ..MemoryConfig::default()
+    });
+    let in_memory = Server::start(ChatBuilder::new().backend(cluster.node())).await;
+    (redis_instance(redis, config).await, in_memory)
+}
+
 /// A direct message from `from` to `to` answered with the error `code`.
 async fn direct_refused(from: &mut Client, to: &Value, code: &str) {
     from.send(json!({"type": "direct", "to": to["id"], "body": "there?"}))
@@ -516,7 +527,7 @@ async fn direct_refused(from: &mut Client, to: &Value, code: &str) {
 async fn a_user_not_seen_for_the_room_ttl_is_forgotten_on_redis_and_in_memory() {
     let ttl = Duration::from_secs(2);
     let redis = RedisServer::start().await;
-    let on_redis = redis_instance(
+    let (on_redis, in_memory) = expiring(
         &redis,
         RedisConfig {
             room_ttl: ttl,
@@ -525,11 +536,6 @@ async fn a_user_not_seen_for_the_room_ttl_is_forgotten_on_redis_and_in_memory() 
         },
     )
     .await;
-    let cluster = MemoryCluster::with_config(MemoryConfig {
-        room_ttl: ttl,
-        ..MemoryConfig::default()
-    });
-    let in_memory = Server::start(ChatBuilder::new().backend(cluster.node())).await;
     let mut conn = redis.conn().await;
 
     for server in [&on_redis, &in_memory] {
@@ -604,7 +610,7 @@ async fn a_user_not_seen_for_the_room_ttl_is_forgotten_on_redis_and_in_memory() 
 async fn users_who_shared_only_a_room_that_expired_may_not_message_each_other() {
     let ttl = Duration::from_secs(2);
     let redis = RedisServer::start().await;
-    let on_redis = redis_instance(
+    let (on_redis, in_memory) = expiring(
         &redis,
         RedisConfig {
             room_ttl: ttl,
@@ -612,11 +618,6 @@ async fn users_who_shared_only_a_room_that_expired_may_not_message_each_other() 
         },
     )
     .await;
-    let cluster = MemoryCluster::with_config(MemoryConfig {
-        room_ttl: ttl,
-        ..MemoryConfig::default()
-    });
-    let in_memory = Server::start(ChatBuilder::new().backend(cluster.node())).await;
     let mut conn = redis.conn().await;
 
     for server in [&on_redis, &in_memory] {
