@@ -138,26 +138,33 @@ impl Broker for RedisNode {
         Box::pin(async move {
             let keys = &self.shared.keys;
             let payload = envelope::payload(envelope.origin, &envelope.frame);
-            let mut script = self.shared.scripts.direct.prepare_invoke();
-            script
-                .arg(keys.channel(&envelope.topic))
-                .arg(
-                    copy_to
-                        .as_ref()
-                        .map(|copy| keys.channel(&copy.topic))
-                        .unwrap_or_default(),
-                )
+            let script = &self.shared.scripts.direct;
+            // Built straight into the command, as for room messages (`RedisNode::eval`): the
+            // sent key (with a `clientMsgId`), then the channels, the payload and the flags.
+            let sent = dedup.map(|d| (d, keys.direct_sent(d.from, d.to, &d.dedup.client_msg_id)));
+            let copy_channel = copy_to
+                .as_ref()
+                .map(|copy| keys.channel(&copy.topic))
+                .unwrap_or_default();
+            let channel = keys.channel(&envelope.topic);
+            let bytes = sent.as_ref().map_or(0, |(_, key)| key.len())
+                + channel.len()
+                + copy_channel.len()
+                + payload.len()
+                + 96;
+            let mut cmd = evalsha(script, usize::from(sent.is_some()), 7, bytes);
+            if let Some((_, key)) = &sent {
+                cmd.arg(key);
+            }
+            cmd.arg(channel)
+                .arg(copy_channel)
                 .arg(payload)
                 .arg(u8::from(copy_to.is_some_and(|copy| copy.here)));
-            if let Some(d) = dedup {
-                script
-                    .key(keys.direct_sent(d.from, d.to, &d.dedup.client_msg_id))
-                    .arg(d.id.as_str())
-                    .arg(d.ts)
-                    .arg(window_ms(d.dedup));
+            if let Some((d, _)) = sent {
+                cmd.arg(d.id.as_str()).arg(d.ts).arg(window_ms(d.dedup));
             }
             // -1: a duplicate, with the first one's id and ts.
-            let (reached, id, ts): (i64, String, i64) = self.invoke(&script).await?;
+            let (reached, id, ts): (i64, String, i64) = self.eval(script, &cmd).await?;
             Ok(match usize::try_from(reached) {
                 Ok(reached) => DirectSent::Published(reached),
                 Err(_) => DirectSent::Duplicate {
