@@ -81,23 +81,24 @@ pub(crate) fn client_address(parts: &Parts, trusted: &TrustedProxies) -> ClientA
         return ClientAddress::Remote(peer);
     }
     // Rightmost first: every header line in order, each line's entries in order, reversed.
-    let forwarded: Vec<&str> = parts
-        .headers
-        .get_all("x-forwarded-for")
+    // Raw bytes: a line with a byte that is not visible ASCII is not skipped (a client's own
+    // entry in it would hide the one the proxy appended), its entries are read one by one.
+    let lines = parts.headers.get_all("x-forwarded-for");
+    let forwarded = lines.iter().count() > 0;
+    let entries: Vec<&[u8]> = lines
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
+        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
         .collect();
-    for entry in forwarded.iter().rev() {
-        match parse_entry(entry) {
+    for entry in entries.iter().rev() {
+        match std::str::from_utf8(entry).ok().and_then(parse_entry) {
             Some(address) if trusted.trusts(address) => continue,
             Some(address) => return ClientAddress::Remote(address),
             // Unreadable: the proxy chain cannot be followed past it.
             None => return ClientAddress::Unknown,
         }
     }
-    if forwarded.is_empty() && peer.is_loopback() {
+    if !forwarded && peer.is_loopback() {
         ClientAddress::Local
     } else {
         // A trusted proxy (or a chain of them) that named nobody else.
@@ -220,6 +221,23 @@ mod tests {
         );
         assert_eq!(
             client_address(&parts("127.0.0.1:1", &["not-an-ip"]), &trusted),
+            ClientAddress::Unknown
+        );
+        // A client's own entry with a byte that is not visible ASCII does not hide what the
+        // proxy appended on the same line, nor make the request the host's own.
+        let mut p = parts("127.0.0.1:1", &[]);
+        p.headers.insert(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"\xff, 198.51.100.1").unwrap(),
+        );
+        assert_eq!(client_address(&p, &trusted), ip("198.51.100.1"));
+        p.headers.insert(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"\xff").unwrap(),
+        );
+        assert_eq!(client_address(&p, &trusted), ClientAddress::Unknown);
+        assert_eq!(
+            client_address(&parts("127.0.0.1:1", &[""]), &trusted),
             ClientAddress::Unknown
         );
     }

@@ -18,6 +18,10 @@ use crate::{
 /// Common rooms of two users checked for existence per round trip.
 const SHARED_ROOMS_CHECKED: usize = 16;
 
+/// The most rooms the smaller of two users' indexes may hold for their common rooms to be
+/// read and checked one by one (see [`RedisNode::share_a_live_room`]).
+const SHARED_ROOMS_READ: usize = 1_000;
+
 impl RedisNode {
     /// Up to `limit` of the user's rooms: the first entries of their sort keys. Entries of
     /// rooms that expired (`RedisConfig::room_ttl`) are removed from the user's index on the
@@ -56,23 +60,45 @@ impl RedisNode {
     }
 
     /// Whether `a` and `b` are members of a common room that still exists. A user's `:rooms`
-    /// index keeps an expired room's entry until something meets it: the common rooms are
-    /// checked, a few at a time, until one exists, and the expired ones met are dropped from
-    /// both users' indexes, so an idle room that expired never lets its former members keep
-    /// messaging each other. One `ZINTER` (bounded by the smaller membership) and one
-    /// pipelined check per few common rooms; only for a direct message under the default
-    /// policy.
+    /// index keeps an expired room's entry until something meets it, so the common entries
+    /// are checked, a few at a time, until one's room exists, and the expired ones met are
+    /// dropped from both users' indexes: an idle room that expired does not let its former
+    /// members keep messaging each other. Only for a direct message under the default policy.
+    ///
+    /// Bounded work: one round trip answers "nothing in common" (`ZINTERCARD … LIMIT 1`) and
+    /// reads the sizes; the common entries are read (`ZINTER`) only while the smaller index
+    /// holds at most [`SHARED_ROOMS_READ`] entries. Past that (a user in thousands of rooms),
+    /// a common entry is taken as a shared room without the check, as before it.
     pub(super) async fn share_a_live_room(
         &self,
         a: &UserId,
         b: &UserId,
     ) -> Result<bool, BackendError> {
         let keys = &self.shared.keys;
+        let (rooms_a, rooms_b) = (keys.user_key(a, "rooms"), keys.user_key(b, "rooms"));
         let mut conn = self.conn();
+        let (any, size_a, size_b): (usize, usize, usize) = redis::pipe()
+            .cmd("ZINTERCARD")
+            .arg(2)
+            .arg(&rooms_a)
+            .arg(&rooms_b)
+            .arg("LIMIT")
+            .arg(1)
+            .zcard(&rooms_a)
+            .zcard(&rooms_b)
+            .query_async(&mut conn)
+            .await
+            .map_err(BackendError::redis)?;
+        if any == 0 {
+            return Ok(false);
+        }
+        if size_a.min(size_b) > SHARED_ROOMS_READ {
+            return Ok(true);
+        }
         let common: Vec<String> = redis::cmd("ZINTER")
             .arg(2)
-            .arg(keys.user_key(a, "rooms"))
-            .arg(keys.user_key(b, "rooms"))
+            .arg(&rooms_a)
+            .arg(&rooms_b)
             .query_async(&mut conn)
             .await
             .map_err(BackendError::redis)?;

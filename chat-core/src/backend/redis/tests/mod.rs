@@ -601,3 +601,52 @@ async fn a_node_reaped_while_alive_announces_back_the_users_the_reap_announced_g
         .unwrap();
     assert_eq!(held.as_deref(), Some("ann"));
 }
+
+#[tokio::test]
+async fn share_a_room_skips_expired_rooms_within_its_bound() {
+    let (redis, backend) = fresh().await;
+    let (ann, bob) = (User::new("ann", "Ann"), User::new("bob", "Bob"));
+    for id in ["gone", "live"] {
+        let room = RoomId::new(id);
+        public_room(&backend, &room).await;
+        for user in [&ann, &bob] {
+            backend.rooms.add_member(&room, user).await.unwrap();
+        }
+    }
+    let share = || backend.rooms.share_a_room(&ann.id, &bob.id);
+    let mut conn = redis.conn().await;
+    let expire = |id: &'static str| {
+        let mut conn = conn.clone();
+        async move {
+            for what in ["info", "members", "order"] {
+                let _: i64 = conn
+                    .del(format!("roomcast:room:{{{id}}}:{what}"))
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    expire("gone").await;
+    assert!(share().await.unwrap(), "the live room is shared");
+    expire("live").await;
+    assert!(!share().await.unwrap(), "expired rooms are not");
+    for user in ["ann", "bob"] {
+        let left: usize = conn
+            .zcard(format!("roomcast:user:{{{user}}}:rooms"))
+            .await
+            .unwrap();
+        assert_eq!(left, 0, "{user}'s index dropped them");
+    }
+    // Past the bound (both in more rooms than are read one by one), a common entry counts
+    // without the check: the work stays bounded.
+    let entries: Vec<(i64, String)> = (0..1_001)
+        .map(|i| (0, format!("00000000000001700000|filler-{i:04}")))
+        .collect();
+    for user in ["ann", "bob"] {
+        let _: usize = conn
+            .zadd_multiple(format!("roomcast:user:{{{user}}}:rooms"), &entries)
+            .await
+            .unwrap();
+    }
+    assert!(share().await.unwrap());
+}
