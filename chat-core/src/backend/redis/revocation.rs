@@ -39,23 +39,12 @@ impl RedisNode {
                 .zrange(&index, 0, last)
                 .await
                 .map_err(BackendError::redis)?;
-            let rooms: Vec<(String, RoomId)> = keys
-                .into_iter()
-                .filter_map(|k| paging::room_of_key(&k).map(|r| (k, r)))
-                .collect();
+            let rooms = with_rooms(keys);
             let ghosts = self.ghosts(&rooms).await?;
             if ghosts.is_empty() {
                 return Ok(rooms.into_iter().map(|(_, r)| r).collect());
             }
-            let mut pipe = redis::pipe();
-            pipe.zrem(&index, &ghosts)
-                .ignore()
-                .zrem(self.shared.keys.user_key(user, "private"), &ghosts)
-                .ignore();
-            let () = pipe
-                .query_async(&mut conn)
-                .await
-                .map_err(BackendError::redis)?;
+            self.drop_ghosts(&[user], &ghosts).await?;
         }
     }
 
@@ -103,29 +92,32 @@ impl RedisNode {
             .await
             .map_err(BackendError::redis)?;
         for chunk in common.chunks(SHARED_ROOMS_CHECKED) {
-            let rooms: Vec<(String, RoomId)> = chunk
-                .iter()
-                .filter_map(|key| paging::room_of_key(key).map(|room| (key.clone(), room)))
-                .collect();
+            let rooms = with_rooms(chunk.iter().cloned());
             let ghosts = self.ghosts(&rooms).await?;
             if !ghosts.is_empty() {
-                let mut pipe = redis::pipe();
-                for user in [a, b] {
-                    pipe.zrem(keys.user_key(user, "rooms"), &ghosts)
-                        .ignore()
-                        .zrem(keys.user_key(user, "private"), &ghosts)
-                        .ignore();
-                }
-                let () = pipe
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(BackendError::redis)?;
+                self.drop_ghosts(&[a, b], &ghosts).await?;
             }
             if ghosts.len() < rooms.len() {
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+
+    /// Drops `ghosts` (sort keys of expired rooms) from `users`' `:rooms` and `:private`
+    /// indexes, in one round trip.
+    async fn drop_ghosts(&self, users: &[&UserId], ghosts: &[String]) -> Result<(), BackendError> {
+        let keys = &self.shared.keys;
+        let mut pipe = redis::pipe();
+        for user in users {
+            pipe.zrem(keys.user_key(user, "rooms"), ghosts)
+                .ignore()
+                .zrem(keys.user_key(user, "private"), ghosts)
+                .ignore();
+        }
+        pipe.query_async(&mut self.conn())
+            .await
+            .map_err(BackendError::redis)
     }
 
     /// The sort keys of those rooms that no longer exist (expired).
@@ -181,4 +173,11 @@ impl RedisNode {
             .await
             .map_err(BackendError::redis)
     }
+}
+
+/// Each sort key with its room (strings that are not sort keys are skipped).
+fn with_rooms(keys: impl IntoIterator<Item = String>) -> Vec<(String, RoomId)> {
+    keys.into_iter()
+        .filter_map(|key| paging::room_of_key(&key).map(|room| (key, room)))
+        .collect()
 }
