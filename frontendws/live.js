@@ -144,11 +144,12 @@ function onAck(frame) {
   const entry = frame.clientMsgId && state.pending.get(frame.clientMsgId);
   if (!entry) return;
   state.pending.delete(frame.clientMsgId);
-  confirmItem(entry.conv, entry.item, frame.id, frame.ts);
+  confirmItem(entry.conv, entry.item, frame.id, frame.ts, frame.held === true);
 }
 
 const ERROR_TEXT = {
   recipient_offline: 'they are not online right now',
+  inbox_full: 'they are offline with too many messages waiting; try again later',
   rate_limited: 'too many messages at once; wait a moment',
   body_too_large: `longer than ${MAX_BODY} characters`,
   empty_body: 'the message is empty',

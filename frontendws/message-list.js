@@ -10,6 +10,7 @@ const STATUS_TEXT = {
   queued: 'waiting for connection…',
   pending: 'sending…',
   sent: '✓ sent',
+  held: '✓ sent (they are offline)',
   unconfirmed: 'checking…',
   failed: 'not sent',
 };
@@ -77,7 +78,8 @@ export function updateStatus(item, li = item.el) {
   li.dataset.status = item.status;
   const status = li.querySelector('.status');
   status.textContent = STATUS_TEXT[item.status] || item.status;
-  status.title = item.status === 'sent' ? 'Delivered to the server' : '';
+  status.title = item.status === 'sent' ? 'Delivered to the server'
+    : item.status === 'held' ? 'Kept by the server: they get it when they are back online' : '';
   const failure = li.querySelector('.failure');
   failure.replaceChildren();
   if (item.status === 'failed') {

@@ -71,12 +71,13 @@ export function retryItem(item) {
   if (canSend(conv)) transmit(conv, item);
 }
 
-export function confirmItem(conv, item, id, ts) {
+// `held`: a private message whose recipient is offline; the server keeps it for them.
+export function confirmItem(conv, item, id, ts, held = false) {
   const dup = conv.ids.get(id);
   if (dup && dup !== item) removeItem(conv, dup); // history raced the ack
   item.id = id;
   if (ts) item.ts = ts;
-  item.status = 'sent';
+  item.status = held ? 'held' : 'sent';
   item.error = null;
   conv.ids.set(id, item);
   updateStatus(item);

@@ -78,6 +78,17 @@ pub struct ChatConfig {
     /// Per user: direct messages in a burst above [`Self::user_directs_per_second`].
     /// Default 20.
     pub user_directs_burst: u32,
+    /// Direct messages kept for a recipient who is not connected anywhere: the sender gets an
+    /// `ack` with `held: true`, the sender's other connections their copy, and the recipient
+    /// every held message (as `direct` frames, oldest first) when a connection of theirs
+    /// opens. Past this many waiting for one recipient, a direct message to them is refused
+    /// with `inbox_full` (nothing held is dropped to make room). At most half of
+    /// [`Self::outgoing_queue`] (all of them are queued at once for the connection that opens).
+    /// `0` keeps nothing: such a message is refused with `recipient_offline`. Default 200.
+    pub held_directs_per_user: usize,
+    /// How long a held direct message waits for its recipient; one older than this is not
+    /// delivered. Default 7 days (how long a user who does not come back stays known).
+    pub held_direct_max_age: Duration,
     /// Per user, on this node: rooms a user may create a minute (a bucket of that many,
     /// refilled evenly over the minute); over it `POST /create-room` is a 429 with
     /// `Retry-After`. Default 10.
@@ -132,6 +143,14 @@ pub struct ChatConfig {
     pub drain_timeout: Duration,
 }
 
+impl ChatConfig {
+    /// Direct messages held per recipient: [`Self::held_directs_per_user`], at most half the
+    /// outgoing queue, so that releasing them all to a new connection cannot overflow it.
+    pub(crate) fn held_directs(&self) -> usize {
+        self.held_directs_per_user.min(self.outgoing_queue / 2)
+    }
+}
+
 impl Default for ChatConfig {
     fn default() -> Self {
         Self {
@@ -153,6 +172,8 @@ impl Default for ChatConfig {
             join_replay_per_token: 50,
             user_directs_per_second: 10,
             user_directs_burst: 20,
+            held_directs_per_user: 200,
+            held_direct_max_age: Duration::from_secs(7 * 24 * 3600),
             user_rooms_per_minute: 10,
             guests_per_minute: 30,
             max_connections_per_user: 32,

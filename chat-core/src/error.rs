@@ -103,6 +103,10 @@ pub enum Error {
     /// The recipient has no connection anywhere.
     #[error("user {0} is not connected")]
     RecipientOffline(UserId),
+    /// The recipient has no connection anywhere and as many direct messages waiting for them
+    /// as the chat keeps (`ChatConfig::held_directs_per_user`): nothing was sent.
+    #[error("user {0} is not connected and has too many messages waiting")]
+    InboxFull(UserId),
     /// The policy said no.
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -150,6 +154,7 @@ impl Error {
             Self::BodyTooLarge { .. } => ErrorCode::BodyTooLarge,
             Self::RateLimited { .. } => ErrorCode::RateLimited,
             Self::RecipientOffline(_) => ErrorCode::RecipientOffline,
+            Self::InboxFull(_) => ErrorCode::InboxFull,
             Self::Forbidden(_) => ErrorCode::Forbidden,
             Self::Unavailable(_) | Self::ShuttingDown => ErrorCode::Unavailable,
             Self::RoomFull { .. } => ErrorCode::RoomFull,

@@ -21,6 +21,10 @@ use crate::{error::Limit, session::SessionEnd};
 pub(crate) struct Metrics {
     pub(crate) room_messages: Counter,
     pub(crate) direct_messages: Counter,
+    /// Direct messages held for a recipient with no connection (also counted in
+    /// `direct_messages`), and held ones published when the recipient came back.
+    pub(crate) directs_held: Counter,
+    pub(crate) directs_released: Counter,
     pub(crate) deliveries: Counter,
     pub(crate) publish_errors_room: Counter,
     pub(crate) publish_errors_direct: Counter,
@@ -79,6 +83,8 @@ impl Metrics {
         Self {
             room_messages: counter!("roomcast_messages_total", "kind" => "room"),
             direct_messages: counter!("roomcast_messages_total", "kind" => "direct"),
+            directs_held: counter!("roomcast_directs_held_total"),
+            directs_released: counter!("roomcast_directs_released_total"),
             deliveries: counter!("roomcast_deliveries_total"),
             publish_errors_room: counter!("roomcast_publish_errors_total", "kind" => "room"),
             publish_errors_direct: counter!("roomcast_publish_errors_total", "kind" => "direct"),

@@ -114,7 +114,7 @@ pub enum ChatRejection {
     #[error("{0}")]
     NoSuchPath(String),
     /// 409: the request conflicts with the chat's state (`code`: `not_in_room`,
-    /// `recipient_offline`, `room_full`).
+    /// `recipient_offline`, `inbox_full`, `room_full`).
     #[error("{detail}")]
     Conflict {
         /// The contract error code.
@@ -204,6 +204,10 @@ impl From<chat_core::Error> for ChatRejection {
             },
             Error::RecipientOffline(_) => Self::Conflict {
                 code: "recipient_offline",
+                detail,
+            },
+            Error::InboxFull(_) => Self::Conflict {
+                code: "inbox_full",
                 detail,
             },
             Error::RoomFull { .. } => Self::Conflict {

@@ -42,6 +42,11 @@ pub(crate) const FLAGS: &[(&str, &str, &str)] = &[
         "direct messages in a burst per user (default 20)",
     ),
     (
+        "--held-directs-per-user",
+        "HELD_DIRECTS_PER_USER",
+        "direct messages kept for a user who is offline, delivered when they connect (default 200; 0: refused with recipient_offline)",
+    ),
+    (
         "--user-rooms-per-minute",
         "USER_ROOMS_PER_MINUTE",
         "rooms a user may create a minute (default 10)",
@@ -95,13 +100,18 @@ pub(crate) fn usage() -> String {
         .collect()
 }
 
-/// Sets what `flag` names in `config` to `value` (a whole number, at least 1).
+/// Flags for which 0 means "off" rather than a limit nothing passes.
+const ZERO_IS_OFF: &[&str] = &["--held-directs-per-user"];
+
+/// Sets what `flag` names in `config` to `value` (a whole number, at least 1; at least 0 for
+/// [`ZERO_IS_OFF`]).
 pub(crate) fn apply(config: &mut ChatConfig, flag: &str, value: &str) -> anyhow::Result<()> {
+    let least = u32::from(!ZERO_IS_OFF.contains(&flag));
     let n: u32 = value
         .parse()
         .ok()
-        .filter(|n| *n >= 1)
-        .with_context(|| format!("bad {flag} {value} (a whole number, at least 1)"))?;
+        .filter(|n| *n >= least)
+        .with_context(|| format!("bad {flag} {value} (a whole number, at least {least})"))?;
     let size = n as usize;
     match flag {
         "--user-messages-per-second" => config.user_messages_per_second = n,
@@ -111,6 +121,7 @@ pub(crate) fn apply(config: &mut ChatConfig, flag: &str, value: &str) -> anyhow:
         "--join-replay-per-token" => config.join_replay_per_token = size,
         "--user-directs-per-second" => config.user_directs_per_second = n,
         "--user-directs-burst" => config.user_directs_burst = n,
+        "--held-directs-per-user" => config.held_directs_per_user = size,
         "--user-rooms-per-minute" => config.user_rooms_per_minute = n,
         "--guests-per-minute" => config.guests_per_minute = n,
         "--max-connections-per-user" => config.max_connections_per_user = size,

@@ -1,13 +1,19 @@
 //! A broker that can be switched off, to test what users see when the backend is down.
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc,
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
 };
 
 use chat_tower::chat_core::{
-    backend::broker::{Broker, Control, Envelope, NewRoomMessage, NodeId, Topic},
-    protocol::RoomMessage,
+    backend::broker::{
+        Broker, Control, DirectDedup, DirectSent, Envelope, Hold, NewRoomMessage, NodeId,
+        SenderCopy, Topic,
+    },
+    protocol::{RoomMessage, UserId},
     Backend, BackendError, BoxFuture,
 };
 
@@ -67,6 +73,32 @@ impl Broker for FlakyBroker {
         Box::pin(async move {
             self.switch.check()?;
             self.inner.publish_room_message(message).await
+        })
+    }
+
+    fn publish_direct<'a>(
+        &'a self,
+        envelope: Envelope,
+        copy_to: Option<SenderCopy>,
+        dedup: Option<DirectDedup<'a>>,
+        hold: Option<Hold<'a>>,
+    ) -> BoxFuture<'a, Result<DirectSent, BackendError>> {
+        Box::pin(async move {
+            self.switch.check()?;
+            self.inner
+                .publish_direct(envelope, copy_to, dedup, hold)
+                .await
+        })
+    }
+
+    fn release_held<'a>(
+        &'a self,
+        user: &'a UserId,
+        max_age: Duration,
+    ) -> BoxFuture<'a, Result<usize, BackendError>> {
+        Box::pin(async move {
+            self.switch.check()?;
+            self.inner.release_held(user, max_age).await
         })
     }
 

@@ -164,14 +164,35 @@ async fn direct_message_reaches_every_tab_of_both_users() {
 }
 
 #[tokio::test]
-async fn direct_to_someone_offline_or_unknown_is_reported() {
-    let (server, room, mut alice, _, _bob, _) = room_with_two().await;
+async fn direct_to_someone_offline_is_held_for_them_and_to_a_stranger_refused() {
+    let (server, room, mut alice, alice_user, _bob, _) = room_with_two().await;
     let carol = server.api.join_room(&room, "carol").await;
     alice
         .send(json!({"type": "direct", "to": carol["user"]["id"], "body": "there?", "clientMsgId": "c9"}))
         .await;
-    let err = alice.expect_error("recipient_offline").await;
-    assert_eq!(err["clientMsgId"], "c9");
+    let ack = alice.expect("ack").await;
+    assert_eq!(
+        (&ack["clientMsgId"], &ack["held"]),
+        (&json!("c9"), &json!(true))
+    );
+    // Carol's first connection gets it, before anything else, as it was sent.
+    let carol_token = carol["token"].as_str().unwrap();
+    let mut carol_tab = Client::connect(server.addr, &format!("/ws?token={carol_token}")).await;
+    let held = carol_tab.expect("direct").await;
+    assert_eq!(
+        (&held["id"], &held["body"], &held["from"], &held["ts"]),
+        (&ack["id"], &json!("there?"), &alice_user, &ack["ts"])
+    );
+    // Once: her next tab does not get it again, and she is reached live now.
+    let mut carol_again = Client::connect(server.addr, &format!("/ws?token={carol_token}")).await;
+    alice
+        .send(json!({"type": "direct", "to": carol["user"]["id"], "body": "live"}))
+        .await;
+    let ack = alice.expect("ack").await;
+    assert!(ack.get("held").is_none(), "{ack}");
+    for tab in [&mut carol_tab, &mut carol_again] {
+        assert_eq!(tab.expect("direct").await["body"], "live");
+    }
     // Someone who shares no room with alice, or nobody at all: the default policy refuses
     // both alike, so a stranger learns nothing about which ids exist.
     alice

@@ -386,3 +386,65 @@ async fn a_direct_message_is_one_redis_round_trip_and_copies_only_where_a_tab_li
     assert_eq!(bob.expect("direct").await["id"], ack["id"]);
     alice.barrier(&room).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_message_to_someone_offline_is_held_in_redis_and_reaches_them_on_any_instance() {
+    let redis = RedisServer::start().await;
+    let config = chat_tower::chat_core::ChatConfig {
+        held_directs_per_user: 3,
+        ..Default::default()
+    };
+    let a =
+        roomcast_tests::redis_instance_with(&redis, RedisConfig::default(), config.clone()).await;
+    let b = roomcast_tests::redis_instance_with(&redis, RedisConfig::default(), config).await;
+    let room = a.api.create_room("held").await;
+    let alice_join = a.api.join_room(&room, "alice").await;
+    let alice_token = alice_join["token"].as_str().unwrap().to_owned();
+    let mut alice = a.tab(&alice_token, &room).await;
+    let mut alice_on_b = b.tab(&alice_token, &room).await;
+    let bob_join = b.api.join_room(&room, "bob").await;
+    let bob_token = bob_join["token"].as_str().unwrap().to_owned();
+    let dm = |body: &str| json!({"type": "direct", "to": bob_join["user"]["id"], "body": body, "clientMsgId": body});
+
+    // Bob has never connected: held, one script call each; Alice's other tab sees them.
+    redis.reset_stats().await;
+    let mut acks = Vec::new();
+    for body in ["one", "two", "three"] {
+        alice.send(dm(body)).await;
+        let ack = alice.expect("ack").await;
+        assert_eq!(ack["held"], true, "{ack}");
+        assert_eq!(alice_on_b.expect("direct").await["id"], ack["id"]);
+        acks.push(ack);
+    }
+    let calls = redis.command_calls().await;
+    assert_eq!(calls.get("evalsha").copied().unwrap_or(0), 3, "{calls:?}");
+    // A retry is the first one again; past the cap, refused and reported.
+    alice.send(dm("one")).await;
+    assert_eq!(alice.expect("ack").await["id"], acks[0]["id"]);
+    alice.send(dm("four")).await;
+    let err = alice.expect_error("inbox_full").await;
+    assert_eq!(err["clientMsgId"], "four");
+
+    // Bob connects on the other instance than Alice's first tab: every held message, in order.
+    let mut bob = Client::connect(b.addr, &format!("/ws?token={bob_token}")).await;
+    for ack in &acks {
+        let held = bob.expect("direct").await;
+        assert_eq!((&held["id"], &held["ts"]), (&ack["id"], &ack["ts"]));
+    }
+    // Released once, from Redis too: Bob's tab on A gets none of them; live from now on.
+    let mut bob_on_a = Client::connect(a.addr, &format!("/ws?token={bob_token}")).await;
+    alice.send(dm("live")).await;
+    let ack = alice.expect("ack").await;
+    assert!(ack.get("held").is_none(), "{ack}");
+    for tab in [&mut bob, &mut bob_on_a] {
+        assert_eq!(tab.expect("direct").await["id"], ack["id"]);
+    }
+    let mut conn = redis.conn().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*held*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(keys.is_empty(), "nothing held any more: {keys:?}");
+    alice.barrier(&room).await;
+}

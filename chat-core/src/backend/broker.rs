@@ -153,12 +153,33 @@ pub struct DirectDedup<'a> {
     pub ts: i64,
 }
 
+/// Keeping a direct message for a recipient who is not connected anywhere, until a
+/// connection of theirs opens ([`Broker::release_held`]).
+#[derive(Clone, Copy, Debug)]
+pub struct Hold<'a> {
+    /// The recipient.
+    pub to: &'a UserId,
+    /// Messages that may wait for one recipient; past it, [`DirectSent::InboxFull`].
+    pub max: usize,
+    /// How long a held message is kept (measured from its `ts`).
+    pub max_age: Duration,
+    /// The message's timestamp (Unix epoch milliseconds).
+    pub ts: i64,
+}
+
 /// What [`Broker::publish_direct`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DirectSent {
     /// Published; the recipient's topic reached this many nodes (0: the recipient is not
-    /// connected anywhere, no copy was sent and nothing was remembered for deduplication).
+    /// connected anywhere and the message was not held: no copy was sent and nothing was
+    /// remembered for deduplication; with a [`Hold`], the recipient is not a known user).
     Published(usize),
+    /// The recipient is not connected anywhere: the message is held for them ([`Hold`]), the
+    /// sender's copy was published and the `clientMsgId` remembered.
+    Held,
+    /// The recipient is not connected anywhere and has [`Hold::max`] messages waiting:
+    /// nothing was stored, published or remembered.
+    InboxFull,
     /// The sender sent this `clientMsgId` to this recipient within the window and it was
     /// delivered: nothing was published again. The first one's id and timestamp.
     Duplicate {
@@ -247,13 +268,18 @@ pub trait Broker: Send + Sync + 'static {
     /// from the same sender to the same recipient is not published: [`DirectSent::Duplicate`]
     /// with the first one's id and timestamp. A backend that deduplicates checks in the same
     /// atomic step as the publish; the default ignores `dedup`.
+    ///
+    /// With `hold` ([`Hold`]), a message that reached nobody is kept for a recipient the
+    /// backend knows (`RoomStore::user_known`), in the same atomic step as the publish:
+    /// [`DirectSent::Held`] (or [`DirectSent::InboxFull`]). The default holds nothing.
     fn publish_direct<'a>(
         &'a self,
         envelope: Envelope,
         copy_to: Option<SenderCopy>,
         dedup: Option<DirectDedup<'a>>,
+        hold: Option<Hold<'a>>,
     ) -> Reply<'a, DirectSent> {
-        let _ = dedup;
+        let _ = (dedup, hold);
         Box::pin(async move {
             let copy = copy_to.map(|copy| copy.envelope(&envelope));
             let reached = self.publish(envelope).await?;
@@ -264,6 +290,16 @@ pub trait Broker: Send + Sync + 'static {
             }
             Ok(DirectSent::Published(reached))
         })
+    }
+
+    /// Publishes the direct messages held for `user` ([`Hold`]) to the user's topic, oldest
+    /// first, and forgets them, as one atomic step (a message held meanwhile is either among
+    /// them or published live); those older than `max_age` are dropped. Called once a
+    /// connection of `user` is subscribed and can receive. Returns how many were published.
+    /// Default: none (a broker that holds nothing).
+    fn release_held<'a>(&'a self, user: &'a UserId, max_age: Duration) -> Reply<'a, usize> {
+        let _ = (user, max_age);
+        Box::pin(std::future::ready(Ok(0)))
     }
 
     /// Publishes a [`Control`] to its user's topic; returns how many nodes it reached (0: the

@@ -71,13 +71,17 @@ impl Teardown {
             rooms,
             done,
         } = self;
-        for room in &rooms {
-            exit_room(&chat, conn, &user, room).await;
-        }
+        // The user's topic first: once others see `user_left`, a direct message to a user
+        // with no other connection finds no subscriber and is held for them
+        // (`ChatConfig::held_directs_per_user`) instead of reaching a node that has nobody to
+        // give it to.
         chat.hub().remove_user_conn(&user.id, conn);
         chat.subscriptions()
             .release(&*chat.backend().broker, &Topic::User(user.id.clone()))
             .await;
+        for room in &rooms {
+            exit_room(&chat, conn, &user, room).await;
+        }
         debug!(conn, user = %user.id, "closed");
         drop(done);
     }

@@ -203,6 +203,7 @@ impl Connection {
             client_msg_id: frame.client_msg_id,
             id: message.id,
             ts: message.ts,
+            held: false,
         })
     }
 
@@ -213,8 +214,10 @@ impl Connection {
     /// [`Error::BadFrame`], [`Error::RateLimited`] (the user's direct messages, on this
     /// node), [`Error::EmptyBody`], [`Error::BodyTooLarge`],
     /// [`Error::Forbidden`] (by default: the users share no room), [`Error::UserNotFound`]
-    /// (nobody by that id ever connected or joined), [`Error::RecipientOffline`],
-    /// [`Error::Unavailable`].
+    /// (nobody by that id ever connected or joined), [`Error::RecipientOffline`] (not
+    /// connected anywhere, and the chat holds no messages: `ChatConfig::held_directs_per_user`
+    /// is 0), [`Error::InboxFull`], [`Error::Unavailable`]. A recipient who is not connected
+    /// anywhere gets the message when a connection of theirs opens: the ack says `held`.
     pub async fn send_direct(&mut self, frame: SendDirectFrame) -> Result<AckFrame, Error> {
         self.check_client_msg_id(frame.client_msg_id.as_deref())?;
         self.chat

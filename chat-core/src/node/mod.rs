@@ -19,7 +19,7 @@ use std::sync::{
 pub(crate) use tasks::FailedExit;
 
 use tokio::sync::mpsc;
-use tracing::debug;
+use tracing::{debug, warn};
 
 pub use self::history::MessagePage;
 pub use self::rooms::{MemberPage, RoomDetails, RoomPage, RoomSummary, ROOM_DETAILS_MEMBERS};
@@ -33,6 +33,7 @@ use crate::{
     fanout::{Alarm, Hub, Outbox, Subscriptions},
     hooks::{DefaultPolicy, Policy},
     limits::{GuestLimits, UserLimits},
+    protocol::UserId,
     sync::lock,
     Caller,
 };
@@ -179,6 +180,7 @@ impl Chat {
             };
             outbox.alarm.raise(Alarm::SHUTDOWN | drain);
         }
+        self.release_held(&user.id).await;
         crate::metrics::metrics().connections_opened.increment(1);
         debug!(conn = id, user = %user.id, "connected");
         Ok(Connection::new(
@@ -189,6 +191,30 @@ impl Chat {
             done,
             permit,
         ))
+    }
+
+    /// Publishes the direct messages held for `user` while they had no connection
+    /// (`ChatConfig::held_directs_per_user`) to the user's topic, now that a connection of
+    /// theirs is subscribed and in the hub: it (and any other of theirs) gets them, oldest
+    /// first. A failure leaves them held for the next connection, and is logged.
+    async fn release_held(&self, user: &UserId) {
+        let config = &self.inner.config;
+        if config.held_directs() == 0 {
+            return;
+        }
+        let broker = &*self.inner.backend.broker;
+        match broker.release_held(user, config.held_direct_max_age).await {
+            Ok(0) => {}
+            Ok(released) => {
+                crate::metrics::metrics()
+                    .directs_released
+                    .increment(released as u64);
+                debug!(user = %user, released, "held direct messages released");
+            }
+            Err(err) => {
+                warn!(user = %user, cause = %err, "held direct messages not released: kept for the next connection")
+            }
+        }
     }
 
     /// Stops the chat: every connection is told to close (close code 1001) after finishing

@@ -6,7 +6,7 @@ use tracing::warn;
 use super::Chat;
 use crate::{
     backend::broker::{
-        ConnId, Dedup, DirectDedup, DirectSent, Envelope, NewRoomMessage, SenderCopy, Topic,
+        ConnId, Dedup, DirectDedup, DirectSent, Envelope, Hold, NewRoomMessage, SenderCopy, Topic,
     },
     error::Error,
     protocol::{
@@ -93,9 +93,11 @@ impl UserHandle<'_> {
     /// id and time.
     ///
     /// # Errors
-    /// [`Error::RecipientOffline`] (a known user with no connection anywhere: direct messages
-    /// are not stored yet), [`Error::UserNotFound`], [`Error::EmptyBody`],
-    /// [`Error::BodyTooLarge`], [`Error::Unavailable`].
+    /// [`Error::UserNotFound`], [`Error::InboxFull`] and [`Error::RecipientOffline`] (a known
+    /// user with no connection anywhere: held for them, with `held` in the returned ack,
+    /// unless their held messages are at the limit or holding is off:
+    /// [`ChatConfig::held_directs_per_user`](crate::ChatConfig::held_directs_per_user)),
+    /// [`Error::EmptyBody`], [`Error::BodyTooLarge`], [`Error::Unavailable`].
     pub async fn send(self, body: impl Into<String>) -> Result<AckFrame, Error> {
         let from = self.chat.config().system_user.clone();
         self.send_as(&from, body).await
@@ -233,7 +235,15 @@ impl Chat {
             client_msg_id,
             id: message.id.clone(),
             ts: message.ts,
+            held: false,
         };
+        let config = self.config();
+        let hold = (config.held_directs() > 0).then(|| Hold {
+            to: &to,
+            max: config.held_directs(),
+            max_age: config.held_direct_max_age,
+            ts: ack.ts,
+        });
         let sender = message.from.id.clone();
         let frame = ServerFrame::Direct(message).encode();
         let origin = self.origin(conn);
@@ -260,7 +270,7 @@ impl Chat {
         let metrics = crate::metrics::metrics();
         let sent = backend
             .broker
-            .publish_direct(envelope, copy_to, check)
+            .publish_direct(envelope, copy_to, check, hold)
             .await
             .inspect_err(|_| metrics.publish_errors_direct.increment(1))?;
         let reached = match sent {
@@ -270,6 +280,13 @@ impl Chat {
                 ack.ts = ts;
                 return Ok(ack);
             }
+            DirectSent::Held => {
+                metrics.direct_messages.increment(1);
+                metrics.directs_held.increment(1);
+                ack.held = true;
+                return Ok(ack);
+            }
+            DirectSent::InboxFull => return Err(Error::InboxFull(to)),
         };
         if reached == 0 {
             // Nobody is subscribed to the recipient's topic: no connection anywhere. Only now

@@ -29,6 +29,9 @@ pub enum ErrorCode {
     Unavailable,
     /// The room has as many members as it may have; a new member is refused.
     RoomFull,
+    /// The recipient of a direct message is not connected anywhere and has as many messages
+    /// waiting for them as the server keeps: nothing was sent.
+    InboxFull,
 }
 
 impl ErrorCode {
@@ -46,6 +49,7 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::Unavailable => "unavailable",
             Self::RoomFull => "room_full",
+            Self::InboxFull => "inbox_full",
         }
     }
 }
@@ -92,6 +96,7 @@ mod tests {
             ErrorCode::Forbidden,
             ErrorCode::Unavailable,
             ErrorCode::RoomFull,
+            ErrorCode::InboxFull,
         ] {
             assert_eq!(
                 serde_json::to_string(&code).unwrap(),

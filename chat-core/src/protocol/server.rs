@@ -103,7 +103,7 @@ pub struct SystemMessage {
     pub ts: i64,
 }
 
-/// `{"type":"ack","clientMsgId"?,"id","ts"}`.
+/// `{"type":"ack","clientMsgId"?,"id","ts","held"?}`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AckFrame {
@@ -114,6 +114,11 @@ pub struct AckFrame {
     pub id: MessageId,
     /// The server timestamp of the message, Unix epoch milliseconds.
     pub ts: i64,
+    /// Only on a direct message's ack, and only `true`: the recipient is not connected
+    /// anywhere, so the message is held for them and delivered when a connection of theirs
+    /// opens (addition to contract v2). Absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub held: bool,
 }
 
 /// `{"type":"error","code","message","clientMsgId"?}`.
@@ -170,6 +175,7 @@ mod tests {
             client_msg_id: Some("c".into()),
             id: "1".into(),
             ts: 2,
+            held: false,
         });
         assert_eq!(
             std::str::from_utf8(&ack.encode()).unwrap(),

@@ -39,22 +39,33 @@ test('joining an unknown room says it is not found (or needs an invite); the lob
   await screenshot(user.page, 'errors-unknown-room');
 });
 
-test('a private message to someone who went offline is marked failed with recipient_offline', async () => {
+test('a private message to someone who went offline is kept for them and reaches them when they are back', async () => {
   const alice = await harness.newUser(env('RC_URL_1'));
   const bob = await harness.newUser(env('RC_URL_2'));
   const link = await createRoom(alice.page, 'alice', 'Errors');
   await joinByLink(bob.page, link, 'bob');
   await member(alice.page, 'bob').click();
   await alice.page.locator(tid('private-tag')).waitFor();
+  const bobId = (await storedIdentity(bob.page)).user.id;
   await bob.page.close();
   await member(alice.page, 'bob').waitFor({ state: 'detached' });
 
   await send(alice.page, 'are you there?');
-  const item = alice.page.locator(`${tid('dm-message')}[data-status="failed"]`, { hasText: 'are you there?' });
+  const item = alice.page.locator(`${tid('dm-message')}[data-status="held"]`, { hasText: 'are you there?' });
   await item.waitFor();
-  assert.match(await item.locator(tid('message-error')).innerText(), /recipient_offline/);
-  await alice.page.locator(tid('error-banner'), { hasText: 'recipient_offline' }).waitFor();
-  await screenshot(alice.page, 'errors-recipient-offline');
+  assert.match(await item.locator('.status').innerText(), /they are offline/);
+  assert.equal(await alice.page.locator(tid('error-banner')).isVisible(), false, 'not an error');
+  await screenshot(alice.page, 'errors-recipient-offline-held');
+
+  // Bob comes back (same browser profile and instance, so the same identity).
+  bob.page = await bob.context.newPage();
+  const url = new URL(link);
+  await bob.page.goto(url.pathname + url.search);
+  await bob.page.locator(tid('chat')).waitFor();
+  assert.equal((await storedIdentity(bob.page)).user.id, bobId, 'the same user as before');
+  await bob.page.locator(tid('conv-dm'), { hasText: 'alice' }).click();
+  await bob.page.locator(tid('dm-message'), { hasText: 'are you there?' }).waitFor();
+  await screenshot(bob.page, 'errors-held-message-delivered');
 
   // An over-long body is refused before it is sent.
   await alice.page.locator(tid('conv-room')).click();

@@ -1,19 +1,22 @@
 //! The memory broker: which node listens to which topic, each node's event channel, and the
 //! room logs that a room message is appended to in the same step as it is published.
 
-use std::collections::{HashMap, HashSet};
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    time::Duration,
+};
 
 use super::{dedup, history::RoomLog, ready, MemoryNode};
 use crate::{
     backend::{
         broker::{
-            Broker, BrokerEvent, Control, DirectDedup, DirectSent, Envelope, NewRoomMessage,
+            Broker, BrokerEvent, Control, DirectDedup, DirectSent, Envelope, Hold, NewRoomMessage,
             NodeId, SenderCopy, Topic,
         },
         events::EventSender,
         Reply,
     },
-    protocol::{wire, MessageId, RoomId, RoomMessage},
+    protocol::{now_ms, wire, MessageId, RoomId, RoomMessage, UserId},
     sync::lock,
 };
 
@@ -25,6 +28,10 @@ pub(super) struct PubSub {
     pub(super) logs: HashMap<RoomId, RoomLog>,
     /// Sent `clientMsgId`s (idempotent sends), under this lock for the same reason.
     pub(super) sent: dedup::Sent,
+    /// Direct messages held for recipients with no connection ([`Hold`]): each with the time
+    /// (Unix epoch ms) after which it is not delivered. Under this lock: holding is decided by
+    /// the publish that reached nobody, and a release must see every message held before it.
+    pub(super) held: HashMap<UserId, VecDeque<(i64, Envelope)>>,
 }
 
 impl PubSub {
@@ -55,6 +62,14 @@ impl PubSub {
             .count()
     }
 
+    /// Drops held direct messages past their age (the store's sweep).
+    pub(super) fn expire_held(&mut self, now: i64) {
+        self.held.retain(|_, waiting| {
+            waiting.retain(|(until, _)| *until > now);
+            !waiting.is_empty()
+        });
+    }
+
     /// Forgets a node: its channel and its subscriptions.
     pub(super) fn remove_node(&mut self, node: NodeId) {
         self.nodes.remove(&node);
@@ -62,6 +77,11 @@ impl PubSub {
             subs.remove(&node);
         }
     }
+}
+
+/// A duration in whole milliseconds, saturating.
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl MemoryNode {
@@ -137,7 +157,10 @@ impl Broker for MemoryNode {
         envelope: Envelope,
         copy_to: Option<SenderCopy>,
         dedup: Option<DirectDedup<'a>>,
+        hold: Option<Hold<'a>>,
     ) -> Reply<'a, DirectSent> {
+        // Only a known recipient's messages are held (rooms before pub/sub: the lock order).
+        let hold = hold.filter(|hold| self.knows(hold.to));
         let mut ps = lock(&self.cluster.pubsub);
         let key = dedup.map(|d| {
             let target = Topic::User(d.to.clone());
@@ -157,16 +180,49 @@ impl Broker for MemoryNode {
                     .is_some_and(|nodes| nodes.iter().any(|node| *node != self.id))
         });
         let copy = copy.map(|copy| copy.envelope(&envelope));
-        let reached = ps.deliver(envelope);
-        if let (true, Some(copy)) = (reached > 0, copy) {
+        let held = match hold {
+            Some(hold) if !ps.subscribers.contains_key(&envelope.topic) => {
+                let waiting = ps.held.entry(hold.to.clone()).or_default();
+                if waiting.len() >= hold.max {
+                    return ready(Ok(DirectSent::InboxFull));
+                }
+                let until = hold.ts.saturating_add(millis(hold.max_age));
+                waiting.push_back((until, envelope.clone()));
+                true
+            }
+            _ => false,
+        };
+        let reached = if held { 0 } else { ps.deliver(envelope) };
+        let sent = held || reached > 0;
+        if let (true, Some(copy)) = (sent, copy) {
             ps.deliver(copy);
         }
-        // Only what reached the recipient: a retry of an undelivered one is tried again.
-        if let (true, Some((key, d))) = (reached > 0, key) {
+        // Only what reached the recipient or is held for them: a retry of an undelivered one
+        // is tried again.
+        if let (true, Some((key, d))) = (sent, key) {
             ps.sent.remember(key, d.id.clone(), d.ts, d.dedup.window);
         }
         drop(ps);
-        ready(Ok(DirectSent::Published(reached)))
+        ready(Ok(if held {
+            DirectSent::Held
+        } else {
+            DirectSent::Published(reached)
+        }))
+    }
+
+    fn release_held<'a>(&'a self, user: &'a UserId, max_age: Duration) -> Reply<'a, usize> {
+        let _ = max_age; // each held message carries its own deadline
+        let mut ps = lock(&self.cluster.pubsub);
+        let Some(waiting) = ps.held.remove(user) else {
+            return ready(Ok(0));
+        };
+        let now = now_ms();
+        let mut released = 0;
+        for (_, envelope) in waiting.into_iter().filter(|(until, _)| *until > now) {
+            ps.deliver(envelope);
+            released += 1;
+        }
+        ready(Ok(released))
     }
 
     fn publish_control(&self, control: Control) -> Reply<'_, usize> {

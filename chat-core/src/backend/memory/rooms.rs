@@ -155,6 +155,13 @@ impl MemoryNode {
     fn with_room<T>(&self, room: &RoomId, read: impl FnOnce(Option<&RoomRecord>) -> T) -> T {
         read(lock(&self.cluster.rooms).rooms.get(room))
     }
+
+    /// Whether `user` was seen within the room TTL (`RoomStore::user_known`).
+    pub(super) fn knows(&self, user: &UserId) -> bool {
+        let ttl = self.cluster.config.room_ttl;
+        let rooms = lock(&self.cluster.rooms);
+        rooms.users.get(user).is_some_and(|at| at.elapsed() < ttl)
+    }
 }
 
 impl RoomStore for MemoryNode {
@@ -315,10 +322,7 @@ impl RoomStore for MemoryNode {
     }
 
     fn user_known<'a>(&'a self, user: &'a UserId) -> Reply<'a, bool> {
-        let ttl = self.cluster.config.room_ttl;
-        let rooms = lock(&self.cluster.rooms);
-        let seen = rooms.users.get(user);
-        ready(Ok(seen.is_some_and(|at| at.elapsed() < ttl)))
+        ready(Ok(self.knows(user)))
     }
 
     fn user_rooms<'a>(&'a self, user: &'a UserId, limit: usize) -> Reply<'a, Vec<RoomId>> {

@@ -114,7 +114,7 @@ async fn a_direct_copy_goes_only_where_another_tab_can_get_it() {
             topic: sender.clone(),
             here,
         };
-        a.broker.publish_direct(envelope, Some(copy), None)
+        a.broker.publish_direct(envelope, Some(copy), None, None)
     };
     let topics = |rx: &mut crate::backend::Events| {
         let mut topics = Vec::new();

@@ -23,7 +23,8 @@
 //! private ones, one score: read by lex), `:seen` (the user was seen: a token, a connection, a
 //! join; with the room TTL), and `:revoked` (up to when the user's tokens are
 //! void, with the tokens' lifetime as its TTL), `:sent:<len>:<to>:<clientMsgId>` (a direct
-//! message's, as for rooms). Global: `P:rooms:public` (the public rooms' sort
+//! message's, as for rooms), `:held` (direct messages held while the user had no connection,
+//! a list of `"<until> <payload>"`, TTL the hold time). Global: `P:rooms:public` (the public rooms' sort
 //! keys), `P:nodes` (node heartbeats), `P:node:{N}:rooms`,
 //! `P:node:{N}:reaper` (a reaper's claim on dead node N, with a TTL), `P:secret`.
 //!

@@ -12,13 +12,13 @@ use super::{envelope, evalsha, keys, RedisNode};
 use crate::{
     backend::{
         broker::{
-            Broker, Control, Dedup, DirectDedup, DirectSent, Envelope, NewRoomMessage, NodeId,
-            SenderCopy, Topic,
+            Broker, Control, Dedup, DirectDedup, DirectSent, Envelope, Hold, NewRoomMessage,
+            NodeId, SenderCopy, Topic,
         },
         Reply,
     },
     error::BackendError,
-    protocol::{wire, MessageId, RoomId, RoomMessage},
+    protocol::{now_ms, wire, MessageId, RoomId, RoomMessage, UserId},
     sync::lock,
 };
 
@@ -132,46 +132,92 @@ impl Broker for RedisNode {
         envelope: Envelope,
         copy_to: Option<SenderCopy>,
         dedup: Option<DirectDedup<'a>>,
+        hold: Option<Hold<'a>>,
     ) -> Reply<'a, DirectSent> {
-        // One round trip instead of two, and the copy only when the recipient was reached and
-        // someone will get it (see the script).
+        // One round trip instead of two, and the copy only when the recipient was reached (or
+        // the message is held for them) and someone will get it (see the script).
         Box::pin(async move {
             let keys = &self.shared.keys;
             let payload = envelope::payload(envelope.origin, &envelope.frame);
             let script = &self.shared.scripts.direct;
             // Built straight into the command, as for room messages (`RedisNode::eval`): the
-            // sent key (with a `clientMsgId`), then the channels, the payload and the flags.
+            // sent key (with a `clientMsgId`) and the held list's keys (when holding), then
+            // the channels, the payload and the flags.
             let sent = dedup.map(|d| (d, keys.direct_sent(d.from, d.to, &d.dedup.client_msg_id)));
+            let held = hold.map(|h| {
+                (
+                    h,
+                    [
+                        keys.user_key(h.to, "held"),
+                        keys.user_seen(h.to),
+                        keys.legacy_users(),
+                    ],
+                )
+            });
             let copy_channel = copy_to
                 .as_ref()
                 .map(|copy| keys.channel(&copy.topic))
                 .unwrap_or_default();
             let channel = keys.channel(&envelope.topic);
             let bytes = sent.as_ref().map_or(0, |(_, key)| key.len())
+                + held.as_ref().map_or(0, |(h, k)| {
+                    k.iter().map(String::len).sum::<usize>() + h.to.as_str().len()
+                })
                 + channel.len()
                 + copy_channel.len()
                 + payload.len()
-                + 96;
-            let mut cmd = evalsha(script, usize::from(sent.is_some()), 7, bytes);
+                + 160;
+            let numkeys = usize::from(sent.is_some()) + if held.is_some() { 3 } else { 0 };
+            let mut cmd = evalsha(script, numkeys, 12, bytes);
             if let Some((_, key)) = &sent {
                 cmd.arg(key);
+            }
+            if let Some((_, held_keys)) = &held {
+                cmd.arg(&held_keys[..]);
             }
             cmd.arg(channel)
                 .arg(copy_channel)
                 .arg(payload)
                 .arg(u8::from(copy_to.is_some_and(|copy| copy.here)));
-            if let Some((d, _)) = sent {
-                cmd.arg(d.id.as_str()).arg(d.ts).arg(window_ms(d.dedup));
-            }
-            // -1: a duplicate, with the first one's id and ts.
+            match sent {
+                Some((d, _)) => cmd.arg(d.id.as_str()).arg(d.ts).arg(window_ms(d.dedup)),
+                None => cmd.arg("").arg(0).arg(0),
+            };
+            match &held {
+                Some((h, _)) => cmd
+                    .arg(h.max)
+                    .arg(h.ts.saturating_add(millis(h.max_age)))
+                    .arg(millis(h.max_age).max(1))
+                    .arg(h.to.as_str()),
+                None => cmd.arg(0).arg(0).arg(0).arg(""),
+            };
+            cmd.arg(u8::from(sent.is_some()));
+            // -1: a duplicate, with the first one's id and ts; -2: the held list is full;
+            // -3: held.
             let (reached, id, ts): (i64, String, i64) = self.eval(script, &cmd).await?;
-            Ok(match usize::try_from(reached) {
-                Ok(reached) => DirectSent::Published(reached),
-                Err(_) => DirectSent::Duplicate {
+            Ok(match reached {
+                -1 => DirectSent::Duplicate {
                     id: MessageId::new(id),
                     ts,
                 },
+                -2 => DirectSent::InboxFull,
+                -3 => DirectSent::Held,
+                reached => DirectSent::Published(usize::try_from(reached).unwrap_or(0)),
             })
+        })
+    }
+
+    fn release_held<'a>(&'a self, user: &'a UserId, max_age: Duration) -> Reply<'a, usize> {
+        // Each held message carries its own deadline ("until"), set from the hold time.
+        let _ = max_age;
+        Box::pin(async move {
+            let keys = &self.shared.keys;
+            let script = &self.shared.scripts.release_held;
+            let held = keys.user_key(user, "held");
+            let channel = keys.channel(&Topic::User(user.clone()));
+            let mut cmd = evalsha(script, 1, 3, held.len() + channel.len() + 24);
+            cmd.arg(held).arg(channel).arg(now_ms());
+            self.eval(script, &cmd).await
         })
     }
 
@@ -220,6 +266,11 @@ impl Broker for RedisNode {
 }
 
 /// A dedup window in milliseconds for PEXPIRE (at least 1: 0 is refused).
+/// A duration in whole milliseconds, saturating.
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
 fn window_ms(dedup: &Dedup) -> u64 {
     u64::try_from(dedup.window.as_millis())
         .unwrap_or(u64::MAX)

@@ -30,6 +30,8 @@ scripts! {
     append_publish = "scripts/append_publish.lua";
     /// PUBLISH a direct message, and the sender's copy where a tab can get it.
     direct = "scripts/direct.lua";
+    /// PUBLISH the direct messages held for a user who was offline, and forget them.
+    release_held = "scripts/release_held.lua";
     /// One more connection of a user in a room on a node (idempotent).
     enter = "scripts/enter.lua";
     /// One connection less, and `user_left` if it was the user's last (idempotent).

@@ -20,7 +20,10 @@ pub(crate) use membership::{
     bad_cursors_are_invalid, members_page_in_join_order, online_is_limited_and_counted,
     share_a_room_follows_memberships, the_member_cap_refuses_only_new_members,
 };
-pub(crate) use presence::{exits_are_idempotent_and_announce_once, sends_are_deduplicated};
+pub(crate) use presence::{
+    directs_are_held_and_released_once, exits_are_idempotent_and_announce_once,
+    sends_are_deduplicated,
+};
 
 use super::{
     broker::{Envelope, Origin, Topic},
@@ -40,7 +43,8 @@ macro_rules! store_tests {
             share_a_room_follows_memberships, online_is_limited_and_counted,
             bad_cursors_are_invalid, user_rooms_come_in_batches_until_none_is_left,
             revocations_are_kept_for_their_ttl, the_member_cap_refuses_only_new_members,
-            exits_are_idempotent_and_announce_once, sends_are_deduplicated);
+            exits_are_idempotent_and_announce_once, sends_are_deduplicated,
+            directs_are_held_and_released_once);
     };
     (@each $make:expr; $($name:ident),*) => {$(
         #[tokio::test]

@@ -10,7 +10,8 @@ use super::{create, user_left};
 use crate::{
     backend::{
         broker::{
-            BrokerEvent, Dedup, DirectDedup, DirectSent, Envelope, NewRoomMessage, Origin, Topic,
+            BrokerEvent, Dedup, DirectDedup, DirectSent, Envelope, Hold, NewRoomMessage, Origin,
+            SenderCopy, Topic,
         },
         store::Visibility,
         Backend,
@@ -164,7 +165,7 @@ pub(crate) async fn sends_are_deduplicated(backend: &mut Backend) {
                 ts,
             };
             broker
-                .publish_direct(envelope, None, Some(check))
+                .publish_direct(envelope, None, Some(check), None)
                 .await
                 .unwrap()
         }
@@ -181,4 +182,119 @@ pub(crate) async fn sends_are_deduplicated(backend: &mut Backend) {
         ts: 2,
     };
     assert_eq!(send(direct("d2"), 3).await, duplicate);
+}
+
+/// A direct message to a known user with no subscriber is held (at most `max`, the sender's
+/// copy still published, its `clientMsgId` remembered), and a release publishes the held ones
+/// in order, once, without those past their age; an unknown user's is not held.
+pub(crate) async fn directs_are_held_and_released_once(backend: &mut Backend) {
+    let node = backend.broker.node_id();
+    let origin = Origin { node, conn: None };
+    let (ann, bob) = (User::new("ann", "Ann"), User::new("bob", "Bob"));
+    backend.rooms.remember_user(&bob).await.unwrap();
+    let ann_topic = Topic::User(ann.id.clone());
+    backend
+        .broker
+        .subscribe(vec![ann_topic.clone()])
+        .await
+        .unwrap();
+    let envelope = |to: &UserId, body: &'static str| Envelope {
+        origin,
+        topic: Topic::User(to.clone()),
+        frame: Bytes::from_static(body.as_bytes()),
+    };
+    let copy = || SenderCopy {
+        topic: ann_topic.clone(),
+        here: true,
+    };
+    let hour = Duration::from_secs(3600);
+    let hold = |to: &'static UserId, ts: i64, max_age: Duration| Hold {
+        to,
+        max: 2,
+        max_age,
+        ts,
+    };
+    static BOB: std::sync::LazyLock<UserId> = std::sync::LazyLock::new(|| UserId::new("bob"));
+    static NOBODY: std::sync::LazyLock<UserId> = std::sync::LazyLock::new(|| UserId::new("nobody"));
+    let now = crate::protocol::now_ms();
+    let broker = backend.broker.clone();
+    let sent = broker
+        .publish_direct(
+            envelope(&BOB, "{\"n\":1}"),
+            Some(copy()),
+            None,
+            Some(hold(&BOB, now, hour)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent, DirectSent::Held);
+    // Already past its age when released: held (the list has room), never delivered.
+    let sent = broker
+        .publish_direct(
+            envelope(&BOB, "{\"n\":2}"),
+            None,
+            None,
+            Some(hold(&BOB, now - 10_000, Duration::from_secs(1))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent, DirectSent::Held);
+    let sent = broker
+        .publish_direct(
+            envelope(&BOB, "{\"n\":3}"),
+            None,
+            None,
+            Some(hold(&BOB, now, hour)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent, DirectSent::InboxFull, "at most `max` wait");
+    let sent = broker
+        .publish_direct(
+            envelope(&NOBODY, "{\"n\":4}"),
+            None,
+            None,
+            Some(hold(&NOBODY, now, hour)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        sent,
+        DirectSent::Published(0),
+        "an unknown user's is not held"
+    );
+    assert_eq!(
+        until_marker(backend, &ann_topic).await,
+        vec![Bytes::from_static(b"{\"n\":1}")],
+        "the sender's copy of the held message only"
+    );
+
+    let bob_topic = Topic::User(bob.id.clone());
+    backend
+        .broker
+        .subscribe(vec![bob_topic.clone()])
+        .await
+        .unwrap();
+    assert_eq!(backend.broker.release_held(&bob.id, hour).await.unwrap(), 1);
+    assert_eq!(
+        until_marker(backend, &bob_topic).await,
+        vec![Bytes::from_static(b"{\"n\":1}")],
+        "the held message, not the one past its age"
+    );
+    assert_eq!(
+        backend.broker.release_held(&bob.id, hour).await.unwrap(),
+        0,
+        "released once"
+    );
+    // Subscribed now: published, not held.
+    let sent = broker
+        .publish_direct(
+            envelope(&BOB, "{\"n\":5}"),
+            None,
+            None,
+            Some(hold(&BOB, now, hour)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent, DirectSent::Published(1));
 }

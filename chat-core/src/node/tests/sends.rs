@@ -1,9 +1,11 @@
 //! Server-side sends and typed history, on an in-memory chat.
 
+use std::time::Duration;
+
 use crate::node::*;
 use crate::{
     backend::{memory::MemoryCluster, store::Visibility},
-    protocol::{MessageId, RoomId, User, UserId},
+    protocol::{MessageId, RoomId, SendDirectFrame, User, UserId},
 };
 
 async fn chat_with_room(config: ChatConfig) -> (Chat, RoomId) {
@@ -97,9 +99,94 @@ async fn direct_sends_reach_a_connected_user_and_tell_offline_from_unknown() {
         .await
         .unwrap();
     conn.close().await;
-    let err = chat.to_user(&dana.id).send("gone?").await.unwrap_err();
-    assert!(matches!(err, Error::RecipientOffline(_)), "{err}");
     let ghost = UserId::new("ghost");
     let err = chat.to_user(&ghost).send("boo").await.unwrap_err();
     assert!(matches!(err, Error::UserNotFound(_)), "{err}");
+    // Held for a known user who is offline; with holding off, refused.
+    let ack = chat.to_user(&dana.id).send("gone?").await.unwrap();
+    assert!(ack.held, "{ack:?}");
+    let config = ChatConfig {
+        held_directs_per_user: 0,
+        ..ChatConfig::default()
+    };
+    let (chat, _room) = chat_with_room(config).await;
+    chat.connect(dana.clone()).await.unwrap().close().await;
+    let err = chat.to_user(&dana.id).send("gone?").await.unwrap_err();
+    assert!(matches!(err, Error::RecipientOffline(_)), "{err}");
+}
+
+/// The `type`, `body` and `id` of a frame.
+fn direct_of(frame: &[u8]) -> (String, String, String) {
+    let value: serde_json::Value = serde_json::from_slice(frame).unwrap();
+    let field = |name: &str| value[name].as_str().unwrap_or_default().to_owned();
+    (field("type"), field("body"), field("id"))
+}
+
+#[tokio::test]
+async fn held_directs_reach_the_recipients_next_connection_once_in_order_and_within_the_cap() {
+    let config = ChatConfig {
+        held_directs_per_user: 3,
+        ..ChatConfig::default()
+    };
+    let (chat, room) = chat_with_room(config).await;
+    let ann = User::new("ann", "Ann");
+    let bob = User::new("bob", "Bob");
+    for user in [&ann, &bob] {
+        chat.join_room(&Caller::member(user.clone()), &room, false)
+            .await
+            .unwrap();
+    }
+    chat.connect(bob.clone()).await.unwrap().close().await;
+    let mut ann_tab = chat.connect(ann.clone()).await.unwrap();
+    let mut ann_other = chat.connect(ann.clone()).await.unwrap();
+    let send = |body: &str, client_msg_id: &str| SendDirectFrame {
+        to: bob.id.clone(),
+        body: body.into(),
+        client_msg_id: Some(client_msg_id.into()),
+    };
+    let mut acks = Vec::new();
+    for (i, body) in ["one", "two", "three"].into_iter().enumerate() {
+        let ack = ann_tab
+            .send_direct(send(body, &format!("c{i}")))
+            .await
+            .unwrap();
+        assert!(ack.held, "{ack:?}");
+        acks.push(ack);
+    }
+    // A retry is the same message, not held twice.
+    let again = ann_tab.send_direct(send("one", "c0")).await.unwrap();
+    assert_eq!((&again.id, again.ts), (&acks[0].id, acks[0].ts));
+    let err = ann_tab.send_direct(send("four", "c3")).await.unwrap_err();
+    assert!(matches!(err, Error::InboxFull(_)), "{err}");
+    // Ann's other tab saw what she sent, as it would have for a delivered message.
+    for (ack, body) in acks.iter().zip(["one", "two", "three"]) {
+        let frame = ann_other.next_frame().await.unwrap();
+        assert_eq!(
+            direct_of(&frame),
+            ("direct".into(), body.into(), ack.id.as_str().into())
+        );
+    }
+
+    let mut bob_conn = chat.connect(bob.clone()).await.unwrap();
+    for (ack, body) in acks.iter().zip(["one", "two", "three"]) {
+        let frame = tokio::time::timeout(Duration::from_secs(5), bob_conn.next_frame())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            direct_of(&frame),
+            ("direct".into(), body.into(), ack.id.as_str().into())
+        );
+    }
+    // Released once: a second connection gets nothing, and Bob is reached live now.
+    let mut bob_again = chat.connect(bob.clone()).await.unwrap();
+    let live = ann_tab.send_direct(send("live", "c4")).await.unwrap();
+    assert!(!live.held);
+    for conn in [&mut bob_conn, &mut bob_again] {
+        let frame = tokio::time::timeout(Duration::from_secs(5), conn.next_frame())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(direct_of(&frame).1, "live");
+    }
 }

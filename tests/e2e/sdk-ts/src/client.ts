@@ -50,6 +50,7 @@ function explain(code: ProblemCode): string {
       return "not there";
     case "not_in_room":
     case "recipient_offline":
+    case "inbox_full":
       return "not now";
     case "rate_limited":
       return "slow down";

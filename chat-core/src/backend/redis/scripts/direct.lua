@@ -1,14 +1,27 @@
--- PUBLISH a direct message to the recipient's channel and, if it reached anyone, to the
--- sender's channel: when the sender has other connections on the publishing node (ARGV[4]
--- is 1) or another node subscribes to it (each node has one Pub/Sub connection, and the
--- publishing node is one of them). Returns {the recipient channel's receivers, id, ts}.
+-- PUBLISH a direct message to the recipient's channel and, if it reached anyone (or is held
+-- for them), to the sender's channel: when the sender has other connections on the publishing
+-- node (ARGV[4] is 1) or another node subscribes to it (each node has one Pub/Sub connection,
+-- and the publishing node is one of them).
+-- Holding (ARGV[8] > 0): a message that reached nobody is kept for a recipient the chat knows
+-- (`seen`, or the hash of users seen before it existed), at most ARGV[8] of them, in the
+-- recipient's `held` list as "<until> <payload>", the list's TTL the hold time; a full list
+-- holds nothing more (nothing held is dropped for it). `release_held.lua` publishes them.
 -- Idempotent sends: with a `sent` key (the sender's clientMsgId to this recipient), a message
 -- whose key holds a first send is not published: returns {-1, first id, first ts}. Only a
--- message that reached the recipient is remembered (a retry of an undelivered one is tried).
--- `sent` holds "<id> <ts>" (ids hold no space).
--- KEYS: sent (optional). ARGV: recipient channel, sender channel ('' for none), payload,
--- sender has others here, id, ts, window in ms (with `sent`).
-local sent = KEYS[1]
+-- message that reached the recipient or is held for them is remembered (a retry of an
+-- undelivered one is tried). `sent` holds "<id> <ts>" (ids hold no space).
+-- KEYS: sent (when ARGV[12] is 1), then held, seen, legacy users (when holding).
+-- ARGV: recipient channel, sender channel ('' for none), payload, sender has others here, id,
+-- ts, dedup window in ms, hold at most (0: no hold), held until (ms), hold TTL (ms),
+-- recipient id, has `sent`.
+-- Returns {receivers (>= 0), id, ts}, or {-1, first id, first ts} (a duplicate), {-2, '', 0}
+-- (the recipient's held list is full), {-3, id, ts} (held).
+local k = 0
+local sent = nil
+if ARGV[12] == '1' then
+  sent = KEYS[1]
+  k = 1
+end
 if sent then
   local first = redis.call('GET', sent)
   if first then
@@ -17,12 +30,28 @@ if sent then
   end
 end
 local n = redis.call('PUBLISH', ARGV[1], ARGV[3])
-if n > 0 and ARGV[2] ~= '' then
+local held = false
+local max = tonumber(ARGV[8])
+if n == 0 and max > 0 then
+  local inbox = KEYS[k + 1]
+  if redis.call('EXISTS', KEYS[k + 2]) == 1 or redis.call('HEXISTS', KEYS[k + 3], ARGV[11]) == 1 then
+    if redis.call('LLEN', inbox) >= max then
+      return {-2, '', '0'}
+    end
+    redis.call('RPUSH', inbox, ARGV[9] .. ' ' .. ARGV[3])
+    redis.call('PEXPIRE', inbox, ARGV[10])
+    held = true
+  end
+end
+if (n > 0 or held) and ARGV[2] ~= '' then
   if ARGV[4] == '1' or redis.call('PUBSUB', 'NUMSUB', ARGV[2])[2] > 1 then
     redis.call('PUBLISH', ARGV[2], ARGV[3])
   end
 end
-if sent and n > 0 then
+if sent and (n > 0 or held) then
   redis.call('SET', sent, ARGV[5] .. ' ' .. ARGV[6], 'PX', ARGV[7])
 end
-return {n, ARGV[5] or '', ARGV[6] or '0'}
+if held then
+  return {-3, ARGV[5], ARGV[6]}
+end
+return {n, ARGV[5], ARGV[6]}

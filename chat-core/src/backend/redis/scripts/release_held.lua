@@ -1,0 +1,20 @@
+-- PUBLISH the direct messages held for a user (`direct.lua`) to the user's channel, oldest
+-- first, and delete them, in one step: a message held meanwhile is either among them or, the
+-- user's channel having a subscriber now, published live. Those past their "until" are
+-- dropped.
+-- KEYS: held. ARGV: the user's channel, now (ms). Returns how many were published.
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+if #items == 0 then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+local now = tonumber(ARGV[2])
+local n = 0
+for _, item in ipairs(items) do
+  local at = string.find(item, ' ', 1, true)
+  if at and tonumber(string.sub(item, 1, at - 1)) > now then
+    redis.call('PUBLISH', ARGV[1], string.sub(item, at + 1))
+    n = n + 1
+  end
+end
+return n
