@@ -86,6 +86,10 @@ pub struct ChatConfig {
     /// [`Self::outgoing_queue`] (all of them are queued at once for the connection that opens).
     /// `0` keeps nothing: such a message is refused with `recipient_offline`. Default 200.
     pub held_directs_per_user: usize,
+    /// Of [`Self::held_directs_per_user`], how many may come from one sender: past it, that
+    /// sender's next direct message to the offline recipient is refused with `inbox_full`,
+    /// so that one sender cannot fill someone's inbox and shut out everyone else. Default 20.
+    pub held_directs_per_sender: usize,
     /// How long a held direct message waits for its recipient; one older than this is not
     /// delivered. Default 7 days (how long a user who does not come back stays known).
     pub held_direct_max_age: Duration,
@@ -173,6 +177,7 @@ impl Default for ChatConfig {
             user_directs_per_second: 10,
             user_directs_burst: 20,
             held_directs_per_user: 200,
+            held_directs_per_sender: 20,
             held_direct_max_age: Duration::from_secs(7 * 24 * 3600),
             user_rooms_per_minute: 10,
             guests_per_minute: 30,

@@ -47,6 +47,11 @@ pub(crate) const FLAGS: &[(&str, &str, &str)] = &[
         "direct messages kept for a user who is offline, delivered when they connect (default 200; 0: refused with recipient_offline)",
     ),
     (
+        "--held-directs-per-sender",
+        "HELD_DIRECTS_PER_SENDER",
+        "of those, how many may come from one sender (default 20)",
+    ),
+    (
         "--user-rooms-per-minute",
         "USER_ROOMS_PER_MINUTE",
         "rooms a user may create a minute (default 10)",
@@ -122,6 +127,7 @@ pub(crate) fn apply(config: &mut ChatConfig, flag: &str, value: &str) -> anyhow:
         "--user-directs-per-second" => config.user_directs_per_second = n,
         "--user-directs-burst" => config.user_directs_burst = n,
         "--held-directs-per-user" => config.held_directs_per_user = size,
+        "--held-directs-per-sender" => config.held_directs_per_sender = size,
         "--user-rooms-per-minute" => config.user_rooms_per_minute = n,
         "--guests-per-minute" => config.guests_per_minute = n,
         "--max-connections-per-user" => config.max_connections_per_user = size,

@@ -159,8 +159,12 @@ pub struct DirectDedup<'a> {
 pub struct Hold<'a> {
     /// The recipient.
     pub to: &'a UserId,
+    /// The sender.
+    pub from: &'a UserId,
     /// Messages that may wait for one recipient; past it, [`DirectSent::InboxFull`].
     pub max: usize,
+    /// Of those, messages that may come from one sender; past it, [`DirectSent::InboxFull`].
+    pub max_per_sender: usize,
     /// How long a held message is kept (measured from its `ts`).
     pub max_age: Duration,
     /// The message's timestamp (Unix epoch milliseconds).
@@ -177,8 +181,8 @@ pub enum DirectSent {
     /// The recipient is not connected anywhere: the message is held for them ([`Hold`]), the
     /// sender's copy was published and the `clientMsgId` remembered.
     Held,
-    /// The recipient is not connected anywhere and has [`Hold::max`] messages waiting:
-    /// nothing was stored, published or remembered.
+    /// The recipient is not connected anywhere and has [`Hold::max`] messages waiting, or
+    /// [`Hold::max_per_sender`] from this sender: nothing was stored, published or remembered.
     InboxFull,
     /// The sender sent this `clientMsgId` to this recipient within the window and it was
     /// delivered: nothing was published again. The first one's id and timestamp.

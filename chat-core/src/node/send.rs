@@ -237,13 +237,6 @@ impl Chat {
             ts: message.ts,
             held: false,
         };
-        let config = self.config();
-        let hold = (config.held_directs() > 0).then(|| Hold {
-            to: &to,
-            max: config.held_directs(),
-            max_age: config.held_direct_max_age,
-            ts: ack.ts,
-        });
         let sender = message.from.id.clone();
         let frame = ServerFrame::Direct(message).encode();
         let origin = self.origin(conn);
@@ -265,6 +258,15 @@ impl Chat {
             to: &to,
             dedup,
             id: &ack.id,
+            ts: ack.ts,
+        });
+        let config = self.config();
+        let hold = (config.held_directs() > 0).then(|| Hold {
+            to: &to,
+            from: &sent_by,
+            max: config.held_directs(),
+            max_per_sender: config.held_directs_per_sender.max(1),
+            max_age: config.held_direct_max_age,
             ts: ack.ts,
         });
         let metrics = crate::metrics::metrics();

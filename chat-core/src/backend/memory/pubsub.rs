@@ -20,6 +20,14 @@ use crate::{
     sync::lock,
 };
 
+/// A direct message held for its recipient.
+pub(super) struct Held {
+    /// Unix epoch ms after which it is not delivered.
+    until: i64,
+    from: UserId,
+    envelope: Envelope,
+}
+
 #[derive(Default)]
 pub(super) struct PubSub {
     pub(super) nodes: HashMap<NodeId, EventSender>,
@@ -31,7 +39,7 @@ pub(super) struct PubSub {
     /// Direct messages held for recipients with no connection ([`Hold`]): each with the time
     /// (Unix epoch ms) after which it is not delivered. Under this lock: holding is decided by
     /// the publish that reached nobody, and a release must see every message held before it.
-    pub(super) held: HashMap<UserId, VecDeque<(i64, Envelope)>>,
+    pub(super) held: HashMap<UserId, VecDeque<Held>>,
 }
 
 impl PubSub {
@@ -65,7 +73,7 @@ impl PubSub {
     /// Drops held direct messages past their age (the store's sweep).
     pub(super) fn expire_held(&mut self, now: i64) {
         self.held.retain(|_, waiting| {
-            waiting.retain(|(until, _)| *until > now);
+            waiting.retain(|held| held.until > now);
             !waiting.is_empty()
         });
     }
@@ -183,11 +191,15 @@ impl Broker for MemoryNode {
         let held = match hold {
             Some(hold) if !ps.subscribers.contains_key(&envelope.topic) => {
                 let waiting = ps.held.entry(hold.to.clone()).or_default();
-                if waiting.len() >= hold.max {
+                let from_sender = waiting.iter().filter(|h| h.from == *hold.from).count();
+                if waiting.len() >= hold.max || from_sender >= hold.max_per_sender {
                     return ready(Ok(DirectSent::InboxFull));
                 }
-                let until = hold.ts.saturating_add(millis(hold.max_age));
-                waiting.push_back((until, envelope.clone()));
+                waiting.push_back(Held {
+                    until: hold.ts.saturating_add(millis(hold.max_age)),
+                    from: hold.from.clone(),
+                    envelope: envelope.clone(),
+                });
                 true
             }
             _ => false,
@@ -218,8 +230,8 @@ impl Broker for MemoryNode {
         };
         let now = now_ms();
         let mut released = 0;
-        for (_, envelope) in waiting.into_iter().filter(|(until, _)| *until > now) {
-            ps.deliver(envelope);
+        for held in waiting.into_iter().filter(|held| held.until > now) {
+            ps.deliver(held.envelope);
             released += 1;
         }
         ready(Ok(released))

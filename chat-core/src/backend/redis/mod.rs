@@ -24,7 +24,8 @@
 //! join; with the room TTL), and `:revoked` (up to when the user's tokens are
 //! void, with the tokens' lifetime as its TTL), `:sent:<len>:<to>:<clientMsgId>` (a direct
 //! message's, as for rooms), `:held` (direct messages held while the user had no connection,
-//! a list of `"<until> <payload>"`, TTL the hold time). Global: `P:rooms:public` (the public rooms' sort
+//! a list of `"<until> <payload>"`, TTL the hold time) and `:held:senders` (how many of them
+//! each sender sent, with the same TTL). Global: `P:rooms:public` (the public rooms' sort
 //! keys), `P:nodes` (node heartbeats), `P:node:{N}:rooms`,
 //! `P:node:{N}:reaper` (a reaper's claim on dead node N, with a TTL), `P:secret`.
 //!

@@ -151,6 +151,7 @@ impl Broker for RedisNode {
                         keys.user_key(h.to, "held"),
                         keys.user_seen(h.to),
                         keys.legacy_users(),
+                        keys.user_key(h.to, "held:senders"),
                     ],
                 )
             });
@@ -161,14 +162,16 @@ impl Broker for RedisNode {
             let channel = keys.channel(&envelope.topic);
             let bytes = sent.as_ref().map_or(0, |(_, key)| key.len())
                 + held.as_ref().map_or(0, |(h, k)| {
-                    k.iter().map(String::len).sum::<usize>() + h.to.as_str().len()
+                    k.iter().map(String::len).sum::<usize>()
+                        + h.to.as_str().len()
+                        + h.from.as_str().len()
                 })
                 + channel.len()
                 + copy_channel.len()
                 + payload.len()
                 + 160;
-            let numkeys = usize::from(sent.is_some()) + if held.is_some() { 3 } else { 0 };
-            let mut cmd = evalsha(script, numkeys, 12, bytes);
+            let numkeys = usize::from(sent.is_some()) + if held.is_some() { 4 } else { 0 };
+            let mut cmd = evalsha(script, numkeys, 14, bytes);
             if let Some((_, key)) = &sent {
                 cmd.arg(key);
             }
@@ -192,6 +195,10 @@ impl Broker for RedisNode {
                 None => cmd.arg(0).arg(0).arg(0).arg(""),
             };
             cmd.arg(u8::from(sent.is_some()));
+            match &held {
+                Some((h, _)) => cmd.arg(h.from.as_str()).arg(h.max_per_sender),
+                None => cmd.arg("").arg(0),
+            };
             // -1: a duplicate, with the first one's id and ts; -2: the held list is full;
             // -3: held.
             let (reached, id, ts): (i64, String, i64) = self.eval(script, &cmd).await?;
@@ -214,9 +221,11 @@ impl Broker for RedisNode {
             let keys = &self.shared.keys;
             let script = &self.shared.scripts.release_held;
             let held = keys.user_key(user, "held");
+            let senders = keys.user_key(user, "held:senders");
             let channel = keys.channel(&Topic::User(user.clone()));
-            let mut cmd = evalsha(script, 1, 3, held.len() + channel.len() + 24);
-            cmd.arg(held).arg(channel).arg(now_ms());
+            let bytes = held.len() + senders.len() + channel.len() + 24;
+            let mut cmd = evalsha(script, 2, 4, bytes);
+            cmd.arg(held).arg(senders).arg(channel).arg(now_ms());
             self.eval(script, &cmd).await
         })
     }

@@ -184,117 +184,99 @@ pub(crate) async fn sends_are_deduplicated(backend: &mut Backend) {
     assert_eq!(send(direct("d2"), 3).await, duplicate);
 }
 
-/// A direct message to a known user with no subscriber is held (at most `max`, the sender's
-/// copy still published, its `clientMsgId` remembered), and a release publishes the held ones
-/// in order, once, without those past their age; an unknown user's is not held.
+/// A direct message to a known user with no subscriber is held (at most `max`, and
+/// `max_per_sender` from one sender; the sender's copy still published), and a release
+/// publishes the held ones in order, once, without those past their age; an unknown user's is
+/// not held.
 pub(crate) async fn directs_are_held_and_released_once(backend: &mut Backend) {
     let node = backend.broker.node_id();
     let origin = Origin { node, conn: None };
-    let (ann, bob) = (User::new("ann", "Ann"), User::new("bob", "Bob"));
-    backend.rooms.remember_user(&bob).await.unwrap();
-    let ann_topic = Topic::User(ann.id.clone());
+    let (ann, bob, cyd) = (UserId::new("ann"), UserId::new("bob"), UserId::new("cyd"));
+    let nobody = UserId::new("nobody");
     backend
-        .broker
-        .subscribe(vec![ann_topic.clone()])
+        .rooms
+        .remember_user(&User::new("bob", "Bob"))
         .await
         .unwrap();
-    let envelope = |to: &UserId, body: &'static str| Envelope {
-        origin,
-        topic: Topic::User(to.clone()),
-        frame: Bytes::from_static(body.as_bytes()),
-    };
-    let copy = || SenderCopy {
-        topic: ann_topic.clone(),
-        here: true,
-    };
-    let hour = Duration::from_secs(3600);
-    let hold = |to: &'static UserId, ts: i64, max_age: Duration| Hold {
-        to,
-        max: 2,
-        max_age,
-        ts,
-    };
-    static BOB: std::sync::LazyLock<UserId> = std::sync::LazyLock::new(|| UserId::new("bob"));
-    static NOBODY: std::sync::LazyLock<UserId> = std::sync::LazyLock::new(|| UserId::new("nobody"));
-    let now = crate::protocol::now_ms();
+    let ann_topic = Topic::User(ann.clone());
     let broker = backend.broker.clone();
-    let sent = broker
-        .publish_direct(
-            envelope(&BOB, "{\"n\":1}"),
-            Some(copy()),
-            None,
-            Some(hold(&BOB, now, hour)),
-        )
-        .await
-        .unwrap();
-    assert_eq!(sent, DirectSent::Held);
-    // Already past its age when released: held (the list has room), never delivered.
-    let sent = broker
-        .publish_direct(
-            envelope(&BOB, "{\"n\":2}"),
-            None,
-            None,
-            Some(hold(&BOB, now - 10_000, Duration::from_secs(1))),
-        )
-        .await
-        .unwrap();
-    assert_eq!(sent, DirectSent::Held);
-    let sent = broker
-        .publish_direct(
-            envelope(&BOB, "{\"n\":3}"),
-            None,
-            None,
-            Some(hold(&BOB, now, hour)),
-        )
-        .await
-        .unwrap();
-    assert_eq!(sent, DirectSent::InboxFull, "at most `max` wait");
-    let sent = broker
-        .publish_direct(
-            envelope(&NOBODY, "{\"n\":4}"),
-            None,
-            None,
-            Some(hold(&NOBODY, now, hour)),
-        )
-        .await
-        .unwrap();
+    broker.subscribe(vec![ann_topic.clone()]).await.unwrap();
+    let now = crate::protocol::now_ms();
+    let hour = Duration::from_secs(3600);
+    // Sends `n` from `from` to `to`, sent at `ts` and held for `max_age`.
+    let send = |from: &UserId, to: &UserId, n: u8, ts: i64, max_age: Duration| {
+        let broker = broker.clone();
+        let (from, to) = (from.clone(), to.clone());
+        let copy = (from == ann).then(|| SenderCopy {
+            topic: ann_topic.clone(),
+            here: true,
+        });
+        async move {
+            let envelope = Envelope {
+                origin,
+                topic: Topic::User(to.clone()),
+                frame: Bytes::from(format!("{{\"n\":{n}}}")),
+            };
+            let hold = Hold {
+                to: &to,
+                from: &from,
+                max: 3,
+                max_per_sender: 2,
+                max_age,
+                ts,
+            };
+            broker
+                .publish_direct(envelope, copy, None, Some(hold))
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(send(&ann, &bob, 1, now, hour).await, DirectSent::Held);
+    // Already past its age when released: held (there is room), never delivered.
+    let old = send(&ann, &bob, 2, now - 10_000, Duration::from_secs(1)).await;
+    assert_eq!(old, DirectSent::Held);
+    let third = send(&ann, &bob, 3, now, hour).await;
     assert_eq!(
-        sent,
+        third,
+        DirectSent::InboxFull,
+        "at most `max_per_sender` from Ann"
+    );
+    assert_eq!(send(&cyd, &bob, 4, now, hour).await, DirectSent::Held);
+    let fourth = send(&cyd, &bob, 5, now, hour).await;
+    assert_eq!(fourth, DirectSent::InboxFull, "at most `max` in all");
+    let unknown = send(&ann, &nobody, 6, now, hour).await;
+    assert_eq!(
+        unknown,
         DirectSent::Published(0),
         "an unknown user's is not held"
     );
+    let frames = |ns: &[u8]| -> Vec<Bytes> {
+        ns.iter()
+            .map(|n| Bytes::from(format!("{{\"n\":{n}}}")))
+            .collect()
+    };
     assert_eq!(
         until_marker(backend, &ann_topic).await,
-        vec![Bytes::from_static(b"{\"n\":1}")],
-        "the sender's copy of the held message only"
+        frames(&[1, 2]),
+        "the sender's copies of the held messages only"
     );
 
-    let bob_topic = Topic::User(bob.id.clone());
-    backend
-        .broker
-        .subscribe(vec![bob_topic.clone()])
-        .await
-        .unwrap();
-    assert_eq!(backend.broker.release_held(&bob.id, hour).await.unwrap(), 1);
+    let bob_topic = Topic::User(bob.clone());
+    broker.subscribe(vec![bob_topic.clone()]).await.unwrap();
+    assert_eq!(broker.release_held(&bob, hour).await.unwrap(), 2);
     assert_eq!(
         until_marker(backend, &bob_topic).await,
-        vec![Bytes::from_static(b"{\"n\":1}")],
-        "the held message, not the one past its age"
+        frames(&[1, 4]),
+        "the held messages in order, not the one past its age"
     );
+    assert_eq!(broker.release_held(&bob, hour).await.unwrap(), 0, "once");
+    // Subscribed now: published, not held; and the counts per sender went with the release.
     assert_eq!(
-        backend.broker.release_held(&bob.id, hour).await.unwrap(),
-        0,
-        "released once"
+        send(&ann, &bob, 7, now, hour).await,
+        DirectSent::Published(1)
     );
-    // Subscribed now: published, not held.
-    let sent = broker
-        .publish_direct(
-            envelope(&BOB, "{\"n\":5}"),
-            None,
-            None,
-            Some(hold(&BOB, now, hour)),
-        )
-        .await
-        .unwrap();
-    assert_eq!(sent, DirectSent::Published(1));
+    broker.unsubscribe(vec![bob_topic.clone()]).await.unwrap();
+    for n in [8, 9] {
+        assert_eq!(send(&ann, &bob, n, now, hour).await, DirectSent::Held);
+    }
 }

@@ -3,17 +3,19 @@
 -- node (ARGV[4] is 1) or another node subscribes to it (each node has one Pub/Sub connection,
 -- and the publishing node is one of them).
 -- Holding (ARGV[8] > 0): a message that reached nobody is kept for a recipient the chat knows
--- (`seen`, or the hash of users seen before it existed), at most ARGV[8] of them, in the
--- recipient's `held` list as "<until> <payload>", the list's TTL the hold time; a full list
--- holds nothing more (nothing held is dropped for it). `release_held.lua` publishes them.
+-- (`seen`, or the hash of users seen before it existed), at most ARGV[8] of them and ARGV[14]
+-- from one sender (counted in the `held:senders` hash), in the recipient's `held` list as
+-- "<until> <payload>", both keys' TTL the hold time; a full list holds nothing more (nothing
+-- held is dropped for it). `release_held.lua` publishes them.
 -- Idempotent sends: with a `sent` key (the sender's clientMsgId to this recipient), a message
 -- whose key holds a first send is not published: returns {-1, first id, first ts}. Only a
 -- message that reached the recipient or is held for them is remembered (a retry of an
 -- undelivered one is tried). `sent` holds "<id> <ts>" (ids hold no space).
--- KEYS: sent (when ARGV[12] is 1), then held, seen, legacy users (when holding).
+-- KEYS: sent (when ARGV[12] is 1), then held, seen, legacy users, held:senders (when
+-- holding).
 -- ARGV: recipient channel, sender channel ('' for none), payload, sender has others here, id,
 -- ts, dedup window in ms, hold at most (0: no hold), held until (ms), hold TTL (ms),
--- recipient id, has `sent`.
+-- recipient id, has `sent`, sender id, hold at most from one sender.
 -- Returns {receivers (>= 0), id, ts}, or {-1, first id, first ts} (a duplicate), {-2, '', 0}
 -- (the recipient's held list is full), {-3, id, ts} (held).
 local k = 0
@@ -35,11 +37,15 @@ local max = tonumber(ARGV[8])
 if n == 0 and max > 0 then
   local inbox = KEYS[k + 1]
   if redis.call('EXISTS', KEYS[k + 2]) == 1 or redis.call('HEXISTS', KEYS[k + 3], ARGV[11]) == 1 then
-    if redis.call('LLEN', inbox) >= max then
+    local senders = KEYS[k + 4]
+    if redis.call('LLEN', inbox) >= max
+      or tonumber(redis.call('HGET', senders, ARGV[13]) or '0') >= tonumber(ARGV[14]) then
       return {-2, '', '0'}
     end
     redis.call('RPUSH', inbox, ARGV[9] .. ' ' .. ARGV[3])
     redis.call('PEXPIRE', inbox, ARGV[10])
+    redis.call('HINCRBY', senders, ARGV[13], 1)
+    redis.call('PEXPIRE', senders, ARGV[10])
     held = true
   end
 end
