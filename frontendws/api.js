@@ -163,6 +163,12 @@ export function getMembers(roomId, cursor = null, limit = MEMBERS_PAGE) {
   return request('GET', `rooms/${enc(roomId)}/members?limit=${limit}${query}`);
 }
 
+/** `GET /directs/{userId}/messages`: the latest page of the conversation with a user. */
+export function getDirects(userId, before = null) {
+  const query = before ? `&before=${enc(before)}` : '';
+  return request('GET', `directs/${enc(userId)}/messages?limit=${HISTORY_LIMIT}${query}`);
+}
+
 /** `GET /rooms/{roomId}/messages`: the latest page of history, or the one before `before`. */
 export function getMessages(roomId, before = null) {
   const query = before ? `&before=${enc(before)}` : '';

@@ -1,6 +1,6 @@
-// A room's history over REST: the recent page when the room is joined (merged with what is
-// shown, in the room's order), older pages on demand, and the verdict on messages whose ack the
-// connection lost.
+// A conversation's history over REST: a room's recent page when the room is joined (merged with
+// what is shown, in the room's order), a private conversation's when it is first shown, older
+// pages on demand, and the verdict on messages whose ack the connection lost.
 
 import * as api from './api.js';
 import {
@@ -18,7 +18,7 @@ function mergeHistory(conv, messages) {
   let before = null;
   for (let i = messages.length - 1; i >= 0; i -= 1) {
     const m = messages[i];
-    if (!m || m.type !== 'message') continue;
+    if (!m || m.type !== frameType(conv)) continue;
     const known = conv.ids.get(m.id);
     if (known) {
       before = known;
@@ -39,10 +39,23 @@ function mergeHistory(conv, messages) {
   }
 }
 
+// The frames a conversation's history holds, and where its pages come from.
+const frameType = (conv) => (conv.type === 'room' ? 'message' : 'direct');
+const fetchPage = (conv, before = null) => (conv.type === 'room'
+  ? api.getMessages(conv.id, before)
+  : api.getDirects(conv.id, before));
+
+/** A private conversation's history, the first time it is shown or receives a message. */
+export function ensureDirectHistory(conv) {
+  if (conv.type !== 'dm' || conv.historyLoaded || conv.historyLoading) return;
+  conv.historyLoading = true;
+  loadHistory(conv).finally(() => { conv.historyLoading = false; });
+}
+
 export async function loadHistory(conv) {
   let page;
   try {
-    page = await api.getMessages(conv.id);
+    page = await fetchPage(conv);
   } catch (err) {
     if (err.status === 404) roomGone(conv);
     else showError(`Could not load the history of ${conv.name}: ${api.describeError(err)}`);
@@ -63,7 +76,7 @@ export async function loadOlder(conv) {
   if (!conv.nextBefore) return;
   let page;
   try {
-    page = await api.getMessages(conv.id, conv.nextBefore);
+    page = await fetchPage(conv, conv.nextBefore);
   } catch (err) {
     showError(`Could not load older messages: ${api.describeError(err)}`);
     return;
@@ -72,7 +85,7 @@ export async function loadOlder(conv) {
   const fromBottom = list.scrollHeight - list.scrollTop;
   const first = conv.items[0] || null;
   for (const m of page.messages || []) {
-    if (!m || m.type !== 'message' || conv.ids.has(m.id)) continue;
+    if (!m || m.type !== frameType(conv) || conv.ids.has(m.id)) continue;
     insertItem(conv, messageItem(m, { fromHistory: true }), first);
   }
   conv.nextBefore = page.nextBefore || null;

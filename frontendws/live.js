@@ -5,7 +5,7 @@ import * as api from './api.js';
 import {
   dmConv, insertItem, lookupUser, messageItem, roomGone, systemNotice,
 } from './conversations.js';
-import { failUnconfirmed, loadHistory } from './history.js';
+import { ensureDirectHistory, failUnconfirmed, loadHistory } from './history.js';
 import { updateStatus } from './message-list.js';
 import { confirmItem, flushQueued, MAX_BODY } from './outbox.js';
 import {
@@ -36,7 +36,12 @@ function lastMessageId(conv) {
 // closes (rooms are left, sent messages unconfirmed); socket.js does the rest.
 export function onSocketOpen() {
   for (const conv of rooms()) sendJoin(conv);
-  for (const conv of state.convs.values()) if (conv.type === 'dm') flushQueued(conv);
+  for (const conv of state.convs.values()) {
+    if (conv.type !== 'dm') continue;
+    // What another tab of ours received while this one was away is in the history.
+    if (conv.historyLoaded) loadHistory(conv);
+    flushQueued(conv);
+  }
   if (!rooms().length) renderConnection('online', 'Connected');
 }
 
@@ -100,8 +105,8 @@ function onDirect(frame) {
   const mine = me() && frame.from.id === me().id;
   const peer = mine ? lookupUser(frame.to) : frame.from;
   const conv = dmConv(peer);
-  if (conv.ids.has(frame.id)) return;
-  insertItem(conv, messageItem(frame));
+  if (!conv.ids.has(frame.id)) insertItem(conv, messageItem(frame));
+  ensureDirectHistory(conv);
 }
 
 // A user's "left" line waits this long: if they join again meanwhile (a reload, a reconnect
@@ -223,6 +228,7 @@ async function onJoinError(conv, frame, req) {
 // The server may have missed messages (its broker reconnected): reload each room's history
 // and who is online, and say so.
 function onResync(frame) {
+  for (const conv of state.convs.values()) if (conv.type === 'dm' && conv.historyLoaded) loadHistory(conv);
   for (const conv of rooms()) {
     loadHistory(conv);
     refreshRoom(conv, { online: true });

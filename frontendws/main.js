@@ -16,7 +16,7 @@ import {
 import { moreRooms, refreshDirectory, renderDirectory, resetDirectory } from './directory.js';
 import { $ } from './dom.js';
 import { shortId } from './format.js';
-import { loadOlder } from './history.js';
+import { ensureDirectHistory, loadOlder } from './history.js';
 import * as live from './live.js';
 import { isAtBottom } from './message-list.js';
 import { retryItem } from './outbox.js';
@@ -198,7 +198,10 @@ function wire() {
   });
   $('member-list').addEventListener('click', (e) => {
     const button = e.target.closest('button[data-user-id]');
-    if (button) activate(dmConv({ id: button.dataset.userId, name: button.dataset.name }));
+    if (!button) return;
+    const conv = dmConv({ id: button.dataset.userId, name: button.dataset.name });
+    activate(conv);
+    ensureDirectHistory(conv);
   });
   $('lists').addEventListener('click', (e) => {
     const button = e.target.closest('button[data-action]');

@@ -25,14 +25,13 @@ export function createList(conv) {
     dataset: { conv: conv.key },
     hidden: true,
   });
-  if (conv.type === 'room') {
-    conv.olderEl = el('li', { class: 'older', hidden: true },
-      el('button', { type: 'button', class: 'link-button', 'data-testid': 'load-older', 'data-action': 'load-older' }, 'Load older messages'));
-    list.append(conv.olderEl);
-  } else {
+  conv.olderEl = el('li', { class: 'older', hidden: true },
+    el('button', { type: 'button', class: 'link-button', 'data-testid': 'load-older', 'data-action': 'load-older' }, 'Load older messages'));
+  if (conv.type !== 'room') {
     list.append(el('li', { class: 'notice private-notice' },
       `Private conversation with ${conv.name}. Only the two of you see these messages.`));
   }
+  list.append(conv.olderEl);
   return list;
 }
 

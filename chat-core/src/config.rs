@@ -90,6 +90,11 @@ pub struct ChatConfig {
     /// sender's next direct message to the offline recipient is refused with `inbox_full`,
     /// so that one sender cannot fill someone's inbox and shut out everyone else. Default 20.
     pub held_directs_per_sender: usize,
+    /// Keep direct messages in the history of each conversation (`GET /directs/{userId}/messages`
+    /// for either of its two users), with the backend's history caps (per conversation as per
+    /// room: its count, its age, and gone after the room TTL without a message). `false`
+    /// keeps none: the history is empty. Default `true`.
+    pub keep_direct_history: bool,
     /// How long a held direct message waits for its recipient; one older than this is not
     /// delivered. Default 7 days (how long a user who does not come back stays known).
     pub held_direct_max_age: Duration,
@@ -178,6 +183,7 @@ impl Default for ChatConfig {
             user_directs_burst: 20,
             held_directs_per_user: 200,
             held_directs_per_sender: 20,
+            keep_direct_history: true,
             held_direct_max_age: Duration::from_secs(7 * 24 * 3600),
             user_rooms_per_minute: 10,
             guests_per_minute: 30,

@@ -10,8 +10,7 @@ use std::{
 
 use chat_tower::chat_core::{
     backend::broker::{
-        Broker, Control, DirectDedup, DirectSent, Envelope, Hold, NewRoomMessage, NodeId,
-        SenderCopy, Topic,
+        Broker, Control, DirectSent, Envelope, NewDirect, NewRoomMessage, NodeId, Topic,
     },
     protocol::{RoomMessage, UserId},
     Backend, BackendError, BoxFuture,
@@ -78,16 +77,11 @@ impl Broker for FlakyBroker {
 
     fn publish_direct<'a>(
         &'a self,
-        envelope: Envelope,
-        copy_to: Option<SenderCopy>,
-        dedup: Option<DirectDedup<'a>>,
-        hold: Option<Hold<'a>>,
+        direct: NewDirect<'a>,
     ) -> BoxFuture<'a, Result<DirectSent, BackendError>> {
         Box::pin(async move {
             self.switch.check()?;
-            self.inner
-                .publish_direct(envelope, copy_to, dedup, hold)
-                .await
+            self.inner.publish_direct(direct).await
         })
     }
 

@@ -448,3 +448,97 @@ async fn a_direct_message_to_someone_offline_is_held_in_redis_and_reaches_them_o
     assert!(keys.is_empty(), "nothing held any more: {keys:?}");
     alice.barrier(&room).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_messages_are_kept_per_conversation_and_read_from_any_instance() {
+    let redis = RedisServer::start().await;
+    let (a, b, _c) = three(&redis).await;
+    let room = a.api.create_room("dm history").await;
+    let alice = a.api.join_room(&room, "alice").await;
+    let bob = b.api.join_room(&room, "bob").await;
+    let carol = a.api.join_room(&room, "carol").await;
+    let token = |joined: &serde_json::Value| joined["token"].as_str().unwrap().to_owned();
+    let mut alice_ws = a.tab(&token(&alice), &room).await;
+    let mut bob_ws = b.tab(&token(&bob), &room).await;
+    alice_ws.expect("system").await;
+    let dm = |to: &serde_json::Value, body: &str| json!({"type": "direct", "to": to["user"]["id"], "body": body});
+    let mut ids = Vec::new();
+    for (i, body) in ["hi bob", "hi alice", "lunch?", "to carol, offline"]
+        .iter()
+        .enumerate()
+    {
+        let (from, to) = match i {
+            1 => (&mut bob_ws, &alice),
+            3 => (&mut alice_ws, &carol),
+            _ => (&mut alice_ws, &bob),
+        };
+        from.send(dm(to, body)).await;
+        ids.push(from.expect("ack").await["id"].clone());
+        if i < 3 {
+            let other = if i == 1 { &mut alice_ws } else { &mut bob_ws };
+            assert_eq!(other.expect("direct").await["body"], *body);
+        }
+    }
+    // The same conversation for both, from either instance, newest page first.
+    let path = |peer: &serde_json::Value, query: &str| {
+        format!(
+            "/directs/{}/messages{query}",
+            peer["user"]["id"].as_str().unwrap()
+        )
+    };
+    let (status, page) = a
+        .api
+        .with_token(&token(&alice))
+        .get(&path(&bob, "?limit=2"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let bodies = |page: &serde_json::Value| -> Vec<String> {
+        let messages = page["messages"].as_array().unwrap();
+        messages
+            .iter()
+            .map(|m| m["body"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(bodies(&page), ["hi alice", "lunch?"]);
+    assert_eq!(page["messages"][0]["type"], "direct");
+    assert_eq!(page["messages"][0]["from"], bob["user"]);
+    assert_eq!(page["messages"][1]["id"], ids[2]);
+    assert_eq!(page["nextBefore"], ids[1]);
+    let before = format!("?limit=2&before={}", ids[1].as_str().unwrap());
+    let (status, older) = b
+        .api
+        .with_token(&token(&bob))
+        .get(&path(&alice, &before))
+        .await;
+    assert_eq!(status, 200, "{older}");
+    assert_eq!(bodies(&older), ["hi bob"]);
+    assert_eq!(older["nextBefore"], serde_json::Value::Null);
+    // A held message is kept too; carol reads it before she ever connects.
+    let (_, carols) = b
+        .api
+        .with_token(&token(&carol))
+        .get(&path(&alice, ""))
+        .await;
+    assert_eq!(bodies(&carols), ["to carol, offline"]);
+    // Nobody reads a conversation they are not in: bob's with carol is his own (empty).
+    let (_, none) = a.api.with_token(&token(&bob)).get(&path(&carol, "")).await;
+    assert_eq!(none["messages"], json!([]));
+    // Bad cursors and limits are 400 problems, never 5xx; no identity is 401.
+    for query in [
+        "?before=17",
+        "?before=",
+        "?limit=0",
+        "?limit=201",
+        "?limit=x",
+    ] {
+        let (status, problem) = a
+            .api
+            .with_token(&token(&alice))
+            .get(&path(&bob, query))
+            .await;
+        assert_eq!(status, 400, "{query}: {problem}");
+    }
+    let (status, _) = a.api.anonymous().get(&path(&bob, "")).await;
+    assert_eq!(status, 401);
+    alice_ws.barrier(&room).await;
+}

@@ -153,6 +153,33 @@ pub struct DirectDedup<'a> {
     pub ts: i64,
 }
 
+/// A direct message to publish ([`Broker::publish_direct`]).
+#[derive(Clone, Debug)]
+pub struct NewDirect<'a> {
+    /// The frame, for the recipient's topic.
+    pub envelope: Envelope,
+    /// The copy for the sender's other connections (tabs).
+    pub copy_to: Option<SenderCopy>,
+    /// Deduplication by the sender's `clientMsgId`.
+    pub dedup: Option<DirectDedup<'a>>,
+    /// Holding it for a recipient who is not connected anywhere.
+    pub hold: Option<Hold<'a>>,
+    /// Keeping it in the history of the sender's and the recipient's conversation.
+    pub keep: Option<Keep<'a>>,
+}
+
+/// A direct message kept in the history of the conversation of its two users (read with
+/// `HistoryStore::direct_page`), when it reached the recipient or is held for them.
+#[derive(Clone, Copy, Debug)]
+pub struct Keep<'a> {
+    /// The sender.
+    pub from: &'a UserId,
+    /// The recipient.
+    pub to: &'a UserId,
+    /// The message's id: a UUIDv7, so ids sort by time.
+    pub id: &'a MessageId,
+}
+
 /// Keeping a direct message for a recipient who is not connected anywhere, until a
 /// connection of theirs opens ([`Broker::release_held`]).
 #[derive(Clone, Copy, Debug)]
@@ -276,14 +303,13 @@ pub trait Broker: Send + Sync + 'static {
     /// With `hold` ([`Hold`]), a message that reached nobody is kept for a recipient the
     /// backend knows (`RoomStore::user_known`), in the same atomic step as the publish:
     /// [`DirectSent::Held`] (or [`DirectSent::InboxFull`]). The default holds nothing.
-    fn publish_direct<'a>(
-        &'a self,
-        envelope: Envelope,
-        copy_to: Option<SenderCopy>,
-        dedup: Option<DirectDedup<'a>>,
-        hold: Option<Hold<'a>>,
-    ) -> Reply<'a, DirectSent> {
-        let _ = (dedup, hold);
+    ///
+    /// With `keep` ([`Keep`]), a message that reached the recipient or is held for them is
+    /// appended to their conversation's history in the same step. The default keeps nothing.
+    fn publish_direct<'a>(&'a self, direct: NewDirect<'a>) -> Reply<'a, DirectSent> {
+        let NewDirect {
+            envelope, copy_to, ..
+        } = direct;
         Box::pin(async move {
             let copy = copy_to.map(|copy| copy.envelope(&envelope));
             let reached = self.publish(envelope).await?;

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 
 use super::Reply;
-use crate::protocol::{MessageId, RoomId};
+use crate::protocol::{MessageId, RoomId, UserId};
 
 /// One page of a room's history.
 #[derive(Clone, Debug, Default)]
@@ -36,4 +36,42 @@ pub trait HistoryStore: Send + Sync + 'static {
         after: &'a MessageId,
         limit: usize,
     ) -> Reply<'a, (Vec<Bytes>, bool)>;
+
+    /// Up to `limit` direct messages between `a` and `b` (both ways; `a` and `b` in either
+    /// order) older than `before` (or the newest), oldest first, as the `direct` frames that
+    /// were delivered. Kept by `Broker::publish_direct` (`Keep`); ids are UUIDv7 strings, and
+    /// `before` that is not one is [`InvalidCursor`](crate::error::BackendError::InvalidCursor).
+    fn direct_page<'a>(
+        &'a self,
+        a: &'a UserId,
+        b: &'a UserId,
+        before: Option<&'a MessageId>,
+        limit: usize,
+    ) -> Reply<'a, HistoryPage>;
+}
+
+/// The two users of a conversation in a fixed order, whoever sent: its key in a store.
+pub(crate) fn conversation<'a>(a: &'a UserId, b: &'a UserId) -> (&'a UserId, &'a UserId) {
+    if a.as_str() <= b.as_str() {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// A direct message id as this chat issues them (a UUID, lower-case and hyphenated, which for
+/// UUIDv7 sorts by time), or `InvalidCursor`.
+pub(crate) fn direct_id(id: &MessageId) -> Result<&str, crate::error::BackendError> {
+    let s = id.as_str();
+    match uuid::Uuid::parse_str(s) {
+        Ok(uuid) if uuid.hyphenated().to_string() == s => Ok(s),
+        _ => Err(crate::error::BackendError::InvalidCursor),
+    }
+}
+
+/// The smallest id a UUIDv7 made at `ms` (Unix epoch milliseconds) can have, as a prefix of
+/// its string: ids of messages made before `ms` sort below it.
+pub(crate) fn direct_id_floor(ms: i64) -> String {
+    let ms = u64::try_from(ms).unwrap_or(0) & 0xffff_ffff_ffff;
+    format!("{:08x}-{:04x}", ms >> 16, ms & 0xffff)
 }

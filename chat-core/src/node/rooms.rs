@@ -445,4 +445,27 @@ impl Chat {
             .await
             .map_err(bad_cursor)
     }
+
+    /// A page of the direct messages between `caller` and `peer` (both ways), oldest first, as
+    /// the `direct` frames that were delivered (`ChatConfig::keep_direct_history`). Only the
+    /// caller's own conversations: there is no one else's to ask for. A user the chat never
+    /// saw has an empty history, like one the caller never wrote to.
+    ///
+    /// # Errors
+    /// [`Error::BadCursor`] for a `before` that is not a direct message id;
+    /// [`Error::Unavailable`] if the backend fails.
+    pub async fn direct_history(
+        &self,
+        caller: &Caller,
+        peer: &UserId,
+        before: Option<&MessageId>,
+        limit: usize,
+    ) -> Result<HistoryPage, Error> {
+        let limit = limit.clamp(1, self.config().history_page_max);
+        self.backend()
+            .history
+            .direct_page(&caller.user.id, peer, before, limit)
+            .await
+            .map_err(bad_cursor)
+    }
 }

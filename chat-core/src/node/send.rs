@@ -6,7 +6,8 @@ use tracing::warn;
 use super::Chat;
 use crate::{
     backend::broker::{
-        ConnId, Dedup, DirectDedup, DirectSent, Envelope, Hold, NewRoomMessage, SenderCopy, Topic,
+        ConnId, Dedup, DirectDedup, DirectSent, Envelope, Hold, Keep, NewDirect, NewRoomMessage,
+        SenderCopy, Topic,
     },
     error::Error,
     protocol::{
@@ -270,9 +271,21 @@ impl Chat {
             ts: ack.ts,
         });
         let metrics = crate::metrics::metrics();
+        let keep = config.keep_direct_history.then_some(Keep {
+            from: &sent_by,
+            to: &to,
+            id: &ack.id,
+        });
+        let direct = NewDirect {
+            envelope,
+            copy_to,
+            dedup: check,
+            hold,
+            keep,
+        };
         let sent = backend
             .broker
-            .publish_direct(envelope, copy_to, check, hold)
+            .publish_direct(direct)
             .await
             .inspect_err(|_| metrics.publish_errors_direct.increment(1))?;
         let reached = match sent {

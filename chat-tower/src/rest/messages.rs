@@ -93,20 +93,22 @@ pub(crate) async fn room_messages(
     let page = chat
         .history(&caller, &RoomId::new(room_id), before.as_ref(), limit)
         .await?;
-    // The frames are stored serialized: splice them into the response as they are.
-    let mut body =
-        Vec::with_capacity(64 + page.messages.iter().map(|m| m.len() + 1).sum::<usize>());
+    Ok(page_body(&page.messages, page.next_before.as_ref()))
+}
+
+/// `{"messages": [...], "nextBefore": ...}` of a history page. The frames are stored
+/// serialized: they are spliced into the response as they are.
+pub(super) fn page_body(messages: &[bytes::Bytes], next_before: Option<&MessageId>) -> Response {
+    let mut body = Vec::with_capacity(64 + messages.iter().map(|m| m.len() + 1).sum::<usize>());
     body.extend_from_slice(b"{\"messages\":[");
-    for (i, frame) in page.messages.iter().enumerate() {
+    for (i, frame) in messages.iter().enumerate() {
         if i > 0 {
             body.push(b',');
         }
         body.extend_from_slice(frame);
     }
     body.extend_from_slice(b"],\"nextBefore\":");
-    body.extend_from_slice(
-        &serde_json::to_vec(&page.next_before).unwrap_or_else(|_| b"null".to_vec()),
-    );
+    body.extend_from_slice(&serde_json::to_vec(&next_before).unwrap_or_else(|_| b"null".to_vec()));
     body.push(b'}');
-    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

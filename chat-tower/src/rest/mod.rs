@@ -6,6 +6,7 @@
 //! - `members`: `GET /rooms/{roomId}/members`, `DELETE /rooms/{roomId}/members/me`,
 //!   `POST /rooms/{roomId}/invites`;
 //! - `messages`: `GET /rooms/{roomId}/messages` (history pages);
+//! - `directs`: `GET /directs/{userId}/messages` (the caller's direct messages with one user);
 //! - `contract`: `GET /openapi.json` and `GET /asyncapi.json`;
 //! - `body`: reading and validating request bodies.
 
@@ -13,12 +14,14 @@ use axum::{extract::NestedPath, http::Extensions};
 
 pub(crate) mod body;
 pub(crate) mod contract;
+pub(crate) mod directs;
 pub(crate) mod guests;
 pub(crate) mod join;
 pub(crate) mod members;
 pub(crate) mod messages;
 pub(crate) mod rooms;
 
+pub use directs::{DirectHistoryMessage, DirectHistoryResponse, DirectType};
 pub use guests::{GuestRequest, GuestResponse};
 pub use join::{JoinRoomRequest, JoinRoomResponse};
 pub use members::{InviteResponse, INVITE_TTL};

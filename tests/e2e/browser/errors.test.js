@@ -67,6 +67,13 @@ test('a private message to someone who went offline is kept for them and reaches
   await bob.page.locator(tid('dm-message'), { hasText: 'are you there?' }).waitFor();
   await screenshot(bob.page, 'errors-held-message-delivered');
 
+  // The conversation is kept: after a reload, opening it shows it again, from history.
+  await bob.page.reload();
+  await bob.page.locator(tid('chat')).waitFor();
+  await member(bob.page, 'alice').click();
+  await bob.page.locator(tid('dm-message'), { hasText: 'are you there?' }).waitFor();
+  assert.equal(await bob.page.locator(tid('dm-message'), { hasText: 'are you there?' }).count(), 1);
+
   // An over-long body is refused before it is sent.
   await alice.page.locator(tid('conv-room')).click();
   await alice.page.locator(tid('message-input')).evaluate((el) => { el.removeAttribute('maxlength'); });

@@ -52,6 +52,7 @@ from roomcast_client.api.chat import (  # noqa: E402
     list_room_members,
     list_rooms,
     get_open_api,
+    list_direct_messages,
     list_room_messages,
 )
 from roomcast_client.models import (  # noqa: E402
@@ -435,6 +436,8 @@ def _endpoints(room_id: str) -> list[tuple[str, str, Any]]:
         ("/rooms/{roomId}/members/me", "delete", lambda c: leave_room.sync_detailed(room_id, client=c)),
         ("/rooms/{roomId}/invites", "post", lambda c: create_invite.sync_detailed(room_id, client=c)),
         ("/rooms/{roomId}/messages", "get", lambda c: list_room_messages.sync_detailed(room_id, client=c)),
+        ("/directs/{userId}/messages", "get",
+         lambda c: list_direct_messages.sync_detailed(str(uuid.uuid4()), client=c)),
     ]
 
 

@@ -1,7 +1,8 @@
 //! Idle rooms go away: a room with nobody online, and no create, join, presence change or
 //! message for `MemoryConfig::room_ttl`, is deleted with its members and its history; a user
 //! not seen (token, connection, join) for as long is forgotten, and direct messages held for
-//! an offline user past their age are dropped.
+//! an offline user past their age are dropped, and a conversation's direct messages after as
+//! long without one.
 //!
 //! The sweep runs as the store is used (`create`, `get`, `list`, `remember_user`), at most once per
 //! `room_ttl / 10` or per minute, whichever is shorter, so no task of its own is needed; `get` also
@@ -74,6 +75,9 @@ impl MemoryNode {
         if only.is_none() {
             rooms.users.retain(|_, seen| !old(*seen));
             pubsub.expire_held(crate::protocol::now_ms());
+            pubsub
+                .directs
+                .retain(|_, log| log.last_append().is_some_and(|at| !old(at)));
         }
         if !gone.is_empty() {
             tracing::debug!(rooms = gone.len(), "idle rooms expired");

@@ -12,11 +12,11 @@ use bytes::Bytes;
 use super::{ready, MemoryNode};
 use crate::{
     backend::{
-        history::{HistoryPage, HistoryStore},
+        history::{conversation, direct_id, direct_id_floor, HistoryPage, HistoryStore},
         Reply,
     },
     error::BackendError,
-    protocol::{MessageId, RoomId},
+    protocol::{MessageId, RoomId, UserId},
     sync::lock,
 };
 
@@ -136,6 +136,37 @@ impl HistoryStore for MemoryNode {
                 .unwrap_or_default()
         }))
     }
+
+    fn direct_page<'a>(
+        &'a self,
+        a: &'a UserId,
+        b: &'a UserId,
+        before: Option<&'a MessageId>,
+        limit: usize,
+    ) -> Reply<'a, HistoryPage> {
+        let before = match before.map(direct_id).transpose() {
+            Ok(before) => before,
+            Err(err) => return ready(Err(err)),
+        };
+        let floor = self.direct_floor();
+        let (lo, hi) = conversation(a, b);
+        let ps = lock(&self.cluster.pubsub);
+        let page = ps
+            .directs
+            .get(&(lo.clone(), hi.clone()))
+            .map(|log| log.page(&floor, before, limit))
+            .unwrap_or_default();
+        ready(Ok(page))
+    }
+}
+
+impl MemoryNode {
+    /// The id below which direct messages are too old to keep (`history_max_age`).
+    pub(super) fn direct_floor(&self) -> String {
+        let age =
+            i64::try_from(self.cluster.config.history_max_age.as_millis()).unwrap_or(i64::MAX);
+        direct_id_floor(crate::protocol::now_ms().saturating_sub(age))
+    }
 }
 
 /// A message id as this store issues them: a decimal `u64` from 1, no sign or leading zero.
@@ -165,6 +196,52 @@ mod tests {
             "18446744073709551616",
         ] {
             assert!(parse_seq(&MessageId::new(bad)).is_err(), "{bad}");
+        }
+    }
+}
+
+/// One conversation's direct messages: frames by id (UUIDv7 strings sort by time), capped by
+/// count and age like a room's log, and gone after `room_ttl` without a message.
+#[derive(Default)]
+pub(super) struct DirectLog {
+    entries: std::collections::BTreeMap<String, Bytes>,
+    last_append: Option<Instant>,
+}
+
+impl DirectLog {
+    /// Keeps `frame` as message `id`, dropping the oldest past `cap` and those made before
+    /// `floor` (a [`direct_id_floor`]).
+    pub(super) fn push(&mut self, cap: usize, floor: &str, id: &str, frame: Bytes) {
+        self.entries = self.entries.split_off(floor);
+        self.entries.insert(id.to_owned(), frame);
+        while self.entries.len() > cap.max(1) {
+            self.entries.pop_first();
+        }
+        self.last_append = Some(Instant::now());
+    }
+
+    /// When the last message was appended.
+    pub(super) fn last_append(&self) -> Option<Instant> {
+        self.last_append
+    }
+
+    fn page(&self, floor: &str, before: Option<&str>, limit: usize) -> HistoryPage {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let upper = before.map_or(Unbounded, Excluded);
+        let mut newest: Vec<(&String, &Bytes)> = self
+            .entries
+            .range::<str, _>((Included(floor), upper))
+            .rev()
+            .take(limit + 1)
+            .collect();
+        let more = newest.len() > limit;
+        newest.truncate(limit);
+        newest.reverse();
+        HistoryPage {
+            next_before: more
+                .then(|| newest.first().map(|(id, _)| MessageId::new(id.as_str())))
+                .flatten(),
+            messages: newest.into_iter().map(|(_, frame)| frame.clone()).collect(),
         }
     }
 }

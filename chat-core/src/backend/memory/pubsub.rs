@@ -6,14 +6,19 @@ use std::{
     time::Duration,
 };
 
-use super::{dedup, history::RoomLog, ready, MemoryNode};
+use super::{
+    dedup,
+    history::{DirectLog, RoomLog},
+    ready, MemoryNode,
+};
 use crate::{
     backend::{
         broker::{
-            Broker, BrokerEvent, Control, DirectDedup, DirectSent, Envelope, Hold, NewRoomMessage,
-            NodeId, SenderCopy, Topic,
+            Broker, BrokerEvent, Control, DirectSent, Envelope, NewDirect, NewRoomMessage, NodeId,
+            Topic,
         },
         events::EventSender,
+        history::conversation,
         Reply,
     },
     protocol::{now_ms, wire, MessageId, RoomId, RoomMessage, UserId},
@@ -40,6 +45,9 @@ pub(super) struct PubSub {
     /// (Unix epoch ms) after which it is not delivered. Under this lock: holding is decided by
     /// the publish that reached nobody, and a release must see every message held before it.
     pub(super) held: HashMap<UserId, VecDeque<Held>>,
+    /// Direct messages per conversation (its two users in `history::conversation` order),
+    /// under this lock: kept in the same step as the publish.
+    pub(super) directs: HashMap<(UserId, UserId), DirectLog>,
 }
 
 impl PubSub {
@@ -160,15 +168,17 @@ impl Broker for MemoryNode {
         ready(Ok(message))
     }
 
-    fn publish_direct<'a>(
-        &'a self,
-        envelope: Envelope,
-        copy_to: Option<SenderCopy>,
-        dedup: Option<DirectDedup<'a>>,
-        hold: Option<Hold<'a>>,
-    ) -> Reply<'a, DirectSent> {
+    fn publish_direct<'a>(&'a self, direct: NewDirect<'a>) -> Reply<'a, DirectSent> {
+        let NewDirect {
+            envelope,
+            copy_to,
+            dedup,
+            hold,
+            keep,
+        } = direct;
         // Only a known recipient's messages are held (rooms before pub/sub: the lock order).
         let hold = hold.filter(|hold| self.knows(hold.to));
+        let floor = keep.map(|_| self.direct_floor());
         let mut ps = lock(&self.cluster.pubsub);
         let key = dedup.map(|d| {
             let target = Topic::User(d.to.clone());
@@ -204,8 +214,17 @@ impl Broker for MemoryNode {
             }
             _ => false,
         };
+        let frame = envelope.frame.clone();
         let reached = if held { 0 } else { ps.deliver(envelope) };
         let sent = held || reached > 0;
+        if let (true, Some(keep), Some(floor)) = (sent, keep, floor) {
+            let (lo, hi) = conversation(keep.from, keep.to);
+            let cap = self.cluster.config.history_per_room;
+            ps.directs
+                .entry((lo.clone(), hi.clone()))
+                .or_default()
+                .push(cap, &floor, keep.id.as_str(), frame);
+        }
         if let (true, Some(copy)) = (sent, copy) {
             ps.deliver(copy);
         }

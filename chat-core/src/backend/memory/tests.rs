@@ -114,7 +114,13 @@ async fn a_direct_copy_goes_only_where_another_tab_can_get_it() {
             topic: sender.clone(),
             here,
         };
-        a.broker.publish_direct(envelope, Some(copy), None, None)
+        a.broker.publish_direct(crate::backend::broker::NewDirect {
+            envelope,
+            copy_to: Some(copy),
+            dedup: None,
+            hold: None,
+            keep: None,
+        })
     };
     let topics = |rx: &mut crate::backend::Events| {
         let mut topics = Vec::new();

@@ -6,11 +6,11 @@ use redis::AsyncCommands;
 use super::RedisNode;
 use crate::{
     backend::{
-        history::{HistoryPage, HistoryStore},
+        history::{conversation, direct_id, direct_id_floor, HistoryPage, HistoryStore},
         Reply,
     },
     error::BackendError,
-    protocol::{wire, MessageId, RoomId},
+    protocol::{now_ms, wire, MessageId, RoomId, UserId},
 };
 
 /// A stream id as Redis issues them (`ms-seq`, both decimal `u64` without sign or leading
@@ -117,6 +117,53 @@ impl HistoryStore for RedisNode {
             let more = frames.len() > limit;
             frames.truncate(limit);
             Ok((frames.into_iter().map(|(_, f)| f).collect(), more))
+        })
+    }
+
+    fn direct_page<'a>(
+        &'a self,
+        a: &'a UserId,
+        b: &'a UserId,
+        before: Option<&'a MessageId>,
+        limit: usize,
+    ) -> Reply<'a, HistoryPage> {
+        Box::pin(async move {
+            let max = match before {
+                Some(id) => format!("({}", direct_id(id)?),
+                None => "+".to_owned(),
+            };
+            let age =
+                i64::try_from(self.shared.config.history_max_age.as_millis()).unwrap_or(i64::MAX);
+            let min = format!("[{}", direct_id_floor(now_ms().saturating_sub(age)));
+            let (a, b) = conversation(a, b);
+            let members: Vec<Vec<u8>> = redis::cmd("ZREVRANGEBYLEX")
+                .arg(self.shared.keys.direct_log(a, b))
+                .arg(max)
+                .arg(min)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit + 1)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(BackendError::redis)?;
+            let more = members.len() > limit;
+            let mut page: Vec<(String, Bytes)> = members
+                .into_iter()
+                .take(limit)
+                .filter_map(|member| {
+                    let at = member.iter().position(|b| *b == b' ')?;
+                    let id = String::from_utf8(member[..at].to_vec()).ok()?;
+                    let frame = Bytes::copy_from_slice(&member[at + 1..]);
+                    Some((id, frame))
+                })
+                .collect();
+            page.reverse();
+            Ok(HistoryPage {
+                next_before: more
+                    .then(|| page.first().map(|(id, _)| MessageId::new(id.as_str())))
+                    .flatten(),
+                messages: page.into_iter().map(|(_, frame)| frame).collect(),
+            })
         })
     }
 }

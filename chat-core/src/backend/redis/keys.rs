@@ -115,6 +115,11 @@ impl Keys {
     pub(super) fn node_reaper(&self, node: NodeId) -> String {
         format!("{}:node:{{{node}}}:reaper", self.prefix)
     }
+    /// The direct messages of the conversation of `a` and `b` (in `history::conversation`
+    /// order), hash-tagged by both: a sorted set of `"<id> <frame>"`.
+    pub(super) fn direct_log(&self, a: &UserId, b: &UserId) -> String {
+        format!("{}:dm:{{{}:{a}:{b}}}", self.prefix, a.as_str().len())
+    }
     /// A sent `clientMsgId` of a direct message from `from` to `to`, in the sender's slot.
     pub(super) fn direct_sent(&self, from: &UserId, to: &UserId, client_msg_id: &str) -> String {
         let sent = format!("sent:{}:{to}:{client_msg_id}", to.as_str().len());

@@ -25,7 +25,9 @@
 //! void, with the tokens' lifetime as its TTL), `:sent:<len>:<to>:<clientMsgId>` (a direct
 //! message's, as for rooms), `:held` (direct messages held while the user had no connection,
 //! a list of `"<until> <payload>"`, TTL the hold time) and `:held:senders` (how many of them
-//! each sender sent, with the same TTL). Global: `P:rooms:public` (the public rooms' sort
+//! each sender sent, with the same TTL). A conversation's direct messages: `P:dm:{<len>:<a>:<b>}`
+//! (`a` ≤ `b`, `len` the length of `a`; a sorted set of `"<id> <frame>"`, the room TTL, the
+//! room history's caps). Global: `P:rooms:public` (the public rooms' sort
 //! keys), `P:nodes` (node heartbeats), `P:node:{N}:rooms`,
 //! `P:node:{N}:reaper` (a reaper's claim on dead node N, with a TTL), `P:secret`.
 //!

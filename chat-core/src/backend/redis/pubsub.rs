@@ -12,9 +12,9 @@ use super::{envelope, evalsha, keys, RedisNode};
 use crate::{
     backend::{
         broker::{
-            Broker, Control, Dedup, DirectDedup, DirectSent, Envelope, Hold, NewRoomMessage,
-            NodeId, SenderCopy, Topic,
+            Broker, Control, Dedup, DirectSent, Envelope, NewDirect, NewRoomMessage, NodeId, Topic,
         },
+        history::{conversation, direct_id_floor},
         Reply,
     },
     error::BackendError,
@@ -127,22 +127,24 @@ impl Broker for RedisNode {
         })
     }
 
-    fn publish_direct<'a>(
-        &'a self,
-        envelope: Envelope,
-        copy_to: Option<SenderCopy>,
-        dedup: Option<DirectDedup<'a>>,
-        hold: Option<Hold<'a>>,
-    ) -> Reply<'a, DirectSent> {
+    fn publish_direct<'a>(&'a self, direct: NewDirect<'a>) -> Reply<'a, DirectSent> {
         // One round trip instead of two, and the copy only when the recipient was reached (or
         // the message is held for them) and someone will get it (see the script).
         Box::pin(async move {
+            let NewDirect {
+                envelope,
+                copy_to,
+                dedup,
+                hold,
+                keep,
+            } = direct;
             let keys = &self.shared.keys;
+            let config = &self.shared.config;
             let payload = envelope::payload(envelope.origin, &envelope.frame);
             let script = &self.shared.scripts.direct;
             // Built straight into the command, as for room messages (`RedisNode::eval`): the
-            // sent key (with a `clientMsgId`) and the held list's keys (when holding), then
-            // the channels, the payload and the flags.
+            // sent key (with a `clientMsgId`), the held list's keys (when holding) and the
+            // conversation's log (when keeping), then the channels, the payload and the flags.
             let sent = dedup.map(|d| (d, keys.direct_sent(d.from, d.to, &d.dedup.client_msg_id)));
             let held = hold.map(|h| {
                 (
@@ -155,6 +157,10 @@ impl Broker for RedisNode {
                     ],
                 )
             });
+            let log = keep.map(|k| {
+                let (a, b) = conversation(k.from, k.to);
+                (k, keys.direct_log(a, b))
+            });
             let copy_channel = copy_to
                 .as_ref()
                 .map(|copy| keys.channel(&copy.topic))
@@ -166,25 +172,38 @@ impl Broker for RedisNode {
                         + h.to.as_str().len()
                         + h.from.as_str().len()
                 })
+                + log
+                    .as_ref()
+                    .map_or(0, |(_, key)| key.len() + envelope.frame.len() + 64)
                 + channel.len()
                 + copy_channel.len()
                 + payload.len()
                 + 160;
-            let numkeys = usize::from(sent.is_some()) + if held.is_some() { 4 } else { 0 };
-            let mut cmd = evalsha(script, numkeys, 14, bytes);
+            let numkeys = usize::from(sent.is_some())
+                + if held.is_some() { 4 } else { 0 }
+                + usize::from(log.is_some());
+            let mut cmd = evalsha(script, numkeys, 19, bytes);
             if let Some((_, key)) = &sent {
                 cmd.arg(key);
             }
             if let Some((_, held_keys)) = &held {
                 cmd.arg(&held_keys[..]);
             }
+            if let Some((_, key)) = &log {
+                cmd.arg(key);
+            }
             cmd.arg(channel)
                 .arg(copy_channel)
                 .arg(payload)
                 .arg(u8::from(copy_to.is_some_and(|copy| copy.here)));
-            match sent {
-                Some((d, _)) => cmd.arg(d.id.as_str()).arg(d.ts).arg(window_ms(d.dedup)),
-                None => cmd.arg("").arg(0).arg(0),
+            let id = sent
+                .as_ref()
+                .map(|(d, _)| d.id)
+                .or(log.as_ref().map(|(k, _)| k.id))
+                .map_or("", MessageId::as_str);
+            match &sent {
+                Some((d, _)) => cmd.arg(id).arg(d.ts).arg(window_ms(d.dedup)),
+                None => cmd.arg(id).arg(0).arg(0),
             };
             match &held {
                 Some((h, _)) => cmd
@@ -198,6 +217,17 @@ impl Broker for RedisNode {
             match &held {
                 Some((h, _)) => cmd.arg(h.from.as_str()).arg(h.max_per_sender),
                 None => cmd.arg("").arg(0),
+            };
+            match &log {
+                Some(_) => cmd
+                    .arg(1)
+                    .arg(&envelope.frame[..])
+                    .arg(config.history_per_room.max(1))
+                    .arg(direct_id_floor(
+                        now_ms().saturating_sub(millis(config.history_max_age)),
+                    ))
+                    .arg(config.room_ttl_ms()),
+                None => cmd.arg(0).arg("").arg(0).arg("").arg(0),
             };
             // -1: a duplicate, with the first one's id and ts; -2: the held list is full;
             // -3: held.

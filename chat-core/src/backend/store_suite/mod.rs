@@ -21,8 +21,8 @@ pub(crate) use membership::{
     share_a_room_follows_memberships, the_member_cap_refuses_only_new_members,
 };
 pub(crate) use presence::{
-    directs_are_held_and_released_once, exits_are_idempotent_and_announce_once,
-    sends_are_deduplicated,
+    directs_are_held_and_released_once, directs_are_kept_per_conversation,
+    exits_are_idempotent_and_announce_once, sends_are_deduplicated,
 };
 
 use super::{
@@ -44,7 +44,7 @@ macro_rules! store_tests {
             bad_cursors_are_invalid, user_rooms_come_in_batches_until_none_is_left,
             revocations_are_kept_for_their_ttl, the_member_cap_refuses_only_new_members,
             exits_are_idempotent_and_announce_once, sends_are_deduplicated,
-            directs_are_held_and_released_once);
+            directs_are_held_and_released_once, directs_are_kept_per_conversation);
     };
     (@each $make:expr; $($name:ident),*) => {$(
         #[tokio::test]

@@ -10,8 +10,8 @@ use super::{create, user_left};
 use crate::{
     backend::{
         broker::{
-            BrokerEvent, Dedup, DirectDedup, DirectSent, Envelope, Hold, NewRoomMessage, Origin,
-            SenderCopy, Topic,
+            BrokerEvent, Dedup, DirectDedup, DirectSent, Envelope, Hold, Keep, NewDirect,
+            NewRoomMessage, Origin, SenderCopy, Topic,
         },
         store::Visibility,
         Backend,
@@ -165,7 +165,13 @@ pub(crate) async fn sends_are_deduplicated(backend: &mut Backend) {
                 ts,
             };
             broker
-                .publish_direct(envelope, None, Some(check), None)
+                .publish_direct(NewDirect {
+                    envelope,
+                    copy_to: None,
+                    dedup: Some(check),
+                    hold: None,
+                    keep: None,
+                })
                 .await
                 .unwrap()
         }
@@ -226,7 +232,13 @@ pub(crate) async fn directs_are_held_and_released_once(backend: &mut Backend) {
                 ts,
             };
             broker
-                .publish_direct(envelope, copy, None, Some(hold))
+                .publish_direct(NewDirect {
+                    envelope,
+                    copy_to: copy,
+                    dedup: None,
+                    hold: Some(hold),
+                    keep: None,
+                })
                 .await
                 .unwrap()
         }
@@ -278,5 +290,72 @@ pub(crate) async fn directs_are_held_and_released_once(backend: &mut Backend) {
     broker.unsubscribe(vec![bob_topic.clone()]).await.unwrap();
     for n in [8, 9] {
         assert_eq!(send(&ann, &bob, n, now, hour).await, DirectSent::Held);
+    }
+}
+
+/// Direct messages that reached their recipient (or are held for them) are kept per
+/// conversation, whoever sent them, read newest page first and oldest first within a page;
+/// one that reached nobody is not; a cursor that is not a direct message id is refused.
+pub(crate) async fn directs_are_kept_per_conversation(backend: &mut Backend) {
+    let node = backend.broker.node_id();
+    let (ann, bob, cyd) = (UserId::new("ann"), UserId::new("bob"), UserId::new("cyd"));
+    let broker = backend.broker.clone();
+    broker
+        .subscribe(vec![Topic::User(ann.clone()), Topic::User(bob.clone())])
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for (i, (from, to)) in [(&ann, &bob), (&bob, &ann), (&ann, &bob), (&ann, &cyd)]
+        .into_iter()
+        .enumerate()
+    {
+        let id = MessageId::new(uuid::Uuid::now_v7().to_string());
+        let envelope = Envelope {
+            origin: Origin { node, conn: None },
+            topic: Topic::User(to.clone()),
+            frame: Bytes::from(format!("{{\"n\":{i}}}")),
+        };
+        let keep = Keep { from, to, id: &id };
+        let direct = NewDirect {
+            envelope,
+            copy_to: None,
+            dedup: None,
+            hold: None,
+            keep: Some(keep),
+        };
+        broker.publish_direct(direct).await.unwrap();
+        ids.push(id);
+    }
+    let history = &backend.history;
+    let frames = |page: &crate::backend::history::HistoryPage| -> Vec<String> {
+        let text = |f: &Bytes| String::from_utf8(f.to_vec()).unwrap();
+        page.messages.iter().map(text).collect()
+    };
+    let newest = history.direct_page(&bob, &ann, None, 2).await.unwrap();
+    assert_eq!(frames(&newest), ["{\"n\":1}", "{\"n\":2}"]);
+    assert_eq!(newest.next_before.as_ref(), Some(&ids[1]));
+    let older = history
+        .direct_page(&ann, &bob, newest.next_before.as_ref(), 2)
+        .await
+        .unwrap();
+    assert_eq!(frames(&older), ["{\"n\":0}"]);
+    assert_eq!(older.next_before, None);
+    // Cyd never connected: the message reached nobody and is not kept.
+    let none = history.direct_page(&cyd, &ann, None, 10).await.unwrap();
+    assert!(none.messages.is_empty());
+    for bad in [
+        "",
+        "17",
+        "1795946218367-0",
+        "019AD5E2-7C1A-7B3E-9F40-2D6C8E1A5B37",
+    ] {
+        let err = history
+            .direct_page(&ann, &bob, Some(&MessageId::new(bad)), 2)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, crate::error::BackendError::InvalidCursor),
+            "{bad}: {err}"
+        );
     }
 }

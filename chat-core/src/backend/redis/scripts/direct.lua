@@ -11,11 +11,16 @@
 -- whose key holds a first send is not published: returns {-1, first id, first ts}. Only a
 -- message that reached the recipient or is held for them is remembered (a retry of an
 -- undelivered one is tried). `sent` holds "<id> <ts>" (ids hold no space).
+-- Keeping (ARGV[15] is 1): a message that reached the recipient or is held is added to the
+-- conversation's `log`, a sorted set of "<id> <frame>" (ids are UUIDv7 strings: by lex, by
+-- time), without those below the floor id ARGV[18] (too old), at most ARGV[17], its TTL
+-- ARGV[19].
 -- KEYS: sent (when ARGV[12] is 1), then held, seen, legacy users, held:senders (when
--- holding).
+-- holding), then log (when keeping).
 -- ARGV: recipient channel, sender channel ('' for none), payload, sender has others here, id,
 -- ts, dedup window in ms, hold at most (0: no hold), held until (ms), hold TTL (ms),
--- recipient id, has `sent`, sender id, hold at most from one sender.
+-- recipient id, has `sent`, sender id, hold at most from one sender, keep, frame, log at
+-- most, log floor id, log TTL (ms).
 -- Returns {receivers (>= 0), id, ts}, or {-1, first id, first ts} (a duplicate), {-2, '', 0}
 -- (the recipient's held list is full), {-3, id, ts} (held).
 local k = 0
@@ -53,6 +58,16 @@ if (n > 0 or held) and ARGV[2] ~= '' then
   if ARGV[4] == '1' or redis.call('PUBSUB', 'NUMSUB', ARGV[2])[2] > 1 then
     redis.call('PUBLISH', ARGV[2], ARGV[3])
   end
+end
+if (n > 0 or held) and ARGV[15] == '1' then
+  local log = KEYS[k + (max > 0 and 4 or 0) + 1]
+  redis.call('ZADD', log, 0, ARGV[5] .. ' ' .. ARGV[16])
+  redis.call('ZREMRANGEBYLEX', log, '-', '(' .. ARGV[18])
+  local extra = redis.call('ZCARD', log) - tonumber(ARGV[17])
+  if extra > 0 then
+    redis.call('ZREMRANGEBYRANK', log, 0, extra - 1)
+  end
+  redis.call('PEXPIRE', log, ARGV[19])
 end
 if sent and (n > 0 or held) then
   redis.call('SET', sent, ARGV[5] .. ' ' .. ARGV[6], 'PX', ARGV[7])
