@@ -96,7 +96,8 @@ pub struct ChatConfig {
     /// keeps none: the history is empty. Default `true`.
     pub keep_direct_history: bool,
     /// How long a held direct message waits for its recipient; one older than this is not
-    /// delivered. Default 7 days (how long a user who does not come back stays known).
+    /// delivered. At most a year. Default 7 days (how long a user who does not come back
+    /// stays known).
     pub held_direct_max_age: Duration,
     /// Per user, on this node: rooms a user may create a minute (a bucket of that many,
     /// refilled evenly over the minute); over it `POST /create-room` is a 429 with
@@ -157,6 +158,14 @@ impl ChatConfig {
     /// outgoing queue, so that releasing them all to a new connection cannot overflow it.
     pub(crate) fn held_directs(&self) -> usize {
         self.held_directs_per_user.min(self.outgoing_queue / 2)
+    }
+
+    /// How long a held direct message waits: [`Self::held_direct_max_age`], at most a year
+    /// (a longer one would not fit the backend's expiry).
+    pub(crate) fn held_max_age(&self) -> Duration {
+        self.held_direct_max_age
+            .min(Duration::from_secs(365 * 24 * 3600))
+            .max(Duration::from_millis(1))
     }
 }
 

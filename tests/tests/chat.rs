@@ -416,3 +416,33 @@ async fn join_with_since_replays_everything_missed_exactly_once_in_order() {
     let server = Server::start(ChatBuilder::new().config(roomcast_tests::unlimited())).await;
     roomcast_tests::since_replay_scenario(&server, &server).await;
 }
+
+/// A held message is released to the connection that opens next; if that connection dies
+/// just then (here a handshake the client gave up on), the message is not gone: it is in the
+/// conversation's history, where the recipient's client reads it.
+#[tokio::test]
+async fn a_held_message_released_to_a_connection_that_died_is_still_in_the_history() {
+    use tokio::io::AsyncWriteExt;
+    let (server, room, mut alice, alice_user, _bob, _) = room_with_two().await;
+    let carol = server.api.join_room(&room, "carol").await;
+    let carol_token = carol["token"].as_str().unwrap();
+    alice
+        .send(json!({"type": "direct", "to": carol["user"]["id"], "body": "held one"}))
+        .await;
+    let ack = alice.expect("ack").await;
+    assert_eq!(ack["held"], true);
+    // Carol's phone starts a handshake and loses the network.
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = format!(
+        "GET /ws?token={carol_token} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    drop(tcp);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let path = format!("/directs/{}/messages", alice_user["id"].as_str().unwrap());
+    let (status, page) = server.api.with_token(carol_token).get(&path).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["messages"][0]["id"], ack["id"]);
+    assert_eq!(page["messages"][0]["body"], "held one");
+}

@@ -418,9 +418,13 @@ async fn a_direct_message_to_someone_offline_is_held_in_redis_and_reaches_them_o
     }
     let calls = redis.command_calls().await;
     assert_eq!(calls.get("evalsha").copied().unwrap_or(0), 3, "{calls:?}");
-    // A retry is the first one again; past the cap, refused and reported.
+    // A retry is the first one again (held, as it said); past the cap, refused and reported.
     alice.send(dm("one")).await;
-    assert_eq!(alice.expect("ack").await["id"], acks[0]["id"]);
+    let again = alice.expect("ack").await;
+    assert_eq!(
+        (&again["id"], &again["held"]),
+        (&acks[0]["id"], &json!(true))
+    );
     alice.send(dm("four")).await;
     let err = alice.expect_error("inbox_full").await;
     assert_eq!(err["clientMsgId"], "four");
@@ -541,4 +545,65 @@ async fn direct_messages_are_kept_per_conversation_and_read_from_any_instance() 
     let (status, _) = a.api.anonymous().get(&path(&bob, "")).await;
     assert_eq!(status, 401);
     alice_ws.barrier(&room).await;
+}
+
+/// While the recipient's instance resubscribes after losing its Pub/Sub connection, the
+/// recipient looks offline and a direct message to them is held: the instance releases it to
+/// the open connection once it is back (with the `resync`), not only to the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_held_while_the_recipients_instance_resubscribes_reaches_the_open_connection() {
+    let redis = RedisServer::start().await;
+    let a = redis_instance(&redis, RedisConfig::default()).await;
+    let b = redis_instance(&redis, RedisConfig::default()).await;
+    let room = a.api.create_room("r").await;
+    let (mut alice, _) = a.guest_in_room(&room, "alice").await;
+    let bob_join = b.api.join_room(&room, "bob").await;
+    let bob_token = bob_join["token"].as_str().unwrap().to_owned();
+    let mut bob = b.tab(&bob_token, &room).await;
+    alice.expect("system").await;
+    let mut conn = redis.conn().await;
+    // Keep the Pub/Sub connections out: no new client is admitted (the two that are killed
+    // next cannot come back), then kill them. Bob looks offline now.
+    let clients = redis.connected_clients(&mut conn).await + 1;
+    let set_max = |max: u64| {
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxclients")
+            .arg(max)
+            .to_owned()
+    };
+    let _: () = set_max(clients - 2).query_async(&mut conn).await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(killed, 2, "one Pub/Sub connection per instance");
+    let held = "sent while bob's instance was unsubscribed".to_owned();
+    alice
+        .send(json!({"type": "direct", "to": bob_join["user"]["id"], "body": held}))
+        .await;
+    let ack = loop {
+        let frame = alice.next().await;
+        if frame["type"] == "ack" {
+            break frame;
+        }
+    };
+    assert_eq!(ack["held"], true, "{ack}");
+    // Let them back in: Bob's instance resubscribes and releases what was held meanwhile.
+    let _: () = set_max(10_000).query_async(&mut conn).await.unwrap();
+    // Bob's open tab gets it (after its resync), within a few seconds.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the held {held:?} never reached the open tab"
+        );
+        let frame = bob.next().await;
+        if frame["type"] == "direct" && frame["body"] == held.as_str() {
+            break;
+        }
+    }
 }

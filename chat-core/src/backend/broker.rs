@@ -218,6 +218,8 @@ pub enum DirectSent {
         id: MessageId,
         /// The first message's timestamp (Unix epoch milliseconds).
         ts: i64,
+        /// The first one was held for the recipient ([`DirectSent::Held`]).
+        held: bool,
     },
 }
 

@@ -114,6 +114,16 @@ impl Connection {
         self.rooms.contains(room)
     }
 
+    /// Publishes the direct messages held for this user while they had no connection to the
+    /// user's topic (this connection and any other of theirs get them, oldest first), and
+    /// forgets them: call it once this connection can deliver, as
+    /// [`session::serve`](crate::session::serve) does when it starts. Not before: a
+    /// connection dropped before its socket was up (a handshake abandoned, a refused token)
+    /// would take them with it. A failure is logged and leaves them held.
+    pub async fn release_held(&self) {
+        self.chat.release_held(&self.caller.user.id).await;
+    }
+
     /// The next frame for the client (serialized once, shared with other recipients), or
     /// `None` once the connection is closed.
     pub async fn next_frame(&mut self) -> Option<Bytes> {

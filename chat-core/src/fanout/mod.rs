@@ -234,6 +234,11 @@ impl Hub {
         lock(&self.evictions).remove(&conn);
     }
 
+    /// The users with a connection on this node.
+    pub(crate) fn users(&self) -> Vec<UserId> {
+        read(&self.users).keys().cloned().collect()
+    }
+
     /// `user`'s connections on this node.
     pub(crate) fn user_connections(&self, user: &UserId) -> usize {
         read(&self.users).get(user).map_or(0, Vec::len)

@@ -147,7 +147,9 @@ impl Chat {
 
     /// Opens a connection for `caller` (a [`Caller`], or a `User` the host identified):
     /// registers it for direct messages and returns the [`Connection`] through which it joins
-    /// rooms and sends.
+    /// rooms and sends. Direct messages held while the user had no connection are released
+    /// by [`Connection::release_held`], which [`session::serve`](crate::session::serve) calls
+    /// as it starts (a host that drives the connection itself calls it once it can deliver).
     ///
     /// # Errors
     /// [`Error::ShuttingDown`] after [`Chat::shutdown`]; [`Error::RateLimited`] if the user
@@ -180,7 +182,6 @@ impl Chat {
             };
             outbox.alarm.raise(Alarm::SHUTDOWN | drain);
         }
-        self.release_held(&user.id).await;
         crate::metrics::metrics().connections_opened.increment(1);
         debug!(conn = id, user = %user.id, "connected");
         Ok(Connection::new(
@@ -194,16 +195,17 @@ impl Chat {
     }
 
     /// Publishes the direct messages held for `user` while they had no connection
-    /// (`ChatConfig::held_directs_per_user`) to the user's topic, now that a connection of
-    /// theirs is subscribed and in the hub: it (and any other of theirs) gets them, oldest
-    /// first. A failure leaves them held for the next connection, and is logged.
-    async fn release_held(&self, user: &UserId) {
+    /// (`ChatConfig::held_directs_per_user`) to the user's topic, once a connection of theirs
+    /// is subscribed, in the hub and able to deliver ([`Connection::release_held`]): it (and
+    /// any other of theirs) gets them, oldest first. A failure leaves them held for the next
+    /// connection (or the broker's next reconnect), and is logged.
+    pub(crate) async fn release_held(&self, user: &UserId) {
         let config = &self.inner.config;
         if config.held_directs() == 0 {
             return;
         }
         let broker = &*self.inner.backend.broker;
-        match broker.release_held(user, config.held_direct_max_age).await {
+        match broker.release_held(user, config.held_max_age()).await {
             Ok(0) => {}
             Ok(released) => {
                 crate::metrics::metrics()

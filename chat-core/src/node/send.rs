@@ -267,7 +267,7 @@ impl Chat {
             from: &sent_by,
             max: config.held_directs(),
             max_per_sender: config.held_directs_per_sender.max(1),
-            max_age: config.held_direct_max_age,
+            max_age: config.held_max_age(),
             ts: ack.ts,
         });
         let metrics = crate::metrics::metrics();
@@ -290,9 +290,10 @@ impl Chat {
             .inspect_err(|_| metrics.publish_errors_direct.increment(1))?;
         let reached = match sent {
             DirectSent::Published(reached) => reached,
-            DirectSent::Duplicate { id, ts } => {
+            DirectSent::Duplicate { id, ts, held } => {
                 ack.id = id;
                 ack.ts = ts;
+                ack.held = held;
                 return Ok(ack);
             }
             DirectSent::Held => {

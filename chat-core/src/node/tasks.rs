@@ -5,7 +5,7 @@
 use std::{collections::VecDeque, sync::Arc, time::Duration};
 
 use tokio::{sync::mpsc, task::JoinHandle};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::{
     backend::{
@@ -16,7 +16,7 @@ use crate::{
     },
     config::ChatConfig,
     fanout::{FlushTick, Hub, Push, Subscriptions},
-    protocol::{ResyncFrame, RoomId, ServerFrame, User},
+    protocol::{ResyncFrame, RoomId, ServerFrame, User, UserId},
 };
 
 /// First wait before failed presence exits are tried again; doubled while they keep failing.
@@ -67,15 +67,17 @@ impl Tasks {
             let tick = FlushTick::new(config.write_coalesce, config.write_coalesce_max);
             (tick.clone(), tokio::spawn(tick.run()))
         });
+        let (subscriptions, broker) = subscriptions;
+        let held = (config.held_directs() > 0).then(|| (broker.clone(), config.held_max_age()));
         let dispatcher = tokio::spawn(dispatch(
             hub.clone(),
             events,
             tick.as_ref().map(|(tick, _)| tick.clone()),
+            held,
         ));
         let keepalive = tokio::spawn(keepalive(hub.clone(), config.ping_interval));
         let (exits, failed) = mpsc::unbounded_channel();
         let exit_retries = tokio::spawn(retry_exits(presence, node, failed));
-        let (subscriptions, broker) = subscriptions;
         let unsubscribes = tokio::spawn(retry_unsubscribes(subscriptions, broker));
         Self {
             dispatcher,
@@ -231,7 +233,17 @@ pub(crate) const BATCH_BACKLOG: usize = 8;
 
 /// The node's dispatcher: the one consumer of the broker's event stream. Its backlog tells
 /// the flush tick whether the node is behind.
-async fn dispatch(hub: Arc<Hub>, mut events: Events, tick: Option<Arc<FlushTick>>) {
+///
+/// `held`: the broker and the hold time when direct messages are held for offline users
+/// (`ChatConfig::held_directs_per_user`): after a reconnect of the broker, messages held while
+/// this node's subscriptions were down (the recipient looked offline) are released to its
+/// users.
+async fn dispatch(
+    hub: Arc<Hub>,
+    mut events: Events,
+    tick: Option<Arc<FlushTick>>,
+    held: Option<(Arc<dyn Broker>, Duration)>,
+) {
     while let Some(event) = events.recv().await {
         let backlog = events.len();
         if let Some(tick) = &tick {
@@ -280,6 +292,28 @@ async fn dispatch(hub: Arc<Hub>, mut events: Events, tick: Option<Arc<FlushTick>
                 })
                 .encode();
                 hub.broadcast_all(&frame);
+                if let Some((broker, max_age)) = &held {
+                    tokio::spawn(release_held(hub.users(), broker.clone(), *max_age));
+                }
+            }
+        }
+    }
+}
+
+/// Releases the direct messages held for `users` (each a user with a connection here), one
+/// at a time; a failure is logged (they stay held for the user's next connection or the next
+/// reconnect).
+async fn release_held(users: Vec<UserId>, broker: Arc<dyn Broker>, max_age: Duration) {
+    for user in users {
+        match broker.release_held(&user, max_age).await {
+            Ok(0) => {}
+            Ok(released) => {
+                let metrics = crate::metrics::metrics();
+                metrics.directs_released.increment(released as u64);
+                info!(%user, released, "held direct messages released after a reconnect");
+            }
+            Err(err) => {
+                warn!(%user, cause = %err, "held direct messages not released after a reconnect");
             }
         }
     }

@@ -95,6 +95,8 @@ where
 {
     let outbox = conn.outbox().clone();
     let mut transport = Transport::attach(transport, &outbox);
+    // The socket is up: what was held for the user while they were offline can go out now.
+    conn.release_held().await;
     // The two settings the loop reads, not a clone of the whole config (about 300 bytes and
     // two allocations, held by every idle connection's session).
     let (max_frame_bytes, idle_timeout) = {

@@ -19,29 +19,37 @@ type Key = (UserId, Topic, String);
 /// window: expired entries are dropped as new ones come.
 #[derive(Default)]
 pub(super) struct Sent {
-    first: HashMap<Key, (MessageId, i64, Instant)>,
+    /// The first send's id and ts, whether it was held for an offline recipient, and until
+    /// when it is remembered.
+    first: HashMap<Key, (MessageId, i64, bool, Instant)>,
     /// Keys in the order they were remembered, with when they expire: the oldest go first.
     expiry: VecDeque<(Instant, Key)>,
 }
 
 impl Sent {
     /// The first send of `key` if it is still remembered.
-    pub(super) fn get(&mut self, key: &Key) -> Option<(MessageId, i64)> {
+    pub(super) fn get(&mut self, key: &Key) -> Option<(MessageId, i64, bool)> {
         let now = Instant::now();
         self.expire(now);
         match self.first.get(key) {
-            Some((id, ts, until)) if *until > now => Some((id.clone(), *ts)),
+            Some((id, ts, held, until)) if *until > now => Some((id.clone(), *ts, *held)),
             _ => None,
         }
     }
 
-    /// Remembers the first send of `key` for `window`.
-    pub(super) fn remember(&mut self, key: Key, id: MessageId, ts: i64, window: Duration) {
+    /// Remembers the first send of `key` for `window` (`held`: a direct message held for its
+    /// recipient, which a retry's ack says again).
+    pub(super) fn remember(
+        &mut self,
+        key: Key,
+        (id, ts, held): (MessageId, i64, bool),
+        window: Duration,
+    ) {
         let now = Instant::now();
         self.expire(now);
         let until = now + window;
         self.expiry.push_back((until, key.clone()));
-        self.first.insert(key, (id, ts, until));
+        self.first.insert(key, (id, ts, held, until));
     }
 
     /// Drops what expired, oldest first. Windows are one config value per node, so the queue
@@ -53,7 +61,7 @@ impl Sent {
                 break;
             }
             if let Some((until, key)) = self.expiry.pop_front() {
-                if self.first.get(&key).is_some_and(|entry| entry.2 <= until) {
+                if self.first.get(&key).is_some_and(|entry| entry.3 <= until) {
                     self.first.remove(&key);
                 }
             }

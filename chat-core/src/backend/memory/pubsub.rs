@@ -127,7 +127,7 @@ impl Broker for MemoryNode {
             )
         });
         if let Some((key, _)) = &dedup {
-            if let Some((id, ts)) = ps.sent.get(key) {
+            if let Some((id, ts, _)) = ps.sent.get(key) {
                 drop(ps);
                 return ready(Ok(RoomMessage {
                     id,
@@ -162,7 +162,7 @@ impl Broker for MemoryNode {
         });
         if let Some((key, window)) = dedup {
             ps.sent
-                .remember(key, message.id.clone(), message.ts, window);
+                .remember(key, (message.id.clone(), message.ts, false), window);
         }
         drop(ps);
         ready(Ok(message))
@@ -185,8 +185,8 @@ impl Broker for MemoryNode {
             (dedup::key(d.from, target, &d.dedup.client_msg_id), d)
         });
         if let Some((key, _)) = &key {
-            if let Some((id, ts)) = ps.sent.get(key) {
-                return ready(Ok(DirectSent::Duplicate { id, ts }));
+            if let Some((id, ts, held)) = ps.sent.get(key) {
+                return ready(Ok(DirectSent::Duplicate { id, ts, held }));
             }
         }
         let copy = copy_to.filter(|copy| {
@@ -201,6 +201,11 @@ impl Broker for MemoryNode {
         let held = match hold {
             Some(hold) if !ps.subscribers.contains_key(&envelope.topic) => {
                 let waiting = ps.held.entry(hold.to.clone()).or_default();
+                // Those past their age take no room: dropped from the oldest on, as Redis does
+                // (the sweep drops the others).
+                while waiting.front().is_some_and(|held| held.until <= hold.ts) {
+                    waiting.pop_front();
+                }
                 let from_sender = waiting.iter().filter(|h| h.from == *hold.from).count();
                 if waiting.len() >= hold.max || from_sender >= hold.max_per_sender {
                     return ready(Ok(DirectSent::InboxFull));
@@ -231,7 +236,8 @@ impl Broker for MemoryNode {
         // Only what reached the recipient or is held for them: a retry of an undelivered one
         // is tried again.
         if let (true, Some((key, d))) = (sent, key) {
-            ps.sent.remember(key, d.id.clone(), d.ts, d.dedup.window);
+            ps.sent
+                .remember(key, (d.id.clone(), d.ts, held), d.dedup.window);
         }
         drop(ps);
         ready(Ok(if held {

@@ -180,12 +180,12 @@ async fn sent_client_ids_expire() {
     let mut sent = dedup::Sent::default();
     let key = |id: &str| dedup::key(&UserId::new("u"), Topic::Room(RoomId::new("r")), id);
     let window = std::time::Duration::from_millis(30);
-    sent.remember(key("a"), MessageId::new("1"), 1, window);
-    assert_eq!(sent.get(&key("a")), Some((MessageId::new("1"), 1)));
+    sent.remember(key("a"), (MessageId::new("1"), 1, true), window);
+    assert_eq!(sent.get(&key("a")), Some((MessageId::new("1"), 1, true)));
     assert_eq!(sent.get(&key("b")), None);
     tokio::time::sleep(window * 2).await;
     // Expired entries go as new ones come: bounded by what was sent within the window.
-    sent.remember(key("b"), MessageId::new("2"), 2, window);
+    sent.remember(key("b"), (MessageId::new("2"), 2, false), window);
     assert_eq!(sent.get(&key("a")), None);
     assert_eq!(sent.len(), 1);
 }

@@ -231,11 +231,12 @@ impl Broker for RedisNode {
             };
             // -1: a duplicate, with the first one's id and ts; -2: the held list is full;
             // -3: held.
-            let (reached, id, ts): (i64, String, i64) = self.eval(script, &cmd).await?;
+            let (reached, id, ts, held): (i64, String, i64, i64) = self.eval(script, &cmd).await?;
             Ok(match reached {
                 -1 => DirectSent::Duplicate {
                     id: MessageId::new(id),
                     ts,
+                    held: held == 1,
                 },
                 -2 => DirectSent::InboxFull,
                 -3 => DirectSent::Held,
@@ -304,12 +305,12 @@ impl Broker for RedisNode {
     }
 }
 
-/// A dedup window in milliseconds for PEXPIRE (at least 1: 0 is refused).
 /// A duration in whole milliseconds, saturating.
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// A dedup window in milliseconds for PEXPIRE (at least 1: 0 is refused).
 fn window_ms(dedup: &Dedup) -> u64 {
     u64::try_from(dedup.window.as_millis())
         .unwrap_or(u64::MAX)

@@ -186,6 +186,7 @@ pub(crate) async fn sends_are_deduplicated(backend: &mut Backend) {
     let duplicate = DirectSent::Duplicate {
         id: MessageId::new("d1"),
         ts: 2,
+        held: false,
     };
     assert_eq!(send(direct("d2"), 3).await, duplicate);
 }
@@ -282,6 +283,23 @@ pub(crate) async fn directs_are_held_and_released_once(backend: &mut Backend) {
         "the held messages in order, not the one past its age"
     );
     assert_eq!(broker.release_held(&bob, hour).await.unwrap(), 0, "once");
+    // Held ones past their age take no room: the oldest are dropped when one more comes.
+    let dan = UserId::new("dan");
+    backend
+        .rooms
+        .remember_user(&User::new("dan", "Dan"))
+        .await
+        .unwrap();
+    let expired = send(&ann, &dan, 10, now - 10_000, Duration::from_secs(1)).await;
+    assert_eq!(expired, DirectSent::Held);
+    for n in [11, 12] {
+        assert_eq!(
+            send(&ann, &dan, n, now, hour).await,
+            DirectSent::Held,
+            "{n}"
+        );
+    }
+    assert_eq!(send(&ann, &dan, 13, now, hour).await, DirectSent::InboxFull);
     // Subscribed now: published, not held; and the counts per sender went with the release.
     assert_eq!(
         send(&ann, &bob, 7, now, hour).await,

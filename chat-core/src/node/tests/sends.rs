@@ -156,6 +156,10 @@ async fn held_directs_reach_the_recipients_next_connection_once_in_order_and_wit
     // A retry is the same message, not held twice.
     let again = ann_tab.send_direct(send("one", "c0")).await.unwrap();
     assert_eq!((&again.id, again.ts), (&acks[0].id, acks[0].ts));
+    assert!(
+        again.held,
+        "a retry's ack says it is held, as the first one's did"
+    );
     let err = ann_tab.send_direct(send("four", "c3")).await.unwrap_err();
     assert!(matches!(err, Error::InboxFull(_)), "{err}");
     // Ann's other tab saw what she sent, as it would have for a delivered message.
@@ -168,6 +172,9 @@ async fn held_directs_reach_the_recipients_next_connection_once_in_order_and_wit
     }
 
     let mut bob_conn = chat.connect(bob.clone()).await.unwrap();
+    // Nothing before the connection says it can deliver (a session does when it starts).
+    assert!(bob_conn.try_next_frame().is_none());
+    bob_conn.release_held().await;
     for (ack, body) in acks.iter().zip(["one", "two", "three"]) {
         let frame = tokio::time::timeout(Duration::from_secs(5), bob_conn.next_frame())
             .await
@@ -180,6 +187,7 @@ async fn held_directs_reach_the_recipients_next_connection_once_in_order_and_wit
     }
     // Released once: a second connection gets nothing, and Bob is reached live now.
     let mut bob_again = chat.connect(bob.clone()).await.unwrap();
+    bob_again.release_held().await;
     let live = ann_tab.send_direct(send("live", "c4")).await.unwrap();
     assert!(!live.held);
     for conn in [&mut bob_conn, &mut bob_again] {

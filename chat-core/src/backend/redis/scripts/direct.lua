@@ -5,12 +5,14 @@
 -- Holding (ARGV[8] > 0): a message that reached nobody is kept for a recipient the chat knows
 -- (`seen`, or the hash of users seen before it existed), at most ARGV[8] of them and ARGV[14]
 -- from one sender (counted in the `held:senders` hash), in the recipient's `held` list as
--- "<until> <payload>", both keys' TTL the hold time; a full list holds nothing more (nothing
--- held is dropped for it). `release_held.lua` publishes them.
+-- "<until> <len(from)>:<from><payload>", both keys' TTL the hold time; entries past their
+-- "until" are dropped from the head first (with their senders' counts), and a full list
+-- holds nothing more (nothing held is dropped for it). `release_held.lua` publishes them.
 -- Idempotent sends: with a `sent` key (the sender's clientMsgId to this recipient), a message
--- whose key holds a first send is not published: returns {-1, first id, first ts}. Only a
--- message that reached the recipient or is held for them is remembered (a retry of an
--- undelivered one is tried). `sent` holds "<id> <ts>" (ids hold no space).
+-- whose key holds a first send is not published: returns {-1, first id, first ts, held}.
+-- Only a message that reached the recipient or is held for them is remembered (a retry of an
+-- undelivered one is tried). `sent` holds "<id> <ts>", and " h" after them when it was held
+-- (ids hold no space).
 -- Keeping (ARGV[15] is 1): a message that reached the recipient or is held is added to the
 -- conversation's `log`, a sorted set of "<id> <frame>" (ids are UUIDv7 strings: by lex, by
 -- time), without those below the floor id ARGV[18] (too old), at most ARGV[17], its TTL
@@ -21,8 +23,8 @@
 -- ts, dedup window in ms, hold at most (0: no hold), held until (ms), hold TTL (ms),
 -- recipient id, has `sent`, sender id, hold at most from one sender, keep, frame, log at
 -- most, log floor id, log TTL (ms).
--- Returns {receivers (>= 0), id, ts}, or {-1, first id, first ts} (a duplicate), {-2, '', 0}
--- (the recipient's held list is full), {-3, id, ts} (held).
+-- Returns {receivers (>= 0), id, ts, 0}, or {-1, first id, first ts, held (0 or 1)} (a
+-- duplicate), {-2, '', 0, 0} (the recipient's held list is full), {-3, id, ts, 1} (held).
 local k = 0
 local sent = nil
 if ARGV[12] == '1' then
@@ -33,7 +35,12 @@ if sent then
   local first = redis.call('GET', sent)
   if first then
     local at = string.find(first, ' ', 1, true)
-    return {-1, string.sub(first, 1, at - 1), string.sub(first, at + 1)}
+    local rest = string.sub(first, at + 1)
+    local held_first = string.find(rest, ' ', 1, true)
+    if held_first then
+      return {-1, string.sub(first, 1, at - 1), string.sub(rest, 1, held_first - 1), 1}
+    end
+    return {-1, string.sub(first, 1, at - 1), rest, 0}
   end
 end
 local n = redis.call('PUBLISH', ARGV[1], ARGV[3])
@@ -43,11 +50,28 @@ if n == 0 and max > 0 then
   local inbox = KEYS[k + 1]
   if redis.call('EXISTS', KEYS[k + 2]) == 1 or redis.call('HEXISTS', KEYS[k + 3], ARGV[11]) == 1 then
     local senders = KEYS[k + 4]
+    local now = tonumber(ARGV[9]) - tonumber(ARGV[10])
+    while true do
+      local head = redis.call('LINDEX', inbox, 0)
+      if not head then
+        break
+      end
+      local at = string.find(head, ' ', 1, true)
+      if tonumber(string.sub(head, 1, at - 1)) > now then
+        break
+      end
+      redis.call('LPOP', inbox)
+      local colon = string.find(head, ':', at + 1, true)
+      local from = string.sub(head, colon + 1, colon + tonumber(string.sub(head, at + 1, colon - 1)))
+      if redis.call('HINCRBY', senders, from, -1) <= 0 then
+        redis.call('HDEL', senders, from)
+      end
+    end
     if redis.call('LLEN', inbox) >= max
       or tonumber(redis.call('HGET', senders, ARGV[13]) or '0') >= tonumber(ARGV[14]) then
-      return {-2, '', '0'}
+      return {-2, '', '0', 0}
     end
-    redis.call('RPUSH', inbox, ARGV[9] .. ' ' .. ARGV[3])
+    redis.call('RPUSH', inbox, ARGV[9] .. ' ' .. #ARGV[13] .. ':' .. ARGV[13] .. ARGV[3])
     redis.call('PEXPIRE', inbox, ARGV[10])
     redis.call('HINCRBY', senders, ARGV[13], 1)
     redis.call('PEXPIRE', senders, ARGV[10])
@@ -70,9 +94,9 @@ if (n > 0 or held) and ARGV[15] == '1' then
   redis.call('PEXPIRE', log, ARGV[19])
 end
 if sent and (n > 0 or held) then
-  redis.call('SET', sent, ARGV[5] .. ' ' .. ARGV[6], 'PX', ARGV[7])
+  redis.call('SET', sent, ARGV[5] .. ' ' .. ARGV[6] .. (held and ' h' or ''), 'PX', ARGV[7])
 end
 if held then
-  return {-3, ARGV[5], ARGV[6]}
+  return {-3, ARGV[5], ARGV[6], 1}
 end
-return {n, ARGV[5], ARGV[6]}
+return {n, ARGV[5], ARGV[6], 0}

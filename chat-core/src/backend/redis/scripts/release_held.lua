@@ -11,10 +11,13 @@ end
 redis.call('DEL', KEYS[1], KEYS[2])
 local now = tonumber(ARGV[2])
 local n = 0
+-- Each item is "<until> <len(from)>:<from><payload>".
 for _, item in ipairs(items) do
   local at = string.find(item, ' ', 1, true)
-  if at and tonumber(string.sub(item, 1, at - 1)) > now then
-    redis.call('PUBLISH', ARGV[1], string.sub(item, at + 1))
+  local colon = at and string.find(item, ':', at + 1, true)
+  if colon and tonumber(string.sub(item, 1, at - 1)) > now then
+    local len = tonumber(string.sub(item, at + 1, colon - 1))
+    redis.call('PUBLISH', ARGV[1], string.sub(item, colon + 1 + len))
     n = n + 1
   end
 end
