@@ -40,7 +40,13 @@ impl Subscriptions {
         let slot = self.slot(topic);
         let mut count = slot.lock().await;
         if *count == 0 {
-            broker.subscribe(vec![topic.clone()]).await?;
+            if let Err(err) = broker.subscribe(vec![topic.clone()]).await {
+                // Nobody holds it: the slot goes, or it would count as a subscription forever
+                // (the soak test met one after a connect during a Redis outage).
+                drop(count);
+                self.forget_if_idle(topic, &slot);
+                return Err(err);
+            }
             // Wanted again: no stale unsubscribe may run for it (it takes this slot's lock).
             lock(&self.stale).remove(topic);
         }
@@ -208,5 +214,20 @@ mod tests {
         let subscribed = lock(&broker.subscribed).clone();
         assert_eq!(subscribed, HashSet::from([b.clone()]));
         assert_eq!(subs.count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_subscribe_that_failed_leaves_no_subscription_behind() {
+        let broker = Topics::default();
+        let subs = Subscriptions::default();
+        let a = Topic::Room(RoomId::new("a".to_owned()));
+        broker.away.store(true, Ordering::SeqCst);
+        assert!(subs.acquire(&broker, &a).await.is_err());
+        assert_eq!(subs.count(), 0, "no topic with local interest");
+        broker.away.store(false, Ordering::SeqCst);
+        subs.acquire(&broker, &a).await.unwrap();
+        subs.release(&broker, &a).await;
+        assert_eq!(subs.count(), 0);
+        assert!(lock(&broker.subscribed).is_empty());
     }
 }
