@@ -172,9 +172,7 @@ impl Broker for RedisNode {
                         + h.to.as_str().len()
                         + h.from.as_str().len()
                 })
-                + log
-                    .as_ref()
-                    .map_or(0, |(_, key)| key.len() + envelope.frame.len() + 64)
+                + log.as_ref().map_or(0, |(_, key)| key.len() + 64)
                 + channel.len()
                 + copy_channel.len()
                 + payload.len()
@@ -219,9 +217,10 @@ impl Broker for RedisNode {
                 None => cmd.arg("").arg(0),
             };
             match &log {
+                // The script cuts the frame out of the payload: sent once.
                 Some(_) => cmd
                     .arg(1)
-                    .arg(&envelope.frame[..])
+                    .arg("")
                     .arg(config.history_per_room.max(1))
                     .arg(direct_id_floor(
                         now_ms().saturating_sub(millis(config.history_max_age)),

@@ -15,13 +15,13 @@
 -- (ids hold no space).
 -- Keeping (ARGV[15] is 1): a message that reached the recipient or is held is added to the
 -- conversation's `log`, a sorted set of "<id> <frame>" (ids are UUIDv7 strings: by lex, by
--- time), without those below the floor id ARGV[18] (too old), at most ARGV[17], its TTL
--- ARGV[19].
+-- time; the frame is the payload after its header line, so it is sent once), without those
+-- below the floor id ARGV[18] (too old), at most ARGV[17], its TTL ARGV[19].
 -- KEYS: sent (when ARGV[12] is 1), then held, seen, legacy users, held:senders (when
 -- holding), then log (when keeping).
 -- ARGV: recipient channel, sender channel ('' for none), payload, sender has others here, id,
 -- ts, dedup window in ms, hold at most (0: no hold), held until (ms), hold TTL (ms),
--- recipient id, has `sent`, sender id, hold at most from one sender, keep, frame, log at
+-- recipient id, has `sent`, sender id, hold at most from one sender, keep, (unused), log at
 -- most, log floor id, log TTL (ms).
 -- Returns {receivers (>= 0), id, ts, 0}, or {-1, first id, first ts, held (0 or 1)} (a
 -- duplicate), {-2, '', 0, 0} (the recipient's held list is full), {-3, id, ts, 1} (held).
@@ -85,7 +85,8 @@ if (n > 0 or held) and ARGV[2] ~= '' then
 end
 if (n > 0 or held) and ARGV[15] == '1' then
   local log = KEYS[k + (max > 0 and 4 or 0) + 1]
-  redis.call('ZADD', log, 0, ARGV[5] .. ' ' .. ARGV[16])
+  local frame = string.sub(ARGV[3], (string.find(ARGV[3], '\n', 1, true) or 0) + 1)
+  redis.call('ZADD', log, 0, ARGV[5] .. ' ' .. frame)
   redis.call('ZREMRANGEBYLEX', log, '-', '(' .. ARGV[18])
   local extra = redis.call('ZCARD', log) - tonumber(ARGV[17])
   if extra > 0 then
