@@ -1,11 +1,8 @@
 //! A broker that can be switched off, to test what users see when the backend is down.
 
-use std::{
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    time::Duration,
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
 };
 
 use chat_tower::chat_core::{
@@ -85,14 +82,10 @@ impl Broker for FlakyBroker {
         })
     }
 
-    fn release_held<'a>(
-        &'a self,
-        user: &'a UserId,
-        max_age: Duration,
-    ) -> BoxFuture<'a, Result<usize, BackendError>> {
+    fn release_held<'a>(&'a self, user: &'a UserId) -> BoxFuture<'a, Result<usize, BackendError>> {
         Box::pin(async move {
             self.switch.check()?;
-            self.inner.release_held(user, max_age).await
+            self.inner.release_held(user).await
         })
     }
 

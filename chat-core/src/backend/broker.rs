@@ -198,6 +198,13 @@ pub struct Hold<'a> {
     pub ts: i64,
 }
 
+impl Hold<'_> {
+    /// When the held message stops being delivered (Unix epoch milliseconds).
+    pub fn until(&self) -> i64 {
+        self.ts.saturating_add(super::history::millis(self.max_age))
+    }
+}
+
 /// What [`Broker::publish_direct`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DirectSent {
@@ -326,11 +333,11 @@ pub trait Broker: Send + Sync + 'static {
 
     /// Publishes the direct messages held for `user` ([`Hold`]) to the user's topic, oldest
     /// first, and forgets them, as one atomic step (a message held meanwhile is either among
-    /// them or published live); those older than `max_age` are dropped. Called once a
+    /// them or published live); those past their age ([`Hold::until`]) are dropped. Called once a
     /// connection of `user` is subscribed and can receive. Returns how many were published.
     /// Default: none (a broker that holds nothing).
-    fn release_held<'a>(&'a self, user: &'a UserId, max_age: Duration) -> Reply<'a, usize> {
-        let _ = (user, max_age);
+    fn release_held<'a>(&'a self, user: &'a UserId) -> Reply<'a, usize> {
+        let _ = user;
         Box::pin(std::future::ready(Ok(0)))
     }
 

@@ -3,6 +3,8 @@
 //! Messages are appended by [`super::broker::Broker::publish_room_message`] (append and publish
 //! are one step, which is where message ids come from); this trait reads them back.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 
 use super::Reply;
@@ -69,9 +71,15 @@ pub(crate) fn direct_id(id: &MessageId) -> Result<&str, crate::error::BackendErr
     }
 }
 
-/// The smallest id a UUIDv7 made at `ms` (Unix epoch milliseconds) can have, as a prefix of
-/// its string: ids of messages made before `ms` sort below it.
-pub(crate) fn direct_id_floor(ms: i64) -> String {
+/// The smallest id a UUIDv7 made `max_age` ago can have, as a prefix of its string: ids of
+/// direct messages older than that sort below it (too old to keep or serve).
+pub(crate) fn direct_floor(max_age: Duration) -> String {
+    let ms = crate::protocol::now_ms().saturating_sub(millis(max_age));
     let ms = u64::try_from(ms).unwrap_or(0) & 0xffff_ffff_ffff;
     format!("{:08x}-{:04x}", ms >> 16, ms & 0xffff)
+}
+
+/// A duration in whole milliseconds, saturating.
+pub(crate) fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

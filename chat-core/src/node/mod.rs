@@ -205,7 +205,7 @@ impl Chat {
             return;
         }
         let broker = &*self.inner.backend.broker;
-        match broker.release_held(user, config.held_max_age()).await {
+        match broker.release_held(user).await {
             Ok(0) => {}
             Ok(released) => {
                 crate::metrics::metrics()

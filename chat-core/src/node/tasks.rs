@@ -68,7 +68,7 @@ impl Tasks {
             (tick.clone(), tokio::spawn(tick.run()))
         });
         let (subscriptions, broker) = subscriptions;
-        let held = (config.held_directs() > 0).then(|| (broker.clone(), config.held_max_age()));
+        let held = (config.held_directs() > 0).then(|| broker.clone());
         let dispatcher = tokio::spawn(dispatch(
             hub.clone(),
             events,
@@ -234,7 +234,7 @@ pub(crate) const BATCH_BACKLOG: usize = 8;
 /// The node's dispatcher: the one consumer of the broker's event stream. Its backlog tells
 /// the flush tick whether the node is behind.
 ///
-/// `held`: the broker and the hold time when direct messages are held for offline users
+/// `held`: the broker when direct messages are held for offline users
 /// (`ChatConfig::held_directs_per_user`): after a reconnect of the broker, messages held while
 /// this node's subscriptions were down (the recipient looked offline) are released to its
 /// users.
@@ -242,7 +242,7 @@ async fn dispatch(
     hub: Arc<Hub>,
     mut events: Events,
     tick: Option<Arc<FlushTick>>,
-    held: Option<(Arc<dyn Broker>, Duration)>,
+    held: Option<Arc<dyn Broker>>,
 ) {
     while let Some(event) = events.recv().await {
         let backlog = events.len();
@@ -292,8 +292,8 @@ async fn dispatch(
                 })
                 .encode();
                 hub.broadcast_all(&frame);
-                if let Some((broker, max_age)) = &held {
-                    tokio::spawn(release_held(hub.users(), broker.clone(), *max_age));
+                if let Some(broker) = &held {
+                    tokio::spawn(release_held(hub.users(), broker.clone()));
                 }
             }
         }
@@ -303,9 +303,9 @@ async fn dispatch(
 /// Releases the direct messages held for `users` (each a user with a connection here), one
 /// at a time; a failure is logged (they stay held for the user's next connection or the next
 /// reconnect).
-async fn release_held(users: Vec<UserId>, broker: Arc<dyn Broker>, max_age: Duration) {
+async fn release_held(users: Vec<UserId>, broker: Arc<dyn Broker>) {
     for user in users {
-        match broker.release_held(&user, max_age).await {
+        match broker.release_held(&user).await {
             Ok(0) => {}
             Ok(released) => {
                 let metrics = crate::metrics::metrics();

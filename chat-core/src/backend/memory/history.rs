@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::{ready, MemoryNode};
 use crate::{
     backend::{
-        history::{conversation, direct_id, direct_id_floor, HistoryPage, HistoryStore},
+        history::{conversation, direct_floor, direct_id, HistoryPage, HistoryStore},
         Reply,
     },
     error::BackendError,
@@ -148,7 +148,7 @@ impl HistoryStore for MemoryNode {
             Ok(before) => before,
             Err(err) => return ready(Err(err)),
         };
-        let floor = self.direct_floor();
+        let floor = direct_floor(self.cluster.config.history_max_age);
         let (lo, hi) = conversation(a, b);
         let ps = lock(&self.cluster.pubsub);
         let page = ps
@@ -157,15 +157,6 @@ impl HistoryStore for MemoryNode {
             .map(|log| log.page(&floor, before, limit))
             .unwrap_or_default();
         ready(Ok(page))
-    }
-}
-
-impl MemoryNode {
-    /// The id below which direct messages are too old to keep (`history_max_age`).
-    pub(super) fn direct_floor(&self) -> String {
-        let age =
-            i64::try_from(self.cluster.config.history_max_age.as_millis()).unwrap_or(i64::MAX);
-        direct_id_floor(crate::protocol::now_ms().saturating_sub(age))
     }
 }
 
@@ -210,7 +201,7 @@ pub(super) struct DirectLog {
 
 impl DirectLog {
     /// Keeps `frame` as message `id`, dropping the oldest past `cap` and those made before
-    /// `floor` (a [`direct_id_floor`]).
+    /// `floor` (a [`direct_floor`]).
     pub(super) fn push(&mut self, cap: usize, floor: &str, id: &str, frame: Bytes) {
         self.entries = self.entries.split_off(floor);
         self.entries.insert(id.to_owned(), frame);

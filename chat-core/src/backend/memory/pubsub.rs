@@ -1,10 +1,7 @@
 //! The memory broker: which node listens to which topic, each node's event channel, and the
 //! room logs that a room message is appended to in the same step as it is published.
 
-use std::{
-    collections::{HashMap, HashSet, VecDeque},
-    time::Duration,
-};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::{
     dedup,
@@ -18,7 +15,7 @@ use crate::{
             Topic,
         },
         events::EventSender,
-        history::conversation,
+        history::{conversation, direct_floor},
         Reply,
     },
     protocol::{now_ms, wire, MessageId, RoomId, RoomMessage, UserId},
@@ -93,11 +90,6 @@ impl PubSub {
             subs.remove(&node);
         }
     }
-}
-
-/// A duration in whole milliseconds, saturating.
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl MemoryNode {
@@ -178,7 +170,7 @@ impl Broker for MemoryNode {
         } = direct;
         // Only a known recipient's messages are held (rooms before pub/sub: the lock order).
         let hold = hold.filter(|hold| self.knows(hold.to));
-        let floor = keep.map(|_| self.direct_floor());
+        let floor = keep.map(|_| direct_floor(self.cluster.config.history_max_age));
         let mut ps = lock(&self.cluster.pubsub);
         let key = dedup.map(|d| {
             let target = Topic::User(d.to.clone());
@@ -211,7 +203,7 @@ impl Broker for MemoryNode {
                     return ready(Ok(DirectSent::InboxFull));
                 }
                 waiting.push_back(Held {
-                    until: hold.ts.saturating_add(millis(hold.max_age)),
+                    until: hold.until(),
                     from: hold.from.clone(),
                     envelope: envelope.clone(),
                 });
@@ -247,8 +239,7 @@ impl Broker for MemoryNode {
         }))
     }
 
-    fn release_held<'a>(&'a self, user: &'a UserId, max_age: Duration) -> Reply<'a, usize> {
-        let _ = max_age; // each held message carries its own deadline
+    fn release_held<'a>(&'a self, user: &'a UserId) -> Reply<'a, usize> {
         let mut ps = lock(&self.cluster.pubsub);
         let Some(waiting) = ps.held.remove(user) else {
             return ready(Ok(0));

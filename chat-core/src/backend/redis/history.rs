@@ -6,11 +6,11 @@ use redis::AsyncCommands;
 use super::RedisNode;
 use crate::{
     backend::{
-        history::{conversation, direct_id, direct_id_floor, HistoryPage, HistoryStore},
+        history::{conversation, direct_floor, direct_id, HistoryPage, HistoryStore},
         Reply,
     },
     error::BackendError,
-    protocol::{now_ms, wire, MessageId, RoomId, UserId},
+    protocol::{wire, MessageId, RoomId, UserId},
 };
 
 /// A stream id as Redis issues them (`ms-seq`, both decimal `u64` without sign or leading
@@ -132,9 +132,7 @@ impl HistoryStore for RedisNode {
                 Some(id) => format!("({}", direct_id(id)?),
                 None => "+".to_owned(),
             };
-            let age =
-                i64::try_from(self.shared.config.history_max_age.as_millis()).unwrap_or(i64::MAX);
-            let min = format!("[{}", direct_id_floor(now_ms().saturating_sub(age)));
+            let min = format!("[{}", direct_floor(self.shared.config.history_max_age));
             let (a, b) = conversation(a, b);
             let members: Vec<Vec<u8>> = redis::cmd("ZREVRANGEBYLEX")
                 .arg(self.shared.keys.direct_log(a, b))

@@ -14,7 +14,7 @@ use crate::{
         broker::{
             Broker, Control, Dedup, DirectSent, Envelope, NewDirect, NewRoomMessage, NodeId, Topic,
         },
-        history::{conversation, direct_id_floor},
+        history::{conversation, direct_floor, millis},
         Reply,
     },
     error::BackendError,
@@ -206,7 +206,7 @@ impl Broker for RedisNode {
             match &held {
                 Some((h, _)) => cmd
                     .arg(h.max)
-                    .arg(h.ts.saturating_add(millis(h.max_age)))
+                    .arg(h.until())
                     .arg(millis(h.max_age).max(1))
                     .arg(h.to.as_str()),
                 None => cmd.arg(0).arg(0).arg(0).arg(""),
@@ -222,9 +222,7 @@ impl Broker for RedisNode {
                     .arg(1)
                     .arg("")
                     .arg(config.history_per_room.max(1))
-                    .arg(direct_id_floor(
-                        now_ms().saturating_sub(millis(config.history_max_age)),
-                    ))
+                    .arg(direct_floor(config.history_max_age))
                     .arg(config.room_ttl_ms()),
                 None => cmd.arg(0).arg("").arg(0).arg("").arg(0),
             };
@@ -244,9 +242,8 @@ impl Broker for RedisNode {
         })
     }
 
-    fn release_held<'a>(&'a self, user: &'a UserId, max_age: Duration) -> Reply<'a, usize> {
+    fn release_held<'a>(&'a self, user: &'a UserId) -> Reply<'a, usize> {
         // Each held message carries its own deadline ("until"), set from the hold time.
-        let _ = max_age;
         Box::pin(async move {
             let keys = &self.shared.keys;
             let script = &self.shared.scripts.release_held;
@@ -302,11 +299,6 @@ impl Broker for RedisNode {
     fn unsubscribe(&self, topics: Vec<Topic>) -> Reply<'_, ()> {
         self.set_subscribed(topics, false)
     }
-}
-
-/// A duration in whole milliseconds, saturating.
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// A dedup window in milliseconds for PEXPIRE (at least 1: 0 is refused).
