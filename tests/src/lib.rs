@@ -516,7 +516,26 @@ impl Client {
         }
     }
 
-    /// Skips whatever is queued (e.g. system messages), ending on a barrier reply.
+    /// Skips frames until a `user_joined` in `room` has arrived for each of `names`: the
+    /// barrier for joins made on other instances, whose system messages come through Redis
+    /// and may arrive after any reply of this connection's own instance.
+    pub async fn await_arrivals(&mut self, room: &str, names: &[String]) {
+        let mut waiting: std::collections::HashSet<&str> =
+            names.iter().map(String::as_str).collect();
+        while !waiting.is_empty() {
+            let frame = self.next().await;
+            if frame["type"] == "system" && frame["event"] == "user_joined" && frame["room"] == room
+            {
+                if let Some(name) = frame["user"]["name"].as_str() {
+                    waiting.remove(name);
+                }
+            }
+        }
+    }
+
+    /// Skips whatever is queued (e.g. system messages), ending on a barrier reply. The reply
+    /// comes from this connection's own instance, so frames still on their way through Redis
+    /// from other instances may come after it (see [`Client::await_arrivals`]).
     pub async fn drain_until_quiet(&mut self, room: &str) {
         self.send(json!({"type": "join", "room": room})).await;
         self.drain_until("joined").await;

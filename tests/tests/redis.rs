@@ -168,8 +168,11 @@ async fn one_script_call_per_room_message_whatever_the_room_size() {
         client.join(&room).await;
         clients.push(client);
     }
-    for client in &mut clients {
-        client.drain_until_quiet(&room).await;
+    // Every `user_joined` published before the count starts, and none left in flight (each
+    // client sees the arrivals of everyone who joined after it).
+    let names: Vec<String> = (0..clients.len()).map(|i| format!("u{i}")).collect();
+    for (i, client) in clients.iter_mut().enumerate() {
+        client.await_arrivals(&room, &names[i + 1..]).await;
     }
     redis.reset_stats().await;
     let messages = 30;
