@@ -163,6 +163,12 @@ export function getMembers(roomId, cursor = null, limit = MEMBERS_PAGE) {
   return request('GET', `rooms/${enc(roomId)}/members?limit=${limit}${query}`);
 }
 
+/** `GET /directs`: our private conversations, the most recent first: `{conversations: [{user, lastMessage}], nextBefore}`. */
+export function getConversations(before = null) {
+  const query = before ? `&before=${enc(before)}` : '';
+  return request('GET', `directs?limit=${HISTORY_LIMIT}${query}`);
+}
+
 /** `GET /directs/{userId}/messages`: the latest page of the conversation with a user. */
 export function getDirects(userId, before = null) {
   const query = before ? `&before=${enc(before)}` : '';

@@ -1,10 +1,11 @@
 // A conversation's history over REST: a room's recent page when the room is joined (merged with
 // what is shown, in the room's order), a private conversation's when it is first shown, older
-// pages on demand, and the verdict on messages whose ack the connection lost.
+// pages on demand, the verdict on messages whose ack the connection lost, and the list of our
+// private conversations that the server keeps.
 
 import * as api from './api.js';
 import {
-  insertItem, messageItem, roomGone,
+  dmConv, insertItem, messageItem, roomGone,
 } from './conversations.js';
 import { scrollToBottom, updateStatus } from './message-list.js';
 import { confirmItem } from './outbox.js';
@@ -44,6 +45,24 @@ const frameType = (conv) => (conv.type === 'room' ? 'message' : 'direct');
 const fetchPage = (conv, before = null) => (conv.type === 'room'
   ? api.getMessages(conv.id, before)
   : api.getDirects(conv.id, before));
+
+/**
+ * Our private conversations the server keeps (the most recent 50), listed beside the rooms
+ * after a reload or a reconnect; each one's messages load when it is shown.
+ */
+export async function loadConversations() {
+  let page;
+  try {
+    page = await api.getConversations();
+  } catch (err) {
+    showError(`Could not load your private conversations: ${api.describeError(err)}`);
+    return;
+  }
+  for (const c of page.conversations || []) {
+    if (!c || !c.user || !c.user.id || (me() && c.user.id === me().id)) continue;
+    dmConv(c.user);
+  }
+}
 
 /** A private conversation's history, the first time it is shown or receives a message. */
 export function ensureDirectHistory(conv) {

@@ -5,7 +5,9 @@ import * as api from './api.js';
 import {
   dmConv, insertItem, lookupUser, messageItem, roomGone, systemNotice,
 } from './conversations.js';
-import { ensureDirectHistory, failUnconfirmed, loadHistory } from './history.js';
+import {
+  ensureDirectHistory, failUnconfirmed, loadConversations, loadHistory,
+} from './history.js';
 import { updateStatus } from './message-list.js';
 import { confirmItem, flushQueued, MAX_BODY } from './outbox.js';
 import {
@@ -42,6 +44,8 @@ export function onSocketOpen() {
     if (conv.historyLoaded) loadHistory(conv);
     flushQueued(conv);
   }
+  // Conversations started elsewhere (another tab, before a reload) join the list.
+  loadConversations();
   if (!rooms().length) renderConnection('online', 'Connected');
 }
 

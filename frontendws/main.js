@@ -194,7 +194,10 @@ function wire() {
   $('conv-list').addEventListener('click', (e) => {
     const button = e.target.closest('button[data-conv]');
     const conv = button && state.convs.get(button.dataset.conv);
-    if (conv) activate(conv);
+    if (!conv) return;
+    activate(conv);
+    // A private conversation listed from the server shows its messages when first opened.
+    ensureDirectHistory(conv);
   });
   $('member-list').addEventListener('click', (e) => {
     const button = e.target.closest('button[data-user-id]');

@@ -95,6 +95,11 @@ pub struct ChatConfig {
     /// room: its count, its age, and gone after the room TTL without a message). `false`
     /// keeps none: the history is empty. Default `true`.
     pub keep_direct_history: bool,
+    /// Per user: the conversations listed by `GET /directs` (with [`Self::keep_direct_history`]),
+    /// the most recent first. Past it the least recent one drops out of the list (its
+    /// messages stay in its history until they age out); a conversation with no message for
+    /// the history's age leaves it too. Default 1,000.
+    pub conversations_per_user: usize,
     /// How long a held direct message waits for its recipient; one older than this is not
     /// delivered. At most a year. Default 7 days (how long a user who does not come back
     /// stays known).
@@ -193,6 +198,7 @@ impl Default for ChatConfig {
             held_directs_per_user: 200,
             held_directs_per_sender: 20,
             keep_direct_history: true,
+            conversations_per_user: 1_000,
             held_direct_max_age: Duration::from_secs(7 * 24 * 3600),
             user_rooms_per_minute: 10,
             guests_per_minute: 30,

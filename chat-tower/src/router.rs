@@ -28,6 +28,7 @@ pub(crate) fn api_router() -> OpenApiRouter<ChatState> {
         .routes(routes!(rest::members::leave_room))
         .routes(routes!(rest::members::create_invite))
         .routes(routes!(rest::messages::room_messages))
+        .routes(routes!(rest::directs::list_conversations))
         .routes(routes!(rest::directs::direct_messages))
         .routes(routes!(rest::contract::openapi_json))
         .routes(routes!(rest::contract::asyncapi_json))
@@ -77,6 +78,14 @@ where
         .route(
             "/rooms/{roomId}/messages",
             get(with_identity(a(), Header, rest::messages::room_messages)),
+        )
+        .route(
+            "/directs",
+            get(with_identity(
+                a(),
+                Header,
+                rest::directs::list_conversations,
+            )),
         )
         .route(
             "/directs/{userId}/messages",

@@ -113,6 +113,7 @@ fn the_document_reads_well_in_generators() {
             "getRoom",
             "joinRoom",
             "leaveRoom",
+            "listConversations",
             "listDirectMessages",
             "listRoomMembers",
             "listRoomMessages",

@@ -459,7 +459,7 @@ async fn a_direct_message_to_someone_offline_is_held_in_redis_and_reaches_them_o
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn direct_messages_are_kept_per_conversation_and_read_from_any_instance() {
     let redis = RedisServer::start().await;
-    let (a, b, _c) = three(&redis).await;
+    let (a, b, c) = three(&redis).await;
     let room = a.api.create_room("dm history").await;
     let alice = a.api.join_room(&room, "alice").await;
     let bob = b.api.join_room(&room, "bob").await;
@@ -547,7 +547,83 @@ async fn direct_messages_are_kept_per_conversation_and_read_from_any_instance() 
     }
     let (status, _) = a.api.anonymous().get(&path(&bob, "")).await;
     assert_eq!(status, 401);
+
+    // Each user's conversations, most recent first, read from any instance: the other user
+    // (named as the chat saw them) and the last message either way.
+    let listed = |page: &serde_json::Value| -> Vec<(String, String, String)> {
+        let conversations = page["conversations"].as_array().unwrap();
+        conversations
+            .iter()
+            .map(|c| {
+                (
+                    c["user"]["id"].as_str().unwrap().to_owned(),
+                    c["user"]["name"].as_str().unwrap().to_owned(),
+                    c["lastMessage"]["body"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let id = |joined: &serde_json::Value| joined["user"]["id"].as_str().unwrap().to_owned();
+    let (status, alices) = c.api.with_token(&token(&alice)).get("/directs").await;
+    assert_eq!(status, 200, "{alices}");
+    assert_eq!(
+        listed(&alices),
+        [
+            (id(&carol), "carol".into(), "to carol, offline".into()),
+            (id(&bob), "bob".into(), "lunch?".into()),
+        ]
+    );
+    assert_eq!(alices["nextBefore"], serde_json::Value::Null);
+    assert_eq!(alices["conversations"][1]["lastMessage"]["id"], ids[2]);
+    let (_, first) = b
+        .api
+        .with_token(&token(&alice))
+        .get("/directs?limit=1")
+        .await;
+    assert_eq!(listed(&first), listed(&alices)[..1]);
+    let next = first["nextBefore"].as_str().unwrap().to_owned();
+    let (_, second) = a
+        .api
+        .with_token(&token(&alice))
+        .get(&format!("/directs?limit=1&before={}", urlencode(&next)))
+        .await;
+    assert_eq!(listed(&second), listed(&alices)[1..]);
+    assert_eq!(second["nextBefore"], serde_json::Value::Null);
+    let (_, bobs) = a.api.with_token(&token(&bob)).get("/directs").await;
+    assert_eq!(
+        listed(&bobs),
+        [(id(&alice), "alice".into(), "lunch?".into())]
+    );
+    for query in [
+        "?before=17",
+        "?before=",
+        "?before=x:y",
+        "?limit=0",
+        "?limit=201",
+    ] {
+        let (status, problem) = a
+            .api
+            .with_token(&token(&alice))
+            .get(&format!("/directs{query}"))
+            .await;
+        assert_eq!(status, 400, "{query}: {problem}");
+    }
+    let (status, _) = a.api.anonymous().get("/directs").await;
+    assert_eq!(status, 401);
     alice_ws.barrier(&room).await;
+}
+
+/// A query value, percent-encoded.
+fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// While the recipient's instance resubscribes after losing its Pub/Sub connection, the

@@ -169,7 +169,8 @@ pub struct NewDirect<'a> {
 }
 
 /// A direct message kept in the history of the conversation of its two users (read with
-/// `HistoryStore::direct_page`), when it reached the recipient or is held for them.
+/// `HistoryStore::direct_page`), when it reached the recipient or is held for them; the
+/// conversation moves to the top of both users' lists (`HistoryStore::conversations`).
 #[derive(Clone, Copy, Debug)]
 pub struct Keep<'a> {
     /// The sender.
@@ -178,6 +179,11 @@ pub struct Keep<'a> {
     pub to: &'a UserId,
     /// The message's id: a UUIDv7, so ids sort by time.
     pub id: &'a MessageId,
+    /// The message's timestamp (Unix epoch milliseconds): its conversation's place in both
+    /// users' lists of conversations (`HistoryStore::conversations`).
+    pub ts: i64,
+    /// Conversations listed per user: past it the least recent one drops out of the list.
+    pub listed: usize,
 }
 
 /// Keeping a direct message for a recipient who is not connected anywhere, until a

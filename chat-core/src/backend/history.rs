@@ -1,4 +1,4 @@
-//! Room history: the [`HistoryStore`] trait.
+//! Room and direct-message history: the [`HistoryStore`] trait.
 //!
 //! Messages are appended by [`super::broker::Broker::publish_room_message`] (append and publish
 //! are one step, which is where message ids come from); this trait reads them back.
@@ -17,6 +17,63 @@ pub struct HistoryPage {
     pub messages: Vec<Bytes>,
     /// Pass as `before` to get the page before this one; `None` when there is none.
     pub next_before: Option<MessageId>,
+}
+
+/// One of a user's conversations (`HistoryStore::conversations`).
+#[derive(Clone, Debug)]
+pub struct Conversation {
+    /// The other user.
+    pub peer: UserId,
+    /// The other user's name as the chat last saw it (a token, a connection or a join, within
+    /// the room TTL), if it did.
+    pub peer_name: Option<String>,
+    /// The conversation's last direct message (a `direct` frame).
+    pub last: Bytes,
+    /// Where the conversation sits in the list: the time of its last message.
+    pub cursor: ConversationCursor,
+}
+
+/// A place in a user's list of conversations (most recent first): the time of a
+/// conversation's last message (Unix epoch ms) and the other user, which orders conversations
+/// whose last messages share a millisecond. As text `"<ms>:<user id>"`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConversationCursor {
+    /// Unix epoch milliseconds of the conversation's last message.
+    pub at: i64,
+    /// The other user.
+    pub peer: UserId,
+}
+
+impl ConversationCursor {
+    /// Reads the text form; anything this store did not issue is
+    /// [`InvalidCursor`](crate::error::BackendError::InvalidCursor).
+    pub fn parse(s: &str) -> Result<Self, crate::error::BackendError> {
+        let (at, peer) = s
+            .split_once(':')
+            .ok_or(crate::error::BackendError::InvalidCursor)?;
+        match at.parse::<i64>() {
+            Ok(ms) if ms >= 0 && ms.to_string() == at && !peer.is_empty() => Ok(Self {
+                at: ms,
+                peer: UserId::new(peer),
+            }),
+            _ => Err(crate::error::BackendError::InvalidCursor),
+        }
+    }
+}
+
+impl std::fmt::Display for ConversationCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.at, self.peer.as_str())
+    }
+}
+
+/// One page of a user's conversations, most recent first.
+#[derive(Clone, Debug, Default)]
+pub struct ConversationPage {
+    /// The conversations, the one with the most recent message first.
+    pub conversations: Vec<Conversation>,
+    /// Pass as `before` for the next (less recent) page; `None` at the end of the list.
+    pub next_before: Option<ConversationCursor>,
 }
 
 /// Reads a room's history.
@@ -50,6 +107,17 @@ pub trait HistoryStore: Send + Sync + 'static {
         before: Option<&'a MessageId>,
         limit: usize,
     ) -> Reply<'a, HistoryPage>;
+
+    /// Up to `limit` of `user`'s conversations (a direct message kept either way, with
+    /// `ChatConfig::keep_direct_history`) after `before` in the list (or from its start), the
+    /// one with the most recent message first. At most `ChatConfig::conversations_per_user`
+    /// are listed, and none whose last message is older than the history's age.
+    fn conversations<'a>(
+        &'a self,
+        user: &'a UserId,
+        before: Option<&'a ConversationCursor>,
+        limit: usize,
+    ) -> Reply<'a, ConversationPage>;
 }
 
 /// The two users of a conversation in a fixed order, whoever sent: its key in a store.
@@ -82,4 +150,27 @@ pub(crate) fn direct_floor(max_age: Duration) -> String {
 /// A duration in whole milliseconds, saturating.
 pub(crate) fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conversation_cursors_read_back_only_what_they_wrote() {
+        let cursor = ConversationCursor {
+            at: 1_795_946_218_367,
+            peer: UserId::new("a:b c"),
+        };
+        assert_eq!(cursor.to_string(), "1795946218367:a:b c");
+        assert_eq!(
+            ConversationCursor::parse(&cursor.to_string()).ok(),
+            Some(cursor)
+        );
+        for bad in [
+            "", "17", "17:", ":a", "-1:a", "+1:a", "01:a", "1.5:a", "x:a",
+        ] {
+            assert!(ConversationCursor::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Chat;
 use crate::{
-    backend::history::HistoryPage,
+    backend::history::{ConversationCursor, ConversationPage, HistoryPage},
     backend::store::{AddMember, Member, RoomInfo, Visibility},
     error::{BackendError, Error},
     hooks::{CreateRoomEvent, Decision, RoomEvent},
@@ -465,6 +465,28 @@ impl Chat {
         self.backend()
             .history
             .direct_page(&caller.user.id, peer, before, limit)
+            .await
+            .map_err(bad_cursor)
+    }
+
+    /// A page of the caller's conversations (`ChatConfig::keep_direct_history`): each other
+    /// user a direct message was kept with, either way, and the last such message, the most
+    /// recent conversation first; page on with `before` set to the page's `next_before`. At
+    /// most `ChatConfig::conversations_per_user` are listed, none whose last message is older
+    /// than the history's age.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] if the backend fails.
+    pub async fn conversations(
+        &self,
+        caller: &Caller,
+        before: Option<&ConversationCursor>,
+        limit: usize,
+    ) -> Result<ConversationPage, Error> {
+        let limit = limit.clamp(1, self.config().history_page_max);
+        self.backend()
+            .history
+            .conversations(&caller.user.id, before, limit)
             .await
             .map_err(bad_cursor)
     }

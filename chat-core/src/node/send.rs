@@ -275,6 +275,8 @@ impl Chat {
             from: &sent_by,
             to: &to,
             id: &ack.id,
+            ts: ack.ts,
+            listed: config.conversations_per_user.max(1),
         });
         let direct = NewDirect {
             envelope,

@@ -1,12 +1,17 @@
-//! Direct-message history: pages of the caller's conversation with one user, oldest first.
+//! Direct-message history: the caller's conversations, the most recent first, and pages of
+//! one conversation, oldest first.
 
 use axum::{
     extract::{Path, Query, State},
-    response::Response,
+    http::header,
+    response::{IntoResponse, Response},
 };
-use chat_core::{MessageId, User, UserId};
+use chat_core::{
+    backend::history::{Conversation, ConversationCursor},
+    MessageId, User, UserId,
+};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{messages::HistoryQuery, TAG};
 use crate::{
@@ -84,6 +89,125 @@ pub(crate) async fn direct_messages(
         &page.messages,
         page.next_before.as_ref(),
     ))
+}
+
+/// `GET /directs` query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConversationsQuery {
+    /// Return the conversations after this place in the list (the previous page's
+    /// `nextBefore`; opaque).
+    pub before: Option<String>,
+    /// How many conversations, 1 to 200. Default 50.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+}
+
+/// One of the caller's conversations.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationSummary {
+    /// The other user, with the name the chat last saw them with (their id when it has not
+    /// seen them within the room TTL and the last message is the caller's).
+    pub user: User,
+    /// The conversation's last direct message, either way.
+    pub last_message: DirectHistoryMessage,
+}
+
+/// `GET /directs` response.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationsResponse {
+    /// The caller's conversations, the one with the most recent message first.
+    pub conversations: Vec<ConversationSummary>,
+    /// Pass as `before` for the next page; `null` at the end of the list.
+    #[schema(required = true)]
+    pub next_before: Option<String>,
+}
+
+/// The caller's conversations: each user a direct message was kept with (either way) and the
+/// last one, the most recent first. Page on with `before=nextBefore`. At most 1,000 are
+/// listed by default (the least recent drop out), none whose last message is older than the
+/// history keeps.
+#[utoipa::path(get, path = "/directs", tag = TAG, operation_id = "listConversations",
+    params(ConversationsQuery),
+    responses(
+        (status = 200, description = "A page of the caller's conversations", body = ConversationsResponse),
+        (status = 400, description = "Bad `before` or `limit`", body = Problem, content_type = "application/problem+json"),
+        Unidentified,
+        BackendDown,
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn list_conversations(
+    State(state): State<ChatState>,
+    Authenticated(caller): Authenticated,
+    uri: axum::http::Uri,
+    query: Result<Query<ConversationsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ChatRejection> {
+    let Query(query) = query.map_err(|_| super::rooms::bad_query(&uri, &state))?;
+    let limit = super::rooms::page_limit(query.limit, &state)?;
+    let before = query
+        .before
+        .as_deref()
+        .map(ConversationCursor::parse)
+        .transpose()
+        .map_err(|_| ChatRejection::BadRequest("`before` is not a place in this list".into()))?;
+    let page = state
+        .chat()
+        .conversations(&caller, before.as_ref(), limit)
+        .await?;
+    Ok(conversations_body(
+        &page.conversations,
+        page.next_before.as_ref(),
+    ))
+}
+
+/// The response as bytes, each last message's stored frame spliced in as it is.
+fn conversations_body(
+    conversations: &[Conversation],
+    next_before: Option<&ConversationCursor>,
+) -> Response {
+    let mut body = Vec::with_capacity(
+        64 + conversations
+            .iter()
+            .map(|c| c.last.len() + 96)
+            .sum::<usize>(),
+    );
+    body.extend_from_slice(b"{\"conversations\":[");
+    for (i, conversation) in conversations.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"{\"user\":");
+        let user = User {
+            name: peer_name(conversation),
+            id: conversation.peer.clone(),
+        };
+        body.extend_from_slice(&serde_json::to_vec(&user).unwrap_or_default());
+        body.extend_from_slice(b",\"lastMessage\":");
+        body.extend_from_slice(&conversation.last);
+        body.push(b'}');
+    }
+    body.extend_from_slice(b"],\"nextBefore\":");
+    let next = next_before.map(ToString::to_string);
+    body.extend_from_slice(&serde_json::to_vec(&next).unwrap_or_else(|_| b"null".to_vec()));
+    body.push(b'}');
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// The other user's name: as the chat last saw them, else as their last message says, else
+/// their id (as the members list does).
+fn peer_name(conversation: &Conversation) -> String {
+    if let Some(name) = &conversation.peer_name {
+        return name.clone();
+    }
+    serde_json::from_slice::<DirectHistoryMessage>(&conversation.last)
+        .ok()
+        .filter(|last| last.from.id == conversation.peer)
+        .map_or_else(
+            || conversation.peer.as_str().to_owned(),
+            |last| last.from.name,
+        )
 }
 
 /// Keeps the compiler honest about the schema matching the frame the engine stores.

@@ -6,7 +6,8 @@
 //! - `members`: `GET /rooms/{roomId}/members`, `DELETE /rooms/{roomId}/members/me`,
 //!   `POST /rooms/{roomId}/invites`;
 //! - `messages`: `GET /rooms/{roomId}/messages` (history pages);
-//! - `directs`: `GET /directs/{userId}/messages` (the caller's direct messages with one user);
+//! - `directs`: `GET /directs` (the caller's conversations) and `GET /directs/{userId}/messages`
+//!   (the caller's direct messages with one user);
 //! - `contract`: `GET /openapi.json` and `GET /asyncapi.json`;
 //! - `body`: reading and validating request bodies.
 
@@ -21,7 +22,10 @@ pub(crate) mod members;
 pub(crate) mod messages;
 pub(crate) mod rooms;
 
-pub use directs::{DirectHistoryMessage, DirectHistoryResponse, DirectType};
+pub use directs::{
+    ConversationSummary, ConversationsQuery, ConversationsResponse, DirectHistoryMessage,
+    DirectHistoryResponse, DirectType,
+};
 pub use guests::{GuestRequest, GuestResponse};
 pub use join::{JoinRoomRequest, JoinRoomResponse};
 pub use members::{InviteResponse, INVITE_TTL};

@@ -67,10 +67,11 @@ test('a private message to someone who went offline is kept for them and reaches
   await bob.page.locator(tid('dm-message'), { hasText: 'are you there?' }).waitFor();
   await screenshot(bob.page, 'errors-held-message-delivered');
 
-  // The conversation is kept: after a reload, opening it shows it again, from history.
+  // The conversation is kept: after a reload it is listed again (from `GET /directs`, before
+  // anyone opens it), and opening it shows the message again, from history.
   await bob.page.reload();
   await bob.page.locator(tid('chat')).waitFor();
-  await member(bob.page, 'alice').click();
+  await bob.page.locator(tid('conv-dm'), { hasText: 'alice' }).click();
   await bob.page.locator(tid('dm-message'), { hasText: 'are you there?' }).waitFor();
   assert.equal(await bob.page.locator(tid('dm-message'), { hasText: 'are you there?' }).count(), 1);
 

@@ -52,6 +52,7 @@ from roomcast_client.api.chat import (  # noqa: E402
     list_room_members,
     list_rooms,
     get_open_api,
+    list_conversations,
     list_direct_messages,
     list_room_messages,
 )
@@ -438,6 +439,7 @@ def _endpoints(room_id: str) -> list[tuple[str, str, Any]]:
         ("/rooms/{roomId}/messages", "get", lambda c: list_room_messages.sync_detailed(room_id, client=c)),
         ("/directs/{userId}/messages", "get",
          lambda c: list_direct_messages.sync_detailed(str(uuid.uuid4()), client=c)),
+        ("/directs", "get", lambda c: list_conversations.sync_detailed(client=c)),
     ]
 
 
@@ -1027,6 +1029,17 @@ def test_direct_message_and_a_typed_error_frame_over_two_websockets():
     assert not [e.message for e in WS_SERVER_FRAME.iter_errors(error)], error
     assert error["type"] == "error" and error["clientMsgId"] == "e1"
     assert error["code"] in error_codes and error["code"] in ("not_in_room", "room_not_found"), error
+
+    # The conversation is listed for both, typed by the SDK: the other user and the last message.
+    for me, other in ((alice, bob), (bob, alice)):
+        listed = list_conversations.sync_detailed(client=sdk(me.token), limit=10)
+        assert listed.status_code == 200, listed.content
+        assert listed.parsed.additional_properties == {}, "fields outside the spec"
+        first = listed.parsed.conversations[0]
+        assert (first.user.id, first.user.name) == (other.user.id, other.user.name)
+        assert first.last_message.id == ack["id"] and first.last_message.body == "psst"
+    refused = list_conversations.sync_detailed(client=sdk(alice.token), before="not-a-place")
+    assert_problem(refused, "/directs", "get", 400, "bad_request")
 
 
 def test_history_pages_back_with_next_before():

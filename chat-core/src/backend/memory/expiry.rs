@@ -73,11 +73,18 @@ impl MemoryNode {
             pubsub.logs.remove(id);
         }
         if only.is_none() {
-            rooms.users.retain(|_, seen| !old(*seen));
+            rooms.users.retain(|_, (seen, _)| !old(*seen));
             pubsub.expire_held(crate::protocol::now_ms());
             pubsub
                 .directs
                 .retain(|_, log| log.last_append().is_some_and(|at| !old(at)));
+            let config = &self.cluster.config;
+            let floor_ms = crate::protocol::now_ms()
+                .saturating_sub(crate::backend::history::millis(config.history_max_age));
+            pubsub.conversations.retain(|_, list| {
+                list.forget_before(floor_ms);
+                !list.is_empty()
+            });
         }
         if !gone.is_empty() {
             tracing::debug!(rooms = gone.len(), "idle rooms expired");

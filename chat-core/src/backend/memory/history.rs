@@ -3,7 +3,7 @@
 //! append).
 
 use std::{
-    collections::VecDeque,
+    collections::{BTreeSet, HashMap, VecDeque},
     time::{Duration, Instant},
 };
 
@@ -12,7 +12,10 @@ use bytes::Bytes;
 use super::{ready, MemoryNode};
 use crate::{
     backend::{
-        history::{conversation, direct_floor, direct_id, HistoryPage, HistoryStore},
+        history::{
+            conversation, direct_floor, direct_id, millis, Conversation, ConversationCursor,
+            ConversationPage, HistoryPage, HistoryStore,
+        },
         Reply,
     },
     error::BackendError,
@@ -158,6 +161,49 @@ impl HistoryStore for MemoryNode {
             .unwrap_or_default();
         ready(Ok(page))
     }
+
+    fn conversations<'a>(
+        &'a self,
+        user: &'a UserId,
+        before: Option<&'a ConversationCursor>,
+        limit: usize,
+    ) -> Reply<'a, ConversationPage> {
+        let config = &self.cluster.config;
+        let floor = direct_floor(config.history_max_age);
+        let floor_ms = crate::protocol::now_ms().saturating_sub(millis(config.history_max_age));
+        let (found, more) = {
+            let ps = lock(&self.cluster.pubsub);
+            let Some(index) = ps.conversations.get(user) else {
+                return ready(Ok(ConversationPage::default()));
+            };
+            let (listed, more) = index.page(floor_ms, before, limit);
+            // A conversation whose messages have all aged out is not listed.
+            let found: Vec<(ConversationCursor, Bytes)> = listed
+                .into_iter()
+                .filter_map(|cursor| {
+                    let (lo, hi) = conversation(user, &cursor.peer);
+                    let last = ps.directs.get(&(lo.clone(), hi.clone()))?.last(&floor)?;
+                    Some((cursor, last))
+                })
+                .collect();
+            (found, more)
+        };
+        // The pub/sub lock is released first: rooms come before it in the lock order.
+        let next_before = more;
+        let conversations = found
+            .into_iter()
+            .map(|(cursor, last)| Conversation {
+                peer_name: self.name_of(&cursor.peer),
+                peer: cursor.peer.clone(),
+                last,
+                cursor,
+            })
+            .collect();
+        ready(Ok(ConversationPage {
+            conversations,
+            next_before,
+        }))
+    }
 }
 
 /// A message id as this store issues them: a decimal `u64` from 1, no sign or leading zero.
@@ -216,6 +262,12 @@ impl DirectLog {
         self.last_append
     }
 
+    /// The newest message not older than `floor`.
+    fn last(&self, floor: &str) -> Option<Bytes> {
+        let (id, frame) = self.entries.last_key_value()?;
+        (id.as_str() >= floor).then(|| frame.clone())
+    }
+
     fn page(&self, floor: &str, before: Option<&str>, limit: usize) -> HistoryPage {
         use std::ops::Bound::{Excluded, Included, Unbounded};
         let upper = before.map_or(Unbounded, Excluded);
@@ -234,5 +286,114 @@ impl DirectLog {
                 .flatten(),
             messages: newest.into_iter().map(|(_, frame)| frame.clone()).collect(),
         }
+    }
+}
+
+/// One user's conversations: the other users by the time of the last message between them
+/// (`HistoryStore::conversations`), at most a cap of them.
+#[derive(Default)]
+pub(super) struct Conversations {
+    at: HashMap<UserId, i64>,
+    order: BTreeSet<(i64, UserId)>,
+}
+
+impl Conversations {
+    /// A message with `peer` at `at` (Unix ms): the conversation moves to the top (never
+    /// back: a late, older timestamp leaves it where it is). Past `cap` the least recent
+    /// ones drop out, and those last active before `floor_ms`.
+    pub(super) fn touch(&mut self, peer: &UserId, at: i64, cap: usize, floor_ms: i64) {
+        let at = match self.at.get(peer) {
+            Some(&previous) if previous >= at => previous,
+            Some(&previous) => {
+                self.order.remove(&(previous, peer.clone()));
+                at
+            }
+            None => at,
+        };
+        self.at.insert(peer.clone(), at);
+        self.order.insert((at, peer.clone()));
+        self.forget_before(floor_ms);
+        while self.order.len() > cap.max(1) {
+            self.pop_least_recent();
+        }
+    }
+
+    /// Drops the conversations last active before `floor_ms`.
+    pub(super) fn forget_before(&mut self, floor_ms: i64) {
+        while self.order.first().is_some_and(|(at, _)| *at < floor_ms) {
+            self.pop_least_recent();
+        }
+    }
+
+    fn pop_least_recent(&mut self) {
+        if let Some((_, peer)) = self.order.pop_first() {
+            self.at.remove(&peer);
+        }
+    }
+
+    /// Whether no conversation is listed.
+    pub(super) fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Up to `limit` places after `before` (most recent first), none before `floor_ms`; and
+    /// the last of them when more follow.
+    fn page(
+        &self,
+        floor_ms: i64,
+        before: Option<&ConversationCursor>,
+        limit: usize,
+    ) -> (Vec<ConversationCursor>, Option<ConversationCursor>) {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let upper = before.map_or(Unbounded, |c| Excluded((c.at, c.peer.clone())));
+        let mut listed: Vec<ConversationCursor> = self
+            .order
+            .range((Unbounded, upper))
+            .rev()
+            .take_while(|(at, _)| *at >= floor_ms)
+            .take(limit + 1)
+            .map(|(at, peer)| ConversationCursor {
+                at: *at,
+                peer: peer.clone(),
+            })
+            .collect();
+        let more = listed.len() > limit;
+        listed.truncate(limit);
+        let next = if more { listed.last().cloned() } else { None };
+        (listed, next)
+    }
+}
+
+#[cfg(test)]
+mod conversation_tests {
+    use super::*;
+
+    fn cursor(at: i64, peer: &str) -> ConversationCursor {
+        ConversationCursor {
+            at,
+            peer: UserId::new(peer),
+        }
+    }
+
+    #[test]
+    fn conversations_list_most_recent_first_within_the_cap_and_the_age() {
+        let mut list = Conversations::default();
+        for (peer, at) in [("a", 10), ("b", 20), ("c", 20), ("a", 30), ("d", 5)] {
+            list.touch(&UserId::new(peer), at, 3, 0);
+        }
+        // d came in last but is the least recent: the cap of 3 drops it.
+        let (page, next) = list.page(0, None, 2);
+        assert_eq!(page, [cursor(30, "a"), cursor(20, "c")]);
+        assert_eq!(next, Some(cursor(20, "c")));
+        let (page, next) = list.page(0, next.as_ref(), 2);
+        assert_eq!((page, next), (vec![cursor(20, "b")], None));
+        // An older timestamp does not move a conversation back.
+        list.touch(&UserId::new("a"), 1, 3, 0);
+        assert_eq!(list.page(0, None, 1).0, [cursor(30, "a")]);
+        // The age floor: only a (30) is recent enough.
+        assert_eq!(list.page(25, None, 10).0, [cursor(30, "a")]);
+        list.forget_before(25);
+        assert_eq!(list.order.len(), 1);
+        assert_eq!(list.at.len(), 1);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::{
     dedup,
-    history::{DirectLog, RoomLog},
+    history::{Conversations, DirectLog, RoomLog},
     ready, MemoryNode,
 };
 use crate::{
@@ -15,7 +15,7 @@ use crate::{
             Topic,
         },
         events::EventSender,
-        history::{conversation, direct_floor},
+        history::{conversation, direct_floor, millis},
         Reply,
     },
     protocol::{now_ms, wire, MessageId, RoomId, RoomMessage, UserId},
@@ -45,6 +45,8 @@ pub(super) struct PubSub {
     /// Direct messages per conversation (its two users in `history::conversation` order),
     /// under this lock: kept in the same step as the publish.
     pub(super) directs: HashMap<(UserId, UserId), DirectLog>,
+    /// Each user's conversations, updated in the same step as `directs`.
+    pub(super) conversations: HashMap<UserId, Conversations>,
 }
 
 impl PubSub {
@@ -221,6 +223,15 @@ impl Broker for MemoryNode {
                 .entry((lo.clone(), hi.clone()))
                 .or_default()
                 .push(cap, &floor, keep.id.as_str(), frame);
+            let floor_ms = now_ms().saturating_sub(millis(self.cluster.config.history_max_age));
+            for (user, peer) in [(keep.from, keep.to), (keep.to, keep.from)] {
+                ps.conversations.entry(user.clone()).or_default().touch(
+                    peer,
+                    keep.ts,
+                    keep.listed,
+                    floor_ms,
+                );
+            }
         }
         if let (true, Some(copy)) = (sent, copy) {
             ps.deliver(copy);

@@ -26,9 +26,9 @@ pub(super) struct Rooms {
     public: BTreeSet<String>,
     /// Each user's memberships.
     memberships: HashMap<UserId, Memberships>,
-    /// When each user was last seen (a token, a connection, a join): known for `room_ttl`
-    /// since then, then dropped by the sweep.
-    pub(super) users: HashMap<UserId, Instant>,
+    /// When each user was last seen (a token, a connection, a join) and the name they had
+    /// then: known for `room_ttl` since then, then dropped by the sweep.
+    pub(super) users: HashMap<UserId, (Instant, String)>,
     /// Token revocations: up to when (Unix ms) a user's tokens are void, and until when the
     /// record is kept (`None`: for good, a lifetime beyond what an `Instant` holds). An
     /// expired record is dropped when it is next read.
@@ -83,7 +83,8 @@ impl Rooms {
                 }
             }
         }
-        self.users.insert(user.id.clone(), Instant::now());
+        self.users
+            .insert(user.id.clone(), (Instant::now(), user.name.clone()));
         AddMember::Member
     }
 
@@ -160,7 +161,18 @@ impl MemoryNode {
     pub(super) fn knows(&self, user: &UserId) -> bool {
         let ttl = self.cluster.config.room_ttl;
         let rooms = lock(&self.cluster.rooms);
-        rooms.users.get(user).is_some_and(|at| at.elapsed() < ttl)
+        rooms
+            .users
+            .get(user)
+            .is_some_and(|(at, _)| at.elapsed() < ttl)
+    }
+
+    /// The name `user` had when last seen, if within the room TTL.
+    pub(super) fn name_of(&self, user: &UserId) -> Option<String> {
+        let ttl = self.cluster.config.room_ttl;
+        let rooms = lock(&self.cluster.rooms);
+        let (at, name) = rooms.users.get(user)?;
+        (at.elapsed() < ttl).then(|| name.clone())
     }
 }
 
@@ -317,7 +329,7 @@ impl RoomStore for MemoryNode {
         self.sweep_if_due();
         lock(&self.cluster.rooms)
             .users
-            .insert(user.id.clone(), Instant::now());
+            .insert(user.id.clone(), (Instant::now(), user.name.clone()));
         ready(Ok(()))
     }
 

@@ -6,11 +6,14 @@ use redis::AsyncCommands;
 use super::RedisNode;
 use crate::{
     backend::{
-        history::{conversation, direct_floor, direct_id, HistoryPage, HistoryStore},
+        history::{
+            conversation, direct_floor, direct_id, millis, Conversation, ConversationCursor,
+            ConversationPage, HistoryPage, HistoryStore,
+        },
         Reply,
     },
     error::BackendError,
-    protocol::{wire, MessageId, RoomId, UserId},
+    protocol::{now_ms, wire, MessageId, RoomId, UserId},
 };
 
 /// A stream id as Redis issues them (`ms-seq`, both decimal `u64` without sign or leading
@@ -161,6 +164,89 @@ impl HistoryStore for RedisNode {
                     .then(|| page.first().map(|(id, _)| MessageId::new(id.as_str())))
                     .flatten(),
                 messages: page.into_iter().map(|(_, frame)| frame).collect(),
+            })
+        })
+    }
+
+    fn conversations<'a>(
+        &'a self,
+        user: &'a UserId,
+        before: Option<&'a ConversationCursor>,
+        limit: usize,
+    ) -> Reply<'a, ConversationPage> {
+        Box::pin(async move {
+            let keys = &self.shared.keys;
+            let max_age = self.shared.config.history_max_age;
+            let floor_ms = now_ms().saturating_sub(millis(max_age));
+            // Two round trips: the page of the list, then each conversation's last message
+            // and the other user's name (keys in other slots, named from the first reply).
+            let listed: Vec<(String, i64)> = self
+                .invoke(
+                    self.shared
+                        .scripts
+                        .conversations
+                        .key(keys.conversations(user))
+                        .arg(floor_ms)
+                        .arg(before.map_or_else(String::new, |c| c.at.to_string()))
+                        .arg(limit + 1),
+                )
+                .await?;
+            let mut places: Vec<ConversationCursor> = listed
+                .into_iter()
+                .map(|(peer, at)| ConversationCursor {
+                    at,
+                    peer: UserId::new(peer),
+                })
+                .filter(|place| before.is_none_or(|cursor| place < cursor))
+                .take(limit + 1)
+                .collect();
+            let more = places.len() > limit;
+            places.truncate(limit);
+            let next_before = if more { places.last().cloned() } else { None };
+            if places.is_empty() {
+                return Ok(ConversationPage::default());
+            }
+            let floor = format!("[{}", direct_floor(max_age));
+            let mut pipe = redis::pipe();
+            for place in &places {
+                let (a, b) = conversation(user, &place.peer);
+                pipe.cmd("ZREVRANGEBYLEX")
+                    .arg(keys.direct_log(a, b))
+                    .arg("+")
+                    .arg(&floor)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(1)
+                    .get(keys.user_seen(&place.peer));
+            }
+            let replies: Vec<redis::Value> = pipe
+                .query_async(&mut self.conn())
+                .await
+                .map_err(BackendError::redis)?;
+            let mut conversations = Vec::with_capacity(places.len());
+            for (place, reply) in places.into_iter().zip(replies.chunks(2)) {
+                let [last, seen] = reply else { continue };
+                let last: Vec<Vec<u8>> =
+                    redis::from_redis_value_ref(last).map_err(|e| BackendError::redis(e.into()))?;
+                let seen: Option<String> =
+                    redis::from_redis_value_ref(seen).map_err(|e| BackendError::redis(e.into()))?;
+                // A conversation whose messages have all aged out is not listed.
+                let Some(member) = last.into_iter().next() else {
+                    continue;
+                };
+                let Some(at) = member.iter().position(|b| *b == b' ') else {
+                    continue;
+                };
+                conversations.push(Conversation {
+                    peer: place.peer.clone(),
+                    peer_name: seen.as_deref().and_then(super::keys::seen_name),
+                    last: Bytes::copy_from_slice(&member[at + 1..]),
+                    cursor: place,
+                });
+            }
+            Ok(ConversationPage {
+                conversations,
+                next_before,
             })
         })
     }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::{
     backend::broker::{NodeId, Topic},
-    protocol::{RoomId, UserId},
+    protocol::{RoomId, User, UserId},
 };
 
 /// The suffixes of the keys of a room that every node shares (see [`Keys::room_keys`]).
@@ -75,12 +75,19 @@ impl Keys {
         format!("{}:user:{{{}}}:{what}", self.prefix, user)
     }
     /// That the chat has seen `user` (a guest token, a connection, a join), for the room TTL
-    /// since then: what tells `recipient_offline` from `user_not_found`. One key per user with
+    /// since then, and the name they had ([`Keys::seen_value`]; the names of the other users
+    /// in a list of conversations): what tells `recipient_offline` from `user_not_found`. One key per user with
     /// its own TTL, so users who never come back do not pile up (before, one hash of every
     /// user ever seen, `{prefix}:users`, still read: [`Keys::legacy_users`]).
     pub(super) fn user_seen(&self, user: &UserId) -> String {
         self.user_key(user, "seen")
     }
+
+    /// The value of a [`Keys::user_seen`] key: the name the user had then.
+    pub(super) fn seen_value(user: &User) -> String {
+        format!("{SEEN_NAME}{}", user.name)
+    }
+
     /// The hash of every user seen, as versions before [`Keys::user_seen`] kept it: read (never
     /// written) so that users seen before an upgrade are not unknown at once; it can be
     /// deleted one room TTL after the upgrade.
@@ -115,6 +122,12 @@ impl Keys {
     pub(super) fn node_reaper(&self, node: NodeId) -> String {
         format!("{}:node:{{{node}}}:reaper", self.prefix)
     }
+    /// A user's conversations: a sorted set of the other users by the time (ms) of the last
+    /// direct message kept between them (`HistoryStore::conversations`).
+    pub(super) fn conversations(&self, user: &UserId) -> String {
+        self.user_key(user, "dms")
+    }
+
     /// The direct messages of the conversation of `a` and `b` (in `history::conversation`
     /// order), hash-tagged by both: a sorted set of `"<id> <frame>"`.
     pub(super) fn direct_log(&self, a: &UserId, b: &UserId) -> String {
@@ -201,6 +214,14 @@ impl RoomNames {
     pub(super) fn channel(&self) -> &str {
         &self.buf[..self.base - 1]
     }
+}
+
+/// What precedes the name in a [`Keys::user_seen`] value (versions before it wrote `1`).
+const SEEN_NAME: &str = "n:";
+
+/// The name in a [`Keys::user_seen`] value, if it holds one.
+pub(super) fn seen_name(value: &str) -> Option<String> {
+    value.strip_prefix(SEEN_NAME).map(str::to_owned)
 }
 
 #[cfg(test)]

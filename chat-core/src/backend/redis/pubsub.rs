@@ -159,7 +159,14 @@ impl Broker for RedisNode {
             });
             let log = keep.map(|k| {
                 let (a, b) = conversation(k.from, k.to);
-                (k, keys.direct_log(a, b))
+                (
+                    k,
+                    [
+                        keys.direct_log(a, b),
+                        keys.conversations(k.from),
+                        keys.conversations(k.to),
+                    ],
+                )
             });
             let copy_channel = copy_to
                 .as_ref()
@@ -172,23 +179,28 @@ impl Broker for RedisNode {
                         + h.to.as_str().len()
                         + h.from.as_str().len()
                 })
-                + log.as_ref().map_or(0, |(_, key)| key.len() + 64)
+                + log.as_ref().map_or(0, |(k, keys)| {
+                    keys.iter().map(String::len).sum::<usize>()
+                        + k.from.as_str().len()
+                        + k.to.as_str().len()
+                        + 96
+                })
                 + channel.len()
                 + copy_channel.len()
                 + payload.len()
                 + 160;
             let numkeys = usize::from(sent.is_some())
                 + if held.is_some() { 4 } else { 0 }
-                + usize::from(log.is_some());
-            let mut cmd = evalsha(script, numkeys, 19, bytes);
+                + if log.is_some() { 3 } else { 0 };
+            let mut cmd = evalsha(script, numkeys, 23, bytes);
             if let Some((_, key)) = &sent {
                 cmd.arg(key);
             }
             if let Some((_, held_keys)) = &held {
                 cmd.arg(&held_keys[..]);
             }
-            if let Some((_, key)) = &log {
-                cmd.arg(key);
+            if let Some((_, log_keys)) = &log {
+                cmd.arg(&log_keys[..]);
             }
             cmd.arg(channel)
                 .arg(copy_channel)
@@ -218,13 +230,26 @@ impl Broker for RedisNode {
             };
             match &log {
                 // The script cuts the frame out of the payload: sent once.
-                Some(_) => cmd
+                Some((k, _)) => cmd
                     .arg(1)
-                    .arg("")
+                    .arg(k.ts)
                     .arg(config.history_per_room.max(1))
                     .arg(direct_floor(config.history_max_age))
-                    .arg(config.room_ttl_ms()),
-                None => cmd.arg(0).arg("").arg(0).arg("").arg(0),
+                    .arg(config.room_ttl_ms())
+                    .arg(k.from.as_str())
+                    .arg(k.to.as_str())
+                    .arg(k.listed.max(1))
+                    .arg(now_ms().saturating_sub(millis(config.history_max_age))),
+                None => cmd
+                    .arg(0)
+                    .arg(0)
+                    .arg(0)
+                    .arg("")
+                    .arg(0)
+                    .arg("")
+                    .arg("")
+                    .arg(0)
+                    .arg(0),
             };
             // -1: a duplicate, with the first one's id and ts; -2: the held list is full;
             // -3: held.

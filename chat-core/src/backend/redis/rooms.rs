@@ -206,7 +206,7 @@ impl RoomStore for RedisNode {
                 .conn()
                 .pset_ex(
                     self.shared.keys.user_seen(&user.id),
-                    1,
+                    super::keys::Keys::seen_value(user),
                     self.shared.config.room_ttl_ms(),
                 )
                 .await

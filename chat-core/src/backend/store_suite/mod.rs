@@ -1,9 +1,12 @@
 //! The store tests that every backend must pass, written once: each backend's test file runs
 //! them with `store_tests!` over its own [`Backend`], so memory and Redis are held to the same
 //! order and the same answers. `listing`: rooms; `membership`: members, `share_a_room`,
-//! online users, cursors; `access`: a user's rooms in batches, token revocations.
+//! online users, cursors; `access`: a user's rooms in batches, token revocations;
+//! `presence`: exits, idempotent sends, held and kept direct messages; `conversations`: a
+//! user's list of conversations.
 
 mod access;
+mod conversations;
 mod listing;
 mod membership;
 mod presence;
@@ -13,6 +16,7 @@ use std::future::Future;
 pub(crate) use access::{
     revocations_are_kept_for_their_ttl, user_rooms_come_in_batches_until_none_is_left,
 };
+pub(crate) use conversations::conversations_list_the_latest_first_within_the_cap;
 pub(crate) use listing::{
     list_pages_newest_first, private_rooms_are_listed_to_members, same_instant_rooms_page_once,
 };
@@ -44,7 +48,8 @@ macro_rules! store_tests {
             bad_cursors_are_invalid, user_rooms_come_in_batches_until_none_is_left,
             revocations_are_kept_for_their_ttl, the_member_cap_refuses_only_new_members,
             exits_are_idempotent_and_announce_once, sends_are_deduplicated,
-            directs_are_held_and_released_once, directs_are_kept_per_conversation);
+            directs_are_held_and_released_once, directs_are_kept_per_conversation,
+            conversations_list_the_latest_first_within_the_cap);
     };
     (@each $make:expr; $($name:ident),*) => {$(
         #[tokio::test]

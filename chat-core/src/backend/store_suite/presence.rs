@@ -333,7 +333,13 @@ pub(crate) async fn directs_are_kept_per_conversation(backend: &mut Backend) {
             topic: Topic::User(to.clone()),
             frame: Bytes::from(format!("{{\"n\":{i}}}")),
         };
-        let keep = Keep { from, to, id: &id };
+        let keep = Keep {
+            from,
+            to,
+            id: &id,
+            ts: crate::protocol::now_ms(),
+            listed: 10,
+        };
         let direct = NewDirect {
             envelope,
             copy_to: None,

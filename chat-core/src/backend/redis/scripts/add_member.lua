@@ -4,7 +4,7 @@
 -- the user's rooms (and private rooms, if private). A known member only gets its name
 -- refreshed. Rooms stored before v2 have no sort key: they are not indexed per user. A join
 -- is activity: every key of the room gets the room TTL again, and the user is seen (for as
--- long).
+-- long; the key holds "n:<name>", `Keys::seen_value`).
 -- KEYS: info, members, order, user's rooms, user's private rooms, user seen, then the room's
 -- log, online. ARGV: user id, name, TTL in ms, cap.
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -18,6 +18,6 @@ if redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) == 1 then
     if room[2] == 'private' then redis.call('ZADD', KEYS[5], 0, room[1]) end
   end
 end
-redis.call('SET', KEYS[6], 1, 'PX', ARGV[3])
+redis.call('SET', KEYS[6], 'n:' .. ARGV[2], 'PX', ARGV[3])
 for _, i in ipairs({1, 2, 3, 7, 8}) do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
 return 1

@@ -16,13 +16,17 @@
 -- Keeping (ARGV[15] is 1): a message that reached the recipient or is held is added to the
 -- conversation's `log`, a sorted set of "<id> <frame>" (ids are UUIDv7 strings: by lex, by
 -- time; the frame is the payload after its header line, so it is sent once), without those
--- below the floor id ARGV[18] (too old), at most ARGV[17], its TTL ARGV[19].
+-- below the floor id ARGV[18] (too old), at most ARGV[17], its TTL ARGV[19]; and the
+-- conversation goes to the top of both users' lists of conversations (sorted sets of the
+-- other user by the time ARGV[16] of the last message, never moved back), without those
+-- older than ARGV[23] (ms), at most ARGV[22] (the least recent go), their TTL the log's.
 -- KEYS: sent (when ARGV[12] is 1), then held, seen, legacy users, held:senders (when
--- holding), then log (when keeping).
+-- holding), then log, the sender's and the recipient's conversations (when keeping).
 -- ARGV: recipient channel, sender channel ('' for none), payload, sender has others here, id,
 -- ts, dedup window in ms, hold at most (0: no hold), held until (ms), hold TTL (ms),
--- recipient id, has `sent`, sender id, hold at most from one sender, keep, (unused), log at
--- most, log floor id, log TTL (ms).
+-- recipient id, has `sent`, sender id, hold at most from one sender, keep, the message's ms,
+-- log at most, log floor id, log TTL (ms), sender id, recipient id, conversations at most,
+-- conversations floor (ms).
 -- Returns {receivers (>= 0), id, ts, 0}, or {-1, first id, first ts, held (0 or 1)} (a
 -- duplicate), {-2, '', 0, 0} (the recipient's held list is full), {-3, id, ts, 1} (held).
 local k = 0
@@ -93,6 +97,16 @@ if (n > 0 or held) and ARGV[15] == '1' then
     redis.call('ZREMRANGEBYRANK', log, 0, extra - 1)
   end
   redis.call('PEXPIRE', log, ARGV[19])
+  local lists = {{KEYS[k + (max > 0 and 4 or 0) + 2], ARGV[21]}, {KEYS[k + (max > 0 and 4 or 0) + 3], ARGV[20]}}
+  for _, list in ipairs(lists) do
+    redis.call('ZADD', list[1], 'GT', ARGV[16], list[2])
+    redis.call('ZREMRANGEBYSCORE', list[1], '-inf', '(' .. ARGV[23])
+    local over = redis.call('ZCARD', list[1]) - tonumber(ARGV[22])
+    if over > 0 then
+      redis.call('ZREMRANGEBYRANK', list[1], 0, over - 1)
+    end
+    redis.call('PEXPIRE', list[1], ARGV[19])
+  end
 end
 if sent and (n > 0 or held) then
   redis.call('SET', sent, ARGV[5] .. ' ' .. ARGV[6] .. (held and ' h' or ''), 'PX', ARGV[7])
