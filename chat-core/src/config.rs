@@ -90,6 +90,12 @@ pub struct ChatConfig {
     /// sender's next direct message to the offline recipient is refused with `inbox_full`,
     /// so that one sender cannot fill someone's inbox and shut out everyone else. Default 20.
     pub held_directs_per_sender: usize,
+    /// Of [`Self::held_directs_per_user`], how many may come from guests altogether (users the
+    /// chat made up for a display name, who cost nothing to make): past it, a guest's direct
+    /// message to the offline recipient is refused with `inbox_full`, so that a crowd of
+    /// guests in a public room cannot fill someone's inbox for the host's own users. Where
+    /// every user is a guest (the demo), this is the inbox. Default 50.
+    pub held_directs_from_guests: usize,
     /// Keep direct messages in the history of each conversation (`GET /directs/{userId}/messages`
     /// for either of its two users), with the backend's history caps (per conversation as per
     /// room: its count, its age, and gone after the room TTL without a message). `false`
@@ -197,6 +203,7 @@ impl Default for ChatConfig {
             user_directs_burst: 20,
             held_directs_per_user: 200,
             held_directs_per_sender: 20,
+            held_directs_from_guests: 50,
             keep_direct_history: true,
             conversations_per_user: 1_000,
             held_direct_max_age: Duration::from_secs(7 * 24 * 3600),

@@ -52,6 +52,11 @@ pub(crate) const FLAGS: &[(&str, &str, &str)] = &[
         "of those, how many may come from one sender (default 20)",
     ),
     (
+        "--held-directs-from-guests",
+        "HELD_DIRECTS_FROM_GUESTS",
+        "of those, how many may come from guests altogether (default 50; every demo user is a guest, so this is the demo's inbox; 0: none)",
+    ),
+    (
         "--user-rooms-per-minute",
         "USER_ROOMS_PER_MINUTE",
         "rooms a user may create a minute (default 10)",
@@ -106,7 +111,7 @@ pub(crate) fn usage() -> String {
 }
 
 /// Flags for which 0 means "off" rather than a limit nothing passes.
-const ZERO_IS_OFF: &[&str] = &["--held-directs-per-user"];
+const ZERO_IS_OFF: &[&str] = &["--held-directs-per-user", "--held-directs-from-guests"];
 
 /// Sets what `flag` names in `config` to `value` (a whole number, at least 1; at least 0 for
 /// [`ZERO_IS_OFF`]).
@@ -128,6 +133,7 @@ pub(crate) fn apply(config: &mut ChatConfig, flag: &str, value: &str) -> anyhow:
         "--user-directs-burst" => config.user_directs_burst = n,
         "--held-directs-per-user" => config.held_directs_per_user = size,
         "--held-directs-per-sender" => config.held_directs_per_sender = size,
+        "--held-directs-from-guests" => config.held_directs_from_guests = size,
         "--user-rooms-per-minute" => config.user_rooms_per_minute = n,
         "--guests-per-minute" => config.guests_per_minute = n,
         "--max-connections-per-user" => config.max_connections_per_user = size,

@@ -198,6 +198,11 @@ pub struct Hold<'a> {
     pub max: usize,
     /// Of those, messages that may come from one sender; past it, [`DirectSent::InboxFull`].
     pub max_per_sender: usize,
+    /// Whether the sender is a guest ([`crate::Caller::guest`]).
+    pub guest: bool,
+    /// Of those, messages that may come from guests altogether; past it, a guest's message is
+    /// [`DirectSent::InboxFull`].
+    pub max_from_guests: usize,
     /// How long a held message is kept (measured from its `ts`).
     pub max_age: Duration,
     /// The message's timestamp (Unix epoch milliseconds).

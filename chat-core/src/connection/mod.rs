@@ -238,7 +238,7 @@ impl Connection {
         self.chat
             .publish_direct(
                 Some(self.id),
-                self.caller.user.clone(),
+                self.caller.clone(),
                 to,
                 body,
                 frame.client_msg_id,

@@ -9,6 +9,7 @@ use crate::{
         ConnId, Dedup, DirectDedup, DirectSent, Envelope, Hold, Keep, NewDirect, NewRoomMessage,
         SenderCopy, Topic,
     },
+    caller::Caller,
     error::Error,
     protocol::{
         now_ms, AckFrame, DirectMessage, MessageId, RoomId, RoomMessage, ServerFrame, SystemEvent,
@@ -112,7 +113,13 @@ impl UserHandle<'_> {
         let body = body.into();
         self.chat.check_body(&body)?;
         self.chat
-            .publish_direct(None, from.clone(), self.user.clone(), body, None)
+            .publish_direct(
+                None,
+                Caller::member(from.clone()),
+                self.user.clone(),
+                body,
+                None,
+            )
             .await
     }
 }
@@ -218,15 +225,16 @@ impl Chat {
     pub(crate) async fn publish_direct(
         &self,
         conn: Option<ConnId>,
-        from: User,
+        from: Caller,
         to: UserId,
         body: String,
         client_msg_id: Option<String>,
     ) -> Result<AckFrame, Error> {
         let backend = self.backend();
+        let guest = from.guest;
         let message = DirectMessage {
             id: MessageId::new(uuid::Uuid::now_v7().to_string()),
-            from,
+            from: from.user,
             to: to.clone(),
             body,
             ts: now_ms(),
@@ -267,6 +275,8 @@ impl Chat {
             from: &sent_by,
             max: config.held_directs(),
             max_per_sender: config.held_directs_per_sender.max(1),
+            guest,
+            max_from_guests: config.held_directs_from_guests,
             max_age: config.held_max_age(),
             ts: ack.ts,
         });

@@ -27,6 +27,8 @@ pub(super) struct Held {
     /// Unix epoch ms after which it is not delivered.
     until: i64,
     from: UserId,
+    /// From a guest (`Hold::guest`).
+    guest: bool,
     envelope: Envelope,
 }
 
@@ -201,12 +203,17 @@ impl Broker for MemoryNode {
                     waiting.pop_front();
                 }
                 let from_sender = waiting.iter().filter(|h| h.from == *hold.from).count();
-                if waiting.len() >= hold.max || from_sender >= hold.max_per_sender {
+                let from_guests = || waiting.iter().filter(|h| h.guest).count();
+                if waiting.len() >= hold.max
+                    || from_sender >= hold.max_per_sender
+                    || (hold.guest && from_guests() >= hold.max_from_guests)
+                {
                     return ready(Ok(DirectSent::InboxFull));
                 }
                 waiting.push_back(Held {
                     until: hold.until(),
                     from: hold.from.clone(),
+                    guest: hold.guest,
                     envelope: envelope.clone(),
                 });
                 true

@@ -192,7 +192,7 @@ impl Broker for RedisNode {
             let numkeys = usize::from(sent.is_some())
                 + if held.is_some() { 4 } else { 0 }
                 + if log.is_some() { 3 } else { 0 };
-            let mut cmd = evalsha(script, numkeys, 23, bytes);
+            let mut cmd = evalsha(script, numkeys, 25, bytes);
             if let Some((_, key)) = &sent {
                 cmd.arg(key);
             }
@@ -250,6 +250,10 @@ impl Broker for RedisNode {
                     .arg("")
                     .arg(0)
                     .arg(0),
+            };
+            match &held {
+                Some((h, _)) => cmd.arg(u8::from(h.guest)).arg(h.max_from_guests),
+                None => cmd.arg(0).arg(0),
             };
             // -1: a duplicate, with the first one's id and ts; -2: the held list is full;
             // -3: held.

@@ -26,7 +26,8 @@ pub(crate) use membership::{
 };
 pub(crate) use presence::{
     directs_are_held_and_released_once, directs_are_kept_per_conversation,
-    exits_are_idempotent_and_announce_once, sends_are_deduplicated,
+    exits_are_idempotent_and_announce_once, guests_hold_only_their_share_of_an_inbox,
+    sends_are_deduplicated,
 };
 
 use super::{
@@ -49,7 +50,8 @@ macro_rules! store_tests {
             revocations_are_kept_for_their_ttl, the_member_cap_refuses_only_new_members,
             exits_are_idempotent_and_announce_once, sends_are_deduplicated,
             directs_are_held_and_released_once, directs_are_kept_per_conversation,
-            conversations_list_the_latest_first_within_the_cap);
+            conversations_list_the_latest_first_within_the_cap,
+            guests_hold_only_their_share_of_an_inbox);
     };
     (@each $make:expr; $($name:ident),*) => {$(
         #[tokio::test]

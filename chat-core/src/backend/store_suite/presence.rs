@@ -229,6 +229,8 @@ pub(crate) async fn directs_are_held_and_released_once(backend: &mut Backend) {
                 from: &from,
                 max: 3,
                 max_per_sender: 2,
+                guest: false,
+                max_from_guests: 3,
                 max_age,
                 ts,
             };
@@ -309,6 +311,74 @@ pub(crate) async fn directs_are_held_and_released_once(backend: &mut Backend) {
     for n in [8, 9] {
         assert_eq!(send(&ann, &bob, n, now, hour).await, DirectSent::Held);
     }
+}
+
+/// Guests, who cost nothing to make, hold at most their share of a recipient's inbox
+/// altogether; a user the host identified still finds room. The guest mark survives the
+/// pruning of expired entries and the release.
+pub(crate) async fn guests_hold_only_their_share_of_an_inbox(backend: &mut Backend) {
+    let origin = Origin {
+        node: backend.broker.node_id(),
+        conn: None,
+    };
+    let bob = UserId::new("bob");
+    backend
+        .rooms
+        .remember_user(&User::new("bob", "Bob"))
+        .await
+        .unwrap();
+    let broker = backend.broker.clone();
+    let now = crate::protocol::now_ms();
+    let hour = Duration::from_secs(3600);
+    let send = |from: &str, guest: bool, n: u8, ts: i64, max_age: Duration| {
+        let broker = broker.clone();
+        let (from, to) = (UserId::new(from), bob.clone());
+        async move {
+            let envelope = Envelope {
+                origin,
+                topic: Topic::User(to.clone()),
+                frame: Bytes::from(format!("{{\"n\":{n}}}")),
+            };
+            let hold = Hold {
+                to: &to,
+                from: &from,
+                max: 4,
+                max_per_sender: 2,
+                guest,
+                max_from_guests: 2,
+                max_age,
+                ts,
+            };
+            let direct = NewDirect {
+                envelope,
+                copy_to: None,
+                dedup: None,
+                hold: Some(hold),
+                keep: None,
+            };
+            broker.publish_direct(direct).await.unwrap()
+        }
+    };
+    // A guest's, already past its age: it takes no room once the next one comes.
+    let expired = send("g0", true, 0, now - 10_000, Duration::from_secs(1)).await;
+    assert_eq!(expired, DirectSent::Held);
+    assert_eq!(send("g1", true, 1, now, hour).await, DirectSent::Held);
+    assert_eq!(send("g2", true, 2, now, hour).await, DirectSent::Held);
+    let third = send("g3", true, 3, now, hour).await;
+    assert_eq!(third, DirectSent::InboxFull, "the guests' share is 2");
+    assert_eq!(send("ann", false, 4, now, hour).await, DirectSent::Held);
+    assert_eq!(send("ann", false, 5, now, hour).await, DirectSent::Held);
+    let full = send("cyd", false, 6, now, hour).await;
+    assert_eq!(full, DirectSent::InboxFull, "4 in all");
+
+    let bob_topic = Topic::User(bob.clone());
+    broker.subscribe(vec![bob_topic.clone()]).await.unwrap();
+    assert_eq!(broker.release_held(&bob).await.unwrap(), 4);
+    let frames: Vec<Bytes> = [1, 2, 4, 5]
+        .iter()
+        .map(|n| Bytes::from(format!("{{\"n\":{n}}}")))
+        .collect();
+    assert_eq!(until_marker(backend, &bob_topic).await, frames);
 }
 
 /// Direct messages that reached their recipient (or are held for them) are kept per

@@ -122,6 +122,40 @@ fn direct_of(frame: &[u8]) -> (String, String, String) {
     (field("type"), field("body"), field("id"))
 }
 
+/// Guests hold at most `held_directs_from_guests` of an offline user's inbox altogether; a
+/// user the host identified still gets a message held.
+#[tokio::test]
+async fn guests_hold_only_their_share_of_an_offline_users_inbox() {
+    let config = ChatConfig {
+        held_directs_per_user: 4,
+        held_directs_from_guests: 2,
+        ..ChatConfig::default()
+    };
+    let (chat, room) = chat_with_room(config).await;
+    let bob = User::new("bob", "Bob");
+    let guests = ["g1", "g2", "g3"].map(|id| Caller::guest(User::new(id, id)));
+    let ann = Caller::member(User::new("ann", "Ann"));
+    for caller in guests.iter().chain([&ann, &Caller::member(bob.clone())]) {
+        chat.join_room(caller, &room, false).await.unwrap();
+    }
+    chat.connect(bob.clone()).await.unwrap().close().await;
+    let dm = |body: &str| SendDirectFrame {
+        to: bob.id.clone(),
+        body: body.into(),
+        client_msg_id: None,
+    };
+    for (i, guest) in guests.iter().enumerate() {
+        let mut tab = chat.connect(guest.clone()).await.unwrap();
+        let sent = tab.send_direct(dm("from a guest")).await;
+        match i {
+            0 | 1 => assert!(sent.unwrap().held),
+            _ => assert!(matches!(sent, Err(Error::InboxFull(_))), "{sent:?}"),
+        }
+    }
+    let mut ann_tab = chat.connect(ann).await.unwrap();
+    assert!(ann_tab.send_direct(dm("from ann")).await.unwrap().held);
+}
+
 #[tokio::test]
 async fn held_directs_reach_the_recipients_next_connection_once_in_order_and_within_the_cap() {
     let config = ChatConfig {

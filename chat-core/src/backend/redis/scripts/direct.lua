@@ -3,9 +3,11 @@
 -- node (ARGV[4] is 1) or another node subscribes to it (each node has one Pub/Sub connection,
 -- and the publishing node is one of them).
 -- Holding (ARGV[8] > 0): a message that reached nobody is kept for a recipient the chat knows
--- (`seen`, or the hash of users seen before it existed), at most ARGV[8] of them and ARGV[14]
--- from one sender (counted in the `held:senders` hash), in the recipient's `held` list as
--- "<until> <len(from)>:<from><payload>", both keys' TTL the hold time; entries past their
+-- (`seen`, or the hash of users seen before it existed), at most ARGV[8] of them, ARGV[14]
+-- from one sender (counted in the `held:senders` hash) and, when the sender is a guest
+-- (ARGV[24] is 1), ARGV[25] from guests altogether (counted over the list), in the
+-- recipient's `held` list as "<until> <len(from)>:<from><payload>" (from a guest: "<until>
+-- g<len(from)>:..."), both keys' TTL the hold time; entries past their
 -- "until" are dropped from the head first (with their senders' counts), and a full list
 -- holds nothing more (nothing held is dropped for it). `release_held.lua` publishes them.
 -- Idempotent sends: with a `sent` key (the sender's clientMsgId to this recipient), a message
@@ -26,7 +28,7 @@
 -- ts, dedup window in ms, hold at most (0: no hold), held until (ms), hold TTL (ms),
 -- recipient id, has `sent`, sender id, hold at most from one sender, keep, the message's ms,
 -- log at most, log floor id, log TTL (ms), sender id, recipient id, conversations at most,
--- conversations floor (ms).
+-- conversations floor (ms), sender is a guest, hold at most from guests.
 -- Returns {receivers (>= 0), id, ts, 0}, or {-1, first id, first ts, held (0 or 1)} (a
 -- duplicate), {-2, '', 0, 0} (the recipient's held list is full), {-3, id, ts, 1} (held).
 local k = 0
@@ -66,7 +68,8 @@ if n == 0 and max > 0 then
       end
       redis.call('LPOP', inbox)
       local colon = string.find(head, ':', at + 1, true)
-      local from = string.sub(head, colon + 1, colon + tonumber(string.sub(head, at + 1, colon - 1)))
+      local digits = at + (string.sub(head, at + 1, at + 1) == 'g' and 2 or 1)
+      local from = string.sub(head, colon + 1, colon + tonumber(string.sub(head, digits, colon - 1)))
       if redis.call('HINCRBY', senders, from, -1) <= 0 then
         redis.call('HDEL', senders, from)
       end
@@ -75,7 +78,21 @@ if n == 0 and max > 0 then
       or tonumber(redis.call('HGET', senders, ARGV[13]) or '0') >= tonumber(ARGV[14]) then
       return {-2, '', '0', 0}
     end
-    redis.call('RPUSH', inbox, ARGV[9] .. ' ' .. #ARGV[13] .. ':' .. ARGV[13] .. ARGV[3])
+    local guest = ARGV[24] == '1'
+    if guest then
+      -- Only a guest's message pays for the count (the list holds at most ARGV[8]).
+      local guests = 0
+      for _, item in ipairs(redis.call('LRANGE', inbox, 0, -1)) do
+        local at = string.find(item, ' ', 1, true)
+        if at and string.sub(item, at + 1, at + 1) == 'g' then
+          guests = guests + 1
+        end
+      end
+      if guests >= tonumber(ARGV[25]) then
+        return {-2, '', '0', 0}
+      end
+    end
+    redis.call('RPUSH', inbox, ARGV[9] .. (guest and ' g' or ' ') .. #ARGV[13] .. ':' .. ARGV[13] .. ARGV[3])
     redis.call('PEXPIRE', inbox, ARGV[10])
     redis.call('HINCRBY', senders, ARGV[13], 1)
     redis.call('PEXPIRE', senders, ARGV[10])

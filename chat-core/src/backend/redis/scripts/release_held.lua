@@ -11,12 +11,14 @@ end
 redis.call('DEL', KEYS[1], KEYS[2])
 local now = tonumber(ARGV[2])
 local n = 0
--- Each item is "<until> <len(from)>:<from><payload>".
+-- Each item is "<until> <len(from)>:<from><payload>", or "<until> g<len(from)>:..." from a
+-- guest.
 for _, item in ipairs(items) do
   local at = string.find(item, ' ', 1, true)
   local colon = at and string.find(item, ':', at + 1, true)
   if colon and tonumber(string.sub(item, 1, at - 1)) > now then
-    local len = tonumber(string.sub(item, at + 1, colon - 1))
+    local digits = at + (string.sub(item, at + 1, at + 1) == 'g' and 2 or 1)
+    local len = tonumber(string.sub(item, digits, colon - 1))
     redis.call('PUBLISH', ARGV[1], string.sub(item, colon + 1 + len))
     n = n + 1
   end
