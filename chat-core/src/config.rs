@@ -114,7 +114,8 @@ pub struct ChatConfig {
     /// refilled evenly over the minute); over it `POST /create-room` is a 429 with
     /// `Retry-After`. Default 10.
     pub user_rooms_per_minute: u32,
-    /// Per client address, on this node: guests created a minute (`POST /guests`, and a v1
+    /// Per client address, counted for every instance on the backend (with Redis, in Redis by
+    /// its clock): guests created a minute (`POST /guests`, and a v1
     /// guest's `POST /join-room`; a bucket of that many, refilled evenly over the minute; an
     /// IPv6 address counts by its /64 prefix). Over it the request is a 429 with
     /// `Retry-After`. Which address a request comes from is the HTTP layer's to say

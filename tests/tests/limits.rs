@@ -450,3 +450,29 @@ async fn guests_are_limited_per_client_address_and_the_hosts_own_processes_are_n
         assert_eq!(new_guest(&server, None, None).await.0, 201);
     }
 }
+
+/// The guest limit is the client's, not each instance's: guests made on one instance count on
+/// the others (the buckets are in Redis, timed by Redis's clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guests_are_limited_per_client_address_across_instances() {
+    let redis = RedisServer::start().await;
+    let config = || ChatConfig {
+        guests_per_minute: 3,
+        ..ChatConfig::default()
+    };
+    let a = redis_instance_with(&redis, RedisConfig::default(), config()).await;
+    let b = redis_instance_with(&redis, RedisConfig::default(), config()).await;
+    let client = Some("198.51.100.20");
+    assert_eq!(new_guest(&a, client, None).await.0, 201);
+    assert_eq!(new_guest(&b, client, None).await.0, 201);
+    assert_eq!(new_guest(&a, client, None).await.0, 201);
+    for server in [&b, &a] {
+        let (status, retry_after, body) = new_guest(server, client, None).await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(body["code"], "rate_limited");
+        let seconds: u64 = retry_after.expect("no Retry-After").parse().unwrap();
+        assert!((1..=20).contains(&seconds), "Retry-After: {seconds}");
+    }
+    // Another client is not limited by that one, on either instance.
+    assert_eq!(new_guest(&b, Some("198.51.100.21"), None).await.0, 201);
+}

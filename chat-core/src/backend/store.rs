@@ -145,6 +145,15 @@ pub trait RoomStore: Send + Sync + 'static {
     /// void, for `ttl` (at least the tokens' lifetime: a voided token has expired by then).
     /// A later record replaces an earlier one.
     fn revoke_tokens<'a>(&'a self, user: &'a UserId, until: i64, ttl: Duration) -> Reply<'a, ()>;
+    /// Takes one guest creation from the bucket of the client `block` (an IPv4 address or an
+    /// IPv6 /64 prefix): `per_minute` a minute, all of them at once after a quiet minute,
+    /// counted for every node on this store. `Ok(Err(wait))`: none is left, one is due in
+    /// `wait`.
+    fn admit_guest<'a>(
+        &'a self,
+        block: std::net::IpAddr,
+        per_minute: u32,
+    ) -> Reply<'a, Result<(), Duration>>;
     /// Up to when `user`'s tokens are void (Unix milliseconds), if a record is kept.
     fn tokens_revoked_until<'a>(&'a self, user: &'a UserId) -> Reply<'a, Option<i64>>;
 }

@@ -1,7 +1,8 @@
 //! Per-user limits on a node: every connection of a user on this node shares them.
 //!
 //! - `bucket`: the token bucket ([`bucket::Rate`], [`bucket::Bucket`]) on tokio's clock;
-//! - `guests`: [`GuestLimits`], guests created per client address (no user to key them on).
+//! - `guests`: [`GuestLimits`], guests created per client address (no user to key them on),
+//!   kept by the memory backend for all its nodes (`RoomStore::admit_guest`).
 //!
 //! [`UserLimits`] holds, per user id, one bucket per [`Limit`] that refills (messages, joins,
 //! direct messages, room creations) and the count of the user's open connections, in one
@@ -24,7 +25,7 @@
 pub(crate) mod bucket;
 mod guests;
 
-pub(crate) use self::guests::GuestLimits;
+pub(crate) use self::guests::{client_block, GuestLimits};
 
 use std::{
     collections::HashMap,
@@ -53,7 +54,8 @@ pub enum Limit {
     /// Open WebSockets: [`ChatConfig::max_connections_per_user`].
     Connections,
     /// Guests created from one client address (`POST /guests`):
-    /// [`ChatConfig::guests_per_minute`]. Per address, not per user.
+    /// [`ChatConfig::guests_per_minute`]. Per address, not per user, and counted for every
+    /// node on the backend.
     Guests,
 }
 

@@ -32,7 +32,7 @@ use crate::{
     error::Error,
     fanout::{Alarm, Hub, Outbox, Subscriptions},
     hooks::{DefaultPolicy, Policy},
-    limits::{GuestLimits, UserLimits},
+    limits::UserLimits,
     protocol::UserId,
     sync::lock,
     Caller,
@@ -55,8 +55,6 @@ struct Inner {
     subscriptions: Arc<Subscriptions>,
     /// Per-user limits, shared by all of a user's connections on this node.
     limits: Arc<UserLimits>,
-    /// Guests created per client address on this node.
-    guests: GuestLimits,
     node: NodeId,
     next_conn: AtomicU64,
     /// Set once by `shutdown`, before every connection's alarm is raised.
@@ -107,7 +105,6 @@ impl Chat {
         );
         let (done_tx, done_rx) = mpsc::channel(1);
         let limits = Arc::new(UserLimits::new(&config));
-        let guests = GuestLimits::new(config.guests_per_minute);
         // The metrics' handles, registered with whatever recorder the host installed.
         let _ = crate::metrics::metrics();
         Self {
@@ -119,7 +116,6 @@ impl Chat {
                 hub,
                 subscriptions,
                 limits,
-                guests,
                 node,
                 next_conn: AtomicU64::new(1),
                 shutting_down: AtomicBool::new(false),
@@ -326,10 +322,6 @@ impl Chat {
 
     pub(crate) fn limits(&self) -> &UserLimits {
         &self.inner.limits
-    }
-
-    pub(crate) fn guest_limits(&self) -> &GuestLimits {
-        &self.inner.guests
     }
 
     pub(crate) fn hub(&self) -> &Hub {

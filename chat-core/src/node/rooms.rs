@@ -398,14 +398,26 @@ impl Chat {
 
     /// Lets a client at `address` create one more guest, within
     /// [`ChatConfig::guests_per_minute`](crate::ChatConfig::guests_per_minute) for its address
-    /// (an IPv6 one by its /64 prefix). The caller (the HTTP layer) says which address that
-    /// is; clients it cannot tell apart share one address, and so one limit.
+    /// (an IPv6 one by its /64 prefix), counted for every instance on the backend (with
+    /// Redis, by Redis's clock). The caller (the HTTP layer) says which address that is;
+    /// clients it cannot tell apart share one address, and so one limit.
     ///
     /// # Errors
     /// [`Error::RateLimited`] ([`Limit::Guests`](crate::Limit::Guests)) with how long to
-    /// wait.
-    pub fn admit_guest(&self, address: std::net::IpAddr) -> Result<(), Error> {
-        self.guest_limits().check(address)
+    /// wait; [`Error::Unavailable`] if the backend fails.
+    pub async fn admit_guest(&self, address: std::net::IpAddr) -> Result<(), Error> {
+        let block = crate::limits::client_block(address);
+        let per_minute = self.config().guests_per_minute;
+        match self.backend().rooms.admit_guest(block, per_minute).await? {
+            Ok(()) => Ok(()),
+            Err(retry_after) => {
+                crate::metrics::metrics().rate_limited(crate::Limit::Guests);
+                Err(Error::RateLimited {
+                    limit: crate::Limit::Guests,
+                    retry_after,
+                })
+            }
+        }
     }
 
     /// Records that `user` exists (so that direct messages to it tell "offline" from

@@ -66,8 +66,8 @@ pub(crate) fn new_guest(state: &ChatState, name: String) -> (Caller, String, i64
 
 /// Takes one guest creation from the per-address limit of the client `parts` came from
 /// (`ChatConfig::guests_per_minute`; see `client_addr` for which address that is). A local
-/// process that no proxy forwarded is not limited.
-pub(crate) fn admit_guest(state: &ChatState, parts: &Parts) -> Result<(), ChatRejection> {
+/// process that no proxy forwarded is not limited. Counted for every instance on the backend.
+pub(crate) async fn admit_guest(state: &ChatState, parts: &Parts) -> Result<(), ChatRejection> {
     let address = match client_address(parts, &state.inner.proxies) {
         ClientAddress::Remote(address) => address,
         ClientAddress::Local => return Ok(()),
@@ -83,7 +83,7 @@ pub(crate) fn admit_guest(state: &ChatState, parts: &Parts) -> Result<(), ChatRe
             IpAddr::V4(Ipv4Addr::UNSPECIFIED)
         }
     };
-    Ok(state.chat().admit_guest(address)?)
+    Ok(state.chat().admit_guest(address).await?)
 }
 
 /// Become a guest: a display name gets a new user id and a token (guest mode only: 404
@@ -108,7 +108,7 @@ pub(crate) async fn create_guest(
     }
     let (parts, body): (_, GuestRequest) = json_request(request).await?;
     let name = check_name("name", &body.name, USER_NAME_MAX)?;
-    admit_guest(&state, &parts)?;
+    admit_guest(&state, &parts).await?;
     let (caller, token, exp) = new_guest(&state, name);
     state.chat().remember(&caller.user).await?;
     let response = GuestResponse {

@@ -88,7 +88,7 @@ pub(crate) async fn join_room(
         None => match body.user.as_deref().filter(|_| state.inner.guests) {
             Some(name) => {
                 let name = check_name("user", name, USER_NAME_MAX)?;
-                admit_guest(&state, &parts)?;
+                admit_guest(&state, &parts).await?;
                 let (caller, token, _) = new_guest(&state, name);
                 (caller, token)
             }

@@ -85,6 +85,8 @@ struct Inner {
     pubsub: Mutex<pubsub::PubSub>,
     rooms: Mutex<rooms::Rooms>,
     presence: Mutex<presence::Presence>,
+    /// Guests created per client address, for every node of the cluster.
+    guests: crate::limits::GuestLimits,
     /// When idle rooms were last swept.
     swept: Mutex<Option<std::time::Instant>>,
 }

@@ -337,6 +337,14 @@ impl RoomStore for MemoryNode {
         ready(Ok(self.knows(user)))
     }
 
+    fn admit_guest<'a>(
+        &'a self,
+        block: std::net::IpAddr,
+        per_minute: u32,
+    ) -> Reply<'a, Result<(), Duration>> {
+        ready(Ok(self.cluster.guests.check(block, per_minute)))
+    }
+
     fn user_rooms<'a>(&'a self, user: &'a UserId, limit: usize) -> Reply<'a, Vec<RoomId>> {
         let rooms = lock(&self.cluster.rooms);
         let mine = rooms.memberships.get(user).map(|m| &m.rooms);

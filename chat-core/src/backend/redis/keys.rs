@@ -88,6 +88,11 @@ impl Keys {
         format!("{SEEN_NAME}{}", user.name)
     }
 
+    /// A client address's (or IPv6 /64's) guest bucket (`admit_guest.lua`).
+    pub(super) fn guest_bucket(&self, block: std::net::IpAddr) -> String {
+        format!("{}:guests:{{{block}}}", self.prefix)
+    }
+
     /// The hash of every user seen, as versions before [`Keys::user_seen`] kept it: read (never
     /// written) so that users seen before an upgrade are not unknown at once; it can be
     /// deleted one room TTL after the upgrade.

@@ -215,6 +215,28 @@ impl RoomStore for RedisNode {
         })
     }
 
+    fn admit_guest<'a>(
+        &'a self,
+        block: std::net::IpAddr,
+        per_minute: u32,
+    ) -> Reply<'a, Result<(), Duration>> {
+        Box::pin(async move {
+            let wait_ms: u64 = self
+                .invoke(
+                    self.shared
+                        .scripts
+                        .admit_guest
+                        .key(self.shared.keys.guest_bucket(block))
+                        .arg(per_minute.max(1)),
+                )
+                .await?;
+            Ok(match wait_ms {
+                0 => Ok(()),
+                ms => Err(Duration::from_millis(ms)),
+            })
+        })
+    }
+
     fn user_known<'a>(&'a self, user: &'a UserId) -> Reply<'a, bool> {
         Box::pin(async move {
             // Only when a direct message reached nobody: one round trip, both keys.

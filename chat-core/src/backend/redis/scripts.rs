@@ -50,6 +50,8 @@ scripts! {
     remove_member = "scripts/remove_member.lua";
     /// A page of a room's members, or some of its online users, with their names.
     users_with_names = "scripts/users_with_names.lua";
+    /// One guest creation from a client address's bucket.
+    admit_guest = "scripts/admit_guest.lua";
     /// A page of a user's conversations (the other users by their last message's time).
     conversations = "scripts/conversations.lua";
 }

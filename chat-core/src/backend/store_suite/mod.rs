@@ -3,10 +3,11 @@
 //! order and the same answers. `listing`: rooms; `membership`: members, `share_a_room`,
 //! online users, cursors; `access`: a user's rooms in batches, token revocations;
 //! `presence`: exits, idempotent sends, held and kept direct messages; `conversations`: a
-//! user's list of conversations.
+//! user's list of conversations; `guests`: guests admitted per client address.
 
 mod access;
 mod conversations;
+mod guests;
 mod listing;
 mod membership;
 mod presence;
@@ -17,6 +18,7 @@ pub(crate) use access::{
     revocations_are_kept_for_their_ttl, user_rooms_come_in_batches_until_none_is_left,
 };
 pub(crate) use conversations::conversations_list_the_latest_first_within_the_cap;
+pub(crate) use guests::guests_are_admitted_per_client_within_the_rate;
 pub(crate) use listing::{
     list_pages_newest_first, private_rooms_are_listed_to_members, same_instant_rooms_page_once,
 };
@@ -51,7 +53,8 @@ macro_rules! store_tests {
             exits_are_idempotent_and_announce_once, sends_are_deduplicated,
             directs_are_held_and_released_once, directs_are_kept_per_conversation,
             conversations_list_the_latest_first_within_the_cap,
-            guests_hold_only_their_share_of_an_inbox);
+            guests_hold_only_their_share_of_an_inbox,
+            guests_are_admitted_per_client_within_the_rate);
     };
     (@each $make:expr; $($name:ident),*) => {$(
         #[tokio::test]
