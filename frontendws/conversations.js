@@ -18,7 +18,7 @@ import {
 } from './render.js';
 import * as socket from './socket.js';
 import {
-  me, rooms, saveRooms, state,
+  me, reopenDm, rooms, saveRooms, state,
 } from './state.js';
 
 export function makeConv(type, id, name) {
@@ -54,7 +54,10 @@ export function makeConv(type, id, name) {
 
 export function dmConv(user) {
   let conv = state.convs.get(`dm:${user.id}`);
-  if (!conv) conv = makeConv('dm', user.id, user.name || shortId(user.id));
+  if (!conv) {
+    reopenDm(user.id);
+    conv = makeConv('dm', user.id, user.name || shortId(user.id));
+  }
   else if (user.name && conv.name !== user.name) {
     conv.name = user.name;
     renderConvList();

@@ -10,7 +10,7 @@ import {
 import { scrollToBottom, updateStatus } from './message-list.js';
 import { confirmItem } from './outbox.js';
 import { showError } from './render.js';
-import { me, state } from './state.js';
+import { dmClosed, me, state } from './state.js';
 
 // Merges a page of history (oldest first) into the room: messages already shown are kept
 // where they are; a missing one goes just before the next one that is shown (or at the end),
@@ -48,7 +48,8 @@ const fetchPage = (conv, before = null) => (conv.type === 'room'
 
 /**
  * Our private conversations the server keeps (the most recent 50), listed beside the rooms
- * after a reload or a reconnect; each one's messages load when it is shown.
+ * after a reload or a reconnect (but those the user closed, until a newer message); each
+ * one's messages load when it is shown.
  */
 export async function loadConversations() {
   let page;
@@ -60,6 +61,8 @@ export async function loadConversations() {
   }
   for (const c of page.conversations || []) {
     if (!c || !c.user || !c.user.id || (me() && c.user.id === me().id)) continue;
+    // One the user closed comes back only with a message newer than those it showed.
+    if (dmClosed(c.user.id, c.lastMessage && c.lastMessage.id)) continue;
     dmConv(c.user);
   }
 }

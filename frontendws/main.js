@@ -29,7 +29,7 @@ import {
 } from './session.js';
 import * as socket from './socket.js';
 import {
-  activeConv, me, roomConv, rooms, savedRooms, state, token, tokenExpired,
+  activeConv, closeDm, me, roomConv, rooms, savedRooms, state, token, tokenExpired,
 } from './state.js';
 
 /** A room id or a room link (whose invite, if any, comes along): `{room, invite}`. */
@@ -186,7 +186,10 @@ function wire() {
   });
   $('close-dm').addEventListener('click', () => {
     const conv = activeConv();
-    if (conv && conv.type === 'dm') removeConv(conv);
+    if (!conv || conv.type !== 'dm') return;
+    const last = [...conv.items].reverse().find((it) => it.kind === 'message' && it.id);
+    closeDm(conv.id, last && last.id);
+    removeConv(conv);
   });
 
   // The buttons of the conversation list, the member list and the message lists are rendered

@@ -16,7 +16,8 @@ import {
 } from './render.js';
 import * as socket from './socket.js';
 import {
-  roomConv, rooms, saveAuthMode, saveIdentity, saveName, saveRooms, state, token, tokenExpired,
+  forgetClosedDms, roomConv, rooms, saveAuthMode, saveIdentity, saveName, saveRooms, state, token,
+  tokenExpired,
 } from './state.js';
 
 export const NOT_FOUND_TEXT = 'room not found or you need an invite';
@@ -235,6 +236,7 @@ export function signOut() {
     if (conv.type === 'room' && socket.isOpen() && conv.joined) socket.send({ type: 'leave', room: conv.id });
   }
   forgetAll();
+  forgetClosedDms();
   socket.close();
   setIdentity(null);
   saveRooms();

@@ -46,6 +46,40 @@ export function saveName(name) {
   storage.set(KEYS.name, name);
 }
 
+// Private conversations closed by the user: other user's id -> the id of the last message
+// shown when it was closed. The server's list of conversations brings one back only once a
+// newer message is in it. At most CLOSED_KEPT, the oldest forgotten first.
+const CLOSED_KEPT = 200;
+const closed = new Map(Object.entries(storage.get(KEYS.closedDms, {}) || {}));
+
+function saveClosed() {
+  while (closed.size > CLOSED_KEPT) closed.delete(closed.keys().next().value);
+  storage.set(KEYS.closedDms, closed.size ? Object.fromEntries(closed) : null);
+}
+
+/** Remembers that the conversation with `userId` was closed after message `lastId`. */
+export function closeDm(userId, lastId) {
+  closed.delete(userId);
+  closed.set(userId, lastId || '');
+  saveClosed();
+}
+
+/** Whether the conversation with `userId`, whose last message is `lastId`, stays closed. */
+export function dmClosed(userId, lastId) {
+  return closed.has(userId) && closed.get(userId) === (lastId || '');
+}
+
+/** The conversation with `userId` is shown again: forget that it was closed. */
+export function reopenDm(userId) {
+  if (closed.delete(userId)) saveClosed();
+}
+
+/** Forgets every closed conversation (signing out: they were another identity's). */
+export function forgetClosedDms() {
+  closed.clear();
+  saveClosed();
+}
+
 export function saveRooms() {
   storage.set(KEYS.rooms, rooms().map((c) => ({
     id: c.id, name: c.name, visibility: c.visibility, invite: c.invite,

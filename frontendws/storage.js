@@ -5,6 +5,7 @@ export const KEYS = {
   name: 'roomcast.name',
   identity: 'roomcast.identity',
   rooms: 'roomcast.rooms',
+  closedDms: 'roomcast.closedDms',
 };
 
 export const storage = {

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 
 import {
   activeList, createRoom, env, joinByLink, launchBrowser, member, screenshot, send, storedIdentity,
-  tid, waitSystem,
+  tid, waitConnected, waitSystem,
 } from './helpers.js';
 
 let harness;
@@ -74,6 +74,21 @@ test('a private message to someone who went offline is kept for them and reaches
   await bob.page.locator(tid('conv-dm'), { hasText: 'alice' }).click();
   await bob.page.locator(tid('dm-message'), { hasText: 'are you there?' }).waitFor();
   assert.equal(await bob.page.locator(tid('dm-message'), { hasText: 'are you there?' }).count(), 1);
+
+  // Closed, it stays closed across a reload, until a newer message brings it back.
+  await bob.page.locator(tid('close-dm')).click();
+  await bob.page.locator(tid('conv-dm')).waitFor({ state: 'detached' });
+  const listed = bob.page.waitForResponse((r) => new URL(r.url()).pathname.endsWith('/directs'));
+  await bob.page.reload();
+  await bob.page.locator(tid('chat')).waitFor();
+  await waitConnected(bob.page);
+  // The server's list came, and the page did what it says: still no private conversation.
+  assert.equal((await listed).status(), 200);
+  await bob.page.evaluate(() => new Promise((resolve) => { setTimeout(resolve, 0); }));
+  assert.equal(await bob.page.locator(tid('conv-dm')).count(), 0, 'a closed conversation stays closed');
+  await member(alice.page, 'bob').click();
+  await send(alice.page, 'back again?');
+  await bob.page.locator(tid('conv-dm'), { hasText: 'alice' }).waitFor();
 
   // An over-long body is refused before it is sent.
   await alice.page.locator(tid('conv-room')).click();
