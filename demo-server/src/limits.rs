@@ -110,7 +110,8 @@ pub(crate) fn usage() -> String {
         .collect()
 }
 
-/// Flags for which 0 means "off" rather than a limit nothing passes.
+/// Flags that accept 0: holding off (`--held-directs-per-user`: `recipient_offline`), or no
+/// guest's message held (`--held-directs-from-guests`: `inbox_full`).
 const ZERO_IS_OFF: &[&str] = &["--held-directs-per-user", "--held-directs-from-guests"];
 
 /// Sets what `flag` names in `config` to `value` (a whole number, at least 1; at least 0 for

@@ -45,8 +45,9 @@ pub struct ConversationCursor {
 }
 
 impl ConversationCursor {
-    /// Reads the text form; anything this store did not issue is
-    /// [`InvalidCursor`](crate::error::BackendError::InvalidCursor).
+    /// Reads the text form; anything not of that form is
+    /// [`InvalidCursor`](crate::error::BackendError::InvalidCursor). One of that form that no
+    /// conversation sits at is a place all the same: the page goes on from there.
     pub fn parse(s: &str) -> Result<Self, crate::error::BackendError> {
         let (at, peer) = s
             .split_once(':')

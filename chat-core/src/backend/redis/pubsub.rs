@@ -154,6 +154,7 @@ impl Broker for RedisNode {
                         keys.user_seen(h.to),
                         keys.legacy_users(),
                         keys.user_key(h.to, "held:senders"),
+                        keys.user_key(h.to, "held:guests"),
                     ],
                 )
             });
@@ -190,7 +191,7 @@ impl Broker for RedisNode {
                 + payload.len()
                 + 160;
             let numkeys = usize::from(sent.is_some())
-                + if held.is_some() { 4 } else { 0 }
+                + if held.is_some() { 5 } else { 0 }
                 + if log.is_some() { 3 } else { 0 };
             let mut cmd = evalsha(script, numkeys, 25, bytes);
             if let Some((_, key)) = &sent {
@@ -278,10 +279,15 @@ impl Broker for RedisNode {
             let script = &self.shared.scripts.release_held;
             let held = keys.user_key(user, "held");
             let senders = keys.user_key(user, "held:senders");
+            let guests = keys.user_key(user, "held:guests");
             let channel = keys.channel(&Topic::User(user.clone()));
-            let bytes = held.len() + senders.len() + channel.len() + 24;
-            let mut cmd = evalsha(script, 2, 4, bytes);
-            cmd.arg(held).arg(senders).arg(channel).arg(now_ms());
+            let bytes = held.len() + senders.len() + guests.len() + channel.len() + 24;
+            let mut cmd = evalsha(script, 3, 5, bytes);
+            cmd.arg(held)
+                .arg(senders)
+                .arg(guests)
+                .arg(channel)
+                .arg(now_ms());
             self.eval(script, &cmd).await
         })
     }

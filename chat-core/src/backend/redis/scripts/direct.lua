@@ -5,10 +5,10 @@
 -- Holding (ARGV[8] > 0): a message that reached nobody is kept for a recipient the chat knows
 -- (`seen`, or the hash of users seen before it existed), at most ARGV[8] of them, ARGV[14]
 -- from one sender (counted in the `held:senders` hash) and, when the sender is a guest
--- (ARGV[24] is 1), ARGV[25] from guests altogether (counted over the list), in the
+-- (ARGV[24] is 1), ARGV[25] from guests altogether (counted in `held:guests`), in the
 -- recipient's `held` list as "<until> <len(from)>:<from><payload>" (from a guest: "<until>
--- g<len(from)>:..."), both keys' TTL the hold time; entries past their
--- "until" are dropped from the head first (with their senders' counts), and a full list
+-- g<len(from)>:..."), the keys' TTL the hold time; entries past their
+-- "until" are dropped from the head first (with their senders' and guests' counts), and a full list
 -- holds nothing more (nothing held is dropped for it). `release_held.lua` publishes them.
 -- Idempotent sends: with a `sent` key (the sender's clientMsgId to this recipient), a message
 -- whose key holds a first send is not published: returns {-1, first id, first ts, held}.
@@ -22,8 +22,8 @@
 -- conversation goes to the top of both users' lists of conversations (sorted sets of the
 -- other user by the time ARGV[16] of the last message, never moved back), without those
 -- older than ARGV[23] (ms), at most ARGV[22] (the least recent go), their TTL the log's.
--- KEYS: sent (when ARGV[12] is 1), then held, seen, legacy users, held:senders (when
--- holding), then log, the sender's and the recipient's conversations (when keeping).
+-- KEYS: sent (when ARGV[12] is 1), then held, seen, legacy users, held:senders, held:guests
+-- (when holding), then log, the sender's and the recipient's conversations (when keeping).
 -- ARGV: recipient channel, sender channel ('' for none), payload, sender has others here, id,
 -- ts, dedup window in ms, hold at most (0: no hold), held until (ms), hold TTL (ms),
 -- recipient id, has `sent`, sender id, hold at most from one sender, keep, the message's ms,
@@ -56,6 +56,7 @@ if n == 0 and max > 0 then
   local inbox = KEYS[k + 1]
   if redis.call('EXISTS', KEYS[k + 2]) == 1 or redis.call('HEXISTS', KEYS[k + 3], ARGV[11]) == 1 then
     local senders = KEYS[k + 4]
+    local guests = KEYS[k + 5]
     local now = tonumber(ARGV[9]) - tonumber(ARGV[10])
     while true do
       local head = redis.call('LINDEX', inbox, 0)
@@ -68,10 +69,14 @@ if n == 0 and max > 0 then
       end
       redis.call('LPOP', inbox)
       local colon = string.find(head, ':', at + 1, true)
-      local digits = at + (string.sub(head, at + 1, at + 1) == 'g' and 2 or 1)
+      local from_guest = string.sub(head, at + 1, at + 1) == 'g'
+      local digits = at + (from_guest and 2 or 1)
       local from = string.sub(head, colon + 1, colon + tonumber(string.sub(head, digits, colon - 1)))
       if redis.call('HINCRBY', senders, from, -1) <= 0 then
         redis.call('HDEL', senders, from)
+      end
+      if from_guest and redis.call('DECR', guests) <= 0 then
+        redis.call('DEL', guests)
       end
     end
     if redis.call('LLEN', inbox) >= max
@@ -79,23 +84,17 @@ if n == 0 and max > 0 then
       return {-2, '', '0', 0}
     end
     local guest = ARGV[24] == '1'
-    if guest then
-      -- Only a guest's message pays for the count (the list holds at most ARGV[8]).
-      local guests = 0
-      for _, item in ipairs(redis.call('LRANGE', inbox, 0, -1)) do
-        local at = string.find(item, ' ', 1, true)
-        if at and string.sub(item, at + 1, at + 1) == 'g' then
-          guests = guests + 1
-        end
-      end
-      if guests >= tonumber(ARGV[25]) then
-        return {-2, '', '0', 0}
-      end
+    if guest and tonumber(redis.call('GET', guests) or '0') >= tonumber(ARGV[25]) then
+      return {-2, '', '0', 0}
     end
     redis.call('RPUSH', inbox, ARGV[9] .. (guest and ' g' or ' ') .. #ARGV[13] .. ':' .. ARGV[13] .. ARGV[3])
     redis.call('PEXPIRE', inbox, ARGV[10])
     redis.call('HINCRBY', senders, ARGV[13], 1)
     redis.call('PEXPIRE', senders, ARGV[10])
+    if guest then
+      redis.call('INCR', guests)
+      redis.call('PEXPIRE', guests, ARGV[10])
+    end
     held = true
   end
 end
@@ -105,7 +104,7 @@ if (n > 0 or held) and ARGV[2] ~= '' then
   end
 end
 if (n > 0 or held) and ARGV[15] == '1' then
-  local log = KEYS[k + (max > 0 and 4 or 0) + 1]
+  local log = KEYS[k + (max > 0 and 5 or 0) + 1]
   local frame = string.sub(ARGV[3], (string.find(ARGV[3], '\n', 1, true) or 0) + 1)
   redis.call('ZADD', log, 0, ARGV[5] .. ' ' .. frame)
   redis.call('ZREMRANGEBYLEX', log, '-', '(' .. ARGV[18])
@@ -114,7 +113,7 @@ if (n > 0 or held) and ARGV[15] == '1' then
     redis.call('ZREMRANGEBYRANK', log, 0, extra - 1)
   end
   redis.call('PEXPIRE', log, ARGV[19])
-  local lists = {{KEYS[k + (max > 0 and 4 or 0) + 2], ARGV[21]}, {KEYS[k + (max > 0 and 4 or 0) + 3], ARGV[20]}}
+  local lists = {{KEYS[k + (max > 0 and 5 or 0) + 2], ARGV[21]}, {KEYS[k + (max > 0 and 5 or 0) + 3], ARGV[20]}}
   for _, list in ipairs(lists) do
     redis.call('ZADD', list[1], 'GT', ARGV[16], list[2])
     redis.call('ZREMRANGEBYSCORE', list[1], '-inf', '(' .. ARGV[23])

@@ -2,13 +2,14 @@
 -- first, and delete them, in one step: a message held meanwhile is either among them or, the
 -- user's channel having a subscriber now, published live. Those past their "until" are
 -- dropped.
--- KEYS: held, held:senders (the count per sender). ARGV: the user's channel, now (ms).
+-- KEYS: held, held:senders (the count per sender), held:guests (the guests' count). ARGV: the
+-- user's channel, now (ms).
 -- Returns how many were published.
 local items = redis.call('LRANGE', KEYS[1], 0, -1)
 if #items == 0 then
   return 0
 end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 local now = tonumber(ARGV[2])
 local n = 0
 -- Each item is "<until> <len(from)>:<from><payload>", or "<until> g<len(from)>:..." from a
