@@ -250,6 +250,23 @@ async function main(): Promise<void> {
   }
   check(JSON.stringify(pages.reverse().flat()) === JSON.stringify(ids), "history pages back in order");
 
+  // The conversation list and the conversation, typed: alice's one conversation is bob's "psst".
+  const conversations = await api.GET("/directs", {
+    headers: bearer(alice.token),
+    params: { query: { limit: 10 } },
+  });
+  check(conversations.data !== undefined, "alice's conversations");
+  const [first] = conversations.data.conversations;
+  check(first !== undefined && first.user.id === bob.user.id && first.user.name === bob.user.name, "bob, named");
+  const last: string = first.lastMessage.body;
+  check(last === "psst" && first.lastMessage.type === "direct", `the last message: ${last}`);
+  check(conversations.data.nextBefore === null, "one page");
+  const dms = await api.GET("/directs/{userId}/messages", {
+    headers: bearer(alice.token),
+    params: { path: { userId: bob.user.id } },
+  });
+  check(dms.data !== undefined && dms.data.messages.map((m) => m.id).includes(first.lastMessage.id), "the conversation");
+
   // Typed problems.
   const missing = await api.GET("/rooms/{roomId}", {
     headers: bearer(bob.token),
