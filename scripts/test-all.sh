@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need where it is missing
-# (redis-server; Chromium and npm packages for the browser tests; PyPI packages for the
+# (redis-server; PostgreSQL's server binaries for the archive tests, which start their own
+# clusters; Chromium and npm packages for the browser tests; PyPI packages for the
 # contract tests), then runs every Rust test (unit, property, integration, several instances
 # on real redis-server processes), the browser tests, the OpenAPI contract tests and the
 # TypeScript SDK tests.
@@ -9,6 +10,9 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+if [ -z "${POSTGRES_BIN_DIR:-}" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need_apt+=(postgresql)
+fi
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)

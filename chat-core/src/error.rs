@@ -25,6 +25,9 @@ pub enum BackendError {
     /// Data in the backend that this version cannot read.
     #[error("corrupt backend data: {0}")]
     Corrupt(String),
+    /// The history archive failed (`crate::archive`): unreachable, or it refused a statement.
+    #[error("archive: {0}")]
+    Archive(String),
     /// An error from Redis. Its type is this crate's [`RedisError`], so that the redis crate's
     /// version is no part of this API.
     #[cfg(feature = "redis")]

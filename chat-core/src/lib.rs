@@ -18,6 +18,9 @@
 //!   (pub/sub between nodes, atomic append+publish) and the room, presence and history stores;
 //!   beside them their implementations, [`backend::memory`] (default) and `backend::redis`
 //!   (feature `redis`).
+//! - [`archive`]: room history kept beyond the backend's caps ([`archive::Archive`];
+//!   PostgreSQL with the feature `postgres`), put beside a backend with
+//!   [`Backend::with_archive`].
 //! - [`error`]: [`BackendError`] from a backend, [`Error`] from an engine operation.
 //! - [`hooks`]: the policy hooks; [`config`]: limits with documented defaults; `limits`: the
 //!   node's per-user limits (messages, joins, direct messages, room creation, connections).
@@ -30,6 +33,7 @@
 //! connection's outbox, skipping the sender's connection → [`session::serve`] writes it to the
 //! socket (or the dispatcher writes it inline when the connection is idle).
 
+pub mod archive;
 pub mod backend;
 mod caller;
 pub mod config;

@@ -25,6 +25,9 @@ pub(crate) struct Metrics {
     /// `direct_messages`), and held ones published when the recipient came back.
     pub(crate) directs_held: Counter,
     pub(crate) directs_released: Counter,
+    /// Room messages stored in the history archive, and those it could not take.
+    pub(crate) archived: Counter,
+    pub(crate) archive_dropped: Counter,
     pub(crate) deliveries: Counter,
     pub(crate) publish_errors_room: Counter,
     pub(crate) publish_errors_direct: Counter,
@@ -85,6 +88,8 @@ impl Metrics {
             direct_messages: counter!("roomcast_messages_total", "kind" => "direct"),
             directs_held: counter!("roomcast_directs_held_total"),
             directs_released: counter!("roomcast_directs_released_total"),
+            archived: counter!("roomcast_archived_total"),
+            archive_dropped: counter!("roomcast_archive_dropped_total"),
             deliveries: counter!("roomcast_deliveries_total"),
             publish_errors_room: counter!("roomcast_publish_errors_total", "kind" => "room"),
             publish_errors_direct: counter!("roomcast_publish_errors_total", "kind" => "direct"),

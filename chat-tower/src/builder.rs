@@ -1,14 +1,17 @@
 //! [`ChatBuilder`]: backend, config, identity, policy, tokens and origins, with a default for
 //! each, turned into the router to mount and the host's [`ChatHandle`]. `redis` (feature
-//! `redis`): the Redis backend and its shared token secret in one call.
+//! `redis`): the Redis backend and its shared token secret in one call. `postgres` (feature
+//! `postgres`): the PostgreSQL history archive in one call.
 
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 
 use std::{marker::PhantomData, sync::Arc, time::Duration};
 
 use axum::Router;
-use chat_core::{hooks::Policy, Backend, Chat, ChatConfig, User};
+use chat_core::{archive::Archive, hooks::Policy, Backend, Chat, ChatConfig, User};
 
 use crate::{
     client_addr::TrustedProxies,
@@ -29,10 +32,12 @@ pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// - token secret: random per process (set one shared secret for several instances);
 /// - origins: [`AllowedOrigins::SameHost`];
 /// - trusted proxies (whose `X-Forwarded-For` names a guest's address): loopback only;
-/// - system user (the sender of server-side messages): `{"id": "system", "name": "System"}`.
+/// - system user (the sender of server-side messages): `{"id": "system", "name": "System"}`;
+/// - history archive: none (history is what the backend keeps).
 #[must_use]
 pub struct ChatBuilder<S = ()> {
     backend: Option<Backend>,
+    archive: Option<Arc<dyn Archive>>,
     config: ChatConfig,
     identity: Option<Arc<dyn IdentityExtractor<S>>>,
     policy: Option<Arc<dyn Policy>>,
@@ -67,6 +72,7 @@ impl<S: Clone + Send + Sync + 'static> ChatBuilder<S> {
     pub fn new() -> Self {
         Self {
             backend: None,
+            archive: None,
             config: ChatConfig::default(),
             identity: None,
             policy: None,
@@ -83,6 +89,13 @@ impl<S: Clone + Send + Sync + 'static> ChatBuilder<S> {
     /// The backend (default: in memory).
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = Some(backend);
+        self
+    }
+
+    /// Keeps room history beyond the backend's caps in `archive` (default: none): see
+    /// [`chat_core::archive`]; with the `postgres` feature, [`ChatBuilder::postgres_archive`].
+    pub fn archive(mut self, archive: Arc<dyn Archive>) -> Self {
+        self.archive = Some(archive);
         self
     }
 
@@ -156,7 +169,10 @@ impl<S: Clone + Send + Sync + 'static> ChatBuilder<S> {
     /// Outside a tokio runtime (the chat spawns its dispatcher task), or if the backend was
     /// already used by another chat.
     pub fn build(self) -> (Router<S>, ChatHandle) {
-        let backend = self.backend.unwrap_or_else(Backend::memory);
+        let mut backend = self.backend.unwrap_or_else(Backend::memory);
+        if let Some(archive) = self.archive {
+            backend = backend.with_archive(archive);
+        }
         let policy = self
             .policy
             .unwrap_or_else(|| Arc::new(chat_core::hooks::DefaultPolicy));

@@ -2,7 +2,7 @@
 //! and Swagger UI at `/docs`.
 //!
 //! ```text
-//! demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S]
+//! demo-server [--listen ADDR] [--redis-url URL [--postgres-url URL]] [--static-dir DIR] [--token-secret S]
 //!             [--presence-ttl-secs N] [--write-coalesce-ms MS] [--write-coalesce-max-ms MS]
 //!             [--dedup-window-secs N] [--auth guest|jwt] [--jwt-secret S | --jwt-public-key FILE [--jwt-alg ALG]]
 //!             [--jwt-issuer ISS] [--jwt-audience AUD] [--jwt-name-claim CLAIM]
@@ -12,7 +12,9 @@
 //!             [--drain-timeout-secs N]
 //! ```
 //! Each flag also reads an environment variable: `LISTEN_ADDR` (default `127.0.0.1:3000`),
-//! `REDIS_URL` (absent: in memory, one instance), `STATIC_DIR` (default: the repository's
+//! `REDIS_URL` (absent: in memory, one instance), `POSTGRES_URL` (with Redis: room history
+//! also archived in PostgreSQL beyond Redis's caps, table `roomcast_messages`; absent: none),
+//! `STATIC_DIR` (default: the repository's
 //! `frontendws/`), `TOKEN_SECRET` (default: in memory random; with Redis, a secret shared through Redis),
 //! `PRESENCE_TTL_SECS` (default 15: how soon a crashed instance's users leave presence),
 //! `WRITE_COALESCE_MS` (default 2: the shortest period of the flush tick that batches frames
@@ -78,6 +80,7 @@ mod redact;
 struct Args {
     listen: SocketAddr,
     redis_url: Option<String>,
+    postgres_url: Option<String>,
     static_dir: PathBuf,
     token_secret: Option<String>,
     presence_ttl: Option<f64>,
@@ -142,7 +145,7 @@ impl Growth {
 }
 
 const USAGE: &str =
-    "demo-server [--listen ADDR] [--redis-url URL] [--static-dir DIR] [--token-secret S] \
+    "demo-server [--listen ADDR] [--redis-url URL [--postgres-url URL]] [--static-dir DIR] [--token-secret S] \
 [--presence-ttl-secs N] [--write-coalesce-ms MS] [--write-coalesce-max-ms MS] \
 [--dedup-window-secs N (default 120)] [--auth guest|jwt] \
 [--jwt-secret S | --jwt-public-key FILE [--jwt-alg RS256|ES256|EdDSA]] [--jwt-issuer ISS] \
@@ -245,6 +248,7 @@ fn parse_secs(what: &str, value: Option<String>) -> anyhow::Result<Option<f64>> 
 fn parse_args() -> anyhow::Result<Args> {
     let mut listen = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let mut redis_url = std::env::var("REDIS_URL").ok().filter(|s| !s.is_empty());
+    let mut postgres_url = std::env::var("POSTGRES_URL").ok().filter(|s| !s.is_empty());
     let mut static_dir = std::env::var("STATIC_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../frontendws")));
@@ -274,6 +278,7 @@ fn parse_args() -> anyhow::Result<Args> {
         match flag.as_str() {
             "--listen" => listen = value()?,
             "--redis-url" => redis_url = Some(value()?),
+            "--postgres-url" => postgres_url = Some(value()?),
             "--static-dir" => static_dir = PathBuf::from(value()?),
             "--token-secret" => token_secret = Some(value()?),
             "--presence-ttl-secs" => presence_ttl = Some(value()?),
@@ -320,6 +325,7 @@ fn parse_args() -> anyhow::Result<Args> {
             .parse()
             .with_context(|| format!("bad listen address {listen}"))?,
         redis_url,
+        postgres_url,
         static_dir,
         token_secret,
         presence_ttl: presence_ttl
@@ -437,8 +443,19 @@ async fn run() -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("connecting to Redis at {}", redact::redact(url)))?;
             tracing::info!(url = %redact::redact(url), "backend: redis");
+            if let Some(pg) = &args.postgres_url {
+                builder = builder.postgres_archive(pg).await.with_context(|| {
+                    format!("connecting to PostgreSQL at {}", redact::redact(pg))
+                })?;
+                tracing::info!(url = %redact::redact(pg), "history archive: postgres");
+            }
         }
         None => {
+            if args.postgres_url.is_some() {
+                anyhow::bail!(
+                    "--postgres-url needs --redis-url (the archive keeps Redis's message ids)"
+                );
+            }
             use chat_tower::chat_core::backend::memory::{MemoryCluster, MemoryConfig};
             let growth = &args.growth;
             let mut config = MemoryConfig::default();

@@ -4,6 +4,7 @@
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod failing;
+pub mod postgres_server;
 pub mod redis_server;
 
 use std::{net::SocketAddr, time::Duration};

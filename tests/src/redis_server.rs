@@ -15,7 +15,7 @@ pub struct RedisServer {
 /// down for a fault test: a port from that range (what binding port 0 gives) can be taken
 /// meanwhile by an outgoing connection, even by a client reconnecting to it (on loopback a
 /// connection from port P to port P connects to itself), and the restart could not bind.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())

@@ -1,0 +1,228 @@
+//! A long-term archive of room history beside the backend's bounded one.
+//!
+//! The backend keeps a room's recent history (Redis: 1,000 messages and 30 days by default).
+//! With an [`Archive`] ([`Backend::with_archive`]) every room message is also handed to the
+//! archive as it is published, and a history page that reaches past the oldest message the
+//! backend still has goes on from the archive, with the same ids and frames: a client pages
+//! back through both without noticing the seam.
+//!
+//! - `mod` (this file): the [`Archive`] trait, [`Archived`], and the two wrappers that
+//!   [`Backend::with_archive`] puts around the backend's broker (hand over what was
+//!   published) and history (go on from the archive);
+//! - `postgres` (feature `postgres`): [`PostgresArchive`](postgres::PostgresArchive), one
+//!   table, written in batches by a background task.
+//!
+//! Handing over never waits for the archive: a message the archive could not take (its queue
+//! full while the database is down) is counted (`roomcast_archive_dropped_total`) and logged,
+//! and stays in the backend's history for as long as the backend keeps it.
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::{
+    backend::{
+        broker::{Broker, Control, Envelope, NewDirect, NewRoomMessage, NodeId, Topic},
+        history::{ConversationCursor, ConversationPage, HistoryPage, HistoryStore},
+        Backend, Reply,
+    },
+    protocol::{wire, MessageId, RoomId, RoomMessage, UserId},
+};
+
+/// A published room message, as the archive keeps it: its room, id and frame (the same
+/// bytes as the backend's history serves).
+#[derive(Clone, Debug)]
+pub struct Archived {
+    /// The room.
+    pub room: RoomId,
+    /// The message's id, as the backend issued it.
+    pub id: MessageId,
+    /// The `message` frame.
+    pub frame: Bytes,
+}
+
+/// Where room history goes beyond what the backend keeps.
+pub trait Archive: Send + Sync + 'static {
+    /// Takes a published message to keep, without waiting (stored in the background; keeping
+    /// one twice keeps it once).
+    fn keep(&self, message: Archived);
+
+    /// Up to `limit` messages of `room` older than `before`, oldest first, with the cursor of
+    /// the page before (`None` at the start of what the archive has). An id the backend
+    /// never issued is [`InvalidCursor`](crate::error::BackendError::InvalidCursor).
+    fn page<'a>(
+        &'a self,
+        room: &'a RoomId,
+        before: &'a MessageId,
+        limit: usize,
+    ) -> Reply<'a, HistoryPage>;
+}
+
+impl Backend {
+    /// This backend with `archive` beside its history: every room message published through
+    /// it is handed to the archive, and history pages go on from the archive where the
+    /// backend's history ends (see the [module docs](crate::archive)).
+    pub fn with_archive(mut self, archive: Arc<dyn Archive>) -> Self {
+        self.broker = Arc::new(ArchivingBroker {
+            inner: self.broker,
+            archive: archive.clone(),
+        });
+        self.history = Arc::new(ArchivedHistory {
+            inner: self.history,
+            archive,
+        });
+        self
+    }
+}
+
+/// The backend's broker, handing every room message it published to the archive.
+struct ArchivingBroker {
+    inner: Arc<dyn Broker>,
+    archive: Arc<dyn Archive>,
+}
+
+impl Broker for ArchivingBroker {
+    fn node_id(&self) -> NodeId {
+        self.inner.node_id()
+    }
+
+    fn publish(&self, envelope: Envelope) -> Reply<'_, usize> {
+        self.inner.publish(envelope)
+    }
+
+    fn publish_room_message(&self, message: NewRoomMessage) -> Reply<'_, RoomMessage> {
+        Box::pin(async move {
+            let message = self.inner.publish_room_message(message).await?;
+            // A duplicate returns the first copy: kept again, which keeps it once.
+            let RoomMessage {
+                id,
+                room,
+                from,
+                body,
+                ts,
+            } = &message;
+            self.archive.keep(Archived {
+                frame: wire::room_message(id.as_str(), room, from, body, *ts),
+                room: room.clone(),
+                id: id.clone(),
+            });
+            Ok(message)
+        })
+    }
+
+    fn publish_direct<'a>(
+        &'a self,
+        direct: NewDirect<'a>,
+    ) -> Reply<'a, crate::backend::broker::DirectSent> {
+        self.inner.publish_direct(direct)
+    }
+
+    fn release_held<'a>(&'a self, user: &'a UserId) -> Reply<'a, usize> {
+        self.inner.release_held(user)
+    }
+
+    fn publish_control(&self, control: Control) -> Reply<'_, usize> {
+        self.inner.publish_control(control)
+    }
+
+    fn subscribe(&self, topics: Vec<Topic>) -> Reply<'_, ()> {
+        self.inner.subscribe(topics)
+    }
+
+    fn unsubscribe(&self, topics: Vec<Topic>) -> Reply<'_, ()> {
+        self.inner.unsubscribe(topics)
+    }
+
+    fn ready(&self, subscribed: bool) -> Reply<'_, ()> {
+        self.inner.ready(subscribed)
+    }
+}
+
+/// The backend's history, going on from the archive where it ends.
+struct ArchivedHistory {
+    inner: Arc<dyn HistoryStore>,
+    archive: Arc<dyn Archive>,
+}
+
+impl HistoryStore for ArchivedHistory {
+    fn page<'a>(
+        &'a self,
+        room: &'a RoomId,
+        before: Option<&'a MessageId>,
+        limit: usize,
+    ) -> Reply<'a, HistoryPage> {
+        Box::pin(async move {
+            let mut page = self.inner.page(room, before, limit).await?;
+            if page.next_before.is_some() || page.messages.len() >= limit {
+                return Ok(page);
+            }
+            // The backend has nothing older: the archive goes on from its oldest message
+            // (or from `before`, when the backend has nothing that old any more).
+            let oldest = match page.messages.first() {
+                Some(frame) => match wire::message_key(frame) {
+                    Some((_, id)) => MessageId::new(id),
+                    None => return Ok(page),
+                },
+                None => match before {
+                    Some(before) => before.clone(),
+                    None => return Ok(page),
+                },
+            };
+            let older = match self
+                .archive
+                .page(room, &oldest, limit - page.messages.len())
+                .await
+            {
+                Ok(older) => older,
+                // The archive is down: what the backend had, and a cursor to ask again for
+                // the rest (which fails while it is down, rather than ending the history).
+                Err(err) if !page.messages.is_empty() => {
+                    tracing::warn!(cause = %err, "history archive unavailable: a shorter page");
+                    page.next_before = Some(oldest);
+                    return Ok(page);
+                }
+                Err(err) => return Err(err),
+            };
+            let mut messages = older.messages;
+            messages.append(&mut page.messages);
+            Ok(HistoryPage {
+                messages,
+                next_before: older.next_before,
+            })
+        })
+    }
+
+    fn after<'a>(
+        &'a self,
+        room: &'a RoomId,
+        after: &'a MessageId,
+        limit: usize,
+    ) -> Reply<'a, (Vec<Bytes>, bool)> {
+        self.inner.after(room, after, limit)
+    }
+
+    fn direct_page<'a>(
+        &'a self,
+        a: &'a UserId,
+        b: &'a UserId,
+        before: Option<&'a MessageId>,
+        limit: usize,
+    ) -> Reply<'a, HistoryPage> {
+        self.inner.direct_page(a, b, before, limit)
+    }
+
+    fn conversations<'a>(
+        &'a self,
+        user: &'a UserId,
+        before: Option<&'a ConversationCursor>,
+        limit: usize,
+    ) -> Reply<'a, ConversationPage> {
+        self.inner.conversations(user, before, limit)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,335 @@
+//! [`PostgresArchive`]: room history in one PostgreSQL table, written in batches by a
+//! background task.
+//!
+//! The table (created if missing): `room text, ms int8, seq int8, frame bytea`, keyed by
+//! `(room, ms, seq)` (a Redis stream id is `ms-seq`, so the key orders a room's messages as
+//! its history does), with an index on `ms` for the age trim. [`PostgresArchive::keep`] puts
+//! a message on a bounded queue and returns; the writer takes up to [`ArchiveConfig::batch`]
+//! at a time and inserts them in one statement (`UNNEST` of arrays, `ON CONFLICT DO
+//! NOTHING`: a message kept twice is stored once). While the database is unreachable the
+//! writer retries its batch (backing off to 5 s) and the queue fills; past
+//! [`ArchiveConfig::queue`] a message is not archived, counted and logged. Once an hour rows
+//! older than [`ArchiveConfig::max_age`] are deleted. One connection, opened again when it
+//! breaks; the reads share it.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, Mutex};
+use tokio_postgres::{Client, NoTls};
+
+use super::{Archive, Archived};
+use crate::{
+    backend::{history::HistoryPage, Reply},
+    error::BackendError,
+    logs::Throttled,
+    protocol::{now_ms, MessageId, RoomId},
+};
+
+/// How the archive keeps messages.
+#[derive(Clone, Debug)]
+pub struct ArchiveConfig {
+    /// The table (letters, digits and `_`, starting with a letter or `_`; at most 63 bytes).
+    /// Default `roomcast_messages`.
+    pub table: String,
+    /// Messages waiting to be written; past it a message is not archived (counted in
+    /// `roomcast_archive_dropped_total`). Default 100,000.
+    pub queue: usize,
+    /// Messages written in one statement at most. Default 500.
+    pub batch: usize,
+    /// Rows older than this are deleted (once an hour); `None` keeps them for good. Default
+    /// 365 days.
+    pub max_age: Option<Duration>,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        Self {
+            table: "roomcast_messages".into(),
+            queue: 100_000,
+            batch: 500,
+            max_age: Some(Duration::from_secs(365 * 24 * 3600)),
+        }
+    }
+}
+
+/// Room history in PostgreSQL (see the [module docs](self)).
+pub struct PostgresArchive {
+    shared: Arc<Shared>,
+    queue: mpsc::Sender<Archived>,
+}
+
+impl std::fmt::Debug for PostgresArchive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresArchive")
+            .field("table", &self.shared.config.table)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    url: String,
+    config: ArchiveConfig,
+    client: Mutex<Option<Arc<Client>>>,
+    insert: String,
+    select: String,
+    trim: String,
+}
+
+impl PostgresArchive {
+    /// Connects to `url` (a `postgres://` URL or key-value string), creates the table if it
+    /// is missing and starts the writer (and the hourly trim). Must run inside a tokio
+    /// runtime.
+    ///
+    /// # Errors
+    /// [`BackendError::Archive`] for a bad table name or URL, or a database that cannot be
+    /// reached or refuses to create the table.
+    pub async fn connect(url: &str, config: ArchiveConfig) -> Result<Arc<Self>, BackendError> {
+        let table = &config.table;
+        let valid = !table.is_empty()
+            && table.len() <= 63
+            && table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !table.as_bytes()[0].is_ascii_digit();
+        if !valid {
+            return Err(BackendError::Archive(format!(
+                "the table name {table:?} is not letters, digits and _ (at most 63, not starting with a digit)"
+            )));
+        }
+        let shared = Arc::new(Shared {
+            url: url.to_owned(),
+            insert: format!(
+                "INSERT INTO {table} (room, ms, seq, frame) \
+                 SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::bytea[]) \
+                 ON CONFLICT DO NOTHING"
+            ),
+            select: format!(
+                "SELECT ms, seq, frame FROM {table} WHERE room = $1 AND (ms, seq) < ($2, $3) \
+                 ORDER BY ms DESC, seq DESC LIMIT $4"
+            ),
+            trim: format!("DELETE FROM {table} WHERE ms < $1"),
+            client: Mutex::new(None),
+            config: config.clone(),
+        });
+        let client = shared.client().await?;
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {table} (room text NOT NULL, ms int8 NOT NULL, \
+                 seq int8 NOT NULL, frame bytea NOT NULL, PRIMARY KEY (room, ms, seq)); \
+                 CREATE INDEX IF NOT EXISTS {table}_ms ON {table} (ms)"
+            ))
+            .await
+            .map_err(archive_error)?;
+        let (queue, rx) = mpsc::channel(config.queue.max(1));
+        tokio::spawn(write(shared.clone(), rx));
+        if let Some(max_age) = config.max_age {
+            tokio::spawn(trim(Arc::downgrade(&shared), max_age));
+        }
+        Ok(Arc::new(Self { shared, queue }))
+    }
+}
+
+impl Archive for PostgresArchive {
+    fn keep(&self, message: Archived) {
+        if self.queue.try_send(message).is_err() {
+            crate::metrics::metrics().archive_dropped.increment(1);
+            static FULL: Throttled = Throttled::new();
+            if let Some(more) = FULL.admit() {
+                tracing::warn!(
+                    more_since_last_line = more,
+                    "history archive queue full: a room message was not archived"
+                );
+            }
+        }
+    }
+
+    fn page<'a>(
+        &'a self,
+        room: &'a RoomId,
+        before: &'a MessageId,
+        limit: usize,
+    ) -> Reply<'a, HistoryPage> {
+        Box::pin(async move {
+            let (ms, seq) = stream_id(before.as_str()).ok_or(BackendError::InvalidCursor)?;
+            let client = self.shared.client().await?;
+            let want = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+            let rows = client
+                .query(&self.shared.select, &[&room.as_str(), &ms, &seq, &want])
+                .await
+                .map_err(archive_error)?;
+            let more = rows.len() > limit;
+            let mut page: Vec<(String, Bytes)> = rows
+                .into_iter()
+                .take(limit)
+                .map(|row| {
+                    let (ms, seq): (i64, i64) = (row.get(0), row.get(1));
+                    let frame: Vec<u8> = row.get(2);
+                    (format!("{ms}-{seq}"), Bytes::from(frame))
+                })
+                .collect();
+            page.reverse();
+            Ok(HistoryPage {
+                next_before: more
+                    .then(|| page.first().map(|(id, _)| MessageId::new(id.as_str())))
+                    .flatten(),
+                messages: page.into_iter().map(|(_, frame)| frame).collect(),
+            })
+        })
+    }
+}
+
+impl Shared {
+    /// The connection, opened again if it broke.
+    async fn client(&self) -> Result<Arc<Client>, BackendError> {
+        let mut slot = self.client.lock().await;
+        if let Some(client) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(client.clone());
+        }
+        let connect = tokio_postgres::connect(&self.url, NoTls);
+        let (client, connection) = tokio::time::timeout(Duration::from_secs(3), connect)
+            .await
+            .map_err(|_| BackendError::Archive("connecting timed out".into()))?
+            .map_err(archive_error)?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::warn!(cause = %err, "history archive connection ended");
+            }
+        });
+        let client = Arc::new(client);
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    async fn insert(&self, batch: &[Archived]) -> Result<(), BackendError> {
+        let (mut rooms, mut ms, mut seq, mut frames) = (vec![], vec![], vec![], vec![]);
+        for message in batch {
+            // Only ids as Redis issues them order a room's history across restarts.
+            let Some((m, s)) = stream_id(message.id.as_str()) else {
+                static OTHER: Throttled = Throttled::new();
+                if let Some(more) = OTHER.admit() {
+                    tracing::warn!(
+                        more_since_last_line = more,
+                        "history archive: a message id that is not a Redis stream id, not archived (the archive needs the Redis backend)"
+                    );
+                }
+                continue;
+            };
+            rooms.push(message.room.as_str().to_owned());
+            ms.push(m);
+            seq.push(s);
+            frames.push(message.frame.to_vec());
+        }
+        if rooms.is_empty() {
+            return Ok(());
+        }
+        let client = self.client().await?;
+        client
+            .execute(&self.insert, &[&rooms, &ms, &seq, &frames])
+            .await
+            .map_err(archive_error)?;
+        Ok(())
+    }
+}
+
+/// The writer: batches from the queue into the table, retrying a batch until it lands (the
+/// queue takes what comes meanwhile). Ends when the archive is dropped and the queue is
+/// drained (a last batch is tried a few times).
+async fn write(shared: Arc<Shared>, mut rx: mpsc::Receiver<Archived>) {
+    let metrics = crate::metrics::metrics();
+    let mut batch = Vec::with_capacity(shared.config.batch.max(1));
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < shared.config.batch.max(1) {
+            match rx.try_recv() {
+                Ok(message) => batch.push(message),
+                Err(_) => break,
+            }
+        }
+        let mut backoff = Duration::from_millis(100);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match shared.insert(&batch).await {
+                Ok(()) => {
+                    metrics.archived.increment(batch.len() as u64);
+                    break;
+                }
+                Err(err) if rx.is_closed() && tries >= 3 => {
+                    metrics.archive_dropped.increment(batch.len() as u64);
+                    tracing::warn!(cause = %err, messages = batch.len(), "history archive closed: messages not archived");
+                    break;
+                }
+                Err(err) => {
+                    static FAILED: Throttled = Throttled::new();
+                    if let Some(more) = FAILED.admit() {
+                        tracing::warn!(cause = %err, more_since_last_line = more, "history archive write failed; retrying");
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        batch.clear();
+    }
+}
+
+/// Deletes rows older than `max_age` once an hour, while the archive exists.
+async fn trim(shared: std::sync::Weak<Shared>, max_age: Duration) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let floor = now_ms().saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
+        let result = match shared.client().await {
+            Ok(client) => client
+                .execute(&shared.trim, &[&floor])
+                .await
+                .map_err(archive_error)
+                .map(|_| ()),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = result {
+            tracing::warn!(cause = %err, "history archive trim failed; trying again in an hour");
+        }
+    }
+}
+
+/// A Redis stream id `ms-seq` (decimal, no sign or leading zero) as two `int8`s.
+fn stream_id(id: &str) -> Option<(i64, i64)> {
+    let (ms, seq) = id.split_once('-')?;
+    let part = |p: &str| {
+        p.parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0 && n.to_string() == p)
+    };
+    Some((part(ms)?, part(seq)?))
+}
+
+fn archive_error(err: tokio_postgres::Error) -> BackendError {
+    BackendError::Archive(err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stream_id;
+
+    #[test]
+    fn cursors_are_stream_ids_that_fit_int8() {
+        assert_eq!(stream_id("1795946218367-0"), Some((1_795_946_218_367, 0)));
+        for bad in [
+            "",
+            "17",
+            "1-",
+            "-1",
+            "01-0",
+            "1-01",
+            "+1-0",
+            "9223372036854775808-0",
+        ] {
+            assert_eq!(stream_id(bad), None, "{bad}");
+        }
+    }
+}

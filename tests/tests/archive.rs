@@ -1,0 +1,149 @@
+//! The PostgreSQL history archive on real servers: room history pages back past what Redis
+//! keeps, on every instance, with the same ids; the chat carries on while PostgreSQL is down,
+//! and what was sent meanwhile is archived once it is back.
+
+use std::time::{Duration, Instant};
+
+use chat_tower::{chat_core::backend::redis::RedisConfig, ChatBuilder};
+use roomcast_tests::{
+    postgres_server::PostgresServer, redis_server::RedisServer, unlimited, Client, Server,
+};
+use serde_json::Value;
+
+/// An instance on `redis` keeping 5 messages per room (Redis trims to about that, 100 at a
+/// time), archiving into `pg`.
+async fn instance(redis: &RedisServer, pg: &PostgresServer) -> Server {
+    let config = RedisConfig {
+        history_per_room: 5,
+        ..RedisConfig::default()
+    };
+    let builder = ChatBuilder::new()
+        .config(unlimited())
+        .redis_with(&redis.url(), config)
+        .await
+        .unwrap()
+        .postgres_archive(&pg.url())
+        .await
+        .unwrap();
+    Server::start(builder).await
+}
+
+async fn archived(pg: &PostgresServer) -> i64 {
+    let client = pg.client().await;
+    let row = client
+        .query_one("SELECT count(*) FROM roomcast_messages", &[])
+        .await
+        .unwrap();
+    row.get(0)
+}
+
+/// Waits until the archive holds `n` messages.
+async fn until_archived(pg: &PostgresServer, n: i64) {
+    let started = Instant::now();
+    loop {
+        let have = archived(pg).await;
+        if have == n {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the archive holds {have} messages, not {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Pages the room's history back from the newest, `limit` at a time: the ids, oldest first,
+/// or the status of the first page that was not a 200.
+async fn all_ids(
+    server: &Server,
+    token: &str,
+    room: &str,
+    limit: usize,
+) -> Result<Vec<String>, u16> {
+    let mut pages: Vec<Vec<String>> = Vec::new();
+    let mut before: Option<String> = None;
+    for _ in 0..100 {
+        let query = match &before {
+            Some(id) => format!("?limit={limit}&before={id}"),
+            None => format!("?limit={limit}"),
+        };
+        let (status, page) = server
+            .api
+            .with_token(token)
+            .get(&format!("/rooms/{room}/messages{query}"))
+            .await;
+        if status != 200 {
+            return Err(status);
+        }
+        let ids = page["messages"].as_array().unwrap();
+        pages.push(
+            ids.iter()
+                .map(|m| m["id"].as_str().unwrap().to_owned())
+                .collect(),
+        );
+        match &page["nextBefore"] {
+            Value::String(next) => before = Some(next.clone()),
+            _ => break,
+        }
+    }
+    pages.reverse();
+    Ok(pages.concat())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_goes_on_from_the_archive_past_redis_on_every_instance_and_after_an_outage() {
+    let redis = RedisServer::start().await;
+    let mut pg = PostgresServer::start().await;
+    let a = instance(&redis, &pg).await;
+    let b = instance(&redis, &pg).await;
+    let room = a.api.create_room("archived").await;
+    let joined = a.api.join_room(&room, "alice").await;
+    let token = joined["token"].as_str().unwrap().to_owned();
+    let mut alice = Client::connect(a.addr, joined["websocketUrl"].as_str().unwrap()).await;
+    alice.join(&room).await;
+    let mut sent = Vec::new();
+    for i in 0..250 {
+        let ack = alice.say(&room, &format!("m{i}")).await;
+        sent.push(ack["id"].as_str().unwrap().to_owned());
+    }
+    until_archived(&pg, 250).await;
+    // Redis trimmed most of them: the pages cross from Redis into the archive.
+    let mut conn = redis.conn().await;
+    let kept: usize = redis::cmd("XLEN")
+        .arg(format!("roomcast:room:{{{room}}}:log"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(kept < 250, "Redis kept {kept}");
+    for (server, limit) in [(&b, 200), (&a, 33), (&b, 7)] {
+        assert_eq!(
+            all_ids(server, &token, &room, limit).await,
+            Ok(sent.clone())
+        );
+    }
+
+    // PostgreSQL goes away: messages still go out and are acknowledged; the recent page is
+    // served from Redis, and paging on into the archive is a 503, not the end of history.
+    pg.stop().await;
+    for i in 250..260 {
+        let ack = alice.say(&room, &format!("m{i}")).await;
+        sent.push(ack["id"].as_str().unwrap().to_owned());
+    }
+    let (status, page) = b
+        .api
+        .with_token(&token)
+        .get(&format!("/rooms/{room}/messages?limit=200"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let last = page["messages"].as_array().unwrap().last().unwrap()["id"].clone();
+    assert_eq!(last, sent[259].as_str());
+    assert!(page["nextBefore"].is_string(), "{}", page["nextBefore"]);
+    assert_eq!(all_ids(&b, &token, &room, 200).await, Err(503));
+
+    // Back: what was sent meanwhile is archived (the writer kept its batch), once each.
+    pg.restart().await;
+    until_archived(&pg, 260).await;
+    assert_eq!(all_ids(&a, &token, &room, 200).await, Ok(sent));
+    alice.barrier(&room).await;
+}
