@@ -156,7 +156,17 @@ impl HistoryStore for ArchivedHistory {
     ) -> Reply<'a, HistoryPage> {
         Box::pin(async move {
             let mut page = self.inner.page(room, before, limit).await?;
-            if page.next_before.is_some() || page.messages.len() >= limit {
+            if page.next_before.is_some() {
+                return Ok(page);
+            }
+            if page.messages.len() >= limit {
+                // A full page and nothing older in the backend: the archive may have more,
+                // so the page says where to go on (a next page that finds none is empty).
+                page.next_before = page
+                    .messages
+                    .first()
+                    .and_then(|frame| wire::message_key(frame))
+                    .map(|(_, id)| MessageId::new(id));
                 return Ok(page);
             }
             // The backend has nothing older: the archive goes on from its oldest message

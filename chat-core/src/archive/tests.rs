@@ -108,6 +108,15 @@ async fn pages_go_on_from_the_archive_and_a_failing_archive_shortens_the_page() 
     let frame = archive.kept.lock().unwrap()[9].1.frame.clone();
     assert_eq!(backend_page.messages[2], frame);
 
+    // A page as long as what the backend has still points on into the archive.
+    let exact = history.page(&room, None, 3).await.unwrap();
+    assert_eq!(exact.next_before, Some(MessageId::new("8")));
+    let after_exact = history
+        .page(&room, exact.next_before.as_ref(), 3)
+        .await
+        .unwrap();
+    assert_eq!(ids(&after_exact), all[4..7]);
+
     // The archive fails: the backend's part, and a cursor that fails in turn.
     archive
         .down
