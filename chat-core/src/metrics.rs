@@ -25,8 +25,11 @@ pub(crate) struct Metrics {
     /// `direct_messages`), and held ones published when the recipient came back.
     pub(crate) directs_held: Counter,
     pub(crate) directs_released: Counter,
-    /// Room messages stored in the history archive, and those it could not take.
+    /// Room messages stored in the history archive, and those it could not take (only the
+    /// PostgreSQL archive counts them).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) archived: Counter,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) archive_dropped: Counter,
     pub(crate) deliveries: Counter,
     pub(crate) publish_errors_room: Counter,
