@@ -157,6 +157,43 @@ impl PostgresServer {
         }
     }
 
+    /// Freezes it (SIGSTOP to the server and every backend): connections stay open and
+    /// statements hang, as on a stalled machine. [`resume`](Self::resume) thaws it.
+    pub fn pause(&self) {
+        self.signal_all("-STOP");
+    }
+
+    /// Thaws what [`pause`](Self::pause) froze.
+    pub fn resume(&self) {
+        self.signal_all("-CONT");
+    }
+
+    /// Sends `signal` to the server and its children (the backends).
+    fn signal_all(&self, signal: &str) {
+        let Some(pid) = self.child.as_ref().and_then(|c| c.id()) else {
+            return;
+        };
+        let mut pids = vec![pid.to_string()];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // `pid (comm) state ppid ...`: the fields after the last `)`.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if ppid == Some(pid.to_string().as_str()) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        let status = std::process::Command::new("kill")
+            .arg(signal)
+            .args(&pids)
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pids:?}");
+    }
+
     /// Starts again on the same port and data.
     pub async fn restart(&mut self) {
         self.stop().await;

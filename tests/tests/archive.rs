@@ -1,6 +1,7 @@
 //! The PostgreSQL history archive on real servers: room history pages back past what Redis
-//! keeps, on every instance, with the same ids; the chat carries on while PostgreSQL is down,
-//! and what was sent meanwhile is archived once it is back.
+//! keeps, on every instance, with the same ids; the chat carries on while PostgreSQL is
+//! stalled or down, history requests fail rather than hang or skip, and what was sent
+//! meanwhile is archived once it is back; a room Redis lost is read from the archive.
 
 use std::time::{Duration, Instant};
 
@@ -123,10 +124,25 @@ async fn history_goes_on_from_the_archive_past_redis_on_every_instance_and_after
         );
     }
 
+    // PostgreSQL stalls (frozen, its connections open): messages still go out; a history
+    // request that needs the archive fails after the statement's time limit, it does not
+    // hang; once it thaws, what was sent meanwhile is archived.
+    pg.pause();
+    let ack = alice.say(&room, "during a stall").await;
+    sent.push(ack["id"].as_str().unwrap().to_owned());
+    let paged = tokio::time::timeout(Duration::from_secs(30), all_ids(&a, &token, &room, 200))
+        .await
+        .expect("history waits for a stalled archive");
+    assert_eq!(paged, Err(503));
+    pg.resume();
+    until_archived(&pg, 251).await;
+    assert_eq!(all_ids(&a, &token, &room, 200).await, Ok(sent.clone()));
+
     // PostgreSQL goes away: messages still go out and are acknowledged; the recent page is
     // served from Redis, and paging on into the archive is a 503, not the end of history.
     pg.stop().await;
-    for i in 250..260 {
+    let outage = Instant::now();
+    for i in 250..500 {
         let ack = alice.say(&room, &format!("m{i}")).await;
         sent.push(ack["id"].as_str().unwrap().to_owned());
     }
@@ -137,13 +153,96 @@ async fn history_goes_on_from_the_archive_past_redis_on_every_instance_and_after
         .await;
     assert_eq!(status, 200, "{page}");
     let last = page["messages"].as_array().unwrap().last().unwrap()["id"].clone();
-    assert_eq!(last, sent[259].as_str());
+    assert_eq!(last, sent[500].as_str());
     assert!(page["nextBefore"].is_string(), "{}", page["nextBefore"]);
     assert_eq!(all_ids(&b, &token, &room, 200).await, Err(503));
 
-    // Back: what was sent meanwhile is archived (the writer kept its batch), once each.
+    // Down for four seconds: the writer backs off (it tries at 0.1, 0.3, 0.7, 1.5, 3.1 s, then
+    // at 6.3 s), so it is still waiting when the pages below are asked.
+    tokio::time::sleep(Duration::from_secs(4).saturating_sub(outage.elapsed())).await;
+
+    // Back, but the writer has not caught up yet, and Redis has trimmed the first of the
+    // messages sent meanwhile: the instance holding them answers 503 until it has, never a
+    // history with a gap.
     pg.restart().await;
-    until_archived(&pg, 260).await;
-    assert_eq!(all_ids(&a, &token, &room, 200).await, Ok(sent));
+    // (Past the second in which requests share the writer's last failed connection attempt.)
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let started = Instant::now();
+    loop {
+        match all_ids(&a, &token, &room, 200).await {
+            Err(503) => {}
+            Ok(ids) => {
+                assert_eq!(ids, sent, "a history with a gap");
+                break;
+            }
+            Err(status) => panic!("{status}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "still 503");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // What was sent meanwhile is archived (the writer kept its batch), once each.
+    until_archived(&pg, 501).await;
+    assert_eq!(all_ids(&a, &token, &room, 200).await, Ok(sent.clone()));
+
+    // Redis loses the room's history (a restart without persistence, or an age cap passed):
+    // the archive still has it, from the newest.
+    let _: () = redis::cmd("DEL")
+        .arg(format!("roomcast:room:{{{room}}}:log"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(all_ids(&b, &token, &room, 64).await, Ok(sent));
     alice.barrier(&room).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_table_may_be_any_name_that_fits_and_a_refusal_says_why() {
+    use chat_tower::chat_core::{
+        archive::{
+            postgres::{ArchiveConfig, PostgresArchive},
+            Archive, Archived,
+        },
+        error::BackendError,
+        protocol::{MessageId, RoomId},
+    };
+    let pg = PostgresServer::start().await;
+    let config = |table: &str| ArchiveConfig {
+        table: table.into(),
+        ..ArchiveConfig::default()
+    };
+    // A reserved word, and the longest name whose index name still fits.
+    for table in ["order", &"t".repeat(56)] {
+        let archive = PostgresArchive::connect(&pg.url(), config(table))
+            .await
+            .unwrap();
+        let room = RoomId::new("r");
+        archive.keep(Archived {
+            room: room.clone(),
+            // (A recent id: the age trim, which runs at once, deletes old ones.)
+            id: MessageId::new(format!("{}-0", chat_tower::chat_core::protocol::now_ms())),
+            frame: "{}".into(),
+        });
+        let started = Instant::now();
+        while archive
+            .page(&room, None, 10)
+            .await
+            .unwrap()
+            .messages
+            .is_empty()
+        {
+            assert!(started.elapsed() < Duration::from_secs(30), "{table}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let too_long = PostgresArchive::connect(&pg.url(), config(&"t".repeat(57))).await;
+    assert!(
+        matches!(too_long, Err(BackendError::Archive(_))),
+        "{too_long:?}"
+    );
+    // A database refusal carries the server's own words, not only "db error".
+    let refused = PostgresArchive::connect(&pg.url(), config("pg_class")).await;
+    let Err(BackendError::Archive(why)) = refused else {
+        panic!("{refused:?}");
+    };
+    assert!(why.contains("pg_class"), "{why}");
 }

@@ -50,13 +50,18 @@ pub trait Archive: Send + Sync + 'static {
     /// one twice keeps it once).
     fn keep(&self, message: Archived);
 
-    /// Up to `limit` messages of `room` older than `before`, oldest first, with the cursor of
-    /// the page before (`None` at the start of what the archive has). An id the backend
-    /// never issued is [`InvalidCursor`](crate::error::BackendError::InvalidCursor).
+    /// Up to `limit` messages of `room` older than `before` (the newest it has without
+    /// `before`), oldest first, with the cursor of the page before (`None` at the start of
+    /// what the archive has). An id the backend never issued is
+    /// [`InvalidCursor`](crate::error::BackendError::InvalidCursor).
+    ///
+    /// An archive that knows it has not stored everything older than `before` yet (messages
+    /// still waiting to be written after an outage, which the backend may have trimmed
+    /// meanwhile) answers an error rather than a page with a gap.
     fn page<'a>(
         &'a self,
         room: &'a RoomId,
-        before: &'a MessageId,
+        before: Option<&'a MessageId>,
         limit: usize,
     ) -> Reply<'a, HistoryPage>;
 }
@@ -169,29 +174,29 @@ impl HistoryStore for ArchivedHistory {
                     .map(|(_, id)| MessageId::new(id));
                 return Ok(page);
             }
-            // The backend has nothing older: the archive goes on from its oldest message
-            // (or from `before`, when the backend has nothing that old any more).
+            // The backend has nothing older: the archive goes on from its oldest message, or
+            // from `before` when the backend has nothing that old any more, or from the top
+            // when the backend has nothing of the room at all (a room quiet for longer than
+            // the backend keeps history, or a backend that lost it).
             let oldest = match page.messages.first() {
                 Some(frame) => match wire::message_key(frame) {
-                    Some((_, id)) => MessageId::new(id),
+                    Some((_, id)) => Some(MessageId::new(id)),
                     None => return Ok(page),
                 },
-                None => match before {
-                    Some(before) => before.clone(),
-                    None => return Ok(page),
-                },
+                None => before.cloned(),
             };
             let older = match self
                 .archive
-                .page(room, &oldest, limit - page.messages.len())
+                .page(room, oldest.as_ref(), limit - page.messages.len())
                 .await
             {
                 Ok(older) => older,
-                // The archive is down: what the backend had, and a cursor to ask again for
-                // the rest (which fails while it is down, rather than ending the history).
+                // The archive is down (or catching up): what the backend had, and a cursor to
+                // ask again for the rest (which fails while it is down, rather than ending the
+                // history).
                 Err(err) if !page.messages.is_empty() => {
                     tracing::warn!(cause = %err, "history archive unavailable: a shorter page");
-                    page.next_before = Some(oldest);
+                    page.next_before = oldest;
                     return Ok(page);
                 }
                 Err(err) => return Err(err),

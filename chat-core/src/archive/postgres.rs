@@ -8,11 +8,23 @@
 //! at a time and inserts them in one statement (`UNNEST` of arrays, `ON CONFLICT DO
 //! NOTHING`: a message kept twice is stored once). While the database is unreachable the
 //! writer retries its batch (backing off to 5 s) and the queue fills; past
-//! [`ArchiveConfig::queue`] a message is not archived, counted and logged. Once an hour rows
-//! older than [`ArchiveConfig::max_age`] are deleted. One connection, opened again when it
-//! breaks; the reads share it.
+//! [`ArchiveConfig::queue`] a message is not archived, counted and logged. While messages
+//! older than a page's `before` still wait to be written, that page is an error, not a page
+//! with a gap (this instance's queue only: another instance catching up is not seen). Once an
+//! hour rows older than [`ArchiveConfig::max_age`] are deleted, on a connection of its own.
+//!
+//! One connection, opened again when it breaks (a failed attempt is not repeated for a
+//! second: the requests meanwhile fail at once); the reads share it with the writer. Every
+//! statement has a time limit ([`STATEMENT_TIMEOUT`]): a stalled database fails a history
+//! request, it does not hold it.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicI64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, Mutex};
@@ -29,8 +41,9 @@ use crate::{
 /// How the archive keeps messages.
 #[derive(Clone, Debug)]
 pub struct ArchiveConfig {
-    /// The table (letters, digits and `_`, starting with a letter or `_`; at most 63 bytes).
-    /// Default `roomcast_messages`.
+    /// The table (letters, digits and `_`, starting with a letter or `_`; at most 56 bytes, so
+    /// that its index's name `<table>_ms` fits PostgreSQL's 63). Quoted in every statement:
+    /// a reserved word works, and case counts. Default `roomcast_messages`.
     pub table: String,
     /// Messages waiting to be written; past it a message is not archived (counted in
     /// `roomcast_archive_dropped_total`). Default 100,000.
@@ -67,13 +80,32 @@ impl std::fmt::Debug for PostgresArchive {
     }
 }
 
+/// How long one statement (or opening the connection) may take.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a failed connection attempt stands for the requests that come after it.
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+/// The longest the hourly trim may take.
+const TRIM_TIMEOUT: Duration = Duration::from_secs(600);
+
 struct Shared {
     url: String,
     config: ArchiveConfig,
-    client: Mutex<Option<Arc<Client>>>,
+    client: Mutex<Connection>,
+    /// The stream id's `ms` of the oldest message taken from the queue and not yet written
+    /// (`i64::MAX`: none).
+    unwritten_since: AtomicI64,
     insert: String,
     select: String,
     trim: String,
+}
+
+/// The shared connection, or when the last attempt to open one failed.
+#[derive(Default)]
+struct Connection {
+    client: Option<Arc<Client>>,
+    failed: Option<(Instant, String)>,
 }
 
 impl PostgresArchive {
@@ -87,44 +119,48 @@ impl PostgresArchive {
     pub async fn connect(url: &str, config: ArchiveConfig) -> Result<Arc<Self>, BackendError> {
         let table = &config.table;
         let valid = !table.is_empty()
-            && table.len() <= 63
+            && table.len() <= 56
             && table
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_')
             && !table.as_bytes()[0].is_ascii_digit();
         if !valid {
             return Err(BackendError::Archive(format!(
-                "the table name {table:?} is not letters, digits and _ (at most 63, not starting with a digit)"
+                "the table name {table:?} is not letters, digits and _ (at most 56, not starting with a digit)"
             )));
         }
         let shared = Arc::new(Shared {
             url: url.to_owned(),
             insert: format!(
-                "INSERT INTO {table} (room, ms, seq, frame) \
+                "INSERT INTO \"{table}\" (room, ms, seq, frame) \
                  SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::bytea[]) \
                  ON CONFLICT DO NOTHING"
             ),
             select: format!(
-                "SELECT ms, seq, frame FROM {table} WHERE room = $1 AND (ms, seq) < ($2, $3) \
+                "SELECT ms, seq, frame FROM \"{table}\" WHERE room = $1 AND (ms, seq) < ($2, $3) \
                  ORDER BY ms DESC, seq DESC LIMIT $4"
             ),
-            trim: format!("DELETE FROM {table} WHERE ms < $1"),
-            client: Mutex::new(None),
+            trim: format!("DELETE FROM \"{table}\" WHERE ms < $1"),
+            client: Mutex::new(Connection::default()),
+            unwritten_since: AtomicI64::new(i64::MAX),
             config: config.clone(),
         });
         let client = shared.client().await?;
-        client
-            .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {table} (room text NOT NULL, ms int8 NOT NULL, \
-                 seq int8 NOT NULL, frame bytea NOT NULL, PRIMARY KEY (room, ms, seq)); \
-                 CREATE INDEX IF NOT EXISTS {table}_ms ON {table} (ms)"
-            ))
-            .await
-            .map_err(archive_error)?;
+        timed(client.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS \"{table}\" (room text NOT NULL, ms int8 NOT NULL, \
+             seq int8 NOT NULL, frame bytea NOT NULL, PRIMARY KEY (room, ms, seq)); \
+             CREATE INDEX IF NOT EXISTS \"{table}_ms\" ON \"{table}\" (ms)"
+        )))
+        .await?;
         let (queue, rx) = mpsc::channel(config.queue.max(1));
         tokio::spawn(write(shared.clone(), rx));
         if let Some(max_age) = config.max_age {
-            tokio::spawn(trim(Arc::downgrade(&shared), max_age));
+            tokio::spawn(trim(
+                url.to_owned(),
+                shared.trim.clone(),
+                Arc::downgrade(&shared),
+                max_age,
+            ));
         }
         Ok(Arc::new(Self { shared, queue }))
     }
@@ -147,17 +183,31 @@ impl Archive for PostgresArchive {
     fn page<'a>(
         &'a self,
         room: &'a RoomId,
-        before: &'a MessageId,
+        before: Option<&'a MessageId>,
         limit: usize,
     ) -> Reply<'a, HistoryPage> {
         Box::pin(async move {
-            let (ms, seq) = stream_id(before.as_str()).ok_or(BackendError::InvalidCursor)?;
+            let (ms, seq) = match before {
+                Some(before) => stream_id(before.as_str()).ok_or(BackendError::InvalidCursor)?,
+                None => (i64::MAX, i64::MAX),
+            };
+            // Messages as old as `before` still waiting to be written (after an outage, and
+            // perhaps trimmed from the backend meanwhile): the page would have a gap.
+            if before.is_some() && self.shared.unwritten_since.load(Ordering::Acquire) <= ms {
+                return Err(BackendError::Archive(
+                    "catching up: older messages are still being written".into(),
+                ));
+            }
             let client = self.shared.client().await?;
             let want = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-            let rows = client
-                .query(&self.shared.select, &[&room.as_str(), &ms, &seq, &want])
-                .await
-                .map_err(archive_error)?;
+            let rows = self
+                .shared
+                .settle(
+                    &client,
+                    timed(client.query(&self.shared.select, &[&room.as_str(), &ms, &seq, &want]))
+                        .await,
+                )
+                .await?;
             let more = rows.len() > limit;
             let mut page: Vec<(String, Bytes)> = rows
                 .into_iter()
@@ -180,25 +230,56 @@ impl Archive for PostgresArchive {
 }
 
 impl Shared {
-    /// The connection, opened again if it broke.
+    /// The connection, opened again if it broke, unless an attempt failed less than
+    /// [`RECONNECT_PAUSE`] ago (then that attempt's error, at once).
     async fn client(&self) -> Result<Arc<Client>, BackendError> {
         let mut slot = self.client.lock().await;
-        if let Some(client) = slot.as_ref().filter(|c| !c.is_closed()) {
+        if let Some(client) = slot.client.as_ref().filter(|c| !c.is_closed()) {
             return Ok(client.clone());
         }
-        let connect = tokio_postgres::connect(&self.url, NoTls);
-        let (client, connection) = tokio::time::timeout(Duration::from_secs(3), connect)
-            .await
-            .map_err(|_| BackendError::Archive("connecting timed out".into()))?
-            .map_err(archive_error)?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::warn!(cause = %err, "history archive connection ended");
+        if let Some((at, err)) = &slot.failed {
+            if at.elapsed() < RECONNECT_PAUSE {
+                return Err(BackendError::Archive(err.clone()));
             }
-        });
-        let client = Arc::new(client);
-        *slot = Some(client.clone());
-        Ok(client)
+        }
+        match open(&self.url).await {
+            Ok(client) => {
+                let client = Arc::new(client);
+                *slot = Connection {
+                    client: Some(client.clone()),
+                    failed: None,
+                };
+                Ok(client)
+            }
+            Err(err) => {
+                let cause = match &err {
+                    BackendError::Archive(cause) => cause.clone(),
+                    other => other.to_string(),
+                };
+                *slot = Connection {
+                    client: None,
+                    failed: Some((Instant::now(), cause)),
+                };
+                Err(err)
+            }
+        }
+    }
+
+    /// `result` of a statement on `client`; if it timed out (the database may be stalled, or
+    /// the connection half-open) the shared connection is dropped, if it is still `client`,
+    /// so that the next request opens another.
+    async fn settle<T>(
+        &self,
+        client: &Arc<Client>,
+        result: Result<T, BackendError>,
+    ) -> Result<T, BackendError> {
+        if matches!(&result, Err(BackendError::Archive(cause)) if cause.starts_with(TIMED_OUT)) {
+            let mut slot = self.client.lock().await;
+            if slot.client.as_ref().is_some_and(|c| Arc::ptr_eq(c, client)) {
+                slot.client = None;
+            }
+        }
+        result
     }
 
     async fn insert(&self, batch: &[Archived]) -> Result<(), BackendError> {
@@ -224,17 +305,40 @@ impl Shared {
             return Ok(());
         }
         let client = self.client().await?;
-        client
-            .execute(&self.insert, &[&rooms, &ms, &seq, &frames])
-            .await
-            .map_err(archive_error)?;
-        Ok(())
+        let result = timed(client.execute(&self.insert, &[&rooms, &ms, &seq, &frames])).await;
+        self.settle(&client, result).await.map(|_| ())
+    }
+}
+
+/// Opens a connection and drives it in a task of its own.
+async fn open(url: &str) -> Result<Client, BackendError> {
+    let (client, connection) = timed(tokio_postgres::connect(url, NoTls)).await?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::warn!(cause = %describe(&err), "history archive connection ended");
+        }
+    });
+    Ok(client)
+}
+
+const TIMED_OUT: &str = "timed out";
+
+/// `statement` within [`STATEMENT_TIMEOUT`], its error as a [`BackendError::Archive`].
+async fn timed<T>(
+    statement: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+) -> Result<T, BackendError> {
+    match tokio::time::timeout(STATEMENT_TIMEOUT, statement).await {
+        Ok(result) => result.map_err(archive_error),
+        Err(_) => Err(BackendError::Archive(format!(
+            "{TIMED_OUT} after {STATEMENT_TIMEOUT:?}"
+        ))),
     }
 }
 
 /// The writer: batches from the queue into the table, retrying a batch until it lands (the
 /// queue takes what comes meanwhile). Ends when the archive is dropped and the queue is
-/// drained (a last batch is tried a few times).
+/// drained; a batch that fails after that is tried three times in all, then counted as
+/// dropped.
 async fn write(shared: Arc<Shared>, mut rx: mpsc::Receiver<Archived>) {
     let metrics = crate::metrics::metrics();
     let mut batch = Vec::with_capacity(shared.config.batch.max(1));
@@ -246,6 +350,13 @@ async fn write(shared: Arc<Shared>, mut rx: mpsc::Receiver<Archived>) {
                 Err(_) => break,
             }
         }
+        let oldest = batch
+            .iter()
+            .filter_map(|m| stream_id(m.id.as_str()))
+            .map(|(ms, _)| ms)
+            .min()
+            .unwrap_or(i64::MAX);
+        shared.unwritten_since.store(oldest, Ordering::Release);
         let mut backoff = Duration::from_millis(100);
         let mut tries = 0;
         loop {
@@ -253,6 +364,11 @@ async fn write(shared: Arc<Shared>, mut rx: mpsc::Receiver<Archived>) {
             match shared.insert(&batch).await {
                 Ok(()) => {
                     metrics.archived.increment(batch.len() as u64);
+                    // Messages behind this batch are newer than it; a page asked meanwhile
+                    // waits at most for the next batch's mark.
+                    if rx.is_empty() {
+                        shared.unwritten_since.store(i64::MAX, Ordering::Release);
+                    }
                     break;
                 }
                 Err(err) if rx.is_closed() && tries >= 3 => {
@@ -274,21 +390,27 @@ async fn write(shared: Arc<Shared>, mut rx: mpsc::Receiver<Archived>) {
     }
 }
 
-/// Deletes rows older than `max_age` once an hour, while the archive exists.
-async fn trim(shared: std::sync::Weak<Shared>, max_age: Duration) {
+/// Deletes rows older than `max_age` once an hour, while the archive exists, on a connection
+/// of its own (a long delete does not hold the reads up).
+async fn trim(url: String, statement: String, shared: std::sync::Weak<Shared>, max_age: Duration) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
         every.tick().await;
-        let Some(shared) = shared.upgrade() else {
+        if shared.strong_count() == 0 {
             return;
-        };
+        }
         let floor = now_ms().saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
-        let result = match shared.client().await {
-            Ok(client) => client
-                .execute(&shared.trim, &[&floor])
-                .await
-                .map_err(archive_error)
-                .map(|_| ()),
+        let result = match open(&url).await {
+            Ok(client) => {
+                match tokio::time::timeout(TRIM_TIMEOUT, client.execute(&statement, &[&floor]))
+                    .await
+                {
+                    Ok(done) => done.map(|_| ()).map_err(archive_error),
+                    Err(_) => Err(BackendError::Archive(format!(
+                        "{TIMED_OUT} after {TRIM_TIMEOUT:?}"
+                    ))),
+                }
+            }
             Err(err) => Err(err),
         };
         if let Err(err) = result {
@@ -309,7 +431,23 @@ fn stream_id(id: &str) -> Option<(i64, i64)> {
 }
 
 fn archive_error(err: tokio_postgres::Error) -> BackendError {
-    BackendError::Archive(err.to_string())
+    BackendError::Archive(describe(&err))
+}
+
+/// What went wrong, in full: the server's own message and code for a database error (the
+/// driver's `Display` says only "db error"), else the error and its causes.
+fn describe(err: &tokio_postgres::Error) -> String {
+    if let Some(db) = err.as_db_error() {
+        return format!("{} ({}): {}", db.severity(), db.code().code(), db.message());
+    }
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[cfg(test)]

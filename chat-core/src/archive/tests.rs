@@ -32,17 +32,20 @@ impl Archive for Vector {
     fn page<'a>(
         &'a self,
         room: &'a RoomId,
-        before: &'a MessageId,
+        before: Option<&'a MessageId>,
         limit: usize,
     ) -> Reply<'a, HistoryPage> {
         Box::pin(async move {
             if self.down.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(BackendError::Archive("down".into()));
             }
-            let before: u64 = before
-                .as_str()
-                .parse()
-                .map_err(|_| BackendError::InvalidCursor)?;
+            let before: u64 = match before {
+                Some(before) => before
+                    .as_str()
+                    .parse()
+                    .map_err(|_| BackendError::InvalidCursor)?,
+                None => u64::MAX,
+            };
             let kept = self.kept.lock().unwrap();
             let mut older: Vec<&(u64, Archived)> = kept
                 .iter()
@@ -126,4 +129,39 @@ async fn pages_go_on_from_the_archive_and_a_failing_archive_shortens_the_page() 
     assert_eq!(short.next_before, Some(MessageId::new("8")));
     let err = history.page(&room, short.next_before.as_ref(), 5).await;
     assert!(matches!(err, Err(BackendError::Archive(_))), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_room_the_backend_no_longer_has_is_read_from_the_archive() {
+    let archive = Arc::new(Vector::default());
+    let backend = MemoryCluster::default()
+        .node()
+        .with_archive(archive.clone());
+    // Archived long ago; the backend has nothing of the room any more.
+    let room = RoomId::new("quiet");
+    for id in 1..=4u64 {
+        archive.keep(Archived {
+            room: room.clone(),
+            id: MessageId::new(id.to_string()),
+            frame: crate::protocol::wire::room_message(
+                &id.to_string(),
+                &room,
+                &User::new("ann", "Ann"),
+                "old",
+                1,
+            ),
+        });
+    }
+    let history = &backend.history;
+    let newest = history.page(&room, None, 3).await.unwrap();
+    assert_eq!(ids(&newest), ["2", "3", "4"]);
+    assert_eq!(newest.next_before, Some(MessageId::new("2")));
+    let rest = history
+        .page(&room, newest.next_before.as_ref(), 3)
+        .await
+        .unwrap();
+    assert_eq!((ids(&rest), rest.next_before), (vec!["1".to_owned()], None));
+    // A room neither has is empty, not an error.
+    let none = history.page(&RoomId::new("new"), None, 3).await.unwrap();
+    assert!(none.messages.is_empty() && none.next_before.is_none());
 }
