@@ -9,7 +9,7 @@ use chat_tower::{chat_core::backend::redis::RedisConfig, ChatBuilder};
 use roomcast_tests::{
     postgres_server::PostgresServer, redis_server::RedisServer, unlimited, Client, Server,
 };
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// An instance on `redis` keeping 5 messages per room (Redis trims to about that, 100 at a
 /// time), archiving into `pg`.
@@ -62,6 +62,16 @@ async fn all_ids(
     room: &str,
     limit: usize,
 ) -> Result<Vec<String>, u16> {
+    paged_ids(server, token, &format!("/rooms/{room}/messages"), limit).await
+}
+
+/// [`all_ids`] of any history at `path` (a room's, a conversation's).
+async fn paged_ids(
+    server: &Server,
+    token: &str,
+    path: &str,
+    limit: usize,
+) -> Result<Vec<String>, u16> {
     let mut pages: Vec<Vec<String>> = Vec::new();
     let mut before: Option<String> = None;
     for _ in 0..100 {
@@ -72,7 +82,7 @@ async fn all_ids(
         let (status, page) = server
             .api
             .with_token(token)
-            .get(&format!("/rooms/{room}/messages{query}"))
+            .get(&format!("{path}{query}"))
             .await;
         if status != 200 {
             return Err(status);
@@ -196,6 +206,82 @@ async fn history_goes_on_from_the_archive_past_redis_on_every_instance_and_after
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_messages_go_on_from_the_archive_past_redis_on_every_instance() {
+    let redis = RedisServer::start().await;
+    let pg = PostgresServer::start().await;
+    let a = instance(&redis, &pg).await;
+    let b = instance(&redis, &pg).await;
+    // Ann on A and Bob on B share a room (the default policy for direct messages).
+    let room = a.api.create_room("shared").await;
+    let (ann, bob) = (
+        a.api.join_room(&room, "ann").await,
+        b.api.join_room(&room, "bob").await,
+    );
+    let mut ann_ws = Client::connect(a.addr, ann["websocketUrl"].as_str().unwrap()).await;
+    let mut bob_ws = Client::connect(b.addr, bob["websocketUrl"].as_str().unwrap()).await;
+    ann_ws.join(&room).await;
+    bob_ws.join(&room).await;
+    ann_ws.await_arrivals(&room, &["bob".to_owned()]).await;
+    let mut sent = Vec::new();
+    for i in 0..40 {
+        let (from, to, peer) = if i % 3 == 2 {
+            (&mut bob_ws, &mut ann_ws, &ann)
+        } else {
+            (&mut ann_ws, &mut bob_ws, &bob)
+        };
+        from.send(json!({"type": "direct", "to": peer["user"]["id"], "body": format!("d{i}")}))
+            .await;
+        sent.push(from.expect("ack").await["id"].as_str().unwrap().to_owned());
+        assert_eq!(to.expect("direct").await["body"], format!("d{i}"));
+    }
+    let started = Instant::now();
+    loop {
+        let row = pg
+            .client()
+            .await
+            .query_one("SELECT count(*) FROM roomcast_messages_dm", &[])
+            .await
+            .unwrap();
+        if row.get::<_, i64>(0) == 40 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "not archived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Redis keeps 5 of them; the rest come from the archive, for both users, on both
+    // instances, in the order they were sent.
+    let (ann_id, bob_id) = (
+        ann["user"]["id"].as_str().unwrap(),
+        bob["user"]["id"].as_str().unwrap(),
+    );
+    let (lo, hi) = if ann_id <= bob_id {
+        (ann_id, bob_id)
+    } else {
+        (bob_id, ann_id)
+    };
+    let mut conn = redis.conn().await;
+    let kept: usize = redis::cmd("ZCARD")
+        .arg(format!("roomcast:dm:{{{}:{lo}:{hi}}}", lo.len()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(kept, 5);
+    let ann_token = ann["token"].as_str().unwrap();
+    let bob_token = bob["token"].as_str().unwrap();
+    for (server, token, peer, limit) in [
+        (&a, ann_token, bob_id, 200),
+        (&b, bob_token, ann_id, 7),
+        (&b, ann_token, bob_id, 5),
+    ] {
+        let path = format!("/directs/{peer}/messages");
+        assert_eq!(
+            paged_ids(server, token, &path, limit).await,
+            Ok(sent.clone())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_table_may_be_any_name_that_fits_and_a_refusal_says_why() {
     use chat_tower::chat_core::{
         archive::{
@@ -211,7 +297,7 @@ async fn the_table_may_be_any_name_that_fits_and_a_refusal_says_why() {
         ..ArchiveConfig::default()
     };
     // A reserved word, and the longest name whose index name still fits.
-    for table in ["order", &"t".repeat(56)] {
+    for table in ["order", &"t".repeat(52)] {
         let archive = PostgresArchive::connect(&pg.url(), config(table))
             .await
             .unwrap();
@@ -234,7 +320,7 @@ async fn the_table_may_be_any_name_that_fits_and_a_refusal_says_why() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let too_long = PostgresArchive::connect(&pg.url(), config(&"t".repeat(57))).await;
+    let too_long = PostgresArchive::connect(&pg.url(), config(&"t".repeat(53))).await;
     assert!(
         matches!(too_long, Err(BackendError::Archive(_))),
         "{too_long:?}"

@@ -4,7 +4,9 @@
 //! With an [`Archive`] ([`Backend::with_archive`]) every room message is also handed to the
 //! archive as it is published, and a history page that reaches past the oldest message the
 //! backend still has goes on from the archive, with the same ids and frames: a client pages
-//! back through both without noticing the seam.
+//! back through both without noticing the seam. Direct messages the same way: each one the
+//! backend kept in its conversation's history is handed over, and a conversation's pages go
+//! on from the archive.
 //!
 //! - `mod` (this file): the [`Archive`] trait, [`Archived`], and the two wrappers that
 //!   [`Backend::with_archive`] puts around the backend's broker (hand over what was
@@ -25,10 +27,12 @@ use bytes::Bytes;
 
 use crate::{
     backend::{
+        broker::DirectSent,
         broker::{Broker, Control, Envelope, NewDirect, NewRoomMessage, NodeId, Topic},
-        history::{ConversationCursor, ConversationPage, HistoryPage, HistoryStore},
+        history::{conversation, ConversationCursor, ConversationPage, HistoryPage, HistoryStore},
         Backend, Reply,
     },
+    error::BackendError,
     protocol::{wire, MessageId, RoomId, RoomMessage, UserId},
 };
 
@@ -44,7 +48,23 @@ pub struct Archived {
     pub frame: Bytes,
 }
 
+/// A direct message the backend kept in its conversation's history, as the archive keeps it.
+#[derive(Clone, Debug)]
+pub struct ArchivedDirect {
+    /// The conversation's two users, the lesser id first (whoever sent).
+    pub users: (UserId, UserId),
+    /// The message's id (a UUIDv7: ids sort by time).
+    pub id: MessageId,
+    /// Its timestamp (Unix epoch milliseconds).
+    pub ts: i64,
+    /// The `direct` frame.
+    pub frame: Bytes,
+}
+
 /// Where room history goes beyond what the backend keeps.
+///
+/// The direct-message methods have defaults that keep nothing, so an archive written for
+/// rooms only still builds.
 pub trait Archive: Send + Sync + 'static {
     /// Takes a published message to keep, without waiting (stored in the background; keeping
     /// one twice keeps it once).
@@ -64,6 +84,24 @@ pub trait Archive: Send + Sync + 'static {
         before: Option<&'a MessageId>,
         limit: usize,
     ) -> Reply<'a, HistoryPage>;
+
+    /// Takes a direct message to keep, without waiting, as [`keep`](Self::keep). Default:
+    /// nothing is kept.
+    fn keep_direct(&self, message: ArchivedDirect) {
+        let _ = message;
+    }
+
+    /// Up to `limit` messages of the conversation of `users` (the lesser id first) older than
+    /// `before` (the newest without it), as [`page`](Self::page). Default: none.
+    fn direct_page<'a>(
+        &'a self,
+        users: (&'a UserId, &'a UserId),
+        before: Option<&'a MessageId>,
+        limit: usize,
+    ) -> Reply<'a, HistoryPage> {
+        let _ = (users, before, limit);
+        Box::pin(async { Ok(HistoryPage::default()) })
+    }
 }
 
 impl Backend {
@@ -118,11 +156,26 @@ impl Broker for ArchivingBroker {
         })
     }
 
-    fn publish_direct<'a>(
-        &'a self,
-        direct: NewDirect<'a>,
-    ) -> Reply<'a, crate::backend::broker::DirectSent> {
-        self.inner.publish_direct(direct)
+    fn publish_direct<'a>(&'a self, direct: NewDirect<'a>) -> Reply<'a, DirectSent> {
+        Box::pin(async move {
+            let kept = direct.keep.map(|keep| {
+                let (a, b) = conversation(keep.from, keep.to);
+                ArchivedDirect {
+                    users: (a.clone(), b.clone()),
+                    id: keep.id.clone(),
+                    ts: keep.ts,
+                    frame: direct.envelope.frame.clone(),
+                }
+            });
+            let sent = self.inner.publish_direct(direct).await?;
+            // What the backend kept: a message that reached the recipient or is held for
+            // them (a duplicate was kept the first time).
+            let backend_kept = matches!(sent, DirectSent::Held | DirectSent::Published(1..));
+            if let (Some(kept), true) = (kept, backend_kept) {
+                self.archive.keep_direct(kept);
+            }
+            Ok(sent)
+        })
     }
 
     fn release_held<'a>(&'a self, user: &'a UserId) -> Reply<'a, usize> {
@@ -160,53 +213,11 @@ impl HistoryStore for ArchivedHistory {
         limit: usize,
     ) -> Reply<'a, HistoryPage> {
         Box::pin(async move {
-            let mut page = self.inner.page(room, before, limit).await?;
-            if page.next_before.is_some() {
-                return Ok(page);
-            }
-            if page.messages.len() >= limit {
-                // A full page and nothing older in the backend: the archive may have more,
-                // so the page says where to go on (a next page that finds none is empty).
-                page.next_before = page
-                    .messages
-                    .first()
-                    .and_then(|frame| wire::message_key(frame))
-                    .map(|(_, id)| MessageId::new(id));
-                return Ok(page);
-            }
-            // The backend has nothing older: the archive goes on from its oldest message, or
-            // from `before` when the backend has nothing that old any more, or from the top
-            // when the backend has nothing of the room at all (a room quiet for longer than
-            // the backend keeps history, or a backend that lost it).
-            let oldest = match page.messages.first() {
-                Some(frame) => match wire::message_key(frame) {
-                    Some((_, id)) => Some(MessageId::new(id)),
-                    None => return Ok(page),
-                },
-                None => before.cloned(),
-            };
-            let older = match self
-                .archive
-                .page(room, oldest.as_ref(), limit - page.messages.len())
-                .await
-            {
-                Ok(older) => older,
-                // The archive is down (or catching up): what the backend had, and a cursor to
-                // ask again for the rest (which fails while it is down, rather than ending the
-                // history).
-                Err(err) if !page.messages.is_empty() => {
-                    tracing::warn!(cause = %err, "history archive unavailable: a shorter page");
-                    page.next_before = oldest;
-                    return Ok(page);
-                }
-                Err(err) => return Err(err),
-            };
-            let mut messages = older.messages;
-            messages.append(&mut page.messages);
-            Ok(HistoryPage {
-                messages,
-                next_before: older.next_before,
+            let page = self.inner.page(room, before, limit).await?;
+            go_on(page, before, limit, room_key, |oldest, limit| async move {
+                self.archive.page(room, oldest.as_ref(), limit).await
             })
+            .await
         })
     }
 
@@ -226,7 +237,22 @@ impl HistoryStore for ArchivedHistory {
         before: Option<&'a MessageId>,
         limit: usize,
     ) -> Reply<'a, HistoryPage> {
-        self.inner.direct_page(a, b, before, limit)
+        Box::pin(async move {
+            let page = self.inner.direct_page(a, b, before, limit).await?;
+            let users = conversation(a, b);
+            go_on(
+                page,
+                before,
+                limit,
+                wire::direct_key,
+                |oldest, limit| async move {
+                    self.archive
+                        .direct_page(users, oldest.as_ref(), limit)
+                        .await
+                },
+            )
+            .await
+        })
     }
 
     fn conversations<'a>(
@@ -237,6 +263,66 @@ impl HistoryStore for ArchivedHistory {
     ) -> Reply<'a, ConversationPage> {
         self.inner.conversations(user, before, limit)
     }
+}
+
+fn room_key(frame: &[u8]) -> Option<String> {
+    wire::message_key(frame).map(|(_, id)| id)
+}
+
+/// `page`, the backend's answer for `before`, going on from the archive (`older`) where the
+/// backend's history ends; `key` reads a frame's id.
+async fn go_on<F, Older>(
+    mut page: HistoryPage,
+    before: Option<&MessageId>,
+    limit: usize,
+    key: fn(&[u8]) -> Option<String>,
+    older: F,
+) -> Result<HistoryPage, BackendError>
+where
+    F: FnOnce(Option<MessageId>, usize) -> Older,
+    Older: std::future::Future<Output = Result<HistoryPage, BackendError>>,
+{
+    if page.next_before.is_some() {
+        return Ok(page);
+    }
+    if page.messages.len() >= limit {
+        // A full page and nothing older in the backend: the archive may have more, so the
+        // page says where to go on (a next page that finds none is empty).
+        page.next_before = page
+            .messages
+            .first()
+            .and_then(|frame| key(frame))
+            .map(MessageId::new);
+        return Ok(page);
+    }
+    // The backend has nothing older: the archive goes on from its oldest message, or from
+    // `before` when the backend has nothing that old any more, or from the top when the
+    // backend has nothing at all (quiet for longer than the backend keeps history, or a
+    // backend that lost it).
+    let oldest = match page.messages.first() {
+        Some(frame) => match key(frame) {
+            Some(id) => Some(MessageId::new(id)),
+            None => return Ok(page),
+        },
+        None => before.cloned(),
+    };
+    let older = match older(oldest.clone(), limit - page.messages.len()).await {
+        Ok(older) => older,
+        // The archive is down (or catching up): what the backend had, and a cursor to ask
+        // again for the rest (which fails while it is down, rather than ending the history).
+        Err(err) if !page.messages.is_empty() => {
+            tracing::warn!(cause = %err, "history archive unavailable: a shorter page");
+            page.next_before = oldest;
+            return Ok(page);
+        }
+        Err(err) => return Err(err),
+    };
+    let mut messages = older.messages;
+    messages.append(&mut page.messages);
+    Ok(HistoryPage {
+        messages,
+        next_before: older.next_before,
+    })
 }
 
 #[cfg(test)]

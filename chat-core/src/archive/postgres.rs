@@ -1,9 +1,12 @@
-//! [`PostgresArchive`]: room history in one PostgreSQL table, written in batches by a
-//! background task.
+//! [`PostgresArchive`]: room and direct-message history in two PostgreSQL tables, written in
+//! batches by a background task.
 //!
-//! The table (created if missing): `room text, ms int8, seq int8, frame bytea`, keyed by
-//! `(room, ms, seq)` (a Redis stream id is `ms-seq`, so the key orders a room's messages as
-//! its history does), with an index on `ms` for the age trim. [`PostgresArchive::keep`] puts
+//! The tables (created if missing): `<table>` `room text, ms int8, seq int8, frame bytea`,
+//! keyed by `(room, ms, seq)` (a Redis stream id is `ms-seq`, so the key orders a room's
+//! messages as its history does), and `<table>_dm` `a, b, id text COLLATE "C", ms int8, frame
+//! bytea`, keyed by `(a, b, id)` (the conversation's users, the lesser first; a UUIDv7's text
+//! in byte order is its time order); each with an index on `ms` for the age trim.
+//! [`PostgresArchive::keep`] puts
 //! a message on a bounded queue and returns; the writer takes up to [`ArchiveConfig::batch`]
 //! at a time and inserts them in one statement (`UNNEST` of arrays, `ON CONFLICT DO
 //! NOTHING`: a message kept twice is stored once). While the database is unreachable the
@@ -30,19 +33,23 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, Mutex};
 use tokio_postgres::{Client, NoTls};
 
-use super::{Archive, Archived};
+use super::{Archive, Archived, ArchivedDirect};
 use crate::{
-    backend::{history::HistoryPage, Reply},
+    backend::{
+        history::{direct_id, HistoryPage},
+        Reply,
+    },
     error::BackendError,
     logs::Throttled,
-    protocol::{now_ms, MessageId, RoomId},
+    protocol::{now_ms, MessageId, RoomId, UserId},
 };
 
 /// How the archive keeps messages.
 #[derive(Clone, Debug)]
 pub struct ArchiveConfig {
-    /// The table (letters, digits and `_`, starting with a letter or `_`; at most 56 bytes, so
-    /// that its index's name `<table>_ms` fits PostgreSQL's 63). Quoted in every statement:
+    /// The table of room messages; direct messages go to `<table>_dm` (letters, digits and
+    /// `_`, starting with a letter or `_`; at most 52 bytes, so that the names derived from it,
+    /// up to `<table>_dm_ms`, fit PostgreSQL's 63). Quoted in every statement:
     /// a reserved word works, and case counts. Default `roomcast_messages`.
     pub table: String,
     /// Messages waiting to be written; past it a message is not archived (counted in
@@ -69,7 +76,7 @@ impl Default for ArchiveConfig {
 /// Room history in PostgreSQL (see the [module docs](self)).
 pub struct PostgresArchive {
     shared: Arc<Shared>,
-    queue: mpsc::Sender<Archived>,
+    queue: mpsc::Sender<Item>,
 }
 
 impl std::fmt::Debug for PostgresArchive {
@@ -89,6 +96,22 @@ const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 /// The longest the hourly trim may take.
 const TRIM_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// What waits on the queue.
+enum Item {
+    Room(Archived),
+    Direct(ArchivedDirect),
+}
+
+impl Item {
+    /// The message's time as its id carries it, by which it sorts in its history.
+    fn ms(&self) -> Option<i64> {
+        match self {
+            Item::Room(m) => stream_id(m.id.as_str()).map(|(ms, _)| ms),
+            Item::Direct(m) => uuid_ms(m.id.as_str()),
+        }
+    }
+}
+
 struct Shared {
     url: String,
     config: ArchiveConfig,
@@ -98,7 +121,9 @@ struct Shared {
     unwritten_since: AtomicI64,
     insert: String,
     select: String,
-    trim: String,
+    insert_direct: String,
+    select_direct: String,
+    trim: [String; 2],
 }
 
 /// The shared connection, or when the last attempt to open one failed.
@@ -119,14 +144,14 @@ impl PostgresArchive {
     pub async fn connect(url: &str, config: ArchiveConfig) -> Result<Arc<Self>, BackendError> {
         let table = &config.table;
         let valid = !table.is_empty()
-            && table.len() <= 56
+            && table.len() <= 52
             && table
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_')
             && !table.as_bytes()[0].is_ascii_digit();
         if !valid {
             return Err(BackendError::Archive(format!(
-                "the table name {table:?} is not letters, digits and _ (at most 56, not starting with a digit)"
+                "the table name {table:?} is not letters, digits and _ (at most 52, not starting with a digit)"
             )));
         }
         let shared = Arc::new(Shared {
@@ -140,7 +165,19 @@ impl PostgresArchive {
                 "SELECT ms, seq, frame FROM \"{table}\" WHERE room = $1 AND (ms, seq) < ($2, $3) \
                  ORDER BY ms DESC, seq DESC LIMIT $4"
             ),
-            trim: format!("DELETE FROM \"{table}\" WHERE ms < $1"),
+            insert_direct: format!(
+                "INSERT INTO \"{table}_dm\" (a, b, id, ms, frame) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::bytea[]) \
+                 ON CONFLICT DO NOTHING"
+            ),
+            select_direct: format!(
+                "SELECT id, frame FROM \"{table}_dm\" WHERE a = $1 AND b = $2 AND id < $3 \
+                 ORDER BY id DESC LIMIT $4"
+            ),
+            trim: [
+                format!("DELETE FROM \"{table}\" WHERE ms < $1"),
+                format!("DELETE FROM \"{table}_dm\" WHERE ms < $1"),
+            ],
             client: Mutex::new(Connection::default()),
             unwritten_since: AtomicI64::new(i64::MAX),
             config: config.clone(),
@@ -149,7 +186,11 @@ impl PostgresArchive {
         timed(client.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS \"{table}\" (room text NOT NULL, ms int8 NOT NULL, \
              seq int8 NOT NULL, frame bytea NOT NULL, PRIMARY KEY (room, ms, seq)); \
-             CREATE INDEX IF NOT EXISTS \"{table}_ms\" ON \"{table}\" (ms)"
+             CREATE INDEX IF NOT EXISTS \"{table}_ms\" ON \"{table}\" (ms); \
+             CREATE TABLE IF NOT EXISTS \"{table}_dm\" (a text COLLATE \"C\" NOT NULL, \
+             b text COLLATE \"C\" NOT NULL, id text COLLATE \"C\" NOT NULL, ms int8 NOT NULL, \
+             frame bytea NOT NULL, PRIMARY KEY (a, b, id)); \
+             CREATE INDEX IF NOT EXISTS \"{table}_dm_ms\" ON \"{table}_dm\" (ms)"
         )))
         .await?;
         let (queue, rx) = mpsc::channel(config.queue.max(1));
@@ -168,16 +209,49 @@ impl PostgresArchive {
 
 impl Archive for PostgresArchive {
     fn keep(&self, message: Archived) {
-        if self.queue.try_send(message).is_err() {
-            crate::metrics::metrics().archive_dropped.increment(1);
-            static FULL: Throttled = Throttled::new();
-            if let Some(more) = FULL.admit() {
-                tracing::warn!(
-                    more_since_last_line = more,
-                    "history archive queue full: a room message was not archived"
-                );
-            }
-        }
+        self.enqueue(Item::Room(message));
+    }
+
+    fn keep_direct(&self, message: ArchivedDirect) {
+        self.enqueue(Item::Direct(message));
+    }
+
+    fn direct_page<'a>(
+        &'a self,
+        users: (&'a UserId, &'a UserId),
+        before: Option<&'a MessageId>,
+        limit: usize,
+    ) -> Reply<'a, HistoryPage> {
+        Box::pin(async move {
+            let (id, ms) = match before {
+                Some(before) => {
+                    let id = direct_id(before)?;
+                    (id, uuid_ms(id).ok_or(BackendError::InvalidCursor)?)
+                }
+                // Above every UUID's text.
+                None => ("g", i64::MAX),
+            };
+            self.shared.caught_up(before.is_some(), ms)?;
+            let client = self.shared.client().await?;
+            let want = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+            let (a, b) = (users.0.as_str(), users.1.as_str());
+            let rows = self
+                .shared
+                .settle(
+                    &client,
+                    timed(client.query(&self.shared.select_direct, &[&a, &b, &id, &want])).await,
+                )
+                .await?;
+            Ok(page_of(
+                rows.into_iter().map(|row| {
+                    (
+                        row.get::<_, String>(0),
+                        Bytes::from(row.get::<_, Vec<u8>>(1)),
+                    )
+                }),
+                limit,
+            ))
+        })
     }
 
     fn page<'a>(
@@ -191,13 +265,7 @@ impl Archive for PostgresArchive {
                 Some(before) => stream_id(before.as_str()).ok_or(BackendError::InvalidCursor)?,
                 None => (i64::MAX, i64::MAX),
             };
-            // Messages as old as `before` still waiting to be written (after an outage, and
-            // perhaps trimmed from the backend meanwhile): the page would have a gap.
-            if before.is_some() && self.shared.unwritten_since.load(Ordering::Acquire) <= ms {
-                return Err(BackendError::Archive(
-                    "catching up: older messages are still being written".into(),
-                ));
-            }
+            self.shared.caught_up(before.is_some(), ms)?;
             let client = self.shared.client().await?;
             let want = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
             let rows = self
@@ -208,24 +276,43 @@ impl Archive for PostgresArchive {
                         .await,
                 )
                 .await?;
-            let more = rows.len() > limit;
-            let mut page: Vec<(String, Bytes)> = rows
-                .into_iter()
-                .take(limit)
-                .map(|row| {
+            Ok(page_of(
+                rows.into_iter().map(|row| {
                     let (ms, seq): (i64, i64) = (row.get(0), row.get(1));
-                    let frame: Vec<u8> = row.get(2);
-                    (format!("{ms}-{seq}"), Bytes::from(frame))
-                })
-                .collect();
-            page.reverse();
-            Ok(HistoryPage {
-                next_before: more
-                    .then(|| page.first().map(|(id, _)| MessageId::new(id.as_str())))
-                    .flatten(),
-                messages: page.into_iter().map(|(_, frame)| frame).collect(),
-            })
+                    (format!("{ms}-{seq}"), Bytes::from(row.get::<_, Vec<u8>>(2)))
+                }),
+                limit,
+            ))
         })
+    }
+}
+
+/// A page from rows newest first (`limit` + 1 asked: one more means there is more).
+fn page_of(rows: impl Iterator<Item = (String, Bytes)>, limit: usize) -> HistoryPage {
+    let mut rows: Vec<(String, Bytes)> = rows.collect();
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    rows.reverse();
+    HistoryPage {
+        next_before: more
+            .then(|| rows.first().map(|(id, _)| MessageId::new(id.as_str())))
+            .flatten(),
+        messages: rows.into_iter().map(|(_, frame)| frame).collect(),
+    }
+}
+
+impl PostgresArchive {
+    fn enqueue(&self, message: Item) {
+        if self.queue.try_send(message).is_err() {
+            crate::metrics::metrics().archive_dropped.increment(1);
+            static FULL: Throttled = Throttled::new();
+            if let Some(more) = FULL.admit() {
+                tracing::warn!(
+                    more_since_last_line = more,
+                    "history archive queue full: a message was not archived"
+                );
+            }
+        }
     }
 }
 
@@ -282,9 +369,37 @@ impl Shared {
         result
     }
 
-    async fn insert(&self, batch: &[Archived]) -> Result<(), BackendError> {
+    /// An error if messages as old as `ms` (a page's `before`) still wait to be written
+    /// (after an outage, perhaps trimmed from the backend meanwhile): the page would have a
+    /// gap.
+    fn caught_up(&self, paging_back: bool, ms: i64) -> Result<(), BackendError> {
+        if paging_back && self.unwritten_since.load(Ordering::Acquire) <= ms {
+            return Err(BackendError::Archive(
+                "catching up: older messages are still being written".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn insert(&self, batch: &[Item]) -> Result<(), BackendError> {
         let (mut rooms, mut ms, mut seq, mut frames) = (vec![], vec![], vec![], vec![]);
-        for message in batch {
+        let (mut a, mut b, mut ids, mut dms, mut direct_frames) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        for item in batch {
+            let message = match item {
+                Item::Room(message) => message,
+                Item::Direct(message) => {
+                    let Some(at) = uuid_ms(message.id.as_str()) else {
+                        continue;
+                    };
+                    a.push(message.users.0.as_str());
+                    b.push(message.users.1.as_str());
+                    ids.push(message.id.as_str());
+                    dms.push(at);
+                    direct_frames.push(message.frame.as_ref());
+                    continue;
+                }
+            };
             // Only ids as Redis issues them order a room's history across restarts.
             let Some((m, s)) = stream_id(message.id.as_str()) else {
                 static OTHER: Throttled = Throttled::new();
@@ -301,12 +416,21 @@ impl Shared {
             seq.push(s);
             frames.push(message.frame.to_vec());
         }
-        if rooms.is_empty() {
+        if rooms.is_empty() && ids.is_empty() {
             return Ok(());
         }
         let client = self.client().await?;
-        let result = timed(client.execute(&self.insert, &[&rooms, &ms, &seq, &frames])).await;
-        self.settle(&client, result).await.map(|_| ())
+        if !rooms.is_empty() {
+            let result = timed(client.execute(&self.insert, &[&rooms, &ms, &seq, &frames])).await;
+            self.settle(&client, result).await?;
+        }
+        if !ids.is_empty() {
+            let result =
+                timed(client.execute(&self.insert_direct, &[&a, &b, &ids, &dms, &direct_frames]))
+                    .await;
+            self.settle(&client, result).await?;
+        }
+        Ok(())
     }
 }
 
@@ -339,7 +463,7 @@ async fn timed<T>(
 /// queue takes what comes meanwhile). Ends when the archive is dropped and the queue is
 /// drained; a batch that fails after that is tried three times in all, then counted as
 /// dropped.
-async fn write(shared: Arc<Shared>, mut rx: mpsc::Receiver<Archived>) {
+async fn write(shared: Arc<Shared>, mut rx: mpsc::Receiver<Item>) {
     let metrics = crate::metrics::metrics();
     let mut batch = Vec::with_capacity(shared.config.batch.max(1));
     while let Some(first) = rx.recv().await {
@@ -350,12 +474,7 @@ async fn write(shared: Arc<Shared>, mut rx: mpsc::Receiver<Archived>) {
                 Err(_) => break,
             }
         }
-        let oldest = batch
-            .iter()
-            .filter_map(|m| stream_id(m.id.as_str()))
-            .map(|(ms, _)| ms)
-            .min()
-            .unwrap_or(i64::MAX);
+        let oldest = batch.iter().filter_map(Item::ms).min().unwrap_or(i64::MAX);
         shared.unwritten_since.store(oldest, Ordering::Release);
         let mut backoff = Duration::from_millis(100);
         let mut tries = 0;
@@ -392,7 +511,12 @@ async fn write(shared: Arc<Shared>, mut rx: mpsc::Receiver<Archived>) {
 
 /// Deletes rows older than `max_age` once an hour, while the archive exists, on a connection
 /// of its own (a long delete does not hold the reads up).
-async fn trim(url: String, statement: String, shared: std::sync::Weak<Shared>, max_age: Duration) {
+async fn trim(
+    url: String,
+    statements: [String; 2],
+    shared: std::sync::Weak<Shared>,
+    max_age: Duration,
+) {
     let mut every = tokio::time::interval(Duration::from_secs(3600));
     loop {
         every.tick().await;
@@ -400,23 +524,34 @@ async fn trim(url: String, statement: String, shared: std::sync::Weak<Shared>, m
             return;
         }
         let floor = now_ms().saturating_sub(i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX));
-        let result = match open(&url).await {
-            Ok(client) => {
-                match tokio::time::timeout(TRIM_TIMEOUT, client.execute(&statement, &[&floor]))
+        let deletes = async {
+            let client = open(&url).await?;
+            for statement in &statements {
+                client
+                    .execute(statement, &[&floor])
                     .await
-                {
-                    Ok(done) => done.map(|_| ()).map_err(archive_error),
-                    Err(_) => Err(BackendError::Archive(format!(
-                        "{TIMED_OUT} after {TRIM_TIMEOUT:?}"
-                    ))),
-                }
+                    .map_err(archive_error)?;
             }
-            Err(err) => Err(err),
+            Ok::<_, BackendError>(())
+        };
+        let result = match tokio::time::timeout(TRIM_TIMEOUT, deletes).await {
+            Ok(done) => done,
+            Err(_) => Err(BackendError::Archive(format!(
+                "{TIMED_OUT} after {TRIM_TIMEOUT:?}"
+            ))),
         };
         if let Err(err) = result {
             tracing::warn!(cause = %err, "history archive trim failed; trying again in an hour");
         }
     }
+}
+
+/// The time a UUIDv7 `id` carries (its first 48 bits, milliseconds).
+fn uuid_ms(id: &str) -> Option<i64> {
+    let hex: String = id.chars().filter(|c| *c != '-').take(12).collect();
+    (hex.len() == 12)
+        .then(|| i64::from_str_radix(&hex, 16).ok())
+        .flatten()
 }
 
 /// A Redis stream id `ms-seq` (decimal, no sign or leading zero) as two `int8`s.

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::{Archive, Archived};
+use super::{Archive, Archived, ArchivedDirect};
 use crate::{
     backend::{
         broker::{NewRoomMessage, Origin},
@@ -13,13 +13,15 @@ use crate::{
         Reply,
     },
     error::BackendError,
-    protocol::{MessageId, RoomId, User},
+    protocol::{MessageId, RoomId, User, UserId},
 };
 
-/// Messages by their (numeric, memory backend) ids; `down` fails every read.
+/// Messages by their (numeric, memory backend) ids, direct messages by their UUIDs; `down`
+/// fails every read.
 #[derive(Default)]
 struct Vector {
     kept: Mutex<Vec<(u64, Archived)>>,
+    directs: Mutex<Vec<ArchivedDirect>>,
     down: std::sync::atomic::AtomicBool,
 }
 
@@ -27,6 +29,32 @@ impl Archive for Vector {
     fn keep(&self, message: Archived) {
         let id = message.id.as_str().parse().unwrap();
         self.kept.lock().unwrap().push((id, message));
+    }
+
+    fn keep_direct(&self, message: ArchivedDirect) {
+        self.directs.lock().unwrap().push(message);
+    }
+
+    fn direct_page<'a>(
+        &'a self,
+        users: (&'a UserId, &'a UserId),
+        before: Option<&'a MessageId>,
+        limit: usize,
+    ) -> Reply<'a, HistoryPage> {
+        Box::pin(async move {
+            let kept = self.directs.lock().unwrap();
+            let mut older: Vec<&ArchivedDirect> = kept
+                .iter()
+                .filter(|m| (&m.users.0, &m.users.1) == users)
+                .filter(|m| before.is_none_or(|b| m.id.as_str() < b.as_str()))
+                .collect();
+            older.sort_by(|x, y| x.id.as_str().cmp(y.id.as_str()));
+            let start = older.len().saturating_sub(limit);
+            Ok(HistoryPage {
+                next_before: (start > 0).then(|| older[start].id.clone()),
+                messages: older[start..].iter().map(|m| m.frame.clone()).collect(),
+            })
+        })
     }
 
     fn page<'a>(
@@ -164,4 +192,91 @@ async fn a_room_the_backend_no_longer_has_is_read_from_the_archive() {
     // A room neither has is empty, not an error.
     let none = history.page(&RoomId::new("new"), None, 3).await.unwrap();
     assert!(none.messages.is_empty() && none.next_before.is_none());
+}
+
+#[tokio::test]
+async fn direct_messages_the_backend_kept_are_archived_and_paged_on() {
+    use crate::backend::broker::{DirectSent, Envelope, Keep, NewDirect, Topic};
+    use crate::protocol::{DirectMessage, ServerFrame};
+
+    let archive = Arc::new(Vector::default());
+    let backend = MemoryCluster::with_history_per_room(3)
+        .node()
+        .with_archive(archive.clone());
+    let (ann, bob, cid) = (UserId::new("ann"), UserId::new("bob"), UserId::new("cid"));
+    backend
+        .broker
+        .subscribe(vec![Topic::User(bob.clone())])
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    // Ann writes to Bob (connected) five times, and once to Cid (nowhere, not held: the
+    // backend keeps nothing, and neither does the archive).
+    for (n, to) in [&bob, &bob, &bob, &bob, &bob, &cid].into_iter().enumerate() {
+        let id = MessageId::new(uuid::Uuid::now_v7().to_string());
+        let frame = ServerFrame::Direct(DirectMessage {
+            id: id.clone(),
+            from: User::new("ann", "Ann"),
+            to: to.clone(),
+            body: format!("d{n}"),
+            ts: 1,
+        })
+        .encode();
+        let sent = backend
+            .broker
+            .publish_direct(NewDirect {
+                envelope: Envelope {
+                    origin: Origin {
+                        node: backend.broker.node_id(),
+                        conn: None,
+                    },
+                    topic: Topic::User(to.clone()),
+                    frame,
+                },
+                copy_to: None,
+                dedup: None,
+                hold: None,
+                keep: Some(Keep {
+                    from: &ann,
+                    to,
+                    id: &id,
+                    ts: 1,
+                    listed: 10,
+                }),
+            })
+            .await
+            .unwrap();
+        if *to == bob {
+            assert_eq!(sent, DirectSent::Published(1));
+            ids.push(id.as_str().to_owned());
+        } else {
+            assert_eq!(sent, DirectSent::Published(0));
+        }
+    }
+    assert_eq!(
+        archive.directs.lock().unwrap().len(),
+        5,
+        "the kept ones, once"
+    );
+    let direct_ids = |page: &HistoryPage| -> Vec<String> {
+        page.messages
+            .iter()
+            .map(|f| crate::protocol::wire::direct_key(f).unwrap())
+            .collect()
+    };
+    // The backend keeps 3 of the conversation: a page of 4 takes one from the archive, from
+    // either side of the conversation.
+    let history = &backend.history;
+    let newest = history.direct_page(&bob, &ann, None, 4).await.unwrap();
+    assert_eq!(direct_ids(&newest), ids[1..]);
+    let rest = history
+        .direct_page(&ann, &bob, newest.next_before.as_ref(), 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        (direct_ids(&rest), rest.next_before),
+        (ids[..1].to_vec(), None)
+    );
+    let none = history.direct_page(&ann, &cid, None, 4).await.unwrap();
+    assert!(none.messages.is_empty());
 }

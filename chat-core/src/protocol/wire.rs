@@ -132,6 +132,18 @@ pub(crate) fn message_key(frame: &[u8]) -> Option<(RoomId, String)> {
     Some((probe.room?, probe.id?))
 }
 
+/// The id of a `direct` frame, or `None` for any other frame.
+pub(crate) fn direct_key(frame: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Probe {
+        #[serde(rename = "type")]
+        kind: String,
+        id: Option<String>,
+    }
+    let probe: Probe = serde_json::from_slice(frame).ok()?;
+    (probe.kind == "direct").then_some(probe.id).flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
