@@ -6,12 +6,12 @@
 //! from the broker's event stream and fans it out to its local connections. This is what makes
 //! a room's order the same on every node (the broker's order), and it makes loop prevention a
 //! property of the structure:
-//! - the receive path ([`crate::fanout`]) never publishes, so nothing received is re-published;
+//! - the receive path ((`crate::fanout`)) never publishes, so nothing received is re-published;
 //! - every [`Envelope`] carries its [`Origin`] (node id and connection id), and a node skips the
 //!   origin connection when it fans out, so the sender gets its `ack` and no echo, while the
 //!   sender's other connections (tabs) do receive the message.
 //!
-//! A topic is subscribed once per node, ref-counted by local interest ([`crate::fanout`]), never
+//! A topic is subscribed once per node, ref-counted by local interest ((`crate::fanout`)), never
 //! once per connection.
 //!
 //! # Backends
