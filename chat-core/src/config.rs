@@ -53,14 +53,15 @@ pub struct ChatConfig {
     /// Frames one connection may send in a burst above [`Self::rate_per_second`].
     /// Default 100.
     pub rate_burst: u32,
-    /// Per user, across all of that user's connections on this node: sustained room
-    /// messages per second. Over it a `message` is answered `rate_limited` with
+    /// Per user, across all of that user's connections on this node (and, with
+    /// [`Self::shared_user_limits`], on every node): sustained room messages per second. Over it a `message` is answered `rate_limited` with
     /// `retryAfterMs`. Default 20.
     pub user_messages_per_second: u32,
     /// Per user: room messages in a burst above [`Self::user_messages_per_second`].
     /// Default 40.
     pub user_messages_burst: u32,
-    /// Per user, on this node: sustained joins per second, WebSocket `join` and REST
+    /// Per user, on this node (and every node, see [`Self::shared_user_limits`]): sustained
+    /// joins per second, WebSocket `join` and REST
     /// `POST /join-room` alike (`rate_limited` or 429 over it). Default 10.
     pub user_joins_per_second: u32,
     /// Per user: joins in a burst above [`Self::user_joins_per_second`]. Default 20.
@@ -71,7 +72,8 @@ pub struct ChatConfig {
     /// pages over REST would; a full replay (about `outgoing_queue` messages) then costs
     /// about one burst of joins. Default 50.
     pub join_replay_per_token: usize,
-    /// Per user, on this node: sustained direct messages per second. Lower than room
+    /// Per user, on this node (and every node, see [`Self::shared_user_limits`]): sustained
+    /// direct messages per second. Lower than room
     /// messages: a direct message lands with one person who did not choose to be in a room
     /// with the sender's traffic. Default 10.
     pub user_directs_per_second: u32,
@@ -110,7 +112,8 @@ pub struct ChatConfig {
     /// delivered. At most a year. Default 7 days (how long a user who does not come back
     /// stays known).
     pub held_direct_max_age: Duration,
-    /// Per user, on this node: rooms a user may create a minute (a bucket of that many,
+    /// Per user, on this node (and every node, see [`Self::shared_user_limits`]): rooms a user
+    /// may create a minute (a bucket of that many,
     /// refilled evenly over the minute); over it `POST /create-room` is a 429 with
     /// `Retry-After`. Default 10.
     pub user_rooms_per_minute: u32,
@@ -122,6 +125,14 @@ pub struct ChatConfig {
     /// (`chat-tower`: the peer, or behind a proxy on the same host its `X-Forwarded-For`).
     /// Default 30.
     pub guests_per_minute: u32,
+    /// Count the per-user limits that refill (room messages, joins, direct messages, room
+    /// creations) for every node on the backend as well, so that a user with connections on
+    /// several instances gets each limit once, not once per instance: with Redis, in Redis by
+    /// its clock, inside the script that publishes a message (three commands more in it, no
+    /// round trip more) and in one call per join or room creation. Each node checks its own
+    /// bucket first, so a flood never reaches the backend. `false`: per node only. Default
+    /// `true`. (Open WebSockets are per node either way.)
+    pub shared_user_limits: bool,
     /// Per user, on this node: open WebSockets. The next upgrade is refused with 429 and
     /// `Retry-After` before upgrading; the open ones carry on. Default 32.
     pub max_connections_per_user: usize,
@@ -210,6 +221,7 @@ impl Default for ChatConfig {
             held_direct_max_age: Duration::from_secs(7 * 24 * 3600),
             user_rooms_per_minute: 10,
             guests_per_minute: 30,
+            shared_user_limits: true,
             max_connections_per_user: 32,
             history_page_default: 50,
             history_page_max: 200,

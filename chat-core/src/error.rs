@@ -28,6 +28,16 @@ pub enum BackendError {
     /// The history archive failed (`crate::archive`): unreachable, or it refused a statement.
     #[error("archive: {0}")]
     Archive(String),
+    /// Not a failure: the user is over a [`crate::Quota`] the backend counts for every node
+    /// (`ChatConfig::shared_user_limits`), so nothing was done. Becomes
+    /// [`Error::RateLimited`], never `unavailable`.
+    #[error("over the shared limit of {limit}; retry in {} ms", retry_after_ms(*retry_after))]
+    OverQuota {
+        /// Which limit.
+        limit: Limit,
+        /// How long until one is due.
+        retry_after: Duration,
+    },
     /// An error from Redis. Its type is this crate's [`RedisError`], so that the redis crate's
     /// version is no part of this API.
     #[cfg(feature = "redis")]
@@ -120,7 +130,7 @@ pub enum Error {
     #[error(
         "the chat backend is unavailable (a call that timed out may have been carried out): {0}"
     )]
-    Unavailable(#[from] BackendError),
+    Unavailable(BackendError),
     /// A page cursor that this chat never issued.
     #[error("invalid cursor: pass the `nextCursor` of the previous page, or none")]
     BadCursor,
@@ -183,6 +193,20 @@ pub struct ClientError {
     pub message: String,
     /// For a backend failure: the id under which the real error was logged.
     pub correlation_id: Option<String>,
+}
+
+impl From<BackendError> for Error {
+    /// [`Error::Unavailable`], but for [`BackendError::OverQuota`], which is
+    /// [`Error::RateLimited`] (and counted as such in the metrics).
+    fn from(err: BackendError) -> Self {
+        match err {
+            BackendError::OverQuota { limit, retry_after } => {
+                crate::metrics::metrics().rate_limited(limit);
+                Self::RateLimited { limit, retry_after }
+            }
+            err => Self::Unavailable(err),
+        }
+    }
 }
 
 impl Error {

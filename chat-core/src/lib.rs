@@ -54,6 +54,7 @@ pub use caller::Caller;
 pub use config::ChatConfig;
 pub use connection::Connection;
 pub use error::{BackendError, ClientError, Error, Limit};
+pub use limits::Quota;
 pub use node::{
     Chat, MemberPage, MessagePage, RoomDetails, RoomHandle, RoomPage, RoomSummary, UserHandle,
     ROOM_DETAILS_MEMBERS,

@@ -10,9 +10,9 @@
 //!
 //! The idle timeout keeps no timer per connection (an idle connection costs none): a timer
 //! exists only while something waits on the client, made when the wait starts and dropped
-//! when it ends. A request body that stops arriving ([`IdleBody`], while the handler waits
+//! when it ends. A request body that stops arriving (`IdleBody`, while the handler waits
 //! for its next bytes) closes the connection with no response; so does a write the client
-//! does not read ([`Guarded`], while a write is blocked: a response or a WebSocket's
+//! does not read (`Guarded`, while a write is blocked: a response or a WebSocket's
 //! frames). An idle keep-alive connection is hyper's header-read timeout's (it runs from
 //! the end of the previous response); an idle WebSocket is the chat's (its pings and
 //! `ChatConfig::idle_timeout`, from the node's keepalive sweep).

@@ -67,6 +67,11 @@ pub(crate) const FLAGS: &[(&str, &str, &str)] = &[
         "guests one client address may create a minute (default 30; see --trusted-proxies)",
     ),
     (
+        "--shared-user-limits",
+        "SHARED_USER_LIMITS",
+        "1 (default): the per-user limits above count for every instance on the Redis; 0: per instance only",
+    ),
+    (
         "--max-connections-per-user",
         "MAX_CONNECTIONS_PER_USER",
         "open WebSockets per user (default 32)",
@@ -110,9 +115,14 @@ pub(crate) fn usage() -> String {
         .collect()
 }
 
-/// Flags that accept 0: holding off (`--held-directs-per-user`: `recipient_offline`), or no
-/// guest's message held (`--held-directs-from-guests`: `inbox_full`).
-const ZERO_IS_OFF: &[&str] = &["--held-directs-per-user", "--held-directs-from-guests"];
+/// Flags that accept 0: holding off (`--held-directs-per-user`: `recipient_offline`), no
+/// guest's message held (`--held-directs-from-guests`: `inbox_full`), limits per instance only
+/// (`--shared-user-limits`).
+const ZERO_IS_OFF: &[&str] = &[
+    "--held-directs-per-user",
+    "--held-directs-from-guests",
+    "--shared-user-limits",
+];
 
 /// Sets what `flag` names in `config` to `value` (a whole number, at least 1; at least 0 for
 /// [`ZERO_IS_OFF`]).
@@ -137,6 +147,7 @@ pub(crate) fn apply(config: &mut ChatConfig, flag: &str, value: &str) -> anyhow:
         "--held-directs-from-guests" => config.held_directs_from_guests = size,
         "--user-rooms-per-minute" => config.user_rooms_per_minute = n,
         "--guests-per-minute" => config.guests_per_minute = n,
+        "--shared-user-limits" => config.shared_user_limits = n != 0,
         "--max-connections-per-user" => config.max_connections_per_user = size,
         "--frame-rate-per-second" => config.rate_per_second = n,
         "--frame-burst" => config.rate_burst = n,

@@ -167,8 +167,76 @@ async fn an_eleventh_room_within_a_minute_is_429_with_retry_after_and_others_sti
     // Another user on the same instance is not limited by Alice's quota.
     let (bob, _) = guest(&a, "bob").await;
     assert_eq!(create_room(&a, &bob, "bob's").await.0, 201);
-    // The quota is per instance: the same user on another instance has its own.
-    assert_eq!(create_room(&b, &alice, "elsewhere").await.0, 201);
+    // The quota counts for every instance: the same user on another instance is refused too.
+    let (status, retry_after, body) = create_room(&b, &alice, "elsewhere").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(retry_after.is_some(), "{body}");
+    // An instance configured with per-instance limits only has its own bucket.
+    let local = ChatConfig {
+        shared_user_limits: false,
+        ..ChatConfig::default()
+    };
+    let c = redis_instance_with(&redis, RedisConfig::default(), local).await;
+    assert_eq!(create_room(&c, &alice, "per instance").await.0, 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_tabs_on_two_instances_share_one_message_budget() {
+    let redis = RedisServer::start().await;
+    // Default limits: 20 messages a second, a burst of 40, per user. Each instance alone
+    // would take all of the 30 it gets here (under its burst): what it refuses, the limit
+    // counted for both refused.
+    let a = redis_instance_with(&redis, RedisConfig::default(), ChatConfig::default()).await;
+    let b = redis_instance_with(&redis, RedisConfig::default(), ChatConfig::default()).await;
+    let room = a.api.create_room("spread").await;
+    let (alice, _) = guest(&a, "alice").await;
+    let (carol, _) = guest(&b, "carol").await;
+    let mut carol = b.tab(&carol, &room).await;
+    let mut tabs = [a.tab(&alice, &room).await, b.tab(&alice, &room).await];
+    carol.drain_until_quiet(&room).await;
+
+    let started = Instant::now();
+    for i in 0..30 {
+        for (t, tab) in tabs.iter_mut().enumerate() {
+            let id = format!("t{t}-{i}");
+            tab.send(json!({"type": "message", "room": room, "body": id, "clientMsgId": id}))
+                .await;
+        }
+    }
+    let mut accepted = 0;
+    for tab in &mut tabs {
+        for reply in replies(tab, 30).await {
+            if reply["type"] == "ack" {
+                accepted += 1;
+            } else {
+                assert_eq!(reply["code"], "rate_limited", "{reply}");
+                assert!(reply["retryAfterMs"].as_u64().unwrap() > 0, "{reply}");
+            }
+        }
+    }
+    let took = started.elapsed();
+    let refilled = (took.as_secs_f64() * 20.0).ceil() as usize;
+    assert!(
+        (40..=(40 + refilled + 1).min(59)).contains(&accepted),
+        "{accepted} of 60 accepted in {took:?} (60: counted per instance)"
+    );
+
+    // Carol gets exactly what was accepted, nothing refused.
+    let (dave, _) = guest(&b, "dave").await;
+    let mut last = b.tab(&dave, &room).await;
+    last.say(&room, "last").await;
+    let mut delivered = 0;
+    loop {
+        let frame = carol.next().await;
+        if frame["type"] != "message" {
+            continue;
+        }
+        if frame["body"] == "last" {
+            break;
+        }
+        delivered += 1;
+    }
+    assert_eq!(delivered, accepted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

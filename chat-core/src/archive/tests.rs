@@ -118,6 +118,7 @@ async fn pages_go_on_from_the_archive_and_a_failing_archive_shortens_the_page() 
             body: format!("m{ts}"),
             ts,
             dedup: None,
+            quota: None,
         };
         backend.broker.publish_room_message(message).await.unwrap();
     }
@@ -243,6 +244,7 @@ async fn direct_messages_the_backend_kept_are_archived_and_paged_on() {
                     ts: 1,
                     listed: 10,
                 }),
+                charge: None,
             })
             .await
             .unwrap();

@@ -23,7 +23,10 @@ use std::{fmt, time::Duration};
 use bytes::Bytes;
 
 use super::Reply;
-use crate::protocol::{MessageId, RoomId, RoomMessage, User, UserId};
+use crate::{
+    limits::Quota,
+    protocol::{MessageId, RoomId, RoomMessage, User, UserId},
+};
 
 /// The id of one chat instance (node). Random per process start.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -120,6 +123,10 @@ pub struct NewRoomMessage {
     /// Publish it only if its sender did not send this `clientMsgId` to this room within the
     /// window; otherwise the first one is returned and nothing is published or stored.
     pub dedup: Option<Dedup>,
+    /// Take one of the sender's `quota` first, in the same step (after the `dedup` check: a
+    /// retry costs nothing): [`OverQuota`](crate::BackendError::OverQuota) when none is
+    /// left, and nothing is published or stored. `None` for the host's own sends.
+    pub quota: Option<Quota>,
 }
 
 /// What makes a send idempotent (contract v2, "Retrying is safe"): the sender's
@@ -166,6 +173,19 @@ pub struct NewDirect<'a> {
     pub hold: Option<Hold<'a>>,
     /// Keeping it in the history of the sender's and the recipient's conversation.
     pub keep: Option<Keep<'a>>,
+    /// Take one of the sender's quota first, in the same step (after the `dedup` check):
+    /// [`OverQuota`](crate::BackendError::OverQuota) when none is left, and nothing is
+    /// published, held or kept.
+    pub charge: Option<Charge<'a>>,
+}
+
+/// One of a user's [`Quota`] to take, for every node on the backend.
+#[derive(Clone, Copy, Debug)]
+pub struct Charge<'a> {
+    /// Whose.
+    pub user: &'a UserId,
+    /// Which limit, at which rate.
+    pub quota: Quota,
 }
 
 /// A direct message kept in the history of the conversation of its two users (read with
@@ -326,6 +346,11 @@ pub trait Broker: Send + Sync + 'static {
     ///
     /// With `keep` ([`Keep`]), a message that reached the recipient or is held for them is
     /// appended to their conversation's history in the same step. The default keeps nothing.
+    ///
+    /// With `charge` ([`Charge`]), one of the sender's quota is taken first, in the same step,
+    /// after the `dedup` check; [`OverQuota`](crate::BackendError::OverQuota) (nothing done)
+    /// when none is left.
+    /// The default takes nothing.
     fn publish_direct<'a>(&'a self, direct: NewDirect<'a>) -> Reply<'a, DirectSent> {
         let NewDirect {
             envelope, copy_to, ..

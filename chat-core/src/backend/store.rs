@@ -154,6 +154,16 @@ pub trait RoomStore: Send + Sync + 'static {
         block: std::net::IpAddr,
         per_minute: u32,
     ) -> Reply<'a, Result<(), Duration>>;
+    /// Takes one of `user`'s `quota`, counted for every node on this store (a join, a room
+    /// creation; messages take theirs inside the publish, [`NewRoomMessage::quota`]).
+    /// [`BackendError::OverQuota`](crate::error::BackendError::OverQuota) when none is left.
+    /// Default: nothing is counted (each node's own limits only).
+    ///
+    /// [`NewRoomMessage::quota`]: super::broker::NewRoomMessage::quota
+    fn take_quota<'a>(&'a self, user: &'a UserId, quota: crate::Quota) -> Reply<'a, ()> {
+        let _ = (user, quota);
+        Box::pin(std::future::ready(Ok(())))
+    }
     /// Up to when `user`'s tokens are void (Unix milliseconds), if a record is kept.
     fn tokens_revoked_until<'a>(&'a self, user: &'a UserId) -> Reply<'a, Option<i64>>;
 }

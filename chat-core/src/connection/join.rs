@@ -19,7 +19,8 @@ impl Connection {
     /// the room's other users get `user_joined` if this is the user's first connection there.
     /// Joining a room again just repeats the `joined` reply.
     ///
-    /// A join takes one of the user's join tokens on this node; a join with `since` is
+    /// A join takes one of the user's join tokens on this node (and, with
+    /// [`crate::ChatConfig::shared_user_limits`], on every node); a join with `since` is
     /// charged one more per [`crate::ChatConfig::join_replay_per_token`] messages it replayed.
     ///
     /// # Errors
@@ -27,8 +28,8 @@ impl Connection {
     /// [`Error::Unavailable`].
     pub async fn join(&mut self, room: &RoomId, since: Option<&MessageId>) -> Result<(), Error> {
         self.chat
-            .limits()
-            .check(&self.caller.user.id, Limit::Joins)?;
+            .take_limit(&self.caller.user.id, Limit::Joins)
+            .await?;
         // A room the host took this connection out of is left before it is joined again.
         self.leave_evicted_now().await;
         let chat = self.chat.clone();

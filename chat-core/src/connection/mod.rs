@@ -185,7 +185,7 @@ impl Connection {
     ///
     /// # Errors
     /// [`Error::BadFrame`] (too long a `clientMsgId`), [`Error::NotInRoom`],
-    /// [`Error::RateLimited`] (the user's room messages, on this node),
+    /// [`Error::RateLimited`] (the user's room messages, on this node or on every node),
     /// [`Error::EmptyBody`], [`Error::BodyTooLarge`], [`Error::Forbidden`],
     /// [`Error::Unavailable`].
     pub async fn send_message(&mut self, frame: SendMessageFrame) -> Result<AckFrame, Error> {
@@ -222,7 +222,7 @@ impl Connection {
     ///
     /// # Errors
     /// [`Error::BadFrame`], [`Error::RateLimited`] (the user's direct messages, on this
-    /// node), [`Error::EmptyBody`], [`Error::BodyTooLarge`],
+    /// node or on every node), [`Error::EmptyBody`], [`Error::BodyTooLarge`],
     /// [`Error::Forbidden`] (by default: the users share no room), [`Error::UserNotFound`]
     /// (nobody by that id ever connected or joined), [`Error::RecipientOffline`] (not
     /// connected anywhere, and the chat holds no messages: `ChatConfig::held_directs_per_user`

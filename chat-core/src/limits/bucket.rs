@@ -32,6 +32,14 @@ impl Rate {
         }
     }
 
+    /// One token every `interval` (at least a microsecond), `burst` at once (at least 1).
+    pub(crate) fn every(interval: Duration, burst: u32) -> Self {
+        Self {
+            per_second: 1.0 / interval.max(Duration::from_micros(1)).as_secs_f64(),
+            burst: f64::from(burst.max(1)),
+        }
+    }
+
     /// How long until a bucket holding `tokens` holds `want`.
     fn wait(&self, tokens: f64, want: f64) -> Duration {
         let seconds = (want - tokens).max(0.0) / self.per_second;

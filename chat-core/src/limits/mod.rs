@@ -1,8 +1,16 @@
 //! Per-user limits on a node: every connection of a user on this node shares them.
 //!
 //! - `bucket`: the token bucket ([`bucket::Rate`], [`bucket::Bucket`]) on tokio's clock;
-//! - `guests`: [`GuestLimits`], guests created per client address (no user to key them on),
-//!   kept by the memory backend for all its nodes (`RoomStore::admit_guest`).
+//! - `shared`: [`SharedLimits`], the buckets a memory backend keeps for all its nodes: guests
+//!   created per client address (no user to key them on, `RoomStore::admit_guest`) and each
+//!   user's [`Quota`]s (`RoomStore::take_quota`, and inside the publish of a room or direct
+//!   message).
+//!
+//! A user's limits are checked twice: here, on the node (cheap, and a flood never reaches the
+//! backend), then, with [`crate::ChatConfig::shared_user_limits`], by the backend for every
+//! node at once ([`Quota`]: in Redis, by Redis's clock, in the script that publishes a
+//! message, or one call for a join or a room creation), so that a user with connections on
+//! several instances gets the limits once, not once per instance.
 //!
 //! [`UserLimits`] holds, per user id, one bucket per [`Limit`] that refills (messages, joins,
 //! direct messages, room creations) and the count of the user's open connections, in one
@@ -23,9 +31,9 @@
 //! the tests pause.
 
 pub(crate) mod bucket;
-mod guests;
+mod shared;
 
-pub(crate) use self::guests::{client_block, GuestLimits};
+pub(crate) use self::shared::{client_block, SharedLimits};
 
 use std::{
     collections::HashMap,
@@ -72,6 +80,50 @@ impl std::fmt::Display for Limit {
     }
 }
 
+/// One per-user [`Limit`] as a backend counts it for every node at once: one every `interval`,
+/// `burst` at once after a quiet spell (a token bucket; Redis keeps it as GCRA, the key holding
+/// the bucket's "theoretical arrival time", by Redis's clock, so the instances' clocks do not
+/// matter). Made from [`crate::ChatConfig`]'s per-user limits, the same rates each node checks
+/// on its own first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Which limit (also which of the user's buckets).
+    pub limit: Limit,
+    /// The time one token is worth.
+    pub interval: Duration,
+    /// Tokens at once, after a quiet spell (at least 1).
+    pub burst: u32,
+}
+
+impl Quota {
+    /// `per_second` sustained, `burst` at once.
+    pub fn per_second(limit: Limit, per_second: u32, burst: u32) -> Self {
+        Self {
+            limit,
+            interval: Duration::from_secs(1) / per_second.max(1),
+            burst: burst.max(1),
+        }
+    }
+
+    /// `per_minute` a minute, all of them at once after a quiet minute.
+    pub fn per_minute(limit: Limit, per_minute: u32) -> Self {
+        Self {
+            limit,
+            interval: Duration::from_secs(60) / per_minute.max(1),
+            burst: per_minute.max(1),
+        }
+    }
+
+    /// How far ahead of now the bucket's arrival time may run: `interval × (burst − 1)`.
+    pub fn tolerance(&self) -> Duration {
+        self.interval * self.burst.max(1).saturating_sub(1)
+    }
+
+    pub(crate) fn rate(&self) -> Rate {
+        Rate::every(self.interval, self.burst)
+    }
+}
+
 /// The limits that refill, in the order of [`Entry::buckets`].
 const REFILLING: [Limit; 4] = [
     Limit::Messages,
@@ -94,6 +146,9 @@ const SHARDS: usize = 16;
 #[derive(Debug)]
 pub(crate) struct UserLimits {
     rates: [Rate; 4],
+    /// The same limits for the backend to count for every node, in the order of `REFILLING`
+    /// (`None`: [`crate::ChatConfig::shared_user_limits`] is off).
+    quotas: Option<[Quota; 4]>,
     max_connections: u32,
     replay_per_token: usize,
     hasher: std::collections::hash_map::RandomState,
@@ -149,6 +204,26 @@ impl UserLimits {
                 Rate::per_second(config.user_directs_per_second, config.user_directs_burst),
                 Rate::per_minute(config.user_rooms_per_minute),
             ],
+            quotas: config.shared_user_limits.then(|| {
+                [
+                    Quota::per_second(
+                        Limit::Messages,
+                        config.user_messages_per_second,
+                        config.user_messages_burst,
+                    ),
+                    Quota::per_second(
+                        Limit::Joins,
+                        config.user_joins_per_second,
+                        config.user_joins_burst,
+                    ),
+                    Quota::per_second(
+                        Limit::Directs,
+                        config.user_directs_per_second,
+                        config.user_directs_burst,
+                    ),
+                    Quota::per_minute(Limit::RoomCreations, config.user_rooms_per_minute),
+                ]
+            }),
             max_connections: u32::try_from(config.max_connections_per_user.max(1))
                 .unwrap_or(u32::MAX),
             replay_per_token: config.join_replay_per_token.max(1),
@@ -209,6 +284,13 @@ impl UserLimits {
                 crate::metrics::metrics().rate_limited(limit);
                 Error::RateLimited { limit, retry_after }
             })
+    }
+
+    /// `limit` as the backend counts it for every node, if it does
+    /// ([`crate::ChatConfig::shared_user_limits`]; only the limits that refill).
+    pub(crate) fn quota(&self, limit: Limit) -> Option<Quota> {
+        let i = REFILLING.iter().position(|l| *l == limit)?;
+        self.quotas.map(|quotas| quotas[i])
     }
 
     /// Charges `user`'s joins for a replay of `replayed` messages, after the fact: one token

@@ -149,7 +149,7 @@ fn an_entry_is_32_bytes_and_a_permit_16() {
 
 #[tokio::test(start_paused = true)]
 async fn guests_are_limited_per_address_an_ipv6_client_by_its_64_and_idle_addresses_swept() {
-    let guests = GuestLimits::default();
+    let guests = SharedLimits::default();
     let per_minute = ChatConfig::default().guests_per_minute;
     let ip = |s: &str| client_block(s.parse::<std::net::IpAddr>().unwrap());
     let passes = |address: &str, n: usize| {

@@ -324,6 +324,24 @@ impl Chat {
         &self.inner.limits
     }
 
+    /// Takes one of `user`'s `limit` on this node, then (with
+    /// [`crate::ChatConfig::shared_user_limits`]) for every node on the backend: for a join or
+    /// a room creation (a message takes its shared one inside the publish).
+    ///
+    /// # Errors
+    /// [`Error::RateLimited`]; [`Error::Unavailable`] if the backend fails.
+    pub(crate) async fn take_limit(
+        &self,
+        user: &crate::protocol::UserId,
+        limit: crate::limits::Limit,
+    ) -> Result<(), Error> {
+        self.limits().check(user, limit)?;
+        if let Some(quota) = self.limits().quota(limit) {
+            self.backend().rooms.take_quota(user, quota).await?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn hub(&self) -> &Hub {
         &self.inner.hub
     }

@@ -95,8 +95,9 @@ impl Chat {
     /// defaults to "Room " and the first 8 characters of its id.
     ///
     /// # Errors
-    /// [`Error::RateLimited`] over the caller's room-creation quota on this node
-    /// ([`crate::ChatConfig::user_rooms_per_minute`]); [`Error::Forbidden`] if the policy
+    /// [`Error::RateLimited`] over the caller's room-creation quota
+    /// ([`crate::ChatConfig::user_rooms_per_minute`], on this node and, with
+    /// [`crate::ChatConfig::shared_user_limits`], on every node); [`Error::Forbidden`] if the policy
     /// refuses; [`Error::Unavailable`] if a store fails.
     pub async fn create_room(
         &self,
@@ -104,8 +105,8 @@ impl Chat {
         name: Option<String>,
         visibility: Visibility,
     ) -> Result<RoomInfo, Error> {
-        self.limits()
-            .check(&caller.user.id, crate::limits::Limit::RoomCreations)?;
+        self.take_limit(&caller.user.id, crate::limits::Limit::RoomCreations)
+            .await?;
         let id = uuid::Uuid::new_v4().to_string();
         let name = name.unwrap_or_else(|| format!("Room {}", &id[..8]));
         let event = CreateRoomEvent::new(caller.clone(), name.clone(), visibility);
@@ -305,8 +306,8 @@ impl Chat {
         room: &RoomId,
         invited: bool,
     ) -> Result<RoomInfo, Error> {
-        self.limits()
-            .check(&caller.user.id, crate::limits::Limit::Joins)?;
+        self.take_limit(&caller.user.id, crate::limits::Limit::Joins)
+            .await?;
         let info = self.room_info(room).await?;
         let is_member = self
             .backend()

@@ -6,11 +6,12 @@ use tracing::warn;
 use super::Chat;
 use crate::{
     backend::broker::{
-        ConnId, Dedup, DirectDedup, DirectSent, Envelope, Hold, Keep, NewDirect, NewRoomMessage,
-        SenderCopy, Topic,
+        Charge, ConnId, Dedup, DirectDedup, DirectSent, Envelope, Hold, Keep, NewDirect,
+        NewRoomMessage, SenderCopy, Topic,
     },
     caller::Caller,
-    error::Error,
+    error::{BackendError, Error},
+    limits::Limit,
     protocol::{
         now_ms, AckFrame, DirectMessage, MessageId, RoomId, RoomMessage, ServerFrame, SystemEvent,
         SystemMessage, User, UserId,
@@ -208,6 +209,8 @@ impl Chat {
             body,
             ts: now_ms(),
             dedup: self.dedup(client_msg_id),
+            // A connection's send: the user's limit for every node too (not the host's sends).
+            quota: conn.and_then(|_| self.limits().quota(Limit::Messages)),
         };
         let metrics = crate::metrics::metrics();
         match self.backend().broker.publish_room_message(message).await {
@@ -216,7 +219,9 @@ impl Chat {
                 Ok(message)
             }
             Err(err) => {
-                metrics.publish_errors_room.increment(1);
+                if !matches!(err, BackendError::OverQuota { .. }) {
+                    metrics.publish_errors_room.increment(1);
+                }
                 Err(err.into())
             }
         }
@@ -294,12 +299,22 @@ impl Chat {
             dedup: check,
             hold,
             keep,
+            charge: conn
+                .and_then(|_| self.limits().quota(Limit::Directs))
+                .map(|quota| Charge {
+                    user: &sent_by,
+                    quota,
+                }),
         };
         let sent = backend
             .broker
             .publish_direct(direct)
             .await
-            .inspect_err(|_| metrics.publish_errors_direct.increment(1))?;
+            .inspect_err(|err| {
+                if !matches!(err, BackendError::OverQuota { .. }) {
+                    metrics.publish_errors_direct.increment(1);
+                }
+            })?;
         let reached = match sent {
             DirectSent::Published(reached) => reached,
             DirectSent::Duplicate { id, ts, held } => {

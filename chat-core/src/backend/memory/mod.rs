@@ -38,7 +38,7 @@ use std::{
 use super::{broker::NodeId, events, Backend, Reply};
 use crate::{
     error::BackendError,
-    protocol::{RoomId, User},
+    protocol::{RoomId, User, UserId},
     sync::lock,
 };
 
@@ -85,8 +85,9 @@ struct Inner {
     pubsub: Mutex<pubsub::PubSub>,
     rooms: Mutex<rooms::Rooms>,
     presence: Mutex<presence::Presence>,
-    /// Guests created per client address, for every node of the cluster.
-    guests: crate::limits::GuestLimits,
+    /// Guests created per client address and each user's quotas, for every node of the
+    /// cluster.
+    limits: crate::limits::SharedLimits,
     /// When idle rooms were last swept.
     swept: Mutex<Option<std::time::Instant>>,
 }
@@ -146,6 +147,19 @@ impl MemoryCluster {
 struct MemoryNode {
     id: NodeId,
     cluster: Arc<Inner>,
+}
+
+impl MemoryNode {
+    /// Takes one of `user`'s `quota` (under no other lock: the shared limits have their own).
+    fn take_quota_now(&self, user: &UserId, quota: crate::Quota) -> Result<(), BackendError> {
+        self.cluster
+            .limits
+            .take_quota(user, quota)
+            .map_err(|retry_after| BackendError::OverQuota {
+                limit: quota.limit,
+                retry_after,
+            })
+    }
 }
 
 /// An answer that is ready at once: the in-memory stores do their work when called and never

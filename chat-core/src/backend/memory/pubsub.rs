@@ -134,6 +134,11 @@ impl Broker for MemoryNode {
                 }));
             }
         }
+        if let Some(quota) = msg.quota {
+            if let Err(err) = self.take_quota_now(&msg.from.id, quota) {
+                return ready(Err(err));
+            }
+        }
         let log = ps.logs.entry(msg.room.clone()).or_default();
         let seq = log.next_seq();
         let id = seq.to_string();
@@ -171,6 +176,7 @@ impl Broker for MemoryNode {
             dedup,
             hold,
             keep,
+            charge,
         } = direct;
         // Only a known recipient's messages are held (rooms before pub/sub: the lock order).
         let hold = hold.filter(|hold| self.knows(hold.to));
@@ -183,6 +189,11 @@ impl Broker for MemoryNode {
         if let Some((key, _)) = &key {
             if let Some((id, ts, held)) = ps.sent.get(key) {
                 return ready(Ok(DirectSent::Duplicate { id, ts, held }));
+            }
+        }
+        if let Some(charge) = charge {
+            if let Err(err) = self.take_quota_now(charge.user, charge.quota) {
+                return ready(Err(err));
             }
         }
         let copy = copy_to.filter(|copy| {

@@ -342,7 +342,11 @@ impl RoomStore for MemoryNode {
         block: std::net::IpAddr,
         per_minute: u32,
     ) -> Reply<'a, Result<(), Duration>> {
-        ready(Ok(self.cluster.guests.check(block, per_minute)))
+        ready(Ok(self.cluster.limits.check(block, per_minute)))
+    }
+
+    fn take_quota<'a>(&'a self, user: &'a UserId, quota: crate::Quota) -> Reply<'a, ()> {
+        ready(self.take_quota_now(user, quota))
     }
 
     fn user_rooms<'a>(&'a self, user: &'a UserId, limit: usize) -> Reply<'a, Vec<RoomId>> {

@@ -22,6 +22,7 @@ fn msg(backend: &Backend, room: &RoomId, body: &str) -> NewRoomMessage {
         body: body.into(),
         ts: 1,
         dedup: None,
+        quota: None,
     }
 }
 
@@ -120,6 +121,7 @@ async fn a_direct_copy_goes_only_where_another_tab_can_get_it() {
             dedup: None,
             hold: None,
             keep: None,
+            charge: None,
         })
     };
     let topics = |rx: &mut crate::backend::Events| {

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use crate::{
     backend::broker::{NodeId, Topic},
+    limits::Limit,
     protocol::{RoomId, User, UserId},
 };
 
@@ -88,7 +89,24 @@ impl Keys {
         format!("{SEEN_NAME}{}", user.name)
     }
 
-    /// A client address's (or IPv6 /64's) guest bucket (`admit_guest.lua`).
+    /// A user's bucket of one [`Limit`] counted for every instance (`gcra.lua`): in the
+    /// user's slot.
+    pub(super) fn quota(&self, user: &UserId, limit: Limit) -> String {
+        self.user_key(
+            user,
+            match limit {
+                Limit::Messages => "q:msg",
+                Limit::Joins => "q:join",
+                Limit::Directs => "q:dm",
+                Limit::RoomCreations => "q:rooms",
+                Limit::Connections => "q:conns",
+                // Guests are counted per client address (`Keys::guest_bucket`), not per user.
+                Limit::Guests => "q:guests",
+            },
+        )
+    }
+
+    /// A client address's (or IPv6 /64's) guest bucket (`take_quota.lua`).
     pub(super) fn guest_bucket(&self, block: std::net::IpAddr) -> String {
         format!("{}:guests:{{{block}}}", self.prefix)
     }

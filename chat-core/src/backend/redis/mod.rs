@@ -373,6 +373,11 @@ impl RedisNode {
     }
 }
 
+/// A duration in whole microseconds, as the quota scripts take it (`gcra.lua`).
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// `EVALSHA <script's hash> <numkeys>`: the start of a command for [`RedisNode::eval`], with
 /// room for `args` keys and arguments of `bytes` bytes in all (an estimate: the command
 /// grows past it if need be).

@@ -8,7 +8,7 @@ use std::{
 
 use redis::AsyncCommands;
 
-use super::{envelope, evalsha, keys, RedisNode};
+use super::{envelope, evalsha, keys, micros, RedisNode};
 use crate::{
     backend::{
         broker::{
@@ -18,6 +18,7 @@ use crate::{
         Reply,
     },
     error::BackendError,
+    limits::Quota,
     protocol::{now_ms, wire, MessageId, RoomId, RoomMessage, UserId},
     sync::lock,
 };
@@ -85,10 +86,19 @@ impl Broker for RedisNode {
             // the upkeep touches besides the stream: the other messages send a third fewer
             // bytes for Redis to parse (~330 of ~1,090 in W1).
             let upkeep = lock(&self.shared.upkeep).due(room, self.shared.config.upkeep_period());
-            let numkeys = if upkeep { 6 } else { 1 } + usize::from(dedup.is_some());
-            // Seven keys at most, each no longer than the buffer; nine arguments at most, two of
-            // them the frame's parts and the other ones short.
-            let bytes = numkeys * names.capacity() + unnumbered.rest().len() + head.len() + 128;
+            let quota = message
+                .quota
+                .map(|quota| (quota, keys.quota(&message.from.id, quota.limit)));
+            let numkeys = if upkeep { 6 } else { 1 }
+                + usize::from(dedup.is_some())
+                + usize::from(quota.is_some());
+            // Eight keys at most, each no longer than the buffer but the quota's; eleven
+            // arguments at most, two of them the frame's parts and the other ones short.
+            let bytes = numkeys * names.capacity()
+                + quota.as_ref().map_or(0, |(_, key)| key.len())
+                + unnumbered.rest().len()
+                + head.len()
+                + 160;
             let mut cmd = evalsha(script, numkeys, 16, bytes);
             cmd.arg(names.key("log"));
             if upkeep {
@@ -99,6 +109,9 @@ impl Broker for RedisNode {
             }
             if let Some((dedup, _)) = dedup {
                 cmd.arg(names.sent(&message.from.id, &dedup.client_msg_id));
+            }
+            if let Some((_, key)) = &quota {
+                cmd.arg(key);
             }
             cmd.arg(self.shared.config.history_per_room)
                 .arg(unnumbered.rest())
@@ -112,11 +125,18 @@ impl Broker for RedisNode {
                     0
                 })
                 .arg(self.shared.config.oldest_entry())
-                .arg(message.ts);
-            if let Some((dedup, _)) = dedup {
-                cmd.arg(window_ms(dedup));
-            }
+                .arg(message.ts)
+                .arg(dedup.map_or(0, |(dedup, _)| window_ms(dedup)));
+            match &quota {
+                Some((quota, _)) => cmd
+                    .arg(micros(quota.interval).max(1))
+                    .arg(micros(quota.tolerance())),
+                None => cmd.arg(0).arg(0),
+            };
             let (id, ts): (String, i64) = self.eval(script, &cmd).await?;
+            if let (true, Some((quota, _))) = (id.is_empty(), quota) {
+                return Err(over_quota(quota, ts));
+            }
             Ok(RoomMessage {
                 id: MessageId::new(id),
                 room: message.room,
@@ -137,6 +157,7 @@ impl Broker for RedisNode {
                 dedup,
                 hold,
                 keep,
+                charge,
             } = direct;
             let keys = &self.shared.keys;
             let config = &self.shared.config;
@@ -169,6 +190,7 @@ impl Broker for RedisNode {
                     ],
                 )
             });
+            let charge = charge.map(|c| (c.quota, keys.quota(c.user, c.quota.limit)));
             let copy_channel = copy_to
                 .as_ref()
                 .map(|copy| keys.channel(&copy.topic))
@@ -186,14 +208,16 @@ impl Broker for RedisNode {
                         + k.to.as_str().len()
                         + 96
                 })
+                + charge.as_ref().map_or(0, |(_, key)| key.len())
                 + channel.len()
                 + copy_channel.len()
                 + payload.len()
-                + 160;
+                + 200;
             let numkeys = usize::from(sent.is_some())
                 + if held.is_some() { 5 } else { 0 }
-                + if log.is_some() { 3 } else { 0 };
-            let mut cmd = evalsha(script, numkeys, 25, bytes);
+                + if log.is_some() { 3 } else { 0 }
+                + usize::from(charge.is_some());
+            let mut cmd = evalsha(script, numkeys, 27, bytes);
             if let Some((_, key)) = &sent {
                 cmd.arg(key);
             }
@@ -202,6 +226,9 @@ impl Broker for RedisNode {
             }
             if let Some((_, log_keys)) = &log {
                 cmd.arg(&log_keys[..]);
+            }
+            if let Some((_, key)) = &charge {
+                cmd.arg(key);
             }
             cmd.arg(channel)
                 .arg(copy_channel)
@@ -256,9 +283,18 @@ impl Broker for RedisNode {
                 Some((h, _)) => cmd.arg(u8::from(h.guest)).arg(h.max_from_guests),
                 None => cmd.arg(0).arg(0),
             };
+            match &charge {
+                Some((quota, _)) => cmd
+                    .arg(micros(quota.interval).max(1))
+                    .arg(micros(quota.tolerance())),
+                None => cmd.arg(0).arg(0),
+            };
             // -1: a duplicate, with the first one's id and ts; -2: the held list is full;
-            // -3: held.
+            // -3: held; -4: over the quota, `ts` the ms to wait.
             let (reached, id, ts, held): (i64, String, i64, i64) = self.eval(script, &cmd).await?;
+            if let (-4, Some((quota, _))) = (reached, charge) {
+                return Err(over_quota(quota, ts));
+            }
             Ok(match reached {
                 -1 => DirectSent::Duplicate {
                     id: MessageId::new(id),
@@ -337,6 +373,14 @@ impl Broker for RedisNode {
 }
 
 /// A dedup window in milliseconds for PEXPIRE (at least 1: 0 is refused).
+/// A script's "over the quota, wait `ms`".
+fn over_quota(quota: Quota, ms: i64) -> BackendError {
+    BackendError::OverQuota {
+        limit: quota.limit,
+        retry_after: Duration::from_millis(u64::try_from(ms).unwrap_or(0).max(1)),
+    }
+}
+
 fn window_ms(dedup: &Dedup) -> u64 {
     u64::try_from(dedup.window.as_millis())
         .unwrap_or(u64::MAX)

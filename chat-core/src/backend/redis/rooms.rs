@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use redis::AsyncCommands;
 
-use super::RedisNode;
+use super::{micros, RedisNode};
 use crate::{
     backend::{
         paging::{self, fetch, split_page},
@@ -17,6 +17,7 @@ use crate::{
         Reply,
     },
     error::BackendError,
+    limits::Quota,
     protocol::{RoomId, User, UserId},
 };
 
@@ -221,19 +222,23 @@ impl RoomStore for RedisNode {
         per_minute: u32,
     ) -> Reply<'a, Result<(), Duration>> {
         Box::pin(async move {
-            let wait_ms: u64 = self
-                .invoke(
-                    self.shared
-                        .scripts
-                        .admit_guest
-                        .key(self.shared.keys.guest_bucket(block))
-                        .arg(per_minute.max(1)),
-                )
-                .await?;
-            Ok(match wait_ms {
-                0 => Ok(()),
-                ms => Err(Duration::from_millis(ms)),
-            })
+            // The same bucket as a user's room creations: `per_minute`, all at once.
+            let quota = Quota::per_minute(crate::Limit::Guests, per_minute);
+            let bucket = self.shared.keys.guest_bucket(block);
+            Ok(self.take_quota_at(bucket, quota).await?.map_or(Ok(()), Err))
+        })
+    }
+
+    fn take_quota<'a>(&'a self, user: &'a UserId, quota: Quota) -> Reply<'a, ()> {
+        Box::pin(async move {
+            let bucket = self.shared.keys.quota(user, quota.limit);
+            match self.take_quota_at(bucket, quota).await? {
+                None => Ok(()),
+                Some(retry_after) => Err(BackendError::OverQuota {
+                    limit: quota.limit,
+                    retry_after,
+                }),
+            }
         })
     }
 
@@ -264,6 +269,26 @@ impl RoomStore for RedisNode {
 }
 
 impl RedisNode {
+    /// Takes one token of `quota` from the bucket at `key` (`take_quota.lua`): `None`, or how
+    /// long until one is due.
+    async fn take_quota_at(
+        &self,
+        key: String,
+        quota: Quota,
+    ) -> Result<Option<Duration>, BackendError> {
+        let wait_ms: u64 = self
+            .invoke(
+                self.shared
+                    .scripts
+                    .take_quota
+                    .key(key)
+                    .arg(micros(quota.interval))
+                    .arg(micros(quota.tolerance())),
+            )
+            .await?;
+        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
+    }
+
     /// One read of a listing page: the rooms, and the sort keys of the expired rooms met.
     async fn list_once(
         &self,

@@ -6,16 +6,17 @@ use redis::{aio::ConnectionManager, Script};
 
 use crate::error::BackendError;
 
-/// Declares [`Scripts`] with one field per script file, and `all()` to load them.
+/// Declares [`Scripts`] with one field per script, and `all()` to load them. A script is one
+/// file, or several (`"a.lua", "b.lua"`: the first ones define what the last one uses).
 macro_rules! scripts {
-    ($($(#[$doc:meta])* $name:ident = $file:literal;)*) => {
+    ($($(#[$doc:meta])* $name:ident = $($file:literal),+;)*) => {
         pub(super) struct Scripts {
             $($(#[$doc])* pub(super) $name: Script,)*
         }
 
         impl Scripts {
             pub(super) fn new() -> Self {
-                Self { $($name: Script::new(include_str!($file)),)* }
+                Self { $($name: Script::new(concat!($(include_str!($file)),+)),)* }
             }
 
             fn all(&self) -> impl Iterator<Item = &Script> {
@@ -27,9 +28,9 @@ macro_rules! scripts {
 
 scripts! {
     /// XADD a room message, then PUBLISH its frame with the entry id spliced in.
-    append_publish = "scripts/append_publish.lua";
+    append_publish = "scripts/gcra.lua", "scripts/append_publish.lua";
     /// PUBLISH a direct message, and the sender's copy where a tab can get it.
-    direct = "scripts/direct.lua";
+    direct = "scripts/gcra.lua", "scripts/direct.lua";
     /// PUBLISH the direct messages held for a user who was offline, and forget them.
     release_held = "scripts/release_held.lua";
     /// One more connection of a user in a room on a node (idempotent).
@@ -50,8 +51,9 @@ scripts! {
     remove_member = "scripts/remove_member.lua";
     /// A page of a room's members, or some of its online users, with their names.
     users_with_names = "scripts/users_with_names.lua";
-    /// One guest creation from a client address's bucket.
-    admit_guest = "scripts/admit_guest.lua";
+    /// One token of a bucket for every instance: a user's joins or room creations, guests
+    /// from one client address.
+    take_quota = "scripts/gcra.lua", "scripts/take_quota.lua";
     /// A page of a user's conversations (the other users by their last message's time).
     conversations = "scripts/conversations.lua";
 }

@@ -62,6 +62,7 @@ pub(crate) async fn conversations_list_the_latest_first_within_the_cap(backend: 
                 dedup: None,
                 hold: None,
                 keep: Some(keep),
+                charge: None,
             };
             broker.publish_direct(direct).await.unwrap();
         }

@@ -3,7 +3,8 @@
 //! order and the same answers. `listing`: rooms; `membership`: members, `share_a_room`,
 //! online users, cursors; `access`: a user's rooms in batches, token revocations;
 //! `presence`: exits, idempotent sends, held and kept direct messages; `conversations`: a
-//! user's list of conversations; `guests`: guests admitted per client address.
+//! user's list of conversations; `guests`: guests admitted per client address; `quotas`:
+//! users' limits counted for every node.
 
 mod access;
 mod conversations;
@@ -11,6 +12,7 @@ mod guests;
 mod listing;
 mod membership;
 mod presence;
+mod quotas;
 
 use std::future::Future;
 
@@ -31,6 +33,7 @@ pub(crate) use presence::{
     exits_are_idempotent_and_announce_once, guests_hold_only_their_share_of_an_inbox,
     sends_are_deduplicated,
 };
+pub(crate) use quotas::quotas_are_taken_per_user_before_anything_is_done;
 
 use super::{
     broker::{Envelope, Origin, Topic},
@@ -54,7 +57,8 @@ macro_rules! store_tests {
             directs_are_held_and_released_once, directs_are_kept_per_conversation,
             conversations_list_the_latest_first_within_the_cap,
             guests_hold_only_their_share_of_an_inbox,
-            guests_are_admitted_per_client_within_the_rate);
+            guests_are_admitted_per_client_within_the_rate,
+            quotas_are_taken_per_user_before_anything_is_done);
     };
     (@each $make:expr; $($name:ident),*) => {$(
         #[tokio::test]

@@ -21,7 +21,7 @@ use crate::{
 
 /// The frames published to this node's subscriptions until `marker` (published last), in
 /// order: what was published before it, and nothing else.
-async fn until_marker(backend: &mut Backend, topic: &Topic) -> Vec<Bytes> {
+pub(super) async fn until_marker(backend: &mut Backend, topic: &Topic) -> Vec<Bytes> {
     let origin = Origin {
         node: backend.broker.node_id(),
         conn: None,
@@ -114,6 +114,7 @@ pub(crate) async fn sends_are_deduplicated(backend: &mut Backend) {
         body: "hi".into(),
         ts,
         dedup: Some(dedup.clone()),
+        quota: None,
     };
     let (ann, bob) = (User::new("ann", "Ann"), User::new("bob", "Bob"));
     let broker = backend.broker.clone();
@@ -171,6 +172,7 @@ pub(crate) async fn sends_are_deduplicated(backend: &mut Backend) {
                     dedup: Some(check),
                     hold: None,
                     keep: None,
+                    charge: None,
                 })
                 .await
                 .unwrap()
@@ -241,6 +243,7 @@ pub(crate) async fn directs_are_held_and_released_once(backend: &mut Backend) {
                     dedup: None,
                     hold: Some(hold),
                     keep: None,
+                    charge: None,
                 })
                 .await
                 .unwrap()
@@ -355,6 +358,7 @@ pub(crate) async fn guests_hold_only_their_share_of_an_inbox(backend: &mut Backe
                 dedup: None,
                 hold: Some(hold),
                 keep: None,
+                charge: None,
             };
             broker.publish_direct(direct).await.unwrap()
         }
@@ -416,6 +420,7 @@ pub(crate) async fn directs_are_kept_per_conversation(backend: &mut Backend) {
             dedup: None,
             hold: None,
             keep: Some(keep),
+            charge: None,
         };
         broker.publish_direct(direct).await.unwrap();
         ids.push(id);

@@ -8,17 +8,26 @@
 -- returned. Checked here, in the step that appends, so that a retry after a timed-out call
 -- that ran all the same finds the first copy.
 -- `sent` holds "<id> <ts>" (ids hold no space).
+-- The sender's quota (ARGV[10] not '0'): one token is taken (take_quota, gcra.lua) after the
+-- `sent` check (a retry costs none); with none left nothing is done: returns {'', ms to wait}.
 -- KEYS: stream, then (only with the upkeep: ARGV[6] not '0') the room's info, members, order,
--- online, this node's connections in the room, then sent (optional). ARGV: maxlen, rest,
--- channel, head (envelope header and the frame up to the id), after_id, TTL in ms (or '0'),
--- min id, ts, window in ms (with `sent`).
+-- online, this node's connections in the room, then sent (when ARGV[9] is not '0'), then the
+-- sender's quota bucket (when ARGV[10] is not '0'). ARGV: maxlen, rest, channel, head
+-- (envelope header and the frame up to the id), after_id, TTL in ms (or '0'), min id, ts,
+-- window in ms (or '0': no `sent`), quota interval in µs (or '0': none), quota tolerance in µs.
 local upkeep = ARGV[6] ~= '0'
-local sent = KEYS[upkeep and 7 or 2]
+local sent = ARGV[9] ~= '0' and KEYS[upkeep and 7 or 2] or nil
 if sent then
   local first = redis.call('GET', sent)
   if first then
     local at = string.find(first, ' ', 1, true)
     return {string.sub(first, 1, at - 1), string.sub(first, at + 1)}
+  end
+end
+if ARGV[10] ~= '0' then
+  local wait = take_quota(KEYS[#KEYS], ARGV[10], ARGV[11])
+  if wait > 0 then
+    return {'', wait}
   end
 end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'r', ARGV[2])

@@ -22,15 +22,20 @@
 -- conversation goes to the top of both users' lists of conversations (sorted sets of the
 -- other user by the time ARGV[16] of the last message, never moved back), without those
 -- older than ARGV[23] (ms), at most ARGV[22] (the least recent go), their TTL the log's.
+-- The sender's quota (ARGV[26] not '0'): one token is taken (take_quota, gcra.lua) after the
+-- `sent` check (a retry costs none); with none left nothing is done: returns {-4, '', ms, 0}.
 -- KEYS: sent (when ARGV[12] is 1), then held, seen, legacy users, held:senders, held:guests
--- (when holding), then log, the sender's and the recipient's conversations (when keeping).
+-- (when holding), then log, the sender's and the recipient's conversations (when keeping),
+-- then the sender's quota bucket (when ARGV[26] is not '0').
 -- ARGV: recipient channel, sender channel ('' for none), payload, sender has others here, id,
 -- ts, dedup window in ms, hold at most (0: no hold), held until (ms), hold TTL (ms),
 -- recipient id, has `sent`, sender id, hold at most from one sender, keep, the message's ms,
 -- log at most, log floor id, log TTL (ms), sender id, recipient id, conversations at most,
--- conversations floor (ms), sender is a guest, hold at most from guests.
+-- conversations floor (ms), sender is a guest, hold at most from guests, quota interval (µs,
+-- or '0'), quota tolerance (µs).
 -- Returns {receivers (>= 0), id, ts, 0}, or {-1, first id, first ts, held (0 or 1)} (a
--- duplicate), {-2, '', 0, 0} (the recipient's held list is full), {-3, id, ts, 1} (held).
+-- duplicate), {-2, '', 0, 0} (the recipient's held list is full), {-3, id, ts, 1} (held),
+-- {-4, '', ms, 0} (over the quota).
 local k = 0
 local sent = nil
 if ARGV[12] == '1' then
@@ -47,6 +52,12 @@ if sent then
       return {-1, string.sub(first, 1, at - 1), string.sub(rest, 1, held_first - 1), 1}
     end
     return {-1, string.sub(first, 1, at - 1), rest, 0}
+  end
+end
+if ARGV[26] ~= '0' then
+  local wait = take_quota(KEYS[#KEYS], ARGV[26], ARGV[27])
+  if wait > 0 then
+    return {-4, '', wait, 0}
   end
 end
 local n = redis.call('PUBLISH', ARGV[1], ARGV[3])

@@ -363,6 +363,7 @@ async fn a_room_message_reloads_a_lost_script_and_names_the_room_keys() {
             client_msg_id: c.into(),
             window: Duration::from_secs(30),
         }),
+        quota: None,
     };
 
     let mut conn = redis.conn().await;
