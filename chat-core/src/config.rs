@@ -32,10 +32,10 @@ pub struct ChatConfig {
     /// TCP segment instead of one each. The first frame after a quiet spell is written at
     /// once. `Duration::ZERO` writes as frames come (no tick). Default 1 ms.
     pub write_coalesce: Duration,
-    /// The period of the flush tick while the node is behind: the dispatcher has a backlog
-    /// (see `fanout::tick`). Longer batches cost fewer
-    /// syscalls per frame, which is what a node short of CPU needs; a node with headroom stays
-    /// at `write_coalesce`, whatever its traffic. Set it to `write_coalesce` (or less) for a
+    /// The period of the flush tick while the node is behind: the dispatcher has a backlog,
+    /// its frames are late, or the process's threads wait for a core (see `fanout::tick`).
+    /// Longer batches cost fewer syscalls per frame, which is what a node short of CPU needs;
+    /// a node with headroom stays at `write_coalesce`, whatever its traffic. Set it to `write_coalesce` (or less) for a
     /// fixed period. Figures in `docs/perf.md` ("Flush tick"). Default 8 ms.
     pub write_coalesce_max: Duration,
     /// How often the server pings an idle connection. Default 20 s.

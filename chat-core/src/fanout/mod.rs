@@ -6,7 +6,8 @@
 //! published it. Nothing here publishes, so nothing received is ever re-published.
 //!
 //! - [`outbox`]: a connection's queue and the write state machine (inline writes, coalescing);
-//! - [`tick`]: the node's [`FlushTick`], which releases coalesced writes;
+//! - [`tick`]: the node's [`FlushTick`], which releases coalesced writes; `runqueue`: how long
+//!   the process's threads waited for a core (one of the tick's signs of load);
 //! - [`alarm`]: the [`Alarm`] a session polls (end causes, keepalive pings, rooms to leave);
 //! - `control`: the host's orders about a user (revoke, remove, leave a room) applied to the
 //!   user's local connections;
@@ -15,6 +16,7 @@
 mod alarm;
 mod control;
 mod outbox;
+mod runqueue;
 mod subscriptions;
 mod tick;
 mod write;

@@ -5,7 +5,10 @@ use std::{
 };
 
 use super::{
-    tick::{next_period, BEHIND_AGE_MS, BEHIND_MEAN, CALM_AGE8, CALM_MEAN},
+    tick::{
+        next_period, Load, BEHIND_AGE_MS, BEHIND_MEAN, BEHIND_WAITING, CALM_AGE8, CALM_MEAN,
+        CALM_WAITING,
+    },
     *,
 };
 use crate::backend::broker::Origin;
@@ -205,23 +208,60 @@ async fn frames_soon_after_a_write_wait_for_the_tick_and_leave_together() {
 fn the_tick_period_goes_long_only_while_the_node_is_behind() {
     let ms = Duration::from_millis;
     let (min, max) = (ms(1), ms(8));
+    let load = |backlog, age8, waiting| Load {
+        backlog,
+        age8,
+        waiting,
+    };
     // Keeping up: the shortest period, however much traffic there is.
-    assert_eq!(next_period(min, 0, 0, min, max), None);
+    assert_eq!(next_period(min, load(0, 0, 0), min, max), None);
     assert_eq!(
-        next_period(max, CALM_MEAN - 1, CALM_AGE8 - 1, min, max),
+        next_period(
+            max,
+            load(CALM_MEAN - 1, CALM_AGE8 - 1, CALM_WAITING - 1),
+            min,
+            max
+        ),
         Some(min)
     );
     // Behind: the longest, in one step.
-    assert_eq!(next_period(min, BEHIND_MEAN, 0, min, max), Some(max));
-    assert_eq!(next_period(max, 10_000, 0, min, max), None);
+    assert_eq!(
+        next_period(min, load(BEHIND_MEAN, 0, 0), min, max),
+        Some(max)
+    );
+    assert_eq!(next_period(max, load(10_000, 0, 0), min, max), None);
     // Frames already late when dispatched (the host's cores are busy): the longest too, and
     // kept until they are on time again.
-    assert_eq!(next_period(min, 0, BEHIND_AGE_MS * 8, min, max), Some(max));
-    assert_eq!(next_period(max, 0, CALM_AGE8, min, max), None);
-    assert_eq!(next_period(max, 0, CALM_AGE8 - 1, min, max), Some(min));
+    assert_eq!(
+        next_period(min, load(0, BEHIND_AGE_MS * 8, 0), min, max),
+        Some(max)
+    );
+    assert_eq!(next_period(max, load(0, CALM_AGE8, 0), min, max), None);
+    assert_eq!(
+        next_period(max, load(0, CALM_AGE8 - 1, 0), min, max),
+        Some(min)
+    );
+    // The process's threads waiting for a core (the host is short of cores, even if the
+    // dispatcher keeps up): the longest, until they mostly get one again.
+    assert_eq!(
+        next_period(min, load(0, 0, BEHIND_WAITING), min, max),
+        Some(max)
+    );
+    assert_eq!(next_period(max, load(0, 0, CALM_WAITING), min, max), None);
+    assert_eq!(
+        next_period(max, load(0, 0, CALM_WAITING - 1), min, max),
+        Some(min)
+    );
     // In between: kept (no flapping at the edge).
-    assert_eq!(next_period(max, CALM_MEAN, 0, min, max), None);
-    assert_eq!(next_period(min, BEHIND_MEAN - 1, 0, min, max), None);
+    assert_eq!(next_period(max, load(CALM_MEAN, 0, 0), min, max), None);
+    assert_eq!(
+        next_period(min, load(BEHIND_MEAN - 1, 0, 0), min, max),
+        None
+    );
+    assert_eq!(
+        next_period(min, load(0, 0, BEHIND_WAITING - 1), min, max),
+        None
+    );
 }
 
 /// The session takes `expected`, finds nothing more, and ends its write.

@@ -12,7 +12,7 @@ use std::{
 use futures_util::task::AtomicWaker;
 use tokio::time::Instant;
 
-use super::{Outbox, INLINE_PER_ENVELOPE};
+use super::{runqueue::RunQueue, Outbox, INLINE_PER_ENVELOPE};
 use crate::sync::lock;
 
 /// The node's flush tick. An outbox that gets a frame less than a period after its last write
@@ -26,10 +26,13 @@ use crate::sync::lock;
 /// while the node keeps up, and `write_coalesce_max` while it is behind: the events the
 /// dispatcher found waiting average [`BEHIND_MEAN`] or more, or the frames it dispatches are
 /// already [`BEHIND_AGE_MS`] old on average (from their publish time: the host's cores are
-/// busy, so frames queue before the dispatcher ever sees a backlog). Both are moving averages
-/// over the dispatcher's last eight or so events, looked at as each batch starts. It goes back
-/// to the shortest once both are under their calm marks ([`CALM_MEAN`], [`CALM_AGE8`]), or
-/// after a quiet spell. So a burst is met at once and not remembered once drained, and a node
+/// busy, so frames queue before the dispatcher ever sees a backlog), or the process's threads
+/// wait for a core ([`BEHIND_WAITING`]: the host's cores are short, even if this node keeps
+/// up, and fewer, larger writes leave more of them for everyone). The first two are moving
+/// averages over the dispatcher's last eight or so events, the third a reading over the last
+/// 100 ms or so (`runqueue`), looked at as each batch starts. It goes back to the shortest
+/// once all three are under their calm marks ([`CALM_MEAN`], [`CALM_AGE8`], [`CALM_WAITING`]),
+/// or after a quiet spell. So a burst is met at once and not remembered once drained, and a node
 /// with headroom adds at most the shortest period to a frame, however dense its rooms. The
 /// tick's own lateness is no signal: tokio's timer wakes up to a millisecond late on an idle
 /// runtime. The figures behind this are in `docs/perf.md` (session 8).
@@ -91,6 +94,16 @@ pub(crate) const BEHIND_AGE_MS: u64 = 4;
 
 /// The average age under which the node has caught up, in eighths of a millisecond (1 ms).
 pub(crate) const CALM_AGE8: u64 = 8;
+
+/// Threads of this process waiting for a core, on average, in thousandths (`runqueue`), that
+/// mean the host is short of cores. W1 at 10/s with two instances, Redis and the load generator
+/// on two cores reads 600–750 (and batching at `write_coalesce_max` then does 12–30% more
+/// deliveries per CPU-second at no worse p99); its rooms on spare cores (3 × 50) read about 240,
+/// and one room of 50 about 65 (`docs/perf.md`, session 14).
+pub(crate) const BEHIND_WAITING: u64 = 500;
+
+/// The average number of waiting threads (thousandths) under which the host has cores again.
+pub(crate) const CALM_WAITING: u64 = 250;
 
 /// tokio's timers fire on whole milliseconds, rounding a deadline up: a sleep this much
 /// shorter than the period ends within the period, never up to a millisecond past it.
@@ -193,6 +206,7 @@ impl FlushTick {
 
     async fn ticks(&self) {
         let mut batch = Vec::new();
+        let mut runqueue = RunQueue::default();
         loop {
             let waiting = Instant::now();
             std::future::poll_fn(|cx| self.poll_due(cx)).await;
@@ -202,13 +216,21 @@ impl FlushTick {
                 self.backlog8.0.store(0, Ordering::Relaxed);
                 self.age8.0.store(0, Ordering::Relaxed);
             }
-            let backlog = self.backlog();
-            let age8 = self.age8.0.load(Ordering::Relaxed);
-            if let Some(period) = next_period(self.period(), backlog, age8, self.min, self.max) {
+            let load = Load {
+                backlog: self.backlog(),
+                age8: self.age8.0.load(Ordering::Relaxed),
+                waiting: if self.max > self.min {
+                    runqueue.waiting_permille(now)
+                } else {
+                    0
+                },
+            };
+            if let Some(period) = next_period(self.period(), load, self.min, self.max) {
                 tracing::debug!(
                     ?period,
-                    backlog,
-                    age_ms = age8 as f64 / 8.0,
+                    backlog = load.backlog,
+                    age_ms = load.age8 as f64 / 8.0,
+                    waiting = load.waiting as f64 / 1_000.0,
                     "flush tick period"
                 );
                 self.set_period(period);
@@ -257,20 +279,34 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// What the tick reads of the node's load as a batch starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Load {
+    /// The dispatcher's average backlog (events).
+    pub(super) backlog: u64,
+    /// Its frames' average age, in eighths of a millisecond.
+    pub(super) age8: u64,
+    /// The process's threads waiting for a core on average, in thousandths.
+    pub(super) waiting: u64,
+}
+
 /// The period for the next batch, if it changes: the longest while the dispatcher's average
-/// backlog is [`BEHIND_MEAN`] events or more or its frames' average age (`age8`, in eighths of
-/// a millisecond) is [`BEHIND_AGE_MS`] or more, the shortest once both are under their calm
-/// marks, else unchanged (no flapping at the edge).
+/// backlog is [`BEHIND_MEAN`] events or more, or its frames' average age is
+/// [`BEHIND_AGE_MS`] or more, or the process's threads waiting for a core are
+/// [`BEHIND_WAITING`] or more; the shortest once all three are under their calm marks, else
+/// unchanged (no flapping at the edge).
 pub(super) fn next_period(
     period: Duration,
-    backlog: u64,
-    age8: u64,
+    load: Load,
     min: Duration,
     max: Duration,
 ) -> Option<Duration> {
-    let next = if backlog >= BEHIND_MEAN || age8 >= BEHIND_AGE_MS * 8 {
+    let next = if load.backlog >= BEHIND_MEAN
+        || load.age8 >= BEHIND_AGE_MS * 8
+        || load.waiting >= BEHIND_WAITING
+    {
         max
-    } else if backlog < CALM_MEAN && age8 < CALM_AGE8 {
+    } else if load.backlog < CALM_MEAN && load.age8 < CALM_AGE8 && load.waiting < CALM_WAITING {
         min
     } else {
         period
