@@ -332,3 +332,78 @@ async fn the_table_may_be_any_name_that_fits_and_a_refusal_says_why() {
     };
     assert!(why.contains("pg_class"), "{why}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_the_database_refuses_is_dropped_alone_and_the_queue_is_bounded_in_bytes() {
+    use chat_tower::chat_core::{
+        archive::{
+            postgres::{ArchiveConfig, PostgresArchive},
+            Archive, Archived, ArchivedDirect,
+        },
+        protocol::{now_ms, MessageId, RoomId, UserId},
+    };
+    let pg = PostgresServer::start().await;
+    let config = ArchiveConfig {
+        queue_bytes: 4096,
+        ..ArchiveConfig::default()
+    };
+    let archive = PostgresArchive::connect(&pg.url(), config).await.unwrap();
+    let room = RoomId::new("r");
+    let kept = |n: i64| Archived {
+        room: room.clone(),
+        id: MessageId::new(format!("{}-{n}", now_ms())),
+        frame: format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(180)).into(),
+    };
+    let direct = |from: &str| ArchivedDirect {
+        users: (UserId::new(from), UserId::new("zed")),
+        id: MessageId::new(uuid::Uuid::now_v7().to_string()),
+        ts: now_ms(),
+        frame: "{}".into(),
+    };
+    // A user id with a NUL, which a text column cannot hold (a host's identity may say
+    // anything): PostgreSQL refuses the batch for its data. The messages beside it and after
+    // it are archived all the same.
+    archive.keep_direct(direct("bad\0id"));
+    archive.keep_direct(direct("ann"));
+    archive.keep(kept(1));
+    let started = Instant::now();
+    loop {
+        let rooms = archive.page(&room, None, 10).await.unwrap().messages.len();
+        let (ann, zed) = (UserId::new("ann"), UserId::new("zed"));
+        let directs = archive
+            .direct_page((&ann, &zed), None, 10)
+            .await
+            .unwrap()
+            .messages
+            .len();
+        if (rooms, directs) == (1, 1) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "archived: {rooms} room messages, {directs} direct"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // While the database is stalled, what waits is bounded by its bytes (4 KiB here, about
+    // 14 of these 200-byte frames with their ids), not only by the count (100,000): the rest
+    // is dropped, and once it is back what was queued is written.
+    pg.pause();
+    for n in 2..=201 {
+        archive.keep(kept(n));
+    }
+    pg.resume();
+    let started = Instant::now();
+    let mut last = 0;
+    loop {
+        let have = archived(&pg).await;
+        if have > 1 && have == last {
+            break;
+        }
+        last = have;
+        assert!(started.elapsed() < Duration::from_secs(30), "{have}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!((2..=16).contains(&last), "{last} of 201 archived");
+}

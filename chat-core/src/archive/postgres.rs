@@ -11,7 +11,12 @@
 //! at a time and inserts them in one statement (`UNNEST` of arrays, `ON CONFLICT DO
 //! NOTHING`: a message kept twice is stored once). While the database is unreachable the
 //! writer retries its batch (backing off to 5 s) and the queue fills; past
-//! [`ArchiveConfig::queue`] a message is not archived, counted and logged. While messages
+//! [`ArchiveConfig::queue`] messages or [`ArchiveConfig::queue_bytes`] of frames a message is
+//! not archived, counted and logged. A message the database itself refuses (a data or
+//! integrity error, SQLSTATE class 22 or 23: say a user id with a NUL, which a `text` column
+//! cannot hold) would fail its batch for good: the batch is then written one message at a
+//! time, and the refused ones are dropped, counted and logged, so that the others and
+//! everything after them are archived. While messages
 //! older than a page's `before` still wait to be written, that page is an error, not a page
 //! with a gap (this instance's queue only: another instance catching up is not seen). Once an
 //! hour rows older than [`ArchiveConfig::max_age`] are deleted, on a connection of its own.
@@ -23,7 +28,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicI64, Ordering},
+        atomic::{AtomicI64, AtomicUsize, Ordering},
         Arc,
     },
     time::{Duration, Instant},
@@ -55,6 +60,10 @@ pub struct ArchiveConfig {
     /// Messages waiting to be written; past it a message is not archived (counted in
     /// `roomcast_archive_dropped_total`). Default 100,000.
     pub queue: usize,
+    /// Bytes of frames waiting to be written (the batch being written included); past it a
+    /// message is not archived (counted the same way), so that a database that is down costs
+    /// at most this much memory however large the messages. Default 64 MiB.
+    pub queue_bytes: usize,
     /// Messages written in one statement at most. Default 500.
     pub batch: usize,
     /// Rows older than this are deleted (once an hour); `None` keeps them for good. Default
@@ -67,6 +76,7 @@ impl Default for ArchiveConfig {
         Self {
             table: "roomcast_messages".into(),
             queue: 100_000,
+            queue_bytes: 64 << 20,
             batch: 500,
             max_age: Some(Duration::from_secs(365 * 24 * 3600)),
         }
@@ -103,6 +113,16 @@ enum Item {
 }
 
 impl Item {
+    /// What it holds in memory, about: its frame, its ids, and a little for the rest.
+    fn bytes(&self) -> usize {
+        64 + match self {
+            Item::Room(m) => m.frame.len() + m.room.as_str().len() + m.id.as_str().len(),
+            Item::Direct(m) => {
+                m.frame.len() + m.users.0.as_str().len() + m.users.1.as_str().len() + 36
+            }
+        }
+    }
+
     /// The message's time as its id carries it, by which it sorts in its history.
     fn ms(&self) -> Option<i64> {
         match self {
@@ -119,6 +139,8 @@ struct Shared {
     /// The stream id's `ms` of the oldest message taken from the queue and not yet written
     /// (`i64::MAX`: none).
     unwritten_since: AtomicI64,
+    /// [`Item::bytes`] of the messages queued or being written.
+    queued_bytes: AtomicUsize,
     insert: String,
     select: String,
     insert_direct: String,
@@ -180,6 +202,7 @@ impl PostgresArchive {
             ],
             client: Mutex::new(Connection::default()),
             unwritten_since: AtomicI64::new(i64::MAX),
+            queued_bytes: AtomicUsize::new(0),
             config: config.clone(),
         });
         let client = shared.client().await?;
@@ -303,7 +326,13 @@ fn page_of(rows: impl Iterator<Item = (String, Bytes)>, limit: usize) -> History
 
 impl PostgresArchive {
     fn enqueue(&self, message: Item) {
-        if self.queue.try_send(message).is_err() {
+        let bytes = message.bytes();
+        let queued = &self.shared.queued_bytes;
+        let fits = queued.fetch_add(bytes, Ordering::AcqRel) + bytes
+            <= self.shared.config.queue_bytes.max(1);
+        let sent = fits && self.queue.try_send(message).is_ok();
+        if !sent {
+            queued.fetch_sub(bytes, Ordering::AcqRel);
             crate::metrics::metrics().archive_dropped.increment(1);
             static FULL: Throttled = Throttled::new();
             if let Some(more) = FULL.admit() {
@@ -460,9 +489,10 @@ async fn timed<T>(
 }
 
 /// The writer: batches from the queue into the table, retrying a batch until it lands (the
-/// queue takes what comes meanwhile). Ends when the archive is dropped and the queue is
-/// drained; a batch that fails after that is tried three times in all, then counted as
-/// dropped.
+/// queue takes what comes meanwhile). A batch the database refuses for its data is written
+/// one message at a time ([`write_one_by_one`]). Ends when the archive is dropped and the
+/// queue is drained; a batch that fails after that is tried three times in all, then counted
+/// as dropped.
 async fn write(shared: Arc<Shared>, mut rx: mpsc::Receiver<Item>) {
     let metrics = crate::metrics::metrics();
     let mut batch = Vec::with_capacity(shared.config.batch.max(1));
@@ -474,39 +504,85 @@ async fn write(shared: Arc<Shared>, mut rx: mpsc::Receiver<Item>) {
                 Err(_) => break,
             }
         }
+        let bytes: usize = batch.iter().map(Item::bytes).sum();
         let oldest = batch.iter().filter_map(Item::ms).min().unwrap_or(i64::MAX);
         shared.unwritten_since.store(oldest, Ordering::Release);
         let mut backoff = Duration::from_millis(100);
         let mut tries = 0;
         loop {
             tries += 1;
-            match shared.insert(&batch).await {
+            let failed = match shared.insert(&batch).await {
                 Ok(()) => {
                     metrics.archived.increment(batch.len() as u64);
-                    // Messages behind this batch are newer than it; a page asked meanwhile
-                    // waits at most for the next batch's mark.
-                    if rx.is_empty() {
-                        shared.unwritten_since.store(i64::MAX, Ordering::Release);
-                    }
-                    break;
+                    batch.clear();
+                    None
                 }
-                Err(err) if rx.is_closed() && tries >= 3 => {
-                    metrics.archive_dropped.increment(batch.len() as u64);
-                    tracing::warn!(cause = %err, messages = batch.len(), "history archive closed: messages not archived");
-                    break;
+                Err(err) if refused(&err) => {
+                    // Retrying the batch would fail for ever: each message alone, and the
+                    // ones that still fail for another reason are retried as a batch.
+                    write_one_by_one(&shared, &mut batch).await;
+                    (!batch.is_empty()).then_some(err)
                 }
-                Err(err) => {
-                    static FAILED: Throttled = Throttled::new();
-                    if let Some(more) = FAILED.admit() {
-                        tracing::warn!(cause = %err, more_since_last_line = more, "history archive write failed; retrying");
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                Err(err) => Some(err),
+            };
+            let Some(err) = failed else {
+                // Messages behind this batch are newer than it; a page asked meanwhile
+                // waits at most for the next batch's mark.
+                if rx.is_empty() {
+                    shared.unwritten_since.store(i64::MAX, Ordering::Release);
                 }
+                break;
+            };
+            if rx.is_closed() && tries >= 3 {
+                metrics.archive_dropped.increment(batch.len() as u64);
+                tracing::warn!(cause = %err, messages = batch.len(), "history archive closed: messages not archived");
+                break;
             }
+            static FAILED: Throttled = Throttled::new();
+            if let Some(more) = FAILED.admit() {
+                tracing::warn!(cause = %err, more_since_last_line = more, "history archive write failed; retrying");
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
         }
         batch.clear();
+        shared.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
+}
+
+/// Writes `batch` one message at a time after the database refused it for its data: the
+/// messages it refuses alone are dropped (counted in `roomcast_archive_dropped_total` and
+/// logged); those that fail for another reason stay in `batch`.
+async fn write_one_by_one(shared: &Shared, batch: &mut Vec<Item>) {
+    let metrics = crate::metrics::metrics();
+    let mut left = Vec::new();
+    for item in batch.drain(..) {
+        match shared.insert(std::slice::from_ref(&item)).await {
+            Ok(()) => metrics.archived.increment(1),
+            Err(err) if refused(&err) => {
+                metrics.archive_dropped.increment(1);
+                static REFUSED: Throttled = Throttled::new();
+                if let Some(more) = REFUSED.admit() {
+                    tracing::warn!(cause = %err, more_since_last_line = more, "history archive: the database refused a message; not archived");
+                }
+            }
+            Err(_) => left.push(item),
+        }
+    }
+    *batch = left;
+}
+
+/// Whether the database refused a statement for its data (SQLSTATE class 22, data exception,
+/// or 23, integrity constraint violation): the same rows would be refused again.
+fn refused(err: &BackendError) -> bool {
+    matches!(err, BackendError::Archive(cause) if sqlstate(cause).is_some_and(|code| code.starts_with("22") || code.starts_with("23")))
+}
+
+/// The SQLSTATE in a [`describe`]d database error ("SEVERITY (CODE): message").
+fn sqlstate(cause: &str) -> Option<&str> {
+    let (_, rest) = cause.split_once(" (")?;
+    let (code, _) = rest.split_once("): ")?;
+    (code.len() == 5 && code.bytes().all(|b| b.is_ascii_alphanumeric())).then_some(code)
 }
 
 /// Deletes rows older than `max_age` once an hour, while the archive exists, on a connection
@@ -587,7 +663,31 @@ fn describe(err: &tokio_postgres::Error) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::stream_id;
+    use super::{refused, sqlstate, stream_id};
+    use crate::error::BackendError;
+
+    #[test]
+    fn a_refusal_for_the_data_is_told_by_its_sqlstate() {
+        let error = |cause: &str| BackendError::Archive(cause.into());
+        assert_eq!(
+            sqlstate("ERROR (22021): invalid byte sequence for encoding \"UTF8\": 0x00"),
+            Some("22021")
+        );
+        assert!(refused(&error(
+            "ERROR (22021): invalid byte sequence for encoding \"UTF8\": 0x00"
+        )));
+        assert!(refused(&error("ERROR (23505): duplicate key value")));
+        // Not the data: the connection, a timeout, the server going away, a lock.
+        for cause in [
+            "timed out after 3s",
+            "error connecting to server: Connection refused (os error 111)",
+            "FATAL (57P01): terminating connection due to administrator command",
+            "ERROR (40P01): deadlock detected",
+            "ERROR (22): short",
+        ] {
+            assert!(!refused(&error(cause)), "{cause}");
+        }
+    }
 
     #[test]
     fn cursors_are_stream_ids_that_fit_int8() {
