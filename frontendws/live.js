@@ -229,14 +229,22 @@ async function onJoinError(conv, frame, req) {
   }
 }
 
-// The server may have missed messages (its broker reconnected): reload each room's history
-// and who is online, and say so.
+// What a resync's reason means for the reader.
+const RESYNC_NOTICES = {
+  replay_truncated: 'More was said while you were away than could be replayed; recent messages were reloaded.',
+  replay_overflow: 'More was said while you were away than could be replayed; recent messages were reloaded.',
+};
+
+// Messages may have been missed (the server's broker reconnected, or a rejoin's replay could
+// not cover the time away): reload each room's history and who is online, and say so.
 function onResync(frame) {
+  const notice = RESYNC_NOTICES[frame.reason]
+    || 'The chat server briefly lost its connection to the other servers; recent messages were reloaded.';
   for (const conv of state.convs.values()) if (conv.type === 'dm' && conv.historyLoaded) loadHistory(conv);
   for (const conv of rooms()) {
     loadHistory(conv);
     refreshRoom(conv, { online: true });
-    systemNotice(conv, 'The chat server briefly lost its connection to the other servers; recent messages were reloaded.', 'resync-notice');
+    systemNotice(conv, notice, 'resync-notice');
   }
   showBanner(`Reloaded recent messages (${frame.reason || 'resync'}).`, 'info');
 }

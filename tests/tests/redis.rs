@@ -686,3 +686,66 @@ async fn a_message_held_while_the_recipients_instance_resubscribes_reaches_the_o
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_with_since_past_what_redis_keeps_says_resync() {
+    let redis = RedisServer::start().await;
+    // 5 messages a room (Redis trims about 100 at a time): 400 leave the first ones gone.
+    let config = RedisConfig {
+        history_per_room: 5,
+        ..RedisConfig::default()
+    };
+    let a =
+        roomcast_tests::redis_instance_with(&redis, config.clone(), roomcast_tests::unlimited())
+            .await;
+    let b = roomcast_tests::redis_instance_with(&redis, config, roomcast_tests::unlimited()).await;
+    let room = a.api.create_room("trimmed").await;
+    let (mut alice, _) = a.guest_in_room(&room, "alice").await;
+    let bob_join = b.api.join_room(&room, "bob").await;
+    let token = bob_join["token"].as_str().unwrap().to_owned();
+    let mut ids = Vec::new();
+    for i in 0..400 {
+        ids.push(alice.say(&room, &format!("m{i}")).await["id"].clone());
+    }
+    // Bob last saw the first message: what came right after it is gone from Redis. He gets
+    // what Redis still has, then a `resync` (reload the history: REST pages go on into an
+    // archive where there is one), not a replay that looks whole.
+    let mut bob = Client::connect(b.addr, &format!("/ws?token={token}")).await;
+    bob.send(json!({"type": "join", "room": room, "since": ids[0]}))
+        .await;
+    bob.expect("joined").await;
+    let mut replayed = 0;
+    loop {
+        let frame = bob.next().await;
+        match frame["type"].as_str() {
+            Some("message") => replayed += 1,
+            Some("resync") => {
+                assert_eq!(frame["reason"], "replay_truncated", "{frame}");
+                break;
+            }
+            _ => panic!("unexpected {frame}"),
+        }
+    }
+    assert!((1..399).contains(&replayed), "{replayed}");
+    // From a message Redis still holds, the replay is whole and says nothing more.
+    let mut carol = Client::connect(
+        b.addr,
+        &format!(
+            "/ws?token={}",
+            b.api.join_room(&room, "carol").await["token"]
+                .as_str()
+                .unwrap()
+        ),
+    )
+    .await;
+    carol
+        .send(json!({"type": "join", "room": room, "since": ids[396]}))
+        .await;
+    carol.expect("joined").await;
+    for want in &ids[397..] {
+        assert_eq!(&carol.expect("message").await["id"], want);
+    }
+    alice.say(&room, "after").await;
+    let next = carol.next().await;
+    assert_eq!(next["body"], "after", "{next}");
+}

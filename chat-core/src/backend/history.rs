@@ -89,7 +89,10 @@ pub trait HistoryStore: Send + Sync + 'static {
     ) -> Reply<'a, HistoryPage>;
 
     /// Up to `limit` messages of `room` newer than `after`, oldest first (for `join` with
-    /// `since`). The `bool` is `true` when more follow.
+    /// `since`). The `bool` is `true` when they are not all that came after `after`: more
+    /// follow, or the history's caps (its length, its age) dropped some of those that came
+    /// right after it (a backend that cannot tell for sure says so whenever `after` itself is
+    /// gone). Either way the client must reload the history (`resync`).
     fn after<'a>(
         &'a self,
         room: &'a RoomId,

@@ -97,7 +97,14 @@ impl RoomLog {
             .partition_point(|(seq, _, _)| *seq <= after)
             .max(self.fresh_from());
         let end = (start + limit).min(self.entries.len());
-        (self.frames(start, end), end < self.entries.len())
+        // Seqs are consecutive: a first one kept past `after + 1` means the caps dropped what
+        // came right after `after`.
+        let first_kept = self
+            .entries
+            .get(start)
+            .map_or(self.next_seq.saturating_add(1), |(seq, _, _)| *seq);
+        let trimmed = first_kept > after.saturating_add(1);
+        (self.frames(start, end), end < self.entries.len() || trimmed)
     }
 
     fn frames(&self, start: usize, end: usize) -> Vec<Bytes> {

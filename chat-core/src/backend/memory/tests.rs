@@ -60,6 +60,21 @@ async fn history_pages_back_and_caps_the_ring() {
         .unwrap();
     assert_eq!(after.len(), 2);
     assert!(!more);
+    // Right after the oldest kept's predecessor: nothing is missing.
+    let (after, more) = node
+        .history
+        .after(&room, &MessageId::new("3"), 10)
+        .await
+        .unwrap();
+    assert_eq!((after.len(), more), (5, false));
+    // Further back the cap dropped what came right after (id 3): the replay has a hole, and
+    // says so (the join then sends `resync`).
+    let (after, more) = node
+        .history
+        .after(&room, &MessageId::new("2"), 10)
+        .await
+        .unwrap();
+    assert_eq!((after.len(), more), (5, true));
 }
 
 #[tokio::test]

@@ -38,6 +38,12 @@ fn entry_ms(id: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// A stream id's two numbers, which order ids: `(ms, seq)`.
+fn id_parts(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
+}
+
 type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
 
 fn entry_frames(entries: Entries) -> Vec<(String, Bytes)> {
@@ -106,18 +112,24 @@ impl HistoryStore for RedisNode {
             } else {
                 format!("({after}")
             };
-            let entries: Entries = self
-                .conn()
-                .xrange_count(
-                    self.shared.keys.room_key(room, "log"),
-                    start,
-                    "+",
-                    limit + 1,
-                )
+            let log = self.shared.keys.room_key(room, "log");
+            // The replay, and the oldest entry the stream still has: if `after` is older, it
+            // was trimmed, and so perhaps were the messages right after it (ids are not
+            // consecutive: no way to tell how many), so the client is told to reload.
+            let (entries, oldest_kept): (Entries, Entries) = redis::pipe()
+                .xrange_count(&log, &start, "+", limit + 1)
+                .xrange_count(&log, "-", "+", 1)
+                .query_async(&mut self.conn())
                 .await
                 .map_err(BackendError::redis)?;
+            let aged_out = start != format!("({after}");
+            let trimmed = oldest_kept
+                .first()
+                .and_then(|(id, _)| id_parts(id))
+                .zip(id_parts(after))
+                .is_some_and(|(oldest, after)| oldest > after);
             let mut frames = entry_frames(entries);
-            let more = frames.len() > limit;
+            let more = frames.len() > limit || aged_out || trimmed;
             frames.truncate(limit);
             Ok((frames.into_iter().map(|(_, f)| f).collect(), more))
         })

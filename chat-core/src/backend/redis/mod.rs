@@ -23,7 +23,8 @@
 //! private ones, one score: read by lex), `:seen` (the user was seen: a token, a connection, a
 //! join; with the room TTL; it holds `"n:<name>"`, the name then), `:dms` (the user's
 //! conversations: the other users scored by the ms of the last message kept with them, with
-//! the room TTL), and `:revoked` (up to when the user's tokens are
+//! the room TTL), `:q:msg`, `:q:dm`, `:q:join`, `:q:rooms` (the user's limits counted for
+//! every node: GCRA buckets, `gcra.lua`, until full again), and `:revoked` (up to when the user's tokens are
 //! void, with the tokens' lifetime as its TTL), `:sent:<len>:<to>:<clientMsgId>` (a direct
 //! message's, as for rooms), `:held` (direct messages held while the user had no connection,
 //! a list of `"<until> <len>:<from><payload>"`, from a guest `"<until> g<len>:..."`, TTL the
@@ -32,7 +33,7 @@
 //! (`a` ≤ `b`, `len` the length of `a`; a sorted set of `"<id> <frame>"`, the room TTL, the
 //! room history's caps). Global: `P:rooms:public` (the public rooms' sort
 //! keys), `P:nodes` (node heartbeats), `P:node:{N}:rooms`, `P:guests:{<address>}` (a client
-//! address's guest bucket, `admit_guest.lua`, until it is full again),
+//! address's guest bucket, `take_quota.lua`, until it is full again),
 //! `P:node:{N}:reaper` (a reaper's claim on dead node N, with a TTL), `P:secret`.
 //!
 //! # Growth

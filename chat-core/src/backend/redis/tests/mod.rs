@@ -651,3 +651,56 @@ async fn share_a_room_skips_expired_rooms_within_its_bound() {
     }
     assert!(share().await.unwrap());
 }
+
+/// A `join` with `since` whose messages right after it the stream's length cap trimmed: the
+/// replay says it is not the whole story (the join sends `resync`), while one from a message
+/// the stream still holds does not.
+#[tokio::test]
+async fn a_replay_from_a_trimmed_message_says_so() {
+    use super::{RedisBackend, RedisConfig};
+    use crate::backend::broker::{NewRoomMessage, Origin};
+
+    let redis = TestRedis::start().await;
+    let config = RedisConfig {
+        history_per_room: 5,
+        ..RedisConfig::default()
+    };
+    let node = RedisBackend::connect(&redis.url, config).await.unwrap();
+    let id = node.shared.node;
+    let backend = node.into_backend();
+    let room = RoomId::new("r");
+    public_room(&backend, &room).await;
+    let mut ids = Vec::new();
+    // `MAXLEN ~` trims whole blocks of about 100: 400 messages leave a trimmed start.
+    for i in 0..400 {
+        let message = NewRoomMessage {
+            origin: Origin {
+                node: id,
+                conn: None,
+            },
+            room: room.clone(),
+            from: User::new("ann", "Ann"),
+            body: format!("m{i}"),
+            ts: crate::protocol::now_ms(),
+            dedup: None,
+            quota: None,
+        };
+        ids.push(
+            backend
+                .broker
+                .publish_room_message(message)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let (replay, more) = backend.history.after(&room, &ids[0], 1_000).await.unwrap();
+    assert!(more, "the replay from a trimmed message says it has a hole");
+    assert!(replay.len() < 399, "{}", replay.len());
+    let (replay, more) = backend
+        .history
+        .after(&room, &ids[395], 1_000)
+        .await
+        .unwrap();
+    assert_eq!((replay.len(), more), (4, false));
+}
