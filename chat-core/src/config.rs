@@ -125,15 +125,17 @@ pub struct ChatConfig {
     /// (`chat-tower`: the peer, or behind a proxy on the same host its `X-Forwarded-For`).
     /// Default 30.
     pub guests_per_minute: u32,
-    /// Count the per-user limits that refill (room messages, joins, direct messages, room
-    /// creations) for every node on the backend as well, so that a user with connections on
+    /// Count the per-user limits (room messages, joins, direct messages, room creations, open
+    /// WebSockets) for every node on the backend as well, so that a user with connections on
     /// several instances gets each limit once, not once per instance: with Redis, in Redis by
     /// its clock, inside the script that publishes a message (three commands more in it, no
-    /// round trip more) and in one call per join or room creation. Each node checks its own
-    /// bucket first, so a flood never reaches the backend. `false`: per node only. Default
-    /// `true`. (Open WebSockets are per node either way.)
+    /// round trip more), in one call per join or room creation, and in one per WebSocket
+    /// opened or closed (each node records its own count; a dead node's does not count).
+    /// Each node checks its own bucket first, so a flood never reaches the backend. `false`:
+    /// per node only. Default `true`.
     pub shared_user_limits: bool,
-    /// Per user, on this node: open WebSockets. The next upgrade is refused with 429 and
+    /// Per user, on this node (and every node, see [`Self::shared_user_limits`]): open
+    /// WebSockets. The next upgrade is refused with 429 and
     /// `Retry-After` before upgrading; the open ones carry on. Default 32.
     pub max_connections_per_user: usize,
     /// Messages per history page when the request names no limit. Default 50.

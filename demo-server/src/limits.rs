@@ -69,7 +69,7 @@ pub(crate) const FLAGS: &[(&str, &str, &str)] = &[
     (
         "--shared-user-limits",
         "SHARED_USER_LIMITS",
-        "1 (default): the per-user limits above count for every instance on the Redis; 0: per instance only",
+        "1 (default): the per-user limits (messages, joins, directs, rooms, WebSockets) count for every instance on the Redis; 0: per instance only",
     ),
     (
         "--max-connections-per-user",

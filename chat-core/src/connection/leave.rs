@@ -79,6 +79,7 @@ impl Teardown {
         chat.subscriptions()
             .release(&*chat.backend().broker, &Topic::User(user.id.clone()))
             .await;
+        chat.record_sockets(&user.id).await;
         for room in &rooms {
             exit_room(&chat, conn, &user, room).await;
         }

@@ -149,7 +149,8 @@ impl Chat {
     ///
     /// # Errors
     /// [`Error::ShuttingDown`] after [`Chat::shutdown`]; [`Error::RateLimited`] if the user
-    /// has [`ChatConfig::max_connections_per_user`] open on this node already;
+    /// has [`ChatConfig::max_connections_per_user`] open on this node already (or, with
+    /// [`ChatConfig::shared_user_limits`], on all nodes together);
     /// [`Error::Unavailable`] if the broker cannot subscribe to the user's topic.
     pub async fn connect(&self, caller: impl Into<Caller>) -> Result<Connection, Error> {
         let caller = caller.into();
@@ -160,10 +161,17 @@ impl Chat {
         let inner = &self.inner;
         let permit = inner.limits.open(&user.id)?;
         inner.backend.rooms.remember_user(user).await?;
+        self.admit_socket(&user.id).await?;
         let topic = Topic::User(user.id.clone());
-        self.subscriptions()
+        if let Err(err) = self
+            .subscriptions()
             .acquire(&*inner.backend.broker, &topic)
-            .await?;
+            .await
+        {
+            // Counted across nodes a moment ago: count it out again.
+            self.record_sockets(&user.id).await;
+            return Err(err.into());
+        }
         let id = inner.next_conn.fetch_add(1, Ordering::Relaxed);
         let tick = inner.tasks.tick().cloned();
         let outbox = Outbox::new(inner.config.outgoing_queue, tick);
@@ -322,6 +330,53 @@ impl Chat {
 
     pub(crate) fn limits(&self) -> &UserLimits {
         &self.inner.limits
+    }
+
+    /// Counts one more WebSocket of `user` for every node
+    /// ([`ChatConfig::shared_user_limits`]): refused past
+    /// [`ChatConfig::max_connections_per_user`] over all live nodes (each node checked its own
+    /// first).
+    ///
+    /// # Errors
+    /// [`Error::RateLimited`] ([`Limit::Connections`](crate::Limit::Connections));
+    /// [`Error::Unavailable`] if the backend fails.
+    async fn admit_socket(&self, user: &crate::protocol::UserId) -> Result<(), Error> {
+        let config = &self.inner.config;
+        if !config.shared_user_limits {
+            return Ok(());
+        }
+        let open = self.inner.hub.user_connections(user) + 1;
+        let max = config.max_connections_per_user.max(1);
+        let presence = &self.inner.backend.presence;
+        if presence
+            .count_sockets(user, self.node_id(), open, Some(max))
+            .await?
+        {
+            return Ok(());
+        }
+        crate::metrics::metrics().rate_limited(crate::Limit::Connections);
+        Err(Error::RateLimited {
+            limit: crate::Limit::Connections,
+            retry_after: crate::limits::CONNECTION_RETRY_AFTER,
+        })
+    }
+
+    /// Records this node's open WebSockets of `user` for every node (after a close, or a
+    /// connect that failed after [`Chat::admit_socket`]). Best effort: a failure leaves the
+    /// record too high until the user's next connection or close here, or its expiry, and is
+    /// logged at debug level.
+    pub(crate) async fn record_sockets(&self, user: &crate::protocol::UserId) {
+        if !self.inner.config.shared_user_limits {
+            return;
+        }
+        let open = self.inner.hub.user_connections(user);
+        let presence = &self.inner.backend.presence;
+        if let Err(err) = presence
+            .count_sockets(user, self.node_id(), open, None)
+            .await
+        {
+            debug!(user = %user, cause = %err, "open WebSockets not recorded for every node");
+        }
     }
 
     /// Takes one of `user`'s `limit` on this node, then (with

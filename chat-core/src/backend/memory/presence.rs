@@ -22,6 +22,8 @@ pub(super) struct Presence {
     /// room -> user -> (user, connections). The user's entry exists while it has a
     /// connection; BTreeMap keeps `online` in a stable order.
     rooms: HashMap<RoomId, BTreeMap<UserId, OnlineUser>>,
+    /// user -> node -> open WebSockets (`count_sockets`), while any.
+    sockets: HashMap<UserId, HashMap<NodeId, usize>>,
 }
 
 impl Presence {
@@ -34,6 +36,10 @@ impl Presence {
 impl Presence {
     /// Removes every connection on `node`; returns the `(room, user)` pairs that had no other.
     pub(super) fn remove_node(&mut self, node: NodeId) -> Vec<(RoomId, User)> {
+        self.sockets.retain(|_, nodes| {
+            nodes.remove(&node);
+            !nodes.is_empty()
+        });
         let mut gone = Vec::new();
         for (room, users) in self.rooms.iter_mut() {
             users.retain(|_, (user, per_node)| {
@@ -51,6 +57,34 @@ impl Presence {
 }
 
 impl PresenceStore for MemoryNode {
+    fn count_sockets<'a>(
+        &'a self,
+        user: &'a UserId,
+        node: NodeId,
+        open: usize,
+        max: Option<usize>,
+    ) -> Reply<'a, bool> {
+        let mut presence = lock(&self.cluster.presence);
+        let nodes = presence.sockets.entry(user.clone()).or_default();
+        let others: usize = nodes
+            .iter()
+            .filter(|(n, _)| **n != node)
+            .map(|(_, open)| open)
+            .sum();
+        let admitted = max.is_none_or(|max| others + open <= max);
+        if admitted {
+            if open > 0 {
+                nodes.insert(node, open);
+            } else {
+                nodes.remove(&node);
+            }
+        }
+        if nodes.is_empty() {
+            presence.sockets.remove(user);
+        }
+        ready(Ok(admitted))
+    }
+
     fn enter<'a>(
         &'a self,
         room: &'a RoomId,

@@ -24,7 +24,8 @@
 //! join; with the room TTL; it holds `"n:<name>"`, the name then), `:dms` (the user's
 //! conversations: the other users scored by the ms of the last message kept with them, with
 //! the room TTL), `:q:msg`, `:q:dm`, `:q:join`, `:q:rooms` (the user's limits counted for
-//! every node: GCRA buckets, `gcra.lua`, until full again), and `:revoked` (up to when the user's tokens are
+//! every node: GCRA buckets, `gcra.lua`, until full again), `:socks` (each node's open
+//! WebSockets of the user, `sockets.lua`, 10 minutes after the last change), and `:revoked` (up to when the user's tokens are
 //! void, with the tokens' lifetime as its TTL), `:sent:<len>:<to>:<clientMsgId>` (a direct
 //! message's, as for rooms), `:held` (direct messages held while the user had no connection,
 //! a list of `"<until> <len>:<from><payload>"`, from a guest `"<until> g<len>:..."`, TTL the

@@ -29,7 +29,40 @@ use crate::{
 /// display name is a second allocation per connection and room, for nothing).
 pub(super) type LocalPresence = HashMap<RoomId, HashMap<ConnId, UserId>>;
 
+/// How long a user's record of open WebSockets lives after its last change (`sockets.lua`):
+/// a count a failed close left too high stops counting by then.
+const SOCKETS_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
 impl PresenceStore for RedisNode {
+    fn count_sockets<'a>(
+        &'a self,
+        user: &'a UserId,
+        node: NodeId,
+        open: usize,
+        max: Option<usize>,
+    ) -> Reply<'a, bool> {
+        Box::pin(async move {
+            let keys = &self.shared.keys;
+            let ttl = self.shared.config.presence_ttl;
+            let alive_since = now_ms() - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+            let recorded: u8 = self
+                .invoke(
+                    self.shared
+                        .scripts
+                        .sockets
+                        .key(keys.user_key(user, "socks"))
+                        .key(keys.nodes())
+                        .arg(node.to_string())
+                        .arg(open)
+                        .arg(max.map_or(0, |max| max.max(1)))
+                        .arg(alive_since)
+                        .arg(u64::try_from(SOCKETS_TTL.as_millis()).unwrap_or(u64::MAX)),
+                )
+                .await?;
+            Ok(recorded == 1)
+        })
+    }
+
     fn enter<'a>(
         &'a self,
         room: &'a RoomId,

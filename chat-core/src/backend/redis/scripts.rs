@@ -54,6 +54,9 @@ scripts! {
     /// One token of a bucket for every instance: a user's joins or room creations, guests
     /// from one client address.
     take_quota = "scripts/gcra.lua", "scripts/take_quota.lua";
+    /// A node's count of a user's open WebSockets, checked against the user's on every live
+    /// node when one opens.
+    sockets = "scripts/sockets.lua";
     /// A page of a user's conversations (the other users by their last message's time).
     conversations = "scripts/conversations.lua";
 }

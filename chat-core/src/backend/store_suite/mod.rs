@@ -33,7 +33,9 @@ pub(crate) use presence::{
     exits_are_idempotent_and_announce_once, guests_hold_only_their_share_of_an_inbox,
     sends_are_deduplicated,
 };
-pub(crate) use quotas::quotas_are_taken_per_user_before_anything_is_done;
+pub(crate) use quotas::{
+    open_sockets_are_counted_within_the_max, quotas_are_taken_per_user_before_anything_is_done,
+};
 
 use super::{
     broker::{Envelope, Origin, Topic},
@@ -58,7 +60,8 @@ macro_rules! store_tests {
             conversations_list_the_latest_first_within_the_cap,
             guests_hold_only_their_share_of_an_inbox,
             guests_are_admitted_per_client_within_the_rate,
-            quotas_are_taken_per_user_before_anything_is_done);
+            quotas_are_taken_per_user_before_anything_is_done,
+            open_sockets_are_counted_within_the_max);
     };
     (@each $make:expr; $($name:ident),*) => {$(
         #[tokio::test]

@@ -145,3 +145,34 @@ pub(crate) async fn quotas_are_taken_per_user_before_anything_is_done(backend: &
         "published once"
     );
 }
+
+pub(crate) async fn open_sockets_are_counted_within_the_max(backend: &mut Backend) {
+    let ann = UserId::new("ann");
+    let node = backend.broker.node_id();
+    let presence = &backend.presence;
+    // This node's count is the truth: recorded as given, checked against the max.
+    assert!(presence
+        .count_sockets(&ann, node, 3, Some(3))
+        .await
+        .unwrap());
+    assert!(!presence
+        .count_sockets(&ann, node, 4, Some(3))
+        .await
+        .unwrap());
+    // A refusal recorded nothing, and a close brings the count down.
+    assert!(presence
+        .count_sockets(&ann, node, 3, Some(3))
+        .await
+        .unwrap());
+    assert!(presence.count_sockets(&ann, node, 0, None).await.unwrap());
+    assert!(presence
+        .count_sockets(&ann, node, 1, Some(1))
+        .await
+        .unwrap());
+    // Another user has a count of their own.
+    let bob = UserId::new("bob");
+    assert!(presence
+        .count_sockets(&bob, node, 1, Some(1))
+        .await
+        .unwrap());
+}

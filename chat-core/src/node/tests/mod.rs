@@ -2,6 +2,7 @@
 //! (`presence`) and server-side sends (`sends`).
 
 mod access;
+mod limits;
 mod overflow;
 mod presence;
 mod sends;
