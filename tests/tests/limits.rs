@@ -40,6 +40,21 @@ async fn create_room(server: &Server, token: &str, name: &str) -> (u16, Option<S
     (status, retry_after, res.json().await.unwrap())
 }
 
+/// Counts the room messages `client` receives before the one whose body is "last".
+async fn messages_until_last(client: &mut Client) -> usize {
+    let mut delivered = 0;
+    loop {
+        let frame = client.next().await;
+        if frame["type"] != "message" {
+            continue;
+        }
+        if frame["body"] == "last" {
+            return delivered;
+        }
+        delivered += 1;
+    }
+}
+
 /// Reads `client`'s frames until `n` replies (`ack` or `error`) have come; returns them
 /// (room messages from others in between are skipped).
 async fn replies(client: &mut Client, n: usize) -> Vec<Value> {
@@ -119,17 +134,7 @@ async fn ten_sockets_of_one_user_share_one_message_budget_and_others_are_not_lim
     // On the other instance, Carol gets exactly what was accepted: Bob's last message comes
     // after all of them in the room's order, so anything refused but published would show.
     bob.say(&room, "last").await;
-    let mut delivered = 0;
-    loop {
-        let frame = carol.next().await;
-        if frame["type"] != "message" {
-            continue;
-        }
-        if frame["body"] == "last" {
-            break;
-        }
-        delivered += 1;
-    }
+    let delivered = messages_until_last(&mut carol).await;
     assert_eq!(delivered, accepted + 30);
 
     // The connections stay open: after the wait it names, Alice's tab sends again.
@@ -225,17 +230,7 @@ async fn a_users_tabs_on_two_instances_share_one_message_budget() {
     let (dave, _) = guest(&b, "dave").await;
     let mut last = b.tab(&dave, &room).await;
     last.say(&room, "last").await;
-    let mut delivered = 0;
-    loop {
-        let frame = carol.next().await;
-        if frame["type"] != "message" {
-            continue;
-        }
-        if frame["body"] == "last" {
-            break;
-        }
-        delivered += 1;
-    }
+    let delivered = messages_until_last(&mut carol).await;
     assert_eq!(delivered, accepted);
 }
 

@@ -107,7 +107,8 @@ impl HistoryStore for RedisNode {
             let after = stream_id(after)?;
             let oldest = self.shared.config.oldest_entry();
             // The later of the two: after `after`, and nothing older than `history_max_age`.
-            let start = if entry_ms(after) < entry_ms(&oldest) {
+            let aged_out = entry_ms(after) < entry_ms(&oldest);
+            let start = if aged_out {
                 oldest
             } else {
                 format!("({after}")
@@ -122,7 +123,6 @@ impl HistoryStore for RedisNode {
                 .query_async(&mut self.conn())
                 .await
                 .map_err(BackendError::redis)?;
-            let aged_out = start != format!("({after}");
             let trimmed = oldest_kept
                 .first()
                 .and_then(|(id, _)| id_parts(id))
