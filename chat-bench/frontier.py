@@ -8,12 +8,20 @@ about 10% within the hour). One markdown table at the end.
 
 Usage:
   python3 chat-bench/frontier.py [--rounds 3] [--rates 10,20,40] [--seconds 3]
-      [--rooms 10] [--no-peer] [--no-defaults] [--keep-limits] [--jsonl FILE]
+      [--rooms 10] [--phases random|even] [--no-peer] [--no-defaults] [--keep-limits]
+      [--jsonl FILE]
       ['label|ENV=a,ENV2=b|args' ...]
 
 --rooms N runs N rooms of 50 (W1 is 10): fewer rooms keep each connection's traffic (and so
 what batching can gain per write) the same while the box has cores to spare, which is how a
 host with more cores than this one sees W1.
+
+--phases: where each roomcast sender's messages fall within the period. `random` (the default)
+is what the peer's client does (sio-client draws each client's offset at random), so both
+servers meet the same arrivals: a connection's frames sometimes come microseconds apart.
+`even` spreads the senders evenly (chat-bench's own default: each connection's frames come
+evenly spaced, which a flush tick cannot merge at 10/s); until session 15 the roomcast runs
+used it, the peer's random.
 
 Variants:
   roomcast default      chat-bench fanout with the servers' defaults
@@ -65,7 +73,8 @@ def usage(msg=None):
 
 def parse_args(argv):
     opts = {"rooms": ROOMS, "rounds": 3, "rates": [10, 20, 40], "seconds": 3.0, "peer": True,
-            "defaults": True, "keep_limits": False, "jsonl": None, "variants": []}
+            "defaults": True, "keep_limits": False, "jsonl": None, "variants": [],
+            "phases": "random"}
     it = iter(argv)
     for a in it:
         if a in ("-h", "--help"):
@@ -78,6 +87,10 @@ def parse_args(argv):
             opts["rates"] = [float(x) for x in next(it).split(",") if x]
         elif a == "--seconds":
             opts["seconds"] = float(next(it))
+        elif a == "--phases":
+            opts["phases"] = next(it)
+            if opts["phases"] not in ("random", "even"):
+                usage("--phases is random or even")
         elif a == "--no-peer":
             opts["peer"] = False
         elif a == "--no-defaults":
@@ -134,7 +147,8 @@ def run_roomcast(extra, args, rate, opts):
     argv = [bench, "fanout", "--redis", "--instances", str(INSTANCES),
             "--rooms", str(opts["rooms"]), "--clients", str(opts["rooms"] * PER_ROOM),
             "--body-bytes", str(BODY), "--rate", fmt_rate(rate),
-            "--messages", str(messages_for(rate, opts["seconds"])), *args, "--json"]
+            "--messages", str(messages_for(rate, opts["seconds"])),
+            "--phases", opts["phases"], *args, "--json"]
     out = subprocess.run(argv, env=env, capture_output=True, text=True)
     if out.returncode != 0:
         sys.stderr.write(out.stderr[-2000:])
@@ -284,7 +298,8 @@ def main():
                       file=sys.stderr, flush=True)
     shape = "W1" if opts["rooms"] == ROOMS else "W1's per-room shape"
     print(f"{shape}: {opts['rooms']} rooms x {PER_ROOM} clients, {INSTANCES} instances + Redis, "
-          f"{BODY}-byte bodies, ~{opts['seconds']:g} s of sending per run, {opts['rounds']} round(s)")
+          f"{BODY}-byte bodies, ~{opts['seconds']:g} s of sending per run, {opts['rounds']} round(s), "
+          f"roomcast senders' phases {opts['phases']} (the peer's client: random)")
     print()
     print("| variant | rate/s | runs | deliveries per server CPU-s | server user µs/delivery "
           "| p50 ms | p99 ms | lost (silent) | rejected (reported) | dup | bench CPU-s per s "

@@ -56,6 +56,27 @@ impl Scenario {
 }
 
 /// Everything the run needs, defaults resolved for the scenario.
+/// Where each sender's first message falls within one period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phases {
+    /// Sender `s` of `S` at `s / S` of the period: each room's members take turns, so a
+    /// connection's frames come evenly spaced.
+    Even,
+    /// Uniformly at random (a fixed seed: every run draws the same phases), so frames for one
+    /// connection sometimes come together, as when people send.
+    Random,
+}
+
+impl Phases {
+    /// The flag's value.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Phases::Even => "even",
+            Phases::Random => "random",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Args {
     pub(crate) scenario: Scenario,
@@ -71,6 +92,8 @@ pub(crate) struct Args {
     pub(crate) rate: f64,
     /// Size of each message body in bytes (the timestamp header plus padding).
     pub(crate) body_bytes: usize,
+    /// How the senders' phases lie within one period.
+    pub(crate) phases: Phases,
     /// Server instances to start.
     pub(crate) instances: usize,
     /// Start a private redis-server and connect the instances to it.
@@ -129,6 +152,9 @@ scenario sizes (defaults depend on the scenario; see README.md):
   --messages M       messages per sender
   --rate HZ          messages per second per sender (server limit: 20/s, burst 40)
   --body-bytes B     message body size (default 64)
+  --phases even|random  the senders' phases within one period: spread evenly (default; a
+                     room's members send in turn) or drawn at random, the same each run (as
+                     people send: two messages to one connection may come microseconds apart)
   --hold SECS        idle: how long to hold the connections before reading memory (default 3)
   --hold-after SECS  fanout/bigroom/direct: hold the connections this long after the traffic,
                      then read server memory again (JSON `memory`; default 0: off)
@@ -174,6 +200,7 @@ pub(crate) fn parse(argv: Vec<String>) -> anyhow::Result<Option<Args>> {
     let mut messages = None;
     let mut rate = None;
     let mut body_bytes = 64usize;
+    let mut phases = Phases::Even;
     let mut instances = None;
     let mut redis = false;
     let mut redis_url = None;
@@ -219,6 +246,13 @@ pub(crate) fn parse(argv: Vec<String>) -> anyhow::Result<Option<Args>> {
             "--messages" | "-m" => messages = Some(num(&flag, value()?)?),
             "--rate" => rate = Some(num::<f64>(&flag, value()?)?),
             "--body-bytes" => body_bytes = num(&flag, value()?)?,
+            "--phases" => {
+                phases = match value()?.as_str() {
+                    "even" => Phases::Even,
+                    "random" => Phases::Random,
+                    other => bail!("--phases: `{other}` is neither `even` nor `random`"),
+                }
+            }
             "--instances" | "-n" => instances = Some(num(&flag, value()?)?),
             "--redis" => redis = true,
             "--redis-url" => {
@@ -317,6 +351,7 @@ pub(crate) fn parse(argv: Vec<String>) -> anyhow::Result<Option<Args>> {
         messages: messages.unwrap_or(d_messages),
         rate,
         body_bytes: body_bytes.clamp(32, 3_900),
+        phases,
         instances,
         redis,
         redis_url,

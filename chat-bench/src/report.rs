@@ -263,6 +263,8 @@ pub(crate) struct Report {
     pub(crate) messages_per_sender: usize,
     pub(crate) rate_per_sender: f64,
     pub(crate) body_bytes: usize,
+    /// The senders' phases within one period: `even` or `random` (`--phases`).
+    pub(crate) phases: String,
     /// Setup (REST joins, connects, joins and settling), seconds.
     pub(crate) setup_s: f64,
     /// The measured window, seconds.
@@ -376,10 +378,11 @@ impl Report {
         if let Some(t) = &self.traffic {
             let _ = writeln!(
                 o,
-                "  load      {} senders x {} messages at {}/s, body {} B; setup {:.2} s, window {:.2} s",
+                "  load      {} senders x {} messages at {}/s ({} phases), body {} B; setup {:.2} s, window {:.2} s",
                 self.senders,
                 self.messages_per_sender,
                 self.rate_per_sender,
+                self.phases,
                 self.body_bytes,
                 self.setup_s,
                 self.window_s

@@ -21,7 +21,7 @@ use memchr::memmem;
 use tokio::sync::{oneshot, watch, Semaphore};
 
 use crate::{
-    args::{Args, Scenario},
+    args::{Args, Phases, Scenario},
     client::{source_ip, Frame, Rest},
     cluster::Cluster,
     report::{histogram, round3, Latency, Report, Traffic, TrafficMemory},
@@ -578,8 +578,11 @@ pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Re
         } else {
             Target::Room(rooms[placement(args, s).1].clone())
         };
-        // Spread the senders' phases evenly over one period.
-        let phase = period.mul_f64(s as f64 / senders as f64);
+        let phase = period.mul_f64(match args.phases {
+            // Spread the senders' phases evenly over one period.
+            Phases::Even => s as f64 / senders as f64,
+            Phases::Random => unit_random(s as u64),
+        });
         send_tasks.push(tokio::spawn(sender(
             write.clone(),
             s as u32,
@@ -710,6 +713,7 @@ pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Re
         messages_per_sender: args.messages,
         rate_per_sender: args.rate,
         body_bytes: args.body_bytes,
+        phases: args.phases.name().into(),
         setup_s: round3(setup_s),
         ..Default::default()
     };
@@ -791,4 +795,14 @@ mod tests {
             assert_eq!(quick_delivery(other), None, "{other}");
         }
     }
+}
+
+/// A number in [0, 1) drawn from `seed` (splitmix64): the same for the same seed, so that every
+/// run with `--phases random` draws the same phases.
+fn unit_random(seed: u64) -> f64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -60,7 +60,12 @@ fn bench(args: &[&str]) -> Value {
 }
 
 fn check_traffic(scenario: &str) {
-    let report = bench(&[scenario]);
+    check_traffic_with(scenario, &[]);
+}
+
+/// Runs `scenario` with `extra` flags, checks its traffic figures, and returns the report.
+fn check_traffic_with(scenario: &str, extra: &[&str]) -> Value {
+    let report = bench(&[&[scenario], extra].concat());
     assert_eq!(report["scenario"], scenario);
     assert_eq!(report["mode"], "memory");
     let t = &report["traffic"];
@@ -92,11 +97,18 @@ fn check_traffic(scenario: &str) {
     let user = report["server_user_cpu_s"].as_f64().unwrap();
     assert!((0.0..=total).contains(&user), "{report:#}");
     assert_eq!(servers[0]["user_cpu_s"].as_f64(), Some(user), "{report:#}");
+    report
 }
 
 #[test]
 fn fanout_smoke_delivers_everything() {
     check_traffic("fanout");
+}
+
+#[test]
+fn fanout_smoke_with_random_phases_delivers_everything() {
+    let report = check_traffic_with("fanout", &["--phases", "random"]);
+    assert_eq!(report["phases"], "random", "{report:#}");
 }
 
 #[test]
@@ -154,4 +166,9 @@ fn bad_arguments_are_refused() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    let out = Command::new(env!("CARGO_BIN_EXE_chat-bench"))
+        .args(["fanout", "--phases", "sometimes"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "--phases takes even or random");
 }
