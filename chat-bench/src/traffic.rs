@@ -757,9 +757,34 @@ pub(crate) async fn run(args: &Args, cluster: &mut Cluster) -> anyhow::Result<Re
     Ok(report)
 }
 
+/// A number in [0, 1) drawn from `seed` (splitmix64): the same for the same seed, so that every
+/// run with `--phases random` draws the same phases.
+fn unit_random(seed: u64) -> f64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_phases_are_the_same_every_run_and_spread_over_the_period() {
+        let phases: Vec<f64> = (0..500).map(unit_random).collect();
+        assert_eq!(phases, (0..500).map(unit_random).collect::<Vec<_>>());
+        assert!(phases.iter().all(|p| (0.0..1.0).contains(p)));
+        // Every tenth of the period gets some senders, none most of them.
+        for tenth in 0..10 {
+            let n = phases
+                .iter()
+                .filter(|p| (**p * 10.0) as usize == tenth)
+                .count();
+            assert!((20..=80).contains(&n), "tenth {tenth}: {n} of 500");
+        }
+    }
 
     #[test]
     fn bodies_and_ids_parse() {
@@ -795,14 +820,4 @@ mod tests {
             assert_eq!(quick_delivery(other), None, "{other}");
         }
     }
-}
-
-/// A number in [0, 1) drawn from `seed` (splitmix64): the same for the same seed, so that every
-/// run with `--phases random` draws the same phases.
-fn unit_random(seed: u64) -> f64 {
-    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
 }
