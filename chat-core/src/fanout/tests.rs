@@ -382,10 +382,24 @@ fn a_drained_outbox_gives_back_what_a_burst_grew() {
     assert!(outbox.buffer_capacity() >= 100);
     while outbox.try_pop().is_some() {}
     assert_eq!(outbox.buffer_capacity(), 0);
-    // A queue that stays small keeps its buffer: no allocation per frame.
+    // A batch's worth stays between batches: no allocation (nor growth) per batch...
+    for i in 0..20 {
+        assert!(outbox.send(frame(i)));
+    }
+    let grown = outbox.buffer_capacity();
+    assert!(grown >= 20);
+    while outbox.try_pop().is_some() {}
+    assert_eq!(outbox.buffer_capacity(), grown);
+    // ...until the connection's next keepalive ping, which leaves an idle connection a small
+    // one (a frame at a time needs no more).
+    outbox.trim();
+    assert_eq!(outbox.buffer_capacity(), 0);
     assert!(outbox.send(frame(0)));
     assert_eq!(outbox.try_pop(), Some(frame(0)));
-    assert!(outbox.buffer_capacity() > 0);
+    let small = outbox.buffer_capacity();
+    assert!(small > 0);
+    outbox.trim();
+    assert_eq!(outbox.buffer_capacity(), small);
 }
 
 #[tokio::test(start_paused = true)]

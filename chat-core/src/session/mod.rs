@@ -179,6 +179,9 @@ where
                     send_close(io, close_code::POLICY, "idle timeout").await;
                     break SessionEnd::Idle;
                 }
+                // Between batches an active connection keeps its queue's buffer; at each ping
+                // an idle one gives it back.
+                outbox.trim();
                 let writing = outbox.begin_write();
                 match until_ended(&mut ended, io.send(Outbound::Ping)).await {
                     Ok(Ok(())) => drop(writing),

@@ -31,6 +31,15 @@ pub(super) const BACKED_UP: usize = 64 * 1024;
 /// Chunks handed to one `writev`: 2 slices each (header and payload).
 const WRITEV_CHUNKS: usize = 16;
 
+/// Chunks the queue keeps when it drains: a batch of frames (the flush tick's, about ten under
+/// load) then reuses the buffer instead of allocating and growing it again. A larger one (a
+/// burst) is freed at once, and [`WsIo::trim`] (at each keepalive ping) frees what an idle
+/// connection does not need.
+const KEPT_WHILE_ACTIVE: usize = 32;
+
+/// Chunks an idle connection's queue keeps.
+const KEPT_IDLE: usize = 4;
+
 /// One frame (or a run of tungstenite's bytes, with no header) waiting to be written.
 struct Chunk {
     head: [u8; 10],
@@ -146,8 +155,18 @@ impl<T> WsIo<T> {
             n -= left;
             self.pending.pop_front();
         }
-        // A burst grew the queue's buffer: an idle connection gives it back.
-        if self.pending.is_empty() && self.pending.capacity() > 4 {
+        // A burst grew the queue's buffer: it is given back at once.
+        self.free_spare(KEPT_WHILE_ACTIVE);
+    }
+
+    /// Frees the buffer that traffic grew if nothing is queued and it is larger than an idle
+    /// connection keeps (called before each keepalive ping).
+    pub(super) fn trim(&mut self) {
+        self.free_spare(KEPT_IDLE);
+    }
+
+    fn free_spare(&mut self, keep: usize) {
+        if self.pending.is_empty() && self.pending.capacity() > keep {
             self.pending = VecDeque::new();
         }
     }
@@ -288,5 +307,31 @@ mod tests {
         want.extend_from_slice(&[0x89, 0x00, 0x81, 126, 0, 200]);
         want.extend_from_slice(&[b'x'; 200]);
         assert_eq!(io.inner.out, want);
+    }
+
+    #[test]
+    fn a_batch_keeps_its_buffer_until_the_ping_and_a_burst_gives_it_back() {
+        let mut io = WsIo::new(Trickle {
+            out: Vec::new(),
+            step: usize::MAX,
+        });
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut batch = |io: &mut WsIo<Trickle>, frames: usize| {
+            for _ in 0..frames {
+                io.push_text(Bytes::from_static(b"{}"));
+            }
+            assert!(io.poll_drain(&mut cx).is_ready());
+            assert_eq!(io.pending_bytes(), 0);
+            io.pending.capacity()
+        };
+        // A batch's buffer is reused by the next batch...
+        let kept = batch(&mut io, 10);
+        assert!(kept >= 10);
+        assert_eq!(batch(&mut io, 10), kept);
+        // ...an idle connection's ping gives it back...
+        io.trim();
+        assert_eq!(io.pending.capacity(), 0);
+        // ...and a burst's is freed as soon as it drains.
+        assert_eq!(batch(&mut io, KEPT_WHILE_ACTIVE + 1), 0);
     }
 }

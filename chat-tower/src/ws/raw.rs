@@ -90,7 +90,12 @@ impl Sink<Outbound> for RawSocket {
                 self.ws.get_mut().push_text(bytes);
                 return Ok(());
             }
-            Outbound::Ping => Message::Ping(Default::default()),
+            Outbound::Ping => {
+                // Between batches an active connection keeps its queue's buffer; at each ping
+                // an idle one gives it back.
+                self.ws.get_mut().trim();
+                Message::Ping(Default::default())
+            }
             Outbound::Close(code, reason) => {
                 self.closed = true;
                 Message::Close(Some(CloseFrame {
