@@ -239,8 +239,14 @@ impl FlushTick {
             tokio::time::sleep_until(deadline - TIMER_GRAIN.min(self.period())).await;
             std::mem::swap(&mut batch, &mut self.due().outboxes);
             // As in `Hub::deliver`: in a big batch the first ones' sessions are woken to write
-            // on the other cores, and only the last few are written here.
-            let inline_from = batch.len().saturating_sub(INLINE_PER_ENVELOPE);
+            // on the other cores, and only the last few are written here; unless the process's
+            // threads already wait for a core, when there are no other cores to write on and
+            // a wake-up and a poll per connection would only add to the wait.
+            let inline_from = if load.waiting >= BEHIND_WAITING {
+                0
+            } else {
+                batch.len().saturating_sub(INLINE_PER_ENVELOPE)
+            };
             for (i, outbox) in batch.drain(..).enumerate() {
                 outbox.release(i >= inline_from);
             }
