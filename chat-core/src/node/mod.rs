@@ -55,6 +55,8 @@ struct Inner {
     subscriptions: Arc<Subscriptions>,
     /// Per-user limits, shared by all of a user's connections on this node.
     limits: Arc<UserLimits>,
+    /// Users whose record of open WebSockets failed, until it lands.
+    stale_sockets: Arc<tasks::StaleSockets>,
     node: NodeId,
     next_conn: AtomicU64,
     /// Set once by `shutdown`, before every connection's alarm is raised.
@@ -95,6 +97,7 @@ impl Chat {
         let node = backend.broker.node_id();
         let hub = Arc::new(Hub::new(node));
         let subscriptions = Arc::new(Subscriptions::default());
+        let stale_sockets = Arc::new(tasks::StaleSockets::default());
         let tasks = tasks::Tasks::spawn(
             &hub,
             events,
@@ -102,6 +105,7 @@ impl Chat {
             backend.presence.clone(),
             node,
             (subscriptions.clone(), backend.broker.clone()),
+            &stale_sockets,
         );
         let (done_tx, done_rx) = mpsc::channel(1);
         let limits = Arc::new(UserLimits::new(&config));
@@ -116,6 +120,7 @@ impl Chat {
                 hub,
                 subscriptions,
                 limits,
+                stale_sockets,
                 node,
                 next_conn: AtomicU64::new(1),
                 shutting_down: AtomicBool::new(false),
@@ -348,10 +353,12 @@ impl Chat {
         let open = self.inner.hub.user_connections(user) + 1;
         let max = config.max_connections_per_user.max(1);
         let presence = &self.inner.backend.presence;
-        if presence
+        let admitted = presence
             .count_sockets(user, self.node_id(), open, Some(max))
-            .await?
-        {
+            .await?;
+        // Admitted or not, the record is this node's count again.
+        self.inner.stale_sockets.clear(user);
+        if admitted {
             return Ok(());
         }
         crate::metrics::metrics().rate_limited(crate::Limit::Connections);
@@ -362,20 +369,25 @@ impl Chat {
     }
 
     /// Records this node's open WebSockets of `user` for every node (after a close, or a
-    /// connect that failed after [`Chat::admit_socket`]). Best effort: a failure leaves the
-    /// record too high until the user's next connection or close here, or its expiry, and is
-    /// logged at debug level.
+    /// connect that failed after [`Chat::admit_socket`]). A failure (logged at debug level)
+    /// is tried again every second by the node's tasks, with the count then, until it lands
+    /// or a connect or close of the user's here records it: a record left too high would
+    /// refuse the user's connections everywhere.
     pub(crate) async fn record_sockets(&self, user: &crate::protocol::UserId) {
         if !self.inner.config.shared_user_limits {
             return;
         }
         let open = self.inner.hub.user_connections(user);
         let presence = &self.inner.backend.presence;
-        if let Err(err) = presence
+        match presence
             .count_sockets(user, self.node_id(), open, None)
             .await
         {
-            debug!(user = %user, cause = %err, "open WebSockets not recorded for every node");
+            Ok(_) => self.inner.stale_sockets.clear(user),
+            Err(err) => {
+                debug!(user = %user, cause = %err, "open WebSockets not recorded for every node");
+                self.inner.stale_sockets.mark(user);
+            }
         }
     }
 

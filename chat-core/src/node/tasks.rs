@@ -1,8 +1,12 @@
 //! The node's background tasks: the dispatcher (the one consumer of the broker's events),
-//! the flush tick (coalesced writes), the keepalive sweep, and the retries of presence exits
-//! that failed.
+//! the flush tick (coalesced writes), the keepalive sweep, and the retries of what failed:
+//! presence exits, unsubscribes, records of a user's open WebSockets.
 
-use std::{collections::VecDeque, sync::Arc, time::Duration};
+use std::{
+    collections::{HashSet, VecDeque},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{debug, info, warn};
@@ -17,6 +21,7 @@ use crate::{
     config::ChatConfig,
     fanout::{FlushTick, Hub, Push, Subscriptions},
     protocol::{ResyncFrame, RoomId, ServerFrame, User, UserId},
+    sync::lock,
 };
 
 /// First wait before failed presence exits are tried again; doubled while they keep failing.
@@ -34,6 +39,37 @@ pub(crate) struct FailedExit {
     pub(crate) conn: ConnId,
     /// The `user_left` envelope to publish in the same step.
     pub(crate) left: Envelope,
+}
+
+/// Users whose record of this node's open WebSockets failed to land
+/// (`Chat::record_sockets`, with `ChatConfig::shared_user_limits`): a record left too high
+/// would refuse their connections on every node. Each is recorded again (with the node's count
+/// then) every [`UNSUBSCRIBE_RETRY`] until it lands, or until a connect or close of theirs
+/// here records it. One entry per user, whatever their connections.
+#[derive(Debug, Default)]
+pub(crate) struct StaleSockets(Mutex<HashSet<UserId>>);
+
+impl StaleSockets {
+    /// `user`'s record failed.
+    pub(crate) fn mark(&self, user: &UserId) {
+        lock(&self.0).insert(user.clone());
+    }
+
+    /// `user`'s record landed.
+    pub(crate) fn clear(&self, user: &UserId) {
+        let mut stale = lock(&self.0);
+        if !stale.is_empty() {
+            stale.remove(user);
+        }
+    }
+
+    fn take(&self) -> Vec<UserId> {
+        lock(&self.0).drain().collect()
+    }
+
+    fn len(&self) -> usize {
+        lock(&self.0).len()
+    }
 }
 
 /// The keepalive sweep is spread over this many slices of the ping interval, so that the
@@ -62,6 +98,7 @@ impl Tasks {
         presence: Arc<dyn PresenceStore>,
         node: NodeId,
         subscriptions: (Arc<Subscriptions>, Arc<dyn Broker>),
+        stale_sockets: &Arc<StaleSockets>,
     ) -> Self {
         let tick = (!config.write_coalesce.is_zero()).then(|| {
             let tick = FlushTick::new(config.write_coalesce, config.write_coalesce_max);
@@ -77,8 +114,18 @@ impl Tasks {
         ));
         let keepalive = tokio::spawn(keepalive(hub.clone(), config.ping_interval));
         let (exits, failed) = mpsc::unbounded_channel();
+        let presence_for_sockets = presence.clone();
         let exit_retries = tokio::spawn(retry_exits(presence, node, failed));
-        let unsubscribes = tokio::spawn(retry_unsubscribes(subscriptions, broker));
+        let unsubscribes = tokio::spawn(retry_stale(
+            subscriptions,
+            broker,
+            (
+                stale_sockets.clone(),
+                hub.clone(),
+                presence_for_sockets,
+                node,
+            ),
+        ));
         Self {
             dispatcher,
             tick,
@@ -182,15 +229,21 @@ async fn retry_exits(
 /// How often unsubscribes that failed (the broker was away) are tried again.
 const UNSUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
 
-/// Tries again, every [`UNSUBSCRIBE_RETRY`], the unsubscribes that failed: a topic nobody
-/// here wants must not stay subscribed (a Redis connection resubscribes what it still tracks
-/// after an outage). A check of an empty set per second when nothing failed.
-async fn retry_unsubscribes(subscriptions: Arc<Subscriptions>, broker: Arc<dyn Broker>) {
+/// Tries again, every [`UNSUBSCRIBE_RETRY`], the unsubscribes that failed (a topic nobody
+/// here wants must not stay subscribed: a Redis connection resubscribes what it still tracks
+/// after an outage) and the records of open WebSockets that failed ([`StaleSockets`]). A check
+/// of two empty sets per second when nothing failed.
+async fn retry_stale(
+    subscriptions: Arc<Subscriptions>,
+    broker: Arc<dyn Broker>,
+    sockets: (Arc<StaleSockets>, Arc<Hub>, Arc<dyn PresenceStore>, NodeId),
+) {
     let mut tick = tokio::time::interval(UNSUBSCRIBE_RETRY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
         tick.tick().await;
+        record_stale_sockets(&sockets.0, &sockets.1, &*sockets.2, sockets.3).await;
         let pending = subscriptions.retry_stale(&*broker).await;
         if pending > 0 {
             debug!(pending, "unsubscribes still failing");
@@ -201,6 +254,29 @@ async fn retry_unsubscribes(subscriptions: Arc<Subscriptions>, broker: Arc<dyn B
                 "failed unsubscribes landed after retries"
             );
         }
+    }
+}
+
+/// Records again, with this node's count now, the open WebSockets of each user whose record
+/// failed; a round stops at the first failure (the backend is still away), the rest wait for
+/// the next.
+async fn record_stale_sockets(
+    stale: &StaleSockets,
+    hub: &Hub,
+    presence: &dyn PresenceStore,
+    node: NodeId,
+) {
+    let users = stale.take();
+    for (i, user) in users.iter().enumerate() {
+        let open = hub.user_connections(user);
+        if let Err(err) = presence.count_sockets(user, node, open, None).await {
+            for user in &users[i..] {
+                stale.mark(user);
+            }
+            debug!(cause = %err, pending = stale.len(), "open WebSockets still not recorded");
+            return;
+        }
+        debug!(%user, open, "open WebSockets recorded after a retry");
     }
 }
 
