@@ -269,7 +269,7 @@ impl Decoder {
     }
 
     /// Hands every complete frame in the buffer to the caller: each text message (put
-    /// together if fragmented) to `on_text`; pings are queued for [`Self::answer_pings`].
+    /// together if fragmented) to `on_text`; pings are queued for [`WsRead::answer_pings`].
     /// `Ok(Some(close))` when the server closed; `Err` on a protocol violation.
     fn frames(&mut self, mut on_text: impl FnMut(&str)) -> Result<Option<Close>, String> {
         let Self {
