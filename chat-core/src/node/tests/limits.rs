@@ -2,25 +2,31 @@
 //! nodes, one user with connections on both.
 
 use std::{
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
+    sync::{atomic::Ordering, Arc},
     time::Duration,
 };
 
+use super::FailingPresence;
 use crate::{
-    backend::{
-        broker::{ConnId, Envelope, NodeId},
-        memory::MemoryCluster,
-        store::{PresenceStore, Visibility},
-        Reply,
-    },
-    error::BackendError,
+    backend::{memory::MemoryCluster, store::Visibility},
     hooks::DefaultPolicy,
-    protocol::{RoomId, SendMessageFrame, UserId},
-    Caller, Chat, ChatConfig, Error, Limit, User,
+    protocol::SendMessageFrame,
+    Caller, Chat, ChatConfig, Connection, Error, Limit, User,
 };
+
+/// `connected` is the user's connection limit refusing one more.
+fn assert_connection_refused(connected: &Result<Connection, Error>) {
+    assert!(
+        matches!(
+            connected,
+            Err(Error::RateLimited {
+                limit: Limit::Connections,
+                ..
+            })
+        ),
+        "{connected:?}"
+    );
+}
 
 fn node(cluster: &MemoryCluster, config: &ChatConfig) -> Chat {
     Chat::with_policy(cluster.node(), config.clone(), Arc::new(DefaultPolicy))
@@ -48,16 +54,7 @@ async fn a_users_limits_count_on_every_node_of_the_cluster() {
     let mut on_a = a.connect(ann.clone()).await.unwrap();
     let second = a.connect(ann.clone()).await.unwrap();
     let refused = b.connect(ann.clone()).await;
-    assert!(
-        matches!(
-            refused,
-            Err(Error::RateLimited {
-                limit: Limit::Connections,
-                ..
-            })
-        ),
-        "{refused:?}"
-    );
+    assert_connection_refused(&refused);
     // One closes: the other node has a slot.
     let mut second = second;
     second.close().await;
@@ -96,66 +93,6 @@ async fn a_users_limits_count_on_every_node_of_the_cluster() {
     on_c.send_message(say("elsewhere")).await.unwrap();
 }
 
-/// A presence store whose next `failures` records of open WebSockets fail (doing nothing).
-struct FailingSocketRecords {
-    inner: Arc<dyn PresenceStore>,
-    failures: AtomicUsize,
-    tries: AtomicUsize,
-}
-
-impl PresenceStore for FailingSocketRecords {
-    fn enter<'a>(
-        &'a self,
-        room: &'a RoomId,
-        user: &'a User,
-        node: NodeId,
-        conn: ConnId,
-    ) -> Reply<'a, bool> {
-        self.inner.enter(room, user, node, conn)
-    }
-
-    fn exit<'a>(
-        &'a self,
-        room: &'a RoomId,
-        user: &'a User,
-        node: NodeId,
-        conn: ConnId,
-        left: Envelope,
-    ) -> Reply<'a, bool> {
-        self.inner.exit(room, user, node, conn, left)
-    }
-
-    fn online<'a>(&'a self, room: &'a RoomId, limit: usize) -> Reply<'a, (Vec<User>, usize)> {
-        self.inner.online(room, limit)
-    }
-
-    fn are_online<'a>(&'a self, room: &'a RoomId, users: &'a [UserId]) -> Reply<'a, Vec<bool>> {
-        self.inner.are_online(room, users)
-    }
-
-    fn online_counts<'a>(&'a self, rooms: &'a [RoomId]) -> Reply<'a, Vec<usize>> {
-        self.inner.online_counts(rooms)
-    }
-
-    fn count_sockets<'a>(
-        &'a self,
-        user: &'a UserId,
-        node: NodeId,
-        open: usize,
-        max: Option<usize>,
-    ) -> Reply<'a, bool> {
-        self.tries.fetch_add(1, Ordering::SeqCst);
-        let fail = self
-            .failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if fail {
-            return Box::pin(async { Err(BackendError::Unavailable("down".into())) });
-        }
-        self.inner.count_sockets(user, node, open, max)
-    }
-}
-
 #[tokio::test]
 async fn a_close_whose_socket_record_failed_is_recorded_again_so_the_user_can_connect() {
     let config = ChatConfig {
@@ -164,11 +101,7 @@ async fn a_close_whose_socket_record_failed_is_recorded_again_so_the_user_can_co
     };
     let cluster = MemoryCluster::new();
     let mut backend = cluster.node();
-    let failing = Arc::new(FailingSocketRecords {
-        inner: backend.presence.clone(),
-        failures: AtomicUsize::new(0),
-        tries: AtomicUsize::new(0),
-    });
+    let failing = FailingPresence::new(backend.presence.clone());
     backend.presence = failing.clone();
     let a = Chat::with_policy(backend, config.clone(), Arc::new(DefaultPolicy));
     let b = node(&cluster, &config);
@@ -177,7 +110,7 @@ async fn a_close_whose_socket_record_failed_is_recorded_again_so_the_user_can_co
     let mut on_a = a.connect(ann.clone()).await.unwrap();
     // The close's record fails twice (the close, then the first retry): the backend still
     // counts ann's socket on `a`, which would refuse her everywhere.
-    failing.failures.store(2, Ordering::SeqCst);
+    failing.socket_records.left.store(2, Ordering::SeqCst);
     on_a.close().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let on_b = loop {
@@ -193,19 +126,10 @@ async fn a_close_whose_socket_record_failed_is_recorded_again_so_the_user_can_co
         }
     };
     // The close, a failed retry, the retry that landed.
-    assert!(failing.tries.load(Ordering::SeqCst) >= 3);
-    assert_eq!(failing.failures.load(Ordering::SeqCst), 0);
+    assert!(failing.socket_records.tries() >= 3);
+    assert_eq!(failing.socket_records.left.load(Ordering::SeqCst), 0);
     // Her one socket is on `b` now: `a` refuses a second one.
     let refused = a.connect(ann.clone()).await;
-    assert!(
-        matches!(
-            refused,
-            Err(Error::RateLimited {
-                limit: Limit::Connections,
-                ..
-            })
-        ),
-        "{refused:?}"
-    );
+    assert_connection_refused(&refused);
     drop(on_b);
 }

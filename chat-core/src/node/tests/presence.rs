@@ -1,82 +1,21 @@
 //! A presence exit that fails is retried until it lands, and `user_left` goes out once: two
 //! nodes on one memory cluster, the leaving node's presence store failing its first exits.
 
-use std::{
-    sync::{
-        atomic::{AtomicUsize, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+use std::{sync::atomic::Ordering, time::Duration};
 
 use futures_channel::mpsc as fmpsc;
 use futures_util::{stream, StreamExt};
 use serde_json::Value;
 
+use super::FailingPresence;
 use crate::{
-    backend::{
-        broker::{ConnId, Envelope, NodeId},
-        memory::MemoryCluster,
-        store::{PresenceStore, Visibility},
-        Reply,
-    },
-    error::BackendError,
-    protocol::{RoomId, SendMessageFrame, UserId},
+    backend::{memory::MemoryCluster, store::Visibility},
+    protocol::SendMessageFrame,
     session::{run, Outbound},
     Caller, Chat, ChatConfig, User,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
-
-/// A presence store whose next `failures` exits fail (without doing anything).
-struct FailingExits {
-    inner: Arc<dyn PresenceStore>,
-    failures: AtomicUsize,
-    tries: AtomicUsize,
-}
-
-impl PresenceStore for FailingExits {
-    fn enter<'a>(
-        &'a self,
-        room: &'a RoomId,
-        user: &'a User,
-        node: NodeId,
-        conn: ConnId,
-    ) -> Reply<'a, bool> {
-        self.inner.enter(room, user, node, conn)
-    }
-
-    fn exit<'a>(
-        &'a self,
-        room: &'a RoomId,
-        user: &'a User,
-        node: NodeId,
-        conn: ConnId,
-        left: Envelope,
-    ) -> Reply<'a, bool> {
-        self.tries.fetch_add(1, Ordering::SeqCst);
-        let fail = self
-            .failures
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if fail {
-            return Box::pin(async { Err(BackendError::Unavailable("down".into())) });
-        }
-        self.inner.exit(room, user, node, conn, left)
-    }
-
-    fn online<'a>(&'a self, room: &'a RoomId, limit: usize) -> Reply<'a, (Vec<User>, usize)> {
-        self.inner.online(room, limit)
-    }
-
-    fn are_online<'a>(&'a self, room: &'a RoomId, users: &'a [UserId]) -> Reply<'a, Vec<bool>> {
-        self.inner.are_online(room, users)
-    }
-
-    fn online_counts<'a>(&'a self, rooms: &'a [RoomId]) -> Reply<'a, Vec<usize>> {
-        self.inner.online_counts(rooms)
-    }
-}
 
 async fn frame(out: &mut fmpsc::UnboundedReceiver<Outbound>) -> Value {
     loop {
@@ -92,11 +31,8 @@ async fn frame(out: &mut fmpsc::UnboundedReceiver<Outbound>) -> Value {
 async fn a_failed_exit_is_retried_until_it_lands_and_announced_once() {
     let cluster = MemoryCluster::new();
     let mut backend = cluster.node();
-    let failing = Arc::new(FailingExits {
-        inner: backend.presence.clone(),
-        failures: AtomicUsize::new(3),
-        tries: AtomicUsize::new(0),
-    });
+    let failing = FailingPresence::new(backend.presence.clone());
+    failing.exits.left.store(3, Ordering::SeqCst);
     backend.presence = failing.clone();
     let a = Chat::new(backend, ChatConfig::default());
     let b = Chat::new(cluster.node(), ChatConfig::default());
@@ -126,7 +62,7 @@ async fn a_failed_exit_is_retried_until_it_lands_and_announced_once() {
         (Some("user_left"), Some("ann"))
     );
     // The first try and two retries failed (backoff 100, 200 ms); the third retry landed.
-    assert_eq!(failing.tries.load(Ordering::SeqCst), 4);
+    assert_eq!(failing.exits.tries(), 4);
     assert_eq!(b.backend().presence.online(&room, 9).await.unwrap().1, 1);
     // Nothing else before a message sent after it: user_left once.
     let mut talker = a.connect(ann.clone()).await.unwrap();
