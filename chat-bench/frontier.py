@@ -43,7 +43,9 @@ server user-space µs per delivery, end-to-end latency p50/p99 (ranges over the 
 deliveries that nobody was told about (roomcast: of messages that were not refused; the
 peer has no acks, so all its loss is silent), messages refused with an error frame (roomcast
 only), duplicates, and the load generator's own CPU: per second of the window and per
-delivery.
+delivery. A second table sets each roomcast variant against socketioxide round by round
+(runs of one round are minutes apart, and this host drifts): deliveries per server
+CPU-second as a multiple of socketioxide's, and the p99 difference in ms.
 """
 
 import json
@@ -289,6 +291,7 @@ def main():
                                             "report": row["raw"]}) + "\n")
                     jsonl.flush()
                 del row["raw"]
+                row["round"] = r + 1
                 results.setdefault(key, []).append(row)
                 print(f"round {r + 1} {label} {fmt_rate(rate)}/s: {row['per_cpu'] / 1000:.0f}k/CPU-s "
                       f"user {row['user_us']:.2f} µs p50 {row['p50']:.1f} p99 {row['p99']:.1f} ms "
@@ -322,6 +325,35 @@ def main():
                   f"| {span(c['bench_per_s'], lambda x: f'{x:.2f}')} "
                   f"| {span(c['bench_us'], lambda x: f'{x:.2f}')} |"
                   + (f" {'; '.join(notes)}" if notes else ""))
+    print_against_peer(opts, results)
+
+
+def print_against_peer(opts, results):
+    """Each roomcast variant against socketioxide in the same round: issue 17's two goals
+    (at least 1.3x the deliveries per server CPU-second, p99 at most socketioxide's + 1 ms)."""
+    peer = [label for kind, label, _, _ in opts["variants"] if kind == "sio"]
+    if not peer:
+        return
+    print()
+    print("Against socketioxide, round by round (issue 17: at least 1.3x, p99 at most "
+          "socketioxide's + 1 ms):")
+    print()
+    print("| variant | rate/s | deliveries per server CPU-s, × socketioxide's | "
+          "p99 − socketioxide's p99, ms |")
+    print("|---|---|---|---|")
+    for rate in opts["rates"]:
+        theirs = {row["round"]: row for row in results.get((peer[0], rate), [])}
+        for kind, label, _, _ in opts["variants"]:
+            if kind == "sio":
+                continue
+            pairs = [(row, theirs[row["round"]]) for row in results.get((label, rate), [])
+                     if row["round"] in theirs]
+            if not pairs:
+                continue
+            ratios = ", ".join(f"{ours['per_cpu'] / peer_row['per_cpu']:.2f}"
+                               for ours, peer_row in pairs)
+            gaps = ", ".join(f"{ours['p99'] - peer_row['p99']:+.1f}" for ours, peer_row in pairs)
+            print(f"| {label} | {fmt_rate(rate)} | {ratios} | {gaps} |")
 
 
 if __name__ == "__main__":
