@@ -114,18 +114,14 @@ impl Tasks {
         ));
         let keepalive = tokio::spawn(keepalive(hub.clone(), config.ping_interval));
         let (exits, failed) = mpsc::unbounded_channel();
-        let presence_for_sockets = presence.clone();
+        let sockets = SocketRecords {
+            stale: stale_sockets.clone(),
+            hub: hub.clone(),
+            presence: presence.clone(),
+            node,
+        };
         let exit_retries = tokio::spawn(retry_exits(presence, node, failed));
-        let unsubscribes = tokio::spawn(retry_stale(
-            subscriptions,
-            broker,
-            (
-                stale_sockets.clone(),
-                hub.clone(),
-                presence_for_sockets,
-                node,
-            ),
-        ));
+        let unsubscribes = tokio::spawn(retry_stale(subscriptions, broker, sockets));
         Self {
             dispatcher,
             tick,
@@ -236,14 +232,14 @@ const UNSUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
 async fn retry_stale(
     subscriptions: Arc<Subscriptions>,
     broker: Arc<dyn Broker>,
-    sockets: (Arc<StaleSockets>, Arc<Hub>, Arc<dyn PresenceStore>, NodeId),
+    sockets: SocketRecords,
 ) {
     let mut tick = tokio::time::interval(UNSUBSCRIBE_RETRY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
         tick.tick().await;
-        record_stale_sockets(&sockets.0, &sockets.1, &*sockets.2, sockets.3).await;
+        sockets.retry().await;
         let pending = subscriptions.retry_stale(&*broker).await;
         if pending > 0 {
             debug!(pending, "unsubscribes still failing");
@@ -257,26 +253,37 @@ async fn retry_stale(
     }
 }
 
-/// Records again, with this node's count now, the open WebSockets of each user whose record
-/// failed; a round stops at the first failure (the backend is still away), the rest wait for
-/// the next.
-async fn record_stale_sockets(
-    stale: &StaleSockets,
-    hub: &Hub,
-    presence: &dyn PresenceStore,
+/// What the retry of failed open-WebSocket records needs: the users, the node's counts (its
+/// hub), and where to record them.
+struct SocketRecords {
+    stale: Arc<StaleSockets>,
+    hub: Arc<Hub>,
+    presence: Arc<dyn PresenceStore>,
     node: NodeId,
-) {
-    let users = stale.take();
-    for (i, user) in users.iter().enumerate() {
-        let open = hub.user_connections(user);
-        if let Err(err) = presence.count_sockets(user, node, open, None).await {
-            for user in &users[i..] {
-                stale.mark(user);
+}
+
+impl SocketRecords {
+    /// Records again, with this node's count now, the open WebSockets of each user whose
+    /// record failed; a round stops at the first failure (the backend is still away), the rest
+    /// wait for the next.
+    async fn retry(&self) {
+        let users = self.stale.take();
+        for (i, user) in users.iter().enumerate() {
+            let open = self.hub.user_connections(user);
+            let recorded = self
+                .presence
+                .count_sockets(user, self.node, open, None)
+                .await;
+            if let Err(err) = recorded {
+                for user in &users[i..] {
+                    self.stale.mark(user);
+                }
+                let pending = self.stale.len();
+                debug!(cause = %err, pending, "open WebSockets still not recorded");
+                return;
             }
-            debug!(cause = %err, pending = stale.len(), "open WebSockets still not recorded");
-            return;
+            debug!(%user, open, "open WebSockets recorded after a retry");
         }
-        debug!(%user, open, "open WebSockets recorded after a retry");
     }
 }
 
