@@ -45,7 +45,8 @@ peer has no acks, so all its loss is silent), messages refused with an error fra
 only), duplicates, and the load generator's own CPU: per second of the window and per
 delivery. A second table sets each roomcast variant against socketioxide round by round
 (runs of one round are minutes apart, and this host drifts): deliveries per server
-CPU-second as a multiple of socketioxide's, and the p99 difference in ms.
+CPU-second as a multiple of socketioxide's, and the p99 difference in ms. Each roomcast run's
+line (on stderr, as it finishes) also gives the servers' context switches per 1,000 deliveries.
 """
 
 import json
@@ -168,6 +169,7 @@ def run_roomcast(extra, args, rate, opts):
         "reordered": t["reordered"],
         "bench_per_s": rep.get("bench_cpu_s", 0.0) / max(rep.get("window_s", 0.0), 1e-9),
         "bench_us": rep.get("bench_cpu_s", 0.0) * 1e6 / max(t["delivered"], 1),
+        "switches_per_1k": rep.get("server_switches_per_1000_deliveries"),
         "notes": ([f"closed {t['closed']}"] if t["closed"] else [])
         + (["drain timed out"] if t["drain_timed_out"] else [])
         + ([f"{t['unanswered']} unanswered"] if t["unanswered"] else [])
@@ -297,7 +299,9 @@ def main():
                       f"user {row['user_us']:.2f} µs p50 {row['p50']:.1f} p99 {row['p99']:.1f} ms "
                       f"lost {row['lost']} rejected {row['rejected']} dup {row['dup']} "
                       f"bench {row['bench_per_s']:.2f} CPU-s/s {row['bench_us']:.2f} µs/delivery "
-                      f"{' '.join(row['notes'])}",
+                      + (f"server switches {row['switches_per_1k']:.1f}/1k deliveries "
+                         if row.get("switches_per_1k") is not None else "")
+                      + f"{' '.join(row['notes'])}",
                       file=sys.stderr, flush=True)
     shape = "W1" if opts["rooms"] == ROOMS else "W1's per-room shape"
     print(f"{shape}: {opts['rooms']} rooms x {PER_ROOM} clients, {INSTANCES} instances + Redis, "

@@ -280,6 +280,7 @@ pub(crate) async fn run(args: &Args) -> anyhow::Result<Report> {
         window_s: round3(window),
         server_cpu_s: server.cpu_s,
         server_user_cpu_s: server.user_cpu_s,
+        server_switches: server.voluntary_switches + server.involuntary_switches,
         ..Default::default()
     };
     if let (Some(s), Some(e)) = (start.2, end.2) {

@@ -335,6 +335,44 @@ pub(crate) struct ProcSample {
     pub(crate) threads: u64,
     /// Open file descriptors (entries of `/proc/PID/fd`).
     pub(crate) fds: u64,
+    /// Context switches of the live threads, voluntary (a thread went to sleep: parked, or
+    /// waiting in `epoll_wait` or on a lock) and involuntary (preempted), summed over
+    /// `/proc/PID/task/*/status`. A thread that exited takes its counts with it.
+    pub(crate) switches: Switches,
+}
+
+/// Context switches of a process's threads (see [`ProcSample::switches`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Switches {
+    pub(crate) voluntary: u64,
+    pub(crate) involuntary: u64,
+}
+
+impl Switches {
+    fn read(pid: u32) -> Self {
+        let mut sum = Self::default();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return sum;
+        };
+        for task in tasks.flatten() {
+            let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+                continue;
+            };
+            sum.voluntary += status_field(&status, "voluntary_ctxt_switches:");
+            sum.involuntary += status_field(&status, "nonvoluntary_ctxt_switches:");
+        }
+        sum
+    }
+}
+
+/// The first number after `name` on its line of a `/proc` status file (0 if absent).
+fn status_field(status: &str, name: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn clock_ticks() -> f64 {
@@ -361,14 +399,7 @@ impl ProcSample {
         let utime: u64 = fields.get(11)?.parse().ok()?;
         let stime: u64 = fields.get(12)?.parse().ok()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        };
+        let field = |name: &str| status_field(&status, name);
         Some(Self {
             cpu_s: (utime + stime) as f64 / clock_ticks(),
             user_cpu_s: utime as f64 / clock_ticks(),
@@ -378,6 +409,7 @@ impl ProcSample {
             fds: std::fs::read_dir(format!("/proc/{pid}/fd"))
                 .map(|d| d.count() as u64)
                 .unwrap_or(0),
+            switches: Switches::read(pid),
         })
     }
 }

@@ -118,6 +118,11 @@ pub(crate) struct ServerStats {
     pub(crate) threads: u64,
     /// Open file descriptors at the end of the window.
     pub(crate) open_files_end: u64,
+    /// Context switches of its threads in the window, voluntary (a thread slept: parked,
+    /// `epoll_wait`, a lock) and involuntary (preempted). At light load a switch costs more
+    /// than a write (docs/perf.md, session 16).
+    pub(crate) voluntary_switches: u64,
+    pub(crate) involuntary_switches: u64,
     pub(crate) nofile_soft: Option<String>,
     pub(crate) nofile_hard: Option<String>,
 }
@@ -146,6 +151,11 @@ impl ServerStats {
             st.peak_rss_kb = e.hwm_kb;
             st.threads = e.threads;
             st.open_files_end = e.fds;
+            st.voluntary_switches = e.switches.voluntary.saturating_sub(s.switches.voluntary);
+            st.involuntary_switches = e
+                .switches
+                .involuntary
+                .saturating_sub(s.switches.involuntary);
         }
         st
     }
@@ -281,6 +291,11 @@ pub(crate) struct Report {
     pub(crate) delivered_per_server_cpu_s: Option<f64>,
     /// delivered / server user-space CPU seconds: the servers' own code, without the kernel.
     pub(crate) delivered_per_server_user_cpu_s: Option<f64>,
+    /// Context switches of the servers' threads in the window (all instances, voluntary and
+    /// involuntary).
+    pub(crate) server_switches: u64,
+    /// server_switches per 1,000 deliveries.
+    pub(crate) server_switches_per_1000_deliveries: Option<f64>,
     pub(crate) redis: Option<RedisReport>,
     /// CPU seconds of the bench process itself in the window (it shares the machine).
     pub(crate) bench_cpu_s: f64,
@@ -297,6 +312,8 @@ impl Report {
         let per = |cpu_s: f64| (cpu_s > 0.0).then(|| round3(delivered as f64 / cpu_s));
         self.delivered_per_server_cpu_s = per(self.server_cpu_s);
         self.delivered_per_server_user_cpu_s = per(self.server_user_cpu_s);
+        self.server_switches_per_1000_deliveries = (delivered > 0)
+            .then(|| round3(self.server_switches as f64 * 1000.0 / delivered as f64));
     }
 
     /// Fills in servers, Redis and bench CPU from two snapshots. `messages` is the denominator
@@ -327,6 +344,11 @@ impl Report {
         }
         self.server_cpu_s = round3(self.servers.iter().map(|s| s.cpu_s).sum());
         self.server_user_cpu_s = round3(self.servers.iter().map(|s| s.user_cpu_s).sum());
+        self.server_switches = self
+            .servers
+            .iter()
+            .map(|s| s.voluntary_switches + s.involuntary_switches)
+            .sum();
         if let (Some(s), Some(e)) = (start.bench, end.bench) {
             self.bench_cpu_s = round3(e.cpu_s - s.cpu_s);
         }
@@ -514,6 +536,15 @@ impl Report {
                     "  user space {:.0} deliveries per server user-space CPU-second ({:.2} µs per delivery)",
                     u,
                     1e6 / u.max(1e-9)
+                );
+            }
+            if let Some(per) = self.server_switches_per_1000_deliveries {
+                let _ = writeln!(
+                    o,
+                    "  switches  {} context switches of the servers' threads ({:.1} per 1,000 deliveries; {} involuntary)",
+                    self.server_switches,
+                    per,
+                    self.servers.iter().map(|s| s.involuntary_switches).sum::<u64>()
                 );
             }
         } else {

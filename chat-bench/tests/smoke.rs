@@ -97,6 +97,22 @@ fn check_traffic_with(scenario: &str, extra: &[&str]) -> Value {
     let user = report["server_user_cpu_s"].as_f64().unwrap();
     assert!((0.0..=total).contains(&user), "{report:#}");
     assert_eq!(servers[0]["user_cpu_s"].as_f64(), Some(user), "{report:#}");
+    // The server's threads slept and woke while they delivered (each switch counted once).
+    let switches = report["server_switches"].as_u64().unwrap();
+    assert!(switches > 0, "{report:#}");
+    assert_eq!(
+        servers[0]["voluntary_switches"].as_u64().unwrap()
+            + servers[0]["involuntary_switches"].as_u64().unwrap(),
+        switches,
+        "{report:#}"
+    );
+    let per_1k = report["server_switches_per_1000_deliveries"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (per_1k - switches as f64 * 1000.0 / delivered as f64).abs() < 0.01,
+        "{report:#}"
+    );
     report
 }
 
