@@ -124,10 +124,12 @@ async fn ten_sockets_of_one_user_share_one_message_budget_and_others_are_not_lim
         );
     }
     // The burst, plus what 20 a second refilled while it lasted (not a timing assertion: the
-    // bound grows with however long the machine took).
+    // bound grows with however long the machine took). Less by at most the 7 tokens a lease
+    // may hold when the flood ends (`chat_core`'s `backend/redis/lease.rs`: a lease taken
+    // while the tabs' other messages took single tokens can outlast the instance's own limit).
     let refilled = (took.as_secs_f64() * 20.0).ceil() as usize;
     assert!(
-        (40..=40 + refilled + 1).contains(&accepted),
+        (40 - 7..=40 + refilled + 1).contains(&accepted),
         "{accepted} of 300 accepted in {took:?}"
     );
 

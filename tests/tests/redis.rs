@@ -206,6 +206,49 @@ async fn one_script_call_per_room_message_whatever_the_room_size() {
     );
 }
 
+/// The per-user message limit for every instance is a bucket in Redis, taken inside the
+/// publish script with three calls (TIME, GET, SET); a user who keeps sending takes several
+/// tokens at a time, which the instance spends on the next messages (`redis/lease.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_senders_quota_is_taken_from_redis_a_few_tokens_at_a_time() {
+    let redis = RedisServer::start().await;
+    let (a, b, _c) = three(&redis).await;
+    let room = a.api.create_room("leased").await;
+    let mut ann = Client::connect(
+        a.addr,
+        a.api.join_room(&room, "ann").await["websocketUrl"]
+            .as_str()
+            .unwrap(),
+    )
+    .await;
+    ann.join(&room).await;
+    let mut bob = Client::connect(
+        b.addr,
+        b.api.join_room(&room, "bob").await["websocketUrl"]
+            .as_str()
+            .unwrap(),
+    )
+    .await;
+    bob.join(&room).await;
+    ann.await_arrivals(&room, &["bob".to_owned()]).await;
+    redis.reset_stats().await;
+    let messages = 24;
+    for i in 0..messages {
+        ann.say(&room, &format!("m{i}")).await;
+    }
+    for i in 0..messages {
+        let message = bob.expect("message").await;
+        assert_eq!(message["body"], format!("m{i}"));
+    }
+    let calls = redis.command_calls().await;
+    println!("commandstats over {messages} room messages of one sender: {calls:?}");
+    assert_eq!(calls.get("publish").copied(), Some(messages), "{calls:?}");
+    // Leases of 1, 2, 4, 8, 8 tokens cover 23 messages: six TIMEs here, a few more if this
+    // host stalls for the lease's second between two sends; one per message without leases.
+    let time = calls.get("time").copied().unwrap_or(0);
+    assert!((1..=messages / 2).contains(&time), "{calls:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_and_tokens_work_on_every_instance() {
     let redis = RedisServer::start().await;

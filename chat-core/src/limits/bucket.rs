@@ -72,6 +72,11 @@ impl Bucket {
         self.tokens = tokens as f32;
     }
 
+    /// Whole tokens in the bucket (none while in debt).
+    pub(crate) fn left(self) -> u32 {
+        self.tokens().max(0.0).floor() as u32
+    }
+
     /// Adds what `elapsed` at the rate is worth, up to the burst.
     pub(crate) fn refill(&mut self, rate: Rate, elapsed: Duration) {
         if elapsed.is_zero() {

@@ -93,6 +93,12 @@ pub struct Quota {
     pub interval: Duration,
     /// Tokens at once, after a quiet spell (at least 1).
     pub burst: u32,
+    /// The most tokens one message may take, for itself and the node's next ones (a backend
+    /// may lease them: the Redis one does for room messages, `backend/redis/lease.rs`). 1 from
+    /// the constructors; for a room message, one more than the tokens its sender has left on
+    /// this node, so that a lease never holds tokens the node's own limit will not let the
+    /// sender use.
+    pub lease: u32,
 }
 
 impl Quota {
@@ -102,6 +108,7 @@ impl Quota {
             limit,
             interval: Duration::from_secs(1) / per_second.max(1),
             burst: burst.max(1),
+            lease: 1,
         }
     }
 
@@ -111,6 +118,7 @@ impl Quota {
             limit,
             interval: Duration::from_secs(60) / per_minute.max(1),
             burst: per_minute.max(1),
+            lease: 1,
         }
     }
 
@@ -284,6 +292,15 @@ impl UserLimits {
                 crate::metrics::metrics().rate_limited(limit);
                 Error::RateLimited { limit, retry_after }
             })
+    }
+
+    /// Whole tokens of `limit` (one of the refilling ones) `user` has left on this node
+    /// (`u32::MAX` for the others).
+    pub(crate) fn left(&self, user: &UserId, limit: Limit) -> u32 {
+        let Some(i) = REFILLING.iter().position(|l| *l == limit) else {
+            return u32::MAX;
+        };
+        self.with_entry(self.key(user), |entry| entry.buckets[i].left())
     }
 
     /// `limit` as the backend counts it for every node, if it does

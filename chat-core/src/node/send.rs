@@ -202,6 +202,17 @@ impl Chat {
         body: String,
         client_msg_id: Option<&str>,
     ) -> Result<RoomMessage, Error> {
+        // A connection's send: the user's limit for every node too (not the host's sends),
+        // leased no further than the user's limit on this node lets them send.
+        let quota = conn
+            .and_then(|_| self.limits().quota(Limit::Messages))
+            .map(|quota| crate::limits::Quota {
+                lease: self
+                    .limits()
+                    .left(&from.id, Limit::Messages)
+                    .saturating_add(1),
+                ..quota
+            });
         let message = NewRoomMessage {
             origin: self.origin(conn),
             room: room.clone(),
@@ -209,8 +220,7 @@ impl Chat {
             body,
             ts: now_ms(),
             dedup: self.dedup(client_msg_id),
-            // A connection's send: the user's limit for every node too (not the host's sends).
-            quota: conn.and_then(|_| self.limits().quota(Limit::Messages)),
+            quota,
         };
         let metrics = crate::metrics::metrics();
         match self.backend().broker.publish_room_message(message).await {

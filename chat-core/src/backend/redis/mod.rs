@@ -103,6 +103,7 @@ mod envelope;
 mod heartbeat;
 mod history;
 mod keys;
+mod lease;
 mod presence;
 mod pubsub;
 mod reaper;
@@ -154,6 +155,8 @@ struct Shared {
     /// The rooms whose keys a message of this node gave the room TTL (and trimmed by age)
     /// in the current upkeep period: see `pubsub::Upkeep`.
     upkeep: Mutex<pubsub::Upkeep>,
+    /// Tokens of its senders' message quotas this node took ahead (`lease`).
+    leases: lease::Leases,
     /// The token secret this node signs with, once `shared_secret` read it: every heartbeat
     /// writes it back if Redis lost it (SET NX), so that a node started later gets the same.
     secret: Mutex<Option<String>>,
@@ -228,6 +231,7 @@ impl RedisBackend {
             gate: tokio::sync::RwLock::new(()),
             refreshed: Mutex::new(HashMap::new()),
             upkeep: Mutex::new(pubsub::Upkeep::default()),
+            leases: lease::Leases::default(),
             secret: Mutex::new(None),
             tasks: Mutex::new(Vec::new()),
         });

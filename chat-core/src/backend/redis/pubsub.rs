@@ -86,20 +86,28 @@ impl Broker for RedisNode {
             // the upkeep touches besides the stream: the other messages send a third fewer
             // bytes for Redis to parse (~330 of ~1,090 in W1).
             let upkeep = lock(&self.shared.upkeep).due(room, self.shared.config.upkeep_period());
-            let quota = message
-                .quota
-                .map(|quota| (quota, keys.quota(&message.from.id, quota.limit)));
+            // The user's quota for every node: from this node's lease if it holds a token,
+            // else from the bucket in the script, with a lease for the next messages.
+            let now = std::time::Instant::now();
+            let quota = message.quota.and_then(|quota| {
+                let want = self
+                    .shared
+                    .leases
+                    .spend(&message.from.id, &quota, now)
+                    .err()?;
+                Some((quota, keys.quota(&message.from.id, quota.limit), want))
+            });
             let numkeys = if upkeep { 6 } else { 1 }
                 + usize::from(dedup.is_some())
                 + usize::from(quota.is_some());
-            // Eight keys at most, each no longer than the buffer but the quota's; eleven
-            // arguments at most, two of them the frame's parts and the other ones short.
+            // Eight keys at most, each no longer than the buffer but the quota's; twelve
+            // arguments, two of them the frame's parts and the other ones short.
             let bytes = numkeys * names.capacity()
-                + quota.as_ref().map_or(0, |(_, key)| key.len())
+                + quota.as_ref().map_or(0, |(_, key, _)| key.len())
                 + unnumbered.rest().len()
                 + head.len()
                 + 160;
-            let mut cmd = evalsha(script, numkeys, 16, bytes);
+            let mut cmd = evalsha(script, numkeys, 20, bytes);
             cmd.arg(names.key("log"));
             if upkeep {
                 for what in ["info", "members", "order", "online"] {
@@ -110,7 +118,7 @@ impl Broker for RedisNode {
             if let Some((dedup, _)) = dedup {
                 cmd.arg(names.sent(&message.from.id, &dedup.client_msg_id));
             }
-            if let Some((_, key)) = &quota {
+            if let Some((_, key, _)) = &quota {
                 cmd.arg(key);
             }
             cmd.arg(self.shared.config.history_per_room)
@@ -128,13 +136,19 @@ impl Broker for RedisNode {
                 .arg(message.ts)
                 .arg(dedup.map_or(0, |(dedup, _)| window_ms(dedup)));
             match &quota {
-                Some((quota, _)) => cmd
+                Some((quota, _, want)) => cmd
                     .arg(micros(quota.interval).max(1))
-                    .arg(micros(quota.tolerance())),
-                None => cmd.arg(0).arg(0),
+                    .arg(micros(quota.tolerance()))
+                    .arg(*want),
+                None => cmd.arg(0).arg(0).arg(0),
             };
-            let (id, ts): (String, i64) = self.eval(script, &cmd).await?;
-            if let (true, Some((quota, _))) = (id.is_empty(), quota) {
+            let reply: Result<(String, i64, u32), _> = self.eval(script, &cmd).await;
+            if let Some((_, _, want)) = &quota {
+                let taken = reply.as_ref().map_or(0, |(_, _, taken)| *taken);
+                self.shared.leases.took(&message.from.id, *want, taken, now);
+            }
+            let (id, ts, _) = reply?;
+            if let (true, Some((quota, _, _))) = (id.is_empty(), quota) {
                 return Err(over_quota(quota, ts));
             }
             Ok(RoomMessage {
