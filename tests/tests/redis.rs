@@ -14,6 +14,14 @@ async fn three(redis: &RedisServer) -> (Server, Server, Server) {
     )
 }
 
+/// `name`, joined to `room` through `server` (REST), with its WebSocket in the room.
+async fn joined(server: &Server, room: &str, name: &str) -> Client {
+    let joined = server.api.join_room(room, name).await;
+    let mut client = Client::connect(server.addr, joined["websocketUrl"].as_str().unwrap()).await;
+    client.join(room).await;
+    client
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_are_one_chat() {
     let redis = RedisServer::start().await;
@@ -214,22 +222,8 @@ async fn a_steady_senders_quota_is_taken_from_redis_a_few_tokens_at_a_time() {
     let redis = RedisServer::start().await;
     let (a, b, _c) = three(&redis).await;
     let room = a.api.create_room("leased").await;
-    let mut ann = Client::connect(
-        a.addr,
-        a.api.join_room(&room, "ann").await["websocketUrl"]
-            .as_str()
-            .unwrap(),
-    )
-    .await;
-    ann.join(&room).await;
-    let mut bob = Client::connect(
-        b.addr,
-        b.api.join_room(&room, "bob").await["websocketUrl"]
-            .as_str()
-            .unwrap(),
-    )
-    .await;
-    bob.join(&room).await;
+    let mut ann = joined(&a, &room, "ann").await;
+    let mut bob = joined(&b, &room, "bob").await;
     ann.await_arrivals(&room, &["bob".to_owned()]).await;
     redis.reset_stats().await;
     let messages = 24;
