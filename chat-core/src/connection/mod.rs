@@ -194,15 +194,16 @@ impl Connection {
         if !self.rooms.contains(&frame.room) {
             return Err(Error::NotInRoom(frame.room));
         }
-        self.chat
+        let left = self
+            .chat
             .limits()
-            .check(&self.caller.user.id, Limit::Messages)?;
+            .take(&self.caller.user.id, Limit::Messages)?;
         let room = frame.room.clone();
         let body = self.vet(Target::Room(frame.room), frame.body).await?;
         let message = self
             .chat
             .publish_room(
-                Some(self.id),
+                Some((self.id, left)),
                 &room,
                 self.caller.user.clone(),
                 body,

@@ -283,24 +283,24 @@ impl UserLimits {
     /// # Errors
     /// [`Error::RateLimited`] with how long to wait, when the user has none left.
     pub(crate) fn check(&self, user: &UserId, limit: Limit) -> Result<(), Error> {
-        let Some(i) = REFILLING.iter().position(|l| *l == limit) else {
-            return Ok(());
-        };
-        let rate = self.rates[i];
-        self.with_entry(self.key(user), |entry| entry.buckets[i].take(rate, 1))
-            .map_err(|retry_after| {
-                crate::metrics::metrics().rate_limited(limit);
-                Error::RateLimited { limit, retry_after }
-            })
+        self.take(user, limit).map(|_| ())
     }
 
-    /// Whole tokens of `limit` (one of the refilling ones) `user` has left on this node
-    /// (`u32::MAX` for the others).
-    pub(crate) fn left(&self, user: &UserId, limit: Limit) -> u32 {
+    /// As [`UserLimits::check`], and returns the whole tokens `user` has left after it
+    /// (`u32::MAX` for the limits that do not refill): how far a quota lease may reach.
+    pub(crate) fn take(&self, user: &UserId, limit: Limit) -> Result<u32, Error> {
         let Some(i) = REFILLING.iter().position(|l| *l == limit) else {
-            return u32::MAX;
+            return Ok(u32::MAX);
         };
-        self.with_entry(self.key(user), |entry| entry.buckets[i].left())
+        let rate = self.rates[i];
+        self.with_entry(self.key(user), |entry| {
+            let bucket = &mut entry.buckets[i];
+            bucket.take(rate, 1).map(|()| bucket.left())
+        })
+        .map_err(|retry_after| {
+            crate::metrics::metrics().rate_limited(limit);
+            Error::RateLimited { limit, retry_after }
+        })
     }
 
     /// `limit` as the backend counts it for every node, if it does

@@ -194,25 +194,27 @@ impl Chat {
 
     /// Publishes a room message; with a `clientMsgId`, a second send of it within the
     /// window returns the first message instead (see [`Dedup`]).
+    ///
+    /// `sender`: the sending connection, and the tokens its user has left on this node after
+    /// its own check; `None` for the host's sends.
     pub(crate) async fn publish_room(
         &self,
-        conn: Option<ConnId>,
+        sender: Option<(ConnId, u32)>,
         room: &RoomId,
         from: User,
         body: String,
         client_msg_id: Option<&str>,
     ) -> Result<RoomMessage, Error> {
+        let conn = sender.map(|(conn, _)| conn);
         // A connection's send: the user's limit for every node too (not the host's sends),
         // leased no further than the user's limit on this node lets them send.
-        let quota = conn
-            .and_then(|_| self.limits().quota(Limit::Messages))
-            .map(|quota| crate::limits::Quota {
-                lease: self
-                    .limits()
-                    .left(&from.id, Limit::Messages)
-                    .saturating_add(1),
+        let quota = sender.and_then(|(_, left)| {
+            let quota = self.limits().quota(Limit::Messages)?;
+            Some(crate::limits::Quota {
+                lease: left.saturating_add(1),
                 ..quota
-            });
+            })
+        });
         let message = NewRoomMessage {
             origin: self.origin(conn),
             room: room.clone(),
